@@ -1,0 +1,92 @@
+"""Conversions between protobuf messages and plain Python values.
+
+Used by the SDK (user values in, user values out) and by the services' api
+layers, so each conversion exists once.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from shoal.errors import InvalidArgument
+from shoal.v1 import common_pb2
+
+Scalar = str | int | float | bool
+MetadataValue = Scalar | list[str] | list[int] | list[float] | list[bool]
+Metadata = dict[str, MetadataValue]
+VectorLike = Sequence[float] | npt.NDArray[np.floating]
+
+
+def value_to_proto(key: str, value: object) -> common_pb2.Value:
+    """A Python metadata value as a `Value`; lists must hold one type."""
+    # bool before int: bool is a subclass of int.
+    if isinstance(value, bool):
+        return common_pb2.Value(bool_value=value)
+    if isinstance(value, int):
+        return common_pb2.Value(int_value=value)
+    if isinstance(value, float):
+        return common_pb2.Value(float_value=value)
+    if isinstance(value, str):
+        return common_pb2.Value(string_value=value)
+    if isinstance(value, list | tuple):
+        kinds = {type(item) for item in value}
+        if kinds <= {bool}:
+            return common_pb2.Value(bool_list=common_pb2.BoolList(values=list(value)))
+        if kinds <= {int}:
+            return common_pb2.Value(int_list=common_pb2.IntList(values=list(value)))
+        if kinds <= {int, float}:
+            return common_pb2.Value(float_list=common_pb2.FloatList(values=list(value)))
+        if kinds <= {str}:
+            return common_pb2.Value(string_list=common_pb2.StringList(values=list(value)))
+        raise InvalidArgument(
+            f"metadata {key!r}: a list must hold only strings, only numbers or only bools"
+        )
+    raise InvalidArgument(
+        f"metadata {key!r}: {type(value).__name__} is not supported; "
+        "use str, int, float, bool or a list of one of them"
+    )
+
+
+def value_from_proto(value: common_pb2.Value) -> MetadataValue:
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        raise InvalidArgument("metadata value is empty")
+    field = getattr(value, kind)
+    if kind.endswith("_list"):
+        return list(field.values)
+    return field  # type: ignore[no-any-return]
+
+
+def metadata_to_proto(metadata: Mapping[str, object]) -> dict[str, common_pb2.Value]:
+    return {key: value_to_proto(key, value) for key, value in metadata.items()}
+
+
+def metadata_from_proto(metadata: Mapping[str, common_pb2.Value]) -> Metadata:
+    return {key: value_from_proto(value) for key, value in metadata.items()}
+
+
+def vector_to_f32(vector: VectorLike) -> bytes:
+    """A vector as little-endian float32 bytes, the form Shoal services exchange."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_fields(values: Iterable[float], f32: bytes, what: str) -> npt.NDArray[np.float32]:
+    """The vector given either as packed floats or as float32 bytes (not both)."""
+    if f32:
+        if values:
+            raise InvalidArgument(f"{what}: give the vector as floats or as bytes, not both")
+        if len(f32) % 4:
+            raise InvalidArgument(f"{what}: vector bytes must be a multiple of 4 (float32)")
+        return np.frombuffer(f32, dtype="<f4")
+    return np.asarray(values, dtype=np.float32)
+
+
+def check_vector(vector: npt.NDArray[np.float32], dimension: int, what: str) -> None:
+    """Reject a vector of the wrong dimension or with NaN or infinity."""
+    if vector.shape[-1] != dimension:
+        raise InvalidArgument(
+            f"{what}: dimension {vector.shape[-1]}, collection expects {dimension}"
+        )
+    if not np.isfinite(vector).all():
+        raise InvalidArgument(f"{what}: vector contains NaN or infinity")

@@ -1,0 +1,94 @@
+"""The gRPC side of the error model: domain errors <-> status codes.
+
+`to_status` is used by servers (through `ErrorInterceptor`), `from_rpc_error` by
+clients of other Shoal services and by the SDK.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from shoal import errors
+
+log = logging.getLogger(__name__)
+
+_CODE_BY_ERROR: dict[type[errors.ShoalError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.DataLoss: grpc.StatusCode.DATA_LOSS,
+    errors.Internal: grpc.StatusCode.INTERNAL,
+}
+_ERROR_BY_CODE = {code: error for error, code in _CODE_BY_ERROR.items()}
+# Codes with no domain twin of their own.
+_ERROR_BY_CODE[grpc.StatusCode.CANCELLED] = errors.Unavailable
+_ERROR_BY_CODE[grpc.StatusCode.FAILED_PRECONDITION] = errors.InvalidArgument
+_ERROR_BY_CODE[grpc.StatusCode.OUT_OF_RANGE] = errors.InvalidArgument
+
+INTERNAL_MESSAGE = "internal error; the details are in the server log"
+
+
+def to_status(error: errors.ShoalError) -> grpc.StatusCode:
+    """The status code a domain error is reported with."""
+    for cls in type(error).__mro__:
+        code = _CODE_BY_ERROR.get(cls)
+        if code is not None:
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def from_rpc_error(error: grpc.RpcError) -> errors.ShoalError:
+    """The domain error for a failed call to another service."""
+    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (error.details() if isinstance(error, grpc.Call) else None) or str(code)
+    return _ERROR_BY_CODE.get(code, errors.Internal)(details)
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+Continuation = Callable[
+    [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+]
+
+
+def _with_error_mapping(method: str, handler: Handler) -> Handler:
+    async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await handler(request, context)
+        except errors.ShoalError as error:
+            await context.abort(to_status(error), str(error))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", method)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+
+    return call
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns domain errors raised by unary handlers into gRPC statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        unary: Handler = handler.unary_unary  # type: ignore[assignment]  # aio handlers are async
+        return grpc.unary_unary_rpc_method_handler(
+            _with_error_mapping(handler_call_details.method, unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
