@@ -1,0 +1,1 @@
+"""The ShoalService servicer and the proto <-> domain conversion it needs."""

@@ -1,0 +1,1 @@
+"""gRPC clients for the services the coordinator calls: shards and the embedder."""

@@ -1,0 +1,1 @@
+"""Coordinator logic on domain types; no gRPC and no generated code in here."""

@@ -1,0 +1,358 @@
+"""The Python SDK: `shoal.Client` speaks the public gRPC API with plain values.
+
+Metadata goes in and comes out as Python values, vectors as lists or numpy
+arrays, and failures are raised as `shoal.errors` exceptions (NotFound,
+InvalidArgument, Unavailable, ...) carrying the server's message.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+
+from shoal.convert import (
+    Metadata,
+    VectorLike,
+    metadata_from_proto,
+    metadata_to_proto,
+    vector_to_f32,
+)
+from shoal.errors import InvalidArgument
+from shoal.server import GRPC_OPTIONS
+from shoal.status import from_rpc_error
+from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+MetricName = Literal["cosine", "l2", "ip"]
+Consistency = Literal["one", "quorum", "all"]
+Field = Literal["metadata", "text", "vector"]
+
+_METRICS: dict[str, common_pb2.Metric.ValueType] = {
+    "cosine": common_pb2.METRIC_COSINE,
+    "l2": common_pb2.METRIC_L2,
+    "ip": common_pb2.METRIC_INNER_PRODUCT,
+}
+_METRIC_NAMES = {value: name for name, value in _METRICS.items()}
+_CONSISTENCY: dict[str, shoal_pb2.WriteConsistency.ValueType] = {
+    "one": shoal_pb2.WRITE_CONSISTENCY_ONE,
+    "quorum": shoal_pb2.WRITE_CONSISTENCY_QUORUM,
+    "all": shoal_pb2.WRITE_CONSISTENCY_ALL,
+}
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Collection:
+    name: str
+    dimension: int
+    metric: str
+    hnsw_m: int
+    hnsw_ef_construction: int
+    hnsw_ef: int
+    embedding_model: str
+    partitions: int
+    document_count: int | None = None
+
+
+@dataclass
+class Document:
+    id: str
+    vector: list[float] | None = None
+    text: str | None = None
+    metadata: Metadata = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    distance: float
+    metadata: Metadata
+    text: str | None
+    vector: list[float] | None
+
+
+@dataclass(frozen=True)
+class Coverage:
+    groups_asked: int
+    groups_answered: int
+
+    @property
+    def complete(self) -> bool:
+        return self.groups_answered == self.groups_asked
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    coverage: Coverage
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    count: int
+    replicas_acknowledged: int
+    replicas: int
+
+
+DocumentLike = Document | Mapping[str, Any]
+
+
+def _collection(config: common_pb2.CollectionConfig, count: int | None = None) -> Collection:
+    return Collection(
+        name=config.name,
+        dimension=config.dimension,
+        metric=_METRIC_NAMES.get(config.metric, "cosine"),
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+        document_count=count,
+    )
+
+
+def _vector_list(document: common_pb2.Document) -> list[float] | None:
+    if document.vector_f32:
+        return np.frombuffer(document.vector_f32, dtype="<f4").tolist()  # type: ignore[no-any-return]
+    return list(document.vector) or None
+
+
+def _document(document: common_pb2.Document) -> Document:
+    return Document(
+        id=document.id,
+        vector=_vector_list(document),
+        text=document.text if document.HasField("text") else None,
+        metadata=metadata_from_proto(document.metadata),
+    )
+
+
+def _hit(hit: common_pb2.Hit) -> Hit:
+    document = _document(hit.document)
+    return Hit(hit.id, hit.score, hit.distance, document.metadata, document.text, document.vector)
+
+
+def _coverage(coverage: common_pb2.Coverage) -> Coverage:
+    return Coverage(coverage.groups_asked, coverage.groups_answered)
+
+
+def _document_proto(document: DocumentLike) -> common_pb2.Document:
+    if isinstance(document, Document):
+        document = document.__dict__
+    unknown = set(document) - {"id", "vector", "text", "metadata"}
+    if unknown:
+        raise InvalidArgument(f"unknown document fields {sorted(unknown)}")
+    message = common_pb2.Document(
+        id=str(document["id"]), metadata=metadata_to_proto(document.get("metadata") or {})
+    )
+    if document.get("vector") is not None:
+        message.vector_f32 = vector_to_f32(document["vector"])
+    if document.get("text") is not None:
+        message.text = document["text"]
+    return message
+
+
+def _query(vector: VectorLike | None, text: str | None) -> shoal_pb2.Query:
+    if vector is not None and text is None:
+        return shoal_pb2.Query(vector_f32=vector_to_f32(vector))
+    if text is not None and vector is None:
+        return shoal_pb2.Query(text=text)
+    raise InvalidArgument("give a vector or a text to search with, not both")
+
+
+def _include(fields: Iterable[Field]) -> common_pb2.Include:
+    wanted = set(fields)
+    unknown = wanted - {"metadata", "text", "vector"}
+    if unknown:
+        raise InvalidArgument(f"include: unknown fields {sorted(unknown)}")
+    return common_pb2.Include(
+        metadata="metadata" in wanted, text="text" in wanted, vector="vector" in wanted
+    )
+
+
+class Client:
+    """A connection to a Shoal coordinator.
+
+    `timeout` is the deadline in seconds each call gets; the services pass the
+    time that remains on to every shard and to the embedder.
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., R], request: object) -> R:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    # Collections
+
+    def create_collection(
+        self,
+        name: str,
+        dimension: int = 0,
+        metric: MetricName = "cosine",
+        embedding_model: str = "",
+        hnsw_m: int = 0,
+        hnsw_ef_construction: int = 0,
+        hnsw_ef: int = 0,
+        partitions: int = 0,
+    ) -> Collection:
+        """Create a collection; zeros take the server's defaults.
+
+        With `embedding_model` set, documents and queries may be given as text
+        and `dimension` may be left 0 to take the model's.
+        """
+        if metric not in _METRICS:
+            raise InvalidArgument(f"metric {metric!r}: use one of {sorted(_METRICS)}")
+        config = common_pb2.CollectionConfig(
+            name=name,
+            dimension=dimension,
+            metric=_METRICS[metric],
+            embedding_model=embedding_model,
+            hnsw_m=hnsw_m,
+            hnsw_ef_construction=hnsw_ef_construction,
+            hnsw_ef=hnsw_ef,
+            partitions=partitions,
+        )
+        reply = self._call(
+            self._stub.CreateCollection, shoal_pb2.CreateCollectionRequest(config=config)
+        )
+        return _collection(reply.config)
+
+    def get_collection(self, name: str) -> Collection:
+        reply = self._call(self._stub.GetCollection, shoal_pb2.GetCollectionRequest(name=name))
+        return _collection(reply.config, reply.document_count)
+
+    def list_collections(self) -> list[Collection]:
+        reply = self._call(self._stub.ListCollections, shoal_pb2.ListCollectionsRequest())
+        return [_collection(config) for config in reply.collections]
+
+    def delete_collection(self, name: str) -> None:
+        self._call(self._stub.DeleteCollection, shoal_pb2.DeleteCollectionRequest(name=name))
+
+    # Documents
+
+    def upsert(
+        self,
+        collection: str,
+        documents: Iterable[DocumentLike],
+        consistency: Consistency = "quorum",
+    ) -> WriteResult:
+        """Insert or replace documents (dicts with id, vector, text, metadata)."""
+        request = shoal_pb2.UpsertRequest(
+            collection=collection,
+            documents=[_document_proto(document) for document in documents],
+            consistency=_CONSISTENCY[consistency],
+        )
+        reply = self._call(self._stub.Upsert, request)
+        return WriteResult(reply.upserted, reply.replicas_acknowledged, reply.replicas)
+
+    def get(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        include: Iterable[Field] = ("metadata", "text", "vector"),
+    ) -> list[Document]:
+        """The documents that exist among `ids`, in the order asked."""
+        request = shoal_pb2.GetRequest(collection=collection, ids=ids, include=_include(include))
+        reply = self._call(self._stub.Get, request)
+        return [_document(document) for document in reply.documents]
+
+    def delete(
+        self, collection: str, ids: Sequence[str], consistency: Consistency = "quorum"
+    ) -> WriteResult:
+        request = shoal_pb2.DeleteRequest(
+            collection=collection, ids=ids, consistency=_CONSISTENCY[consistency]
+        )
+        reply = self._call(self._stub.Delete, request)
+        return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)
+
+    def count(self, collection: str) -> int:
+        reply = self._call(self._stub.Count, shoal_pb2.CountRequest(collection=collection))
+        return reply.count
+
+    # Search
+
+    def search(
+        self,
+        collection: str,
+        vector: VectorLike | None = None,
+        *,
+        text: str | None = None,
+        k: int = 10,
+        ef: int = 0,
+        include: Iterable[Field] = ("metadata",),
+        allow_partial: bool = False,
+    ) -> SearchResult:
+        """The k nearest documents to a vector, or to a text the server embeds."""
+        request = shoal_pb2.SearchRequest(
+            collection=collection,
+            query=_query(vector, text),
+            k=k,
+            ef=ef,
+            include=_include(include),
+            allow_partial=allow_partial,
+        )
+        reply = self._call(self._stub.Search, request)
+        return SearchResult([_hit(hit) for hit in reply.hits], _coverage(reply.coverage))
+
+    def search_batch(
+        self,
+        collection: str,
+        vectors: Sequence[VectorLike] | npt.NDArray[np.floating] | None = None,
+        *,
+        texts: Sequence[str] | None = None,
+        k: int = 10,
+        ef: int = 0,
+        include: Iterable[Field] = ("metadata",),
+        allow_partial: bool = False,
+    ) -> list[SearchResult]:
+        """Many searches in one call; result i answers query i."""
+        if vectors is not None and texts is None:
+            queries = [shoal_pb2.Query(vector_f32=vector_to_f32(vector)) for vector in vectors]
+        elif texts is not None and vectors is None:
+            queries = [shoal_pb2.Query(text=text) for text in texts]
+        else:
+            raise InvalidArgument("give vectors or texts to search with, not both")
+        request = shoal_pb2.SearchBatchRequest(
+            collection=collection,
+            queries=queries,
+            k=k,
+            ef=ef,
+            include=_include(include),
+            allow_partial=allow_partial,
+        )
+        reply = self._call(self._stub.SearchBatch, request)
+        coverage = _coverage(reply.coverage)
+        return [
+            SearchResult([_hit(hit) for hit in result.hits], coverage) for result in reply.results
+        ]
+
+    def cluster_info(self) -> shoal_pb2.GetClusterInfoResponse:
+        """Shard groups, replicas, their health and document counts."""
+        return self._call(self._stub.GetClusterInfo, shoal_pb2.GetClusterInfoRequest())
