@@ -1,0 +1,1 @@
+"""gRPC side of the shard: the ShardService servicer and proto <-> domain conversion."""

@@ -1,0 +1,135 @@
+"""Proto <-> domain conversion for the shard service.
+
+A document's text and metadata travel through the core as one opaque payload:
+the bytes of a `Document` holding only those two fields, serialized
+deterministically (so replicas given the same write store the same bytes and
+last-writer-wins ties break the same way everywhere). A read that asks for both
+merges the payload straight into the reply, with no per-field conversion.
+"""
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from shard.core.config import CollectionConfig, Metric
+from shard.core.documents import Hit, Include, StoredDocument, WriteOp
+from shoal.errors import DataLoss, InvalidArgument
+from shoal.limits import MAX_METADATA_KEYS, MAX_TEXT_CHARS
+from shoal.v1 import common_pb2, shard_pb2
+
+_METRIC_FROM_PROTO = {
+    common_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
+    common_pb2.METRIC_COSINE: Metric.COSINE,
+    common_pb2.METRIC_L2: Metric.L2,
+    common_pb2.METRIC_INNER_PRODUCT: Metric.INNER_PRODUCT,
+}
+_METRIC_TO_PROTO = {
+    Metric.COSINE: common_pb2.METRIC_COSINE,
+    Metric.L2: common_pb2.METRIC_L2,
+    Metric.INNER_PRODUCT: common_pb2.METRIC_INNER_PRODUCT,
+}
+
+
+def config_from_proto(config: common_pb2.CollectionConfig) -> CollectionConfig:
+    metric = _METRIC_FROM_PROTO.get(config.metric)
+    if metric is None:
+        raise InvalidArgument(f"unknown metric {config.metric}; use cosine, l2 or inner product")
+    return CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=metric,
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+    )
+
+
+def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
+    return common_pb2.CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=_METRIC_TO_PROTO[config.metric],
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+    )
+
+
+def _payload(write: shard_pb2.ShardWrite) -> bytes:
+    has_text = write.HasField("text")
+    if not has_text and not write.metadata:
+        return b""
+    if has_text and len(write.text) > MAX_TEXT_CHARS:
+        raise InvalidArgument(
+            f"document {write.id!r}: text has {len(write.text)} characters;"
+            f" the limit is {MAX_TEXT_CHARS}"
+        )
+    if len(write.metadata) > MAX_METADATA_KEYS:
+        raise InvalidArgument(
+            f"document {write.id!r}: {len(write.metadata)} metadata keys;"
+            f" the limit is {MAX_METADATA_KEYS}"
+        )
+    for key, value in write.metadata.items():
+        if value.WhichOneof("kind") is None:
+            raise InvalidArgument(f"document {write.id!r}: metadata {key!r} has no value")
+    document = common_pb2.Document(metadata=write.metadata)
+    if has_text:
+        document.text = write.text
+    return document.SerializeToString(deterministic=True)
+
+
+def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:
+    if write.deleted:
+        return WriteOp(write.id, write.version, True, b"", b"")
+    return WriteOp(write.id, write.version, False, write.vector_f32, _payload(write))
+
+
+def queries_from_proto(data: bytes) -> npt.NDArray[np.float32]:
+    """n x dimension little-endian float32 bytes as a flat array (the core checks the shape)."""
+    if len(data) % 4:
+        raise InvalidArgument(f"queries_f32 has {len(data)} bytes, not a multiple of 4 (float32)")
+    return np.frombuffer(data, dtype="<f4")
+
+
+def include_from_proto(include: common_pb2.Include) -> Include:
+    return Include(vector=include.vector, payload=include.text or include.metadata)
+
+
+def fill_document(
+    target: common_pb2.Document, stored: StoredDocument, include: common_pb2.Include
+) -> None:
+    """Set `target` (which has its id) to the stored fields `include` asks for."""
+    if include.vector:
+        target.vector_f32 = stored.vector
+    if not stored.payload or not (include.text or include.metadata):
+        return
+    try:
+        if include.text and include.metadata:
+            target.MergeFromString(stored.payload)
+            return
+        extra = common_pb2.Document.FromString(stored.payload)
+    except DecodeError as error:
+        raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
+    if include.text and extra.HasField("text"):
+        target.text = extra.text
+    if include.metadata:
+        target.metadata.MergeFrom(extra.metadata)
+
+
+def document_to_proto(stored: StoredDocument, include: common_pb2.Include) -> common_pb2.Document:
+    document = common_pb2.Document(id=stored.id)
+    fill_document(document, stored, include)
+    return document
+
+
+def hit_to_proto(hit: Hit, include: common_pb2.Include, target: common_pb2.Hit) -> None:
+    target.id = hit.id
+    target.score = hit.score
+    target.distance = hit.distance
+    target.document.id = hit.id
+    if hit.document is not None:
+        fill_document(target.document, hit.document, include)

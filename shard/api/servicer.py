@@ -1,0 +1,115 @@
+"""ShardService: parse the request, call the core in the thread pool, build the reply.
+
+Each handler runs whole (conversion included) on the sized executor, because
+hnswlib and RocksDB calls block and large requests make conversion costly too;
+the event loop only moves bytes. Writes to one collection queue here, on the
+event loop, rather than in the pool: the core runs them one at a time anyway,
+and queued writers holding pool threads would starve searches. Domain errors
+raised here become gRPC statuses in shoal's ErrorInterceptor.
+"""
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+import grpc.aio
+
+from shard.api import convert
+from shard.core.collections import Collections
+from shoal.v1 import shard_pb2, shard_pb2_grpc
+
+R = TypeVar("R")
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
+    def __init__(self, collections: Collections, executor: Executor) -> None:
+        self._collections = collections
+        self._executor = executor
+        self._write_queues: dict[str, asyncio.Lock] = {}
+
+    async def _run(self, work: Callable[[], R]) -> R:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def CreateCollection(
+        self, request: shard_pb2.ShardCreateCollectionRequest, context: Context
+    ) -> shard_pb2.ShardCreateCollectionResponse:
+        return await self._run(lambda: self._create(request))
+
+    def _create(
+        self, request: shard_pb2.ShardCreateCollectionRequest
+    ) -> shard_pb2.ShardCreateCollectionResponse:
+        config, created = self._collections.create(convert.config_from_proto(request.config))
+        return shard_pb2.ShardCreateCollectionResponse(
+            config=convert.config_to_proto(config), created=created
+        )
+
+    async def DeleteCollection(
+        self, request: shard_pb2.ShardDeleteCollectionRequest, context: Context
+    ) -> shard_pb2.ShardDeleteCollectionResponse:
+        deleted = await self._run(lambda: self._collections.delete(request.name))
+        self._write_queues.pop(request.name, None)
+        return shard_pb2.ShardDeleteCollectionResponse(deleted=deleted)
+
+    async def ListCollections(
+        self, request: shard_pb2.ShardListCollectionsRequest, context: Context
+    ) -> shard_pb2.ShardListCollectionsResponse:
+        listed = await self._run(self._collections.list_collections)
+        return shard_pb2.ShardListCollectionsResponse(
+            collections=[
+                shard_pb2.ShardCollection(
+                    config=convert.config_to_proto(config), document_count=count
+                )
+                for config, count in listed
+            ]
+        )
+
+    async def Write(
+        self, request: shard_pb2.ShardWriteRequest, context: Context
+    ) -> shard_pb2.ShardWriteResponse:
+        self._collections.get(request.collection)  # a dict lookup: unknown names fail here
+        queue = self._write_queues.setdefault(request.collection, asyncio.Lock())
+        async with queue:
+            return await self._run(lambda: self._write(request))
+
+    def _write(self, request: shard_pb2.ShardWriteRequest) -> shard_pb2.ShardWriteResponse:
+        collection = self._collections.get(request.collection)
+        result = collection.write([convert.write_from_proto(write) for write in request.writes])
+        return shard_pb2.ShardWriteResponse(applied=result.applied, deleted=result.deleted)
+
+    async def Get(
+        self, request: shard_pb2.ShardGetRequest, context: Context
+    ) -> shard_pb2.ShardGetResponse:
+        return await self._run(lambda: self._get(request))
+
+    def _get(self, request: shard_pb2.ShardGetRequest) -> shard_pb2.ShardGetResponse:
+        collection = self._collections.get(request.collection)
+        documents = collection.get(list(request.ids), convert.include_from_proto(request.include))
+        return shard_pb2.ShardGetResponse(
+            documents=[convert.document_to_proto(doc, request.include) for doc in documents]
+        )
+
+    async def Search(
+        self, request: shard_pb2.ShardSearchRequest, context: Context
+    ) -> shard_pb2.ShardSearchResponse:
+        return await self._run(lambda: self._search(request))
+
+    def _search(self, request: shard_pb2.ShardSearchRequest) -> shard_pb2.ShardSearchResponse:
+        collection = self._collections.get(request.collection)
+        queries = convert.queries_from_proto(request.queries_f32)
+        results = collection.search(
+            queries, request.k, request.ef, convert.include_from_proto(request.include)
+        )
+        response = shard_pb2.ShardSearchResponse()
+        for hits in results:
+            result = response.results.add()
+            for hit in hits:
+                convert.hit_to_proto(hit, request.include, result.hits.add())
+        return response
+
+    async def Count(
+        self, request: shard_pb2.ShardCountRequest, context: Context
+    ) -> shard_pb2.ShardCountResponse:
+        count = await self._run(lambda: self._collections.get(request.collection).count())
+        return shard_pb2.ShardCountResponse(count=count)

@@ -1,0 +1,73 @@
+"""Background index checkpoints, so a restart replays few records instead of rebuilding.
+
+A collection is checkpointed once it has `every_writes` writes no checkpoint
+holds, or has had any for `interval_s` seconds. The thread is its own (not a
+request executor thread) because a save can take a while on a large index.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from shard.core.collections import Collections
+from shoal.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckpointPolicy:
+    every_writes: int = 20_000
+    interval_s: float = 60.0
+
+    @property
+    def tick_s(self) -> float:
+        return min(1.0, self.interval_s / 4)
+
+
+class Checkpointer:
+    def __init__(self, collections: Collections, policy: CheckpointPolicy) -> None:
+        self._collections = collections
+        self._policy = policy
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        # A collection whose checkpoint failed is retried after interval_s, not every tick.
+        self._retry_after: dict[str, float] = {}
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the checkpoint in progress, if any (the final ones are `close`'s job)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def run_once(self) -> int:
+        """Checkpoint every collection that is due; return how many were written."""
+        written = 0
+        now = time.monotonic()
+        for collection in self._collections.open_collections():
+            if self._stopping.is_set():
+                break
+            name = collection.config.name
+            if now < self._retry_after.get(name, 0.0) or not collection.checkpoint_due(
+                now, self._policy.every_writes, self._policy.interval_s
+            ):
+                continue
+            try:
+                written += collection.checkpoint()
+                self._retry_after.pop(name, None)
+            except NotFound:
+                pass  # deleted meanwhile
+            except Exception:
+                log.exception("checkpoint of collection %r failed", name)
+                self._retry_after[name] = now + self._policy.interval_s
+        return written
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self._policy.tick_s):
+            self.run_once()

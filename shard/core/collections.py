@@ -1,0 +1,158 @@
+"""Every collection on this replica: loading them on start, create, delete, lookup, close."""
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, fields
+
+from shard.core.collection import Collection
+from shard.core.config import CollectionConfig
+from shard.storage.layout import DataDir
+from shoal.errors import AlreadyExists, DataLoss, NotFound, Unavailable
+from shoal.limits import COLLECTION_NAME, check_collection_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    collections: int
+    documents: int
+    seconds: float
+    failed: list[str]
+
+
+def _differences(stored: CollectionConfig, asked: CollectionConfig) -> str:
+    return ", ".join(
+        f"{f.name} {getattr(stored, f.name)} (asked {getattr(asked, f.name)})"
+        for f in fields(CollectionConfig)
+        if getattr(stored, f.name) != getattr(asked, f.name)
+    )
+
+
+class Collections:
+    """Thread-safe. Calls fail with UNAVAILABLE until `load` has finished."""
+
+    def __init__(self, data_dir: DataDir, sync_writes: bool = False) -> None:
+        self._dir = data_dir
+        self._sync_writes = sync_writes
+        self._lock = threading.Lock()  # create, delete, close
+        self._open: dict[str, Collection] = {}
+        self._broken: dict[str, str] = {}  # collections that failed to load, and why
+        self._ready = False
+
+    def load(self) -> LoadReport:
+        """Open every collection in the data directory and bring its index back."""
+        started = time.monotonic()
+        with self._lock:
+            self._dir.prepare()
+            self._dir.clean_leftovers()
+            for name in self._dir.names():
+                if not COLLECTION_NAME.fullmatch(name):
+                    log.warning("ignoring %s: not a collection name", self._dir.path(name))
+                    continue
+                self._load_one(name)
+            self._ready = True
+        documents = sum(collection.count() for collection in self._open.values())
+        return LoadReport(
+            collections=len(self._open),
+            documents=documents,
+            seconds=time.monotonic() - started,
+            failed=sorted(self._broken),
+        )
+
+    def _load_one(self, name: str) -> None:
+        started = time.monotonic()
+        try:
+            collection, info = Collection.open(self._dir.path(name), self._sync_writes)
+        except Exception as error:
+            log.exception("collection %r failed to load", name)
+            self._broken[name] = str(error)
+            return
+        self._open[name] = collection
+        details = {
+            "event": "collection_loaded",
+            "collection": name,
+            "documents": info.documents,
+            "index_source": info.source,
+            "records_applied": info.applied,
+            "load_seconds": round(time.monotonic() - started, 3),
+        }
+        log.info("%s", json.dumps(details))
+
+    def _require_ready(self) -> None:
+        if not self._ready:
+            raise Unavailable("shard is loading its collections; try another replica or retry")
+
+    def get(self, name: str) -> Collection:
+        self._require_ready()
+        check_collection_name(name)
+        collection = self._open.get(name)
+        if collection is not None:
+            return collection
+        reason = self._broken.get(name)
+        if reason is not None:
+            raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")
+        raise NotFound(f"collection {name!r} not found")
+
+    def create(self, config: CollectionConfig) -> tuple[CollectionConfig, bool]:
+        """Create the collection; (its config, created). Same settings again is no error."""
+        self._require_ready()
+        config = config.with_defaults()
+        config.validate()
+        with self._lock:
+            existing = self._open.get(config.name)
+            if existing is not None:
+                if existing.config == config:
+                    return existing.config, False
+                raise AlreadyExists(
+                    f"collection {config.name!r} exists with other settings:"
+                    f" {_differences(existing.config, config)}"
+                )
+            if config.name in self._broken:
+                raise DataLoss(
+                    f"collection {config.name!r} exists but could not be loaded on this replica"
+                )
+            path = self._dir.create(config.name, lambda tmp: Collection.initialize(tmp, config))
+            collection, _ = Collection.open(path, self._sync_writes)
+            self._open[config.name] = collection
+        log.info("created collection %r: %s", config.name, config)
+        return config, True
+
+    def delete(self, name: str) -> bool:
+        """Remove the collection and its data; False if there was none."""
+        self._require_ready()
+        check_collection_name(name)
+        with self._lock:
+            collection = self._open.pop(name, None)
+            broken = self._broken.pop(name, None)
+            if collection is None and broken is None:
+                return False
+            if collection is not None:
+                collection.close(checkpoint=False)
+            self._dir.remove(name)
+        log.info("deleted collection %r", name)
+        return True
+
+    def list_collections(self) -> list[tuple[CollectionConfig, int]]:
+        """(config, live document count) of every collection, by name."""
+        self._require_ready()
+        result = []
+        for name, collection in sorted(self._open.items()):
+            try:
+                result.append((collection.config, collection.count()))
+            except NotFound:
+                log.debug("collection %r deleted while listing", name)
+        return result
+
+    def open_collections(self) -> list[Collection]:
+        return list(self._open.values())
+
+    def close(self) -> None:
+        """Checkpoint and close every collection (the server is stopping)."""
+        with self._lock:
+            self._ready = False
+            for collection in self._open.values():
+                collection.close(checkpoint=True)
+            self._open.clear()

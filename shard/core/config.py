@@ -1,0 +1,73 @@
+"""A collection's fixed settings, their defaults and their validation."""
+
+import json
+from dataclasses import asdict, dataclass, replace
+from enum import StrEnum
+
+from shoal.errors import DataLoss, InvalidArgument
+from shoal.limits import MAX_DIMENSION, MAX_EF, MAX_PARTITIONS, check_collection_name
+
+DEFAULT_M = 16
+DEFAULT_EF_CONSTRUCTION = 200
+DEFAULT_EF = 64
+#: hnswlib accepts more, but memory per element grows with M and recall stops improving.
+MAX_M = 128
+
+
+class Metric(StrEnum):
+    """Values are hnswlib's space names."""
+
+    COSINE = "cosine"
+    L2 = "l2"
+    INNER_PRODUCT = "ip"
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    name: str
+    dimension: int
+    metric: Metric = Metric.COSINE
+    hnsw_m: int = 0
+    hnsw_ef_construction: int = 0
+    hnsw_ef: int = 0
+    embedding_model: str = ""
+    partitions: int = 0
+
+    def with_defaults(self) -> "CollectionConfig":
+        """Unset (0) HNSW parameters replaced by the defaults, so equal settings compare equal."""
+        return replace(
+            self,
+            hnsw_m=self.hnsw_m or DEFAULT_M,
+            hnsw_ef_construction=self.hnsw_ef_construction or DEFAULT_EF_CONSTRUCTION,
+            hnsw_ef=self.hnsw_ef or DEFAULT_EF,
+        )
+
+    def validate(self) -> None:
+        check_collection_name(self.name)
+        if not 1 <= self.dimension <= MAX_DIMENSION:
+            raise InvalidArgument(
+                f"dimension is {self.dimension}; it must be between 1 and {MAX_DIMENSION}"
+            )
+        if not 2 <= self.hnsw_m <= MAX_M:
+            raise InvalidArgument(f"hnsw_m is {self.hnsw_m}; it must be between 2 and {MAX_M}")
+        if not 1 <= self.hnsw_ef_construction <= MAX_EF:
+            raise InvalidArgument(
+                f"hnsw_ef_construction is {self.hnsw_ef_construction};"
+                f" it must be between 1 and {MAX_EF}"
+            )
+        if not 1 <= self.hnsw_ef <= MAX_EF:
+            raise InvalidArgument(f"hnsw_ef is {self.hnsw_ef}; it must be between 1 and {MAX_EF}")
+        if self.partitions > MAX_PARTITIONS:
+            raise InvalidArgument(f"partitions is {self.partitions}; the limit is {MAX_PARTITIONS}")
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "CollectionConfig":
+        try:
+            fields = json.loads(data)
+            fields["metric"] = Metric(fields["metric"])
+            return cls(**fields)
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataLoss(f"stored collection config is unreadable: {error}") from error

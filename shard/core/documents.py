@@ -1,0 +1,47 @@
+"""Domain values that cross the api/core boundary: writes, stored documents, hits."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """One versioned change to one document, as the coordinator sent it."""
+
+    id: str
+    version: int
+    deleted: bool
+    vector: bytes  # little-endian float32; empty for a tombstone
+    payload: bytes  # text and metadata, encoded by the api layer; opaque to the core
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    applied: int  # writes newer than what this replica held
+    deleted: int  # tombstones that removed a live document
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """Which stored fields a read returns besides the id."""
+
+    vector: bool = False
+    payload: bool = False  # text and/or metadata
+
+    @property
+    def any(self) -> bool:
+        return self.vector or self.payload
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    id: str
+    vector: bytes  # empty unless asked for
+    payload: bytes  # empty unless asked for
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    id: str
+    score: float  # higher is more similar
+    distance: float  # lower is more similar
+    document: StoredDocument | None  # None unless fields were asked for

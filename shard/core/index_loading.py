@@ -1,0 +1,139 @@
+"""Bringing a collection's index back on start: newest checkpoint plus catch-up, or a rebuild.
+
+RocksDB is the source of truth. A checkpoint at sequence S is caught up by
+applying the latest record of every id written after S (the store keeps one
+`seq -> id` entry per id, so this reads only what changed). Without a usable
+checkpoint the index is rebuilt from every live record.
+"""
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from shard.core.config import CollectionConfig
+from shard.storage import checkpoints
+from shard.storage.document_store import DocumentStore
+from shard.storage.hnsw_index import HnswIndex, Vectors
+from shard.storage.records import NO_LABEL, Record
+from shoal.errors import DataLoss
+
+log = logging.getLogger(__name__)
+
+#: Records applied to the index per step while loading, to bound memory.
+LOAD_CHUNK = 8192
+
+
+@dataclass
+class LoadedIndex:
+    index: HnswIndex
+    labels: dict[str, int]  # live id -> label
+    checkpoint_seq: int  # the checkpoint it started from; 0 when rebuilt
+    source: str  # "checkpoint" or "rebuild"
+    applied: int  # records applied on top of the checkpoint, or live records rebuilt
+
+
+def _chunks(items: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+def _vectors(vectors: list[bytes], dimension: int) -> Vectors:
+    return np.frombuffer(b"".join(vectors), dtype="<f4").reshape(-1, dimension)
+
+
+def _check_live(doc_id: str, record: Record, dimension: int) -> None:
+    if record.label == NO_LABEL:
+        raise DataLoss(f"live record of document {doc_id!r} has no index label")
+    if len(record.vector) != 4 * dimension:
+        raise DataLoss(
+            f"record of document {doc_id!r} has a {len(record.vector)}-byte vector;"
+            f" the collection's dimension is {dimension}"
+        )
+
+
+def catch_up(
+    index: HnswIndex, labels: dict[str, int], store: DocumentStore, after_seq: int, dimension: int
+) -> int:
+    """Apply every id written after `after_seq` to `index` and `labels`; return how many."""
+    applied = 0
+    for chunk in _chunks(store.ids_written_after(after_seq), LOAD_CHUNK):
+        ids = [doc_id for _, doc_id in chunk]
+        deleted: list[int] = []
+        added: list[int] = []
+        added_vectors: list[bytes] = []
+        updated: list[int] = []
+        updated_vectors: list[bytes] = []
+        for doc_id, record in zip(ids, store.get(ids), strict=True):
+            if record is None:
+                raise DataLoss(f"write log names document {doc_id!r}, which has no record")
+            current = labels.get(doc_id)
+            if record.deleted:
+                if current is not None:
+                    deleted.append(current)
+                    del labels[doc_id]
+                continue
+            _check_live(doc_id, record, dimension)
+            if current == record.label:
+                updated.append(record.label)
+                updated_vectors.append(record.vector)
+                continue
+            if current is not None:
+                deleted.append(current)
+            added.append(record.label)
+            added_vectors.append(record.vector)
+            labels[doc_id] = record.label
+        index.delete(np.array(deleted, dtype=np.uint64))
+        index.add(np.array(added, dtype=np.uint64), _vectors(added_vectors, dimension))
+        index.update(np.array(updated, dtype=np.uint64), _vectors(updated_vectors, dimension))
+        applied += len(chunk)
+    return applied
+
+
+def rebuild(config: CollectionConfig, store: DocumentStore) -> tuple[HnswIndex, dict[str, int]]:
+    """A fresh index of every live record, with the labels the records carry."""
+    index = HnswIndex.create(
+        config.metric.value,
+        config.dimension,
+        config.hnsw_m,
+        config.hnsw_ef_construction,
+        config.hnsw_ef,
+    )
+    labels: dict[str, int] = {}
+    batch: list[int] = []
+    vectors: list[bytes] = []
+    for doc_id, record in store.scan():
+        if record.deleted:
+            continue
+        _check_live(doc_id, record, config.dimension)
+        labels[doc_id] = record.label
+        batch.append(record.label)
+        vectors.append(record.vector)
+        if len(batch) >= LOAD_CHUNK:
+            index.add(np.array(batch, dtype=np.uint64), _vectors(vectors, config.dimension))
+            batch, vectors = [], []
+    index.add(np.array(batch, dtype=np.uint64), _vectors(vectors, config.dimension))
+    return index, labels
+
+
+def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) -> LoadedIndex:
+    last_seq, _ = store.state()
+    checkpoint = checkpoints.load_newest(
+        directory, config.metric.value, config.dimension, config.hnsw_ef, max_seq=last_seq
+    )
+    if checkpoint is not None:
+        try:
+            applied = catch_up(
+                checkpoint.index, checkpoint.labels, store, checkpoint.seq, config.dimension
+            )
+            return LoadedIndex(
+                checkpoint.index, checkpoint.labels, checkpoint.seq, "checkpoint", applied
+            )
+        except (RuntimeError, ValueError) as error:  # hnswlib refused the checkpoint's state
+            log.warning("collection %r: checkpoint unusable, rebuilding: %s", config.name, error)
+    index, labels = rebuild(config, store)
+    return LoadedIndex(index, labels, 0, "rebuild", len(labels))

@@ -1,0 +1,1 @@
+"""RocksDB records, the hnswlib index, checkpoints and the data directory layout."""

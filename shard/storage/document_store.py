@@ -1,0 +1,118 @@
+"""One collection's RocksDB (rocksdict in raw mode): config, records, write order, counters.
+
+Keys (see `records`): the config, the state (last write sequence and next index
+label), one record per document id, and one `seq -> id` entry per id for its
+latest write, so that an index checkpoint at sequence S is caught up by reading
+only what was written after S.
+"""
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import cast
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from shard.storage import records
+from shard.storage.records import Record
+from shoal.errors import DataLoss
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_keep_log_file_num(2)
+    return options
+
+
+class DocumentStore:
+    """Thread-safe for reads; the collection serializes writes (one writer at a time)."""
+
+    def __init__(self, db: Rdict, sync: bool) -> None:
+        self._db = db
+        self._write_options = WriteOptions()
+        # The WAL is always on: a write acknowledged without sync survives a process
+        # crash (SIGKILL); with sync it also survives losing the machine.
+        self._write_options.sync = sync
+
+    @classmethod
+    def open(cls, path: Path, sync: bool = False) -> "DocumentStore":
+        try:
+            db = Rdict(str(path), _options())
+        except Exception as error:  # rocksdict raises plain Exception on open failures
+            raise DataLoss(f"cannot open the document store at {path}: {error}") from error
+        return cls(db, sync)
+
+    @classmethod
+    def initialize(cls, path: Path, config: bytes) -> None:
+        """Create a new store holding only the config, synced to disk, and close it."""
+        store = cls.open(path, sync=True)
+        try:
+            batch = WriteBatch(raw_mode=True)
+            batch.put(records.CONFIG_KEY, config)
+            batch.put(records.STATE_KEY, records.encode_state(0, 0))
+            store._db.write(batch, store._write_options)
+        finally:
+            store.close()
+
+    def config(self) -> bytes:
+        data = self._db.get(records.CONFIG_KEY)
+        if data is None:
+            raise DataLoss(f"the document store at {self._db.path()} has no collection config")
+        return bytes(data)
+
+    def state(self) -> tuple[int, int]:
+        """(last write sequence, next free index label)."""
+        data = self._db.get(records.STATE_KEY)
+        if data is None:
+            raise DataLoss(f"the document store at {self._db.path()} has no state record")
+        return records.decode_state(data)
+
+    def get(self, ids: Sequence[str]) -> list[Record | None]:
+        """The records of `ids`, in order; None where an id was never written."""
+        if not ids:
+            return []
+        keys: list[str | int | float | bytes | bool] = [records.doc_key(i) for i in ids]
+        found = cast(list[bytes | None], self._db.get(keys))
+        return [
+            None if data is None else records.decode(data, doc_id)
+            for doc_id, data in zip(ids, found, strict=True)
+        ]
+
+    def commit(
+        self,
+        written: Sequence[tuple[str, Record]],
+        superseded_seqs: Sequence[int],
+        last_seq: int,
+        next_label: int,
+    ) -> None:
+        """Write records, their sequence entries and the new state as one atomic batch."""
+        batch = WriteBatch(raw_mode=True)
+        for seq in superseded_seqs:
+            batch.delete(records.seq_key(seq))
+        for doc_id, record in written:
+            batch.put(records.doc_key(doc_id), records.encode(record))
+            batch.put(records.seq_key(record.seq), doc_id.encode())
+        batch.put(records.STATE_KEY, records.encode_state(last_seq, next_label))
+        self._db.write(batch, self._write_options)
+
+    def _items(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Entries from `start` on while their keys begin with `prefix` (raw mode: bytes)."""
+        for key, data in self._db.items(from_key=start):
+            raw_key = cast(bytes, key)
+            if not raw_key.startswith(prefix):
+                break
+            yield raw_key, cast(bytes, data)
+
+    def scan(self) -> Iterator[tuple[str, Record]]:
+        """Every record (live and tombstones), in id byte order."""
+        for key, data in self._items(records.DOC_PREFIX, records.DOC_PREFIX):
+            doc_id = records.id_from_doc_key(key)
+            yield doc_id, records.decode(data, doc_id)
+
+    def ids_written_after(self, seq: int) -> Iterator[tuple[int, str]]:
+        """(sequence, id) of every id whose latest write is newer than `seq`, oldest first."""
+        for key, data in self._items(records.SEQ_PREFIX, records.seq_key(seq + 1)):
+            yield records.seq_from_key(key), data.decode()
+
+    def close(self) -> None:
+        self._db.close()
