@@ -4,9 +4,11 @@
 clients of other Shoal services and by the SDK.
 """
 
+from __future__ import annotations
+
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -45,17 +47,18 @@ def to_status(error: errors.ShoalError) -> grpc.StatusCode:
 
 def from_rpc_error(error: grpc.RpcError) -> errors.ShoalError:
     """The domain error for a failed call to another service."""
-    code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (error.details() if isinstance(error, grpc.Call) else None) or str(code)
+    if isinstance(error, grpc.Call | grpc.aio.AioRpcError):
+        code, details = error.code(), error.details() or ""
+    else:
+        code, details = grpc.StatusCode.UNKNOWN, ""
+    details = details or code.name
     return _ERROR_BY_CODE.get(code, errors.Internal)(details)
 
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
-Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
-Continuation = Callable[
-    [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-]
+if TYPE_CHECKING:
+    Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 def _with_error_mapping(method: str, handler: Handler) -> Handler:

@@ -40,6 +40,43 @@ METRIC_L2: Metric.ValueType  # 2
 METRIC_INNER_PRODUCT: Metric.ValueType  # 3
 Global___Metric: _TypeAlias = Metric  # noqa: Y015
 
+class _Operator:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _OperatorEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Operator.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    OPERATOR_UNSPECIFIED: _Operator.ValueType  # 0
+    OPERATOR_EQ: _Operator.ValueType  # 1
+    OPERATOR_NE: _Operator.ValueType  # 2
+    OPERATOR_GT: _Operator.ValueType  # 3
+    OPERATOR_GTE: _Operator.ValueType  # 4
+    OPERATOR_LT: _Operator.ValueType  # 5
+    OPERATOR_LTE: _Operator.ValueType  # 6
+    OPERATOR_IN: _Operator.ValueType  # 7
+    """value is a list"""
+    OPERATOR_NIN: _Operator.ValueType  # 8
+    """value is a list"""
+    OPERATOR_EXISTS: _Operator.ValueType  # 9
+    """value is a bool: whether the key must be present"""
+
+class Operator(_Operator, metaclass=_OperatorEnumTypeWrapper): ...
+
+OPERATOR_UNSPECIFIED: Operator.ValueType  # 0
+OPERATOR_EQ: Operator.ValueType  # 1
+OPERATOR_NE: Operator.ValueType  # 2
+OPERATOR_GT: Operator.ValueType  # 3
+OPERATOR_GTE: Operator.ValueType  # 4
+OPERATOR_LT: Operator.ValueType  # 5
+OPERATOR_LTE: Operator.ValueType  # 6
+OPERATOR_IN: Operator.ValueType  # 7
+"""value is a list"""
+OPERATOR_NIN: Operator.ValueType  # 8
+"""value is a list"""
+OPERATOR_EXISTS: Operator.ValueType  # 9
+"""value is a bool: whether the key must be present"""
+Global___Operator: _TypeAlias = Operator  # noqa: Y015
+
 @_typing.final
 class Value(_message.Message):
     """A typed metadata value. Lists hold values of one type."""
@@ -356,3 +393,95 @@ class Coverage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Coverage: _TypeAlias = Coverage  # noqa: Y015
+
+@_typing.final
+class Filter(_message.Message):
+    """A metadata filter: one condition, or all / any / none of nested filters.
+    Integers and floats compare as numbers; a list value matches when any of its
+    elements matches. A document without the key matches only NE, NIN and
+    negated conditions.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONDITION_FIELD_NUMBER: _builtins.int
+    ALL_OF_FIELD_NUMBER: _builtins.int
+    ANY_OF_FIELD_NUMBER: _builtins.int
+    NEGATE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def condition(self) -> Global___Condition: ...
+    @_builtins.property
+    def all_of(self) -> Global___FilterList:
+        """and"""
+
+    @_builtins.property
+    def any_of(self) -> Global___FilterList:
+        """or"""
+
+    @_builtins.property
+    def negate(self) -> Global___Filter:
+        """not"""
+
+    def __init__(
+        self,
+        *,
+        condition: Global___Condition | None = ...,
+        all_of: Global___FilterList | None = ...,
+        any_of: Global___FilterList | None = ...,
+        negate: Global___Filter | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["condition", "all_of", "any_of", "negate"]  # noqa: Y015
+    _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
+
+Global___Filter: _TypeAlias = Filter  # noqa: Y015
+
+@_typing.final
+class FilterList(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def filters(self) -> _containers.RepeatedCompositeFieldContainer[Global___Filter]: ...
+    def __init__(
+        self,
+        *,
+        filters: _abc.Iterable[Global___Filter] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filters", b"filters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FilterList: _TypeAlias = FilterList  # noqa: Y015
+
+@_typing.final
+class Condition(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    OP_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    op: Global___Operator.ValueType
+    @_builtins.property
+    def value(self) -> Global___Value: ...
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        op: Global___Operator.ValueType = ...,
+        value: Global___Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "op", b"op", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Condition: _TypeAlias = Condition  # noqa: Y015

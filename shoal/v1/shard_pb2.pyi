@@ -326,14 +326,19 @@ class ShardSearchRequest(_message.Message):
     K_FIELD_NUMBER: _builtins.int
     EF_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """n x dimension little-endian float32"""
     k: _builtins.int
     ef: _builtins.int
     """0: the collection's default"""
+    score_threshold: _builtins.float
     @_builtins.property
     def include(self) -> _common_pb2.Include: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
@@ -342,12 +347,16 @@ class ShardSearchRequest(_message.Message):
         k: _builtins.int = ...,
         ef: _builtins.int = ...,
         include: _common_pb2.Include | None = ...,
+        filter: _common_pb2.Filter | None = ...,
+        score_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["include", b"include"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ef", b"ef", "include", b"include", "k", b"k", "queries_f32", b"queries_f32"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
 
 Global___ShardSearchRequest: _TypeAlias = ShardSearchRequest  # noqa: Y015
 
@@ -396,15 +405,19 @@ class ShardCountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     COLLECTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
+        filter: _common_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -428,3 +441,62 @@ class ShardCountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShardCountResponse: _TypeAlias = ShardCountResponse  # noqa: Y015
+
+@_typing.final
+class ShardScrollRequest(_message.Message):
+    """Live documents with id > after_id matching the filter, in id order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    AFTER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    INCLUDE_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    after_id: _builtins.str
+    limit: _builtins.int
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def include(self) -> _common_pb2.Include: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        filter: _common_pb2.Filter | None = ...,
+        after_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+        include: _common_pb2.Include | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "include", b"include"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_id", b"after_id", "collection", b"collection", "filter", b"filter", "include", b"include", "limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardScrollRequest: _TypeAlias = ShardScrollRequest  # noqa: Y015
+
+@_typing.final
+class ShardScrollResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    MORE_FIELD_NUMBER: _builtins.int
+    more: _builtins.bool
+    """documents remain after the last one returned"""
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]: ...
+    def __init__(
+        self,
+        *,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        more: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "more", b"more"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardScrollResponse: _TypeAlias = ShardScrollResponse  # noqa: Y015

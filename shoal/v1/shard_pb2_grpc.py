@@ -70,6 +70,11 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardCountRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardCountResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/shoal.v1.ShardService/Scroll',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -118,6 +123,12 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +166,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardCountRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardCountResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +363,33 @@ class ShardService:
             '/shoal.v1.ShardService/Count',
             shoal_dot_v1_dot_shard__pb2.ShardCountRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardCountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/Scroll',
+            shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
             options,
             channel_credentials,
             insecure,

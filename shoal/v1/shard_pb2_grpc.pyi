@@ -40,6 +40,7 @@ class ShardServiceStub:
     Get: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardGetRequest, _shard_pb2.ShardGetResponse]
     Search: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]
     Count: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]
+    Scroll: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]
 
 @_typing.type_check_only
 class ShardServiceAsyncStub(ShardServiceStub):
@@ -53,6 +54,7 @@ class ShardServiceAsyncStub(ShardServiceStub):
     Get: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardGetRequest, _shard_pb2.ShardGetResponse]  # type: ignore[assignment]
     Search: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
     Count: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]  # type: ignore[assignment]
+    Scroll: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]  # type: ignore[assignment]
 
 class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: coordinator -> one replica of one shard group."""
@@ -105,5 +107,12 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shard_pb2.ShardCountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardCountResponse, _abc.Awaitable[_shard_pb2.ShardCountResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Scroll(
+        self,
+        request: _shard_pb2.ShardScrollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardScrollResponse, _abc.Awaitable[_shard_pb2.ShardScrollResponse]]: ...
 
 def add_ShardServiceServicer_to_server(servicer: ShardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

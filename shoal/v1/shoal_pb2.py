@@ -25,17 +25,17 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shoal.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"E\n\x17\x43reateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\"W\n\x18\x43reateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"[\n\x15GetCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.CollectionConfig\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"{\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.shoal.v1.Document\x12/\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32\x1a.shoal.v1.WriteConsistency\"S\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x1d\n\x15replicas_acknowledged\x18\x02 \x01(\r\x12\x10\n\x08replicas\x18\x03 \x01(\r\"h\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x04 \x01(\x08\"Z\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"a\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12/\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32\x1a.shoal.v1.WriteConsistency\"R\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\x12\x1d\n\x15replicas_acknowledged\x18\x02 \x01(\r\x12\x10\n\x08replicas\x18\x03 \x01(\r\"9\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rallow_partial\x18\x02 \x01(\x08\"D\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"9\n\x05Query\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x12\n\nvector_f32\x18\x02 \x01(\x0c\x12\x0c\n\x04text\x18\x03 \x01(\t\"\x95\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x1e\n\x05query\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Query\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\"S\n\x0eSearchResponse\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\x9c\x01\n\x12SearchBatchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x07queries\x18\x02 \x03(\x0b\x32\x0f.shoal.v1.Query\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\"+\n\x0cSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"d\n\x13SearchBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.shoal.v1.SearchResult\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\x17\n\x15GetClusterInfoRequest\"8\n\x0f\x43ollectionCount\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x04\"w\n\x0bReplicaInfo\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\'\n\x06health\x18\x02 \x01(\x0e\x32\x17.shoal.v1.ReplicaHealth\x12.\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32\x19.shoal.v1.CollectionCount\"H\n\x0eShardGroupInfo\x12\r\n\x05group\x18\x01 \x01(\r\x12\'\n\x08replicas\x18\x02 \x03(\x0b\x32\x15.shoal.v1.ReplicaInfo\"\xc4\x01\n\x16GetClusterInfoResponse\x12\x18\n\x10topology_version\x18\x01 \x01(\x04\x12\x1a\n\x12replication_factor\x18\x02 \x01(\r\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.shoal.v1.ShardGroupInfo\x12\x18\n\x10\x65mbedder_address\x18\x04 \x01(\t\x12\x30\n\x0f\x65mbedder_health\x18\x05 \x01(\x0e\x32\x17.shoal.v1.ReplicaHealth*\x89\x01\n\x10WriteConsistency\x12!\n\x1dWRITE_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x19\n\x15WRITE_CONSISTENCY_ONE\x10\x01\x12\x1c\n\x18WRITE_CONSISTENCY_QUORUM\x10\x02\x12\x19\n\x15WRITE_CONSISTENCY_ALL\x10\x03*\x8b\x01\n\rReplicaHealth\x12\x1e\n\x1aREPLICA_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICA_HEALTH_SERVING\x10\x01\x12\x1e\n\x1aREPLICA_HEALTH_NOT_SERVING\x10\x02\x12\x1e\n\x1aREPLICA_HEALTH_UNREACHABLE\x10\x03\x32\xb4\x06\n\x0cShoalService\x12Y\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\".shoal.v1.CreateCollectionResponse\x12P\n\rGetCollection\x12\x1e.shoal.v1.GetCollectionRequest\x1a\x1f.shoal.v1.GetCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12Y\n\x10\x44\x65leteCollection\x12!.shoal.v1.DeleteCollectionRequest\x1a\".shoal.v1.DeleteCollectionResponse\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponse\x12J\n\x0bSearchBatch\x12\x1c.shoal.v1.SearchBatchRequest\x1a\x1d.shoal.v1.SearchBatchResponse\x12S\n\x0eGetClusterInfo\x12\x1f.shoal.v1.GetClusterInfoRequest\x1a .shoal.v1.GetClusterInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shoal.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"E\n\x17\x43reateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\"W\n\x18\x43reateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"$\n\x14GetCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"[\n\x15GetCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\"\x18\n\x16ListCollectionsRequest\"J\n\x17ListCollectionsResponse\x12/\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x1a.shoal.v1.CollectionConfig\"\'\n\x17\x44\x65leteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x1a\n\x18\x44\x65leteCollectionResponse\"{\n\rUpsertRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.shoal.v1.Document\x12/\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32\x1a.shoal.v1.WriteConsistency\"S\n\x0eUpsertResponse\x12\x10\n\x08upserted\x18\x01 \x01(\r\x12\x1d\n\x15replicas_acknowledged\x18\x02 \x01(\r\x12\x10\n\x08replicas\x18\x03 \x01(\r\"h\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x04 \x01(\x08\"Z\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\x83\x01\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12/\n\x0b\x63onsistency\x18\x03 \x01(\x0e\x32\x1a.shoal.v1.WriteConsistency\x12 \n\x06\x66ilter\x18\x04 \x01(\x0b\x32\x10.shoal.v1.Filter\"R\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\x12\x1d\n\x15replicas_acknowledged\x18\x02 \x01(\r\x12\x10\n\x08replicas\x18\x03 \x01(\r\"[\n\x0c\x43ountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x15\n\rallow_partial\x18\x02 \x01(\x08\x12 \n\x06\x66ilter\x18\x03 \x01(\x0b\x32\x10.shoal.v1.Filter\"D\n\rCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"9\n\x05Query\x12\x0e\n\x06vector\x18\x01 \x03(\x02\x12\x12\n\nvector_f32\x18\x02 \x01(\x0c\x12\x0c\n\x04text\x18\x03 \x01(\t\"\xe9\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x1e\n\x05query\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Query\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\x12 \n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x08 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"S\n\x0eSearchResponse\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\xf0\x01\n\x12SearchBatchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x07queries\x18\x02 \x03(\x0b\x32\x0f.shoal.v1.Query\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\x12 \n\x06\x66ilter\x18\x07 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x08 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"+\n\x0cSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"d\n\x13SearchBatchResponse\x12\'\n\x07results\x18\x01 \x03(\x0b\x32\x16.shoal.v1.SearchResult\x12$\n\x08\x63overage\x18\x02 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\xa3\x01\n\rScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x11\n\tpage_size\x18\x03 \x01(\r\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12\x15\n\rallow_partial\x18\x06 \x01(\x08\"r\n\x0eScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x13\n\x0bnext_cursor\x18\x02 \x01(\t\x12$\n\x08\x63overage\x18\x03 \x01(\x0b\x32\x12.shoal.v1.Coverage\"\x17\n\x15GetClusterInfoRequest\"8\n\x0f\x43ollectionCount\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x11\n\tdocuments\x18\x02 \x01(\x04\"w\n\x0bReplicaInfo\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\'\n\x06health\x18\x02 \x01(\x0e\x32\x17.shoal.v1.ReplicaHealth\x12.\n\x0b\x63ollections\x18\x03 \x03(\x0b\x32\x19.shoal.v1.CollectionCount\"H\n\x0eShardGroupInfo\x12\r\n\x05group\x18\x01 \x01(\r\x12\'\n\x08replicas\x18\x02 \x03(\x0b\x32\x15.shoal.v1.ReplicaInfo\"\xc4\x01\n\x16GetClusterInfoResponse\x12\x18\n\x10topology_version\x18\x01 \x01(\x04\x12\x1a\n\x12replication_factor\x18\x02 \x01(\r\x12(\n\x06groups\x18\x03 \x03(\x0b\x32\x18.shoal.v1.ShardGroupInfo\x12\x18\n\x10\x65mbedder_address\x18\x04 \x01(\t\x12\x30\n\x0f\x65mbedder_health\x18\x05 \x01(\x0e\x32\x17.shoal.v1.ReplicaHealth*\x89\x01\n\x10WriteConsistency\x12!\n\x1dWRITE_CONSISTENCY_UNSPECIFIED\x10\x00\x12\x19\n\x15WRITE_CONSISTENCY_ONE\x10\x01\x12\x1c\n\x18WRITE_CONSISTENCY_QUORUM\x10\x02\x12\x19\n\x15WRITE_CONSISTENCY_ALL\x10\x03*\x8b\x01\n\rReplicaHealth\x12\x1e\n\x1aREPLICA_HEALTH_UNSPECIFIED\x10\x00\x12\x1a\n\x16REPLICA_HEALTH_SERVING\x10\x01\x12\x1e\n\x1aREPLICA_HEALTH_NOT_SERVING\x10\x02\x12\x1e\n\x1aREPLICA_HEALTH_UNREACHABLE\x10\x03\x32\xf1\x06\n\x0cShoalService\x12Y\n\x10\x43reateCollection\x12!.shoal.v1.CreateCollectionRequest\x1a\".shoal.v1.CreateCollectionResponse\x12P\n\rGetCollection\x12\x1e.shoal.v1.GetCollectionRequest\x1a\x1f.shoal.v1.GetCollectionResponse\x12V\n\x0fListCollections\x12 .shoal.v1.ListCollectionsRequest\x1a!.shoal.v1.ListCollectionsResponse\x12Y\n\x10\x44\x65leteCollection\x12!.shoal.v1.DeleteCollectionRequest\x1a\".shoal.v1.DeleteCollectionResponse\x12;\n\x06Upsert\x12\x17.shoal.v1.UpsertRequest\x1a\x18.shoal.v1.UpsertResponse\x12\x32\n\x03Get\x12\x14.shoal.v1.GetRequest\x1a\x15.shoal.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.shoal.v1.DeleteRequest\x1a\x18.shoal.v1.DeleteResponse\x12\x38\n\x05\x43ount\x12\x16.shoal.v1.CountRequest\x1a\x17.shoal.v1.CountResponse\x12;\n\x06Scroll\x12\x17.shoal.v1.ScrollRequest\x1a\x18.shoal.v1.ScrollResponse\x12;\n\x06Search\x12\x17.shoal.v1.SearchRequest\x1a\x18.shoal.v1.SearchResponse\x12J\n\x0bSearchBatch\x12\x1c.shoal.v1.SearchBatchRequest\x1a\x1d.shoal.v1.SearchBatchResponse\x12S\n\x0eGetClusterInfo\x12\x1f.shoal.v1.GetClusterInfoRequest\x1a .shoal.v1.GetClusterInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.shoal_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WRITECONSISTENCY']._serialized_start=2319
-  _globals['_WRITECONSISTENCY']._serialized_end=2456
-  _globals['_REPLICAHEALTH']._serialized_start=2459
-  _globals['_REPLICAHEALTH']._serialized_end=2598
+  _globals['_WRITECONSISTENCY']._serialized_start=2838
+  _globals['_WRITECONSISTENCY']._serialized_end=2975
+  _globals['_REPLICAHEALTH']._serialized_start=2978
+  _globals['_REPLICAHEALTH']._serialized_end=3117
   _globals['_CREATECOLLECTIONREQUEST']._serialized_start=57
   _globals['_CREATECOLLECTIONREQUEST']._serialized_end=126
   _globals['_CREATECOLLECTIONRESPONSE']._serialized_start=128
@@ -60,36 +60,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETREQUEST']._serialized_end=833
   _globals['_GETRESPONSE']._serialized_start=835
   _globals['_GETRESPONSE']._serialized_end=925
-  _globals['_DELETEREQUEST']._serialized_start=927
-  _globals['_DELETEREQUEST']._serialized_end=1024
-  _globals['_DELETERESPONSE']._serialized_start=1026
-  _globals['_DELETERESPONSE']._serialized_end=1108
-  _globals['_COUNTREQUEST']._serialized_start=1110
-  _globals['_COUNTREQUEST']._serialized_end=1167
-  _globals['_COUNTRESPONSE']._serialized_start=1169
-  _globals['_COUNTRESPONSE']._serialized_end=1237
-  _globals['_QUERY']._serialized_start=1239
-  _globals['_QUERY']._serialized_end=1296
-  _globals['_SEARCHREQUEST']._serialized_start=1299
-  _globals['_SEARCHREQUEST']._serialized_end=1448
-  _globals['_SEARCHRESPONSE']._serialized_start=1450
-  _globals['_SEARCHRESPONSE']._serialized_end=1533
-  _globals['_SEARCHBATCHREQUEST']._serialized_start=1536
-  _globals['_SEARCHBATCHREQUEST']._serialized_end=1692
-  _globals['_SEARCHRESULT']._serialized_start=1694
-  _globals['_SEARCHRESULT']._serialized_end=1737
-  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1739
-  _globals['_SEARCHBATCHRESPONSE']._serialized_end=1839
-  _globals['_GETCLUSTERINFOREQUEST']._serialized_start=1841
-  _globals['_GETCLUSTERINFOREQUEST']._serialized_end=1864
-  _globals['_COLLECTIONCOUNT']._serialized_start=1866
-  _globals['_COLLECTIONCOUNT']._serialized_end=1922
-  _globals['_REPLICAINFO']._serialized_start=1924
-  _globals['_REPLICAINFO']._serialized_end=2043
-  _globals['_SHARDGROUPINFO']._serialized_start=2045
-  _globals['_SHARDGROUPINFO']._serialized_end=2117
-  _globals['_GETCLUSTERINFORESPONSE']._serialized_start=2120
-  _globals['_GETCLUSTERINFORESPONSE']._serialized_end=2316
-  _globals['_SHOALSERVICE']._serialized_start=2601
-  _globals['_SHOALSERVICE']._serialized_end=3421
+  _globals['_DELETEREQUEST']._serialized_start=928
+  _globals['_DELETEREQUEST']._serialized_end=1059
+  _globals['_DELETERESPONSE']._serialized_start=1061
+  _globals['_DELETERESPONSE']._serialized_end=1143
+  _globals['_COUNTREQUEST']._serialized_start=1145
+  _globals['_COUNTREQUEST']._serialized_end=1236
+  _globals['_COUNTRESPONSE']._serialized_start=1238
+  _globals['_COUNTRESPONSE']._serialized_end=1306
+  _globals['_QUERY']._serialized_start=1308
+  _globals['_QUERY']._serialized_end=1365
+  _globals['_SEARCHREQUEST']._serialized_start=1368
+  _globals['_SEARCHREQUEST']._serialized_end=1601
+  _globals['_SEARCHRESPONSE']._serialized_start=1603
+  _globals['_SEARCHRESPONSE']._serialized_end=1686
+  _globals['_SEARCHBATCHREQUEST']._serialized_start=1689
+  _globals['_SEARCHBATCHREQUEST']._serialized_end=1929
+  _globals['_SEARCHRESULT']._serialized_start=1931
+  _globals['_SEARCHRESULT']._serialized_end=1974
+  _globals['_SEARCHBATCHRESPONSE']._serialized_start=1976
+  _globals['_SEARCHBATCHRESPONSE']._serialized_end=2076
+  _globals['_SCROLLREQUEST']._serialized_start=2079
+  _globals['_SCROLLREQUEST']._serialized_end=2242
+  _globals['_SCROLLRESPONSE']._serialized_start=2244
+  _globals['_SCROLLRESPONSE']._serialized_end=2358
+  _globals['_GETCLUSTERINFOREQUEST']._serialized_start=2360
+  _globals['_GETCLUSTERINFOREQUEST']._serialized_end=2383
+  _globals['_COLLECTIONCOUNT']._serialized_start=2385
+  _globals['_COLLECTIONCOUNT']._serialized_end=2441
+  _globals['_REPLICAINFO']._serialized_start=2443
+  _globals['_REPLICAINFO']._serialized_end=2562
+  _globals['_SHARDGROUPINFO']._serialized_start=2564
+  _globals['_SHARDGROUPINFO']._serialized_end=2636
+  _globals['_GETCLUSTERINFORESPONSE']._serialized_start=2639
+  _globals['_GETCLUSTERINFORESPONSE']._serialized_end=2835
+  _globals['_SHOALSERVICE']._serialized_start=3120
+  _globals['_SHOALSERVICE']._serialized_end=4001
 # @@protoc_insertion_point(module_scope)

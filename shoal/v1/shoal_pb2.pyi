@@ -332,25 +332,31 @@ Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
 class DeleteRequest(_message.Message):
+    """Delete by ids, or every document matching a filter (not both)."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     consistency: Global___WriteConsistency.ValueType
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         consistency: Global___WriteConsistency.ValueType = ...,
+        filter: _common_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "consistency", b"consistency", "ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -388,17 +394,21 @@ class CountRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     allow_partial: _builtins.bool
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         allow_partial: _builtins.bool = ...,
+        filter: _common_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "filter", b"filter"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -467,16 +477,22 @@ class SearchRequest(_message.Message):
     EF_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
     """0: the collection's default"""
     allow_partial: _builtins.bool
     """answer even if a shard group has no live replica"""
+    score_threshold: _builtins.float
+    """Only hits with score >= this (for l2: distance <= -score_threshold)."""
     @_builtins.property
     def query(self) -> Global___Query: ...
     @_builtins.property
     def include(self) -> _common_pb2.Include: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
@@ -486,12 +502,16 @@ class SearchRequest(_message.Message):
         ef: _builtins.int = ...,
         include: _common_pb2.Include | None = ...,
         allow_partial: _builtins.bool = ...,
+        filter: _common_pb2.Filter | None = ...,
+        score_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["include", b"include", "query", b"query"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "include", b"include", "k", b"k", "query", b"query"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
 
 Global___SearchRequest: _TypeAlias = SearchRequest  # noqa: Y015
 
@@ -531,14 +551,21 @@ class SearchBatchRequest(_message.Message):
     EF_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
     allow_partial: _builtins.bool
+    score_threshold: _builtins.float
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Query]: ...
     @_builtins.property
     def include(self) -> _common_pb2.Include: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter:
+        """applies to every query"""
+
     def __init__(
         self,
         *,
@@ -548,12 +575,16 @@ class SearchBatchRequest(_message.Message):
         ef: _builtins.int = ...,
         include: _common_pb2.Include | None = ...,
         allow_partial: _builtins.bool = ...,
+        filter: _common_pb2.Filter | None = ...,
+        score_threshold: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["include", b"include"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "include", b"include", "k", b"k", "queries", b"queries"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
 
 Global___SearchBatchRequest: _TypeAlias = SearchBatchRequest  # noqa: Y015
 
@@ -602,6 +633,74 @@ class SearchBatchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchBatchResponse: _TypeAlias = SearchBatchResponse  # noqa: Y015
+
+@_typing.final
+class ScrollRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    CURSOR_FIELD_NUMBER: _builtins.int
+    INCLUDE_FIELD_NUMBER: _builtins.int
+    ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    page_size: _builtins.int
+    """0: 100; at most 1,000"""
+    cursor: _builtins.str
+    """empty: from the start"""
+    allow_partial: _builtins.bool
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def include(self) -> _common_pb2.Include: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        filter: _common_pb2.Filter | None = ...,
+        page_size: _builtins.int = ...,
+        cursor: _builtins.str = ...,
+        include: _common_pb2.Include | None = ...,
+        allow_partial: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter", "include", b"include"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "cursor", b"cursor", "filter", b"filter", "include", b"include", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScrollRequest: _TypeAlias = ScrollRequest  # noqa: Y015
+
+@_typing.final
+class ScrollResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_CURSOR_FIELD_NUMBER: _builtins.int
+    COVERAGE_FIELD_NUMBER: _builtins.int
+    next_cursor: _builtins.str
+    """empty: no more"""
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]:
+        """ordered by id"""
+
+    @_builtins.property
+    def coverage(self) -> _common_pb2.Coverage: ...
+    def __init__(
+        self,
+        *,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        next_cursor: _builtins.str = ...,
+        coverage: _common_pb2.Coverage | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "documents", b"documents", "next_cursor", b"next_cursor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScrollResponse: _TypeAlias = ScrollResponse  # noqa: Y015
 
 @_typing.final
 class GetClusterInfoRequest(_message.Message):

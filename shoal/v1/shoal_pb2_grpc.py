@@ -75,6 +75,11 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.CountRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.CountResponse.FromString,
                 _registered_method=True)
+        self.Scroll = channel.unary_unary(
+                '/shoal.v1.ShoalService/Scroll',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.ScrollRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.ScrollResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/shoal.v1.ShoalService/Search',
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.SearchRequest.SerializeToString,
@@ -144,6 +149,13 @@ class ShoalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scroll(self, request, context):
+        """Filtered listing in pages, ordered by id; pass next_cursor back for more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Search(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -204,6 +216,11 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.Count,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.CountRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.CountResponse.SerializeToString,
+            ),
+            'Scroll': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scroll,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.ScrollRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.ScrollResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -438,6 +455,33 @@ class ShoalService:
             '/shoal.v1.ShoalService/Count',
             shoal_dot_v1_dot_shoal__pb2.CountRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.CountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scroll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/Scroll',
+            shoal_dot_v1_dot_shoal__pb2.ScrollRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.ScrollResponse.FromString,
             options,
             channel_credentials,
             insecure,

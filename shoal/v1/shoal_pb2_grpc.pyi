@@ -41,6 +41,8 @@ class ShoalServiceStub:
     Get: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetRequest, _shoal_pb2.GetResponse]
     Delete: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.DeleteRequest, _shoal_pb2.DeleteResponse]
     Count: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.CountRequest, _shoal_pb2.CountResponse]
+    Scroll: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ScrollRequest, _shoal_pb2.ScrollResponse]
+    """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
     Search: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]
     SearchBatch: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]
     GetClusterInfo: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]
@@ -58,6 +60,8 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     Get: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetRequest, _shoal_pb2.GetResponse]  # type: ignore[assignment]
     Delete: _aio.UnaryUnaryMultiCallable[_shoal_pb2.DeleteRequest, _shoal_pb2.DeleteResponse]  # type: ignore[assignment]
     Count: _aio.UnaryUnaryMultiCallable[_shoal_pb2.CountRequest, _shoal_pb2.CountResponse]  # type: ignore[assignment]
+    Scroll: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ScrollRequest, _shoal_pb2.ScrollResponse]  # type: ignore[assignment]
+    """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
     Search: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]  # type: ignore[assignment]
     SearchBatch: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]  # type: ignore[assignment]
     GetClusterInfo: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]  # type: ignore[assignment]
@@ -120,6 +124,14 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shoal_pb2.CountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shoal_pb2.CountResponse, _abc.Awaitable[_shoal_pb2.CountResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Scroll(
+        self,
+        request: _shoal_pb2.ScrollRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.ScrollResponse, _abc.Awaitable[_shoal_pb2.ScrollResponse]]:
+        """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
 
     @_abc_1.abstractmethod
     def Search(
