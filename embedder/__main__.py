@@ -1,0 +1,127 @@
+"""`python -m embedder`: settings -> model loader -> core -> servicer -> server.
+
+Every flag also reads SHOAL_<FLAG_UPPER_SNAKE> from the environment as its
+default (e.g. SHOAL_MAX_BATCH), which is how Kubernetes configures it.
+"""
+
+import argparse
+import asyncio
+import functools
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from embedder.api.servicer import EmbedderServicer
+from embedder.core.service import EmbeddingService, Limits
+from embedder.encoders import MINILM, check_model_name, load_encoder
+from shoal.server import ServerSpec, Service, serve, setup_logging
+from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+
+DEFAULT_PORT = 50053
+
+
+def _env(flag: str, default: object) -> str:
+    """The default for --flag: SHOAL_FLAG from the environment, else `default`."""
+    return os.environ.get("SHOAL_" + flag.upper().replace("-", "_"), str(default))
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _not_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
+def _model(text: str) -> str:
+    try:
+        check_model_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
+    parser.add_argument("--host", default=_env("host", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=_env("port", DEFAULT_PORT), help="0: any")
+    parser.add_argument(
+        "--port-file", type=Path, default=os.environ.get("SHOAL_PORT_FILE"),
+        help="write the bound port here once listening",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model", type=_model, default=_env("model", MINILM),
+        help=f"{MINILM} (real, offline) or hash-<dim> (a fake for tests)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-batch", type=_positive, default=_env("max-batch", 64),
+        help="texts the model encodes at once",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-wait-ms", type=_not_negative, default=_env("max-wait-ms", 2),
+        help="how long a text waits for others to fill a batch",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-texts", type=_positive, default=_env("max-texts", 256),
+        help="texts per Embed call (reported as GetInfo.max_batch)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-input-chars", type=_positive, default=_env("max-input-chars", 8192),
+        help="characters per text",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=_positive, default=_env("threads", len(os.sched_getaffinity(0))),
+        help="torch threads for encoding (default: the CPUs this process may use)",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    # Before sentence-transformers is imported (lazily, when the model loads): the
+    # model ships in a package and the embedder must never reach for the network.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    limits = Limits(
+        max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms,
+        max_texts=args.max_texts,
+        max_input_chars=args.max_input_chars,
+        max_queued_texts=max(Limits.max_queued_texts, args.max_texts),
+    )
+    # One encoding thread: torch spreads each batch over `threads` cores itself.
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+    service = EmbeddingService(
+        functools.partial(load_encoder, args.model, args.threads), limits, executor
+    )
+
+    async def stop() -> None:
+        await service.stop()
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    spec = ServerSpec(
+        host=args.host,
+        port=args.port,
+        port_file=args.port_file,
+        services=[
+            Service(
+                name=embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name,
+                servicer=EmbedderServicer(service),
+                register=embedder_pb2_grpc.add_EmbedderServiceServicer_to_server,
+            )
+        ],
+        start=service.start,
+        stop=stop,
+    )
+    asyncio.run(serve(spec))
+
+
+if __name__ == "__main__":
+    main()

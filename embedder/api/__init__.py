@@ -1,0 +1,1 @@
+"""The gRPC face of the embedder: proto <-> domain conversion and the servicer."""

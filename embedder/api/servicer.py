@@ -1,0 +1,45 @@
+"""EmbedderService over gRPC: parse the request, call the core, build the reply.
+
+Domain errors raised by the core become gRPC statuses in shoal.status's
+interceptor, so nothing here deals with status codes.
+"""
+
+from typing import Any
+
+import grpc.aio
+
+from embedder.core.service import EmbeddingService
+from shoal.convert import vector_to_f32
+from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
+    def __init__(self, service: EmbeddingService) -> None:
+        self._service = service
+
+    async def Embed(
+        self, request: embedder_pb2.EmbedRequest, context: Context
+    ) -> embedder_pb2.EmbedResponse:
+        result = await self._service.embed(
+            list(request.texts), request.model, time_left=context.time_remaining()
+        )
+        return embedder_pb2.EmbedResponse(
+            model=result.model,
+            dimension=result.dimension,
+            vectors_f32=vector_to_f32(result.vectors),
+        )
+
+    async def GetInfo(
+        self, request: embedder_pb2.GetInfoRequest, context: Context
+    ) -> embedder_pb2.GetInfoResponse:
+        info = self._service.info()
+        return embedder_pb2.GetInfoResponse(
+            model=info.model,
+            dimension=info.dimension,
+            # The proto's max_batch is the per-call limit callers must chunk by.
+            max_batch=info.max_texts,
+            max_input_chars=info.max_input_chars,
+            max_seq_tokens=info.max_seq_tokens,
+        )

@@ -1,0 +1,1 @@
+"""Embedding logic on plain Python and numpy values: limits, model checks, batching."""
