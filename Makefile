@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/shoal/v1/*.proto)
 # protoc finds the mypy plugins on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-fast lint proto proto-check bench ghz clean
+.PHONY: install run test test-fast lint proto proto-check bench ghz loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,32 @@ proto-check: $(STAMP)
 	diff -r -x __init__.py -x __pycache__ .proto-check/shoal/v1 shoal/v1 \
 	  || (echo "generated code is stale: run 'make proto'"; exit 1)
 	rm -rf .proto-check
+
+# Load-test a running cluster (`make run` in another terminal, or a port-forward
+# to Kubernetes: docs/deploy.md) with the ghz configs in loadtest/ghz/.
+GHZ_HOST ?= 127.0.0.1:50051
+GHZ_DATA ?= ../shared/data/debian-dev
+GHZ_CONFIGS := create_collection upsert search_vector search_text search_batch
+# GHZ_PROTO=1: describe the methods from proto/ instead of by server reflection.
+GHZ_PROTO_FLAGS := $(if $(GHZ_PROTO),--proto proto/shoal/v1/shoal.proto --import-paths proto)
+
+ghz: $(STAMP)
+	@command -v ghz >/dev/null || { \
+	  echo "ghz is not installed: get a release from https://github.com/bojand/ghz/releases"; \
+	  echo "(or 'go install github.com/bojand/ghz/cmd/ghz@latest'). Without it, 'make loadtest'"; \
+	  echo "runs the same configs with 'shoal loadtest --config loadtest/ghz/<name>.json'."; \
+	  exit 1; }
+	$(PY) -m loadtest.generate --data $(GHZ_DATA)
+	for config in $(GHZ_CONFIGS); do \
+	  ghz --config loadtest/ghz/$$config.json $(GHZ_PROTO_FLAGS) $(GHZ_HOST) || exit 1; \
+	done
+
+# The same configs and data through `shoal loadtest`, for machines without ghz.
+loadtest: $(STAMP)
+	$(PY) -m loadtest.generate --data $(GHZ_DATA)
+	for config in $(GHZ_CONFIGS); do \
+	  $(VENV)/bin/shoal loadtest --config loadtest/ghz/$$config.json --host $(GHZ_HOST) || exit 1; \
+	done
 
 clean:
 	rm -rf .proto-check .pytest_cache .mypy_cache .ruff_cache

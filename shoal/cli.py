@@ -13,6 +13,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from shoal import loadtest
 from shoal.client import Client, Collection, DocumentLike, SearchResult
 from shoal.cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
 from shoal.errors import ShoalError
@@ -262,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("cluster", help="shard groups, replicas, health").set_defaults(
         run=cmd_cluster
     )
+    loadtest.add_parser(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Load-test tooling: ghz configs (ghz/), the data generator (generate.py)."""

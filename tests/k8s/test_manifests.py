@@ -1,0 +1,337 @@
+"""Every overlay under k8s/overlays, rendered offline, checked against the Kubernetes
+API schemas and against itself: ports, probes, selectors, topology, policies."""
+
+import json
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+
+from tests.k8s.kustomize import Object, containers
+from tests.k8s.manifests import (
+    COMPONENT_LABEL,
+    SHARD_GROUP_LABEL,
+    Manifests,
+    container_port,
+    expected_topology,
+    flag,
+    pod_labels,
+    pod_spec,
+    selects,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+OVERLAYS = sorted(path.parent for path in (REPO / "k8s" / "overlays").glob("*/kustomization.yaml"))
+# The oldest Kubernetes the manifests promise to work on (docs/deploy.md), and the newest
+# whose schemas kubernetes-validate ships.
+KUBERNETES_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
+SERVICES = {"coordinator": 50051, "shard": 50061, "embedder": 50071}
+METRICS_PORT = 9100
+SHARD_STARTUP_BUDGET_SECONDS = 15 * 60
+
+
+@cache
+def _render(path: Path) -> Manifests:
+    return Manifests.render(path)
+
+
+@pytest.fixture(params=OVERLAYS, ids=[path.name for path in OVERLAYS])
+def manifests(request: pytest.FixtureRequest) -> Manifests:
+    path: Path = request.param
+    return _render(path)
+
+
+def _workload_id(workload: Object) -> str:
+    return f"{workload['kind']}/{workload['metadata']['name']}"
+
+
+def test_there_are_overlays_to_check() -> None:
+    assert {path.name for path in OVERLAYS} >= {"small", "production"}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_every_object_matches_the_api_schema(manifests: Manifests, version: str) -> None:
+    for obj in manifests.objects:
+        try:
+            kubernetes_validate.validate(obj, version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} (k8s {version}): {error}")
+
+
+def test_the_validator_rejects_an_unknown_field() -> None:
+    """The schema check above is real: a misspelt field fails it."""
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {"a": "b"}, "ports": [{"port": 1, "targetPrt": 1}]},
+    }
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_everything_lives_in_one_namespace(manifests: Manifests) -> None:
+    namespace = manifests.namespace
+    assert manifests.get("Namespace", namespace)
+    for obj in manifests.objects:
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == namespace, obj["metadata"]["name"]
+
+
+def test_each_service_runs_from_the_image_with_its_module(manifests: Manifests) -> None:
+    images = set()
+    for workload in manifests.workloads:
+        (container,) = containers(workload)
+        module = container["args"][0]
+        assert module == pod_labels(workload)[COMPONENT_LABEL]
+        assert (REPO / module / "__main__.py").is_file(), f"python -m {module} has no module"
+        images.add(container["image"])
+    (image,) = images
+    name, _, tag = image.rpartition(":")
+    assert name and tag and tag != "latest", f"pin the image tag, not {image!r}"
+
+
+def test_selectors_match_their_pod_templates(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        selector = workload["spec"]["selector"]["matchLabels"]
+        assert selects(selector, pod_labels(workload)), _workload_id(workload)
+        # No two workloads may claim each other's pods.
+        assert manifests.pods_selected(selector) == [workload], _workload_id(workload)
+
+
+def test_grpc_and_metrics_ports_agree_everywhere(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        (container,) = containers(workload)
+        service = container["args"][0]
+        port = int(flag(container, "port"))
+        assert port == SERVICES[service] == container_port(container, "grpc")
+        metrics = int(flag(container, "metrics-port"))
+        assert metrics == METRICS_PORT == container_port(container, "metrics")
+        annotations = workload["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(metrics)
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert flag(container, "host") == "0.0.0.0"
+
+
+def test_probes_are_native_grpc_on_the_serving_port(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        (container,) = containers(workload)
+        port = container_port(container, "grpc")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == port, (_workload_id(workload), probe)
+            # The overall health ("" service), which NOT_SERVING until loaded.
+            assert container[probe]["grpc"].get("service", "") == ""
+
+
+def test_shards_have_time_to_load_their_index(manifests: Manifests) -> None:
+    for shard in manifests.component("shard"):
+        (container,) = containers(shard)
+        startup = container["startupProbe"]
+        budget = startup.get("periodSeconds", 10) * startup.get("failureThreshold", 3)
+        assert budget >= SHARD_STARTUP_BUDGET_SECONDS
+        # Shutdown checkpoints the index: give it more than the default 30 s.
+        assert pod_spec(shard)["terminationGracePeriodSeconds"] >= 60
+
+
+def test_services_reach_their_pods(manifests: Manifests) -> None:
+    for service in manifests.of_kind("Service"):
+        targets = manifests.pods_selected(service["spec"]["selector"])
+        assert len(targets) == 1, f"Service {service['metadata']['name']} selects {targets}"
+        (container,) = containers(targets[0])
+        for port in service["spec"]["ports"]:
+            target = port["targetPort"]
+            number = container_port(container, target) if isinstance(target, str) else target
+            assert number == port["port"], service["metadata"]["name"]
+
+
+def test_shard_groups_are_statefulsets_behind_headless_services(manifests: Manifests) -> None:
+    groups = manifests.shard_groups()
+    assert groups
+    for sts in groups:
+        assert sts["kind"] == "StatefulSet"
+        service = manifests.get("Service", sts["spec"]["serviceName"])
+        assert service["spec"]["clusterIP"] == "None"
+        assert service["spec"]["selector"][SHARD_GROUP_LABEL] == pod_labels(sts)[SHARD_GROUP_LABEL]
+        assert manifests.pods_selected(service["spec"]["selector"]) == [sts]
+        # Each replica keeps its data on its own volume, mounted where --data-dir points.
+        (container,) = containers(sts)
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        claim = mounts[flag(container, "data-dir")]
+        assert claim in {t["metadata"]["name"] for t in sts["spec"]["volumeClaimTemplates"]}
+
+
+def test_topology_config_map_names_the_statefulset_pods(manifests: Manifests) -> None:
+    expected = expected_topology(manifests)
+    assert manifests.topology() == expected, (
+        "the topology ConfigMap does not match the shard StatefulSets; regenerate it:\n"
+        + json.dumps(expected, indent=2)
+    )
+
+
+def test_coordinator_reaches_the_embedder_service(manifests: Manifests) -> None:
+    (coordinator,) = manifests.component("coordinator")
+    (container,) = containers(coordinator)
+    host, _, port = flag(container, "embedder").rpartition(":")
+    service_name, namespace, *rest = host.split(".")
+    assert namespace == manifests.namespace and rest == ["svc", "cluster", "local"]
+    service = manifests.get("Service", service_name)
+    assert int(port) in {p["port"] for p in service["spec"]["ports"]}
+    assert manifests.pods_selected(service["spec"]["selector"]) == manifests.component("embedder")
+
+
+def test_coordinator_scales_with_an_hpa(manifests: Manifests) -> None:
+    (hpa,) = manifests.of_kind("HorizontalPodAutoscaler")
+    target = hpa["spec"]["scaleTargetRef"]
+    coordinator = manifests.get(target["kind"], target["name"])
+    assert manifests.component("coordinator") == [coordinator]
+    # A fixed replica count would fight the HPA on every `kubectl apply`.
+    assert "replicas" not in coordinator["spec"]
+    assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+def test_every_workload_has_a_disruption_budget(manifests: Manifests) -> None:
+    budgets = manifests.of_kind("PodDisruptionBudget")
+    for workload in manifests.workloads:
+        matching = [
+            pdb
+            for pdb in budgets
+            if manifests.pods_selected(pdb["spec"]["selector"]["matchLabels"]) == [workload]
+        ]
+        assert len(matching) == 1, _workload_id(workload)
+    for pdb in budgets:
+        assert len(manifests.pods_selected(pdb["spec"]["selector"]["matchLabels"])) == 1
+
+
+def test_pods_run_as_non_root_with_no_privileges(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        spec = pod_spec(workload)
+        assert spec["automountServiceAccountToken"] is False
+        pod_security = spec["securityContext"]
+        assert pod_security["runAsNonRoot"] is True
+        assert pod_security["runAsUser"] > 0
+        assert pod_security["seccompProfile"]["type"] == "RuntimeDefault"
+        for container in containers(workload):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["capabilities"]["drop"] == ["ALL"]
+            # A read-only root needs somewhere to write temporary files.
+            assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+def _quantity(value: str | int) -> float:
+    """A Kubernetes quantity as a number (enough of the syntax for our manifests)."""
+    text = str(value)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def test_containers_have_requests_within_limits(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        for container in containers(workload):
+            resources = container["resources"]
+            for resource in ("cpu", "memory"):
+                request = _quantity(resources["requests"][resource])
+                limit = _quantity(resources["limits"][resource])
+                assert 0 < request <= limit, (_workload_id(workload), resource)
+
+
+def _ingress_sources(manifests: Manifests, workload: Object, port: int) -> list[dict[str, Any]]:
+    """The `from` peers allowed to reach `port` on the workload's pods ({} = anyone)."""
+    sources: list[dict[str, Any]] = []
+    for policy in manifests.of_kind("NetworkPolicy"):
+        if not selects(policy["spec"]["podSelector"].get("matchLabels", {}), pod_labels(workload)):
+            continue
+        assert "Ingress" in policy["spec"]["policyTypes"]
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if ports and port not in ports:
+                continue
+            sources += rule.get("from") or [{}]
+    return sources
+
+
+def test_only_the_coordinator_reaches_shards_and_embedder(manifests: Manifests) -> None:
+    deny_all = [
+        policy
+        for policy in manifests.of_kind("NetworkPolicy")
+        if policy["spec"]["podSelector"] == {} and not policy["spec"].get("ingress")
+    ]
+    assert deny_all, "without a default-deny policy every pod is open to everyone"
+    (coordinator,) = manifests.component("coordinator")
+    for workload in manifests.component("shard") + manifests.component("embedder"):
+        (container,) = containers(workload)
+        sources = _ingress_sources(manifests, workload, container_port(container, "grpc"))
+        assert sources, _workload_id(workload)
+        for source in sources:
+            assert set(source) == {"podSelector"}, (_workload_id(workload), source)
+            selector = source["podSelector"]["matchLabels"]
+            assert manifests.pods_selected(selector) == [coordinator]
+    # The coordinator serves clients from anywhere.
+    (container,) = containers(coordinator)
+    assert {} in _ingress_sources(manifests, coordinator, container_port(container, "grpc"))
+
+
+def test_network_policies_name_real_pods_and_ports(manifests: Manifests) -> None:
+    for policy in manifests.of_kind("NetworkPolicy"):
+        selector = policy["spec"]["podSelector"].get("matchLabels")
+        if not selector:
+            continue
+        selected = manifests.pods_selected(selector)
+        assert selected, policy["metadata"]["name"]
+        open_ports = {
+            port["containerPort"]
+            for workload in selected
+            for container in containers(workload)
+            for port in container["ports"]
+        }
+        for rule in policy["spec"].get("ingress", []):
+            for port in rule.get("ports", []):
+                assert port["port"] in open_ports, policy["metadata"]["name"]
+
+
+def test_every_workload_can_be_scraped(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        sources = _ingress_sources(manifests, workload, METRICS_PORT)
+        assert {"namespaceSelector": {}} in sources, _workload_id(workload)
+
+
+# Read by shoal's logging set-up rather than by a command-line flag.
+LOGGING_ENV = {"SHOAL_LOG_LEVEL", "SHOAL_LOG_FORMAT"}
+
+
+@cache
+def _service_help(module: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_container_flags_and_env_are_ones_the_service_accepts(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        (container,) = containers(workload)
+        module, *args = container["args"]
+        accepted = set(re.findall(r"--[a-z][a-z0-9-]*", _service_help(module)))
+        for arg in args:
+            assert arg.split("=")[0] in accepted, f"python -m {module} has no {arg.split('=')[0]}"
+        for env in container.get("env", []):
+            name = env["name"]
+            if not name.startswith("SHOAL_") or name in LOGGING_ENV:
+                continue
+            flag_name = "--" + name.removeprefix("SHOAL_").lower().replace("_", "-")
+            assert flag_name in accepted, f"{name}: python -m {module} has no {flag_name}"

@@ -1,0 +1,151 @@
+"""shoal.metrics: the families, the RPC interceptor on a real aio server, /metrics over HTTP."""
+
+import asyncio
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import grpc.aio
+import prometheus_client
+import pytest
+
+from shoal import errors
+from shoal.metrics import Metrics, MetricsInterceptor, serve_metrics, split_method
+from shoal.status import ErrorInterceptor
+
+SERVICE = "test.v1.Echo"
+
+
+def test_each_metrics_has_its_own_registry() -> None:
+    first, second = Metrics("shard"), Metrics("shard")
+    first.record_partial_result("Search")
+    assert first.registry.get_sample_value("shoal_partial_results_total", {"method": "Search"}) == 1
+    assert (
+        second.registry.get_sample_value("shoal_partial_results_total", {"method": "Search"})
+        is None
+    )
+    # Nothing went into prometheus-client's process-wide registry.
+    assert prometheus_client.REGISTRY.get_sample_value("shoal_partial_results_total") is None
+    assert first.registry.get_sample_value("shoal_build_info", {"service": "shard"}) == 1
+
+
+def test_split_method() -> None:
+    assert split_method("/shoal.v1.ShoalService/Search") == ("shoal.v1.ShoalService", "Search")
+    assert split_method("weird") == ("unknown", "weird")
+
+
+def test_collection_sizes_are_set_and_forgotten() -> None:
+    metrics = Metrics("shard")
+    metrics.set_collection_size(
+        "docs", "shard-g0-1", documents=10, index_elements=12, index_bytes=4096
+    )
+    labels = {"collection": "docs", "shard": "shard-g0-1"}
+    assert metrics.registry.get_sample_value("shoal_documents", labels) == 10
+    assert metrics.registry.get_sample_value("shoal_index_elements", labels) == 12
+    assert metrics.registry.get_sample_value("shoal_index_bytes", labels) == 4096
+    metrics.forget_collection("docs", "shard-g0-1")
+    metrics.forget_collection("docs", "shard-g0-1")  # twice is fine
+    assert metrics.registry.get_sample_value("shoal_documents", labels) is None
+
+
+def test_embedder_and_coordinator_families() -> None:
+    metrics = Metrics("coordinator")
+    metrics.observe_embed_batch(16, encode_seconds=0.02)
+    metrics.observe_queue_wait(0.001)
+    metrics.observe_fanout("Search", group=2, seconds=0.004)
+    metrics.record_failover(group=2, reason="UNAVAILABLE")
+    value = metrics.registry.get_sample_value
+    assert value("shoal_embedder_batch_size_sum") == 16
+    assert value("shoal_embedder_batch_size_bucket", {"le": "16.0"}) == 1
+    assert value("shoal_embedder_batch_size_bucket", {"le": "8.0"}) == 0
+    assert value("shoal_embedder_queue_wait_seconds_count") == 1
+    assert value("shoal_embedder_encode_seconds_count") == 1
+    assert value("shoal_fanout_seconds_count", {"method": "Search", "group": "2"}) == 1
+    assert value("shoal_failovers_total", {"group": "2", "reason": "UNAVAILABLE"}) == 1
+
+
+Behavior = Callable[[bytes, grpc.aio.ServicerContext[Any, Any]], Any]
+
+
+async def _ok(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    return request
+
+
+async def _not_found(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    raise errors.NotFound("no collection 'x'")
+
+
+async def _crash(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    raise RuntimeError("bug")
+
+
+async def _hang(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+    await asyncio.Event().wait()  # until the client's deadline cancels the call
+    return b""
+
+
+BEHAVIORS: dict[str, Behavior] = {"Ok": _ok, "Missing": _not_found, "Crash": _crash, "Hang": _hang}
+
+
+async def _call(channel: grpc.aio.Channel, method: str, deadline: float = 10) -> grpc.StatusCode:
+    try:
+        call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+            f"/{SERVICE}/{method}"
+        )
+        await call(b"hello", timeout=deadline)
+    except grpc.aio.AioRpcError as error:
+        return error.code()
+    return grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("method", "code"),
+    [
+        ("Ok", grpc.StatusCode.OK),
+        ("Missing", grpc.StatusCode.NOT_FOUND),
+        ("Crash", grpc.StatusCode.INTERNAL),
+        ("Hang", grpc.StatusCode.DEADLINE_EXCEEDED),
+    ],
+)
+def test_rpcs_are_counted_and_timed_by_method_and_status(
+    method: str, code: grpc.StatusCode
+) -> None:
+    async def scenario() -> None:
+        metrics = Metrics("test")
+        server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics), ErrorInterceptor()])
+        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+            name: grpc.unary_unary_rpc_method_handler(b) for name, b in BEHAVIORS.items()
+        }
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+                timeout = 0.3 if method == "Hang" else 10
+                assert await _call(channel, method, timeout) == code
+        finally:
+            await server.stop(None)
+        value = metrics.registry.get_sample_value
+        labels = {"grpc_service": SERVICE, "grpc_method": method}
+        assert value("grpc_server_started_total", labels) == 1
+        assert value("grpc_server_handled_total", {**labels, "grpc_code": code.name}) == 1
+        assert value("grpc_server_handling_seconds_count", {**labels, "grpc_code": code.name}) == 1
+        assert value("grpc_server_in_flight", labels) == 0
+
+    asyncio.run(scenario())
+
+
+def test_metrics_are_served_over_http() -> None:
+    metrics = Metrics("embedder")
+    metrics.observe_embed_batch(4, encode_seconds=0.01)
+    server = serve_metrics(metrics.registry, port=0, host="127.0.0.1")
+    try:
+        with urllib.request.urlopen(server.url, timeout=10) as response:
+            body = response.read().decode()
+            assert response.headers["Content-Type"].startswith("text/plain")
+    finally:
+        server.close()
+    assert server.port > 0
+    assert 'shoal_build_info{service="embedder"} 1.0' in body
+    assert "shoal_embedder_batch_size_count 1.0" in body
