@@ -61,8 +61,7 @@ class Topology:
         groups = len(self.groups)
         by_group: dict[int, list[int]] = {}
         for position, doc_id in enumerate(ids):
-            digest = hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
-            group = int.from_bytes(digest, "little") % partitions % groups
+            group = stable_hash(doc_id) % partitions % groups
             by_group.setdefault(group, []).append(position)
         return by_group
 
@@ -101,7 +100,9 @@ class Topology:
     @classmethod
     def of(cls, groups: Sequence[Sequence[str]], version: int = 1) -> "Topology":
         """A topology from replica addresses per group (tests, tools)."""
-        return cls.from_dict({"version": version, "groups": [{"replicas": list(g)} for g in groups]})
+        return cls.from_dict(
+            {"version": version, "groups": [{"replicas": list(g)} for g in groups]}
+        )
 
 
 def _check_address(address: object, group: int) -> None:

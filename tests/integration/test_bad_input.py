@@ -69,7 +69,11 @@ BAD_UPSERTS = {
     "empty id": ([doc("")], Code.INVALID_ARGUMENT, "empty"),
     "oversize id": ([doc("x" * (MAX_ID_BYTES + 1))], Code.INVALID_ARGUMENT, "limit"),
     "duplicate ids": ([doc("a"), doc("a")], Code.INVALID_ARGUMENT, "duplicate"),
-    "text without model": ([doc("a", text="hello")], Code.INVALID_ARGUMENT, "model"),
+    "text without model": (
+        [common_pb2.Document(id="a", text="hello")],
+        Code.INVALID_ARGUMENT,
+        "model",
+    ),
     "no vector": (
         [common_pb2.Document(id="a")],
         Code.INVALID_ARGUMENT,

@@ -1,0 +1,77 @@
+"""Composition root: settings -> channels and clients -> core -> servicer -> shoal.server.serve."""
+
+import asyncio
+import logging
+
+from coordinator.api.servicer import ShoalServicer
+from coordinator.clients.channels import open_channel
+from coordinator.clients.contracts import ShardClient
+from coordinator.clients.embedder import GrpcEmbedderClient
+from coordinator.clients.shard import GrpcShardClient
+from coordinator.core.clock import HybridLogicalClock
+from coordinator.core.coordinator import Coordinator
+from coordinator.core.routing import Topology, TopologyError
+from coordinator.settings import Settings, parse_args
+from shoal.server import ServerSpec, Service, serve, setup_logging
+from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+
+log = logging.getLogger("coordinator")
+
+#: On shutdown, how long writes still running for slower replicas may finish.
+DRAIN_SECONDS = 5.0
+
+
+async def run(settings: Settings) -> None:
+    try:
+        topology = Topology.load(settings.topology)
+    except TopologyError as error:
+        raise SystemExit(str(error)) from error
+    channels = {address: open_channel(address) for address in topology.addresses}
+    embedder_channel = open_channel(settings.embedder)
+    shards: dict[str, ShardClient] = {
+        address: GrpcShardClient(address, channel) for address, channel in channels.items()
+    }
+    core = Coordinator.build(
+        topology,
+        shards,
+        GrpcEmbedderClient(settings.embedder, embedder_channel),
+        HybridLogicalClock(settings.coordinator_id),
+        config_ttl=settings.config_ttl_s,
+    )
+    log.info(
+        "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
+        topology.version,
+        len(topology.groups),
+        topology.replication_factor,
+        settings.embedder,
+        settings.coordinator_id,
+    )
+
+    async def stop() -> None:
+        await core.background.drain(DRAIN_SECONDS)
+        for channel in [*channels.values(), embedder_channel]:
+            await channel.close()
+
+    service = Service(
+        name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
+        servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
+        register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
+    )
+    await serve(
+        ServerSpec(
+            host=settings.host,
+            port=settings.port,
+            services=[service],
+            port_file=settings.port_file,
+            stop=stop,
+        )
+    )
+
+
+def main() -> None:
+    setup_logging()
+    asyncio.run(run(parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Public protobuf messages <-> the coordinator's domain types.
+
+Vectors are read with `np.frombuffer` when they come as bytes, never element by
+element. Metadata is checked here (an empty `Value` is a malformed message) and
+then passed on as the protobuf map it is; hits and documents coming back from
+shards are already the public messages and go out as they are.
+"""
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import numpy as np
+
+from coordinator.clients.contracts import CollectionConfig, Health, Keyed, RankedHits, Vector
+from coordinator.clients.messages import config_from_proto, include_from_proto, metric_from_proto
+from coordinator.core.model import (
+    ClusterInfo,
+    Coverage,
+    DocumentInput,
+    QueryInput,
+    SearchOptions,
+    WriteConsistency,
+)
+from shoal.convert import vector_from_fields
+from shoal.errors import InvalidArgument
+from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
+
+_CONSISTENCY: dict[int, WriteConsistency] = {
+    shoal_pb2.WRITE_CONSISTENCY_UNSPECIFIED: WriteConsistency.QUORUM,
+    shoal_pb2.WRITE_CONSISTENCY_ONE: WriteConsistency.ONE,
+    shoal_pb2.WRITE_CONSISTENCY_QUORUM: WriteConsistency.QUORUM,
+    shoal_pb2.WRITE_CONSISTENCY_ALL: WriteConsistency.ALL,
+}
+_HEALTH: dict[Health, shoal_pb2.ReplicaHealth.ValueType] = {
+    Health.SERVING: shoal_pb2.REPLICA_HEALTH_SERVING,
+    Health.NOT_SERVING: shoal_pb2.REPLICA_HEALTH_NOT_SERVING,
+    Health.UNREACHABLE: shoal_pb2.REPLICA_HEALTH_UNREACHABLE,
+}
+
+
+def consistency_from_proto(value: int) -> WriteConsistency:
+    consistency = _CONSISTENCY.get(value)
+    if consistency is None:
+        raise InvalidArgument(f"write consistency {value} is unknown; use ONE, QUORUM or ALL")
+    return consistency
+
+
+def create_config_from_proto(config: common_pb2.CollectionConfig) -> CollectionConfig:
+    """A create request's config; zero fields are left for the defaults."""
+    metric = metric_from_proto(config.metric)
+    if metric is None:
+        raise InvalidArgument(f"metric {config.metric} is unknown; use COSINE, L2 or INNER_PRODUCT")
+    return config_from_proto(config, metric)
+
+
+def _vector(values: Sequence[float], f32: bytes, what: str) -> Vector | None:
+    if not f32 and not values:
+        return None
+    return vector_from_fields(values, f32, what)
+
+
+def document_from_proto(document: common_pb2.Document) -> DocumentInput:
+    what = f"document {document.id!r}"
+    metadata = document.metadata
+    for key, value in metadata.items():
+        if value.WhichOneof("kind") is None:
+            raise InvalidArgument(f"{what}: metadata {key!r} has no value")
+    return DocumentInput(
+        id=document.id,
+        vector=_vector(document.vector, document.vector_f32, what),
+        text=document.text if document.HasField("text") else None,
+        metadata=metadata,
+    )
+
+
+def documents_from_proto(documents: Sequence[common_pb2.Document]) -> list[DocumentInput]:
+    return [document_from_proto(document) for document in documents]
+
+
+def query_from_proto(query: shoal_pb2.Query, what: str) -> QueryInput:
+    return QueryInput(vector=_vector(query.vector, query.vector_f32, what), text=query.text or None)
+
+
+def queries_from_proto(queries: Sequence[shoal_pb2.Query]) -> list[QueryInput] | Vector:
+    """The queries one by one, or, when all of them are float32 bytes of one
+    length (what the SDK sends), as one matrix read from the joined bytes."""
+    blobs = [query.vector_f32 for query in queries]
+    size = len(blobs[0]) if blobs else 0
+    if (
+        size
+        and size % 4 == 0
+        and all(len(blob) == size for blob in blobs)
+        and not any(query.text or len(query.vector) for query in queries)
+    ):
+        return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), size // 4)
+    return [query_from_proto(query, f"query {i}") for i, query in enumerate(queries)]
+
+
+def filter_from_proto(message: Any) -> common_pb2.Filter | None:
+    """The request's filter, if it has one (passed on to the shards as it is)."""
+    return message.filter if message.HasField("filter") else None
+
+
+def search_options(
+    request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest,
+) -> SearchOptions:
+    return SearchOptions(
+        k=request.k,
+        ef=request.ef,
+        include=include_from_proto(request.include),
+        allow_partial=request.allow_partial,
+        filter=filter_from_proto(request),
+        score_threshold=(request.score_threshold if request.HasField("score_threshold") else None),
+    )
+
+
+def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: RankedHits) -> None:
+    """Put one query's hits into a reply message.
+
+    A shard's own answer (no merge was needed) is copied as bytes: a shard's
+    `ShardSearchResult` and the public `SearchResult` / `SearchResponse` share
+    the wire form of field 1, `repeated Hit hits`, so no Python object is made
+    per hit. Merged hits are the shards' `Hit` messages and are copied as such.
+    """
+    if isinstance(result, shard_pb2.ShardSearchResult):
+        target.MergeFromString(result.SerializeToString())
+    else:
+        target.hits.extend(cast(list[common_pb2.Hit], result.hits))
+
+
+def coverage_to_proto(coverage: Coverage) -> common_pb2.Coverage:
+    return common_pb2.Coverage(groups_asked=coverage.asked, groups_answered=coverage.answered)
+
+
+def documents_to_proto(documents: list[Keyed]) -> list[common_pb2.Document]:
+    """The shard client hands back the shards' own `Document` messages."""
+    return cast(list[common_pb2.Document], documents)
+
+
+def cluster_info_to_proto(info: ClusterInfo) -> shoal_pb2.GetClusterInfoResponse:
+    return shoal_pb2.GetClusterInfoResponse(
+        topology_version=info.topology_version,
+        replication_factor=info.replication_factor,
+        groups=[
+            shoal_pb2.ShardGroupInfo(
+                group=group.group,
+                replicas=[
+                    shoal_pb2.ReplicaInfo(
+                        address=replica.address,
+                        health=_HEALTH[replica.health],
+                        collections=[
+                            shoal_pb2.CollectionCount(collection=name, documents=count)
+                            for name, count in replica.collections
+                        ],
+                    )
+                    for replica in group.replicas
+                ],
+            )
+            for group in info.groups
+        ],
+        embedder_address=info.embedder_address,
+        embedder_health=_HEALTH[info.embedder_health],
+    )

@@ -1,0 +1,189 @@
+"""ShoalService over gRPC: parse the request, call the core, build the reply.
+
+Domain errors raised by the core become gRPC statuses in shoal.status's
+interceptor, so nothing here deals with status codes. Each call's deadline is
+the caller's, or a default when the caller set none.
+"""
+
+from typing import Any
+
+import grpc.aio
+
+from coordinator.api import convert
+from coordinator.clients.messages import config_to_proto, include_from_proto
+from coordinator.core.coordinator import Coordinator
+from coordinator.core.deadline import Deadline
+from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+DEFAULT_READ_TIMEOUT_S = 30.0
+DEFAULT_WRITE_TIMEOUT_S = 10.0
+
+
+class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
+    def __init__(
+        self,
+        core: Coordinator,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+    ) -> None:
+        self._core = core
+        self._read_timeout_s = read_timeout_s
+        self._write_timeout_s = write_timeout_s
+
+    def _read_deadline(self, context: Context) -> Deadline:
+        return Deadline.from_remaining(context.time_remaining(), self._read_timeout_s)
+
+    def _write_deadline(self, context: Context) -> Deadline:
+        return Deadline.from_remaining(context.time_remaining(), self._write_timeout_s)
+
+    # Collections
+
+    async def CreateCollection(
+        self, request: shoal_pb2.CreateCollectionRequest, context: Context
+    ) -> shoal_pb2.CreateCollectionResponse:
+        config = convert.create_config_from_proto(request.config)
+        result = await self._core.catalog.create(config, self._write_deadline(context))
+        return shoal_pb2.CreateCollectionResponse(
+            config=config_to_proto(result.config), created=result.created
+        )
+
+    async def GetCollection(
+        self, request: shoal_pb2.GetCollectionRequest, context: Context
+    ) -> shoal_pb2.GetCollectionResponse:
+        stats = await self._core.catalog.get(request.name, self._read_deadline(context))
+        return shoal_pb2.GetCollectionResponse(
+            config=config_to_proto(stats.config), document_count=stats.document_count
+        )
+
+    async def ListCollections(
+        self, request: shoal_pb2.ListCollectionsRequest, context: Context
+    ) -> shoal_pb2.ListCollectionsResponse:
+        configs = await self._core.catalog.list_all(self._read_deadline(context))
+        return shoal_pb2.ListCollectionsResponse(
+            collections=[config_to_proto(config) for config in configs]
+        )
+
+    async def DeleteCollection(
+        self, request: shoal_pb2.DeleteCollectionRequest, context: Context
+    ) -> shoal_pb2.DeleteCollectionResponse:
+        await self._core.catalog.delete(request.name, self._write_deadline(context))
+        return shoal_pb2.DeleteCollectionResponse()
+
+    # Documents
+
+    async def Upsert(
+        self, request: shoal_pb2.UpsertRequest, context: Context
+    ) -> shoal_pb2.UpsertResponse:
+        result = await self._core.writer.upsert(
+            request.collection,
+            convert.documents_from_proto(request.documents),
+            convert.consistency_from_proto(request.consistency),
+            self._write_deadline(context),
+        )
+        return shoal_pb2.UpsertResponse(
+            upserted=result.written,
+            replicas_acknowledged=result.acknowledged,
+            replicas=result.replicas,
+        )
+
+    async def Delete(
+        self, request: shoal_pb2.DeleteRequest, context: Context
+    ) -> shoal_pb2.DeleteResponse:
+        result = await self._core.writer.delete(
+            request.collection,
+            list(request.ids),
+            convert.consistency_from_proto(request.consistency),
+            self._write_deadline(context),
+            filter=convert.filter_from_proto(request),
+        )
+        return shoal_pb2.DeleteResponse(
+            deleted=result.deleted,
+            replicas_acknowledged=result.acknowledged,
+            replicas=result.replicas,
+        )
+
+    async def Get(self, request: shoal_pb2.GetRequest, context: Context) -> shoal_pb2.GetResponse:
+        found = await self._core.reader.get(
+            request.collection,
+            list(request.ids),
+            include_from_proto(request.include),
+            request.allow_partial,
+            self._read_deadline(context),
+        )
+        return shoal_pb2.GetResponse(
+            documents=convert.documents_to_proto(found.documents),
+            coverage=convert.coverage_to_proto(found.coverage),
+        )
+
+    async def Count(
+        self, request: shoal_pb2.CountRequest, context: Context
+    ) -> shoal_pb2.CountResponse:
+        result = await self._core.reader.count(
+            request.collection,
+            request.allow_partial,
+            self._read_deadline(context),
+            filter=convert.filter_from_proto(request),
+        )
+        return shoal_pb2.CountResponse(
+            count=result.count, coverage=convert.coverage_to_proto(result.coverage)
+        )
+
+    async def Scroll(
+        self, request: shoal_pb2.ScrollRequest, context: Context
+    ) -> shoal_pb2.ScrollResponse:
+        page = await self._core.reader.scroll(
+            request.collection,
+            convert.filter_from_proto(request),
+            request.page_size,
+            request.cursor,
+            include_from_proto(request.include),
+            request.allow_partial,
+            self._read_deadline(context),
+        )
+        return shoal_pb2.ScrollResponse(
+            documents=convert.documents_to_proto(page.documents),
+            next_cursor=page.cursor,
+            coverage=convert.coverage_to_proto(page.coverage),
+        )
+
+    # Search
+
+    async def Search(
+        self, request: shoal_pb2.SearchRequest, context: Context
+    ) -> shoal_pb2.SearchResponse:
+        results = await self._core.reader.search(
+            request.collection,
+            [convert.query_from_proto(request.query, "query")],
+            convert.search_options(request),
+            self._read_deadline(context),
+        )
+        response = shoal_pb2.SearchResponse(coverage=convert.coverage_to_proto(results.coverage))
+        convert.add_hits(response, results.results[0])
+        return response
+
+    async def SearchBatch(
+        self, request: shoal_pb2.SearchBatchRequest, context: Context
+    ) -> shoal_pb2.SearchBatchResponse:
+        results = await self._core.reader.search(
+            request.collection,
+            convert.queries_from_proto(request.queries),
+            convert.search_options(request),
+            self._read_deadline(context),
+        )
+        response = shoal_pb2.SearchBatchResponse(
+            coverage=convert.coverage_to_proto(results.coverage)
+        )
+        add = response.results.add
+        for result in results.results:
+            convert.add_hits(add(), result)
+        return response
+
+    # Cluster
+
+    async def GetClusterInfo(
+        self, request: shoal_pb2.GetClusterInfoRequest, context: Context
+    ) -> shoal_pb2.GetClusterInfoResponse:
+        info = await self._core.inspector.describe(self._read_deadline(context))
+        return convert.cluster_info_to_proto(info)

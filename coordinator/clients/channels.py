@@ -1,0 +1,22 @@
+"""gRPC channels to the other Shoal services, opened once and shared by all calls."""
+
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from shoal.server import GRPC_OPTIONS
+
+#: A replica that comes back (restarted on its port) should be used again within
+#: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
+#: while a channel waits to reconnect, calls on it fail at once. Reconnecting
+#: to a dead address costs one refused connection per attempt.
+RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
+
+
+def open_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])

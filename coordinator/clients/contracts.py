@@ -1,0 +1,209 @@
+"""What the coordinator needs from the services it calls, free of gRPC.
+
+Core is written against these protocols and value types; `shard` and
+`embedder` implement them over gRPC, and unit tests implement them in memory.
+Implementations raise `shoal.errors` exceptions and never gRPC errors:
+Unavailable for an unreachable replica, DeadlineExceeded when `timeout_s` runs
+out, NotFound for an unknown collection, and so on. Every call takes
+`timeout_s`, the seconds it may take (what is left of the caller's deadline, or
+this attempt's share of it).
+
+Payloads the coordinator only passes along stay opaque: document metadata going
+to shards, and hits and documents coming back, of which core reads only the id
+and score through the small `Scored` and `Keyed` protocols. Not converting the
+rest keeps the per-hit cost of a search fan-out low.
+"""
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+
+#: A metadata filter exactly as the caller sent it. Shards evaluate filters;
+#: the coordinator only passes them on.
+Filter = object
+
+
+class Metric(enum.Enum):
+    COSINE = "cosine"
+    L2 = "l2"
+    INNER_PRODUCT = "ip"
+
+
+class Health(enum.Enum):
+    SERVING = "serving"
+    NOT_SERVING = "not_serving"
+    UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionConfig:
+    """Everything fixed when a collection is created. Zero fields mean "take the
+    default" in a create request only, never in a stored config."""
+
+    name: str
+    dimension: int = 0
+    metric: Metric = Metric.COSINE
+    hnsw_m: int = 0
+    hnsw_ef_construction: int = 0
+    hnsw_ef: int = 0
+    embedding_model: str = ""
+    partitions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ShardCollection:
+    """One collection as one replica holds it."""
+
+    config: CollectionConfig
+    document_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Include:
+    """Which stored fields a read returns besides id and score."""
+
+    metadata: bool = False
+    text: bool = False
+    vector: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WriteOp:
+    """One versioned change to one document, as sent to every replica of its group.
+
+    `metadata` is the caller's metadata exactly as the api layer received it.
+    """
+
+    id: str
+    version: int
+    deleted: bool = False
+    vector_f32: bytes = b""
+    text: str | None = None
+    metadata: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteAck:
+    applied: int  # writes newer than what the replica held
+    deleted: int  # tombstones that removed a live document
+
+
+class Scored(Protocol):
+    """What core needs of a search hit; the rest of it is passed through untouched."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def score(self) -> float: ...
+
+
+class RankedHits(Protocol):
+    """One replica's answer to one query: its hits, best first.
+
+    When a search needs no merging (one group answered) the coordinator hands
+    this object back as it is, so the api layer can copy it out whole."""
+
+    @property
+    def hits(self) -> Sequence[Scored]: ...
+
+
+class Keyed(Protocol):
+    """What core needs of a stored document returned by a get."""
+
+    @property
+    def id(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScrollPage:
+    documents: list[Keyed]  # in id order
+    more: bool  # documents remain after the last one returned
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderInfo:
+    model: str
+    dimension: int
+    max_batch: int
+    max_input_chars: int
+
+
+class ShardClient(Protocol):
+    """One replica of one shard group."""
+
+    @property
+    def address(self) -> str: ...
+
+    async def create_collection(
+        self, config: CollectionConfig, timeout_s: float
+    ) -> tuple[CollectionConfig, bool]:
+        """The replica's config and whether this call created the collection."""
+        ...
+
+    async def delete_collection(self, name: str, timeout_s: float) -> bool:
+        """Whether the replica held the collection."""
+        ...
+
+    async def list_collections(self, timeout_s: float) -> list[ShardCollection]: ...
+
+    async def write(
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float
+    ) -> WriteAck: ...
+
+    async def get(
+        self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
+    ) -> list[Keyed]: ...
+
+    async def search(
+        self,
+        collection: str,
+        queries_f32: bytes,
+        k: int,
+        ef: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RankedHits]:
+        """Per query (rows of `queries_f32`), the replica's own top-k."""
+        ...
+
+    async def count(
+        self, collection: str, timeout_s: float, filter: Filter | None = None
+    ) -> int: ...
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: Filter | None,
+        after_id: str,
+        limit: int,
+        include: Include,
+        timeout_s: float,
+    ) -> ScrollPage:
+        """Live documents with id > after_id matching the filter, in id order."""
+        ...
+
+    async def health(self, timeout_s: float) -> Health:
+        """UNREACHABLE rather than an error when the replica cannot be reached."""
+        ...
+
+
+class EmbedderClient(Protocol):
+    @property
+    def address(self) -> str: ...
+
+    async def info(self, timeout_s: float) -> EmbedderInfo: ...
+
+    async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
+        """A (len(texts), dimension) float32 matrix, row i embedding texts[i]."""
+        ...
+
+    async def health(self, timeout_s: float) -> Health: ...

@@ -1,0 +1,81 @@
+"""Conversion between the contract types and protobuf messages.
+
+Used by the clients (shard and embedder calls) and by the api layer, since the
+public API and the shard API share `CollectionConfig` and `Include`.
+"""
+
+from collections.abc import Mapping
+from typing import cast
+
+from coordinator.clients.contracts import CollectionConfig, Filter, Include, Metric, WriteOp
+from shoal.v1 import common_pb2, shard_pb2
+
+_METRIC_TO_PROTO: dict[Metric, common_pb2.Metric.ValueType] = {
+    Metric.COSINE: common_pb2.METRIC_COSINE,
+    Metric.L2: common_pb2.METRIC_L2,
+    Metric.INNER_PRODUCT: common_pb2.METRIC_INNER_PRODUCT,
+}
+_METRIC_FROM_PROTO: dict[common_pb2.Metric.ValueType, Metric] = {
+    common_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
+    **{value: metric for metric, value in _METRIC_TO_PROTO.items()},
+}
+
+
+def metric_from_proto(metric: common_pb2.Metric.ValueType) -> Metric | None:
+    """None for a value this build does not know."""
+    return _METRIC_FROM_PROTO.get(metric)
+
+
+def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
+    return common_pb2.CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=_METRIC_TO_PROTO[config.metric],
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+    )
+
+
+def config_from_proto(
+    config: common_pb2.CollectionConfig, metric: Metric = Metric.COSINE
+) -> CollectionConfig:
+    """`metric` stands in for a metric value this build does not know."""
+    return CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=_METRIC_FROM_PROTO.get(config.metric, metric),
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+    )
+
+
+def include_to_proto(include: Include) -> common_pb2.Include:
+    return common_pb2.Include(metadata=include.metadata, text=include.text, vector=include.vector)
+
+
+def include_from_proto(include: common_pb2.Include) -> Include:
+    return Include(metadata=include.metadata, text=include.text, vector=include.vector)
+
+
+def filter_to_proto(spec: Filter | None) -> common_pb2.Filter | None:
+    """The caller's filter message, passed on as it came."""
+    return cast(common_pb2.Filter | None, spec)
+
+
+def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
+    # The metadata is the map of `Value`s the caller sent: copied, not converted.
+    metadata = cast(Mapping[str, common_pb2.Value], op.metadata)
+    return shard_pb2.ShardWrite(
+        id=op.id,
+        version=op.version,
+        deleted=op.deleted,
+        vector_f32=op.vector_f32,
+        text=op.text,
+        metadata=metadata,
+    )

@@ -1,0 +1,149 @@
+"""ShardService over gRPC: one client per replica, on a channel opened once."""
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from coordinator.clients.contracts import (
+    CollectionConfig,
+    Filter,
+    Health,
+    Include,
+    Keyed,
+    RankedHits,
+    ScrollPage,
+    ShardCollection,
+    WriteAck,
+    WriteOp,
+)
+from coordinator.clients.health import HealthProbe
+from coordinator.clients.messages import (
+    config_from_proto,
+    config_to_proto,
+    filter_to_proto,
+    include_to_proto,
+    write_to_proto,
+)
+from shoal.status import from_rpc_error
+from shoal.v1 import shard_pb2, shard_pb2_grpc
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+
+class GrpcShardClient:
+    def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
+        self._address = address
+        self._stub = shard_pb2_grpc.ShardServiceStub(channel)
+        self._health = HealthProbe(channel)
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def _call(
+        self, method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
+    ) -> Resp:
+        try:
+            return await method(request, timeout=timeout_s)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+
+    async def create_collection(
+        self, config: CollectionConfig, timeout_s: float
+    ) -> tuple[CollectionConfig, bool]:
+        request = shard_pb2.ShardCreateCollectionRequest(config=config_to_proto(config))
+        reply: shard_pb2.ShardCreateCollectionResponse = await self._call(
+            self._stub.CreateCollection, request, timeout_s
+        )
+        return config_from_proto(reply.config), reply.created
+
+    async def delete_collection(self, name: str, timeout_s: float) -> bool:
+        request = shard_pb2.ShardDeleteCollectionRequest(name=name)
+        reply: shard_pb2.ShardDeleteCollectionResponse = await self._call(
+            self._stub.DeleteCollection, request, timeout_s
+        )
+        return reply.deleted
+
+    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+        reply: shard_pb2.ShardListCollectionsResponse = await self._call(
+            self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
+        )
+        return [
+            ShardCollection(config_from_proto(c.config), c.document_count)
+            for c in reply.collections
+        ]
+
+    async def write(self, collection: str, writes: Sequence[WriteOp], timeout_s: float) -> WriteAck:
+        request = shard_pb2.ShardWriteRequest(
+            collection=collection, writes=[write_to_proto(op) for op in writes]
+        )
+        reply: shard_pb2.ShardWriteResponse = await self._call(self._stub.Write, request, timeout_s)
+        return WriteAck(reply.applied, reply.deleted)
+
+    async def get(
+        self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
+    ) -> list[Keyed]:
+        request = shard_pb2.ShardGetRequest(
+            collection=collection, ids=ids, include=include_to_proto(include)
+        )
+        reply: shard_pb2.ShardGetResponse = await self._call(self._stub.Get, request, timeout_s)
+        return list(reply.documents)
+
+    async def search(
+        self,
+        collection: str,
+        queries_f32: bytes,
+        k: int,
+        ef: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RankedHits]:
+        request = shard_pb2.ShardSearchRequest(
+            collection=collection,
+            queries_f32=queries_f32,
+            k=k,
+            ef=ef,
+            include=include_to_proto(include),
+            filter=filter_to_proto(filter),
+            score_threshold=score_threshold,
+        )
+        reply: shard_pb2.ShardSearchResponse = await self._call(
+            self._stub.Search, request, timeout_s
+        )
+        # The results stay protobuf messages: the api layer copies them out as
+        # they are, without a Python object per hit where no merge is needed.
+        return list(reply.results)
+
+    async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
+        request = shard_pb2.ShardCountRequest(collection=collection, filter=filter_to_proto(filter))
+        reply: shard_pb2.ShardCountResponse = await self._call(self._stub.Count, request, timeout_s)
+        return reply.count
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: Filter | None,
+        after_id: str,
+        limit: int,
+        include: Include,
+        timeout_s: float,
+    ) -> ScrollPage:
+        request = shard_pb2.ShardScrollRequest(
+            collection=collection,
+            filter=filter_to_proto(filter),
+            after_id=after_id,
+            limit=limit,
+            include=include_to_proto(include),
+        )
+        reply: shard_pb2.ShardScrollResponse = await self._call(
+            self._stub.Scroll, request, timeout_s
+        )
+        return ScrollPage(list(reply.documents), reply.more)
+
+    async def health(self, timeout_s: float) -> Health:
+        return await self._health.check(timeout_s)

@@ -1,0 +1,60 @@
+"""What the cluster looks like right now: groups, replicas, health, counts."""
+
+import asyncio
+from collections.abc import Sequence
+
+from coordinator.clients.contracts import EmbedderClient, Health, ShardClient
+from coordinator.core.deadline import Deadline
+from coordinator.core.model import ClusterInfo, GroupInfo, ReplicaInfo
+from coordinator.core.replicas import ReplicaGroup
+from coordinator.core.routing import Topology
+from shoal.errors import ShoalError
+
+#: A replica that takes longer than this to answer a health check is shown as
+#: unreachable rather than holding up the whole report.
+PROBE_TIMEOUT_S = 2.0
+
+
+class ClusterInspector:
+    def __init__(
+        self, topology: Topology, groups: Sequence[ReplicaGroup], embedder: EmbedderClient
+    ) -> None:
+        self._topology = topology
+        self._groups = list(groups)
+        self._embedder = embedder
+
+    async def describe(self, deadline: Deadline) -> ClusterInfo:
+        timeout_s = min(PROBE_TIMEOUT_S, deadline.check("probing the cluster"))
+        replica_infos = asyncio.gather(
+            *(
+                _probe(replica.client, timeout_s)
+                for group in self._groups
+                for replica in group.replicas
+            )
+        )
+        infos, embedder_health = await asyncio.gather(
+            replica_infos, self._embedder.health(timeout_s)
+        )
+        found = iter(infos)
+        groups = [
+            GroupInfo(group.group, [next(found) for _ in group.replicas]) for group in self._groups
+        ]
+        return ClusterInfo(
+            topology_version=self._topology.version,
+            replication_factor=self._topology.replication_factor,
+            groups=groups,
+            embedder_address=self._embedder.address,
+            embedder_health=embedder_health,
+        )
+
+
+async def _probe(client: ShardClient, timeout_s: float) -> ReplicaInfo:
+    health = await client.health(timeout_s)
+    collections: list[tuple[str, int]] = []
+    if health is not Health.UNREACHABLE:
+        try:
+            listed = await client.list_collections(timeout_s)
+        except ShoalError:
+            listed = []
+        collections = [(c.config.name, c.document_count) for c in listed]
+    return ReplicaInfo(client.address, health, collections)

@@ -1,0 +1,241 @@
+"""Searches, gets and counts: fan out to the shard groups and merge.
+
+Searches and counts ask every group, since any group may hold a match; a get
+asks only the groups that own the requested ids. Each group is asked through
+one replica, with failover (see `replicas`).
+"""
+
+import heapq
+from collections.abc import Sequence
+from operator import attrgetter
+from typing import TypeVar
+
+import numpy as np
+
+from coordinator.clients.contracts import (
+    CollectionConfig,
+    Filter,
+    Include,
+    Keyed,
+    RankedHits,
+    ScrollPage,
+    ShardClient,
+    Vector,
+)
+from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.deadline import Deadline
+from coordinator.core.embedding import Embedding
+from coordinator.core.fanout import ShardCall, every_group, fan_out
+from coordinator.core.merge import merge_batches
+from coordinator.core.model import (
+    CountResult,
+    Coverage,
+    FoundDocuments,
+    MergedHits,
+    QueryInput,
+    ScrollResults,
+    SearchOptions,
+    SearchResults,
+)
+from coordinator.core.replicas import ReplicaGroup
+from coordinator.core.routing import Topology
+from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
+from coordinator.core.validation import check_ids, check_query_matrix, check_search
+from shoal import limits
+from shoal.errors import Internal, NotFound
+
+T = TypeVar("T")
+
+_BY_ID = attrgetter("id")
+
+
+class Reader:
+    def __init__(
+        self,
+        topology: Topology,
+        groups: Sequence[ReplicaGroup],
+        catalog: CollectionCatalog,
+        embedding: Embedding,
+    ) -> None:
+        self._topology = topology
+        self._groups = list(groups)
+        self._catalog = catalog
+        self._embedding = embedding
+
+    async def search(
+        self,
+        collection: str,
+        queries: Sequence[QueryInput] | Vector,
+        options: SearchOptions,
+        deadline: Deadline,
+    ) -> SearchResults:
+        """The merged top-k of every group for each query, in query order.
+
+        `queries` may be an (n, dimension) matrix when every query is a vector:
+        the api layer builds it from the request's bytes in one piece.
+        """
+        limits.check_collection_name(collection)
+        config = await self._catalog.config(collection, deadline)
+        k = options.k
+        check_search(config, queries, k, options.ef)
+        if len(queries) == 0:
+            return SearchResults([], Coverage(0, 0))
+        matrix = await self._query_matrix(config, queries, deadline)
+        queries_f32 = matrix.tobytes()
+        count = len(queries)
+
+        async def search(client: ShardClient, timeout_s: float) -> list[RankedHits]:
+            results = await client.search(
+                collection,
+                queries_f32,
+                k,
+                options.ef,
+                options.include,
+                timeout_s,
+                options.filter,
+                options.score_threshold,
+            )
+            if len(results) != count:
+                raise Internal(f"shard {client.address} answered {len(results)} of {count} queries")
+            return results
+
+        per_group, coverage = await self._fan_out(
+            collection, "search", search, deadline, options.allow_partial
+        )
+        if not per_group:
+            return SearchResults([MergedHits([]) for _ in range(count)], coverage)
+        return SearchResults(merge_batches(per_group, k), coverage)
+
+    async def get(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        include: Include,
+        allow_partial: bool,
+        deadline: Deadline,
+    ) -> FoundDocuments:
+        """The stored documents among `ids`, in request order; missing ids left out."""
+        limits.check_collection_name(collection)
+        check_ids(ids, "ids")
+        config = await self._catalog.config(collection, deadline)
+        by_group = self._topology.split_by_group(ids, config.partitions)
+
+        def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
+            async def get(client: ShardClient, timeout_s: float) -> list[Keyed]:
+                return await client.get(collection, group_ids, include, timeout_s)
+
+            return get
+
+        targets = [
+            (self._groups[group], get_ids([ids[position] for position in by_group[group]]))
+            for group in sorted(by_group)
+        ]
+        answers, coverage = await self._fan_out_to(
+            targets, collection, "get", deadline, allow_partial
+        )
+        found = {document.id: document for documents in answers for document in documents}
+        return FoundDocuments([found[i] for i in ids if i in found], coverage)
+
+    async def count(
+        self,
+        collection: str,
+        allow_partial: bool,
+        deadline: Deadline,
+        filter: Filter | None = None,
+    ) -> CountResult:
+        limits.check_collection_name(collection)
+        await self._catalog.config(collection, deadline)
+
+        async def count(client: ShardClient, timeout_s: float) -> int:
+            return await client.count(collection, timeout_s, filter)
+
+        counts, coverage = await self._fan_out(collection, "count", count, deadline, allow_partial)
+        return CountResult(sum(counts), coverage)
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: Filter | None,
+        page_size: int,
+        cursor: str,
+        include: Include,
+        allow_partial: bool,
+        deadline: Deadline,
+    ) -> ScrollResults:
+        """One page of the documents matching `filter`, in id order.
+
+        Every group is asked for a page after the cursor, and the pages are
+        merged by id; documents left over from a group's page come again in
+        the next page, since the cursor is the last id returned.
+        """
+        limits.check_collection_name(collection)
+        size = check_page_size(page_size)
+        after_id = decode_cursor(cursor)
+        await self._catalog.config(collection, deadline)
+
+        async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
+            return await client.scroll(collection, filter, after_id, size, include, timeout_s)
+
+        pages, coverage = await self._fan_out(collection, "scroll", scroll, deadline, allow_partial)
+        merged = list(heapq.merge(*(page.documents for page in pages), key=_BY_ID))
+        more = len(merged) > size or any(page.more for page in pages)
+        documents = merged[:size]
+        next_cursor = encode_cursor(documents[-1].id) if more and documents else ""
+        return ScrollResults(documents, next_cursor, coverage)
+
+    async def _query_matrix(
+        self, config: CollectionConfig, queries: Sequence[QueryInput] | Vector, deadline: Deadline
+    ) -> Vector:
+        """All queries as one (n, dimension) float32 matrix, texts embedded."""
+        if isinstance(queries, np.ndarray):
+            check_query_matrix(queries)
+            return queries
+        texts = [(row, query.text) for row, query in enumerate(queries) if query.text is not None]
+        if not texts:
+            vectors = [query.vector for query in queries if query.vector is not None]
+            matrix = vectors[0].reshape(1, -1) if len(vectors) == 1 else np.stack(vectors)
+            check_query_matrix(matrix)
+            return matrix
+        # Text rows stay zero (finite) until embedded, so the check names the
+        # right query.
+        matrix = np.zeros((len(queries), config.dimension), dtype="<f4")
+        for row, query in enumerate(queries):
+            if query.vector is not None:
+                matrix[row] = query.vector
+        check_query_matrix(matrix)
+        embedded = await self._embedding.embed(
+            [text for _, text in texts], config.embedding_model, config.dimension, deadline
+        )
+        matrix[[row for row, _ in texts]] = embedded
+        return matrix
+
+    async def _fan_out(
+        self,
+        collection: str,
+        operation: str,
+        call: ShardCall[T],
+        deadline: Deadline,
+        allow_partial: bool,
+    ) -> tuple[list[T], Coverage]:
+        return await self._fan_out_to(
+            every_group(self._groups, call),
+            collection,
+            operation,
+            deadline,
+            allow_partial,
+        )
+
+    async def _fan_out_to(
+        self,
+        targets: Sequence[tuple[ReplicaGroup, ShardCall[T]]],
+        collection: str,
+        operation: str,
+        deadline: Deadline,
+        allow_partial: bool,
+    ) -> tuple[list[T], Coverage]:
+        try:
+            return await fan_out(targets, deadline, f"{operation} in {collection!r}", allow_partial)
+        except NotFound:
+            # The collection went away (another coordinator may have deleted it).
+            self._catalog.invalidate(collection)
+            raise

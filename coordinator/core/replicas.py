@@ -1,0 +1,139 @@
+"""The replicas of each shard group: which one to ask, and failing over.
+
+Reads go to one replica per group: the one with the fewest requests in flight,
+preferring replicas that have not failed lately. A replica that fails with
+UNAVAILABLE or runs out of its share of the deadline is put at the back of the
+line for a short, growing while, and the read moves on to the next replica.
+"""
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from coordinator.clients.contracts import ShardClient
+from coordinator.core.deadline import Deadline
+from shoal.errors import DataLoss, DeadlineExceeded, Internal, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How long a failed replica stays at the back of the line, doubling per failure.
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 5.0
+
+
+class Replica:
+    """One replica and what the coordinator has seen of it lately."""
+
+    __slots__ = ("_clock", "client", "failed_until", "failures", "outstanding")
+
+    def __init__(self, client: ShardClient, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.outstanding = 0
+        self.failures = 0
+        self.failed_until = 0.0
+        self._clock = clock
+
+    @property
+    def address(self) -> str:
+        return self.client.address
+
+    def failed(self) -> None:
+        backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**self.failures)
+        self.failures += 1
+        self.failed_until = self._clock() + backoff
+
+    def succeeded(self) -> None:
+        self.failures = 0
+        self.failed_until = 0.0
+
+
+class ReplicaGroup:
+    """The replicas of one shard group."""
+
+    def __init__(
+        self,
+        group: int,
+        replicas: Sequence[Replica],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not replicas:
+            raise ValueError(f"shard group {group} has no replicas")
+        self.group = group
+        self.replicas = list(replicas)
+        self._clock = clock
+        self._turn = 0
+
+    def __len__(self) -> int:
+        return len(self.replicas)
+
+    def candidates(self) -> tuple[list[Replica], int]:
+        """Replicas in the order to try them, and how many of them look healthy.
+
+        Healthy replicas come first, fewest requests in flight first; ties take
+        turns so an idle cluster still spreads its reads. Replicas that failed
+        lately follow, the one whose backoff ends soonest first.
+        """
+        now = self._clock()
+        self._turn = (self._turn + 1) % len(self.replicas)
+        rotated = self.replicas[self._turn :] + self.replicas[: self._turn]
+        healthy = [replica for replica in rotated if replica.failed_until <= now]
+        healthy.sort(key=_outstanding)
+        if len(healthy) == len(rotated):
+            return healthy, len(healthy)
+        lagging = [replica for replica in rotated if replica.failed_until > now]
+        lagging.sort(key=_failed_until)
+        return healthy + lagging, len(healthy)
+
+    async def read(
+        self,
+        call: Callable[[ShardClient, float], Awaitable[T]],
+        deadline: Deadline,
+        what: str,
+    ) -> T:
+        """Run `call(client, timeout_s)` on one replica, failing over to the next on
+        UNAVAILABLE or a timeout. Other errors (NotFound, InvalidArgument, ...)
+        would be the same on every replica and are raised at once."""
+        candidates, healthy = self.candidates()
+        reasons: list[str] = []
+        for position, replica in enumerate(candidates):
+            left = deadline.remaining()
+            if left <= 0:
+                break
+            # Split what is left between the healthy replicas still to try, so a
+            # hung replica cannot eat the whole deadline; the last one gets it all.
+            tries_left = max(1, healthy - position)
+            timeout_s = left / tries_left
+            replica.outstanding += 1
+            try:
+                result = await call(replica.client, timeout_s)
+            except (Unavailable, DeadlineExceeded) as error:
+                replica.failed()
+                reasons.append(f"{replica.address}: {error}")
+                log.info(
+                    "shard group %d: %s failed %s: %s", self.group, replica.address, what, error
+                )
+                continue
+            except (Internal, DataLoss) as error:
+                # A fault of this replica, not of the request: say which one.
+                raise type(error)(f"shard {replica.address}: {error}") from error
+            finally:
+                replica.outstanding -= 1
+            replica.succeeded()
+            return result
+        detail = f" ({'; '.join(reasons)})" if reasons else ""
+        if deadline.expired:
+            raise DeadlineExceeded(
+                f"deadline exceeded before shard group {self.group} answered{detail}"
+            )
+        raise Unavailable(f"shard group {self.group} has no live replica{detail}")
+
+
+def _outstanding(replica: Replica) -> int:
+    return replica.outstanding
+
+
+def _failed_until(replica: Replica) -> float:
+    return replica.failed_until

@@ -1,0 +1,334 @@
+"""Upserts and deletes: versioned writes to every replica of the owning groups.
+
+Each document gets a fresh version from the hybrid logical clock and goes to
+every replica of its group at once. A group's write succeeds as soon as the
+requested consistency (ONE, QUORUM, ALL) has acknowledged; the calls to slower
+replicas are left to finish in the background rather than cancelled, so those
+replicas still get the write. Versions make that safe: a replica keeps the
+newest version of each document, whatever order writes arrive in.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from coordinator.clients.contracts import (
+    Filter,
+    Include,
+    ScrollPage,
+    ShardClient,
+    WriteAck,
+    WriteOp,
+)
+from coordinator.core.background import Background
+from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.clock import HybridLogicalClock
+from coordinator.core.deadline import Deadline
+from coordinator.core.embedding import Embedding
+from coordinator.core.fanout import ShardCall
+from coordinator.core.model import DocumentInput, WriteConsistency, WriteResult
+from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.routing import Topology
+from coordinator.core.scroll_cursor import MAX_PAGE_SIZE
+from coordinator.core.validation import check_documents, check_ids
+from shoal import limits
+from shoal.errors import (
+    AlreadyExists,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    ShoalError,
+    Unavailable,
+)
+
+#: After a group's write has failed, how long to wait for the replicas still
+#: answering before reporting how many acknowledged.
+FAILURE_GRACE_S = 0.5
+
+#: Errors that say the request itself is wrong, whichever replica answers.
+CALLER_ERRORS = (NotFound, InvalidArgument, ResourceExhausted, AlreadyExists)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupOutcome:
+    group: int
+    replicas: int
+    needed: int
+    writes: int
+    acks: list[WriteAck]
+    failures: list[tuple[str, ShoalError]]  # (replica address, error)
+    pending: int  # replicas that had not answered when the group was settled
+
+    @property
+    def met(self) -> bool:
+        return len(self.acks) >= self.needed
+
+
+class Writer:
+    def __init__(
+        self,
+        topology: Topology,
+        groups: Sequence[ReplicaGroup],
+        catalog: CollectionCatalog,
+        embedding: Embedding,
+        clock: HybridLogicalClock,
+        background: Background,
+    ) -> None:
+        self._topology = topology
+        self._groups = list(groups)
+        self._catalog = catalog
+        self._embedding = embedding
+        self._clock = clock
+        self._background = background
+
+    async def upsert(
+        self,
+        collection: str,
+        documents: Sequence[DocumentInput],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> WriteResult:
+        limits.check_collection_name(collection)
+        config = await self._catalog.config(collection, deadline)
+        to_embed = check_documents(config, documents)
+        vectors = [
+            b"" if document.vector is None else np.asarray(document.vector, "<f4").tobytes()
+            for document in documents
+        ]
+        if to_embed:
+            texts = [documents[position].text or "" for position in to_embed]
+            embedded = await self._embedding.embed(
+                texts, config.embedding_model, config.dimension, deadline
+            )
+            for row, position in enumerate(to_embed):
+                vectors[position] = embedded[row].tobytes()
+        versions = self._clock.next_many(len(documents))
+        by_group = self._topology.split_by_group(
+            (document.id for document in documents), config.partitions
+        )
+        writes = {
+            group: [
+                WriteOp(
+                    id=documents[position].id,
+                    version=versions[position],
+                    vector_f32=vectors[position],
+                    text=documents[position].text,
+                    metadata=documents[position].metadata,
+                )
+                for position in positions
+            ]
+            for group, positions in by_group.items()
+        }
+        return await self._write(collection, writes, consistency, deadline, len(documents))
+
+    async def delete(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+        filter: Filter | None = None,
+    ) -> WriteResult:
+        """Tombstones for `ids`, or for every document matching `filter` (not
+        both); `deleted` says how many documents existed."""
+        if filter is not None:
+            if ids:
+                raise InvalidArgument("give ids or a filter to delete by, not both")
+            return await self.delete_matching(collection, filter, consistency, deadline)
+        limits.check_collection_name(collection)
+        check_ids(ids, "ids")
+        config = await self._catalog.config(collection, deadline)
+        versions = self._clock.next_many(len(ids))
+        by_group = self._topology.split_by_group(ids, config.partitions)
+        writes = {
+            group: [
+                WriteOp(id=ids[position], version=versions[position], deleted=True)
+                for position in positions
+            ]
+            for group, positions in by_group.items()
+        }
+        return await self._write(collection, writes, consistency, deadline, len(ids))
+
+    async def delete_matching(
+        self,
+        collection: str,
+        filter: Filter,
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> WriteResult:
+        """Tombstones for every document matching `filter`, group by group.
+
+        Each group lists its matching ids a page at a time (from one replica,
+        with failover) and tombstones them on all of its replicas.
+        """
+        limits.check_collection_name(collection)
+        await self._catalog.config(collection, deadline)
+        per_group = await asyncio.gather(
+            *(
+                self._delete_matching_in(group, collection, filter, consistency, deadline)
+                for group in self._groups
+            )
+        )
+        outcomes = [outcome for pages in per_group for outcome in pages]
+        self._raise_unmet(collection, outcomes, deadline)
+        if not outcomes:
+            replicas = self._topology.replication_factor
+            return WriteResult(0, consistency.required(replicas), replicas)
+        deleted = sum(max((a.deleted for a in outcome.acks), default=0) for outcome in outcomes)
+        return WriteResult(
+            written=sum(outcome.writes for outcome in outcomes),
+            acknowledged=min(len(outcome.acks) for outcome in outcomes),
+            replicas=max(outcome.replicas for outcome in outcomes),
+            deleted=deleted,
+        )
+
+    async def _delete_matching_in(
+        self,
+        group: ReplicaGroup,
+        collection: str,
+        filter: Filter,
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> list[GroupOutcome]:
+        outcomes: list[GroupOutcome] = []
+        after_id = ""
+        while True:
+            page = await group.read(
+                _matching_ids(collection, filter, after_id), deadline, f"scroll in {collection!r}"
+            )
+            if not page.documents:
+                return outcomes
+            ids = [document.id for document in page.documents]
+            versions = self._clock.next_many(len(ids))
+            ops = [
+                WriteOp(id=doc_id, version=version, deleted=True)
+                for doc_id, version in zip(ids, versions, strict=True)
+            ]
+            outcome = await self._write_group(group, collection, ops, consistency, deadline)
+            outcomes.append(outcome)
+            if not outcome.met or not page.more:
+                return outcomes
+            after_id = ids[-1]
+
+    async def _write(
+        self,
+        collection: str,
+        writes: dict[int, list[WriteOp]],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+        count: int,
+    ) -> WriteResult:
+        if not writes:
+            replicas = self._topology.replication_factor
+            return WriteResult(0, consistency.required(replicas), replicas)
+        outcomes = await asyncio.gather(
+            *(
+                self._write_group(self._groups[group], collection, ops, consistency, deadline)
+                for group, ops in sorted(writes.items())
+            )
+        )
+        self._raise_unmet(collection, outcomes, deadline)
+        return WriteResult(
+            written=count,
+            acknowledged=min(len(outcome.acks) for outcome in outcomes),
+            replicas=max(outcome.replicas for outcome in outcomes),
+            deleted=sum(
+                max((ack.deleted for ack in outcome.acks), default=0) for outcome in outcomes
+            ),
+        )
+
+    async def _write_group(
+        self,
+        group: ReplicaGroup,
+        collection: str,
+        ops: list[WriteOp],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> GroupOutcome:
+        """Write to every replica of the group; return once the consistency is met
+        or can no longer be met, leaving the other calls running."""
+        needed = consistency.required(len(group))
+        timeout_s = deadline.check(f"writing to shard group {group.group}")
+        pending = {
+            asyncio.create_task(_write_replica(replica, collection, ops, timeout_s)): replica
+            for replica in group.replicas
+        }
+        acks: list[WriteAck] = []
+        failures: list[tuple[str, ShoalError]] = []
+
+        def collect(done: set[asyncio.Task[WriteAck]]) -> None:
+            for task in done:
+                replica = pending.pop(task)
+                error = task.exception()
+                if error is None:
+                    acks.append(task.result())
+                elif isinstance(error, ShoalError):
+                    failures.append((replica.address, error))
+                else:
+                    raise error
+
+        while pending and len(acks) < needed and len(group) - len(failures) >= needed:
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            collect(done)
+        if pending and len(acks) < needed:
+            # The write has failed. Give the replicas still answering a moment, so
+            # the error can say how many did acknowledge.
+            grace = min(FAILURE_GRACE_S, deadline.remaining())
+            if grace > 0:
+                done, _ = await asyncio.wait(pending, timeout=grace)
+                collect(done)
+        for task, replica in pending.items():
+            self._background.adopt(task, f"write to {replica.address}")
+        return GroupOutcome(group.group, len(group), needed, len(ops), acks, failures, len(pending))
+
+    def _raise_unmet(
+        self, collection: str, outcomes: Sequence[GroupOutcome], deadline: Deadline
+    ) -> None:
+        unmet = [outcome for outcome in outcomes if not outcome.met]
+        if not unmet:
+            return
+        for outcome in unmet:
+            for _, error in outcome.failures:
+                # An error every replica would give (unknown collection, bad input)
+                # is the caller's to see as it is, not an availability problem.
+                if isinstance(error, CALLER_ERRORS):
+                    if isinstance(error, NotFound):
+                        self._catalog.invalidate(collection)
+                    raise error
+        details = "; ".join(
+            f"shard group {outcome.group}: {len(outcome.acks)} of {outcome.replicas} replicas"
+            f" acknowledged, {outcome.needed} needed ("
+            + ", ".join(f"{address}: {error}" for address, error in outcome.failures)
+            + (f"; {outcome.pending} still answering" if outcome.pending else "")
+            + ")"
+            for outcome in unmet
+        )
+        if deadline.expired:
+            raise DeadlineExceeded(
+                f"deadline exceeded before the write was acknowledged: {details}"
+            )
+        raise Unavailable(f"write consistency not met: {details}")
+
+
+def _matching_ids(collection: str, filter: Filter, after_id: str) -> ShardCall[ScrollPage]:
+    async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
+        return await client.scroll(
+            collection, filter, after_id, MAX_PAGE_SIZE, Include(), timeout_s
+        )
+
+    return scroll
+
+
+async def _write_replica(
+    replica: Replica, collection: str, ops: list[WriteOp], timeout_s: float
+) -> WriteAck:
+    try:
+        ack = await replica.client.write(collection, ops, timeout_s)
+    except Unavailable:
+        replica.failed()
+        raise
+    replica.succeeded()
+    return ack

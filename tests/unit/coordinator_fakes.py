@@ -1,0 +1,300 @@
+"""In-memory shard replicas and embedder for the coordinator's unit tests.
+
+They implement `coordinator.clients.contracts` the way the real services
+behave (last-writer-wins versions, tombstones, exact search), and can be told
+to fail, to hang, or to answer only when released, so consistency counting and
+failover can be tested without processes. This module holds no tests itself.
+"""
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from coordinator.clients.contracts import (
+    CollectionConfig,
+    EmbedderInfo,
+    Filter,
+    Health,
+    Include,
+    Keyed,
+    Metric,
+    RankedHits,
+    ScrollPage,
+    ShardCollection,
+    Vector,
+    WriteAck,
+    WriteOp,
+)
+from coordinator.core.clock import HybridLogicalClock
+from coordinator.core.coordinator import Coordinator
+from coordinator.core.deadline import Deadline
+from coordinator.core.routing import Topology
+from shoal.errors import AlreadyExists, DeadlineExceeded, NotFound, ShoalError
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def deadline(seconds: float = 5.0) -> Deadline:
+    return Deadline.after(seconds)
+
+
+@dataclass(frozen=True)
+class FakeHit:
+    id: str
+    score: float
+    distance: float
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    hits: list[FakeHit]
+
+
+@dataclass(frozen=True)
+class FakeDocument:
+    id: str
+    vector: bytes
+    text: str | None
+    metadata: dict[str, object]
+
+
+@dataclass
+class Stored:
+    version: int
+    op: WriteOp
+
+
+@dataclass
+class FakeShard:
+    """One replica. Set `fail` to make every call raise it, `hang` to make calls
+    wait until their timeout, or `gate` to make writes wait until it is set."""
+
+    address: str
+    collections: dict[str, CollectionConfig] = field(default_factory=dict)
+    documents: dict[str, dict[str, Stored]] = field(default_factory=dict)
+    fail: ShoalError | None = None
+    hang: bool = False
+    gate: asyncio.Event | None = None
+    calls: list[str] = field(default_factory=list)
+
+    async def _enter(self, what: str, timeout_s: float) -> None:
+        self.calls.append(what)
+        await asyncio.sleep(0)
+        if self.hang:
+            await asyncio.sleep(timeout_s)
+            raise DeadlineExceeded(f"{self.address}: deadline exceeded")
+        if self.fail is not None:
+            raise type(self.fail)(str(self.fail))
+
+    def _collection(self, name: str) -> dict[str, Stored]:
+        if name not in self.collections:
+            raise NotFound(f"collection {name!r} does not exist")
+        return self.documents[name]
+
+    async def create_collection(
+        self, config: CollectionConfig, timeout_s: float
+    ) -> tuple[CollectionConfig, bool]:
+        await self._enter("create_collection", timeout_s)
+        existing = self.collections.get(config.name)
+        if existing is not None:
+            if existing != config:
+                raise AlreadyExists(f"collection {config.name!r} exists with other settings")
+            return existing, False
+        self.collections[config.name] = config
+        self.documents[config.name] = {}
+        return config, True
+
+    async def delete_collection(self, name: str, timeout_s: float) -> bool:
+        await self._enter("delete_collection", timeout_s)
+        self.documents.pop(name, None)
+        return self.collections.pop(name, None) is not None
+
+    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+        await self._enter("list_collections", timeout_s)
+        return [
+            ShardCollection(config, self.live_count(name))
+            for name, config in self.collections.items()
+        ]
+
+    def live_count(self, name: str) -> int:
+        return sum(not stored.op.deleted for stored in self.documents[name].values())
+
+    async def write(self, collection: str, writes: Sequence[WriteOp], timeout_s: float) -> WriteAck:
+        await self._enter("write", timeout_s)
+        if self.gate is not None:
+            await self.gate.wait()
+        store = self._collection(collection)
+        applied = deleted = 0
+        for op in writes:
+            old = store.get(op.id)
+            if old is not None and old.version >= op.version:
+                continue
+            applied += 1
+            if op.deleted and old is not None and not old.op.deleted:
+                deleted += 1
+            store[op.id] = Stored(op.version, op)
+        return WriteAck(applied, deleted)
+
+    async def get(
+        self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
+    ) -> list[Keyed]:
+        await self._enter("get", timeout_s)
+        store = self._collection(collection)
+        found: list[Keyed] = []
+        for doc_id in ids:
+            stored = store.get(doc_id)
+            if stored is not None and not stored.op.deleted:
+                op = stored.op
+                found.append(FakeDocument(op.id, op.vector_f32, op.text, dict(op.metadata)))
+        return found
+
+    async def search(
+        self,
+        collection: str,
+        queries_f32: bytes,
+        k: int,
+        ef: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RankedHits]:
+        await self._enter("search", timeout_s)
+        live = self._live(collection, filter)
+        dimension = self.collections[collection].dimension
+        queries = np.frombuffer(queries_f32, dtype="<f4").reshape(-1, dimension)
+        if not live:
+            return [FakeResult([]) for _ in queries]
+        matrix = np.stack([np.frombuffer(op.vector_f32, dtype="<f4") for op in live])
+        scores = queries @ matrix.T
+        threshold = -np.inf if score_threshold is None else score_threshold
+        results: list[RankedHits] = []
+        for row in scores:
+            hits = [
+                FakeHit(op.id, float(s), 1.0 - float(s))
+                for op, s in zip(live, row, strict=True)
+                if s >= threshold
+            ]
+            hits.sort(key=lambda hit: (-hit.score, hit.id))
+            results.append(FakeResult(hits[:k]))
+        return results
+
+    def _live(self, collection: str, filter: Filter | None) -> list[WriteOp]:
+        """Live documents; a filter here is a predicate on the metadata."""
+        store = self._collection(collection)
+        matches = cast(Callable[[Mapping[str, object]], bool], filter or (lambda _: True))
+        return [s.op for s in store.values() if not s.op.deleted and matches(s.op.metadata)]
+
+    async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
+        await self._enter("count", timeout_s)
+        return len(self._live(collection, filter))
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: Filter | None,
+        after_id: str,
+        limit: int,
+        include: Include,
+        timeout_s: float,
+    ) -> ScrollPage:
+        await self._enter("scroll", timeout_s)
+        live = sorted(
+            (op for op in self._live(collection, filter) if op.id > after_id), key=lambda op: op.id
+        )
+        page: list[Keyed] = [
+            FakeDocument(op.id, op.vector_f32, op.text, dict(op.metadata)) for op in live[:limit]
+        ]
+        return ScrollPage(page, len(live) > limit)
+
+    async def health(self, timeout_s: float) -> Health:
+        if self.fail is not None or self.hang:
+            return Health.UNREACHABLE
+        return Health.SERVING
+
+
+def hash_embedding(text: str, dimension: int) -> Vector:
+    seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    vector = np.random.default_rng(seed).standard_normal(dimension).astype(np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+@dataclass
+class FakeEmbedder:
+    model: str = "hash-8"
+    dimension: int = 8
+    max_batch: int = 4
+    address: str = "embedder:1"
+    max_input_chars: int = 10_000
+    batches: list[int] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+    fail: ShoalError | None = None
+
+    async def info(self, timeout_s: float) -> EmbedderInfo:
+        if self.fail is not None:
+            raise self.fail
+        return EmbedderInfo(self.model, self.dimension, self.max_batch, self.max_input_chars)
+
+    async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
+        if self.fail is not None:
+            raise self.fail
+        assert len(texts) <= self.max_batch
+        assert all(len(text) <= self.max_input_chars for text in texts)
+        assert model in ("", self.model)
+        self.batches.append(len(texts))
+        self.texts += texts
+        return np.stack([hash_embedding(text, self.dimension) for text in texts])
+
+    async def health(self, timeout_s: float) -> Health:
+        return Health.UNREACHABLE if self.fail is not None else Health.SERVING
+
+
+@dataclass
+class FakeCluster:
+    """A coordinator core over `groups` x `replicas` fake shards."""
+
+    groups: int = 2
+    replicas: int = 3
+    embedder: FakeEmbedder = field(default_factory=FakeEmbedder)
+    coordinator_id: int = 7
+    shards: list[list[FakeShard]] = field(init=False)
+    topology: Topology = field(init=False)
+    core: Coordinator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shards = [
+            [FakeShard(f"10.0.{g}.{r}:7000") for r in range(self.replicas)]
+            for g in range(self.groups)
+        ]
+        self.topology = Topology.of([[s.address for s in group] for group in self.shards])
+        self.core = Coordinator.build(
+            self.topology,
+            {shard.address: shard for group in self.shards for shard in group},
+            self.embedder,
+            HybridLogicalClock(self.coordinator_id),
+        )
+
+    @property
+    def all_shards(self) -> list[FakeShard]:
+        return [shard for group in self.shards for shard in group]
+
+    async def create(
+        self, name: str = "c", dimension: int = 8, model: str = "", partitions: int = 16
+    ) -> CollectionConfig:
+        config = CollectionConfig(
+            name=name,
+            dimension=dimension,
+            metric=Metric.COSINE,
+            embedding_model=model,
+            partitions=partitions,
+        )
+        result = await self.core.catalog.create(config, deadline())
+        return result.config

@@ -1,0 +1,187 @@
+"""Collections on every replica: defaults, idempotent create, delete, cached configs."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from coordinator.clients.contracts import CollectionConfig, Health, Metric
+from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.embedding import Embedding
+from coordinator.core.model import DocumentInput, WriteConsistency
+from coordinator.core.replicas import Replica, ReplicaGroup
+from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline, run
+
+
+def request(name: str = "c", **fields: object) -> CollectionConfig:
+    return dataclasses.replace(CollectionConfig(name), **fields)  # type: ignore[arg-type]
+
+
+def test_create_fills_defaults_on_every_replica() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+    result = run(cluster.core.catalog.create(request(dimension=8), deadline()))
+    assert result.created
+    assert result.config == CollectionConfig("c", 8, Metric.COSINE, 16, 200, 64, "", 64)
+    assert all(shard.collections["c"] == result.config for shard in cluster.all_shards)
+
+
+def test_create_again_with_the_same_settings_is_ok_and_other_settings_are_not() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.core.catalog.create(request(dimension=8), deadline())
+        again = await cluster.core.catalog.create(request(dimension=8), deadline())
+        assert not again.created
+        with pytest.raises(AlreadyExists, match="'c' already exists with other settings"):
+            await cluster.core.catalog.create(request(dimension=16), deadline())
+
+    run(scenario())
+
+
+def test_embedding_model_gives_the_dimension() -> None:
+    cluster = FakeCluster(embedder=FakeEmbedder(model="hash-8", dimension=8))
+
+    async def scenario() -> None:
+        made = await cluster.core.catalog.create(request(embedding_model="hash-8"), deadline())
+        assert made.config.dimension == 8
+        with pytest.raises(InvalidArgument, match="the embedder serves 'hash-8'"):
+            await cluster.core.catalog.create(request("x", embedding_model="other"), deadline())
+        with pytest.raises(InvalidArgument, match="dimension 5 does not match"):
+            await cluster.core.catalog.create(
+                request("y", embedding_model="hash-8", dimension=5), deadline()
+            )
+        with pytest.raises(InvalidArgument, match="dimension is 0"):
+            await cluster.core.catalog.create(request("z"), deadline())
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"name": "../up"}, "name"),
+        ({"dimension": 5000}, "dimension"),
+        ({"hnsw_m": 1}, "hnsw_m"),
+        ({"hnsw_ef": 100_000}, "hnsw_ef"),
+        ({"partitions": 100_000}, "partitions"),
+    ],
+)
+def test_create_rejects_bad_settings(fields: dict[str, object], words: str) -> None:
+    cluster = FakeCluster()
+    config = dataclasses.replace(request(dimension=8), **fields)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match=words):
+        run(cluster.core.catalog.create(config, deadline()))
+    assert all("create_collection" not in shard.calls for shard in cluster.all_shards)
+
+
+def test_create_with_a_replica_down_names_it_and_a_retry_completes() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+    down = cluster.shards[1][1]
+
+    async def scenario() -> None:
+        down.fail = Unavailable("connection refused")
+        with pytest.raises(Unavailable) as caught:
+            await cluster.core.catalog.create(request(dimension=8), deadline())
+        assert f"group 1 replica {down.address}" in str(caught.value)
+        assert "retry" in str(caught.value)
+        down.fail = None
+        result = await cluster.core.catalog.create(request(dimension=8), deadline())
+        assert result.created  # on the replica that missed it
+        assert all("c" in shard.collections for shard in cluster.all_shards)
+
+    run(scenario())
+
+
+def test_get_sums_one_replica_per_group_and_list_is_sorted() -> None:
+    cluster = FakeCluster(groups=3, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.create("b", 4)
+        await cluster.create("a", 4)
+        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(25)]
+        await cluster.core.writer.upsert("b", docs, WriteConsistency.ALL, deadline())
+        stats = await cluster.core.catalog.get("b", deadline())
+        assert stats.document_count == 25
+        assert stats.config.name == "b"
+        names = [c.name for c in await cluster.core.catalog.list_all(deadline())]
+        assert names == ["a", "b"]
+        with pytest.raises(NotFound, match="'zzz'"):
+            await cluster.core.catalog.get("zzz", deadline())
+
+    run(scenario())
+
+
+def test_list_needs_only_one_group() -> None:
+    cluster = FakeCluster(groups=2, replicas=1)
+
+    async def scenario() -> None:
+        await cluster.create("a", 4)
+        cluster.shards[0][0].fail = Unavailable("down")
+        assert [c.name for c in await cluster.core.catalog.list_all(deadline())] == ["a"]
+        cluster.shards[1][0].fail = Unavailable("down")
+        with pytest.raises(Unavailable):
+            await cluster.core.catalog.list_all(deadline())
+
+    run(scenario())
+
+
+def test_delete_goes_to_every_replica() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.create("c", 4)
+        cluster.shards[0][1].fail = Unavailable("connection refused")
+        with pytest.raises(Unavailable, match="not deleted on every replica"):
+            await cluster.core.catalog.delete("c", deadline())
+        cluster.shards[0][1].fail = None
+        await cluster.core.catalog.delete("c", deadline())
+        assert all("c" not in shard.collections for shard in cluster.all_shards)
+        with pytest.raises(NotFound):
+            await cluster.core.catalog.delete("c", deadline())
+        with pytest.raises(NotFound):
+            await cluster.core.catalog.config("c", deadline())
+
+    run(scenario())
+
+
+def test_configs_are_cached_for_a_short_while() -> None:
+    now = [0.0]
+    shard = FakeShard("h:1")
+    group = ReplicaGroup(0, [Replica(shard)])
+    catalog = CollectionCatalog([group], Embedding(FakeEmbedder()), ttl=5.0, clock=lambda: now[0])
+
+    async def scenario() -> None:
+        await catalog.create(request(dimension=8), deadline())
+        before = shard.calls.count("list_collections")
+        for _ in range(3):
+            assert (await catalog.config("c", deadline())).dimension == 8
+        assert shard.calls.count("list_collections") == before
+        now[0] += 6
+        await catalog.config("c", deadline())
+        assert shard.calls.count("list_collections") == before + 1
+        catalog.invalidate("c")
+        await catalog.config("c", deadline())
+        assert shard.calls.count("list_collections") == before + 2
+
+    run(scenario())
+
+
+def test_cluster_info_reports_health_and_counts() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.create("c", 4)
+        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
+        await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+        cluster.shards[1][0].fail = Unavailable("down")
+        info = await cluster.core.inspector.describe(deadline())
+        assert (info.topology_version, info.replication_factor) == (1, 2)
+        assert info.embedder_health is Health.SERVING
+        healths = [[r.health for r in g.replicas] for g in info.groups]
+        assert healths == [[Health.SERVING] * 2, [Health.UNREACHABLE, Health.SERVING]]
+        counts = [dict(g.replicas[1].collections)["c"] for g in info.groups]
+        assert sum(counts) == 10
+        assert info.groups[1].replicas[0].collections == []
+
+    run(scenario())
