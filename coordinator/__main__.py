@@ -12,7 +12,9 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.routing import Topology, TopologyError
 from coordinator.settings import Settings, parse_args
-from shoal.server import ServerSpec, Service, serve, setup_logging
+from shoal.logs import configure_logging
+from shoal.metrics import Metrics
+from shoal.server import ServerSpec, Service, serve
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 log = logging.getLogger("coordinator")
@@ -21,7 +23,7 @@ log = logging.getLogger("coordinator")
 DRAIN_SECONDS = 5.0
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, metrics: Metrics) -> None:
     try:
         topology = Topology.load(settings.topology)
     except TopologyError as error:
@@ -37,6 +39,7 @@ async def run(settings: Settings) -> None:
         GrpcEmbedderClient(settings.embedder, embedder_channel),
         HybridLogicalClock(settings.coordinator_id),
         config_ttl=settings.config_ttl_s,
+        observer=metrics,
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -57,20 +60,13 @@ async def run(settings: Settings) -> None:
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
         register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
-    await serve(
-        ServerSpec(
-            host=settings.host,
-            port=settings.port,
-            services=[service],
-            port_file=settings.port_file,
-            stop=stop,
-        )
-    )
+    await serve(ServerSpec(settings.server, [service], metrics, stop=stop))
 
 
 def main() -> None:
-    setup_logging()
-    asyncio.run(run(parse_args()))
+    settings = parse_args()
+    configure_logging("coordinator", settings.server.log_level, settings.server.log_format)
+    asyncio.run(run(settings, Metrics("coordinator")))
 
 
 if __name__ == "__main__":

@@ -10,34 +10,17 @@ import functools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from embedder.api.servicer import EmbedderServicer
 from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
-from shoal.server import ServerSpec, Service, serve, setup_logging
+from shoal.logs import configure_logging
+from shoal.metrics import Metrics
+from shoal.server import ServerSpec, Service, serve
+from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 
-DEFAULT_PORT = 50053
-
-
-def _env(flag: str, default: object) -> str:
-    """The default for --flag: SHOAL_FLAG from the environment, else `default`."""
-    return os.environ.get("SHOAL_" + flag.upper().replace("-", "_"), str(default))
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _not_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
+DEFAULT_PORT = 50071
 
 
 def _model(text: str) -> str:
@@ -50,34 +33,29 @@ def _model(text: str) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
-    parser.add_argument("--host", default=_env("host", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=_env("port", DEFAULT_PORT), help="0: any")
+    add_server_flags(parser, DEFAULT_PORT)
     parser.add_argument(
-        "--port-file", type=Path, default=os.environ.get("SHOAL_PORT_FILE"),
-        help="write the bound port here once listening",
-    )  # fmt: skip
-    parser.add_argument(
-        "--model", type=_model, default=_env("model", MINILM),
+        "--model", type=_model, default=env("model", MINILM),
         help=f"{MINILM} (real, offline) or hash-<dim> (a fake for tests)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-batch", type=_positive, default=_env("max-batch", 64),
+        "--max-batch", type=positive_int, default=env("max-batch", "64"),
         help="texts the model encodes at once",
     )  # fmt: skip
     parser.add_argument(
-        "--max-wait-ms", type=_not_negative, default=_env("max-wait-ms", 2),
+        "--max-wait-ms", type=non_negative_float, default=env("max-wait-ms", "2"),
         help="how long a text waits for others to fill a batch",
     )  # fmt: skip
     parser.add_argument(
-        "--max-texts", type=_positive, default=_env("max-texts", 256),
+        "--max-texts", type=positive_int, default=env("max-texts", "256"),
         help="texts per Embed call (reported as GetInfo.max_batch)",
     )  # fmt: skip
     parser.add_argument(
-        "--max-input-chars", type=_positive, default=_env("max-input-chars", 8192),
+        "--max-input-chars", type=positive_int, default=env("max-input-chars", "8192"),
         help="characters per text",
     )  # fmt: skip
     parser.add_argument(
-        "--threads", type=_positive, default=_env("threads", len(os.sched_getaffinity(0))),
+        "--threads", type=positive_int, default=env("threads", str(len(os.sched_getaffinity(0)))),
         help="torch threads for encoding (default: the CPUs this process may use)",
     )  # fmt: skip
     return parser.parse_args(argv)
@@ -85,7 +63,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    setup_logging()
+    server = ServerSettings.from_args(args)
+    configure_logging("embedder", server.log_level, server.log_format)
+    metrics = Metrics("embedder")
     # Before sentence-transformers is imported (lazily, when the model loads): the
     # model ships in a package and the embedder must never reach for the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -99,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # One encoding thread: torch spreads each batch over `threads` cores itself.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     service = EmbeddingService(
-        functools.partial(load_encoder, args.model, args.threads), limits, executor
+        functools.partial(load_encoder, args.model, args.threads), limits, executor, metrics
     )
 
     async def stop() -> None:
@@ -107,9 +87,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         executor.shutdown(wait=False, cancel_futures=True)
 
     spec = ServerSpec(
-        host=args.host,
-        port=args.port,
-        port_file=args.port_file,
+        server,
+        metrics=metrics,
         services=[
             Service(
                 name=embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name,

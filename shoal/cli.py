@@ -96,6 +96,7 @@ def cmd_up(args: argparse.Namespace) -> None:
         model=args.model,
         host=args.host,
         coordinator_port=args.port,
+        metrics_port_base=args.metrics_port_base,
     )
     cluster = LocalCluster(Path(args.data_dir).resolve(), spec)
     stop = threading.Event()
@@ -209,6 +210,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=50051, help="coordinator port")
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")
+    up.add_argument(
+        "--metrics-port-base", type=int, default=0,
+        help="Prometheus /metrics on consecutive ports from here: coordinator, embedder,"
+        " shards (0: off)",
+    )  # fmt: skip
     up.set_defaults(run=cmd_up)
 
     create = commands.add_parser("create", help="create a collection")

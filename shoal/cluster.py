@@ -163,6 +163,8 @@ class ClusterSpec:
     coordinator_port: int = 0
     shard_threads: int = 0  # 0: the service's default
     ready_timeout: float = 120.0
+    # Metrics on consecutive ports from here: coordinator, embedder, then shards; 0: off.
+    metrics_port_base: int = 0
 
 
 class LocalCluster:
@@ -175,17 +177,18 @@ class LocalCluster:
     def __init__(self, root: Path, spec: ClusterSpec | None = None) -> None:
         self.root = root
         self.spec = spec or ClusterSpec()
-        self.embedder = self._service("embedder", "embedder", ["--model", self.spec.model])
-        self.shards = [
-            [self._shard(group, replica) for replica in range(self.spec.replicas)]
-            for group in range(self.spec.groups)
-        ]
+        self._services = 0
         self.coordinator = self._service(
             "coordinator",
             "coordinator",
             ["--topology", str(self.topology_path)],
             port=self.spec.coordinator_port,
         )
+        self.embedder = self._service("embedder", "embedder", ["--model", self.spec.model])
+        self.shards = [
+            [self._shard(group, replica) for replica in range(self.spec.replicas)]
+            for group in range(self.spec.groups)
+        ]
 
     @property
     def topology_path(self) -> Path:

@@ -6,10 +6,9 @@ the embedder carries it on, so one grep over the JSON logs of all pods shows a
 request's whole path. The id lives in a ContextVar: grpc.aio runs each RPC in a
 task of its own, so concurrent requests never see each other's id.
 
-Wiring, in a service's composition root:
-    configure_logging("shard", fmt=settings.log_format)         # SHOAL_LOG_FORMAT=json
-    grpc.aio.server(interceptors=[..., RequestIdInterceptor(), ...])
-    grpc.aio.insecure_channel(address, interceptors=[RequestIdClientInterceptor()])
+Wiring: shoal.server configures logging (--log-format json) and wraps every
+handler with `with_request_id`; a service's channels to other services add
+`RequestIdClientInterceptor()`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -41,10 +40,9 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 if TYPE_CHECKING:
-    Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    from shoal.interceptors import Handler
+
     MetadataLike = Iterable[tuple[str, str | bytes]]
 
 
@@ -100,33 +98,14 @@ def with_request_context(function: Callable[_P, _T]) -> Callable[_P, _T]:
     return run
 
 
-def _with_request_id(handler: Handler) -> Handler:
+def with_request_id(method: str, handler: Handler) -> Handler:
+    """Makes the RPC's request id (from metadata, or new) current while it runs."""
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         with request_context(request_id_from_metadata(context.invocation_metadata())):
             return await handler(request, context)
 
     return call
-
-
-class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Makes each unary RPC's request id (from metadata, or new) current while it runs."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        unary: Handler = handler.unary_unary  # type: ignore[assignment]  # aio handlers are async
-        return grpc.unary_unary_rpc_method_handler(
-            _with_request_id(unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
 
 
 class RequestIdClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):

@@ -1,7 +1,8 @@
 """Prometheus metrics for the Shoal services.
 
 Each service builds one `Metrics` in its composition root, passes it to the
-parts that record something, adds `MetricsInterceptor(metrics)` to its server
+parts that record something, hands it to shoal.server (which wraps every
+handler with `metrics.measure`)
 and serves `metrics.registry` with `serve_metrics`. Every `Metrics` has its own
 CollectorRegistry, so tests (and several servers in one process) never share
 counters, and nothing registers into prometheus-client's global registry.
@@ -24,9 +25,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 import grpc
@@ -44,10 +44,8 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 #: Seconds a text waits for a batch to fill (--max-wait-ms is a few ms) or for the model.
 QUEUE_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 if TYPE_CHECKING:
-    Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    from shoal.interceptors import Handler
 
 
 class Metrics:
@@ -184,6 +182,11 @@ class Metrics:
 
     # --- RPCs --------------------------------------------------------------
 
+    def measure(self, full_method: str, handler: Handler) -> Handler:
+        """The interceptor wrapper (shoal.interceptors): run it outside error mapping,
+        so it sees the status a domain error was turned into."""
+        return _measured(self, full_method, handler)
+
     def rpc_done(self, service: str, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self.rpc_handled.labels(service, method, code.name).inc()
         self.rpc_seconds.labels(service, method, code.name).observe(seconds)
@@ -217,6 +220,8 @@ def _final_code(
 
 
 def _measured(metrics: Metrics, full_method: str, handler: Handler) -> Handler:
+    """Counts and times one unary RPC by method and final status code."""
+
     service, method = split_method(full_method)
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -237,35 +242,6 @@ def _measured(metrics: Metrics, full_method: str, handler: Handler) -> Handler:
             )
 
     return call
-
-
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts and times every unary RPC by method and final status code.
-
-    Put it first in the server's interceptor list, before the ErrorInterceptor,
-    so it sees the status a domain error was turned into. Streaming RPCs (only
-    health Watch and reflection, in Shoal) pass through unmeasured.
-    """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._metrics = metrics
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        unary: Handler = handler.unary_unary  # type: ignore[assignment]  # aio handlers are async
-        return grpc.unary_unary_rpc_method_handler(
-            _measured(self._metrics, handler_call_details.method, unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
 
 
 @dataclass

@@ -1,18 +1,18 @@
 """Server bootstrap shared by the coordinator, shard and embedder services.
 
-Every server runs on grpc.aio with the error interceptor, serves grpc.health.v1
-and server reflection, reports SERVING only once `start` has finished (a shard
-loads its indexes there), and on SIGTERM or SIGINT goes NOT_SERVING, lets
-in-flight calls finish within the grace period and then runs `stop`.
+Every server runs on grpc.aio; each unary handler runs inside a request id
+(shoal.logs), metrics (shoal.metrics) and the error model (shoal.status). It
+serves grpc.health.v1 and server reflection, reports SERVING only once `start`
+has finished (a shard loads its indexes there), and on SIGTERM or SIGINT goes
+NOT_SERVING, lets in-flight calls finish within the grace period and then runs
+`stop` (checkpoint indexes, close RocksDB).
 """
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -21,7 +21,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from shoal.status import ErrorInterceptor
+from shoal.interceptors import UnaryInterceptor
+from shoal.logs import with_request_id
+from shoal.metrics import Metrics, serve_metrics
+from shoal.settings import ServerSettings
+from shoal.status import with_error_mapping
 
 log = logging.getLogger(__name__)
 
@@ -50,28 +54,20 @@ class Service:
 
 @dataclass
 class ServerSpec:
-    host: str
-    port: int
+    settings: ServerSettings
     services: Sequence[Service]
-    port_file: Path | None = None
-    grace_seconds: float = 10.0
+    metrics: Metrics
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
-    options: list[tuple[str, Any]] = field(default_factory=lambda: list(GRPC_OPTIONS))
 
 
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("SHOAL_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def _write_port_file(path: Path, port: int) -> None:
+def _write_port_file(spec: ServerSpec, port: int) -> None:
     """Tell whoever started us (tests, `shoal up`) the port we bound, atomically."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(f"{port}\n")
-    tmp.replace(path)
+    path = spec.settings.port_file
+    if path is not None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(path)
 
 
 async def _set_all(health: HealthServicer, names: Sequence[str], status: int) -> None:
@@ -81,28 +77,27 @@ async def _set_all(health: HealthServicer, names: Sequence[str], status: int) ->
 
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()], options=spec.options)
+    settings = spec.settings
+    interceptor = UnaryInterceptor(with_request_id, spec.metrics.measure, with_error_mapping)
+    server = grpc.aio.server(interceptors=[interceptor], options=GRPC_OPTIONS)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     names = [service.name for service in spec.services]
     for service in spec.services:
         service.register(service.servicer, server)
-    reflection.enable_server_reflection(
-        [
-            *names,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ],
-        server,
-    )
-    port = server.add_insecure_port(f"{spec.host}:{spec.port}")
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
-        raise SystemExit(f"cannot bind {spec.host}:{spec.port}")
+        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
     await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    log.info("listening on %s:%d", spec.host, port)
-    if spec.port_file is not None:
-        _write_port_file(spec.port_file, port)
+    metrics_server = None
+    if settings.metrics_port:
+        metrics_server = serve_metrics(spec.metrics.registry, settings.metrics_port, settings.host)
+        log.info("metrics at %s", metrics_server.url)
+    log.info("listening on %s:%d", settings.host, port)
+    _write_port_file(spec, port)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -115,9 +110,11 @@ async def serve(spec: ServerSpec) -> None:
     log.info("serving")
 
     await stopping.wait()
-    log.info("shutting down: finishing in-flight calls (grace %.0fs)", spec.grace_seconds)
+    log.info("shutting down: finishing in-flight calls (grace %.0fs)", settings.grace_seconds)
     await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(spec.grace_seconds)
+    await server.stop(settings.grace_seconds)
     if spec.stop is not None:
         await spec.stop()
+    if metrics_server is not None:
+        metrics_server.close()
     log.info("stopped")

@@ -1,14 +1,14 @@
 """The gRPC side of the error model: domain errors <-> status codes.
 
-`to_status` is used by servers (through `ErrorInterceptor`), `from_rpc_error` by
-clients of other Shoal services and by the SDK.
+`to_status` is used by servers (through `with_error_mapping`, which shoal.server
+puts around every handler), `from_rpc_error` by clients of other Shoal services
+and by the SDK.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -55,13 +55,13 @@ def from_rpc_error(error: grpc.RpcError) -> errors.ShoalError:
     return _ERROR_BY_CODE.get(code, errors.Internal)(details)
 
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 if TYPE_CHECKING:
-    Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+    from shoal.interceptors import Handler
 
 
-def _with_error_mapping(method: str, handler: Handler) -> Handler:
+def with_error_mapping(method: str, handler: Handler) -> Handler:
+    """Domain errors become their status; anything else INTERNAL, logged with its trace."""
+
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
             return await handler(request, context)
@@ -74,24 +74,3 @@ def _with_error_mapping(method: str, handler: Handler) -> Handler:
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
     return call
-
-
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns domain errors raised by unary handlers into gRPC statuses."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        unary: Handler = handler.unary_unary  # type: ignore[assignment]  # aio handlers are async
-        return grpc.unary_unary_rpc_method_handler(
-            _with_error_mapping(handler_call_details.method, unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )

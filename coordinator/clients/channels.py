@@ -5,6 +5,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from shoal.logs import RequestIdClientInterceptor
 from shoal.server import GRPC_OPTIONS
 
 #: A replica that comes back (restarted on its port) should be used again within
@@ -19,4 +20,9 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])
+    """A channel whose calls carry the current request id (shoal.logs)."""
+    return grpc.aio.insecure_channel(
+        address,
+        options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS],
+        interceptors=[RequestIdClientInterceptor()],
+    )

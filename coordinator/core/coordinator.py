@@ -9,6 +9,7 @@ from coordinator.core.catalog import CONFIG_TTL_S, CollectionCatalog
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.cluster_info import ClusterInspector
 from coordinator.core.embedding import Embedding
+from coordinator.core.observer import NO_OBSERVER, ReadObserver
 from coordinator.core.reads import Reader
 from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.routing import Topology
@@ -31,13 +32,18 @@ class Coordinator:
         embedder: EmbedderClient,
         clock: HybridLogicalClock,
         config_ttl: float = CONFIG_TTL_S,
+        observer: ReadObserver = NO_OBSERVER,
     ) -> "Coordinator":
         """`shards` has a client for every replica address in the topology."""
         missing = [address for address in topology.addresses if address not in shards]
         if missing:
             raise ValueError(f"no shard client for {', '.join(missing)}")
         groups = [
-            ReplicaGroup(group.group, [Replica(shards[address]) for address in group.replicas])
+            ReplicaGroup(
+                group.group,
+                [Replica(shards[address]) for address in group.replicas],
+                observer=observer,
+            )
             for group in topology.groups
         ]
         embedding = Embedding(embedder)
@@ -46,7 +52,7 @@ class Coordinator:
         return cls(
             catalog=catalog,
             writer=Writer(topology, groups, catalog, embedding, clock, background),
-            reader=Reader(topology, groups, catalog, embedding),
+            reader=Reader(topology, groups, catalog, embedding, observer),
             inspector=ClusterInspector(topology, groups, embedder),
             background=background,
         )

@@ -31,6 +31,7 @@ async def fan_out(
     deadline: Deadline,
     what: str,
     allow_partial: bool,
+    operation: str = "read",
 ) -> tuple[list[T], Coverage]:
     """Each group's call on one of its replicas, all groups at once, with failover.
 
@@ -43,7 +44,7 @@ async def fan_out(
     if allow_partial:
         group_deadline = Deadline.after(deadline.remaining() * PARTIAL_SHARE)
     outcomes = await asyncio.gather(
-        *(group.read(call, group_deadline, what) for group, call in targets),
+        *(group.read(call, group_deadline, what, operation) for group, call in targets),
         return_exceptions=True,
     )
     answers: list[T] = []

@@ -37,6 +37,7 @@ from coordinator.core.model import (
     SearchOptions,
     SearchResults,
 )
+from coordinator.core.observer import NO_OBSERVER, ReadObserver
 from coordinator.core.replicas import ReplicaGroup
 from coordinator.core.routing import Topology
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
@@ -56,11 +57,13 @@ class Reader:
         groups: Sequence[ReplicaGroup],
         catalog: CollectionCatalog,
         embedding: Embedding,
+        observer: ReadObserver = NO_OBSERVER,
     ) -> None:
         self._topology = topology
         self._groups = list(groups)
         self._catalog = catalog
         self._embedding = embedding
+        self._observer = observer
 
     async def search(
         self,
@@ -234,8 +237,13 @@ class Reader:
         allow_partial: bool,
     ) -> tuple[list[T], Coverage]:
         try:
-            return await fan_out(targets, deadline, f"{operation} in {collection!r}", allow_partial)
+            answers, coverage = await fan_out(
+                targets, deadline, f"{operation} in {collection!r}", allow_partial, operation
+            )
         except NotFound:
             # The collection went away (another coordinator may have deleted it).
             self._catalog.invalidate(collection)
             raise
+        if coverage.answered < coverage.asked:
+            self._observer.record_partial_result(operation)
+        return answers, coverage

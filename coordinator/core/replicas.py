@@ -13,7 +13,8 @@ from typing import TypeVar
 
 from coordinator.clients.contracts import ShardClient
 from coordinator.core.deadline import Deadline
-from shoal.errors import DataLoss, DeadlineExceeded, Internal, Unavailable
+from coordinator.core.observer import NO_OBSERVER, ReadObserver
+from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,14 @@ class ReplicaGroup:
         group: int,
         replicas: Sequence[Replica],
         clock: Callable[[], float] = time.monotonic,
+        observer: ReadObserver = NO_OBSERVER,
     ) -> None:
         if not replicas:
             raise ValueError(f"shard group {group} has no replicas")
         self.group = group
         self.replicas = list(replicas)
         self._clock = clock
+        self._observer = observer
         self._turn = 0
 
     def __len__(self) -> int:
@@ -92,16 +95,32 @@ class ReplicaGroup:
         call: Callable[[ShardClient, float], Awaitable[T]],
         deadline: Deadline,
         what: str,
+        operation: str = "read",
     ) -> T:
         """Run `call(client, timeout_s)` on one replica, failing over to the next on
         UNAVAILABLE or a timeout. Other errors (NotFound, InvalidArgument, ...)
         would be the same on every replica and are raised at once."""
+        started = time.perf_counter()
+        try:
+            return await self._read(call, deadline, what)
+        finally:
+            self._observer.observe_fanout(operation, self.group, time.perf_counter() - started)
+
+    async def _read(
+        self,
+        call: Callable[[ShardClient, float], Awaitable[T]],
+        deadline: Deadline,
+        what: str,
+    ) -> T:
         candidates, healthy = self.candidates()
         reasons: list[str] = []
+        last_error: ShoalError | None = None
         for position, replica in enumerate(candidates):
             left = deadline.remaining()
             if left <= 0:
                 break
+            if last_error is not None:
+                self._observer.record_failover(self.group, type(last_error).__name__)
             # Split what is left between the healthy replicas still to try, so a
             # hung replica cannot eat the whole deadline; the last one gets it all.
             tries_left = max(1, healthy - position)
@@ -110,6 +129,7 @@ class ReplicaGroup:
             try:
                 result = await call(replica.client, timeout_s)
             except (Unavailable, DeadlineExceeded) as error:
+                last_error = error
                 replica.failed()
                 reasons.append(f"{replica.address}: {error}")
                 log.info(

@@ -14,7 +14,8 @@ def test_flags() -> None:
             "--topology", "t.json", "--embedder", "127.0.0.1:9", "--coordinator-id", "7",
         ]
     )  # fmt: skip
-    assert (settings.host, settings.port, settings.port_file) == ("0.0.0.0", 0, Path("p"))
+    server = settings.server
+    assert (server.host, server.port, server.port_file) == ("0.0.0.0", 0, Path("p"))
     assert (settings.topology, settings.embedder) == (Path("t.json"), "127.0.0.1:9")
     assert settings.coordinator_id == 7
     assert settings.write_timeout_s == 10.0 and settings.read_timeout_s == 30.0

@@ -13,18 +13,19 @@ import grpc
 import grpc.aio
 import pytest
 
+from shoal.interceptors import UnaryInterceptor
 from shoal.logs import (
     REQUEST_ID_KEY,
     JsonFormatter,
     RequestIdClientInterceptor,
     RequestIdFilter,
-    RequestIdInterceptor,
     configure_logging,
     current_request_id,
     outgoing_metadata,
     request_context,
     request_id_from_metadata,
     with_request_context,
+    with_request_id,
 )
 
 
@@ -156,7 +157,7 @@ async def _call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
 
 async def _hop(client_metadata: tuple[tuple[str, str], ...]) -> tuple[str, str]:
     """(what the front saw, what the back received|saw)."""
-    back, back_port = await _serve(_back, [RequestIdInterceptor()])
+    back, back_port = await _serve(_back, [UnaryInterceptor(with_request_id)])
     back_channel = grpc.aio.insecure_channel(
         f"127.0.0.1:{back_port}", interceptors=[RequestIdClientInterceptor()]
     )
@@ -166,7 +167,7 @@ async def _hop(client_metadata: tuple[tuple[str, str], ...]) -> tuple[str, str]:
         seen.append(current_request_id() or "")
         return (await _call(back_channel)).encode()
 
-    front_server, front_port = await _serve(front, [RequestIdInterceptor()])
+    front_server, front_port = await _serve(front, [UnaryInterceptor(with_request_id)])
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{front_port}") as channel:
             reply = await _call(channel, client_metadata)

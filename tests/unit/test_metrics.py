@@ -11,8 +11,9 @@ import prometheus_client
 import pytest
 
 from shoal import errors
-from shoal.metrics import Metrics, MetricsInterceptor, serve_metrics, split_method
-from shoal.status import ErrorInterceptor
+from shoal.interceptors import UnaryInterceptor
+from shoal.metrics import Metrics, serve_metrics, split_method
+from shoal.status import with_error_mapping
 
 SERVICE = "test.v1.Echo"
 
@@ -113,7 +114,9 @@ def test_rpcs_are_counted_and_timed_by_method_and_status(
 ) -> None:
     async def scenario() -> None:
         metrics = Metrics("test")
-        server = grpc.aio.server(interceptors=[MetricsInterceptor(metrics), ErrorInterceptor()])
+        server = grpc.aio.server(
+            interceptors=[UnaryInterceptor(metrics.measure, with_error_mapping)]
+        )
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
             name: grpc.unary_unary_rpc_method_handler(b) for name, b in BEHAVIORS.items()
         }
