@@ -1,28 +1,16 @@
-"""Where a document lives: stable hash -> partition -> shard group.
+"""Where a document lives: stable hash -> partition (shoal.partitioning) -> shard group.
 
-The hash must give the same answer in every process and on every machine, so
-several coordinators agree on where a document is: Python's `hash()` is salted
-per process and never used. Partitions are fixed per collection, and the
-versioned topology maps them to shard groups, so moving data later is a matter
-of moving whole partitions.
+Partitions are fixed per collection, and the versioned topology maps them to
+shard groups, so moving data later is a matter of moving whole partitions.
 """
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
-def stable_hash(doc_id: str) -> int:
-    """A 64-bit hash of the id that never changes between processes or releases."""
-    digest = hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
-
-
-def partition_of(doc_id: str, partitions: int) -> int:
-    return stable_hash(doc_id) % partitions
+from shoal.partitioning import partition_of, stable_hash
 
 
 class TopologyError(ValueError):

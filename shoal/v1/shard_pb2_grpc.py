@@ -75,6 +75,21 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
                 _registered_method=True)
+        self.Digest = channel.unary_unary(
+                '/shoal.v1.ShardService/Digest',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardDigestResponse.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/shoal.v1.ShardService/ListVersions',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardListVersionsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardListVersionsResponse.FromString,
+                _registered_method=True)
+        self.Fetch = channel.unary_unary(
+                '/shoal.v1.ShardService/Fetch',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -129,6 +144,25 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Digest(self, request, context):
+        """Replication: compare replicas by partition, then move only what differs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -171,6 +205,21 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.Scroll,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
+            ),
+            'Digest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Digest,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardDigestResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardListVersionsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardListVersionsResponse.SerializeToString,
+            ),
+            'Fetch': grpc.unary_unary_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -390,6 +439,87 @@ class ShardService:
             '/shoal.v1.ShardService/Scroll',
             shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Digest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/Digest',
+            shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardDigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/ListVersions',
+            shoal_dot_v1_dot_shard__pb2.ShardListVersionsRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/Fetch',
+            shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class ShardServiceStub:
     Search: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]
     Count: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]
     Scroll: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]
+    Digest: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]
+    """Replication: compare replicas by partition, then move only what differs."""
+    ListVersions: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]
+    Fetch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardFetchRequest, _shard_pb2.ShardFetchResponse]
 
 @_typing.type_check_only
 class ShardServiceAsyncStub(ShardServiceStub):
@@ -55,6 +59,10 @@ class ShardServiceAsyncStub(ShardServiceStub):
     Search: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
     Count: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]  # type: ignore[assignment]
     Scroll: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]  # type: ignore[assignment]
+    Digest: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]  # type: ignore[assignment]
+    """Replication: compare replicas by partition, then move only what differs."""
+    ListVersions: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]  # type: ignore[assignment]
+    Fetch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardFetchRequest, _shard_pb2.ShardFetchResponse]  # type: ignore[assignment]
 
 class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: coordinator -> one replica of one shard group."""
@@ -114,5 +122,27 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shard_pb2.ShardScrollRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardScrollResponse, _abc.Awaitable[_shard_pb2.ShardScrollResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Digest(
+        self,
+        request: _shard_pb2.ShardDigestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardDigestResponse, _abc.Awaitable[_shard_pb2.ShardDigestResponse]]:
+        """Replication: compare replicas by partition, then move only what differs."""
+
+    @_abc_1.abstractmethod
+    def ListVersions(
+        self,
+        request: _shard_pb2.ShardListVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardListVersionsResponse, _abc.Awaitable[_shard_pb2.ShardListVersionsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Fetch(
+        self,
+        request: _shard_pb2.ShardFetchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardFetchResponse, _abc.Awaitable[_shard_pb2.ShardFetchResponse]]: ...
 
 def add_ShardServiceServicer_to_server(servicer: ShardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -20,6 +20,28 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ReadConsistency:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReadConsistencyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReadConsistency.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    READ_CONSISTENCY_UNSPECIFIED: _ReadConsistency.ValueType  # 0
+    """ONE"""
+    READ_CONSISTENCY_ONE: _ReadConsistency.ValueType  # 1
+    READ_CONSISTENCY_QUORUM: _ReadConsistency.ValueType  # 2
+    READ_CONSISTENCY_ALL: _ReadConsistency.ValueType  # 3
+
+class ReadConsistency(_ReadConsistency, metaclass=_ReadConsistencyEnumTypeWrapper):
+    """How many replicas of a shard group a Get reads before answering."""
+
+READ_CONSISTENCY_UNSPECIFIED: ReadConsistency.ValueType  # 0
+"""ONE"""
+READ_CONSISTENCY_ONE: ReadConsistency.ValueType  # 1
+READ_CONSISTENCY_QUORUM: ReadConsistency.ValueType  # 2
+READ_CONSISTENCY_ALL: ReadConsistency.ValueType  # 3
+Global___ReadConsistency: _TypeAlias = ReadConsistency  # noqa: Y015
+
 class _WriteConsistency:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -282,8 +304,13 @@ class GetRequest(_message.Message):
     IDS_FIELD_NUMBER: _builtins.int
     INCLUDE_FIELD_NUMBER: _builtins.int
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     allow_partial: _builtins.bool
+    consistency: Global___ReadConsistency.ValueType
+    """QUORUM / ALL read that many replicas, answer with the newest version of
+    each document and repair the replicas that were behind.
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -295,10 +322,11 @@ class GetRequest(_message.Message):
         ids: _abc.Iterable[_builtins.str] | None = ...,
         include: _common_pb2.Include | None = ...,
         allow_partial: _builtins.bool = ...,
+        consistency: Global___ReadConsistency.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["include", b"include"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "ids", b"ids", "include", b"include"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allow_partial", b"allow_partial", "collection", b"collection", "consistency", b"consistency", "ids", b"ids", "include", b"include"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -819,3 +847,143 @@ class GetClusterInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetClusterInfoResponse: _TypeAlias = GetClusterInfoResponse  # noqa: Y015
+
+@_typing.final
+class VerifyReplicasRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    REPAIR_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    repair: _builtins.bool
+    """copy the newest version of every differing document to every replica"""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        repair: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "repair", b"repair"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyReplicasRequest: _TypeAlias = VerifyReplicasRequest  # noqa: Y015
+
+@_typing.final
+class ReplicaDigest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    RECORDS_FIELD_NUMBER: _builtins.int
+    HASH_FIELD_NUMBER: _builtins.int
+    address: _builtins.str
+    records: _builtins.int
+    """documents and tombstones in the partition"""
+    hash: _builtins.int
+    def __init__(
+        self,
+        *,
+        address: _builtins.str = ...,
+        records: _builtins.int = ...,
+        hash: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "hash", b"hash", "records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplicaDigest: _TypeAlias = ReplicaDigest  # noqa: Y015
+
+@_typing.final
+class PartitionReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    DIFFERING_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    differing: _builtins.int
+    """ids whose version is not the same on every replica"""
+    repaired: _builtins.int
+    @_builtins.property
+    def replicas(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplicaDigest]: ...
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        replicas: _abc.Iterable[Global___ReplicaDigest] | None = ...,
+        differing: _builtins.int = ...,
+        repaired: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["differing", b"differing", "partition", b"partition", "repaired", b"repaired", "replicas", b"replicas"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionReport: _TypeAlias = PartitionReport  # noqa: Y015
+
+@_typing.final
+class GroupReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUP_FIELD_NUMBER: _builtins.int
+    PARTITIONS_FIELD_NUMBER: _builtins.int
+    PARTITIONS_COMPARED_FIELD_NUMBER: _builtins.int
+    UNREACHABLE_FIELD_NUMBER: _builtins.int
+    group: _builtins.int
+    partitions_compared: _builtins.int
+    @_builtins.property
+    def partitions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionReport]:
+        """only partitions where replicas differ"""
+
+    @_builtins.property
+    def unreachable(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """replicas that did not answer"""
+
+    def __init__(
+        self,
+        *,
+        group: _builtins.int = ...,
+        partitions: _abc.Iterable[Global___PartitionReport] | None = ...,
+        partitions_compared: _builtins.int = ...,
+        unreachable: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group", b"group", "partitions", b"partitions", "partitions_compared", b"partitions_compared", "unreachable", b"unreachable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GroupReport: _TypeAlias = GroupReport  # noqa: Y015
+
+@_typing.final
+class VerifyReplicasResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GROUPS_FIELD_NUMBER: _builtins.int
+    DIFFERING_FIELD_NUMBER: _builtins.int
+    REPAIRED_FIELD_NUMBER: _builtins.int
+    differing: _builtins.int
+    """over all groups"""
+    repaired: _builtins.int
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___GroupReport]: ...
+    def __init__(
+        self,
+        *,
+        groups: _abc.Iterable[Global___GroupReport] | None = ...,
+        differing: _builtins.int = ...,
+        repaired: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["differing", b"differing", "groups", b"groups", "repaired", b"repaired"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyReplicasResponse: _TypeAlias = VerifyReplicasResponse  # noqa: Y015

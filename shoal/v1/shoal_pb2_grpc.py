@@ -95,6 +95,11 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.GetClusterInfoRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.GetClusterInfoResponse.FromString,
                 _registered_method=True)
+        self.VerifyReplicas = channel.unary_unary(
+                '/shoal.v1.ShoalService/VerifyReplicas',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.FromString,
+                _registered_method=True)
 
 
 class ShoalServiceServicer:
@@ -174,6 +179,13 @@ class ShoalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyReplicas(self, request, context):
+        """Compare the replicas of every shard group by partition; optionally repair.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShoalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -236,6 +248,11 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.GetClusterInfo,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.GetClusterInfoRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.GetClusterInfoResponse.SerializeToString,
+            ),
+            'VerifyReplicas': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyReplicas,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -563,6 +580,33 @@ class ShoalService:
             '/shoal.v1.ShoalService/GetClusterInfo',
             shoal_dot_v1_dot_shoal__pb2.GetClusterInfoRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.GetClusterInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyReplicas(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/VerifyReplicas',
+            shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.FromString,
             options,
             channel_credentials,
             insecure,

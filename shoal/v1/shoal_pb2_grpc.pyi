@@ -46,6 +46,8 @@ class ShoalServiceStub:
     Search: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]
     SearchBatch: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]
     GetClusterInfo: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]
+    VerifyReplicas: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.VerifyReplicasRequest, _shoal_pb2.VerifyReplicasResponse]
+    """Compare the replicas of every shard group by partition; optionally repair."""
 
 @_typing.type_check_only
 class ShoalServiceAsyncStub(ShoalServiceStub):
@@ -65,6 +67,8 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     Search: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]  # type: ignore[assignment]
     SearchBatch: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]  # type: ignore[assignment]
     GetClusterInfo: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]  # type: ignore[assignment]
+    VerifyReplicas: _aio.UnaryUnaryMultiCallable[_shoal_pb2.VerifyReplicasRequest, _shoal_pb2.VerifyReplicasResponse]  # type: ignore[assignment]
+    """Compare the replicas of every shard group by partition; optionally repair."""
 
 class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by the coordinator."""
@@ -153,5 +157,13 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shoal_pb2.GetClusterInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shoal_pb2.GetClusterInfoResponse, _abc.Awaitable[_shoal_pb2.GetClusterInfoResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def VerifyReplicas(
+        self,
+        request: _shoal_pb2.VerifyReplicasRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.VerifyReplicasResponse, _abc.Awaitable[_shoal_pb2.VerifyReplicasResponse]]:
+        """Compare the replicas of every shard group by partition; optionally repair."""
 
 def add_ShoalServiceServicer_to_server(servicer: ShoalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -9,12 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.core.routing import (
-    Topology,
-    TopologyError,
-    partition_of,
-    stable_hash,
-)
+from coordinator.core.routing import Topology, TopologyError
+from shoal.partitioning import partition_of, stable_hash
 
 IDS = [f"doc-{i}" for i in range(10_000)]
 
@@ -37,7 +33,7 @@ def test_routing_is_the_same_in_another_process() -> None:
     sample = IDS[:2_000] + list(KNOWN_HASHES)
     script = (
         "import json, sys\n"
-        "from coordinator.core.routing import partition_of, stable_hash\n"
+        "from shoal.partitioning import partition_of, stable_hash\n"
         "ids = json.load(sys.stdin)\n"
         "print(json.dumps([[stable_hash(i), partition_of(i, 64)] for i in ids]))\n"
     )
