@@ -203,6 +203,9 @@ class LocalCluster:
         return [shard for group in self.shards for shard in group]
 
     def _service(self, name: str, module: str, args: list[str], port: int = 0) -> ServiceProcess:
+        if self.spec.metrics_port_base:
+            args = [*args, "--metrics-port", str(self.spec.metrics_port_base + self._services)]
+        self._services += 1
         return ServiceProcess(name, module, args, self.root / "run", host=self.spec.host, port=port)
 
     def _shard(self, group: int, replica: int) -> ServiceProcess:
