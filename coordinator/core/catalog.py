@@ -151,12 +151,9 @@ class CollectionCatalog:
         stored = config
         failures: list[str] = []
         for (group, replica), outcome in zip(replicas, outcomes, strict=True):
-            if isinstance(outcome, AlreadyExists):
+            if isinstance(outcome, AlreadyExists | InvalidArgument):
+                # The shard's message names the collection and the settings that differ.
                 self.invalidate(config.name)
-                raise AlreadyExists(
-                    f"collection {config.name!r} already exists with other settings ({outcome})"
-                )
-            if isinstance(outcome, InvalidArgument):
                 raise outcome
             if isinstance(outcome, BaseException):
                 failures.append(f"group {group} replica {replica.address}: {outcome}")

@@ -33,7 +33,7 @@ def test_create_again_with_the_same_settings_is_ok_and_other_settings_are_not() 
         await cluster.core.catalog.create(request(dimension=8), deadline())
         again = await cluster.core.catalog.create(request(dimension=8), deadline())
         assert not again.created
-        with pytest.raises(AlreadyExists, match="'c' already exists with other settings"):
+        with pytest.raises(AlreadyExists, match="'c' exists with other settings"):
             await cluster.core.catalog.create(request(dimension=16), deadline())
 
     run(scenario())
