@@ -5,20 +5,28 @@ import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from shard.api.convert import metadata_from_payload
 from shard.api.servicer import ShardServicer
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
 from shard.settings import Settings, parse_args
 from shard.storage.layout import DataDir
-from shoal.server import ServerSpec, Service, serve, setup_logging
+from shoal.logs import configure_logging
+from shoal.metrics import Metrics
+from shoal.server import ServerSpec, Service, serve
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 log = logging.getLogger("shard")
 
 
-async def run(settings: Settings) -> None:
+async def run(settings: Settings, metrics: Metrics) -> None:
     executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="shard")
-    collections = Collections(DataDir(settings.data_dir), sync_writes=settings.sync_writes)
+    collections = Collections(
+        DataDir(settings.data_dir),
+        sync_writes=settings.sync_writes,
+        read_metadata=metadata_from_payload,
+        filtered_search=settings.filtered_search,
+    )
     checkpointer = Checkpointer(
         collections,
         CheckpointPolicy(settings.checkpoint_every_writes, settings.checkpoint_interval_s),
@@ -49,23 +57,15 @@ async def run(settings: Settings) -> None:
         register=shard_pb2_grpc.add_ShardServiceServicer_to_server,
     )
     try:
-        await serve(
-            ServerSpec(
-                host=settings.host,
-                port=settings.port,
-                services=[service],
-                port_file=settings.port_file,
-                start=start,
-                stop=stop,
-            )
-        )
+        await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
 def main() -> None:
-    setup_logging()
-    asyncio.run(run(parse_args()))
+    settings = parse_args()
+    configure_logging("shard", settings.server.log_level, settings.server.log_format)
+    asyncio.run(run(settings, Metrics("shard")))
 
 
 if __name__ == "__main__":

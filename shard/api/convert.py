@@ -7,6 +7,8 @@ last-writer-wins ties break the same way everywhere). A read that asks for both
 merges the payload straight into the reply, with no per-field conversion.
 """
 
+from collections.abc import Mapping
+
 import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
@@ -80,6 +82,22 @@ def _payload(write: shard_pb2.ShardWrite) -> bytes:
     if has_text:
         document.text = write.text
     return document.SerializeToString(deterministic=True)
+
+
+def metadata_from_payload(payload: bytes) -> Mapping[str, object]:
+    """The metadata of a stored payload as Python values (the core's MetadataReader)."""
+    try:
+        document = common_pb2.Document.FromString(payload)
+    except DecodeError as error:
+        raise DataLoss("stored text/metadata of a document is corrupt") from error
+    result: dict[str, object] = {}
+    for key, value in document.metadata.items():
+        kind = value.WhichOneof("kind")
+        if kind is None:
+            continue
+        field = getattr(value, kind)
+        result[key] = list(field.values) if kind.endswith("_list") else field
+    return result
 
 
 def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:

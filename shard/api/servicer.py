@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import grpc.aio
 
 from shard.api import convert
+from shard.api.filters import filter_from_proto
 from shard.core.collections import Collections
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
@@ -99,7 +100,12 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         collection = self._collections.get(request.collection)
         queries = convert.queries_from_proto(request.queries_f32)
         results = collection.search(
-            queries, request.k, request.ef, convert.include_from_proto(request.include)
+            queries,
+            request.k,
+            request.ef,
+            convert.include_from_proto(request.include),
+            filter_from_proto(request.filter),
+            request.score_threshold if request.HasField("score_threshold") else None,
         )
         response = shard_pb2.ShardSearchResponse()
         for hits in results:
@@ -111,5 +117,28 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Count(
         self, request: shard_pb2.ShardCountRequest, context: Context
     ) -> shard_pb2.ShardCountResponse:
-        count = await self._run(lambda: self._collections.get(request.collection).count())
-        return shard_pb2.ShardCountResponse(count=count)
+        return await self._run(lambda: self._count(request))
+
+    def _count(self, request: shard_pb2.ShardCountRequest) -> shard_pb2.ShardCountResponse:
+        collection = self._collections.get(request.collection)
+        return shard_pb2.ShardCountResponse(
+            count=collection.count(filter_from_proto(request.filter))
+        )
+
+    async def Scroll(
+        self, request: shard_pb2.ShardScrollRequest, context: Context
+    ) -> shard_pb2.ShardScrollResponse:
+        return await self._run(lambda: self._scroll(request))
+
+    def _scroll(self, request: shard_pb2.ShardScrollRequest) -> shard_pb2.ShardScrollResponse:
+        collection = self._collections.get(request.collection)
+        documents, more = collection.scroll(
+            filter_from_proto(request.filter),
+            request.after_id,
+            request.limit,
+            convert.include_from_proto(request.include),
+        )
+        return shard_pb2.ShardScrollResponse(
+            documents=[convert.document_to_proto(doc, request.include) for doc in documents],
+            more=more,
+        )

@@ -2,16 +2,22 @@
 
 Writes to a collection are serialized by `_write_lock`: decide last-writer-wins
 against the stored records, commit one RocksDB batch (the acknowledgement point),
-then apply the change to the index while holding the gate alone. Searches share
-the gate (see `gate`). The id <-> label maps change only under the gate held
-alone, so a search sees them consistent with the index.
+then apply the change to the index and the payload (metadata) index while
+holding the gate alone. Searches share the gate (see `gate`). The id <-> label
+maps change only under the gate held alone, so a search sees them consistent
+with both indexes.
+
+Filtered reads evaluate the filter on the payload index under the gate (see
+`payload_index` and `search_plan`). Records the store holds that are newer
+than the payload index (`PayloadIndex.seq`: committed, not applied yet) are
+checked against the filter from their own metadata.
 """
 
 import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,14 +25,26 @@ import numpy as np
 import numpy.typing as npt
 
 from shard.core.config import CollectionConfig, Metric
-from shard.core.documents import Hit, Include, StoredDocument, WriteOp, WriteResult
+from shard.core.documents import (
+    Hit,
+    Include,
+    MetadataReader,
+    StoredDocument,
+    WriteOp,
+    WriteResult,
+    no_metadata,
+)
+from shard.core.filters import Filter, matches, validate
 from shard.core.gate import IndexGate
-from shard.core.index_loading import load_index, rebuild
+from shard.core.index_loading import load_index, load_payloads, rebuild
 from shard.core.lifecycle import Lifecycle
 from shard.core.lww import newest_per_id, supersedes
-from shard.storage import checkpoints
+from shard.core.payload_columns import Mask
+from shard.core.payload_index import PayloadIndex
+from shard.core.search_plan import SearchPlan, Strategy, plan
+from shard.storage import checkpoints, records
 from shard.storage.document_store import DocumentStore
-from shard.storage.hnsw_index import HnswIndex, Labels, SearchIncomplete
+from shard.storage.hnsw_index import HnswIndex, Labels, SearchIncomplete, exact_distances
 from shard.storage.layout import DB_DIR, INDEX_DIR
 from shard.storage.records import NO_LABEL, Record
 from shoal.errors import DataLoss, InvalidArgument, NotFound
@@ -42,13 +60,37 @@ from shoal.limits import (
 log = logging.getLogger(__name__)
 
 
+#: Scroll page size when the request gives none, and the most one page holds.
+DEFAULT_SCROLL_LIMIT = 100
+MAX_SCROLL_LIMIT = 1000
+#: A filtered scroll lists the matching ids from the payload index (instead of
+#: scanning the store for them) when at most 1/SCROLL_INDEX_SHARE of the documents match.
+SCROLL_INDEX_SHARE = 16
+#: Candidates read from the store per step of an exact search.
+EXACT_READ_CHUNK = 4096
+
+Metadata = Mapping[str, object]
+
+
 @dataclass
 class _IndexChange:
-    """What one committed batch does to the index."""
+    """What one committed batch does to the indexes."""
 
     deleted: list[tuple[str, int]] = field(default_factory=list)
     added: list[tuple[str, int, bytes]] = field(default_factory=list)
     updated: list[tuple[int, bytes]] = field(default_factory=list)
+    metadata: list[tuple[int, Metadata]] = field(default_factory=list)  # added and updated
+    seq: int = 0  # the batch's last write sequence
+
+
+@dataclass(frozen=True)
+class _FilterView:
+    """A filter evaluated under the gate: the mask is valid while the generation holds."""
+
+    plan: SearchPlan
+    mask: Mask
+    generation: int
+    seq: int  # the store sequence the payload index reflected
 
 
 @dataclass(frozen=True)
@@ -80,6 +122,9 @@ class Collection:
         labels: dict[str, int],
         checkpoint_seq: int,
         pending: int,
+        payload: PayloadIndex,
+        read_metadata: MetadataReader = no_metadata,
+        strategy: Strategy = Strategy.AUTO,
     ) -> None:
         self.config = config
         self._store = store
@@ -95,6 +140,9 @@ class Collection:
         self._gate = IndexGate(self._set_ef, config.hnsw_ef)
         self._life = Lifecycle(config.name)
         self._store_closed = False
+        self._payload = payload
+        self._read_metadata = read_metadata
+        self._strategy = strategy
 
     @staticmethod
     def initialize(path: Path, config: CollectionConfig) -> None:
@@ -102,14 +150,46 @@ class Collection:
         DocumentStore.initialize(path / DB_DIR, config.to_json())
 
     @classmethod
-    def open(cls, path: Path, sync_writes: bool = False) -> tuple["Collection", LoadInfo]:
+    def open(
+        cls,
+        path: Path,
+        sync_writes: bool = False,
+        read_metadata: MetadataReader = no_metadata,
+        strategy: Strategy = Strategy.AUTO,
+    ) -> tuple["Collection", LoadInfo]:
+        """Open the store and bring back the index (checkpoint or rebuild) and the payload index.
+
+        `read_metadata` decodes the metadata of a stored payload (the api layer's format).
+        """
         store = DocumentStore.open(path / DB_DIR, sync_writes)
         try:
             config = CollectionConfig.from_json(store.config())
             loaded = load_index(config, store, path / INDEX_DIR)
+            payload = load_payloads(store, read_metadata)
         except BaseException:
             store.close()
             raise
+        if payload.live_count != len(loaded.labels):
+            # The index came from a checkpoint that disagrees with the store: trust the store.
+            log.warning(
+                "collection %r: %d documents in the index, %d live records; rebuilding the index",
+                config.name,
+                len(loaded.labels),
+                payload.live_count,
+            )
+            try:
+                index, labels = rebuild(config, store)
+            except BaseException:
+                store.close()
+                raise
+            loaded = replace(
+                loaded,
+                index=index,
+                labels=labels,
+                checkpoint_seq=0,
+                source="rebuild",
+                applied=len(labels),
+            )
         collection = cls(
             config,
             path,
@@ -118,6 +198,9 @@ class Collection:
             loaded.labels,
             loaded.checkpoint_seq,
             pending=loaded.applied,
+            payload=payload,
+            read_metadata=read_metadata,
+            strategy=strategy,
         )
         return collection, LoadInfo(len(loaded.labels), loaded.source, loaded.applied)
 
@@ -179,13 +262,16 @@ class Collection:
             elif live_label is None:
                 record = Record(op.version, False, seq, next_label, op.vector, op.payload)
                 change.added.append((op.id, next_label, op.vector))
+                change.metadata.append((next_label, self._metadata(op.payload)))
                 next_label += 1
             else:
                 record = Record(op.version, False, seq, live_label, op.vector, op.payload)
                 change.updated.append((live_label, op.vector))
+                change.metadata.append((live_label, self._metadata(op.payload)))
             written.append((op.id, record))
         if not written:
             return WriteResult(applied=0, deleted=0)
+        change.seq = seq
         self._store.commit(written, superseded, seq, next_label)
         self._seq, self._next_label = seq, next_label
         self._pending += len(written)
@@ -198,7 +284,17 @@ class Collection:
             self._rebuild_index()
         return WriteResult(applied=len(written), deleted=len(change.deleted))
 
+    def _metadata(self, payload: bytes) -> Metadata:
+        return self._read_metadata(payload) if payload else {}
+
     def _apply(self, change: _IndexChange) -> None:
+        # The payload index first: it cannot fail halfway, and if the HNSW update
+        # does, the rebuild from the store leaves the two in agreement again.
+        for _, label in change.deleted:
+            self._payload.remove(label)
+        for label, metadata in change.metadata:
+            self._payload.put(label, metadata)
+        self._payload.seq = change.seq
         dimension = self.config.dimension
         if change.deleted:
             self._index.delete(_labels([label for _, label in change.deleted]))
@@ -230,9 +326,14 @@ class Collection:
 
     # -- reads -----------------------------------------------------------------
 
-    def count(self) -> int:
-        with self._life.use():
-            return len(self._labels)
+    def count(self, root: Filter | None = None) -> int:
+        """Live documents, or those matching `root` (exact)."""
+        if root is None:
+            with self._life.use():
+                return len(self._labels)
+        validate(root)
+        with self._life.use(), self._gate.read(None):
+            return self._payload.mask(root)[1]
 
     def index_stats(self) -> IndexStats:
         with self._life.use(), self._gate.read(None):
@@ -264,15 +365,27 @@ class Collection:
         )
 
     def search(
-        self, queries: npt.NDArray[np.float32], k: int, ef: int, include: Include
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        include: Include,
+        root: Filter | None = None,
+        score_threshold: float | None = None,
     ) -> list[list[Hit]]:
-        """The k nearest live documents per query, best first, ties by id.
+        """The k nearest live documents per query (matching `root`), best first, ties by id.
 
         `queries` holds n x dimension floats; ef 0 means the collection's default.
+        Hits scoring below `score_threshold` are left out. With a filter, every
+        query gets min(k, matching documents) hits (unless writes remove some meanwhile).
         """
         dimension = self.config.dimension
         check_k(k)
         check_ef(ef)
+        if score_threshold is not None and not math.isfinite(score_threshold):
+            raise InvalidArgument(f"score_threshold is {score_threshold}; it must be finite")
+        if root is not None:
+            validate(root)
         if queries.size == 0 or queries.size % dimension:
             raise InvalidArgument(
                 f"queries hold {queries.size} floats, not a whole number of"
@@ -283,11 +396,16 @@ class Collection:
         if not np.isfinite(matrix).all():
             raise InvalidArgument("a query vector contains NaN or infinity")
         with self._life.use():
-            # hnswlib searches with max(ef, k) itself, so requests that differ only in k
-            # share the gate.
-            with self._gate.read(ef or self.config.hnsw_ef):
-                neighbours = self._nearest(matrix, k)
+            if root is None:
+                # hnswlib searches with max(ef, k) itself, so requests that differ only in k
+                # share the gate.
+                with self._gate.read(ef or self.config.hnsw_ef):
+                    neighbours = self._nearest(matrix, k)
+            else:
+                neighbours = self._nearest_filtered(matrix, k, ef or self.config.hnsw_ef, root)
             hits = [self._ranked(row) for row in neighbours]
+            if score_threshold is not None:
+                hits = [[hit for hit in row if hit.score >= score_threshold] for row in hits]
             if include.any:
                 hits = self._with_documents(hits, include)
         return hits
@@ -305,6 +423,12 @@ class Collection:
             log.info("collection %r: exact search fallback (%s)", self.config.name, error)
             live_labels = np.fromiter(self._ids, dtype=np.uint64, count=len(self._ids))
             labels, distances = self._index.exact_search(queries, live_labels, k)
+        return self._named(labels, distances)
+
+    def _named(
+        self, labels: Labels, distances: npt.NDArray[np.float32]
+    ) -> list[list[tuple[str, float]]]:
+        """hnswlib's answer as (id, distance) rows; runs inside the read gate."""
         ids = self._ids
         try:
             return [
@@ -313,6 +437,172 @@ class Collection:
             ]
         except KeyError as error:
             raise DataLoss(f"the index returned label {error} that maps to no document") from None
+
+    # -- filtered reads ----------------------------------------------------------------
+
+    def _view(self, root: Filter, k: int, ef: int) -> _FilterView:
+        """Evaluate `root` and plan the search; runs inside the read gate."""
+        mask, matching = self._payload.mask(root)
+        chosen = plan(matching, self._payload.live_count, k, ef, self._strategy)
+        return _FilterView(chosen, mask, self._payload.generation, self._payload.seq)
+
+    def _candidates(self, mask: Mask) -> list[str]:
+        """The ids of the labels in `mask`; runs inside the read gate."""
+        ids = self._ids
+        return [ids[label] for label in np.flatnonzero(mask).tolist()]
+
+    def _nearest_filtered(
+        self, queries: npt.NDArray[np.float32], k: int, ef: int, root: Filter
+    ) -> list[list[tuple[str, float]]]:
+        """(id, hnswlib distance) per query among the documents matching `root`."""
+        with self._gate.read(None):
+            view = self._view(root, k, ef)
+            candidates = self._candidates(view.mask) if view.plan.exact else None
+        if candidates is None and view.plan.matching:
+            with self._gate.read(view.plan.ef):
+                if self._payload.generation != view.generation:  # a write came in between
+                    view = self._view(root, k, ef)
+                if view.plan.exact:
+                    candidates = self._candidates(view.mask)
+                elif view.plan.matching:
+                    allowed = view.mask.view(np.uint8).tobytes()
+                    try:
+                        labels, distances = self._index.search(
+                            queries, min(k, view.plan.matching), allowed
+                        )
+                        return self._named(labels, distances)
+                    except SearchIncomplete as error:
+                        log.info(
+                            "collection %r: filtered walk came up short (%s); exact instead",
+                            self.config.name,
+                            error,
+                        )
+                        candidates = self._candidates(view.mask)
+        if not candidates:
+            return [[] for _ in range(len(queries))]
+        return self._exact(queries, k, candidates, root, view.seq)
+
+    def _fresh_match(self, root: Filter, record: Record, seq: int) -> bool:
+        """Whether a live record still matches, judged by the payload index as of `seq`.
+
+        A record written after `seq` is judged from its own metadata.
+        """
+        return record.seq <= seq or matches(root, self._metadata(record.payload))
+
+    def _exact(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        candidates: list[str],
+        root: Filter,
+        seq: int,
+    ) -> list[list[tuple[str, float]]]:
+        """Exact k nearest among `candidates`, with their vectors read from the store."""
+        space = self.config.metric.value
+        best_ids: list[str] = []
+        best = np.empty((len(queries), 0), dtype=np.float32)
+        best_rows = np.empty((len(queries), 0), dtype=np.int64)
+        for start in range(0, len(candidates), EXACT_READ_CHUNK):
+            chunk = candidates[start : start + EXACT_READ_CHUNK]
+            found: list[tuple[str, bytes]] = []
+            # Only headers and vectors are decoded: payloads can be large.
+            for doc_id, data in zip(chunk, self._store.get_encoded(chunk), strict=True):
+                if data is None:
+                    continue
+                header = records.decode_header(data, doc_id)
+                if header.deleted:
+                    continue
+                if header.vector_bytes != 4 * self.config.dimension:
+                    raise DataLoss(f"record of document {doc_id!r} has a wrong-sized vector")
+                if header.seq > seq:  # newer than the payload index: judge it by itself
+                    metadata = self._metadata(records.payload_of(data, doc_id))
+                    if not matches(root, metadata):
+                        continue
+                found.append((doc_id, records.vector_of(data, header)))
+            if not found:
+                continue
+            vectors = np.frombuffer(b"".join(vector for _, vector in found), dtype="<f4")
+            distances = exact_distances(space, queries, vectors.reshape(len(found), -1))
+            rows = np.broadcast_to(np.arange(len(found)) + len(best_ids), distances.shape)
+            best_ids.extend(doc_id for doc_id, _ in found)
+            best = np.concatenate([best, distances], axis=1)
+            best_rows = np.concatenate([best_rows, rows], axis=1)
+            if best.shape[1] > k:
+                keep = np.argpartition(best, k - 1, axis=1)[:, :k]
+                best = np.take_along_axis(best, keep, axis=1)
+                best_rows = np.take_along_axis(best_rows, keep, axis=1)
+        return [
+            [(best_ids[row], distance) for row, distance in zip(rows, dists, strict=True)]
+            for rows, dists in zip(best_rows.tolist(), best.tolist(), strict=True)
+        ]
+
+    def scroll(
+        self, root: Filter | None, after_id: str, limit: int, include: Include
+    ) -> tuple[list[StoredDocument], bool]:
+        """Live documents with id > `after_id` (matching `root`), in id order, one page.
+
+        Returns the page (at most `limit`, 0 meaning the default, capped at
+        MAX_SCROLL_LIMIT) and whether more remain. Pages follow the store's
+        key order, so a document that exists and matches throughout is listed
+        exactly once however writes interleave with the pages.
+        """
+        if after_id:
+            check_document_id(after_id)
+        limit = min(limit or DEFAULT_SCROLL_LIMIT, MAX_SCROLL_LIMIT)
+        if root is not None:
+            validate(root)
+        with self._life.use():
+            if root is None:
+                return self._page(self._scan(None, after_id, None, 0), limit, include)
+            with self._gate.read(None):
+                mask, matching = self._payload.mask(root)
+                seq = self._payload.seq
+                listed = None
+                if matching * SCROLL_INDEX_SHARE <= self._payload.live_count:
+                    listed = sorted(i for i in self._candidates(mask) if i > after_id)
+            if listed is not None:
+                return self._page(self._listed(root, listed, seq), limit, include)
+            return self._page(self._scan(root, after_id, mask, seq), limit, include)
+
+    def _page(
+        self, found: Iterable[tuple[str, Record]], limit: int, include: Include
+    ) -> tuple[list[StoredDocument], bool]:
+        page: list[StoredDocument] = []
+        for doc_id, record in found:
+            if len(page) == limit:
+                return page, True
+            page.append(self._document(doc_id, record, include))
+        return page, False
+
+    def _scan(
+        self, root: Filter | None, after_id: str, mask: Mask | None, seq: int
+    ) -> Iterable[tuple[str, Record]]:
+        """Live records after `after_id` in id order that match, read from the store."""
+        for doc_id, data in self._store.records_after(after_id):
+            header = records.decode_header(data, doc_id)
+            if header.deleted:
+                continue
+            if root is not None:
+                if header.seq <= seq:
+                    assert mask is not None
+                    if header.label >= len(mask) or not mask[header.label]:
+                        continue
+                elif not matches(root, self._metadata(records.payload_of(data, doc_id))):
+                    continue
+            yield doc_id, records.decode(data, doc_id)
+
+    def _listed(self, root: Filter, ids: list[str], seq: int) -> Iterable[tuple[str, Record]]:
+        """The live records of the listed ids (sorted) that still match."""
+        step = 256
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            for doc_id, record in zip(chunk, self._store.get(chunk), strict=True):
+                if (
+                    record is not None
+                    and not record.deleted
+                    and self._fresh_match(root, record, seq)
+                ):
+                    yield doc_id, record
 
     def _ranked(self, row: list[tuple[str, float]]) -> list[Hit]:
         metric = self.config.metric

@@ -5,9 +5,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, fields
+from pathlib import Path
 
-from shard.core.collection import Collection
+from shard.core.collection import Collection, LoadInfo
 from shard.core.config import CollectionConfig
+from shard.core.documents import MetadataReader, no_metadata
+from shard.core.search_plan import Strategy
 from shard.storage.layout import DataDir
 from shoal.errors import AlreadyExists, DataLoss, NotFound, Unavailable
 from shoal.limits import COLLECTION_NAME, check_collection_name
@@ -34,9 +37,17 @@ def _differences(stored: CollectionConfig, asked: CollectionConfig) -> str:
 class Collections:
     """Thread-safe. Calls fail with UNAVAILABLE until `load` has finished."""
 
-    def __init__(self, data_dir: DataDir, sync_writes: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: DataDir,
+        sync_writes: bool = False,
+        read_metadata: MetadataReader = no_metadata,
+        filtered_search: Strategy = Strategy.AUTO,
+    ) -> None:
         self._dir = data_dir
         self._sync_writes = sync_writes
+        self._read_metadata = read_metadata
+        self._filtered_search = filtered_search
         self._lock = threading.Lock()  # create, delete, close
         self._open: dict[str, Collection] = {}
         self._broken: dict[str, str] = {}  # collections that failed to load, and why
@@ -65,7 +76,7 @@ class Collections:
     def _load_one(self, name: str) -> None:
         started = time.monotonic()
         try:
-            collection, info = Collection.open(self._dir.path(name), self._sync_writes)
+            collection, info = self._open_collection(self._dir.path(name))
         except Exception as error:
             log.exception("collection %r failed to load", name)
             self._broken[name] = str(error)
@@ -80,6 +91,9 @@ class Collections:
             "load_seconds": round(time.monotonic() - started, 3),
         }
         log.info("%s", json.dumps(details))
+
+    def _open_collection(self, path: Path) -> tuple[Collection, LoadInfo]:
+        return Collection.open(path, self._sync_writes, self._read_metadata, self._filtered_search)
 
     def _require_ready(self) -> None:
         if not self._ready:
@@ -115,7 +129,7 @@ class Collections:
                     f"collection {config.name!r} exists but could not be loaded on this replica"
                 )
             path = self._dir.create(config.name, lambda tmp: Collection.initialize(tmp, config))
-            collection, _ = Collection.open(path, self._sync_writes)
+            collection, _ = self._open_collection(path)
             self._open[config.name] = collection
         log.info("created collection %r: %s", config.name, config)
         return config, True

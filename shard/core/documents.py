@@ -1,6 +1,17 @@
 """Domain values that cross the api/core boundary: writes, stored documents, hits."""
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+#: Reads the metadata out of a payload. The payload's encoding belongs to the api
+#: layer, which hands the core this function; values are str, int, float, bool or
+#: lists of those.
+MetadataReader = Callable[[bytes], Mapping[str, object]]
+
+
+def no_metadata(payload: bytes) -> Mapping[str, object]:
+    """The reader for payloads without metadata: filters then see no keys at all."""
+    return {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from shard.core.config import CollectionConfig
+from shard.core.documents import MetadataReader
+from shard.core.payload_index import PayloadIndex
 from shard.storage import checkpoints
 from shard.storage.document_store import DocumentStore
 from shard.storage.hnsw_index import HnswIndex, Vectors
@@ -137,3 +139,15 @@ def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) 
             log.warning("collection %r: checkpoint unusable, rebuilding: %s", config.name, error)
     index, labels = rebuild(config, store)
     return LoadedIndex(index, labels, 0, "rebuild", len(labels))
+
+
+def load_payloads(store: DocumentStore, read_metadata: MetadataReader) -> PayloadIndex:
+    """The payload index of every live record (it is not checkpointed: one scan of the store)."""
+    last_seq, next_label = store.state()
+    payload = PayloadIndex(label_space=next_label)
+    for doc_id, label, data in store.scan_payloads():
+        if label == NO_LABEL or label >= next_label:
+            raise DataLoss(f"live record of document {doc_id!r} has label {label}")
+        payload.put(label, read_metadata(data) if data else {})
+    payload.seq = last_seq
+    return payload

@@ -78,6 +78,13 @@ class DocumentStore:
             for doc_id, data in zip(ids, found, strict=True)
         ]
 
+    def get_encoded(self, ids: Sequence[str]) -> list[bytes | None]:
+        """The encoded records of `ids`, in order, for callers that decode only what they need."""
+        if not ids:
+            return []
+        keys: list[str | int | float | bytes | bool] = [records.doc_key(i) for i in ids]
+        return cast(list[bytes | None], self._db.get(keys))
+
     def commit(
         self,
         written: Sequence[tuple[str, Record]],
@@ -108,6 +115,23 @@ class DocumentStore:
         for key, data in self._items(records.DOC_PREFIX, records.DOC_PREFIX):
             doc_id = records.id_from_doc_key(key)
             yield doc_id, records.decode(data, doc_id)
+
+    def scan_payloads(self) -> Iterator[tuple[str, int, bytes]]:
+        """(id, label, payload) of every live record, without copying vectors."""
+        for key, data in self._items(records.DOC_PREFIX, records.DOC_PREFIX):
+            doc_id = records.id_from_doc_key(key)
+            header = records.decode_header(data, doc_id)
+            if not header.deleted:
+                yield doc_id, header.label, records.payload_of(data, doc_id)
+
+    def records_after(self, doc_id: str) -> Iterator[tuple[str, bytes]]:
+        """(id, encoded record) of every id after `doc_id` ("" for all), in id order.
+
+        Decoding is left to the caller, which can read the header alone first.
+        """
+        start = records.doc_key_after(doc_id)
+        for key, data in self._items(records.DOC_PREFIX, start):
+            yield records.id_from_doc_key(key), data
 
     def ids_written_after(self, seq: int) -> Iterator[tuple[int, str]]:
         """(sequence, id) of every id whose latest write is newer than `seq`, oldest first."""

@@ -23,6 +23,31 @@ INITIAL_CAPACITY = 1024
 EXACT_CHUNK = 65_536
 
 
+def raw_distances(space: str, queries: Vectors, vectors: Vectors) -> Distances:
+    """Distances in hnswlib's convention; for cosine both sides must be unit length."""
+    dots: Distances = queries @ vectors.T
+    if space == "l2":
+        query_norms = np.square(queries).sum(axis=1)[:, None]
+        vector_norms = np.square(vectors).sum(axis=1)[None, :]
+        squared: Distances = np.maximum(query_norms + vector_norms - 2 * dots, 0)
+        return squared.astype(np.float32)
+    return (1 - dots).astype(np.float32)
+
+
+def exact_distances(space: str, queries: Vectors, vectors: Vectors) -> Distances:
+    """Distances in hnswlib's convention from raw (not normalized) queries and vectors."""
+    if space == "cosine":
+        queries = _unit(queries)
+        vectors = _unit(vectors)
+    return raw_distances(space, queries, vectors)
+
+
+def _unit(vectors: Vectors) -> Vectors:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: Vectors = (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
+    return unit
+
+
 class SearchIncomplete(Exception):
     """hnswlib found fewer than k neighbours (too few reachable live elements)."""
 
@@ -97,10 +122,23 @@ class HnswIndex:
             self._index.mark_deleted(label)
         self._deleted += len(labels)
 
-    def search(self, queries: Vectors, k: int) -> tuple[Labels, Distances]:
-        """k nearest live labels per query, nearest first (ef set beforehand)."""
+    def search(
+        self, queries: Vectors, k: int, allowed: bytes | None = None
+    ) -> tuple[Labels, Distances]:
+        """k nearest live labels per query, nearest first (ef set beforehand).
+
+        `allowed`, if given, has one byte per label (nonzero: may be returned) and
+        covers every label in the index; hnswlib checks it during the walk.
+        """
         try:
-            labels, distances = self._index.knn_query(queries, k=k)
+            if allowed is None:
+                labels, distances = self._index.knn_query(queries, k=k)
+            else:
+                # The check is a Python call per candidate, under the GIL: one thread per
+                # request does as well as several and leaves the other cores to other requests.
+                labels, distances = self._index.knn_query(
+                    queries, k=k, num_threads=1, filter=allowed.__getitem__
+                )
         except RuntimeError as error:
             raise SearchIncomplete(str(error)) from error
         return labels, distances
@@ -137,13 +175,7 @@ class HnswIndex:
         )
 
     def _distances(self, queries: Vectors, vectors: Vectors) -> Distances:
-        dots: Distances = queries @ vectors.T
-        if self.space == "l2":
-            query_norms = np.square(queries).sum(axis=1)[:, None]
-            vector_norms = np.square(vectors).sum(axis=1)[None, :]
-            squared: Distances = np.maximum(query_norms + vector_norms - 2 * dots, 0)
-            return squared.astype(np.float32)
-        return (1 - dots).astype(np.float32)
+        return raw_distances(self.space, queries, vectors)
 
     def save(self, path: Path) -> None:
         self._index.save_index(str(path))
