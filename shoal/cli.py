@@ -17,8 +17,11 @@ from shoal import loadtest
 from shoal.client import Client, Collection, DocumentLike, SearchResult
 from shoal.cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
 from shoal.errors import ShoalError
+from shoal.filters import Where
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
+WHERE_HELP = 'a metadata filter as JSON, e.g. \'{"section": "sound", "size": {"$lt": 500}}\''
+
 DEMO_COLLECTION = "demo"
 DEMO_QUERY = "a tool to resize photos from the command line"
 
@@ -160,13 +163,41 @@ def cmd_import(args: argparse.Namespace) -> None:
     print(f"upserted {count} documents into {args.collection!r}")
 
 
+def _where(text: str | None) -> Where | None:
+    """A `--where` JSON object (the SDK checks what it says)."""
+    if text is None:
+        return None
+    try:
+        where = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"--where is not JSON: {error}") from None
+    if not isinstance(where, dict):
+        raise SystemExit("--where must be a JSON object")
+    return where
+
+
 def cmd_search(args: argparse.Namespace) -> None:
     vector = json.loads(args.vector) if args.vector else None
     with Client(args.address) as client:
         result = client.search(
-            args.collection, vector, text=args.text, k=args.k, ef=args.ef, include=["text"]
+            args.collection,
+            vector,
+            text=args.text,
+            k=args.k,
+            ef=args.ef,
+            include=["text"],
+            where=_where(args.where),
+            score_threshold=args.score_threshold,
         )
     print_hits(result)
+
+
+def cmd_scroll(args: argparse.Namespace) -> None:
+    with Client(args.address) as client:
+        for document in client.scroll(
+            args.collection, _where(args.where), include=["metadata", "text"]
+        ):
+            print(json.dumps(document.__dict__, default=str))
 
 
 def cmd_get(args: argparse.Namespace) -> None:
@@ -177,13 +208,38 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 def cmd_delete(args: argparse.Namespace) -> None:
     with Client(args.address) as client:
-        result = client.delete(args.collection, args.ids)
-    print(f"deleted {result.count} of {len(args.ids)} documents")
+        result = client.delete(args.collection, args.ids, where=_where(args.where))
+    print(f"deleted {result.count} documents")
 
 
 def cmd_count(args: argparse.Namespace) -> None:
     with Client(args.address) as client:
-        print(client.count(args.collection))
+        print(client.count(args.collection, _where(args.where)))
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    """One report per collection; exits 2 when replicas still differ afterwards, or
+    some could not be compared (unreachable)."""
+    from google.protobuf.json_format import MessageToDict
+
+    with Client(args.address, timeout=args.timeout) as client:
+        names = (
+            [args.collection]
+            if args.collection
+            else [collection.name for collection in client.list_collections()]
+        )
+        reports = {name: client.verify_replicas(name, args.repair) for name in names}
+    _print_json(
+        {
+            name: MessageToDict(report, always_print_fields_with_no_presence=True)
+            for name, report in reports.items()
+        }
+    )
+    if any(
+        report.differing > report.repaired or any(group.unreachable for group in report.groups)
+        for report in reports.values()
+    ):
+        raise SystemExit(2)
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
@@ -251,24 +307,44 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--vector", help="a JSON list of floats")
     search.add_argument("-k", type=int, default=10)
     search.add_argument("--ef", type=int, default=0)
+    search.add_argument("--where", help=WHERE_HELP)
+    search.add_argument("--score-threshold", type=float, help="drop hits scoring below this")
     search.set_defaults(run=cmd_search)
 
+    get = commands.add_parser("get", help="get documents by id")
+    get.add_argument("collection")
+    get.add_argument("ids", nargs="+")
+    get.set_defaults(run=cmd_get)
+
+    delete = commands.add_parser("delete", help="delete documents by id or by --where")
+    delete.add_argument("collection")
+    delete.add_argument("ids", nargs="*")
+    delete.add_argument("--where", help=WHERE_HELP)
+    delete.set_defaults(run=cmd_delete)
+
     for name, handler, text in [
-        ("get", cmd_get, "get documents by id"),
-        ("delete", cmd_delete, "delete documents by id"),
+        ("count", cmd_count, "count documents (matching --where)"),
+        ("scroll", cmd_scroll, "print every document (matching --where) as JSON lines"),
     ]:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("collection")
-        sub.add_argument("ids", nargs="+")
+        sub.add_argument("--where", help=WHERE_HELP)
         sub.set_defaults(run=handler)
-
-    count = commands.add_parser("count", help="count documents")
-    count.add_argument("collection")
-    count.set_defaults(run=cmd_count)
 
     commands.add_parser("cluster", help="shard groups, replicas, health").set_defaults(
         run=cmd_cluster
     )
+
+    verify = commands.add_parser(
+        "verify",
+        help="compare the replicas of every shard group (exit 2: they differ or one is down)",
+    )
+    verify.add_argument("--collection", help="only this collection (default: all)")
+    verify.add_argument(
+        "--repair", action="store_true", help="copy the newest version to replicas behind"
+    )
+    verify.add_argument("--timeout", type=float, default=300.0, help="seconds per collection")
+    verify.set_defaults(run=cmd_verify)
     loadtest.add_parser(commands)
     return parser
 

@@ -5,7 +5,7 @@ arrays, and failures are raised as `shoal.errors` exceptions (NotFound,
 InvalidArgument, Unavailable, ...) carrying the server's message.
 """
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -22,6 +22,7 @@ from shoal.convert import (
     vector_to_f32,
 )
 from shoal.errors import InvalidArgument
+from shoal.filters import Where, where_to_filter
 from shoal.server import GRPC_OPTIONS
 from shoal.status import from_rpc_error
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
@@ -42,6 +43,11 @@ _CONSISTENCY: dict[str, shoal_pb2.WriteConsistency.ValueType] = {
     "one": shoal_pb2.WRITE_CONSISTENCY_ONE,
     "quorum": shoal_pb2.WRITE_CONSISTENCY_QUORUM,
     "all": shoal_pb2.WRITE_CONSISTENCY_ALL,
+}
+_READ_CONSISTENCY: dict[str, shoal_pb2.ReadConsistency.ValueType] = {
+    "one": shoal_pb2.READ_CONSISTENCY_ONE,
+    "quorum": shoal_pb2.READ_CONSISTENCY_QUORUM,
+    "all": shoal_pb2.READ_CONSISTENCY_ALL,
 }
 
 R = TypeVar("R")
@@ -166,6 +172,10 @@ def _query(vector: VectorLike | None, text: str | None) -> shoal_pb2.Query:
     raise InvalidArgument("give a vector or a text to search with, not both")
 
 
+def _filter(where: Where | None) -> common_pb2.Filter | None:
+    return None if where is None else where_to_filter(where)
+
+
 def _include(fields: Iterable[Field]) -> common_pb2.Include:
     wanted = set(fields)
     unknown = wanted - {"metadata", "text", "vector"}
@@ -277,24 +287,70 @@ class Client:
         collection: str,
         ids: Sequence[str],
         include: Iterable[Field] = ("metadata", "text", "vector"),
+        consistency: Consistency = "one",
     ) -> list[Document]:
-        """The documents that exist among `ids`, in the order asked."""
-        request = shoal_pb2.GetRequest(collection=collection, ids=ids, include=_include(include))
+        """The documents that exist among `ids`, in the order asked.
+
+        At "quorum" or "all" the coordinator reads that many replicas of each
+        shard group, answers with the newest version and repairs stale replicas.
+        """
+        request = shoal_pb2.GetRequest(
+            collection=collection,
+            ids=ids,
+            include=_include(include),
+            consistency=_READ_CONSISTENCY[consistency],
+        )
         reply = self._call(self._stub.Get, request)
         return [_document(document) for document in reply.documents]
 
     def delete(
-        self, collection: str, ids: Sequence[str], consistency: Consistency = "quorum"
+        self,
+        collection: str,
+        ids: Sequence[str] = (),
+        *,
+        where: Where | None = None,
+        consistency: Consistency = "quorum",
     ) -> WriteResult:
+        """Delete documents by id, or every document matching a `where` filter."""
+        if bool(ids) == (where is not None):
+            raise InvalidArgument("give ids or a where filter to delete, not both")
         request = shoal_pb2.DeleteRequest(
-            collection=collection, ids=ids, consistency=_CONSISTENCY[consistency]
+            collection=collection,
+            ids=ids,
+            filter=_filter(where),
+            consistency=_CONSISTENCY[consistency],
         )
         reply = self._call(self._stub.Delete, request)
         return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)
 
-    def count(self, collection: str) -> int:
-        reply = self._call(self._stub.Count, shoal_pb2.CountRequest(collection=collection))
-        return reply.count
+    def count(self, collection: str, where: Where | None = None) -> int:
+        """Live documents, or those matching `where`."""
+        request = shoal_pb2.CountRequest(collection=collection, filter=_filter(where))
+        return self._call(self._stub.Count, request).count
+
+    def scroll(
+        self,
+        collection: str,
+        where: Where | None = None,
+        *,
+        page_size: int = 100,
+        include: Iterable[Field] = ("metadata",),
+    ) -> Iterator[Document]:
+        """Every document (matching `where`) once, in id order, fetched a page at a time."""
+        cursor = ""
+        while True:
+            request = shoal_pb2.ScrollRequest(
+                collection=collection,
+                filter=_filter(where),
+                page_size=page_size,
+                cursor=cursor,
+                include=_include(include),
+            )
+            reply = self._call(self._stub.Scroll, request)
+            yield from (_document(document) for document in reply.documents)
+            if not reply.next_cursor:
+                return
+            cursor = reply.next_cursor
 
     # Search
 
@@ -307,15 +363,24 @@ class Client:
         k: int = 10,
         ef: int = 0,
         include: Iterable[Field] = ("metadata",),
+        where: Where | None = None,
+        score_threshold: float | None = None,
         allow_partial: bool = False,
     ) -> SearchResult:
-        """The k nearest documents to a vector, or to a text the server embeds."""
+        """The k nearest documents to a vector, or to a text the server embeds.
+
+        `where` keeps only documents whose metadata match (Chroma-style:
+        `{"section": "sound"}`, `{"size": {"$gte": 100}}`, `$and`, `$or`, ...);
+        `score_threshold` drops hits scoring below it.
+        """
         request = shoal_pb2.SearchRequest(
             collection=collection,
             query=_query(vector, text),
             k=k,
             ef=ef,
             include=_include(include),
+            filter=_filter(where),
+            score_threshold=score_threshold,
             allow_partial=allow_partial,
         )
         reply = self._call(self._stub.Search, request)
@@ -330,6 +395,8 @@ class Client:
         k: int = 10,
         ef: int = 0,
         include: Iterable[Field] = ("metadata",),
+        where: Where | None = None,
+        score_threshold: float | None = None,
         allow_partial: bool = False,
     ) -> list[SearchResult]:
         """Many searches in one call; result i answers query i."""
@@ -345,6 +412,8 @@ class Client:
             k=k,
             ef=ef,
             include=_include(include),
+            filter=_filter(where),
+            score_threshold=score_threshold,
             allow_partial=allow_partial,
         )
         reply = self._call(self._stub.SearchBatch, request)
@@ -352,6 +421,13 @@ class Client:
         return [
             SearchResult([_hit(hit) for hit in result.hits], coverage) for result in reply.results
         ]
+
+    def verify_replicas(
+        self, collection: str, repair: bool = False
+    ) -> shoal_pb2.VerifyReplicasResponse:
+        """Compare the replicas of every shard group by partition (and repair them)."""
+        request = shoal_pb2.VerifyReplicasRequest(collection=collection, repair=repair)
+        return self._call(self._stub.VerifyReplicas, request)
 
     def cluster_info(self) -> shoal_pb2.GetClusterInfoResponse:
         """Shard groups, replicas, their health and document counts."""
