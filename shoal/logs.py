@@ -38,6 +38,7 @@ _request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "shoal_request_id", default=None
 )
 
+_access_log = logging.getLogger("shoal.access")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 if TYPE_CHECKING:
@@ -99,10 +100,12 @@ def with_request_context(function: Callable[_P, _T]) -> Callable[_P, _T]:
 
 
 def with_request_id(method: str, handler: Handler) -> Handler:
-    """Makes the RPC's request id (from metadata, or new) current while it runs."""
+    """Makes the RPC's request id (from metadata, or new) current while it runs,
+    and logs each call at DEBUG level: an access log tied to the request id."""
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         with request_context(request_id_from_metadata(context.invocation_metadata())):
+            _access_log.debug("%s", method)
             return await handler(request, context)
 
     return call
