@@ -10,11 +10,12 @@ from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
-from coordinator.core.routing import Topology, TopologyError
+from coordinator.core.hints import HintLimits
 from coordinator.settings import Settings, parse_args
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
+from shoal.topology import Topology, TopologyError
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 log = logging.getLogger("coordinator")
@@ -40,6 +41,10 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         HybridLogicalClock(settings.coordinator_id),
         config_ttl=settings.config_ttl_s,
         observer=metrics,
+        replication_observer=metrics,
+        hint_limits=HintLimits(
+            max_writes=settings.hint_max_writes, max_age_s=settings.hint_max_age_s
+        ),
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -50,7 +55,11 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         settings.coordinator_id,
     )
 
+    async def start() -> None:
+        core.hint_replayer.start()
+
     async def stop() -> None:
+        await core.hint_replayer.stop()
         await core.background.drain(DRAIN_SECONDS)
         for channel in [*channels.values(), embedder_channel]:
             await channel.close()
@@ -60,7 +69,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
         register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
-    await serve(ServerSpec(settings.server, [service], metrics, stop=stop))
+    await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
 
 
 def main() -> None:

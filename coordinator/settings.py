@@ -9,7 +9,8 @@ from pathlib import Path
 from coordinator.api.servicer import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from coordinator.core.catalog import CONFIG_TTL_S
 from coordinator.core.clock import MAX_COORDINATOR_ID
-from shoal.settings import ServerSettings, add_server_flags, env, positive_float
+from coordinator.core.hints import HintLimits
+from shoal.settings import ServerSettings, add_server_flags, env, positive_float, positive_int
 
 DEFAULT_PORT = 50051
 
@@ -23,6 +24,8 @@ class Settings:
     read_timeout_s: float
     write_timeout_s: float
     config_ttl_s: float
+    hint_max_writes: int = HintLimits.max_writes
+    hint_max_age_s: float = HintLimits.max_age_s
 
 
 def _coordinator_id(text: str) -> int:
@@ -75,6 +78,16 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=env("config-ttl-s", str(CONFIG_TTL_S)),
         help="how long a collection's settings are cached",
     )  # fmt: skip
+    parser.add_argument(
+        "--hint-max-writes", type=positive_int,
+        default=env("hint-max-writes", str(HintLimits.max_writes)),
+        help="writes kept per unreachable replica for replay (beyond: left to anti-entropy)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--hint-max-age-s", type=positive_float,
+        default=env("hint-max-age-s", str(HintLimits.max_age_s)),
+        help="hints older than this are dropped (keep it below the shards' tombstone grace)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return Settings(
         server=ServerSettings.from_args(args),
@@ -84,4 +97,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         read_timeout_s=args.read_timeout_s,
         write_timeout_s=args.write_timeout_s,
         config_ttl_s=args.config_ttl_s,
+        hint_max_writes=args.hint_max_writes,
+        hint_max_age_s=args.hint_max_age_s,
     )

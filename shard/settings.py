@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from shard.core.anti_entropy import AntiEntropySettings
 from shard.core.search_plan import Strategy
+from shard.core.tombstones import DEFAULT_GRACE_S, DEFAULT_PURGE_INTERVAL_S
 from shoal.settings import (
     ServerSettings,
     add_server_flags,
@@ -28,6 +30,12 @@ class Settings:
     checkpoint_every_writes: int
     checkpoint_interval_s: float
     filtered_search: Strategy = Strategy.AUTO
+    topology: Path | None = None
+    advertise: str | None = None
+    anti_entropy_interval_s: float = AntiEntropySettings.interval_s
+    catch_up_wait_s: float = AntiEntropySettings.first_wait_s
+    tombstone_grace_s: float = DEFAULT_GRACE_S
+    tombstone_purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
 
 
 def default_threads() -> int:
@@ -68,6 +76,35 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         help="how filtered searches run: auto (by selectivity), or always exact or graph"
         " (for tests and benchmarks)",
     )  # fmt: skip
+    parser.add_argument(
+        "--topology", type=Path, default=env("topology"),
+        help="the coordinator's topology JSON: this shard's peers are the other replicas of"
+        " its group (read again when it changes); without it there is no catch-up",
+    )  # fmt: skip
+    parser.add_argument(
+        "--advertise", default=env("advertise"),
+        help="HOST:PORT the topology lists this shard under (default: --host and the bound port)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--anti-entropy-interval-s", type=positive_float,
+        default=env("anti-entropy-interval-s", str(AntiEntropySettings.interval_s)),
+        help="seconds between comparisons with the peers (digests; copy what is newer there)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--catch-up-wait-s", type=positive_float,
+        default=env("catch-up-wait-s", str(AntiEntropySettings.first_wait_s)),
+        help="on start, how long to wait for a peer to catch up from before serving reads anyway",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tombstone-grace-s", type=positive_float,
+        default=env("tombstone-grace-s", str(DEFAULT_GRACE_S)),
+        help="keep deletes this long (a replica down longer must rejoin with an empty data dir)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tombstone-purge-interval-s", type=positive_float,
+        default=env("tombstone-purge-interval-s", str(DEFAULT_PURGE_INTERVAL_S)),
+        help="seconds between purges of tombstones past the grace period",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be 0 (default) or positive")
@@ -79,4 +116,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         checkpoint_every_writes=args.checkpoint_every_writes,
         checkpoint_interval_s=args.checkpoint_interval_s,
         filtered_search=Strategy(args.filtered_search),
+        topology=args.topology,
+        advertise=args.advertise,
+        anti_entropy_interval_s=args.anti_entropy_interval_s,
+        catch_up_wait_s=args.catch_up_wait_s,
+        tombstone_grace_s=args.tombstone_grace_s,
+        tombstone_purge_interval_s=args.tombstone_purge_interval_s,
     )

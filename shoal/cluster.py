@@ -165,6 +165,8 @@ class ClusterSpec:
     ready_timeout: float = 120.0
     # Metrics on consecutive ports from here: coordinator, embedder, then shards; 0: off.
     metrics_port_base: int = 0
+    # More flags for every shard (e.g. a shorter --anti-entropy-interval-s in tests).
+    shard_args: tuple[str, ...] = ()
 
 
 class LocalCluster:
@@ -210,7 +212,13 @@ class LocalCluster:
 
     def _shard(self, group: int, replica: int) -> ServiceProcess:
         name = f"shard-{group}-{replica}"
-        args = ["--data-dir", str(self.root / "data" / name)]
+        # Shards find their peers (for catch-up) in the topology; it is written once
+        # they have bound their ports, and they read it again when it changes.
+        args = [
+            "--data-dir", str(self.root / "data" / name),
+            "--topology", str(self.topology_path),
+            *self.spec.shard_args,
+        ]  # fmt: skip
         if self.spec.shard_threads:
             args += ["--threads", str(self.spec.shard_threads)]
         return self._service(name, "shard", args)

@@ -16,7 +16,11 @@ Families, by who records them:
 - embedder: shoal_embedder_batch_size, shoal_embedder_queue_wait_seconds,
   shoal_embedder_encode_seconds
 - coordinator: shoal_fanout_seconds per method and shard group,
-  shoal_failovers_total, shoal_partial_results_total
+  shoal_failovers_total, shoal_partial_results_total; replication:
+  shoal_hinted_writes_total per replica and outcome, shoal_replica_divergence_total
+  per shard group, shoal_replica_repairs_total per shard group and source
+- shard: shoal_catch_up_records_total per collection (records copied from peers),
+  shoal_tombstones_purged_total per collection
 """
 
 from __future__ import annotations
@@ -137,7 +141,45 @@ class Metrics:
             registry=r,
         )
 
+        self.hinted_writes = Counter(
+            "shoal_hinted_writes",
+            "Writes kept for replicas that missed them, by what became of them"
+            " (queued, replayed, dropped).",
+            ["replica", "outcome"],
+            registry=r,
+        )
+        self.divergence = Counter(
+            "shoal_replica_divergence",
+            "Documents found differing between the replicas of a shard group (VerifyReplicas).",
+            ["group"],
+            registry=r,
+        )
+        self.repairs = Counter(
+            "shoal_replica_repairs",
+            "Documents copied to replicas that were behind, by source (verify, read_repair).",
+            ["group", "source"],
+            registry=r,
+        )
+        self.catch_up_records = Counter(
+            "shoal_catch_up_records",
+            "Records a shard copied from its peers (anti-entropy), tombstones included.",
+            ["collection"],
+            registry=r,
+        )
+        self.tombstones_purged = Counter(
+            "shoal_tombstones_purged",
+            "Tombstones a shard removed after the grace period.",
+            ["collection"],
+            registry=r,
+        )
+
     # --- shard -------------------------------------------------------------
+
+    def record_catch_up(self, collection: str, records: int) -> None:
+        self.catch_up_records.labels(collection).inc(records)
+
+    def record_purge(self, collection: str, tombstones: int) -> None:
+        self.tombstones_purged.labels(collection).inc(tombstones)
 
     def set_collection_size(
         self,
@@ -179,6 +221,15 @@ class Metrics:
 
     def record_partial_result(self, method: str) -> None:
         self.partial_results.labels(method).inc()
+
+    def record_hints(self, replica: str, outcome: str, writes: int) -> None:
+        self.hinted_writes.labels(replica, outcome).inc(writes)
+
+    def record_divergence(self, group: int, documents: int) -> None:
+        self.divergence.labels(str(group)).inc(documents)
+
+    def record_repairs(self, group: int, source: str, documents: int) -> None:
+        self.repairs.labels(str(group), source).inc(documents)
 
     # --- RPCs --------------------------------------------------------------
 

@@ -11,16 +11,31 @@ from typing import Any, cast
 
 import numpy as np
 
-from coordinator.clients.contracts import CollectionConfig, Health, Keyed, RankedHits, Vector
-from coordinator.clients.messages import config_from_proto, include_from_proto, metric_from_proto
+from coordinator.clients.contracts import (
+    CollectionConfig,
+    Health,
+    Include,
+    Keyed,
+    RankedHits,
+    Vector,
+    WriteOp,
+)
+from coordinator.clients.messages import (
+    config_from_proto,
+    document_from_write,
+    include_from_proto,
+    metric_from_proto,
+)
 from coordinator.core.model import (
     ClusterInfo,
     Coverage,
     DocumentInput,
     QueryInput,
+    ReadConsistency,
     SearchOptions,
     WriteConsistency,
 )
+from coordinator.core.verify import VerifyReport
 from shoal.convert import vector_from_fields
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
@@ -30,6 +45,12 @@ _CONSISTENCY: dict[int, WriteConsistency] = {
     shoal_pb2.WRITE_CONSISTENCY_ONE: WriteConsistency.ONE,
     shoal_pb2.WRITE_CONSISTENCY_QUORUM: WriteConsistency.QUORUM,
     shoal_pb2.WRITE_CONSISTENCY_ALL: WriteConsistency.ALL,
+}
+_READ_CONSISTENCY: dict[int, ReadConsistency] = {
+    shoal_pb2.READ_CONSISTENCY_UNSPECIFIED: ReadConsistency.ONE,
+    shoal_pb2.READ_CONSISTENCY_ONE: ReadConsistency.ONE,
+    shoal_pb2.READ_CONSISTENCY_QUORUM: ReadConsistency.QUORUM,
+    shoal_pb2.READ_CONSISTENCY_ALL: ReadConsistency.ALL,
 }
 _HEALTH: dict[Health, shoal_pb2.ReplicaHealth.ValueType] = {
     Health.SERVING: shoal_pb2.REPLICA_HEALTH_SERVING,
@@ -42,6 +63,13 @@ def consistency_from_proto(value: int) -> WriteConsistency:
     consistency = _CONSISTENCY.get(value)
     if consistency is None:
         raise InvalidArgument(f"write consistency {value} is unknown; use ONE, QUORUM or ALL")
+    return consistency
+
+
+def read_consistency_from_proto(value: int) -> ReadConsistency:
+    consistency = _READ_CONSISTENCY.get(value)
+    if consistency is None:
+        raise InvalidArgument(f"read consistency {value} is unknown; use ONE, QUORUM or ALL")
     return consistency
 
 
@@ -132,9 +160,49 @@ def coverage_to_proto(coverage: Coverage) -> common_pb2.Coverage:
     return common_pb2.Coverage(groups_asked=coverage.asked, groups_answered=coverage.answered)
 
 
-def documents_to_proto(documents: list[Keyed]) -> list[common_pb2.Document]:
-    """The shard client hands back the shards' own `Document` messages."""
-    return cast(list[common_pb2.Document], documents)
+def documents_to_proto(
+    documents: list[Keyed], include: Include | None = None
+) -> list[common_pb2.Document]:
+    """The shard client hands back the shards' own `Document` messages, except for a
+    get at QUORUM or ALL, which answers with the replicas' records (`WriteOp`s):
+    those are cut down to the fields `include` asks for."""
+    if include is None or not any(isinstance(document, WriteOp) for document in documents):
+        return cast(list[common_pb2.Document], documents)
+    return [
+        document_from_write(document, include)
+        if isinstance(document, WriteOp)
+        else cast(common_pb2.Document, document)
+        for document in documents
+    ]
+
+
+def verify_report_to_proto(report: VerifyReport) -> shoal_pb2.VerifyReplicasResponse:
+    return shoal_pb2.VerifyReplicasResponse(
+        groups=[
+            shoal_pb2.GroupReport(
+                group=group.group,
+                partitions=[
+                    shoal_pb2.PartitionReport(
+                        partition=partition.partition,
+                        replicas=[
+                            shoal_pb2.ReplicaDigest(
+                                address=replica.address, records=replica.records, hash=replica.hash
+                            )
+                            for replica in partition.replicas
+                        ],
+                        differing=partition.differing,
+                        repaired=partition.repaired,
+                    )
+                    for partition in group.partitions
+                ],
+                partitions_compared=group.partitions_compared,
+                unreachable=group.unreachable,
+            )
+            for group in report.groups
+        ],
+        differing=report.differing,
+        repaired=report.repaired,
+    )
 
 
 def cluster_info_to_proto(info: ClusterInfo) -> shoal_pb2.GetClusterInfoResponse:

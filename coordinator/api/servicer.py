@@ -19,6 +19,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 DEFAULT_READ_TIMEOUT_S = 30.0
 DEFAULT_WRITE_TIMEOUT_S = 10.0
+#: VerifyReplicas without a caller deadline: it reads every replica's versions.
+VERIFY_TIMEOUT_S = 300.0
 
 
 class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
@@ -105,15 +107,17 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         )
 
     async def Get(self, request: shoal_pb2.GetRequest, context: Context) -> shoal_pb2.GetResponse:
+        include = include_from_proto(request.include)
         found = await self._core.reader.get(
             request.collection,
             list(request.ids),
-            include_from_proto(request.include),
+            include,
             request.allow_partial,
             self._read_deadline(context),
+            convert.read_consistency_from_proto(request.consistency),
         )
         return shoal_pb2.GetResponse(
-            documents=convert.documents_to_proto(found.documents),
+            documents=convert.documents_to_proto(found.documents, include),
             coverage=convert.coverage_to_proto(found.coverage),
         )
 
@@ -187,3 +191,13 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.GetClusterInfoResponse:
         info = await self._core.inspector.describe(self._read_deadline(context))
         return convert.cluster_info_to_proto(info)
+
+    async def VerifyReplicas(
+        self, request: shoal_pb2.VerifyReplicasRequest, context: Context
+    ) -> shoal_pb2.VerifyReplicasResponse:
+        # A verify scans whole replicas and may repair: it gets the longer default.
+        deadline = Deadline.from_remaining(
+            context.time_remaining(), max(self._read_timeout_s, VERIFY_TIMEOUT_S)
+        )
+        report = await self._core.verifier.verify(request.collection, request.repair, deadline)
+        return convert.verify_report_to_proto(report)

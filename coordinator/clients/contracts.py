@@ -22,6 +22,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shoal.replication import PartitionDigest, VersionState
+
 Vector = npt.NDArray[np.float32]
 
 #: A metadata filter exactly as the caller sent it. Shards evaluate filters;
@@ -193,6 +195,21 @@ class ShardClient(Protocol):
 
     async def health(self, timeout_s: float) -> Health:
         """UNREACHABLE rather than an error when the replica cannot be reached."""
+        ...
+
+    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
+        """Per partition holding records: how many (tombstones included) and their hash."""
+        ...
+
+    async def list_versions(
+        self, collection: str, partitions: Sequence[int], timeout_s: float
+    ) -> dict[str, VersionState]:
+        """Every record's version in the given partitions, tombstones included."""
+        ...
+
+    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
+        """The stored records among `ids` (tombstones included), as writes that
+        copy them to another replica; ids never written are left out."""
         ...
 
 

@@ -68,6 +68,31 @@ def filter_to_proto(spec: Filter | None) -> common_pb2.Filter | None:
     return cast(common_pb2.Filter | None, spec)
 
 
+def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:
+    """A replica's stored record (from Fetch); its metadata stays the protobuf map."""
+    return WriteOp(
+        id=write.id,
+        version=write.version,
+        deleted=write.deleted,
+        vector_f32=write.vector_f32,
+        text=write.text if write.HasField("text") else None,
+        metadata=write.metadata,
+    )
+
+
+def document_from_write(op: WriteOp, include: Include) -> common_pb2.Document:
+    """The public document for a live record, with the fields `include` asks for."""
+    document = common_pb2.Document(id=op.id)
+    if include.vector:
+        document.vector_f32 = op.vector_f32
+    if include.text and op.text is not None:
+        document.text = op.text
+    if include.metadata:
+        for key, value in cast(Mapping[str, common_pb2.Value], op.metadata).items():
+            document.metadata[key].CopyFrom(value)
+    return document
+
+
 def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
     # The metadata is the map of `Value`s the caller sent: copied, not converted.
     metadata = cast(Mapping[str, common_pb2.Value], op.metadata)

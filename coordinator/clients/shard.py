@@ -24,8 +24,10 @@ from coordinator.clients.messages import (
     config_to_proto,
     filter_to_proto,
     include_to_proto,
+    write_from_proto,
     write_to_proto,
 )
+from shoal.replication import PartitionDigest, VersionState
 from shoal.status import from_rpc_error
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
@@ -147,3 +149,24 @@ class GrpcShardClient:
 
     async def health(self, timeout_s: float) -> Health:
         return await self._health.check(timeout_s)
+
+    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
+        request = shard_pb2.ShardDigestRequest(collection=collection)
+        reply: shard_pb2.ShardDigestResponse = await self._call(
+            self._stub.Digest, request, timeout_s
+        )
+        return [PartitionDigest(p.partition, p.records, p.hash) for p in reply.partitions]
+
+    async def list_versions(
+        self, collection: str, partitions: Sequence[int], timeout_s: float
+    ) -> dict[str, VersionState]:
+        request = shard_pb2.ShardListVersionsRequest(collection=collection, partitions=partitions)
+        reply: shard_pb2.ShardListVersionsResponse = await self._call(
+            self._stub.ListVersions, request, timeout_s
+        )
+        return {r.id: VersionState(r.version, r.deleted) for r in reply.records}
+
+    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
+        request = shard_pb2.ShardFetchRequest(collection=collection, ids=ids)
+        reply: shard_pb2.ShardFetchResponse = await self._call(self._stub.Fetch, request, timeout_s)
+        return [write_from_proto(record) for record in reply.records]

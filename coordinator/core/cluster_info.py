@@ -7,8 +7,8 @@ from coordinator.clients.contracts import EmbedderClient, Health, ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import ClusterInfo, GroupInfo, ReplicaInfo
 from coordinator.core.replicas import ReplicaGroup
-from coordinator.core.routing import Topology
 from shoal.errors import ShoalError
+from shoal.topology import Topology
 
 #: A replica that takes longer than this to answer a health check is shown as
 #: unreachable rather than holding up the whole report.

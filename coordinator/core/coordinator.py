@@ -9,11 +9,18 @@ from coordinator.core.catalog import CONFIG_TTL_S, CollectionCatalog
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.cluster_info import ClusterInspector
 from coordinator.core.embedding import Embedding
-from coordinator.core.observer import NO_OBSERVER, ReadObserver
+from coordinator.core.hints import HintLimits, HintReplayer, HintStore
+from coordinator.core.observer import (
+    NO_OBSERVER,
+    NO_REPLICATION_OBSERVER,
+    ReadObserver,
+    ReplicationObserver,
+)
 from coordinator.core.reads import Reader
 from coordinator.core.replicas import Replica, ReplicaGroup
-from coordinator.core.routing import Topology
+from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
+from shoal.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -22,6 +29,9 @@ class Coordinator:
     writer: Writer
     reader: Reader
     inspector: ClusterInspector
+    verifier: Verifier
+    hints: HintStore
+    hint_replayer: HintReplayer
     background: Background
 
     @classmethod
@@ -33,8 +43,13 @@ class Coordinator:
         clock: HybridLogicalClock,
         config_ttl: float = CONFIG_TTL_S,
         observer: ReadObserver = NO_OBSERVER,
+        replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
+        hint_limits: HintLimits | None = None,
     ) -> "Coordinator":
-        """`shards` has a client for every replica address in the topology."""
+        """`shards` has a client for every replica address in the topology.
+
+        The hint replayer is built stopped: the server starts it (`start()`).
+        """
         missing = [address for address in topology.addresses if address not in shards]
         if missing:
             raise ValueError(f"no shard client for {', '.join(missing)}")
@@ -49,10 +64,16 @@ class Coordinator:
         embedding = Embedding(embedder)
         catalog = CollectionCatalog(groups, embedding, ttl=config_ttl)
         background = Background()
+        hints = HintStore(hint_limits, observer=replication_observer)
         return cls(
             catalog=catalog,
-            writer=Writer(topology, groups, catalog, embedding, clock, background),
-            reader=Reader(topology, groups, catalog, embedding, observer),
+            writer=Writer(topology, groups, catalog, embedding, clock, background, hints),
+            reader=Reader(
+                topology, groups, catalog, embedding, observer, background, replication_observer
+            ),
             inspector=ClusterInspector(topology, groups, embedder),
+            verifier=Verifier(groups, catalog, replication_observer),
+            hints=hints,
+            hint_replayer=HintReplayer(hints, shards),
             background=background,
         )

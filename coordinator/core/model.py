@@ -32,6 +32,21 @@ class WriteConsistency(enum.Enum):
         return replicas // 2 + 1
 
 
+class ReadConsistency(enum.Enum):
+    """How many replicas of a shard group a get reads before answering."""
+
+    ONE = "one"
+    QUORUM = "quorum"
+    ALL = "all"
+
+    def required(self, replicas: int) -> int:
+        if self is ReadConsistency.ONE:
+            return min(1, replicas)
+        if self is ReadConsistency.ALL:
+            return replicas
+        return replicas // 2 + 1
+
+
 @dataclass(slots=True)
 class DocumentInput:
     """A document as the caller sent it.

@@ -2,10 +2,14 @@
 
 Searches and counts ask every group, since any group may hold a match; a get
 asks only the groups that own the requested ids. Each group is asked through
-one replica, with failover (see `replicas`).
+one replica, with failover (see `replicas`), except for a get at QUORUM or ALL:
+that reads the records (with versions) of that many replicas, answers with the
+newest and repairs the replicas that were behind (see `read_repair`).
 """
 
+import asyncio
 import heapq
+import logging
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import TypeVar
@@ -21,7 +25,9 @@ from coordinator.clients.contracts import (
     ScrollPage,
     ShardClient,
     Vector,
+    WriteOp,
 )
+from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
@@ -33,21 +39,33 @@ from coordinator.core.model import (
     FoundDocuments,
     MergedHits,
     QueryInput,
+    ReadConsistency,
     ScrollResults,
     SearchOptions,
     SearchResults,
 )
-from coordinator.core.observer import NO_OBSERVER, ReadObserver
-from coordinator.core.replicas import ReplicaGroup
-from coordinator.core.routing import Topology
+from coordinator.core.observer import (
+    NO_OBSERVER,
+    NO_REPLICATION_OBSERVER,
+    ReadObserver,
+    ReplicationObserver,
+)
+from coordinator.core.read_repair import choose
+from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
 from shoal import limits
-from shoal.errors import Internal, NotFound
+from shoal.errors import DataLoss, DeadlineExceeded, Internal, NotFound, Unavailable
+from shoal.topology import Topology
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 _BY_ID = attrgetter("id")
+
+#: How long a read repair's write may take (it runs after the read has answered).
+REPAIR_TIMEOUT_S = 10.0
 
 
 class Reader:
@@ -58,12 +76,16 @@ class Reader:
         catalog: CollectionCatalog,
         embedding: Embedding,
         observer: ReadObserver = NO_OBSERVER,
+        background: Background | None = None,
+        replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
     ) -> None:
         self._topology = topology
         self._groups = list(groups)
         self._catalog = catalog
         self._embedding = embedding
         self._observer = observer
+        self._background = background if background is not None else Background()
+        self._replication_observer = replication_observer
 
     async def search(
         self,
@@ -116,12 +138,17 @@ class Reader:
         include: Include,
         allow_partial: bool,
         deadline: Deadline,
+        consistency: ReadConsistency = ReadConsistency.ONE,
     ) -> FoundDocuments:
         """The stored documents among `ids`, in request order; missing ids left out."""
         limits.check_collection_name(collection)
         check_ids(ids, "ids")
         config = await self._catalog.config(collection, deadline)
         by_group = self._topology.split_by_group(ids, config.partitions)
+        if consistency is not ReadConsistency.ONE:
+            return await self._get_consistent(
+                collection, ids, by_group, include, allow_partial, deadline, consistency
+            )
 
         def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
             async def get(client: ShardClient, timeout_s: float) -> list[Keyed]:
@@ -138,6 +165,138 @@ class Reader:
         )
         found = {document.id: document for documents in answers for document in documents}
         return FoundDocuments([found[i] for i in ids if i in found], coverage)
+
+    async def _get_consistent(
+        self,
+        collection: str,
+        ids: Sequence[str],
+        by_group: dict[int, list[int]],
+        include: Include,
+        allow_partial: bool,
+        deadline: Deadline,
+        consistency: ReadConsistency,
+    ) -> FoundDocuments:
+        """A get that reads `consistency` replicas of each group and repairs the stale ones."""
+        groups = sorted(by_group)
+        outcomes = await asyncio.gather(
+            *(
+                self._records_of(
+                    self._groups[group],
+                    collection,
+                    list(dict.fromkeys(ids[position] for position in by_group[group])),
+                    consistency,
+                    deadline,
+                )
+                for group in groups
+            ),
+            return_exceptions=True,
+        )
+        newest: dict[str, WriteOp] = {}
+        missing: list[str] = []
+        for group, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, Unavailable | DeadlineExceeded):
+                if isinstance(outcome, DeadlineExceeded) and deadline.expired:
+                    raise outcome
+                missing.append(str(outcome))
+                continue
+            if isinstance(outcome, NotFound):
+                self._catalog.invalidate(collection)
+            if isinstance(outcome, BaseException):
+                raise outcome
+            choice = choose({replica.address: ops for replica, ops in outcome})
+            newest.update(choice.newest)
+            self._repair(collection, self._groups[group], outcome, choice.repairs)
+        if missing and not allow_partial:
+            raise Unavailable(
+                f"{'; '.join(missing)}; allow partial results to get the answers of the groups"
+                " that are up"
+            )
+        if missing:
+            self._observer.record_partial_result("get")
+        documents: list[Keyed] = [
+            newest[doc_id] for doc_id in ids if doc_id in newest and not newest[doc_id].deleted
+        ]
+        return FoundDocuments(documents, Coverage(len(groups), len(groups) - len(missing)))
+
+    async def _records_of(
+        self,
+        group: ReplicaGroup,
+        collection: str,
+        ids: list[str],
+        consistency: ReadConsistency,
+        deadline: Deadline,
+    ) -> list[tuple[Replica, list[WriteOp]]]:
+        """The records of `ids` from as many replicas as `consistency` needs.
+
+        Asks that many replicas at once, healthy ones first, and another one in
+        place of each that fails with UNAVAILABLE or a timeout.
+        """
+        needed = consistency.required(len(group))
+        candidates, _ = group.candidates()
+        waiting = list(candidates)
+        running: dict[asyncio.Task[list[WriteOp]], Replica] = {}
+        answers: list[tuple[Replica, list[WriteOp]]] = []
+        reasons: list[str] = []
+        try:
+            while len(answers) < needed:
+                while waiting and len(running) + len(answers) < needed:
+                    replica = waiting.pop(0)
+                    timeout_s = deadline.check(f"reading shard group {group.group}")
+                    task = asyncio.create_task(replica.client.fetch(collection, ids, timeout_s))
+                    running[task] = replica
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    replica = running.pop(task)
+                    error = task.exception()
+                    if error is None:
+                        replica.succeeded()
+                        answers.append((replica, task.result()))
+                    elif isinstance(error, Unavailable | DeadlineExceeded):
+                        replica.failed()
+                        reasons.append(f"{replica.address}: {error}")
+                        self._observer.record_failover(group.group, type(error).__name__)
+                    elif isinstance(error, Internal | DataLoss):
+                        # A fault of this replica, not of the request: say which one.
+                        raise type(error)(f"shard {replica.address}: {error}") from error
+                    else:
+                        raise error
+        finally:
+            for task in running:
+                task.cancel()
+        if len(answers) < needed:
+            detail = f" ({'; '.join(reasons)})" if reasons else ""
+            message = (
+                f"shard group {group.group}: {len(answers)} of {len(group)} replicas answered,"
+                f" read consistency {consistency.value} needs {needed}{detail}"
+            )
+            if deadline.expired:
+                raise DeadlineExceeded(message)
+            raise Unavailable(message)
+        return answers
+
+    def _repair(
+        self,
+        collection: str,
+        group: ReplicaGroup,
+        answers: Sequence[tuple[Replica, list[WriteOp]]],
+        repairs: dict[str, list[WriteOp]],
+    ) -> None:
+        """Send the stale replicas the newest records, after the answer (in the background)."""
+        clients = {replica.address: replica.client for replica, _ in answers}
+        for address, ops in repairs.items():
+            task = asyncio.create_task(
+                self._repair_one(clients[address], collection, group.group, ops)
+            )
+            self._background.adopt(task, f"read repair of {len(ops)} records on {address}")
+
+    async def _repair_one(
+        self, client: ShardClient, collection: str, group: int, ops: list[WriteOp]
+    ) -> None:
+        await client.write(collection, ops, REPAIR_TIMEOUT_S)
+        self._replication_observer.record_repairs(group, "read_repair", len(ops))
+        log.info("read repair: %d records to %s in %r", len(ops), client.address, collection)
 
     async def count(
         self,

@@ -5,7 +5,9 @@ every replica of its group at once. A group's write succeeds as soon as the
 requested consistency (ONE, QUORUM, ALL) has acknowledged; the calls to slower
 replicas are left to finish in the background rather than cancelled, so those
 replicas still get the write. Versions make that safe: a replica keeps the
-newest version of each document, whatever order writes arrive in.
+newest version of each document, whatever order writes arrive in. A replica
+that fails its part with UNAVAILABLE or a timeout gets it later as a hint
+(see `hints`).
 """
 
 import asyncio
@@ -28,9 +30,9 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall
+from coordinator.core.hints import HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency, WriteResult
 from coordinator.core.replicas import Replica, ReplicaGroup
-from coordinator.core.routing import Topology
 from coordinator.core.scroll_cursor import MAX_PAGE_SIZE
 from coordinator.core.validation import check_documents, check_ids
 from shoal import limits
@@ -43,6 +45,7 @@ from shoal.errors import (
     ShoalError,
     Unavailable,
 )
+from shoal.topology import Topology
 
 #: After a group's write has failed, how long to wait for the replicas still
 #: answering before reporting how many acknowledged.
@@ -76,6 +79,7 @@ class Writer:
         embedding: Embedding,
         clock: HybridLogicalClock,
         background: Background,
+        hints: HintStore | None = None,
     ) -> None:
         self._topology = topology
         self._groups = list(groups)
@@ -83,6 +87,7 @@ class Writer:
         self._embedding = embedding
         self._clock = clock
         self._background = background
+        self._hints = hints
 
     async def upsert(
         self,
@@ -253,7 +258,9 @@ class Writer:
         needed = consistency.required(len(group))
         timeout_s = deadline.check(f"writing to shard group {group.group}")
         pending = {
-            asyncio.create_task(_write_replica(replica, collection, ops, timeout_s)): replica
+            asyncio.create_task(
+                _write_replica(replica, collection, ops, timeout_s, self._hints)
+            ): replica
             for replica in group.replicas
         }
         acks: list[WriteAck] = []
@@ -323,12 +330,19 @@ def _matching_ids(collection: str, filter: Filter, after_id: str) -> ShardCall[S
 
 
 async def _write_replica(
-    replica: Replica, collection: str, ops: list[WriteOp], timeout_s: float
+    replica: Replica,
+    collection: str,
+    ops: list[WriteOp],
+    timeout_s: float,
+    hints: HintStore | None,
 ) -> WriteAck:
     try:
         ack = await replica.client.write(collection, ops, timeout_s)
-    except Unavailable:
-        replica.failed()
+    except (Unavailable, DeadlineExceeded) as error:
+        if isinstance(error, Unavailable):
+            replica.failed()
+        if hints is not None:
+            hints.add(replica.address, collection, ops)
         raise
     replica.succeeded()
     return ack

@@ -6,6 +6,11 @@ the event loop only moves bytes. Writes to one collection queue here, on the
 event loop, rather than in the pool: the core runs them one at a time anyway,
 and queued writers holding pool threads would starve searches. Domain errors
 raised here become gRPC statuses in shoal's ErrorInterceptor.
+
+Until its first catch-up with its peers is over (see `anti_entropy`), the shard
+answers reads (Get, Search, Count, Scroll) with UNAVAILABLE, so the coordinator
+asks another replica; writes and the replication calls (Digest, ListVersions,
+Fetch) are served throughout.
 """
 
 import asyncio
@@ -15,9 +20,11 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
-from shard.api import convert
+from shard.api import convert, replication
 from shard.api.filters import filter_from_proto
+from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
+from shard.core.tombstones import TombstoneGrace
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 R = TypeVar("R")
@@ -25,10 +32,18 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
-    def __init__(self, collections: Collections, executor: Executor) -> None:
+    def __init__(
+        self,
+        collections: Collections,
+        executor: Executor,
+        readiness: Readiness | None = None,
+        grace: TombstoneGrace | None = None,
+    ) -> None:
         self._collections = collections
         self._executor = executor
         self._write_queues: dict[str, asyncio.Lock] = {}
+        self._readiness = readiness if readiness is not None else Readiness(ready=True)
+        self._grace = grace or TombstoneGrace()
 
     async def _run(self, work: Callable[[], R]) -> R:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
@@ -82,6 +97,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Get(
         self, request: shard_pb2.ShardGetRequest, context: Context
     ) -> shard_pb2.ShardGetResponse:
+        self._readiness.require()
         return await self._run(lambda: self._get(request))
 
     def _get(self, request: shard_pb2.ShardGetRequest) -> shard_pb2.ShardGetResponse:
@@ -94,6 +110,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Search(
         self, request: shard_pb2.ShardSearchRequest, context: Context
     ) -> shard_pb2.ShardSearchResponse:
+        self._readiness.require()
         return await self._run(lambda: self._search(request))
 
     def _search(self, request: shard_pb2.ShardSearchRequest) -> shard_pb2.ShardSearchResponse:
@@ -117,6 +134,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Count(
         self, request: shard_pb2.ShardCountRequest, context: Context
     ) -> shard_pb2.ShardCountResponse:
+        self._readiness.require()
         return await self._run(lambda: self._count(request))
 
     def _count(self, request: shard_pb2.ShardCountRequest) -> shard_pb2.ShardCountResponse:
@@ -128,6 +146,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Scroll(
         self, request: shard_pb2.ShardScrollRequest, context: Context
     ) -> shard_pb2.ShardScrollResponse:
+        self._readiness.require()
         return await self._run(lambda: self._scroll(request))
 
     def _scroll(self, request: shard_pb2.ShardScrollRequest) -> shard_pb2.ShardScrollResponse:
@@ -141,4 +160,34 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardScrollResponse(
             documents=[convert.document_to_proto(doc, request.include) for doc in documents],
             more=more,
+        )
+
+    # Replication: never gated, peers catching up rely on them.
+
+    async def Digest(
+        self, request: shard_pb2.ShardDigestRequest, context: Context
+    ) -> shard_pb2.ShardDigestResponse:
+        cutoff = self._grace.cutoff_version()
+        digests = await self._run(lambda: self._collections.get(request.collection).digest(cutoff))
+        return replication.digests_to_proto(digests)
+
+    async def ListVersions(
+        self, request: shard_pb2.ShardListVersionsRequest, context: Context
+    ) -> shard_pb2.ShardListVersionsResponse:
+        cutoff = self._grace.cutoff_version()
+        partitions = list(request.partitions)
+        versions = await self._run(
+            lambda: self._collections.get(request.collection).versions(partitions, cutoff)
+        )
+        return replication.versions_to_proto(versions)
+
+    async def Fetch(
+        self, request: shard_pb2.ShardFetchRequest, context: Context
+    ) -> shard_pb2.ShardFetchResponse:
+        return await self._run(lambda: self._fetch(request))
+
+    def _fetch(self, request: shard_pb2.ShardFetchRequest) -> shard_pb2.ShardFetchResponse:
+        records = self._collections.get(request.collection).fetch(list(request.ids))
+        return shard_pb2.ShardFetchResponse(
+            records=[replication.write_to_proto(record) for record in records]
         )

@@ -17,7 +17,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shard.core.config import CollectionConfig, Metric
+from shard.core.digests import Entry, digest_entries, versions_in
 from shard.core.documents import (
     Hit,
     Include,
@@ -56,6 +57,7 @@ from shoal.limits import (
     check_ef,
     check_k,
 )
+from shoal.replication import PartitionDigest, VersionState
 
 log = logging.getLogger(__name__)
 
@@ -632,6 +634,69 @@ class Collection:
                 filled.append(replace(hit, document=self._document(hit.id, record, include)))
             result.append(filled)
         return result
+
+    # -- replication -----------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _entries(self) -> Iterator[Entry]:
+        for doc_id, header in self._store.headers():
+            yield doc_id, header.version, header.deleted
+
+    def digest(self, expired_before: int) -> list[PartitionDigest]:
+        """Partition digests of every record, tombstones included (see `digests`)."""
+        with self._life.use():
+            return digest_entries(self._entries(), self.config.partitions or 1, expired_before)
+
+    def versions(self, partitions: Iterable[int], expired_before: int) -> dict[str, VersionState]:
+        """The version of every record in `partitions`, tombstones included."""
+        wanted = frozenset(partitions)
+        with self._life.use():
+            return versions_in(self._entries(), self.config.partitions or 1, wanted, expired_before)
+
+    def fetch(self, ids: Sequence[str]) -> list[WriteOp]:
+        """The stored records among `ids`, tombstones included, as the writes that made
+        them: another replica applying them gets exactly this replica's state."""
+        check_batch_size(len(ids), MAX_BATCH_DOCUMENTS, "ids")
+        for doc_id in ids:
+            check_document_id(doc_id)
+        unique = list(dict.fromkeys(ids))
+        with self._life.use():
+            stored = self._store.get(unique)
+        return [
+            WriteOp(doc_id, record.version, record.deleted, record.vector, record.payload)
+            for doc_id, record in zip(unique, stored, strict=True)
+            if record is not None
+        ]
+
+    def purge_tombstones(self, before_version: int) -> int:
+        """Remove tombstones with a version below `before_version`; how many.
+
+        Only tombstones an index checkpoint already covers: a restart replays the
+        write log after the checkpoint, and must not miss a delete in it. The
+        scan runs without the write lock; what it found is checked again under it.
+        """
+        with self._life.use():
+            candidates = [
+                doc_id
+                for doc_id, header in self._store.headers()
+                if header.deleted and header.version < before_version
+            ]
+            if not candidates:
+                return 0
+            with self._write_lock:
+                purged = [
+                    (doc_id, record.seq)
+                    for doc_id, record in zip(candidates, self._store.get(candidates), strict=True)
+                    if record is not None
+                    and record.deleted
+                    and record.version < before_version
+                    and record.seq <= self._checkpoint_seq
+                ]
+                self._store.purge(purged)
+        return len(purged)
 
     # -- checkpoints and shutdown ----------------------------------------------
 

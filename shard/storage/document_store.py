@@ -124,6 +124,25 @@ class DocumentStore:
             if not header.deleted:
                 yield doc_id, header.label, records.payload_of(data, doc_id)
 
+    def headers(self) -> Iterator[tuple[str, records.Header]]:
+        """(id, header) of every record, tombstones included, in id order; no vectors copied."""
+        for key, data in self._items(records.DOC_PREFIX, records.DOC_PREFIX):
+            doc_id = records.id_from_doc_key(key)
+            yield doc_id, records.decode_header(data, doc_id)
+
+    def purge(self, purged: Sequence[tuple[str, int]]) -> None:
+        """Remove records (id, write sequence) and their sequence entries, in one batch.
+
+        The state (last sequence, next label) is untouched: sequences are never reused.
+        """
+        if not purged:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for doc_id, seq in purged:
+            batch.delete(records.doc_key(doc_id))
+            batch.delete(records.seq_key(seq))
+        self._db.write(batch, self._write_options)
+
     def records_after(self, doc_id: str) -> Iterator[tuple[str, bytes]]:
         """(id, encoded record) of every id after `doc_id` ("" for all), in id order.
 

@@ -78,18 +78,19 @@ class Header:
     seq: int
     label: int
     vector_bytes: int
+    version: int = 0
 
 
 def decode_header(data: bytes, doc_id: str) -> Header:
     """The record's header alone: cheaper than `decode` for scans that skip most records."""
     if len(data) < _HEADER.size:
         raise DataLoss(f"record of document {doc_id!r} is truncated ({len(data)} bytes)")
-    fmt, flags, _, seq, label, vector_bytes = _HEADER.unpack_from(data)
+    fmt, flags, version, seq, label, vector_bytes = _HEADER.unpack_from(data)
     if fmt != FORMAT or flags & ~_DELETED:
         raise DataLoss(f"record of document {doc_id!r} has unknown format {fmt}/{flags:#x}")
     if _HEADER.size + vector_bytes > len(data):
         raise DataLoss(f"record of document {doc_id!r} is truncated ({len(data)} bytes)")
-    return Header(bool(flags & _DELETED), seq, label, vector_bytes)
+    return Header(bool(flags & _DELETED), seq, label, vector_bytes, version)
 
 
 def vector_of(data: bytes, header: Header) -> bytes:

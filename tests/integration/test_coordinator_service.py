@@ -104,7 +104,7 @@ def test_documents_round_trip(client: Client) -> None:
     exact = np.argsort(-(rows @ rows[12]), kind="stable")[:3]
     assert [h.id for h in hits] == [f"d{i}" for i in exact]
 
-    deleted = client.delete("docs", ["d1", "d2", "nope"], "all")
+    deleted = client.delete("docs", ["d1", "d2", "nope"], consistency="all")
     assert deleted.count == 2
     assert client.count("docs") == 38
     assert client.get("docs", ["d1", "d2"]) == []

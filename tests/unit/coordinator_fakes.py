@@ -32,8 +32,11 @@ from coordinator.clients.contracts import (
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
-from coordinator.core.routing import Topology
+from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.errors import AlreadyExists, DeadlineExceeded, NotFound, ShoalError
+from shoal.partitioning import partition_of
+from shoal.replication import PartitionDigest, VersionState, digest_records
+from shoal.topology import Topology
 
 T = TypeVar("T")
 
@@ -135,7 +138,7 @@ class FakeShard:
         applied = deleted = 0
         for op in writes:
             old = store.get(op.id)
-            if old is not None and old.version >= op.version:
+            if old is not None and (old.version, old.op.deleted) >= (op.version, op.deleted):
                 continue
             applied += 1
             if op.deleted and old is not None and not old.op.deleted:
@@ -220,6 +223,30 @@ class FakeShard:
             return Health.UNREACHABLE
         return Health.SERVING
 
+    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
+        await self._enter("digest", timeout_s)
+        store = self._collection(collection)
+        partitions = self.collections[collection].partitions
+        return digest_records(((i, s.version) for i, s in store.items()), partitions)
+
+    async def list_versions(
+        self, collection: str, partitions: Sequence[int], timeout_s: float
+    ) -> dict[str, VersionState]:
+        await self._enter("list_versions", timeout_s)
+        store = self._collection(collection)
+        count = self.collections[collection].partitions
+        wanted = set(partitions)
+        return {
+            doc_id: VersionState(stored.version, stored.op.deleted)
+            for doc_id, stored in store.items()
+            if partition_of(doc_id, count) in wanted
+        }
+
+    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
+        await self._enter("fetch", timeout_s)
+        store = self._collection(collection)
+        return [store[doc_id].op for doc_id in dict.fromkeys(ids) if doc_id in store]
+
 
 def hash_embedding(text: str, dimension: int) -> Vector:
     seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
@@ -265,6 +292,7 @@ class FakeCluster:
     replicas: int = 3
     embedder: FakeEmbedder = field(default_factory=FakeEmbedder)
     coordinator_id: int = 7
+    replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER
     shards: list[list[FakeShard]] = field(init=False)
     topology: Topology = field(init=False)
     core: Coordinator = field(init=False)
@@ -280,6 +308,7 @@ class FakeCluster:
             {shard.address: shard for group in self.shards for shard in group},
             self.embedder,
             HybridLogicalClock(self.coordinator_id),
+            replication_observer=self.replication_observer,
         )
 
     @property

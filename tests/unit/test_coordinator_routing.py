@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.core.routing import Topology, TopologyError
 from shoal.partitioning import partition_of, stable_hash
+from shoal.topology import Topology, TopologyError
 
 IDS = [f"doc-{i}" for i in range(10_000)]
 

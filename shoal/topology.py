@@ -1,7 +1,10 @@
-"""Where a document lives: stable hash -> partition (shoal.partitioning) -> shard group.
+"""The shard groups and their replicas, as the topology file lists them.
 
-Partitions are fixed per collection, and the versioned topology maps them to
-shard groups, so moving data later is a matter of moving whole partitions.
+Where a document lives: stable hash -> partition (shoal.partitioning) -> shard
+group. Partitions are fixed per collection, and the versioned topology maps them
+to shard groups, so moving data later is a matter of moving whole partitions.
+The coordinator routes with it; a shard reads it to find the other replicas of
+its own group (its peers for catch-up).
 """
 
 import json
@@ -37,6 +40,13 @@ class Topology:
     @property
     def addresses(self) -> list[str]:
         return [address for group in self.groups for address in group.replicas]
+
+    def group_with(self, address: str) -> "ShardGroup | None":
+        """The group `address` is a replica of, if any."""
+        for group in self.groups:
+            if address in group.replicas:
+                return group
+        return None
 
     def group_of_partition(self, partition: int) -> int:
         return partition % len(self.groups)

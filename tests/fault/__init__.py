@@ -1,0 +1,1 @@
+"""Fault tests: real processes, SIGKILL, restarts on the same data dir."""

@@ -1,0 +1,284 @@
+"""Shard anti-entropy against in-memory replicas: what is pulled, readiness, learning
+collections; the peer directory; tombstone expiry in digests."""
+
+import asyncio
+import json
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
+from shard.core.config import CollectionConfig
+from shard.core.digests import digest_entries, versions_in
+from shard.core.documents import WriteOp
+from shard.core.peers import PeerDirectory
+from shard.core.tombstones import TombstoneGrace
+from shoal.errors import NotFound, Unavailable
+from shoal.replication import PartitionDigest, VersionState, record_hash
+
+T = TypeVar("T")
+PARTITIONS = 8
+CONFIG = CollectionConfig(name="c", dimension=2, partitions=PARTITIONS)
+FAST = AntiEntropySettings(interval_s=0.05, first_wait_s=0.3, retry_s=0.05, fetch_batch=3)
+
+
+def live(doc_id: str, version: int) -> WriteOp:
+    return WriteOp(doc_id, version, False, b"\x00" * 8, f"payload {version}".encode())
+
+
+def tombstone(doc_id: str, version: int) -> WriteOp:
+    return WriteOp(doc_id, version, True, b"", b"")
+
+
+@dataclass
+class MemoryReplica:
+    """Both sides of anti-entropy in memory: a peer and a local replica."""
+
+    address: str
+    data: dict[str, dict[str, WriteOp]] = field(default_factory=dict)
+    configs: dict[str, CollectionConfig] = field(default_factory=dict)
+    down: bool = False
+    fetched: list[str] = field(default_factory=list)
+
+    def add(self, config: CollectionConfig, *ops: WriteOp) -> None:
+        self.configs[config.name] = config
+        store = self.data.setdefault(config.name, {})
+        for op in ops:
+            store[op.id] = op
+
+    def _store(self, collection: str) -> dict[str, WriteOp]:
+        if self.down:
+            raise Unavailable(f"{self.address} is down")
+        if collection not in self.data:
+            raise NotFound(f"collection {collection!r} not found")
+        return self.data[collection]
+
+    def _entries(self, collection: str) -> list[tuple[str, int, bool]]:
+        return [(op.id, op.version, op.deleted) for op in self._store(collection).values()]
+
+    # Peer
+    async def list_collections(self, timeout_s: float) -> list[CollectionConfig]:
+        if self.down:
+            raise Unavailable("down")
+        return list(self.configs.values())
+
+    async def digest(self, collection: str, timeout_s: float = 0) -> list[PartitionDigest]:
+        return digest_entries(self._entries(collection), PARTITIONS, 0)
+
+    async def list_versions(
+        self, collection: str, partitions: Sequence[int], timeout_s: float = 0
+    ) -> dict[str, VersionState]:
+        return versions_in(self._entries(collection), PARTITIONS, partitions, 0)
+
+    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
+        store = self._store(collection)
+        self.fetched.extend(ids)
+        return [store[i] for i in ids if i in store]
+
+    # LocalReplica
+    async def collection_configs(self) -> list[CollectionConfig]:
+        return list(self.configs.values())
+
+    async def create_collection(self, config: CollectionConfig) -> None:
+        self.add(config)
+
+    async def versions(self, collection: str, partitions: Sequence[int]) -> dict[str, VersionState]:
+        return await self.list_versions(collection, partitions)
+
+    async def apply(self, collection: str, ops: Sequence[WriteOp]) -> int:
+        store = self._store(collection)
+        applied = 0
+        for op in ops:
+            old = store.get(op.id)
+            if old is None or (op.version, op.deleted) > (old.version, old.deleted):
+                store[op.id] = op
+                applied += 1
+        return applied
+
+
+def engine(local: MemoryReplica, *peers: MemoryReplica) -> AntiEntropy:
+    by_address = {peer.address: peer for peer in peers}
+    return AntiEntropy(local, lambda: list(by_address), by_address.__getitem__, FAST, Readiness())
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:
+    local = MemoryReplica("me")
+    peer = MemoryReplica("peer")
+    local.add(CONFIG, live("same", 5), live("old", 1), live("mine-newer", 9), live("gone", 2))
+    peer.add(
+        CONFIG,
+        live("same", 5),
+        live("old", 4),  # newer there
+        live("mine-newer", 3),  # older there: the peer's to pull, not ours to push
+        tombstone("gone", 6),  # deleted there
+        live("new", 1),  # missing here
+        tombstone("never-seen", 3),  # a delete of something this replica never had
+    )
+    report = run(engine(local, peer).pass_once())
+    assert report.reached == ["peer"] and report.copied == 4
+    assert {i: (op.version, op.deleted) for i, op in local.data["c"].items()} == {
+        "same": (5, False),
+        "old": (4, False),
+        "mine-newer": (9, False),
+        "gone": (6, True),
+        "new": (1, False),
+        "never-seen": (3, True),
+    }
+    assert local.data["c"]["old"].payload == b"payload 4"
+    assert peer.data["c"]["mine-newer"].version == 3  # pull only
+    assert "same" not in peer.fetched and "mine-newer" not in peer.fetched
+    assert run(local.digest("c")) != run(peer.digest("c"))  # mine-newer still differs
+    # A second pass has nothing left to copy.
+    assert run(engine(local, peer).pass_once()).copied == 0
+
+
+def test_replicas_converge_when_each_pulls_from_the_other() -> None:
+    a = MemoryReplica("a")
+    b = MemoryReplica("b")
+    a.add(CONFIG, *[live(f"a{i}", i + 1) for i in range(20)], live("both", 7))
+    b.add(CONFIG, *[live(f"b{i}", i + 1) for i in range(20)], tombstone("both", 8))
+    run(engine(a, b).pass_once())
+    run(engine(b, a).pass_once())
+    assert run(a.digest("c")) == run(b.digest("c"))
+    assert a.data["c"] == b.data["c"]
+
+
+def test_first_catch_up_gates_reads_until_it_has_caught_up() -> None:
+    local = MemoryReplica("me")
+    peer = MemoryReplica("peer")
+    local.add(CONFIG)
+    peer.add(CONFIG, live("x", 1))
+    anti_entropy = engine(local, peer)
+    with pytest.raises(Unavailable, match="catching up"):
+        anti_entropy.readiness.require()
+    report = run(anti_entropy.first_catch_up())
+    assert report is not None and report.copied == 1
+    anti_entropy.readiness.require()
+
+
+def test_first_catch_up_serves_anyway_when_no_peer_answers_in_time() -> None:
+    local = MemoryReplica("me")
+    local.add(CONFIG, live("x", 1))
+    peer = MemoryReplica("peer", down=True)
+    anti_entropy = engine(local, peer)
+    assert run(anti_entropy.first_catch_up()) is None
+    assert anti_entropy.readiness.ready
+
+
+def test_first_catch_up_without_peers_is_ready_at_once() -> None:
+    anti_entropy = engine(MemoryReplica("me"))
+    assert run(anti_entropy.first_catch_up()) is None
+    assert anti_entropy.readiness.ready
+
+
+def test_first_catch_up_waits_for_a_peer_that_comes_back() -> None:
+    local = MemoryReplica("me")
+    local.add(CONFIG)
+    peer = MemoryReplica("peer", down=True)
+    peer.add(CONFIG, live("x", 1))
+
+    async def scenario() -> None:
+        anti_entropy = engine(local, peer)
+        task = asyncio.create_task(anti_entropy.first_catch_up())
+        await asyncio.sleep(0.1)
+        assert not anti_entropy.readiness.ready
+        peer.down = False
+        report = await task
+        assert report is not None and report.copied == 1
+
+    run(scenario())
+
+
+def test_an_empty_replica_learns_the_collections_and_every_record() -> None:
+    local = MemoryReplica("me")
+    peer = MemoryReplica("peer")
+    other = CollectionConfig(name="other", dimension=4, partitions=PARTITIONS)
+    peer.add(CONFIG, *[live(f"d{i}", i + 1) for i in range(10)], tombstone("t", 5))
+    peer.add(other, live("o", 1))
+    report = run(engine(local, peer).pass_once())
+    assert sorted(report.learned) == ["c", "other"]
+    assert local.configs == peer.configs
+    assert local.data == peer.data
+
+
+def test_a_replica_with_collections_does_not_learn_missing_ones() -> None:
+    """Copying a collection back could undo a DeleteCollection this replica missed."""
+    local = MemoryReplica("me")
+    local.add(CONFIG)
+    peer = MemoryReplica("peer")
+    peer.add(CONFIG)
+    peer.add(CollectionConfig(name="other", dimension=4, partitions=PARTITIONS))
+    assert run(engine(local, peer).pass_once()).learned == []
+    assert set(local.configs) == {"c"}
+
+
+def test_a_peer_without_the_collection_is_skipped() -> None:
+    local = MemoryReplica("me")
+    local.add(CONFIG, live("x", 1))
+    peer = MemoryReplica("peer")
+    peer.add(CollectionConfig(name="other", dimension=4, partitions=PARTITIONS))
+    report = run(engine(local, peer).pass_once())
+    assert report.reached == ["peer"] and report.copied == 0
+
+
+def test_the_periodic_task_keeps_pulling() -> None:
+    local = MemoryReplica("me")
+    local.add(CONFIG)
+    peer = MemoryReplica("peer")
+    peer.add(CONFIG)
+
+    async def scenario() -> None:
+        anti_entropy = engine(local, peer)
+        anti_entropy.start()
+        peer.add(CONFIG, live("late", 3))
+        for _ in range(100):
+            if "late" in local.data["c"]:
+                break
+            await asyncio.sleep(0.02)
+        await anti_entropy.stop()
+        assert "late" in local.data["c"]
+
+    run(scenario())
+
+
+# -- peers from the topology -----------------------------------------------------
+
+
+def test_peer_directory_follows_the_topology_file(tmp_path: Path) -> None:
+    path = tmp_path / "topology.json"
+    directory = PeerDirectory(path, lambda: "h:2")
+    assert directory.peers() == []  # not written yet
+    groups = [{"replicas": ["h:1", "h:2", "h:3"]}, {"replicas": ["h:4", "h:5"]}]
+    path.write_text(json.dumps({"version": 1, "groups": groups}))
+    assert directory.peers() == ["h:1", "h:3"]
+    groups[0]["replicas"] = ["h:2", "h:6"]
+    path.write_text(json.dumps({"version": 2, "groups": groups, "pad": "changes the size"}))
+    assert directory.peers() == ["h:6"]
+    path.write_text(json.dumps({"version": 3, "groups": [{"replicas": ["h:9"]}]}))
+    assert directory.peers() == []
+    assert "not in topology" in directory.reason
+    assert PeerDirectory(None, lambda: "h:2").peers() == []
+
+
+# -- tombstones past the grace period --------------------------------------------
+
+
+def test_expired_tombstones_are_left_out_of_digests_and_version_lists() -> None:
+    grace = TombstoneGrace(grace_s=60, clock=lambda: 1_000_000.0)
+    cutoff = grace.cutoff_version()
+    assert cutoff == ((1_000_000 - 60) * 1000) << 20
+    old, recent = cutoff - 1, cutoff + 1
+    entries = [("live-old", old, False), ("dead-old", old, True), ("dead-new", recent, True)]
+    digests = digest_entries(entries, 1, cutoff)
+    assert digests == [
+        PartitionDigest(0, 2, record_hash("live-old", old) ^ record_hash("dead-new", recent))
+    ]
+    assert set(versions_in(entries, 1, [0], cutoff)) == {"live-old", "dead-new"}
+    assert grace.expired(old, True, cutoff) and not grace.expired(old, False, cutoff)
