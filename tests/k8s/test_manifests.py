@@ -261,6 +261,7 @@ def _ingress_sources(manifests: Manifests, workload: Object, port: int) -> list[
 
 
 def test_only_the_coordinator_reaches_shards_and_embedder(manifests: Manifests) -> None:
+    """Shards also take their peers' catch-up calls; nothing else reaches them."""
     deny_all = [
         policy
         for policy in manifests.of_kind("NetworkPolicy")
@@ -268,14 +269,18 @@ def test_only_the_coordinator_reaches_shards_and_embedder(manifests: Manifests) 
     ]
     assert deny_all, "without a default-deny policy every pod is open to everyone"
     (coordinator,) = manifests.component("coordinator")
-    for workload in manifests.component("shard") + manifests.component("embedder"):
-        (container,) = containers(workload)
-        sources = _ingress_sources(manifests, workload, container_port(container, "grpc"))
-        assert sources, _workload_id(workload)
-        for source in sources:
-            assert set(source) == {"podSelector"}, (_workload_id(workload), source)
-            selector = source["podSelector"]["matchLabels"]
-            assert manifests.pods_selected(selector) == [coordinator]
+    shards = manifests.component("shard")
+    allowed_callers = {"shard": [coordinator, *shards], "embedder": [coordinator]}
+    for component, allowed in allowed_callers.items():
+        for workload in manifests.component(component):
+            (container,) = containers(workload)
+            sources = _ingress_sources(manifests, workload, container_port(container, "grpc"))
+            callers = []
+            for source in sources:
+                assert set(source) == {"podSelector"}, (_workload_id(workload), source)
+                callers += manifests.pods_selected(source["podSelector"]["matchLabels"])
+            assert coordinator in callers, _workload_id(workload)
+            assert all(pod in allowed for pod in callers), _workload_id(workload)
     # The coordinator serves clients from anywhere.
     (container,) = containers(coordinator)
     assert {} in _ingress_sources(manifests, coordinator, container_port(container, "grpc"))
