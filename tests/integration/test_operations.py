@@ -12,6 +12,7 @@ from shoal import Client
 from shoal.cluster import ServiceProcess
 from shoal.convert import vector_to_f32
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.wait import wait_for
 from tests.conftest import StartCluster
 
 TRACE = "trace-4711"
@@ -66,16 +67,19 @@ def test_request_id_travels_to_shards_and_metrics_move(
     assert after - before == 5
 
     for service in [cluster.coordinator, *cluster.all_shards]:
-        traced = [
-            line for line in json_log_lines(service) if line.get("request_id") == "trace-4711"
-        ]
+        traced = [line for line in json_log_lines(service) if line.get("request_id") == TRACE]
         assert traced, f"{service.name} logged nothing for the request"
         assert all(line["service"] in ("coordinator", "shard") for line in traced)
 
-    shard_metrics = scrape(METRICS_BASE + 2)
-    assert (
-        shard_metrics[
-            'grpc_server_handled_total{grpc_code="OK",grpc_method="Search",grpc_service="shoal.v1.ShardService"}'
-        ]
-        >= 5
-    )
+    shard_ports = [METRICS_BASE + 2 + i for i in range(len(cluster.all_shards))]
+    assert searches_handled(scrape(shard_ports[0])) >= 5
+
+    def documents_reported() -> float:
+        return sum(
+            value
+            for port in shard_ports
+            for name, value in scrape(port).items()
+            if name.startswith('shoal_documents{collection="ops"')
+        )
+
+    wait_for(lambda: documents_reported() == 20, 30, "shards to report their document counts")
