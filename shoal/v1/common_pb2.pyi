@@ -398,8 +398,8 @@ Global___Coverage: _TypeAlias = Coverage  # noqa: Y015
 class Filter(_message.Message):
     """A metadata filter: one condition, or all / any / none of nested filters.
     Integers and floats compare as numbers; a list value matches when any of its
-    elements matches. A document without the key matches only NE, NIN and
-    negated conditions.
+    elements matches. A document without the key matches only NE, NIN,
+    EXISTS false and negated conditions.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
