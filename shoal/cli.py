@@ -246,7 +246,8 @@ def cmd_cluster(args: argparse.Namespace) -> None:
     from google.protobuf.json_format import MessageToDict
 
     with Client(args.address) as client:
-        _print_json(MessageToDict(client.cluster_info()))
+        info = client.cluster_info()
+    _print_json(MessageToDict(info, always_print_fields_with_no_presence=True))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -356,3 +357,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ShoalError as error:
         print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
         raise SystemExit(1) from None
+    except BrokenPipeError:  # `shoal scroll ... | head`: the reader has what it wanted
+        sys.stderr.close()
