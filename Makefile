@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/shoal/v1/*.proto)
 # protoc finds the mypy plugins on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-fast lint proto proto-check bench ghz loadtest clean
+.PHONY: install run test test-fast lint proto proto-check bench bench-full bench-1m ghz loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,18 @@ proto-check: $(STAMP)
 	diff -r -x __init__.py -x __pycache__ .proto-check/shoal/v1 shoal/v1 \
 	  || (echo "generated code is stale: run 'make proto'"; exit 1)
 	rm -rf .proto-check
+
+# Benchmarks (bench/README.md): rewrite their section of docs/benchmarks.md and
+# docs/img/*.png. Options: BENCH_ARGS="--only search --runs 5"
+BENCH_ARGS ?=
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench --quick $(BENCH_ARGS)
+
+bench-full: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench --full $(BENCH_ARGS)
+
+bench-1m: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m bench --full-1m $(BENCH_ARGS)
 
 # Load-test a running cluster (`make run` in another terminal, or a port-forward
 # to Kubernetes: docs/deploy.md) with the ghz configs in loadtest/ghz/.
