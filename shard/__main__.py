@@ -16,7 +16,7 @@ from shard.core.local_replica import CollectionsReplica
 from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.settings import Settings, parse_args
-from shard.size_metrics import report_sizes
+from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
@@ -60,7 +60,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     readiness = Readiness()
     grace = TombstoneGrace(settings.tombstone_grace_s)
     peers: list[GrpcPeer] = []
-    background: list[asyncio.Task[None]] = []
+    sizes = size_reporter(collections, executor, metrics)
 
     def connect(address: str) -> GrpcPeer:
         peer = GrpcPeer(address)
@@ -102,11 +102,10 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         await anti_entropy.first_catch_up()
         anti_entropy.start()
         purger.start()
-        background.append(asyncio.create_task(report_sizes(collections, executor, metrics)))
+        sizes.start()
 
     async def stop() -> None:
-        for task in background:
-            task.cancel()
+        await sizes.stop()
         await anti_entropy.stop()
         for peer in peers:
             await peer.close()

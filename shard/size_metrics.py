@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from shard.core.collection import Collection
 from shard.core.collections import Collections
 from shoal.metrics import Metrics
+from shoal.periodic import Periodic
 
 INTERVAL_S = 10.0
 
@@ -29,12 +30,14 @@ def _sizes(collections: Collections) -> dict[str, tuple[int, int, int]]:
     return sizes
 
 
-async def report_sizes(collections: Collections, executor: Executor, metrics: Metrics) -> None:
-    """Runs until cancelled; the shard label is the host name (the pod name in Kubernetes)."""
+def size_reporter(collections: Collections, executor: Executor, metrics: Metrics) -> Periodic:
+    """The shard label is the host name (the pod name in Kubernetes)."""
     shard = socket.gethostname()
-    loop = asyncio.get_running_loop()
     reported: set[str] = set()
-    while True:
+
+    async def report() -> None:
+        nonlocal reported
+        loop = asyncio.get_running_loop()
         sizes = await loop.run_in_executor(executor, _sizes, collections)
         for gone in reported - sizes.keys():
             metrics.forget_collection(gone, shard)
@@ -43,4 +46,5 @@ async def report_sizes(collections: Collections, executor: Executor, metrics: Me
                 name, shard, documents=documents, index_elements=elements, index_bytes=nbytes
             )
         reported = set(sizes)
-        await asyncio.sleep(INTERVAL_S)
+
+    return Periodic("size metrics", report, INTERVAL_S)

@@ -21,7 +21,6 @@ common case (a replica down for seconds or minutes) converge without a scan.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from coordinator.clients.contracts import ShardClient, WriteOp
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
+from shoal.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class HintReplayer:
     def __init__(self, store: HintStore, shards: Mapping[str, ShardClient]) -> None:
         self._store = store
         self._shards = shards
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("hint replay", self.replay_due, store.limits.tick_s)
 
     async def replay_due(self) -> int:
         """Replay what is due now; how many writes reached their replicas."""
@@ -189,21 +189,8 @@ class HintReplayer:
             log.info("replayed %d hinted writes to %s", replayed, replica)
         return replayed
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.replay_due()
-            except Exception:
-                log.exception("hint replay failed")
-            await asyncio.sleep(self._store.limits.tick_s)
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="hint-replayer")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()

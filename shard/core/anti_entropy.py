@@ -26,7 +26,6 @@ was told to retry either.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from typing import Protocol
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shoal.errors import DeadlineExceeded, NotFound, ShoalError, Unavailable
+from shoal.periodic import Periodic
 from shoal.replication import PartitionDigest, VersionState, differing_partitions, newer_than_mine
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,9 @@ class AntiEntropy:
         self.readiness = readiness or Readiness()
         self._record = record
         self._clients: dict[str, Peer] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            "anti-entropy", self.pass_once, self.settings.interval_s, wait_first=True
+        )
         self._lock = asyncio.Lock()  # one pass at a time
 
     def _client(self, address: str) -> Peer:
@@ -269,23 +271,8 @@ class AntiEntropy:
 
     # -- the periodic task ----------------------------------------------------
 
-    async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.interval_s)
-            try:
-                await self.pass_once()
-            except ShoalError as error:
-                log.warning("anti-entropy pass failed: %s", error)
-            except Exception:
-                log.exception("anti-entropy pass failed")
-
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self.run(), name="anti-entropy")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
