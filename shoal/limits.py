@@ -16,6 +16,14 @@ MAX_PARTITIONS = 4096
 MAX_METADATA_KEYS = 64
 MAX_TEXT_CHARS = 65_536
 
+# HNSW settings a collection gets when it leaves them 0. The coordinator fills
+# them in and the shard does too (for its own callers), so both read them here.
+DEFAULT_HNSW_M = 16
+DEFAULT_HNSW_EF_CONSTRUCTION = 200
+DEFAULT_HNSW_EF = 64
+#: hnswlib accepts more, but memory per element grows with M and recall stops improving.
+MAX_HNSW_M = 128
+
 
 def check_collection_name(name: str) -> None:
     if not COLLECTION_NAME.fullmatch(name):

@@ -23,11 +23,7 @@ from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 #: How long a collection's config is trusted before asking a shard again.
 CONFIG_TTL_S = 5.0
 
-DEFAULT_HNSW_M = 16
-DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF = 64
 DEFAULT_PARTITIONS = 64
-MAX_HNSW_M = 128
 
 
 def not_found(name: str) -> NotFound:
@@ -39,9 +35,9 @@ def with_defaults(config: CollectionConfig) -> CollectionConfig:
     and an unspecified metric is already cosine when it reaches core."""
     return dataclasses.replace(
         config,
-        hnsw_m=config.hnsw_m or DEFAULT_HNSW_M,
-        hnsw_ef_construction=config.hnsw_ef_construction or DEFAULT_EF_CONSTRUCTION,
-        hnsw_ef=config.hnsw_ef or DEFAULT_EF,
+        hnsw_m=config.hnsw_m or limits.DEFAULT_HNSW_M,
+        hnsw_ef_construction=config.hnsw_ef_construction or limits.DEFAULT_HNSW_EF_CONSTRUCTION,
+        hnsw_ef=config.hnsw_ef or limits.DEFAULT_HNSW_EF,
         partitions=config.partitions or DEFAULT_PARTITIONS,
     )
 
@@ -53,8 +49,10 @@ def check_config(config: CollectionConfig) -> None:
         raise InvalidArgument(
             f"dimension is {config.dimension}; it must be between 1 and {limits.MAX_DIMENSION}"
         )
-    if not 2 <= config.hnsw_m <= MAX_HNSW_M:
-        raise InvalidArgument(f"hnsw_m is {config.hnsw_m}; it must be between 2 and {MAX_HNSW_M}")
+    if not 2 <= config.hnsw_m <= limits.MAX_HNSW_M:
+        raise InvalidArgument(
+            f"hnsw_m is {config.hnsw_m}; it must be between 2 and {limits.MAX_HNSW_M}"
+        )
     if not 1 <= config.hnsw_ef_construction <= limits.MAX_EF:
         raise InvalidArgument(
             f"hnsw_ef_construction is {config.hnsw_ef_construction};"

@@ -5,13 +5,16 @@ from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 
 from shoal.errors import DataLoss, InvalidArgument
-from shoal.limits import MAX_DIMENSION, MAX_EF, MAX_PARTITIONS, check_collection_name
-
-DEFAULT_M = 16
-DEFAULT_EF_CONSTRUCTION = 200
-DEFAULT_EF = 64
-#: hnswlib accepts more, but memory per element grows with M and recall stops improving.
-MAX_M = 128
+from shoal.limits import (
+    DEFAULT_HNSW_EF,
+    DEFAULT_HNSW_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
+    MAX_DIMENSION,
+    MAX_EF,
+    MAX_HNSW_M,
+    MAX_PARTITIONS,
+    check_collection_name,
+)
 
 
 class Metric(StrEnum):
@@ -37,9 +40,9 @@ class CollectionConfig:
         """Unset (0) HNSW parameters replaced by the defaults, so equal settings compare equal."""
         return replace(
             self,
-            hnsw_m=self.hnsw_m or DEFAULT_M,
-            hnsw_ef_construction=self.hnsw_ef_construction or DEFAULT_EF_CONSTRUCTION,
-            hnsw_ef=self.hnsw_ef or DEFAULT_EF,
+            hnsw_m=self.hnsw_m or DEFAULT_HNSW_M,
+            hnsw_ef_construction=self.hnsw_ef_construction or DEFAULT_HNSW_EF_CONSTRUCTION,
+            hnsw_ef=self.hnsw_ef or DEFAULT_HNSW_EF,
         )
 
     def validate(self) -> None:
@@ -48,8 +51,8 @@ class CollectionConfig:
             raise InvalidArgument(
                 f"dimension is {self.dimension}; it must be between 1 and {MAX_DIMENSION}"
             )
-        if not 2 <= self.hnsw_m <= MAX_M:
-            raise InvalidArgument(f"hnsw_m is {self.hnsw_m}; it must be between 2 and {MAX_M}")
+        if not 2 <= self.hnsw_m <= MAX_HNSW_M:
+            raise InvalidArgument(f"hnsw_m is {self.hnsw_m}; it must be between 2 and {MAX_HNSW_M}")
         if not 1 <= self.hnsw_ef_construction <= MAX_EF:
             raise InvalidArgument(
                 f"hnsw_ef_construction is {self.hnsw_ef_construction};"
