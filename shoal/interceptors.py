@@ -1,48 +1,44 @@
-"""One server interceptor that wraps every unary RPC handler in a chain of wrappers.
+"""Wrapping every unary handler of a servicer in a chain of wrappers, once.
 
 Request ids (shoal.logs), metrics (shoal.metrics) and the error model
-(shoal.status) each provide a `Wrapper`; `shoal.server` composes them here, so
-the handler plumbing exists once. Streaming RPCs (health Watch, reflection)
-pass through untouched.
+(shoal.status) each provide a `Wrapper`; `shoal.server` applies them here when
+it registers a servicer, so each RPC method gets its wrapped handler built
+once at start-up. (A grpc.aio server interceptor would rebuild the chain, and
+await one more coroutine, on every call.) Streaming RPCs (health Watch,
+reflection) pass through untouched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import grpc.aio
+from google.protobuf import descriptor_pool
 
-_Req = TypeVar("_Req")
-_Resp = TypeVar("_Resp")
 if TYPE_CHECKING:
     Handler = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
     #: Given the full method name and a handler, the handler with something around it.
     Wrapper = Callable[[str, Handler], Handler]
 
 
-class UnaryInterceptor(grpc.aio.ServerInterceptor):
-    """Applies `wrappers` to each unary handler; the first listed runs outermost."""
+def wrap_handler(full_method: str, handler: Handler, wrappers: Sequence[Wrapper]) -> Handler:
+    """`handler` inside `wrappers`; the first listed runs outermost."""
+    for wrap in reversed(wrappers):
+        handler = wrap(full_method, handler)
+    return handler
 
-    def __init__(self, *wrappers: Wrapper) -> None:
-        self._wrappers = wrappers
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
-        wrapped: Handler = handler.unary_unary  # type: ignore[assignment]  # aio handlers are async
-        for wrap in reversed(self._wrappers):
-            wrapped = wrap(handler_call_details.method, wrapped)
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+def wrap_servicer(servicer: object, service: str, wrappers: Sequence[Wrapper]) -> object:
+    """A stand-in for `servicer` (of the gRPC service named `service`, e.g.
+    'shoal.v1.ShardService') whose unary methods run inside `wrappers`; give it
+    to the generated `add_..._to_server` function instead of the servicer."""
+    descriptor = descriptor_pool.Default().FindServiceByName(service)
+    methods: dict[str, Any] = {}
+    for method in descriptor.methods:
+        handler = getattr(servicer, method.name)
+        if not (method.client_streaming or method.server_streaming):
+            handler = wrap_handler(f"/{service}/{method.name}", handler, wrappers)
+        methods[method.name] = handler
+    return SimpleNamespace(**methods)

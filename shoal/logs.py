@@ -7,8 +7,8 @@ request's whole path. The id lives in a ContextVar: grpc.aio runs each RPC in a
 task of its own, so concurrent requests never see each other's id.
 
 Wiring: shoal.server configures logging (--log-format json) and wraps every
-handler with `with_request_id`; a service's channels to other services add
-`RequestIdClientInterceptor()`.
+handler with `with_request_id`; a call to another service passes
+`metadata=outgoing_metadata()`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import random
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits (an id to grep for, not a secret: no os.urandom per request)."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def current_request_id() -> str | None:
@@ -109,30 +110,6 @@ def with_request_id(method: str, handler: Handler) -> Handler:
             return await handler(request, context)
 
     return call
-
-
-class RequestIdClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):
-    """Adds the current request id to every unary call made on the channel."""
-
-    async def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
-        client_call_details: grpc.aio.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        request_id = _request_id.get()
-        if request_id is not None:
-            metadata = grpc.aio.Metadata(*(client_call_details.metadata or ()))
-            if metadata.get(REQUEST_ID_KEY) is None:
-                metadata.add(REQUEST_ID_KEY, request_id)
-                client_call_details = grpc.aio.ClientCallDetails(
-                    client_call_details.method,
-                    client_call_details.timeout,
-                    metadata,
-                    client_call_details.credentials,
-                    client_call_details.wait_for_ready,
-                )
-        return await continuation(client_call_details, request)
 
 
 # Attributes every LogRecord has; anything else came from `extra=` and is logged too.

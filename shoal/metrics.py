@@ -238,10 +238,6 @@ class Metrics:
         so it sees the status a domain error was turned into."""
         return _measured(self, full_method, handler)
 
-    def rpc_done(self, service: str, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self.rpc_handled.labels(service, method, code.name).inc()
-        self.rpc_seconds.labels(service, method, code.name).observe(seconds)
-
 
 def split_method(full_method: str) -> tuple[str, str]:
     """('shoal.v1.ShoalService', 'Search') from '/shoal.v1.ShoalService/Search'."""
@@ -271,13 +267,27 @@ def _final_code(
 
 
 def _measured(metrics: Metrics, full_method: str, handler: Handler) -> Handler:
-    """Counts and times one unary RPC by method and final status code."""
+    """Counts and times one unary RPC by method and final status code.
 
+    The label children are looked up once per method (and status code), not per call.
+    """
     service, method = split_method(full_method)
+    started = metrics.rpc_started.labels(service, method)
+    in_flight = metrics.rpc_in_flight.labels(service, method)
+    handled: dict[grpc.StatusCode, tuple[Counter, Histogram]] = {}
+
+    def done(code: grpc.StatusCode, seconds: float) -> None:
+        children = handled.get(code)
+        if children is None:
+            children = handled[code] = (
+                metrics.rpc_handled.labels(service, method, code.name),
+                metrics.rpc_seconds.labels(service, method, code.name),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        metrics.rpc_started.labels(service, method).inc()
-        in_flight = metrics.rpc_in_flight.labels(service, method)
+        started.inc()
         in_flight.inc()
         start = time.perf_counter()
         error: BaseException | None = None
@@ -288,9 +298,7 @@ def _measured(metrics: Metrics, full_method: str, handler: Handler) -> Handler:
             raise
         finally:
             in_flight.dec()
-            metrics.rpc_done(
-                service, method, _final_code(context, error), time.perf_counter() - start
-            )
+            done(_final_code(context, error), time.perf_counter() - start)
 
     return call
 

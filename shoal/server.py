@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from shoal.interceptors import UnaryInterceptor
+from shoal.interceptors import wrap_servicer
 from shoal.logs import with_request_id
 from shoal.metrics import Metrics, serve_metrics
 from shoal.settings import ServerSettings
@@ -78,14 +78,14 @@ async def _set_all(health: HealthServicer, names: Sequence[str], status: int) ->
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    interceptor = UnaryInterceptor(with_request_id, spec.metrics.measure, with_error_mapping)
-    server = grpc.aio.server(interceptors=[interceptor], options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=GRPC_OPTIONS)
+    wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    names = [service.name for service in spec.services]
-    for service in spec.services:
-        service.register(service.servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    names = [service.name for service in spec.services]
+    health_service = Service(health_name, health, health_pb2_grpc.add_HealthServicer_to_server)
+    for service in (health_service, *spec.services):
+        service.register(wrap_servicer(service.servicer, service.name, wrappers), server)
     reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:

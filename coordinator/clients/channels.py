@@ -5,7 +5,6 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from shoal.logs import RequestIdClientInterceptor
 from shoal.server import GRPC_OPTIONS
 
 #: A replica that comes back (restarted on its port) should be used again within
@@ -20,9 +19,5 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
-    """A channel whose calls carry the current request id (shoal.logs)."""
-    return grpc.aio.insecure_channel(
-        address,
-        options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS],
-        interceptors=[RequestIdClientInterceptor()],
-    )
+    """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
+    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])

@@ -8,6 +8,7 @@ import numpy as np
 
 from coordinator.clients.contracts import EmbedderInfo, Health, Vector
 from coordinator.clients.health import HealthProbe
+from shoal.logs import outgoing_metadata
 from shoal.status import from_rpc_error
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 
@@ -24,7 +25,9 @@ class GrpcEmbedderClient:
 
     async def info(self, timeout_s: float) -> EmbedderInfo:
         try:
-            reply = await self._stub.GetInfo(embedder_pb2.GetInfoRequest(), timeout=timeout_s)
+            reply = await self._stub.GetInfo(
+                embedder_pb2.GetInfoRequest(), timeout=timeout_s, metadata=outgoing_metadata()
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return EmbedderInfo(
@@ -37,7 +40,7 @@ class GrpcEmbedderClient:
     async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
         request = embedder_pb2.EmbedRequest(texts=texts, model=model)
         try:
-            reply = await self._stub.Embed(request, timeout=timeout_s)
+            reply = await self._stub.Embed(request, timeout=timeout_s, metadata=outgoing_metadata())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         vectors = np.frombuffer(reply.vectors_f32, dtype="<f4")

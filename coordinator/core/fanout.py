@@ -43,10 +43,11 @@ async def fan_out(
     group_deadline = deadline
     if allow_partial:
         group_deadline = Deadline.after(deadline.remaining() * PARTIAL_SHARE)
-    outcomes = await asyncio.gather(
-        *(group.read(call, group_deadline, what, operation) for group, call in targets),
-        return_exceptions=True,
-    )
+    reads = [group.read(call, group_deadline, what, operation) for group, call in targets]
+    if len(reads) == 1:  # no task to create and gather
+        outcomes: list[T | BaseException] = [await _outcome(reads[0])]
+    else:
+        outcomes = await asyncio.gather(*reads, return_exceptions=True)
     answers: list[T] = []
     missing: list[str] = []
     for outcome in outcomes:
@@ -64,6 +65,14 @@ async def fan_out(
             " that are up"
         )
     return answers, Coverage(len(targets), len(answers))
+
+
+async def _outcome(read: Awaitable[T]) -> T | BaseException:
+    """The answer or the error, as `asyncio.gather(..., return_exceptions=True)` gives them."""
+    try:
+        return await read
+    except Exception as error:
+        return error
 
 
 async def on_every_replica(

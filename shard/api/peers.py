@@ -14,7 +14,7 @@ import grpc.aio
 from shard.api.convert import config_from_proto, write_from_proto
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
-from shoal.logs import RequestIdClientInterceptor
+from shoal.logs import outgoing_metadata
 from shoal.replication import PartitionDigest, VersionState
 from shoal.server import GRPC_OPTIONS
 from shoal.status import from_rpc_error
@@ -37,7 +37,6 @@ class GrpcPeer:
         self._channel = grpc.aio.insecure_channel(
             address,
             options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS],
-            interceptors=[RequestIdClientInterceptor()],
         )
         self._stub = shard_pb2_grpc.ShardServiceStub(self._channel)
 
@@ -52,7 +51,7 @@ class GrpcPeer:
         self, method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
     ) -> Resp:
         try:
-            return await method(request, timeout=timeout_s)
+            return await method(request, timeout=timeout_s, metadata=outgoing_metadata())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 

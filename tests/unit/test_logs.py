@@ -13,11 +13,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from shoal.interceptors import UnaryInterceptor
+from shoal.interceptors import wrap_handler
 from shoal.logs import (
     REQUEST_ID_KEY,
     JsonFormatter,
-    RequestIdClientInterceptor,
     RequestIdFilter,
     configure_logging,
     current_request_id,
@@ -136,12 +135,12 @@ async def _back(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> 
     return f"{text}|{current_request_id()}".encode()
 
 
-async def _serve(
-    handler: Any, interceptors: list[grpc.aio.ServerInterceptor]
-) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server(interceptors=interceptors)
+async def _serve(handler: Any) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
     handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-        "Call": grpc.unary_unary_rpc_method_handler(handler)
+        "Call": grpc.unary_unary_rpc_method_handler(
+            wrap_handler("/t.S/Call", handler, [with_request_id])
+        )
     }
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
@@ -157,17 +156,15 @@ async def _call(channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]
 
 async def _hop(client_metadata: tuple[tuple[str, str], ...]) -> tuple[str, str]:
     """(what the front saw, what the back received|saw)."""
-    back, back_port = await _serve(_back, [UnaryInterceptor(with_request_id)])
-    back_channel = grpc.aio.insecure_channel(
-        f"127.0.0.1:{back_port}", interceptors=[RequestIdClientInterceptor()]
-    )
+    back, back_port = await _serve(_back)
+    back_channel = grpc.aio.insecure_channel(f"127.0.0.1:{back_port}")
     seen: list[str] = []
 
     async def front(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         seen.append(current_request_id() or "")
-        return (await _call(back_channel)).encode()
+        return (await _call(back_channel, outgoing_metadata())).encode()
 
-    front_server, front_port = await _serve(front, [UnaryInterceptor(with_request_id)])
+    front_server, front_port = await _serve(front)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{front_port}") as channel:
             reply = await _call(channel, client_metadata)

@@ -11,7 +11,7 @@ import prometheus_client
 import pytest
 
 from shoal import errors
-from shoal.interceptors import UnaryInterceptor
+from shoal.interceptors import wrap_handler
 from shoal.metrics import Metrics, serve_metrics, split_method
 from shoal.status import with_error_mapping
 
@@ -114,11 +114,13 @@ def test_rpcs_are_counted_and_timed_by_method_and_status(
 ) -> None:
     async def scenario() -> None:
         metrics = Metrics("test")
-        server = grpc.aio.server(
-            interceptors=[UnaryInterceptor(metrics.measure, with_error_mapping)]
-        )
+        server = grpc.aio.server()
+        wrappers = [metrics.measure, with_error_mapping]
         handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            name: grpc.unary_unary_rpc_method_handler(b) for name, b in BEHAVIORS.items()
+            name: grpc.unary_unary_rpc_method_handler(
+                wrap_handler(f"/{SERVICE}/{name}", behavior, wrappers)
+            )
+            for name, behavior in BEHAVIORS.items()
         }
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
         port = server.add_insecure_port("127.0.0.1:0")
