@@ -14,7 +14,7 @@ import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
 from shard.core.config import CollectionConfig, Metric
-from shard.core.documents import Hit, Include, StoredDocument, WriteOp
+from shard.core.documents import Include, QueryHits, StoredDocument, WriteOp
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.limits import MAX_METADATA_KEYS, MAX_TEXT_CHARS
 from shoal.v1 import common_pb2, shard_pb2
@@ -144,10 +144,13 @@ def document_to_proto(stored: StoredDocument, include: common_pb2.Include) -> co
     return document
 
 
-def hit_to_proto(hit: Hit, include: common_pb2.Include, target: common_pb2.Hit) -> None:
-    target.id = hit.id
-    target.score = hit.score
-    target.distance = hit.distance
-    target.document.id = hit.id
-    if hit.document is not None:
-        fill_document(target.document, hit.document, include)
+def hits_to_proto(
+    hits: QueryHits, include: common_pb2.Include, target: shard_pb2.ShardSearchResult
+) -> None:
+    """One query's hits into `target`, one `add` per hit (this runs for every hit served)."""
+    add = target.hits.add
+    for doc_id, score, distance in zip(hits.ids, hits.scores, hits.distances, strict=True):
+        add(id=doc_id, score=score, distance=distance).document.id = doc_id
+    if hits.documents is not None:
+        for hit, stored in zip(target.hits, hits.documents, strict=True):
+            fill_document(hit.document, stored, include)

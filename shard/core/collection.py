@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,9 +28,9 @@ import numpy.typing as npt
 from shard.core.config import CollectionConfig, Metric
 from shard.core.digests import Entry, digest_entries, versions_in
 from shard.core.documents import (
-    Hit,
     Include,
     MetadataReader,
+    QueryHits,
     StoredDocument,
     WriteOp,
     WriteResult,
@@ -72,6 +73,18 @@ SCROLL_INDEX_SHARE = 16
 EXACT_READ_CHUNK = 4096
 
 Metadata = Mapping[str, object]
+
+
+@dataclass(frozen=True)
+class _Neighbours:
+    """Each query's nearest documents, in no particular order: ids, hnswlib distances."""
+
+    names: list[list[str]]
+    distances: npt.NDArray[np.float32]  # n x width, in hnswlib's convention
+
+    @staticmethod
+    def none(queries: int) -> "_Neighbours":
+        return _Neighbours([[] for _ in range(queries)], np.empty((queries, 0), np.float32))
 
 
 @dataclass
@@ -374,12 +387,15 @@ class Collection:
         include: Include,
         root: Filter | None = None,
         score_threshold: float | None = None,
-    ) -> list[list[Hit]]:
+        wait: bool = True,
+    ) -> list[QueryHits]:
         """The k nearest live documents per query (matching `root`), best first, ties by id.
 
         `queries` holds n x dimension floats; ef 0 means the collection's default.
         Hits scoring below `score_threshold` are left out. With a filter, every
         query gets min(k, matching documents) hits (unless writes remove some meanwhile).
+        With `wait=False` an unfiltered search raises GateBusy instead of waiting
+        for a write to the index to finish.
         """
         dimension = self.config.dimension
         check_k(k)
@@ -401,22 +417,20 @@ class Collection:
             if root is None:
                 # hnswlib searches with max(ef, k) itself, so requests that differ only in k
                 # share the gate.
-                with self._gate.read(ef or self.config.hnsw_ef):
+                with self._gate.read(ef or self.config.hnsw_ef, wait):
                     neighbours = self._nearest(matrix, k)
             else:
                 neighbours = self._nearest_filtered(matrix, k, ef or self.config.hnsw_ef, root)
-            hits = [self._ranked(row) for row in neighbours]
-            if score_threshold is not None:
-                hits = [[hit for hit in row if hit.score >= score_threshold] for row in hits]
+            hits = self._ranked(neighbours, score_threshold)
             if include.any:
                 hits = self._with_documents(hits, include)
         return hits
 
-    def _nearest(self, queries: npt.NDArray[np.float32], k: int) -> list[list[tuple[str, float]]]:
-        """(id, hnswlib distance) per query; runs inside the read gate."""
+    def _nearest(self, queries: npt.NDArray[np.float32], k: int) -> _Neighbours:
+        """The k nearest per query; runs inside the read gate."""
         live = len(self._labels)
         if live == 0:
-            return [[] for _ in range(len(queries))]
+            return _Neighbours.none(len(queries))
         k = min(k, live)
         try:
             labels, distances = self._index.search(queries, k)
@@ -427,18 +441,14 @@ class Collection:
             labels, distances = self._index.exact_search(queries, live_labels, k)
         return self._named(labels, distances)
 
-    def _named(
-        self, labels: Labels, distances: npt.NDArray[np.float32]
-    ) -> list[list[tuple[str, float]]]:
-        """hnswlib's answer as (id, distance) rows; runs inside the read gate."""
+    def _named(self, labels: Labels, distances: npt.NDArray[np.float32]) -> _Neighbours:
+        """hnswlib's answer with ids for labels; runs inside the read gate."""
         ids = self._ids
         try:
-            return [
-                [(ids[label], distance) for label, distance in zip(row, dist_row, strict=True)]
-                for row, dist_row in zip(labels.tolist(), distances.tolist(), strict=True)
-            ]
+            names = [[ids[label] for label in row] for row in labels.tolist()]
         except KeyError as error:
             raise DataLoss(f"the index returned label {error} that maps to no document") from None
+        return _Neighbours(names, distances)
 
     # -- filtered reads ----------------------------------------------------------------
 
@@ -455,8 +465,8 @@ class Collection:
 
     def _nearest_filtered(
         self, queries: npt.NDArray[np.float32], k: int, ef: int, root: Filter
-    ) -> list[list[tuple[str, float]]]:
-        """(id, hnswlib distance) per query among the documents matching `root`."""
+    ) -> _Neighbours:
+        """The k nearest per query among the documents matching `root`."""
         with self._gate.read(None):
             view = self._view(root, k, ef)
             candidates = self._candidates(view.mask) if view.plan.exact else None
@@ -481,7 +491,7 @@ class Collection:
                         )
                         candidates = self._candidates(view.mask)
         if not candidates:
-            return [[] for _ in range(len(queries))]
+            return _Neighbours.none(len(queries))
         return self._exact(queries, k, candidates, root, view.seq)
 
     def _fresh_match(self, root: Filter, record: Record, seq: int) -> bool:
@@ -498,8 +508,8 @@ class Collection:
         candidates: list[str],
         root: Filter,
         seq: int,
-    ) -> list[list[tuple[str, float]]]:
-        """Exact k nearest among `candidates`, with their vectors read from the store."""
+    ) -> _Neighbours:
+        """Exact k nearest among `candidates`, unsorted, with vectors read from the store."""
         space = self.config.metric.value
         best_ids: list[str] = []
         best = np.empty((len(queries), 0), dtype=np.float32)
@@ -533,10 +543,7 @@ class Collection:
                 keep = np.argpartition(best, k - 1, axis=1)[:, :k]
                 best = np.take_along_axis(best, keep, axis=1)
                 best_rows = np.take_along_axis(best_rows, keep, axis=1)
-        return [
-            [(best_ids[row], distance) for row, distance in zip(rows, dists, strict=True)]
-            for rows, dists in zip(best_rows.tolist(), best.tolist(), strict=True)
-        ]
+        return _Neighbours([[best_ids[row] for row in rows] for rows in best_rows.tolist()], best)
 
     def scroll(
         self, root: Filter | None, after_id: str, limit: int, include: Include
@@ -606,33 +613,51 @@ class Collection:
                 ):
                     yield doc_id, record
 
-    def _ranked(self, row: list[tuple[str, float]]) -> list[Hit]:
-        metric = self.config.metric
-        hits = []
-        for doc_id, raw in row:
-            if metric is Metric.L2:
-                distance = math.sqrt(max(raw, 0.0))  # hnswlib gives the squared distance
-                score = -distance
-            else:
-                distance = raw  # 1 - cosine similarity, or 1 - dot product
-                score = 1.0 - raw
-            hits.append(Hit(id=doc_id, score=score, distance=distance, document=None))
-        hits.sort(key=lambda hit: (hit.distance, hit.id))
-        return hits
+    def _ranked(self, neighbours: _Neighbours, score_threshold: float | None) -> list[QueryHits]:
+        """Each query's hits, best first (ties by id), scoring at least `score_threshold`."""
+        raw = neighbours.distances.astype(np.float64)
+        if self.config.metric is Metric.L2:
+            distances = np.sqrt(np.maximum(raw, 0.0))  # hnswlib gives the squared distance
+            scores = -distances
+        else:
+            distances = raw  # 1 - cosine similarity, or 1 - dot product
+            scores = 1.0 - raw
+        # hnswlib's rows come sorted; only ties (and the exact search's rows) need a sort.
+        unsorted = cast(list[bool], (np.diff(distances, axis=1) <= 0).any(axis=1).tolist())
+        kept: list[int] = [distances.shape[1]] * len(distances)
+        if score_threshold is not None:  # scores fall along a sorted row: keep a prefix
+            kept = (scores >= score_threshold).sum(axis=1).tolist()
+        ranked = []
+        for ids, row_scores, row_distances, sort, keep in zip(
+            neighbours.names, scores.tolist(), distances.tolist(), unsorted, kept, strict=True
+        ):
+            if sort:
+                order = sorted(range(len(ids)), key=lambda i: (row_distances[i], ids[i]))
+                ids = [ids[i] for i in order]
+                row_scores = [row_scores[i] for i in order]
+                row_distances = [row_distances[i] for i in order]
+            ranked.append(QueryHits(ids[:keep], row_scores[:keep], row_distances[:keep]))
+        return ranked
 
-    def _with_documents(self, hits: list[list[Hit]], include: Include) -> list[list[Hit]]:
+    def _with_documents(self, hits: list[QueryHits], include: Include) -> list[QueryHits]:
         """Hits with their stored fields; a hit deleted since the index answered is dropped."""
-        unique = list(dict.fromkeys(hit.id for row in hits for hit in row))
+        unique = list(dict.fromkeys(doc_id for row in hits for doc_id in row.ids))
         records = dict(zip(unique, self._store.get(unique), strict=True))
         result = []
         for row in hits:
-            filled = []
-            for hit in row:
-                record = records[hit.id]
-                if record is None or record.deleted:
-                    continue
-                filled.append(replace(hit, document=self._document(hit.id, record, include)))
-            result.append(filled)
+            kept = [
+                (position, record)
+                for position, record in enumerate(records[doc_id] for doc_id in row.ids)
+                if record is not None and not record.deleted
+            ]
+            result.append(
+                QueryHits(
+                    [row.ids[i] for i, _ in kept],
+                    [row.scores[i] for i, _ in kept],
+                    [row.distances[i] for i, _ in kept],
+                    [self._document(row.ids[i], record, include) for i, record in kept],
+                )
+            )
         return result
 
     # -- replication -----------------------------------------------------------

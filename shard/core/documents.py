@@ -1,6 +1,6 @@
 """Domain values that cross the api/core boundary: writes, stored documents, hits."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 #: Reads the metadata out of a payload. The payload's encoding belongs to the api
@@ -56,3 +56,29 @@ class Hit:
     score: float  # higher is more similar
     distance: float  # lower is more similar
     document: StoredDocument | None  # None unless fields were asked for
+
+
+@dataclass(frozen=True, slots=True)
+class QueryHits:
+    """One query's hits, best first, as parallel lists (no object per hit on the hot path).
+
+    `documents` is None unless fields were asked for; then it is parallel to `ids`.
+    Indexing and iterating give `Hit`s.
+    """
+
+    ids: list[str]
+    scores: list[float]
+    distances: list[float]
+    documents: list[StoredDocument] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, position: int) -> Hit:
+        document = self.documents[position] if self.documents is not None else None
+        return Hit(self.ids[position], self.scores[position], self.distances[position], document)
+
+    def __iter__(self) -> Iterator[Hit]:
+        documents: Sequence[StoredDocument | None] = self.documents or [None] * len(self.ids)
+        for hit in zip(self.ids, self.scores, self.distances, documents, strict=True):
+            yield Hit(*hit)

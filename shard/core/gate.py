@@ -20,6 +20,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 
+class GateBusy(Exception):
+    """The gate cannot admit a reader that asked not to wait."""
+
+
 @dataclass(eq=False)
 class _Ticket:
     write: bool
@@ -68,11 +72,13 @@ class IndexGate:
             self._ef = ticket.ef
         self._readers += 1
 
-    def _enter(self, ticket: _Ticket) -> None:
+    def _enter(self, ticket: _Ticket, wait: bool = True) -> None:
         with self._cond:
             if not self._queue and self._fits(ticket):
                 self._admit(ticket)
                 return
+            if not wait:
+                raise GateBusy
             self._queue.append(ticket)
             while not (self._queue[0] is ticket and self._fits(ticket)):
                 self._cond.wait()
@@ -90,10 +96,14 @@ class IndexGate:
             self._cond.notify_all()
 
     @contextmanager
-    def read(self, ef: int | None) -> Iterator[None]:
-        """Share the index with other readers, with the index's ef set to `ef`."""
+    def read(self, ef: int | None, wait: bool = True) -> Iterator[None]:
+        """Share the index with other readers, with the index's ef set to `ef`.
+
+        With `wait=False`, raises GateBusy rather than wait to be admitted
+        (for callers on an event loop, which must not block).
+        """
         ticket = _Ticket(write=False, ef=ef)
-        self._enter(ticket)
+        self._enter(ticket, wait)
         try:
             yield
         finally:

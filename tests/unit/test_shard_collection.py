@@ -240,7 +240,7 @@ def test_k_above_the_live_count_returns_every_live_document(collections: Collect
 
 def test_search_in_an_empty_collection_returns_no_hits(collections: Collections) -> None:
     collection = make(collections)
-    assert collection.search(vectors(2).reshape(-1), 3, 0, NONE) == [[], []]
+    assert [len(hits) for hits in collection.search(vectors(2).reshape(-1), 3, 0, NONE)] == [0, 0]
 
 
 def test_exact_fallback_when_hnswlib_cannot_return_k(

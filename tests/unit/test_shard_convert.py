@@ -5,7 +5,7 @@ import pytest
 
 from shard.api import convert
 from shard.core.config import CollectionConfig, Metric
-from shard.core.documents import Hit, StoredDocument
+from shard.core.documents import QueryHits, StoredDocument
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2
 
@@ -67,8 +67,9 @@ def test_hits_carry_exactly_the_included_fields(text: bool, metadata: bool, vect
     )
     stored = StoredDocument("a", op.vector if vector else b"", op.payload)
     include = common_pb2.Include(text=text, metadata=metadata, vector=vector)
-    target = common_pb2.Hit()
-    convert.hit_to_proto(Hit("a", 0.9, 0.1, stored), include, target)
+    result = shard_pb2.ShardSearchResult()
+    convert.hits_to_proto(QueryHits(["a"], [0.9], [0.1], [stored]), include, result)
+    [target] = result.hits
     assert target.id == target.document.id == "a"
     assert target.score == pytest.approx(0.9)
     assert target.document.HasField("text") == text
