@@ -166,15 +166,15 @@ class ShardClient(Protocol):
     async def search(
         self,
         collection: str,
-        queries_f32: bytes,
+        queries: Vector,
         k: int,
         ef: int,
         include: Include,
         timeout_s: float,
         filter: Filter | None = None,
         score_threshold: float | None = None,
-    ) -> list[RankedHits]:
-        """Per query (rows of `queries_f32`), the replica's own top-k."""
+    ) -> Sequence[RankedHits]:
+        """Per query (row of `queries`, n x dimension), the replica's own top-k."""
         ...
 
     async def count(

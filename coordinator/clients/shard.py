@@ -1,4 +1,8 @@
-"""ShardService over gRPC: one client per replica, on a channel opened once."""
+"""ShardService over gRPC: one client per replica, on a channel opened once.
+
+Searches go through a `SearchCoalescer`, so concurrent ones with the same
+parameters share a call.
+"""
 
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -6,6 +10,7 @@ from typing import TypeVar
 import grpc
 import grpc.aio
 
+from coordinator.clients.coalescer import SearchCoalescer
 from coordinator.clients.contracts import (
     CollectionConfig,
     Filter,
@@ -15,6 +20,7 @@ from coordinator.clients.contracts import (
     RankedHits,
     ScrollPage,
     ShardCollection,
+    Vector,
     WriteAck,
     WriteOp,
 )
@@ -27,6 +33,7 @@ from coordinator.clients.messages import (
     write_from_proto,
     write_to_proto,
 )
+from shoal.logs import outgoing_metadata
 from shoal.replication import PartitionDigest, VersionState
 from shoal.status import from_rpc_error
 from shoal.v1 import shard_pb2, shard_pb2_grpc
@@ -40,6 +47,7 @@ class GrpcShardClient:
         self._address = address
         self._stub = shard_pb2_grpc.ShardServiceStub(channel)
         self._health = HealthProbe(channel)
+        self._searches: SearchCoalescer[bytes, RankedHits] = SearchCoalescer(self._search)
 
     @property
     def address(self) -> str:
@@ -49,7 +57,7 @@ class GrpcShardClient:
         self, method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
     ) -> Resp:
         try:
-            return await method(request, timeout=timeout_s)
+            return await method(request, timeout=timeout_s, metadata=outgoing_metadata())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -97,23 +105,28 @@ class GrpcShardClient:
     async def search(
         self,
         collection: str,
-        queries_f32: bytes,
+        queries: Vector,
         k: int,
         ef: int,
         include: Include,
         timeout_s: float,
         filter: Filter | None = None,
         score_threshold: float | None = None,
-    ) -> list[RankedHits]:
-        request = shard_pb2.ShardSearchRequest(
+    ) -> Sequence[RankedHits]:
+        parameters = shard_pb2.ShardSearchRequest(
             collection=collection,
-            queries_f32=queries_f32,
             k=k,
             ef=ef,
             include=include_to_proto(include),
             filter=filter_to_proto(filter),
             score_threshold=score_threshold,
         )
+        key = parameters.SerializeToString(deterministic=True)
+        return await self._searches.search(key, queries, timeout_s)
+
+    async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> list[RankedHits]:
+        request = shard_pb2.ShardSearchRequest.FromString(key)
+        request.queries_f32 = queries.astype("<f4", copy=False).tobytes()
         reply: shard_pb2.ShardSearchResponse = await self._call(
             self._stub.Search, request, timeout_s
         )

@@ -106,13 +106,12 @@ class Reader:
         if len(queries) == 0:
             return SearchResults([], Coverage(0, 0))
         matrix = await self._query_matrix(config, queries, deadline)
-        queries_f32 = matrix.tobytes()
         count = len(queries)
 
-        async def search(client: ShardClient, timeout_s: float) -> list[RankedHits]:
+        async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
             results = await client.search(
                 collection,
-                queries_f32,
+                matrix,
                 k,
                 options.ef,
                 options.include,

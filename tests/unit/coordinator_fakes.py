@@ -162,7 +162,7 @@ class FakeShard:
     async def search(
         self,
         collection: str,
-        queries_f32: bytes,
+        queries: Vector,
         k: int,
         ef: int,
         include: Include,
@@ -172,8 +172,6 @@ class FakeShard:
     ) -> list[RankedHits]:
         await self._enter("search", timeout_s)
         live = self._live(collection, filter)
-        dimension = self.collections[collection].dimension
-        queries = np.frombuffer(queries_f32, dtype="<f4").reshape(-1, dimension)
         if not live:
             return [FakeResult([]) for _ in queries]
         matrix = np.stack([np.frombuffer(op.vector_f32, dtype="<f4") for op in live])

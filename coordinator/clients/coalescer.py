@@ -1,0 +1,134 @@
+"""Concurrent searches with the same parameters share one shard call.
+
+A single-query search costs a shard call far more in gRPC and thread hand-offs
+than in hnswlib (docs/benchmarks.md), and a shard's Search takes n queries. So
+the client of one replica joins the queries that wait for it with the same
+parameters (collection, k, ef, fields, filter, threshold: the `key`) into one
+call. No query waits for a timer: up to `max_in_flight` calls per key go out
+at once; queries arriving while they are all busy queue, and the next call
+takes every queued query (up to `max_queries` rows). A lone caller goes out at
+once; under load the calls grow with the load.
+
+Each caller keeps its own deadline: a call runs until the latest deadline among
+its queries, and a caller whose own deadline passes first stops waiting with
+DeadlineExceeded. A failed call fails every query in it, with the same error
+each would have got alone (the coordinator validates queries before they
+reach a shard, so one query cannot spoil the others).
+"""
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+import numpy as np
+
+from coordinator.clients.contracts import Vector
+from shoal.errors import DeadlineExceeded, Internal
+from shoal.limits import MAX_BATCH_QUERIES
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R")
+
+#: Calls per key at once: one searching on the shard while the other's answer
+#: travels back.
+MAX_IN_FLIGHT = 2
+
+
+@dataclass(eq=False)
+class _Waiting(Generic[R]):
+    queries: Vector
+    future: "asyncio.Future[Sequence[R]]"
+    deadline: float  # on the event loop's clock
+
+
+@dataclass(eq=False)
+class _Lane(Generic[R]):
+    """The queries of one key: queued, and how many calls are out."""
+
+    queue: deque[_Waiting[R]] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+class SearchCoalescer(Generic[K, R]):
+    """`send(key, queries, timeout_s)` answers one result per query row."""
+
+    def __init__(
+        self,
+        send: Callable[[K, Vector, float], Awaitable[Sequence[R]]],
+        max_in_flight: int = MAX_IN_FLIGHT,
+        max_queries: int = MAX_BATCH_QUERIES,
+    ) -> None:
+        self._send = send
+        self._max_in_flight = max_in_flight
+        self._max_queries = max_queries
+        self._lanes: dict[K, _Lane[R]] = {}
+        self._calls: set[asyncio.Task[None]] = set()  # referenced until done
+
+    async def search(self, key: K, queries: Vector, timeout_s: float) -> Sequence[R]:
+        """One result per row of `queries`, from a call shared with others of the same key."""
+        loop = asyncio.get_running_loop()
+        waiting: _Waiting[R] = _Waiting(queries, loop.create_future(), loop.time() + timeout_s)
+        lane = self._lanes.setdefault(key, _Lane())
+        lane.queue.append(waiting)
+        if lane.in_flight < self._max_in_flight:
+            self._dispatch(key, lane)
+        try:
+            return await asyncio.wait_for(waiting.future, timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(f"no answer within {timeout_s:.3f} s") from None
+
+    def _dispatch(self, key: K, lane: _Lane[R]) -> None:
+        """Send the queued queries of `key` (as many as one call takes), if any wait."""
+        batch: list[_Waiting[R]] = []
+        rows = 0
+        while lane.queue:
+            waiting = lane.queue[0]
+            if waiting.future.done():  # its caller stopped waiting
+                lane.queue.popleft()
+                continue
+            if batch and rows + len(waiting.queries) > self._max_queries:
+                break
+            batch.append(lane.queue.popleft())
+            rows += len(waiting.queries)
+        if not batch:
+            if lane.in_flight == 0:
+                del self._lanes[key]
+            return
+        lane.in_flight += 1
+        call = asyncio.create_task(self._call(key, lane, batch))
+        self._calls.add(call)
+        call.add_done_callback(self._calls.discard)
+
+    async def _call(self, key: K, lane: _Lane[R], batch: list[_Waiting[R]]) -> None:
+        try:
+            await self._answer(key, batch)
+        finally:
+            lane.in_flight -= 1
+            for waiting in batch:  # only if this call was cancelled
+                waiting.future.cancel()
+            self._dispatch(key, lane)
+
+    async def _answer(self, key: K, batch: list[_Waiting[R]]) -> None:
+        queries = (
+            batch[0].queries
+            if len(batch) == 1
+            else np.concatenate([waiting.queries for waiting in batch])
+        )
+        timeout_s = max(waiting.deadline for waiting in batch) - asyncio.get_running_loop().time()
+        try:
+            results = await self._send(key, queries, timeout_s)
+            if len(results) != len(queries):
+                raise Internal(f"the shard answered {len(results)} of {len(queries)} queries")
+        except Exception as error:
+            for waiting in batch:
+                if not waiting.future.done():
+                    waiting.future.set_exception(error)
+            return
+        start = 0
+        for waiting in batch:
+            stop = start + len(waiting.queries)
+            if not waiting.future.done():
+                waiting.future.set_result(results[start:stop])
+            start = stop
