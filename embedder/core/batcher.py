@@ -3,8 +3,10 @@
 A model encodes 64 texts in far less than 64 times the cost of one, so the
 batcher queues texts from concurrent calls and hands the encoder up to
 `max_batch` of them at a time. When fewer are queued, it waits at most
-`max_wait` after the oldest queued text before encoding what it has, which bounds
-the latency a lone request pays. Only one batch encodes at a time (the model
+`max_wait` after the oldest queued text arrived, or after the previous batch
+finished if that was later, before encoding what it has: this bounds the
+latency a lone request pays, and gives the callers a batch just answered the
+time to send their next texts. Only one batch encodes at a time (the model
 already uses every core), and requests that arrive meanwhile pile up into the
 next batch, so batches grow by themselves under load.
 
@@ -17,6 +19,7 @@ its texts are encoded.
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -105,6 +108,7 @@ class DynamicBatcher:
         self._queue: deque[_Slice] = deque()
         self._queued = 0  # texts in the queue, abandoned ones included until dropped
         self._arrived = asyncio.Event()
+        self._last_batch_done = -math.inf  # on the event loop's clock
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         #: Batches and texts encoded so far: their ratio is the mean batch size.
@@ -175,14 +179,16 @@ class DynamicBatcher:
                 log.exception("the embedding batcher failed; it keeps running")
 
     async def _wait_for_batch(self) -> None:
-        """Return once a full batch is queued or the oldest text has waited max_wait."""
+        """Return once a full batch is queued or max_wait has passed since the oldest
+        text arrived (or since the last batch finished, if later)."""
         loop = asyncio.get_running_loop()
         while True:
             self._drop_finished_head()
             if self._queued >= self._max_batch:
                 return
             if self._queue:
-                remaining = self._queue[0].queued_at + self._max_wait - loop.time()
+                since = max(self._queue[0].queued_at, self._last_batch_done)
+                remaining = since + self._max_wait - loop.time()
                 if remaining <= 0:
                     return
             else:
@@ -244,7 +250,8 @@ class DynamicBatcher:
             for part in batch:
                 part.request.fail(Internal(ENCODE_FAILED))
             return
-        encode_seconds = loop.time() - started
+        self._last_batch_done = loop.time()
+        encode_seconds = self._last_batch_done - started
         log.debug("encoded %d texts in %.1f ms", len(texts), encode_seconds * 1000)
         if self._observer is not None:
             self._observer.observe_embed_batch(len(texts), encode_seconds)
