@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2
 
@@ -16,6 +17,25 @@ Scalar = str | int | float | bool
 MetadataValue = Scalar | list[str] | list[int] | list[float] | list[bool]
 Metadata = dict[str, MetadataValue]
 VectorLike = Sequence[float] | npt.NDArray[np.floating]
+
+_METRIC_TO_PROTO: dict[Metric, common_pb2.Metric.ValueType] = {
+    Metric.COSINE: common_pb2.METRIC_COSINE,
+    Metric.L2: common_pb2.METRIC_L2,
+    Metric.INNER_PRODUCT: common_pb2.METRIC_INNER_PRODUCT,
+}
+_METRIC_FROM_PROTO: dict[common_pb2.Metric.ValueType, Metric] = {
+    common_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
+    **{value: metric for metric, value in _METRIC_TO_PROTO.items()},
+}
+
+
+def metric_to_proto(metric: Metric) -> common_pb2.Metric.ValueType:
+    return _METRIC_TO_PROTO[metric]
+
+
+def metric_from_proto(metric: common_pb2.Metric.ValueType) -> Metric | None:
+    """Unspecified is cosine, the default; None for a value this build does not know."""
+    return _METRIC_FROM_PROTO.get(metric)
 
 
 def value_to_proto(key: str, value: object) -> common_pb2.Value:

@@ -2,20 +2,24 @@
 
 `to_status` is used by servers (through `with_error_mapping`, which shoal.server
 puts around every handler), `from_rpc_error` by clients of other Shoal services
-and by the SDK.
+(most through `unary_call`) and by the SDK.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from shoal import errors
+from shoal.logs import outgoing_metadata
 
 log = logging.getLogger(__name__)
+
+Resp = TypeVar("Resp")
 
 _CODE_BY_ERROR: dict[type[errors.ShoalError], grpc.StatusCode] = {
     errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -53,6 +57,17 @@ def from_rpc_error(error: grpc.RpcError) -> errors.ShoalError:
         code, details = grpc.StatusCode.UNKNOWN, ""
     details = details or code.name
     return _ERROR_BY_CODE.get(code, errors.Internal)(details)
+
+
+async def unary_call(
+    method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
+) -> Resp:
+    """One call to another service, carrying the current request id (shoal.logs);
+    a failed call raises its domain error, not gRPC's."""
+    try:
+        return await method(request, timeout=timeout_s, metadata=outgoing_metadata())
+    except grpc.RpcError as error:
+        raise from_rpc_error(error) from None
 
 
 if TYPE_CHECKING:

@@ -20,12 +20,7 @@ from coordinator.clients.contracts import (
     Vector,
     WriteOp,
 )
-from coordinator.clients.messages import (
-    config_from_proto,
-    document_from_write,
-    include_from_proto,
-    metric_from_proto,
-)
+from coordinator.clients.messages import config_from_proto, document_from_write, include_from_proto
 from coordinator.core.model import (
     ClusterInfo,
     Coverage,
@@ -36,7 +31,7 @@ from coordinator.core.model import (
     WriteConsistency,
 )
 from coordinator.core.verify import VerifyReport
-from shoal.convert import vector_from_fields
+from shoal.convert import metric_from_proto, vector_from_fields
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 

@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shoal.distance_metric import Metric
 from shoal.replication import PartitionDigest, VersionState
 
 Vector = npt.NDArray[np.float32]
@@ -29,12 +30,6 @@ Vector = npt.NDArray[np.float32]
 #: A metadata filter exactly as the caller sent it. Shards evaluate filters;
 #: the coordinator only passes them on.
 Filter = object
-
-
-class Metric(enum.Enum):
-    COSINE = "cosine"
-    L2 = "l2"
-    INNER_PRODUCT = "ip"
 
 
 class Health(enum.Enum):

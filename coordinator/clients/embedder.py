@@ -8,8 +8,7 @@ import numpy as np
 
 from coordinator.clients.contracts import EmbedderInfo, Health, Vector
 from coordinator.clients.health import HealthProbe
-from shoal.logs import outgoing_metadata
-from shoal.status import from_rpc_error
+from shoal.status import unary_call
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 
 
@@ -24,12 +23,9 @@ class GrpcEmbedderClient:
         return self._address
 
     async def info(self, timeout_s: float) -> EmbedderInfo:
-        try:
-            reply = await self._stub.GetInfo(
-                embedder_pb2.GetInfoRequest(), timeout=timeout_s, metadata=outgoing_metadata()
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        reply: embedder_pb2.GetInfoResponse = await unary_call(
+            self._stub.GetInfo, embedder_pb2.GetInfoRequest(), timeout_s
+        )
         return EmbedderInfo(
             model=reply.model,
             dimension=reply.dimension,
@@ -39,10 +35,7 @@ class GrpcEmbedderClient:
 
     async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
         request = embedder_pb2.EmbedRequest(texts=texts, model=model)
-        try:
-            reply = await self._stub.Embed(request, timeout=timeout_s, metadata=outgoing_metadata())
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        reply: embedder_pb2.EmbedResponse = await unary_call(self._stub.Embed, request, timeout_s)
         vectors = np.frombuffer(reply.vectors_f32, dtype="<f4")
         return vectors.reshape(len(texts), -1) if texts else vectors.reshape(0, reply.dimension)
 

@@ -7,30 +7,17 @@ public API and the shard API share `CollectionConfig` and `Include`.
 from collections.abc import Mapping
 from typing import cast
 
-from coordinator.clients.contracts import CollectionConfig, Filter, Include, Metric, WriteOp
+from coordinator.clients.contracts import CollectionConfig, Filter, Include, WriteOp
+from shoal.convert import metric_from_proto, metric_to_proto
+from shoal.distance_metric import Metric
 from shoal.v1 import common_pb2, shard_pb2
-
-_METRIC_TO_PROTO: dict[Metric, common_pb2.Metric.ValueType] = {
-    Metric.COSINE: common_pb2.METRIC_COSINE,
-    Metric.L2: common_pb2.METRIC_L2,
-    Metric.INNER_PRODUCT: common_pb2.METRIC_INNER_PRODUCT,
-}
-_METRIC_FROM_PROTO: dict[common_pb2.Metric.ValueType, Metric] = {
-    common_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
-    **{value: metric for metric, value in _METRIC_TO_PROTO.items()},
-}
-
-
-def metric_from_proto(metric: common_pb2.Metric.ValueType) -> Metric | None:
-    """None for a value this build does not know."""
-    return _METRIC_FROM_PROTO.get(metric)
 
 
 def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
     return common_pb2.CollectionConfig(
         name=config.name,
         dimension=config.dimension,
-        metric=_METRIC_TO_PROTO[config.metric],
+        metric=metric_to_proto(config.metric),
         hnsw_m=config.hnsw_m,
         hnsw_ef_construction=config.hnsw_ef_construction,
         hnsw_ef=config.hnsw_ef,
@@ -46,7 +33,7 @@ def config_from_proto(
     return CollectionConfig(
         name=config.name,
         dimension=config.dimension,
-        metric=_METRIC_FROM_PROTO.get(config.metric, metric),
+        metric=metric_from_proto(config.metric) or metric,
         hnsw_m=config.hnsw_m,
         hnsw_ef_construction=config.hnsw_ef_construction,
         hnsw_ef=config.hnsw_ef,

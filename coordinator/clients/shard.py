@@ -4,10 +4,8 @@ Searches go through a `SearchCoalescer`, so concurrent ones with the same
 parameters share a call.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
-import grpc
 import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
@@ -33,13 +31,10 @@ from coordinator.clients.messages import (
     write_from_proto,
     write_to_proto,
 )
-from shoal.logs import outgoing_metadata
 from shoal.replication import PartitionDigest, VersionState
-from shoal.status import from_rpc_error
+from shoal.replication_client import ReplicationClient
+from shoal.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
-
-Req = TypeVar("Req")
-Resp = TypeVar("Resp")
 
 
 class GrpcShardClient:
@@ -48,37 +43,30 @@ class GrpcShardClient:
         self._stub = shard_pb2_grpc.ShardServiceStub(channel)
         self._health = HealthProbe(channel)
         self._searches: SearchCoalescer[bytes, RankedHits] = SearchCoalescer(self._search)
+        self._replication = ReplicationClient(channel)
 
     @property
     def address(self) -> str:
         return self._address
 
-    async def _call(
-        self, method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
-    ) -> Resp:
-        try:
-            return await method(request, timeout=timeout_s, metadata=outgoing_metadata())
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-
     async def create_collection(
         self, config: CollectionConfig, timeout_s: float
     ) -> tuple[CollectionConfig, bool]:
         request = shard_pb2.ShardCreateCollectionRequest(config=config_to_proto(config))
-        reply: shard_pb2.ShardCreateCollectionResponse = await self._call(
+        reply: shard_pb2.ShardCreateCollectionResponse = await unary_call(
             self._stub.CreateCollection, request, timeout_s
         )
         return config_from_proto(reply.config), reply.created
 
     async def delete_collection(self, name: str, timeout_s: float) -> bool:
         request = shard_pb2.ShardDeleteCollectionRequest(name=name)
-        reply: shard_pb2.ShardDeleteCollectionResponse = await self._call(
+        reply: shard_pb2.ShardDeleteCollectionResponse = await unary_call(
             self._stub.DeleteCollection, request, timeout_s
         )
         return reply.deleted
 
     async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
-        reply: shard_pb2.ShardListCollectionsResponse = await self._call(
+        reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
             self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
         )
         return [
@@ -90,7 +78,7 @@ class GrpcShardClient:
         request = shard_pb2.ShardWriteRequest(
             collection=collection, writes=[write_to_proto(op) for op in writes]
         )
-        reply: shard_pb2.ShardWriteResponse = await self._call(self._stub.Write, request, timeout_s)
+        reply: shard_pb2.ShardWriteResponse = await unary_call(self._stub.Write, request, timeout_s)
         return WriteAck(reply.applied, reply.deleted)
 
     async def get(
@@ -99,7 +87,7 @@ class GrpcShardClient:
         request = shard_pb2.ShardGetRequest(
             collection=collection, ids=ids, include=include_to_proto(include)
         )
-        reply: shard_pb2.ShardGetResponse = await self._call(self._stub.Get, request, timeout_s)
+        reply: shard_pb2.ShardGetResponse = await unary_call(self._stub.Get, request, timeout_s)
         return list(reply.documents)
 
     async def search(
@@ -127,7 +115,7 @@ class GrpcShardClient:
     async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> list[RankedHits]:
         request = shard_pb2.ShardSearchRequest.FromString(key)
         request.queries_f32 = queries.astype("<f4", copy=False).tobytes()
-        reply: shard_pb2.ShardSearchResponse = await self._call(
+        reply: shard_pb2.ShardSearchResponse = await unary_call(
             self._stub.Search, request, timeout_s
         )
         # The results stay protobuf messages: the api layer copies them out as
@@ -136,7 +124,7 @@ class GrpcShardClient:
 
     async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
         request = shard_pb2.ShardCountRequest(collection=collection, filter=filter_to_proto(filter))
-        reply: shard_pb2.ShardCountResponse = await self._call(self._stub.Count, request, timeout_s)
+        reply: shard_pb2.ShardCountResponse = await unary_call(self._stub.Count, request, timeout_s)
         return reply.count
 
     async def scroll(
@@ -155,7 +143,7 @@ class GrpcShardClient:
             limit=limit,
             include=include_to_proto(include),
         )
-        reply: shard_pb2.ShardScrollResponse = await self._call(
+        reply: shard_pb2.ShardScrollResponse = await unary_call(
             self._stub.Scroll, request, timeout_s
         )
         return ScrollPage(list(reply.documents), reply.more)
@@ -164,22 +152,13 @@ class GrpcShardClient:
         return await self._health.check(timeout_s)
 
     async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
-        request = shard_pb2.ShardDigestRequest(collection=collection)
-        reply: shard_pb2.ShardDigestResponse = await self._call(
-            self._stub.Digest, request, timeout_s
-        )
-        return [PartitionDigest(p.partition, p.records, p.hash) for p in reply.partitions]
+        return await self._replication.digest(collection, timeout_s)
 
     async def list_versions(
         self, collection: str, partitions: Sequence[int], timeout_s: float
     ) -> dict[str, VersionState]:
-        request = shard_pb2.ShardListVersionsRequest(collection=collection, partitions=partitions)
-        reply: shard_pb2.ShardListVersionsResponse = await self._call(
-            self._stub.ListVersions, request, timeout_s
-        )
-        return {r.id: VersionState(r.version, r.deleted) for r in reply.records}
+        return await self._replication.list_versions(collection, partitions, timeout_s)
 
     async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
-        request = shard_pb2.ShardFetchRequest(collection=collection, ids=ids)
-        reply: shard_pb2.ShardFetchResponse = await self._call(self._stub.Fetch, request, timeout_s)
-        return [write_from_proto(record) for record in reply.records]
+        records = await self._replication.fetch(collection, ids, timeout_s)
+        return [write_from_proto(record) for record in records]

@@ -13,27 +13,16 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from shard.core.config import CollectionConfig, Metric
+from shard.core.config import CollectionConfig
 from shard.core.documents import Include, QueryHits, StoredDocument, WriteOp
+from shoal.convert import metric_from_proto, metric_to_proto
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.limits import MAX_METADATA_KEYS, MAX_TEXT_CHARS
 from shoal.v1 import common_pb2, shard_pb2
 
-_METRIC_FROM_PROTO = {
-    common_pb2.METRIC_UNSPECIFIED: Metric.COSINE,
-    common_pb2.METRIC_COSINE: Metric.COSINE,
-    common_pb2.METRIC_L2: Metric.L2,
-    common_pb2.METRIC_INNER_PRODUCT: Metric.INNER_PRODUCT,
-}
-_METRIC_TO_PROTO = {
-    Metric.COSINE: common_pb2.METRIC_COSINE,
-    Metric.L2: common_pb2.METRIC_L2,
-    Metric.INNER_PRODUCT: common_pb2.METRIC_INNER_PRODUCT,
-}
-
 
 def config_from_proto(config: common_pb2.CollectionConfig) -> CollectionConfig:
-    metric = _METRIC_FROM_PROTO.get(config.metric)
+    metric = metric_from_proto(config.metric)
     if metric is None:
         raise InvalidArgument(f"unknown metric {config.metric}; use cosine, l2 or inner product")
     return CollectionConfig(
@@ -52,7 +41,7 @@ def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
     return common_pb2.CollectionConfig(
         name=config.name,
         dimension=config.dimension,
-        metric=_METRIC_TO_PROTO[config.metric],
+        metric=metric_to_proto(config.metric),
         hnsw_m=config.hnsw_m,
         hnsw_ef_construction=config.hnsw_ef_construction,
         hnsw_ef=config.hnsw_ef,

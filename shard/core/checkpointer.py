@@ -6,11 +6,11 @@ request executor thread) because a save can take a while on a large index.
 """
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 
 from shard.core.collections import Collections
+from shard.core.periodic_thread import PeriodicThread
 from shoal.errors import NotFound
 
 log = logging.getLogger(__name__)
@@ -30,28 +30,23 @@ class Checkpointer:
     def __init__(self, collections: Collections, policy: CheckpointPolicy) -> None:
         self._collections = collections
         self._policy = policy
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PeriodicThread("checkpointer", self.run_once, policy.tick_s)
         # A collection whose checkpoint failed is retried after interval_s, not every tick.
         self._retry_after: dict[str, float] = {}
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
         """Stop after the checkpoint in progress, if any (the final ones are `close`'s job)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
 
     def run_once(self) -> int:
         """Checkpoint every collection that is due; return how many were written."""
         written = 0
         now = time.monotonic()
         for collection in self._collections.open_collections():
-            if self._stopping.is_set():
+            if self._loop.stopping:
                 break
             name = collection.config.name
             if now < self._retry_after.get(name, 0.0) or not collection.checkpoint_due(
@@ -67,7 +62,3 @@ class Checkpointer:
                 log.exception("checkpoint of collection %r failed", name)
                 self._retry_after[name] = now + self._policy.interval_s
         return written
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._policy.tick_s):
-            self.run_once()

@@ -25,7 +25,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from shard.core.config import CollectionConfig, Metric
+from shard.core.config import CollectionConfig
 from shard.core.digests import Entry, digest_entries, versions_in
 from shard.core.documents import (
     Include,
@@ -49,6 +49,7 @@ from shard.storage.document_store import DocumentStore
 from shard.storage.hnsw_index import HnswIndex, Labels, SearchIncomplete, exact_distances
 from shard.storage.layout import DB_DIR, INDEX_DIR
 from shard.storage.records import NO_LABEL, Record
+from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument, NotFound
 from shoal.limits import (
     MAX_BATCH_DOCUMENTS,

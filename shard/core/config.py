@@ -2,8 +2,8 @@
 
 import json
 from dataclasses import asdict, dataclass, replace
-from enum import StrEnum
 
+from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.limits import (
     DEFAULT_HNSW_EF,
@@ -15,14 +15,6 @@ from shoal.limits import (
     MAX_PARTITIONS,
     check_collection_name,
 )
-
-
-class Metric(StrEnum):
-    """Values are hnswlib's space names."""
-
-    COSINE = "cosine"
-    L2 = "l2"
-    INNER_PRODUCT = "ip"
 
 
 @dataclass(frozen=True)

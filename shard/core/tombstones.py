@@ -20,12 +20,12 @@ compare equal.
 """
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from shard.core.periodic_thread import PeriodicThread
 from shoal.errors import NotFound
 from shoal.replication import VERSION_MS_SHIFT
 
@@ -70,16 +70,14 @@ class TombstonePurger:
     ) -> None:
         self._collections = collections
         self._grace = grace
-        self._interval_s = interval_s
         self._record = record
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._loop = PeriodicThread("tombstone-purger", self.run_once, interval_s)
 
     def run_once(self) -> int:
         cutoff = self._grace.cutoff_version()
         purged = 0
         for collection in list(self._collections()):
-            if self._stopping.is_set():
+            if self._loop.stopping:
                 break
             try:
                 count = collection.purge_tombstones(cutoff)
@@ -96,15 +94,8 @@ class TombstonePurger:
         return purged
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="tombstone-purger", daemon=True)
-        self._thread.start()
+        self._loop.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stopping.wait(self._interval_s):
-            self.run_once()
+        """Stop after the purge in progress, if any."""
+        self._loop.stop()

@@ -21,7 +21,6 @@ from coordinator.clients.contracts import (
     Health,
     Include,
     Keyed,
-    Metric,
     RankedHits,
     ScrollPage,
     ShardCollection,
@@ -33,6 +32,7 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, DeadlineExceeded, NotFound, ShoalError
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records

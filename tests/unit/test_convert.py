@@ -5,10 +5,14 @@ from shoal.convert import (
     check_vector,
     metadata_from_proto,
     metadata_to_proto,
+    metric_from_proto,
+    metric_to_proto,
     vector_from_fields,
     vector_to_f32,
 )
+from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
+from shoal.v1 import common_pb2
 
 
 def test_metadata_round_trips_every_type() -> None:
@@ -49,3 +53,10 @@ def test_check_vector_names_the_problem() -> None:
     with pytest.raises(InvalidArgument, match="NaN or infinity"):
         check_vector(np.array([0, np.inf], np.float32), 2, "query")
     check_vector(np.ones(2, np.float32), 2, "fine")
+
+
+def test_every_metric_round_trips_and_unspecified_is_cosine() -> None:
+    for metric in Metric:
+        assert metric_from_proto(metric_to_proto(metric)) is metric
+    assert metric_from_proto(common_pb2.METRIC_UNSPECIFIED) is Metric.COSINE
+    assert metric_from_proto(7) is None  # type: ignore[arg-type]

@@ -5,11 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from coordinator.clients.contracts import CollectionConfig, Health, Metric
+from coordinator.clients.contracts import CollectionConfig, Health
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.replicas import Replica, ReplicaGroup
+from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline, run
 

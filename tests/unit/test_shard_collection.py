@@ -10,10 +10,11 @@ import pytest
 
 from shard.core.collection import Collection
 from shard.core.collections import Collections
-from shard.core.config import CollectionConfig, Metric
+from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.storage.hnsw_index import HnswIndex, SearchIncomplete
 from shard.storage.layout import DataDir
+from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound
 
 DIM = 8

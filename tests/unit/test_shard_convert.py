@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from shard.api import convert
-from shard.core.config import CollectionConfig, Metric
+from shard.core.config import CollectionConfig
 from shard.core.documents import QueryHits, StoredDocument
+from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2
 

@@ -14,13 +14,14 @@ from shard.core import collection as collection_module
 from shard.core import index_loading
 from shard.core.collection import MAX_SCROLL_LIMIT, Collection
 from shard.core.collections import Collections
-from shard.core.config import CollectionConfig, Metric
+from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.filters import AllOf, AnyOf, Condition, Filter, Not, Op, matches
 from shard.core.index_loading import LoadedIndex
 from shard.core.search_plan import Strategy
 from shard.storage.hnsw_index import HnswIndex, SearchIncomplete
 from shard.storage.layout import DataDir
+from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
 
 DIM = 8
