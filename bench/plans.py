@@ -41,7 +41,7 @@ class EmbedPlan:
     texts: int
     concurrency: int = 64
     batch: int = 64  # raw encode batch size and the embedder's --max-batch
-    max_wait_ms: float = 2.0
+    max_wait_ms: float = 10.0  # the embedder's default
 
 
 @dataclass(frozen=True)

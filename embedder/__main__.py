@@ -43,7 +43,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="texts the model encodes at once",
     )  # fmt: skip
     parser.add_argument(
-        "--max-wait-ms", type=non_negative_float, default=env("max-wait-ms", "2"),
+        "--max-wait-ms", type=non_negative_float, default=env("max-wait-ms", "10"),
         help="how long a text waits for others to fill a batch",
     )  # fmt: skip
     parser.add_argument(

