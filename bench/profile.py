@@ -30,7 +30,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     (r"hnswlib|HnswIndex\.(search|add|update)", "hnswlib"),
     (r"prometheus_client|shoal/metrics", "metrics"),
     (r"uuid|shoal/logs", "request ids, logging"),
-    (r"shoal/status|shoal/interceptors", "interceptors, error mapping"),
+    (r"shoal/status|shoal/handlers", "handler wrappers, error mapping"),
     (r"grpc/aio|grpc/_", "gRPC Python layer (calls to other services)"),
     (r"concurrent/futures|queue\.py|_worker", "thread-pool hand-off"),
     (r"threading\.py", "other threads (gRPC poller...)"),

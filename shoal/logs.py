@@ -42,7 +42,7 @@ _access_log = logging.getLogger("shoal.access")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 if TYPE_CHECKING:
-    from shoal.interceptors import Handler
+    from shoal.handlers import Handler
 
     MetadataLike = Iterable[tuple[str, str | bytes]]
 

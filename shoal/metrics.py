@@ -45,11 +45,11 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 #: Texts per encoded batch (the embedder's --max-batch is at most a few hundred).
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-#: Seconds a text waits for a batch to fill (--max-wait-ms is a few ms) or for the model.
+#: Seconds a text waits for a batch to fill (at most --max-wait-ms) or for the model.
 QUEUE_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 if TYPE_CHECKING:
-    from shoal.interceptors import Handler
+    from shoal.handlers import Handler
 
 
 class Metrics:
@@ -234,7 +234,7 @@ class Metrics:
     # --- RPCs --------------------------------------------------------------
 
     def measure(self, full_method: str, handler: Handler) -> Handler:
-        """The interceptor wrapper (shoal.interceptors): run it outside error mapping,
+        """The handler wrapper (shoal.handlers): run it outside error mapping,
         so it sees the status a domain error was turned into."""
         return _measured(self, full_method, handler)
 

@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from shoal.interceptors import wrap_servicer
+from shoal.handlers import wrap_servicer
 from shoal.logs import with_request_id
 from shoal.metrics import Metrics, serve_metrics
 from shoal.settings import ServerSettings

@@ -71,7 +71,7 @@ async def unary_call(
 
 
 if TYPE_CHECKING:
-    from shoal.interceptors import Handler
+    from shoal.handlers import Handler
 
 
 def with_error_mapping(method: str, handler: Handler) -> Handler:

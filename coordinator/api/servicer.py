@@ -1,7 +1,7 @@
 """ShoalService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's
-interceptor, so nothing here deals with status codes. Each call's deadline is
+Domain errors raised by the core become gRPC statuses in shoal.status's error
+mapping, so nothing here deals with status codes. Each call's deadline is
 the caller's, or a default when the caller set none.
 """
 

@@ -17,6 +17,7 @@ reach a shard, so one query cannot spoil the others).
 """
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Generic, TypeVar
 import numpy as np
 
 from coordinator.clients.contracts import Vector
-from shoal.errors import DeadlineExceeded, Internal
+from shoal.errors import DeadlineExceeded, Internal, Unavailable
 from shoal.limits import MAX_BATCH_QUERIES
 
 K = TypeVar("K", bound=Hashable)
@@ -41,6 +42,7 @@ class _Waiting(Generic[R]):
     queries: Vector
     future: "asyncio.Future[Sequence[R]]"
     deadline: float  # on the event loop's clock
+    context: contextvars.Context  # the caller's (its request id goes with the call)
 
 
 @dataclass(eq=False)
@@ -69,7 +71,9 @@ class SearchCoalescer(Generic[K, R]):
     async def search(self, key: K, queries: Vector, timeout_s: float) -> Sequence[R]:
         """One result per row of `queries`, from a call shared with others of the same key."""
         loop = asyncio.get_running_loop()
-        waiting: _Waiting[R] = _Waiting(queries, loop.create_future(), loop.time() + timeout_s)
+        waiting: _Waiting[R] = _Waiting(
+            queries, loop.create_future(), loop.time() + timeout_s, contextvars.copy_context()
+        )
         lane = self._lanes.setdefault(key, _Lane())
         lane.queue.append(waiting)
         if lane.in_flight < self._max_in_flight:
@@ -97,7 +101,9 @@ class SearchCoalescer(Generic[K, R]):
                 del self._lanes[key]
             return
         lane.in_flight += 1
-        call = asyncio.create_task(self._call(key, lane, batch))
+        # The call runs in its first caller's context, not in that of whoever
+        # dispatched it, so the shard logs a request id that is one of the batch's.
+        call = asyncio.create_task(self._call(key, lane, batch), context=batch[0].context)
         self._calls.add(call)
         call.add_done_callback(self._calls.discard)
 
@@ -106,18 +112,20 @@ class SearchCoalescer(Generic[K, R]):
             await self._answer(key, batch)
         finally:
             lane.in_flight -= 1
-            for waiting in batch:  # only if this call was cancelled
-                waiting.future.cancel()
+            for waiting in batch:  # answered already, unless this call was cancelled
+                if not waiting.future.done():
+                    waiting.future.set_exception(Unavailable("the search was cancelled"))
             self._dispatch(key, lane)
 
     async def _answer(self, key: K, batch: list[_Waiting[R]]) -> None:
-        queries = (
-            batch[0].queries
-            if len(batch) == 1
-            else np.concatenate([waiting.queries for waiting in batch])
-        )
-        timeout_s = max(waiting.deadline for waiting in batch) - asyncio.get_running_loop().time()
         try:
+            queries = (
+                batch[0].queries
+                if len(batch) == 1
+                else np.concatenate([waiting.queries for waiting in batch])
+            )
+            loop = asyncio.get_running_loop()
+            timeout_s = max(waiting.deadline for waiting in batch) - loop.time()
             results = await self._send(key, queries, timeout_s)
             if len(results) != len(queries):
                 raise Internal(f"the shard answered {len(results)} of {len(queries)} queries")

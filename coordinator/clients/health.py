@@ -5,6 +5,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2
 
 from coordinator.clients.contracts import Health
+from shoal.logs import outgoing_metadata
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 
@@ -22,7 +23,9 @@ class HealthProbe:
         """The server's overall health; UNREACHABLE when it does not answer."""
         try:
             reply: health_pb2.HealthCheckResponse = await self._check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
+                health_pb2.HealthCheckRequest(service=""),
+                timeout=timeout_s,
+                metadata=outgoing_metadata(),
             )
         except grpc.RpcError:
             return Health.UNREACHABLE

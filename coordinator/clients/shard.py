@@ -1,7 +1,7 @@
 """ShardService over gRPC: one client per replica, on a channel opened once.
 
-Searches go through a `SearchCoalescer`, so concurrent ones with the same
-parameters share a call.
+Searches that ask for no stored fields go through a `SearchCoalescer`, so
+concurrent ones with the same parameters share a call.
 """
 
 from collections.abc import Sequence
@@ -110,6 +110,10 @@ class GrpcShardClient:
             score_threshold=score_threshold,
         )
         key = parameters.SerializeToString(deterministic=True)
+        if include.vector or include.text or include.metadata:
+            # Answers with stored fields can be large: joined, they could pass the
+            # message size limit that each one alone stays under.
+            return await self._search(key, queries, timeout_s)
         return await self._searches.search(key, queries, timeout_s)
 
     async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> list[RankedHits]:

@@ -1,7 +1,7 @@
 """EmbedderService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's
-interceptor, so nothing here deals with status codes.
+Domain errors raised by the core become gRPC statuses in shoal.status's error
+mapping, so nothing here deals with status codes.
 """
 
 from typing import Any

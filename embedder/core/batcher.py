@@ -6,12 +6,13 @@ batcher queues texts from concurrent calls and hands the encoder up to
 already uses every core), and requests that arrive meanwhile pile up into the
 next batch, so batches grow by themselves under load.
 
-The next batch starts once as many texts are queued as the last batch held (or
-`max_batch`): the callers a batch answered tend to send their next texts right
-away, and under steady load waiting for them keeps the batches full. It waits
-at most `max_wait` after the oldest queued text arrived, or after the last
-batch finished if that was later, so a lone caller (last batch: one text) is
-served at once, and a drop in load costs at most `max_wait`.
+The next batch starts once as many requests are queued as the last batch
+answered (or `max_batch` texts): the callers a batch answered tend to send
+their next texts right away, and under steady load waiting for them keeps the
+batches full. It waits at most `max_wait` after the oldest queued text
+arrived, or after the last batch finished if that was later, and not at all
+for a text that arrives when the last batch is older than `max_wait`: a lone
+caller is served at once, and a drop in load costs at most `max_wait`.
 
 A request larger than `max_batch` is cut across consecutive batches and answered
 as one array. A failed batch fails only the requests with texts in it. A request
@@ -112,7 +113,7 @@ class DynamicBatcher:
         self._queued = 0  # texts in the queue, abandoned ones included until dropped
         self._arrived = asyncio.Event()
         self._last_batch_done = -math.inf  # on the event loop's clock
-        self._last_batch_size = 1
+        self._last_batch_requests = 1
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         #: Batches and texts encoded so far: their ratio is the mean batch size.
@@ -183,13 +184,13 @@ class DynamicBatcher:
                 log.exception("the embedding batcher failed; it keeps running")
 
     async def _wait_for_batch(self) -> None:
-        """Return once the last batch's size (at most max_batch) is queued, or
-        max_wait has passed since the oldest text arrived (or since the last batch
-        finished, if later)."""
+        """Return once max_batch texts or as many requests as the last batch answered
+        are queued, or max_wait has passed since the oldest text arrived (or since
+        the last batch finished, if later)."""
         loop = asyncio.get_running_loop()
         while True:
             self._drop_finished_head()
-            if self._queued >= min(self._max_batch, self._last_batch_size):
+            if self._queued >= self._max_batch or len(self._queue) >= self._expected():
                 return
             if self._queue:
                 since = max(self._queue[0].queued_at, self._last_batch_done)
@@ -203,6 +204,13 @@ class DynamicBatcher:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 return
+
+    def _expected(self) -> int:
+        """Requests worth waiting for: the last batch's callers, if it just finished."""
+        oldest = self._queue[0].queued_at if self._queue else math.inf
+        if oldest - self._last_batch_done > self._max_wait:
+            return 1
+        return self._last_batch_requests
 
     def _drop_finished_head(self) -> None:
         while self._queue and self._queue[0].request.finished:
@@ -256,7 +264,7 @@ class DynamicBatcher:
                 part.request.fail(Internal(ENCODE_FAILED))
             return
         self._last_batch_done = loop.time()
-        self._last_batch_size = len(texts)
+        self._last_batch_requests = len(batch)
         encode_seconds = self._last_batch_done - started
         log.debug("encoded %d texts in %.1f ms", len(texts), encode_seconds * 1000)
         if self._observer is not None:

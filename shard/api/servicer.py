@@ -4,10 +4,10 @@ Each handler runs whole (conversion included) on the sized executor, because
 hnswlib and RocksDB calls block and large requests make conversion costly too;
 the event loop only moves bytes. The exception is a small plain search, which
 costs less than the hop to the pool: it runs on the event loop when the index
-is free (`INLINE_QUERY_BYTES`). Writes to one collection queue here, on the
+is free (`INLINE_MAX_QUERIES`, `INLINE_MAX_EF`). Writes to one collection queue here, on the
 event loop, rather than in the pool: the core runs them one at a time anyway,
 and queued writers holding pool threads would starve searches. Domain errors
-raised here become gRPC statuses in shoal's ErrorInterceptor.
+raised here become gRPC statuses in shoal.status's error mapping.
 
 Until its first catch-up with its peers is over (see `anti_entropy`), the shard
 answers reads (Get, Search, Count, Scroll) with UNAVAILABLE, so the coordinator
@@ -27,26 +27,17 @@ from shard.api import convert, replication
 from shard.api.filters import filter_from_proto
 from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
-from shard.core.gate import GateBusy
+from shard.core.gate import WouldBlock
 from shard.core.tombstones import TombstoneGrace
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 R = TypeVar("R")
 Context = grpc.aio.ServicerContext[Any, Any]
 
-#: Unfiltered searches of at most this many query bytes that ask for no stored
-#: fields (one query, or a few small ones: tens to hundreds of µs in hnswlib) run
-#: on the event loop: a hop to the pool and back costs more than the search.
-INLINE_QUERY_BYTES = 8192
-
-
-def _runs_inline(request: shard_pb2.ShardSearchRequest) -> bool:
-    include = request.include
-    return (
-        len(request.queries_f32) <= INLINE_QUERY_BYTES
-        and not request.HasField("filter")
-        and not (include.vector or include.text or include.metadata)
-    )
+#: Searches this small (unfiltered, asking for no stored fields) run on the event
+#: loop: tens to hundreds of µs in hnswlib, less than a hop to the pool and back.
+INLINE_MAX_QUERIES = 4
+INLINE_MAX_EF = 256
 
 
 class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
@@ -129,10 +120,19 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardSearchRequest, context: Context
     ) -> shard_pb2.ShardSearchResponse:
         self._readiness.require()
-        if _runs_inline(request):
-            with contextlib.suppress(GateBusy):  # a write holds the index: wait in the pool
+        if self._runs_inline(request):
+            with contextlib.suppress(WouldBlock):  # a write holds the index, or it is slow
                 return self._search(request, wait=False)
         return await self._run(lambda: self._search(request))
+
+    def _runs_inline(self, request: shard_pb2.ShardSearchRequest) -> bool:
+        include = request.include
+        if request.HasField("filter") or include.vector or include.text or include.metadata:
+            return False
+        config = self._collections.get(request.collection).config
+        queries = len(request.queries_f32) // (4 * config.dimension)
+        ef = max(request.ef or config.hnsw_ef, request.k)
+        return queries <= INLINE_MAX_QUERIES and ef <= INLINE_MAX_EF
 
     def _search(
         self, request: shard_pb2.ShardSearchRequest, wait: bool = True
@@ -146,7 +146,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             convert.include_from_proto(request.include),
             filter_from_proto(request.filter),
             request.score_threshold if request.HasField("score_threshold") else None,
-            wait,
+            wait=wait,
         )
         response = shard_pb2.ShardSearchResponse()
         for hits in results:

@@ -37,7 +37,7 @@ from shard.core.documents import (
     no_metadata,
 )
 from shard.core.filters import Filter, matches, validate
-from shard.core.gate import IndexGate
+from shard.core.gate import IndexGate, WouldBlock
 from shard.core.index_loading import load_index, load_payloads, rebuild
 from shard.core.lifecycle import Lifecycle
 from shard.core.lww import newest_per_id, supersedes
@@ -388,6 +388,7 @@ class Collection:
         include: Include,
         root: Filter | None = None,
         score_threshold: float | None = None,
+        *,
         wait: bool = True,
     ) -> list[QueryHits]:
         """The k nearest live documents per query (matching `root`), best first, ties by id.
@@ -395,8 +396,8 @@ class Collection:
         `queries` holds n x dimension floats; ef 0 means the collection's default.
         Hits scoring below `score_threshold` are left out. With a filter, every
         query gets min(k, matching documents) hits (unless writes remove some meanwhile).
-        With `wait=False` an unfiltered search raises GateBusy instead of waiting
-        for a write to the index to finish.
+        With `wait=False` an unfiltered search raises WouldBlock instead of waiting
+        for a write to the index to finish or falling back to an exact scan.
         """
         dimension = self.config.dimension
         check_k(k)
@@ -419,7 +420,7 @@ class Collection:
                 # hnswlib searches with max(ef, k) itself, so requests that differ only in k
                 # share the gate.
                 with self._gate.read(ef or self.config.hnsw_ef, wait):
-                    neighbours = self._nearest(matrix, k)
+                    neighbours = self._nearest(matrix, k, wait)
             else:
                 neighbours = self._nearest_filtered(matrix, k, ef or self.config.hnsw_ef, root)
             hits = self._ranked(neighbours, score_threshold)
@@ -427,7 +428,7 @@ class Collection:
                 hits = self._with_documents(hits, include)
         return hits
 
-    def _nearest(self, queries: npt.NDArray[np.float32], k: int) -> _Neighbours:
+    def _nearest(self, queries: npt.NDArray[np.float32], k: int, wait: bool) -> _Neighbours:
         """The k nearest per query; runs inside the read gate."""
         live = len(self._labels)
         if live == 0:
@@ -437,6 +438,8 @@ class Collection:
             labels, distances = self._index.search(queries, k)
         except SearchIncomplete as error:
             # Too few reachable live elements (e.g. after many deletions): answer exactly.
+            if not wait:
+                raise WouldBlock from error
             log.info("collection %r: exact search fallback (%s)", self.config.name, error)
             live_labels = np.fromiter(self._ids, dtype=np.uint64, count=len(self._ids))
             labels, distances = self._index.exact_search(queries, live_labels, k)

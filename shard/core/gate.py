@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 
-class GateBusy(Exception):
-    """The gate cannot admit a reader that asked not to wait."""
+class WouldBlock(Exception):
+    """A caller that must not block (`wait=False`) would have to wait, or do slow work."""
 
 
 @dataclass(eq=False)
@@ -78,7 +78,7 @@ class IndexGate:
                 self._admit(ticket)
                 return
             if not wait:
-                raise GateBusy
+                raise WouldBlock
             self._queue.append(ticket)
             while not (self._queue[0] is ticket and self._fits(ticket)):
                 self._cond.wait()
@@ -99,7 +99,7 @@ class IndexGate:
     def read(self, ef: int | None, wait: bool = True) -> Iterator[None]:
         """Share the index with other readers, with the index's ef set to `ef`.
 
-        With `wait=False`, raises GateBusy rather than wait to be admitted
+        With `wait=False`, raises WouldBlock rather than wait to be admitted
         (for callers on an event loop, which must not block).
         """
         ticket = _Ticket(write=False, ef=ef)

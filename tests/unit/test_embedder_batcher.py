@@ -126,7 +126,7 @@ def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor)
     assert encoder.sizes == [1, 5]
 
 
-def test_the_next_batch_waits_for_as_many_texts_as_the_last_one_held(
+def test_the_next_batch_waits_for_as_many_requests_as_the_last_one_answered(
     executor: ThreadPoolExecutor,
 ) -> None:
     encoder = RecordingEncoder()

@@ -13,7 +13,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from shoal.interceptors import wrap_handler
+from shoal.handlers import wrap_handler
 from shoal.logs import (
     REQUEST_ID_KEY,
     JsonFormatter,

@@ -11,7 +11,7 @@ import prometheus_client
 import pytest
 
 from shoal import errors
-from shoal.interceptors import wrap_handler
+from shoal.handlers import wrap_handler
 from shoal.metrics import Metrics, serve_metrics, split_method
 from shoal.status import with_error_mapping
 

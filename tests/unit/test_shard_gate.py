@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 
 import pytest
 
-from shard.core.gate import IndexGate
+from shard.core.gate import IndexGate, WouldBlock
 from shoal.wait import wait_for
 
 TIMEOUT = 10.0
@@ -129,4 +129,17 @@ def test_the_gate_is_released_when_the_body_raises(gate: IndexGate) -> None:
     with pytest.raises(RuntimeError), gate.write():
         raise RuntimeError("boom")
     with gate.read(64):
+        assert gate.readers == 1
+
+
+def test_a_reader_that_must_not_wait_is_refused_instead(gate: IndexGate) -> None:
+    with gate.read(64, wait=False):  # a free gate admits it
+        assert gate.readers == 1
+    writer = Holder(gate.write, [], "writer").start()
+    assert writer.inside.wait(TIMEOUT)
+    with pytest.raises(WouldBlock), gate.read(64, wait=False):
+        pass
+    assert gate.waiting == 0  # it did not queue
+    writer.finish()
+    with gate.read(64, wait=False):
         assert gate.readers == 1
