@@ -29,6 +29,7 @@ from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
 from shard.core.gate import WouldBlock
 from shard.core.tombstones import TombstoneGrace
+from shoal.logs import with_request_context
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 R = TypeVar("R")
@@ -55,7 +56,9 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         self._grace = grace or TombstoneGrace()
 
     async def _run(self, work: Callable[[], R]) -> R:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        # In the caller's context, so log lines in the pool keep the request id.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, with_request_context(work))
 
     async def CreateCollection(
         self, request: shard_pb2.ShardCreateCollectionRequest, context: Context
