@@ -6,13 +6,12 @@ batcher queues texts from concurrent calls and hands the encoder up to
 already uses every core), and requests that arrive meanwhile pile up into the
 next batch, so batches grow by themselves under load.
 
-The next batch starts once as many requests are queued as the last batch
-answered (or `max_batch` texts): the callers a batch answered tend to send
-their next texts right away, and under steady load waiting for them keeps the
-batches full. It waits at most `max_wait` after the oldest queued text
-arrived, or after the last batch finished if that was later, and not at all
-for a text that arrives when the last batch is older than `max_wait`: a lone
-caller is served at once, and a drop in load costs at most `max_wait`.
+Right after a batch that answered several callers, the next one waits for a
+full batch (`max_batch` texts), at most `max_wait` after that batch finished or
+after its oldest text arrived, whichever is later: the callers just answered
+tend to send their next texts at once, and waiting for them keeps batches full
+under steady load. Otherwise (after a lone caller's batch, or when the last
+batch is older than `max_wait`) texts go at once, so a lone caller never waits.
 
 A request larger than `max_batch` is cut across consecutive batches and answered
 as one array. A failed batch fails only the requests with texts in it. A request
@@ -184,8 +183,8 @@ class DynamicBatcher:
                 log.exception("the embedding batcher failed; it keeps running")
 
     async def _wait_for_batch(self) -> None:
-        """Return once max_batch texts or as many requests as the last batch answered
-        are queued, or max_wait has passed since the oldest text arrived (or since
+        """Return once max_batch texts are queued, or as many requests as are worth
+        waiting for, or max_wait has passed since the oldest text arrived (or since
         the last batch finished, if later)."""
         loop = asyncio.get_running_loop()
         while True:
@@ -206,11 +205,12 @@ class DynamicBatcher:
                 return
 
     def _expected(self) -> int:
-        """Requests worth waiting for: the last batch's callers, if it just finished."""
+        """Requests worth waiting for: a full batch right after a batch of several
+        callers, else just the first."""
         oldest = self._queue[0].queued_at if self._queue else math.inf
-        if oldest - self._last_batch_done > self._max_wait:
-            return 1
-        return self._last_batch_requests
+        if self._last_batch_requests > 1 and oldest - self._last_batch_done <= self._max_wait:
+            return self._max_batch
+        return 1
 
     def _drop_finished_head(self) -> None:
         while self._queue and self._queue[0].request.finished:

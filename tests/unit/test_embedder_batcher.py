@@ -126,7 +126,7 @@ def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor)
     assert encoder.sizes == [1, 5]
 
 
-def test_the_next_batch_waits_for_as_many_requests_as_the_last_one_answered(
+def test_after_a_batch_of_several_callers_the_next_batch_waits_to_fill(
     executor: ThreadPoolExecutor,
 ) -> None:
     encoder = RecordingEncoder()
@@ -136,16 +136,16 @@ def test_the_next_batch_waits_for_as_many_requests_as_the_last_one_answered(
         await batcher.embed(["alone"])
         await asyncio.gather(*(batcher.embed([f"first {i}"]) for i in range(4)))
         assert encoder.sizes == [1, 4]
-        later = [asyncio.create_task(batcher.embed([f"later {i}"])) for i in range(3)]
+        later = [asyncio.create_task(batcher.embed([f"later {i}"])) for i in range(7)]
         for _ in range(10):
             await asyncio.sleep(0)
-        assert encoder.sizes == [1, 4], "three texts went out before the fourth came"
-        later.append(asyncio.create_task(batcher.embed(["later 3"])))
+        assert encoder.sizes == [1, 4], "seven texts went out before the batch was full"
+        later.append(asyncio.create_task(batcher.embed(["later 7"])))
         for i, task in enumerate(later):
             np.testing.assert_array_equal(await task, expected([f"later {i}"]))
 
     run_with(encoder, executor, scenario, max_batch=8)
-    assert encoder.sizes == [1, 4, 4]
+    assert encoder.sizes == [1, 4, 8]
 
 
 def test_a_large_request_is_split_and_answered_as_one(executor: ThreadPoolExecutor) -> None:
