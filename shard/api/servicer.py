@@ -4,9 +4,10 @@ Each handler runs whole (conversion included) on the sized executor, because
 hnswlib and RocksDB calls block and large requests make conversion costly too;
 the event loop only moves bytes. The exception is a small plain search, which
 costs less than the hop to the pool: it runs on the event loop when the index
-is free (`INLINE_MAX_QUERIES`, `INLINE_MAX_EF`). Writes to one collection queue here, on the
-event loop, rather than in the pool: the core runs them one at a time anyway,
-and queued writers holding pool threads would starve searches. Domain errors
+is free (`INLINE_MAX_QUERIES`, `INLINE_MAX_EF`). Writes to one collection
+queue here, on the event loop, rather than in the pool: the core runs them one
+at a time anyway, and queued writers holding pool threads would starve
+searches. Domain errors
 raised here become gRPC statuses in shoal.status's error mapping.
 
 Until its first catch-up with its peers is over (see `anti_entropy`), the shard
