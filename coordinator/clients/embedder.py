@@ -2,7 +2,6 @@
 
 from collections.abc import Sequence
 
-import grpc
 import grpc.aio
 import numpy as np
 

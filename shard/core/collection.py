@@ -46,7 +46,13 @@ from shard.core.payload_index import PayloadIndex
 from shard.core.search_plan import SearchPlan, Strategy, plan
 from shard.storage import checkpoints, records
 from shard.storage.document_store import DocumentStore
-from shard.storage.hnsw_index import HnswIndex, Labels, SearchIncomplete, exact_distances
+from shard.storage.hnsw_index import (
+    HnswIndex,
+    Labels,
+    SearchIncomplete,
+    exact_distances,
+    nearest_k,
+)
 from shard.storage.layout import DB_DIR, INDEX_DIR
 from shard.storage.records import NO_LABEL, Record
 from shoal.distance_metric import Metric
@@ -541,12 +547,11 @@ class Collection:
             distances = exact_distances(space, queries, vectors.reshape(len(found), -1))
             rows = np.broadcast_to(np.arange(len(found)) + len(best_ids), distances.shape)
             best_ids.extend(doc_id for doc_id, _ in found)
-            best = np.concatenate([best, distances], axis=1)
-            best_rows = np.concatenate([best_rows, rows], axis=1)
-            if best.shape[1] > k:
-                keep = np.argpartition(best, k - 1, axis=1)[:, :k]
-                best = np.take_along_axis(best, keep, axis=1)
-                best_rows = np.take_along_axis(best_rows, keep, axis=1)
+            best_rows, best = nearest_k(
+                np.concatenate([best_rows, rows], axis=1),
+                np.concatenate([best, distances], axis=1),
+                k,
+            )
         return _Neighbours([[best_ids[row] for row in rows] for rows in best_rows.tolist()], best)
 
     def scroll(

@@ -1,6 +1,6 @@
 """Domain values that cross the api/core boundary: writes, stored documents, hits."""
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 #: Reads the metadata out of a payload. The payload's encoding belongs to the api
@@ -79,6 +79,4 @@ class QueryHits:
         return Hit(self.ids[position], self.scores[position], self.distances[position], document)
 
     def __iter__(self) -> Iterator[Hit]:
-        documents: Sequence[StoredDocument | None] = self.documents or [None] * len(self.ids)
-        for hit in zip(self.ids, self.scores, self.distances, documents, strict=True):
-            yield Hit(*hit)
+        return (self[position] for position in range(len(self.ids)))

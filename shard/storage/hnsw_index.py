@@ -7,6 +7,7 @@ give 1 - similarity, l2 gives the squared Euclidean distance.
 """
 
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -46,6 +47,17 @@ def _unit(vectors: Vectors) -> Vectors:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     unit: Vectors = (vectors / np.maximum(norms, np.float32(1e-30))).astype(np.float32)
     return unit
+
+
+def nearest_k(
+    keys: npt.NDArray[Any], distances: Distances, k: int
+) -> tuple[npt.NDArray[Any], Distances]:
+    """Per row, the k smallest `distances` (in no order) and their `keys` (same shape);
+    rows of at most k are returned whole. One step of an exact search done in chunks."""
+    if distances.shape[1] <= k:
+        return keys, distances
+    keep = np.argpartition(distances, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(keys, keep, axis=1), np.take_along_axis(distances, keep, axis=1)
 
 
 class SearchIncomplete(Exception):
@@ -162,12 +174,11 @@ class HnswIndex:
             chunk = live[start : start + EXACT_CHUNK]
             distances = self._distances(queries, self.vectors(chunk))
             labels = np.broadcast_to(chunk, distances.shape)
-            best_labels = np.concatenate([best_labels, labels], axis=1)
-            best_distances = np.concatenate([best_distances, distances], axis=1)
-            if best_distances.shape[1] > k:
-                keep = np.argpartition(best_distances, k - 1, axis=1)[:, :k]
-                best_labels = np.take_along_axis(best_labels, keep, axis=1)
-                best_distances = np.take_along_axis(best_distances, keep, axis=1)
+            best_labels, best_distances = nearest_k(
+                np.concatenate([best_labels, labels], axis=1),
+                np.concatenate([best_distances, distances], axis=1),
+                k,
+            )
         order = np.argsort(best_distances, axis=1, kind="stable")[:, :k]
         return (
             np.take_along_axis(best_labels, order, axis=1),
