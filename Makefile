@@ -4,10 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/shoal/v1/*.proto)
+# etcd's v3 API, copied by proto/import_etcd_protos.py (docs/etcd.md).
+ETCD_PROTOS := $(wildcard proto/shoal/etcdpb/*.proto)
 # protoc finds the mypy plugins on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install run test test-fast lint proto proto-check bench bench-full bench-1m ghz loadtest clean
+.PHONY: install etcd run test test-fast lint proto proto-check bench bench-full bench-1m ghz loadtest clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,18 +19,26 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[embedder,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) etcd
+
+# The cluster metadata store: Debian's etcd-server (3.4.23) when etcd is missing.
+etcd:
+	@command -v etcd >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update && apt-get install -y etcd-server; \
+	  elif sudo -n true 2>/dev/null; then sudo apt-get update && sudo apt-get install -y etcd-server; \
+	  else echo "etcd is not installed and this is not root: run 'apt-get install -y etcd-server'" \
+	    "as root (Debian/Ubuntu), or put an etcd 3.4.22+ or 3.5.6+ binary on PATH"; exit 1; fi; }
 
 # Start a local cluster (embedder, 2 shard groups x 2 replicas, coordinator)
 # with a demo collection loaded; Ctrl-C stops it.
-run: $(STAMP)
+run: $(STAMP) etcd
 	HF_HUB_OFFLINE=1 $(VENV)/bin/shoal up --demo
 
-test: $(STAMP) proto-check lint
+test: $(STAMP) etcd proto-check lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
 
 # Skip the tests that load the real model.
-test-fast: $(STAMP)
+test-fast: $(STAMP) etcd
 	$(PY) -m pytest tests -m 'not model'
 
 lint: $(STAMP)
@@ -40,7 +50,7 @@ proto: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto \
 	  --python_out=. --grpc_python_out=. \
 	  --mypy_out=. --mypy_grpc_out=. \
-	  $(PROTOS)
+	  $(PROTOS) $(ETCD_PROTOS)
 
 # Fails when the committed generated code differs from what the protos give.
 proto-check: $(STAMP)
@@ -48,9 +58,11 @@ proto-check: $(STAMP)
 	$(PY) -m grpc_tools.protoc -Iproto \
 	  --python_out=.proto-check --grpc_python_out=.proto-check \
 	  --mypy_out=.proto-check --mypy_grpc_out=.proto-check \
-	  $(PROTOS)
-	diff -r -x __init__.py -x __pycache__ .proto-check/shoal/v1 shoal/v1 \
-	  || (echo "generated code is stale: run 'make proto'"; exit 1)
+	  $(PROTOS) $(ETCD_PROTOS)
+	for dir in v1 etcdpb; do \
+	  diff -r -x __init__.py -x __pycache__ .proto-check/shoal/$$dir shoal/$$dir \
+	    || { echo "generated code is stale: run 'make proto'"; exit 1; }; \
+	done
 	rm -rf .proto-check
 
 # Benchmarks (bench/README.md): rewrite their section of docs/benchmarks.md and
