@@ -12,6 +12,9 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
 from coordinator.settings import Settings, parse_args
+from shoal.catalog import CatalogFollower
+from shoal.etcd_catalog import EtcdCatalog
+from shoal.etcd_client import EtcdClient
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
@@ -31,6 +34,8 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         raise SystemExit(str(error)) from error
     channels = {address: open_channel(address) for address in topology.addresses}
     embedder_channel = open_channel(settings.embedder)
+    etcd = EtcdClient(settings.etcd) if settings.etcd else None
+    follower = CatalogFollower(EtcdCatalog(etcd)) if etcd is not None else None
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }
@@ -45,6 +50,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         hint_limits=HintLimits(
             max_writes=settings.hint_max_writes, max_age_s=settings.hint_max_age_s
         ),
+        catalog_follower=follower,
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -57,12 +63,18 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 
     async def start() -> None:
         core.hint_replayer.start()
+        if follower is not None:
+            follower.start()
 
     async def stop() -> None:
+        if follower is not None:
+            await follower.stop()
         await core.hint_replayer.stop()
         await core.background.drain(DRAIN_SECONDS)
         for channel in [*channels.values(), embedder_channel]:
             await channel.close()
+        if etcd is not None:
+            await etcd.close()
 
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,

@@ -10,6 +10,7 @@ from shard.api.convert import metadata_from_payload
 from shard.api.peers import GrpcPeer
 from shard.api.servicer import ShardServicer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
+from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
 from shard.core.local_replica import CollectionsReplica
@@ -18,6 +19,10 @@ from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
+from shoal.catalog import CatalogFollower
+from shoal.errors import Unavailable
+from shoal.etcd_catalog import EtcdCatalog
+from shoal.etcd_client import EtcdClient
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
@@ -72,7 +77,9 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         PeerDirectory(settings.topology, advertised(settings)).peers,
         connect,
         AntiEntropySettings(
-            interval_s=settings.anti_entropy_interval_s, first_wait_s=settings.catch_up_wait_s
+            interval_s=settings.anti_entropy_interval_s,
+            first_wait_s=settings.catch_up_wait_s,
+            learn_collections=not settings.etcd,
         ),
         readiness,
         metrics.record_catch_up,
@@ -83,6 +90,12 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         settings.tombstone_purge_interval_s,
         metrics.record_purge,
     )
+
+    etcd = EtcdClient(settings.etcd) if settings.etcd else None
+    follower: CatalogFollower | None = None
+    if etcd is not None:
+        catalog = EtcdCatalog(etcd)
+        follower = CatalogFollower(catalog, [CatalogSync(collections, catalog, executor)])
 
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
@@ -97,6 +110,14 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         }
         log.info("%s", json.dumps(details))
         checkpointer.start()
+        if follower is not None:
+            # Collections created or dropped while this replica was down are made
+            # right before it catches up documents; without etcd it serves what it has.
+            follower.start()
+            try:
+                await follower.wait_synced(settings.catch_up_wait_s)
+            except Unavailable as error:
+                log.warning("%s; serving the collections held here", error)
         # Health stays NOT_SERVING and reads UNAVAILABLE until this is over; writes
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()
@@ -105,6 +126,10 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         sizes.start()
 
     async def stop() -> None:
+        if follower is not None:
+            await follower.stop()
+        if etcd is not None:
+            await etcd.close()
         await sizes.stop()
         await anti_entropy.stop()
         for peer in peers:

@@ -65,8 +65,9 @@ class CatalogStore(Protocol):
         compares settings)."""
         ...
 
-    async def drop(self, name: str) -> CatalogEntry | None:
-        """Mark the live entry dropped; the dropped entry, or None if none was live."""
+    async def drop(self, name: str) -> "CatalogChange | None":
+        """Mark the live entry dropped; the change (the dropped entry at the drop's
+        revision), or None if none was live."""
         ...
 
     async def register(self, name: str, settings: Settings, incarnation: int) -> CatalogEntry:
@@ -90,7 +91,20 @@ class CatalogView:
     """The latest catalog a `CatalogFollower` has seen."""
 
     entries: dict[str, CatalogEntry] = field(default_factory=dict)
-    revision: int = 0
+    revision: int = 0  # the watch's position
+    #: Per name, the store revision its entry is as of.
+    revisions: dict[str, int] = field(default_factory=dict)
+
+    def update(self, change: "CatalogChange") -> bool:
+        """Take `change` unless the entry held is as new; whether it was taken."""
+        if change.revision <= self.revisions.get(change.name, 0):
+            return False
+        self.revisions[change.name] = change.revision
+        if change.entry is None:
+            self.entries.pop(change.name, None)
+        else:
+            self.entries[change.name] = change.entry
+        return True
 
     def live(self, name: str) -> CatalogEntry | None:
         entry = self.entries.get(name)
@@ -152,22 +166,27 @@ class CatalogFollower:
         listing = await self.store.listing()
         if listing.revision < self.view.revision:
             return  # an older answer than what the watch already gave
-        self.view = CatalogView(dict(listing.entries), listing.revision)
-        self._synced.set()
+        self.view = CatalogView(
+            dict(listing.entries),
+            listing.revision,
+            {name: listing.revision for name in listing.entries},
+        )
         for listener in self._listeners:
             await listener(self.view, None)
+        self._synced.set()  # only now: a shard waits for its collections to match
 
     async def apply(self, changes: list[CatalogChange]) -> None:
+        """Changes from the watch, in revision order."""
         for change in changes:
-            if change.revision <= self.view.revision:
-                continue
-            if change.entry is None:
-                self.view.entries.pop(change.name, None)
-            else:
-                self.view.entries[change.name] = change.entry
-            self.view.revision = change.revision
+            self.view.update(change)
+            self.view.revision = max(self.view.revision, change.revision)
         for listener in self._listeners:
             await listener(self.view, changes)
+
+    def note(self, change: CatalogChange) -> None:
+        """A change this process made itself: seen at once, before the watch
+        brings it (which then changes nothing)."""
+        self.view.update(change)
 
     async def _run(self) -> None:
         backoff = self._retry_s

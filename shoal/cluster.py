@@ -19,6 +19,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
+from shoal.etcd_server import EtcdCluster
 from shoal.wait import wait_for
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class ClusterSpec:
     metrics_port_base: int = 0
     # More flags for every shard (e.g. a shorter --anti-entropy-interval-s in tests).
     shard_args: tuple[str, ...] = ()
+    # Members of the etcd (the collection catalog) started under ROOT/etcd; 0: none.
+    etcd_members: int = 1
 
 
 class LocalCluster:
@@ -191,6 +194,12 @@ class LocalCluster:
             [self._shard(group, replica) for replica in range(self.spec.replicas)]
             for group in range(self.spec.groups)
         ]
+        self.etcd = (
+            EtcdCluster(root / "etcd", self.spec.etcd_members) if self.spec.etcd_members else None
+        )
+        if self.etcd is not None:
+            for service in [self.coordinator, *self.all_shards]:
+                service.args = [*service.args, "--etcd", self.etcd.endpoints_flag]
 
     @property
     def topology_path(self) -> Path:
@@ -235,6 +244,8 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         backends = [self.embedder, *self.all_shards]
         try:
+            if self.etcd is not None:
+                self.etcd.start()
             for service in backends:
                 service.start()
             for service in backends:
@@ -251,6 +262,8 @@ class LocalCluster:
         """Stop the coordinator first, so no write is cut off half-way."""
         for service in [self.coordinator, *self.all_shards, self.embedder]:
             service.stop()
+        if self.etcd is not None:
+            self.etcd.stop()
 
     def __enter__(self) -> "LocalCluster":
         self.start()

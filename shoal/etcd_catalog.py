@@ -93,7 +93,7 @@ class EtcdCatalog:
                 return CatalogEntry(name, dict(settings), reply.header.revision), True
         raise Unavailable(f"collection {name!r}: the catalog kept changing; retry the create")
 
-    async def drop(self, name: str) -> CatalogEntry | None:
+    async def drop(self, name: str) -> CatalogChange | None:
         key = key_of(name)
         for _ in range(MAX_ATTEMPTS):
             kv = await self._current(key)
@@ -109,7 +109,8 @@ class EtcdCatalog:
                 )
             )
             if reply.succeeded:
-                return CatalogEntry(name, entry.settings, entry.incarnation, dropped=True)
+                dropped = CatalogEntry(name, entry.settings, entry.incarnation, dropped=True)
+                return CatalogChange(name, dropped, reply.header.revision)
         raise Unavailable(f"collection {name!r}: the catalog kept changing; retry the delete")
 
     async def register(self, name: str, settings: Settings, incarnation: int) -> CatalogEntry:

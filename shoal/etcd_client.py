@@ -14,8 +14,8 @@ backoff) but fail with `Unavailable` when none answers within their timeout.
 
 import asyncio
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
@@ -25,6 +25,12 @@ from shoal.etcdpb import kv_pb2, rpc_pb2, rpc_pb2_grpc
 
 #: The default deadline of one call to etcd.
 CALL_TIMEOUT_S = 5.0
+
+#: Pauses between tries of a call etcd could not serve just then.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 0.5
+
+R = TypeVar("R")
 
 #: A member that comes back is reconnected to within a second.
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -104,44 +110,40 @@ class EtcdClient:
 
     # -- keys -------------------------------------------------------------------
 
+    async def _call(self, method: Callable[..., Awaitable[R]], request: object, what: str) -> R:
+        """One call, tried again while etcd says it is briefly unable (a leader
+        election after a member is lost, a member restarting) until the timeout.
+
+        A retried transaction may have been applied the first time; Shoal's are
+        guarded by compares on the key's revision, so a repeat changes nothing."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        pause = RETRY_FIRST_S
+        while True:
+            left = deadline - loop.time()
+            try:
+                return await method(request, timeout=max(left, 0.01), wait_for_ready=True)
+            except grpc.RpcError as error:
+                failure = _unavailable(error, what)
+                if not isinstance(failure, Unavailable) or loop.time() + pause >= deadline:
+                    raise failure from None
+            await asyncio.sleep(pause)
+            pause = min(RETRY_MAX_S, pause * 2)
+
     async def range(self, key: bytes, prefix: bool = False) -> rpc_pb2.RangeResponse:
         request = rpc_pb2.RangeRequest(key=key, range_end=prefix_end(key) if prefix else b"")
-        try:
-            reply: rpc_pb2.RangeResponse = await self._kv.Range(
-                request, timeout=self.timeout_s, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "range") from None
-        return reply
+        return await self._call(self._kv.Range, request, "range")
 
     async def txn(self, request: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        try:
-            reply: rpc_pb2.TxnResponse = await self._kv.Txn(
-                request, timeout=self.timeout_s, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "transaction") from None
-        return reply
+        return await self._call(self._kv.Txn, request, "transaction")
 
     async def put(self, key: bytes, value: bytes, lease: int = 0) -> rpc_pb2.PutResponse:
-        try:
-            reply: rpc_pb2.PutResponse = await self._kv.Put(
-                rpc_pb2.PutRequest(key=key, value=value, lease=lease),
-                timeout=self.timeout_s,
-                wait_for_ready=True,
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "put") from None
-        return reply
+        request = rpc_pb2.PutRequest(key=key, value=value, lease=lease)
+        return await self._call(self._kv.Put, request, "put")
 
     async def delete(self, key: bytes) -> rpc_pb2.DeleteRangeResponse:
-        try:
-            reply: rpc_pb2.DeleteRangeResponse = await self._kv.DeleteRange(
-                rpc_pb2.DeleteRangeRequest(key=key), timeout=self.timeout_s, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "delete") from None
-        return reply
+        request = rpc_pb2.DeleteRangeRequest(key=key)
+        return await self._call(self._kv.DeleteRange, request, "delete")
 
     # -- watches ----------------------------------------------------------------
 
@@ -176,23 +178,15 @@ class EtcdClient:
     # -- leases -----------------------------------------------------------------
 
     async def grant(self, ttl_s: int) -> int:
-        try:
-            reply: rpc_pb2.LeaseGrantResponse = await self._lease.LeaseGrant(
-                rpc_pb2.LeaseGrantRequest(TTL=ttl_s), timeout=self.timeout_s, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "lease grant") from None
+        reply: rpc_pb2.LeaseGrantResponse = await self._call(
+            self._lease.LeaseGrant, rpc_pb2.LeaseGrantRequest(TTL=ttl_s), "lease grant"
+        )
         if reply.error:
             raise EtcdError(f"etcd lease grant failed: {reply.error}")
         return int(reply.ID)
 
     async def revoke(self, lease: int) -> None:
-        try:
-            await self._lease.LeaseRevoke(
-                rpc_pb2.LeaseRevokeRequest(ID=lease), timeout=self.timeout_s, wait_for_ready=True
-            )
-        except grpc.RpcError as error:
-            raise _unavailable(error, "lease revoke") from None
+        await self._call(self._lease.LeaseRevoke, rpc_pb2.LeaseRevokeRequest(ID=lease), "revoke")
 
     async def keep_alive(self, lease: int, every_s: float) -> None:
         """Keep `lease` alive until cancelled. Returns when the lease has expired

@@ -8,7 +8,7 @@ its `/health` endpoint says the cluster has a leader.
 
 etcd 3.4.22+ or 3.5.6+ is required (3.5.0-3.5.5 can lose writes on a crash,
 etcd-io/etcd#13766): Debian's `etcd-server` (3.4.23), which `make install`
-installs, is the reference. SHOAL_ETCD names another binary.
+installs, is the reference. SHOAL_ETCD_BINARY names another binary.
 """
 
 import json
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "etcd is not installed: run 'make install' (it installs Debian's etcd-server 3.4.23),"
-    " or 'apt-get install -y etcd-server' as root, or set SHOAL_ETCD to an etcd 3.4.22+"
+    " or 'apt-get install -y etcd-server' as root, or set SHOAL_ETCD_BINARY to an etcd 3.4.22+"
     " or 3.5.6+ binary"
 )
 
@@ -40,8 +40,8 @@ class EtcdFailed(RuntimeError):
 
 
 def etcd_binary() -> str:
-    """The etcd to run: $SHOAL_ETCD, else `etcd` on PATH."""
-    configured = os.environ.get("SHOAL_ETCD")
+    """The etcd to run: $SHOAL_ETCD_BINARY, else `etcd` on PATH."""
+    configured = os.environ.get("SHOAL_ETCD_BINARY")
     if configured:
         return configured
     found = shutil.which("etcd")

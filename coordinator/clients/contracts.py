@@ -51,6 +51,8 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    #: The catalog's id of this collection, new on every create (0: no catalog).
+    incarnation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,18 +143,22 @@ class ShardClient(Protocol):
     async def create_collection(
         self, config: CollectionConfig, timeout_s: float
     ) -> tuple[CollectionConfig, bool]:
-        """The replica's config and whether this call created the collection."""
+        """The replica's config and whether this call created the collection (of
+        `config.incarnation`, when not 0)."""
         ...
 
-    async def delete_collection(self, name: str, timeout_s: float) -> bool:
-        """Whether the replica held the collection."""
+    async def delete_collection(self, name: str, timeout_s: float, incarnation: int = 0) -> bool:
+        """Whether the replica held the collection (an incarnation up to `incarnation`)."""
         ...
 
     async def list_collections(self, timeout_s: float) -> list[ShardCollection]: ...
 
     async def write(
-        self, collection: str, writes: Sequence[WriteOp], timeout_s: float
-    ) -> WriteAck: ...
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+    ) -> WriteAck:
+        """With `incarnation` (not 0) the replica applies the writes only to that
+        incarnation of the collection: NotFound when it was dropped."""
+        ...
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float

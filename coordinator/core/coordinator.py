@@ -20,6 +20,7 @@ from coordinator.core.reads import Reader
 from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
+from shoal.catalog import CatalogFollower
 from shoal.topology import Topology
 
 
@@ -45,6 +46,7 @@ class Coordinator:
         observer: ReadObserver = NO_OBSERVER,
         replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
         hint_limits: HintLimits | None = None,
+        catalog_follower: CatalogFollower | None = None,
     ) -> "Coordinator":
         """`shards` has a client for every replica address in the topology.
 
@@ -62,7 +64,7 @@ class Coordinator:
             for group in topology.groups
         ]
         embedding = Embedding(embedder)
-        catalog = CollectionCatalog(groups, embedding, ttl=config_ttl)
+        catalog = CollectionCatalog(groups, embedding, ttl=config_ttl, follower=catalog_follower)
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
         return cls(

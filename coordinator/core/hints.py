@@ -55,6 +55,9 @@ class Hint:
     collection: str
     ops: tuple[WriteOp, ...]
     created: float
+    #: The collection's catalog incarnation when written: a replay reaches only that
+    #: incarnation, never a collection created again under the same name.
+    incarnation: int = 0
 
 
 @dataclass
@@ -79,7 +82,9 @@ class HintStore:
         self._observer = observer
         self._queues: dict[str, _Queue] = {}
 
-    def add(self, replica: str, collection: str, ops: Sequence[WriteOp]) -> bool:
+    def add(
+        self, replica: str, collection: str, ops: Sequence[WriteOp], incarnation: int = 0
+    ) -> bool:
         """Keep `ops` for `replica`; False (and dropped) when its queue is full."""
         if not ops:
             return True
@@ -94,7 +99,7 @@ class HintStore:
             )
             self._observer.record_hints(replica, "dropped", len(ops))
             return False
-        queue.hints.append(Hint(collection, tuple(ops), self._clock()))
+        queue.hints.append(Hint(collection, tuple(ops), self._clock(), incarnation))
         queue.writes += len(ops)
         self._observer.record_hints(replica, "queued", len(ops))
         return True
@@ -173,7 +178,12 @@ class HintReplayer:
                 self._store.discard(replica)
                 continue
             try:
-                await client.write(hint.collection, hint.ops, self._store.limits.replay_timeout_s)
+                await client.write(
+                    hint.collection,
+                    hint.ops,
+                    self._store.limits.replay_timeout_s,
+                    incarnation=hint.incarnation,
+                )
             except (Unavailable, DeadlineExceeded) as error:
                 backoff = self._store.failed(replica)
                 log.debug("hint replay to %s failed (%s); retry in %.2fs", replica, error, backoff)

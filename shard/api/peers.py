@@ -51,16 +51,23 @@ class GrpcPeer:
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
             self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
         )
-        return [config_from_proto(collection.config) for collection in reply.collections]
+        return [
+            config_from_proto(collection.config, collection.incarnation)
+            for collection in reply.collections
+        ]
 
-    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
-        return await self._replication.digest(collection, timeout_s)
+    async def digest(
+        self, collection: str, timeout_s: float, incarnation: int = 0
+    ) -> list[PartitionDigest]:
+        return await self._replication.digest(collection, timeout_s, incarnation)
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float
+        self, collection: str, partitions: Sequence[int], timeout_s: float, incarnation: int = 0
     ) -> dict[str, VersionState]:
-        return await self._replication.list_versions(collection, partitions, timeout_s)
+        return await self._replication.list_versions(collection, partitions, timeout_s, incarnation)
 
-    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
-        records = await self._replication.fetch(collection, ids, timeout_s)
+    async def fetch(
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
+    ) -> list[WriteOp]:
+        records = await self._replication.fetch(collection, ids, timeout_s, incarnation)
         return [write_from_proto(record) for record in records]

@@ -166,6 +166,14 @@ class Collection:
         self._read_metadata = read_metadata
         self._strategy = strategy
 
+    def adopt(self, incarnation: int) -> None:
+        """Take the catalog's incarnation for a collection made before the catalog
+        existed (incarnation 0); the data stays."""
+        with self._life.use(), self._write_lock:
+            config = replace(self.config, incarnation=incarnation)
+            self._store.set_config(config.to_json())
+            self.config = config
+
     @staticmethod
     def initialize(path: Path, config: CollectionConfig) -> None:
         """Lay out a new, empty collection in `path`."""

@@ -1,6 +1,7 @@
 """A collection's fixed settings, their defaults and their validation."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 
 from shoal.distance_metric import Metric
@@ -27,6 +28,31 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    #: The catalog's id of this collection (new on every create); 0 for a collection
+    #: made without a catalog (before the cluster had one).
+    incarnation: int = 0
+
+    def same_settings(self, other: "CollectionConfig") -> bool:
+        """Equal in everything but the incarnation."""
+        return replace(self, incarnation=0) == replace(other, incarnation=0)
+
+    def to_settings(self) -> dict[str, object]:
+        """The settings as the catalog (`shoal.catalog`) holds them."""
+        settings = asdict(self)
+        del settings["name"], settings["incarnation"]
+        settings["metric"] = self.metric.value
+        return settings
+
+    @classmethod
+    def from_catalog(
+        cls, name: str, settings: Mapping[str, object], incarnation: int
+    ) -> "CollectionConfig":
+        try:
+            fields = dict(settings)
+            fields["metric"] = Metric(str(fields["metric"]))
+            return cls(name=name, incarnation=incarnation, **fields)  # type: ignore[arg-type]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataLoss(f"catalog entry for {name!r} is unreadable: {error}") from error
 
     def with_defaults(self) -> "CollectionConfig":
         """Unset (0) HNSW parameters replaced by the defaults, so equal settings compare equal."""

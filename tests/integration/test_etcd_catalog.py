@@ -48,9 +48,9 @@ def test_recreate_gets_a_larger_incarnation_and_drops_are_kept(start_etcd: Start
             catalog = EtcdCatalog(client)
             first, created = await catalog.create("docs", SETTINGS)
             assert created
-            dropped = await catalog.drop("docs")
-            assert dropped is not None and dropped.dropped
-            assert dropped.incarnation == first.incarnation
+            drop = await catalog.drop("docs")
+            assert drop is not None and drop.entry is not None and drop.entry.dropped
+            assert drop.entry.incarnation == first.incarnation
             assert await catalog.drop("docs") is None
             second, created = await catalog.create("docs", SETTINGS)
             assert created and second.incarnation > first.incarnation

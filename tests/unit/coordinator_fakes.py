@@ -115,7 +115,7 @@ class FakeShard:
         self.documents[config.name] = {}
         return config, True
 
-    async def delete_collection(self, name: str, timeout_s: float) -> bool:
+    async def delete_collection(self, name: str, timeout_s: float, incarnation: int = 0) -> bool:
         await self._enter("delete_collection", timeout_s)
         self.documents.pop(name, None)
         return self.collections.pop(name, None) is not None
@@ -130,7 +130,9 @@ class FakeShard:
     def live_count(self, name: str) -> int:
         return sum(not stored.op.deleted for stored in self.documents[name].values())
 
-    async def write(self, collection: str, writes: Sequence[WriteOp], timeout_s: float) -> WriteAck:
+    async def write(
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+    ) -> WriteAck:
         await self._enter("write", timeout_s)
         if self.gate is not None:
             await self.gate.wait()

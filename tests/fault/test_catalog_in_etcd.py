@@ -1,0 +1,274 @@
+"""The collection catalog in etcd, tried on real processes (issue 17).
+
+Concurrent creates of one name through two coordinators leave one setting on
+every replica; a dropped and recreated collection never gets a document of the
+old one (hints, anti-entropy and a replica restarting included); a replica down
+during a create serves the collection soon after it restarts; a coordinator
+started late, or cut off from etcd during a drop, answers right once it reaches
+etcd.
+"""
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import grpc
+import pytest
+
+from shoal import Client
+from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.errors import NotFound, ShoalError, Unavailable
+from shoal.v1 import common_pb2, shard_pb2, shoal_pb2, shoal_pb2_grpc
+from shoal.wait import wait_for
+from tests.conftest import StartCluster
+from tests.fault import replicas
+
+CREATE_ROUNDS = 50
+RECREATE_ROUNDS = 10
+CLIENTS = 8
+
+
+@contextmanager
+def shoal_stub(address: str) -> Iterator[shoal_pb2_grpc.ShoalServiceStub]:
+    with grpc.insecure_channel(address) as channel:
+        yield shoal_pb2_grpc.ShoalServiceStub(channel)
+
+
+def second_coordinator(cluster: LocalCluster, name: str = "coordinator-2") -> ServiceProcess:
+    """Another coordinator on the same topology, embedder and etcd."""
+    coordinator = ServiceProcess(name, "coordinator", list(cluster.coordinator.args), cluster.root)
+    coordinator.start()
+    coordinator.wait_ready(60)
+    return coordinator
+
+
+def listed(address: str) -> dict[str, tuple[int, int]]:
+    """(dimension, incarnation) per collection, as one replica holds them."""
+    with replicas.shard_stub(address) as stub:
+        reply = stub.ListCollections(shard_pb2.ShardListCollectionsRequest(), timeout=30)
+    return {c.config.name: (c.config.dimension, c.incarnation) for c in reply.collections}
+
+
+def test_concurrent_creates_through_two_coordinators_leave_one_setting(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8")
+    other = second_coordinator(cluster)
+    try:
+        addresses = [cluster.address, other.address]
+        for round_ in range(CREATE_ROUNDS):
+            name = f"race-{round_}"
+            with ThreadPoolExecutor(CLIENTS) as pool:
+                answers = list(
+                    pool.map(lambda i, n=name: _create(addresses[i % 2], n, i + 2), range(CLIENTS))
+                )
+            created = [
+                a.created for a in answers if isinstance(a, shoal_pb2.CreateCollectionResponse)
+            ]
+            dimensions = [
+                a.config.dimension
+                for a in answers
+                if isinstance(a, shoal_pb2.CreateCollectionResponse)
+            ]
+            errors = [a for a in answers if isinstance(a, grpc.StatusCode)]
+            assert created.count(True) == 1, f"round {round_}: {created}"
+            assert set(errors) <= {grpc.StatusCode.ALREADY_EXISTS}, errors
+            assert len(created) + len(errors) == CLIENTS
+            (winner,) = set(dimensions)  # every OK answer carries the winner's settings
+            on_replicas = {listed(shard.address)[name] for shard in cluster.all_shards}
+            assert len(on_replicas) == 1, f"round {round_}: replicas differ: {on_replicas}"
+            assert next(iter(on_replicas))[0] == winner
+            for address in addresses:
+                with Client(address) as client:
+                    assert client.get_collection(name).dimension == winner
+        print(f"{CREATE_ROUNDS} rounds of {CLIENTS} concurrent creates: one winner each")
+    finally:
+        other.stop()
+
+
+def _create(
+    address: str, name: str, dimension: int
+) -> shoal_pb2.CreateCollectionResponse | grpc.StatusCode:
+    config = common_pb2.CollectionConfig(name=name, dimension=dimension, partitions=8)
+    with shoal_stub(address) as stub:
+        try:
+            reply: shoal_pb2.CreateCollectionResponse = stub.CreateCollection(
+                shoal_pb2.CreateCollectionRequest(config=config), timeout=30
+            )
+        except grpc.RpcError as error:
+            return error.code()
+    return reply
+
+
+def documents(prefix: str, count: int) -> list[dict[str, object]]:
+    return [
+        {"id": f"{prefix}-{i}", "vector": [float(i % 7 + 1), 1.0, float(i % 3), 0.5]}
+        for i in range(count)
+    ]
+
+
+def test_a_recreated_collection_never_holds_documents_of_the_dropped_one(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = start_cluster(
+        groups=1,
+        replicas=2,
+        model="hash-8",
+        shard_args=("--anti-entropy-interval-s", "0.5", "--catch-up-wait-s", "5"),
+    )
+    peer, victim = cluster.shards[0]
+    name = "recreated"
+    with Client(cluster.address, timeout=30) as client:
+        client.create_collection(name, dimension=4, partitions=8)
+        for round_ in range(RECREATE_ROUNDS):
+            victim.kill()
+            # Hints pile up for the stopped replica, then the collection is dropped.
+            client.upsert(name, documents(f"old{round_}", 300), "one")
+            client.delete_collection(name)
+            victim.start()  # restarts while the collection is created again
+            client.create_collection(name, dimension=4, partitions=8)
+            victim.wait_ready(60)
+            new = documents(f"new{round_}", 20)
+            client.upsert(name, new, "one")  # the coordinator may not have reconnected yet
+            new_ids = [str(d["id"]) for d in new]
+            # Anti-entropy has run on both replicas once their counts agree and settle.
+            for shard in (peer, victim):
+                wait_for(
+                    _holds(shard.address, name, len(new)),
+                    20,
+                    f"{shard.name} to hold only the new documents",
+                )
+            old_ids = [str(d["id"]) for r in range(round_ + 1) for d in documents(f"old{r}", 300)]
+            for shard in (peer, victim):
+                assert not replicas.documents(shard.address, name, old_ids), shard.name
+                assert set(replicas.documents(shard.address, name, new_ids)) == set(new_ids)
+                assert replicas.digests(shard.address, name) == replicas.digests(peer.address, name)
+            client.delete(name, new_ids, consistency="one")
+    print(f"{RECREATE_ROUNDS} drop/recreate rounds: no document of a dropped incarnation came back")
+
+
+def _holds(address: str, name: str, count: int) -> Callable[[], bool]:
+    return lambda: replicas.count(address, name) == count
+
+
+def test_a_replica_down_during_create_serves_the_collection_soon_after_restart(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = start_cluster(groups=1, replicas=2, model="hash-8")
+    _, victim = cluster.shards[0]
+    victim.kill()
+    with Client(cluster.address, timeout=30) as client:
+        client.create_collection("late", dimension=4, partitions=8)
+        client.upsert("late", documents("doc", 50), "one")
+        victim.start()
+        victim.wait_ready(60)
+        started = time.monotonic()
+        wait_for(
+            lambda: replicas.count(victim.address, "late") == 50,
+            10,
+            "the restarted replica to serve the collection and its documents",
+        )
+        print(f"served 'late' {time.monotonic() - started:.2f}s after the restart was ready")
+        assert client.count("late") == 50
+
+
+def test_coordinators_started_late_or_cut_off_from_etcd_answer_right_once_back(
+    start_cluster: StartCluster,
+) -> None:
+    cluster = start_cluster(groups=1, replicas=2, model="hash-8", etcd_members=3)
+    assert cluster.etcd is not None
+    with Client(cluster.address, timeout=30) as client:
+        client.create_collection("kept", dimension=4, partitions=8)
+        client.create_collection("churn", dimension=4, partitions=8)
+        client.upsert("churn", documents("old", 30), "all")
+
+    # A coordinator started after the collections exist knows them at once.
+    late = second_coordinator(cluster, "coordinator-late")
+    # One that reaches etcd through one member only, which is then cut off.
+    args = list(cluster.coordinator.args)
+    args[args.index("--etcd") + 1] = cluster.etcd.members[2].endpoint
+    cut_off = ServiceProcess("coordinator-cut", "coordinator", args, cluster.root)
+    cut_off.start()
+    cut_off.wait_ready(60)
+    try:
+        with Client(late.address, timeout=30) as client:
+            assert sorted(c.name for c in client.list_collections()) == ["churn", "kept"]
+            assert client.count("churn") == 30
+        with Client(cut_off.address, timeout=30) as client:
+            assert client.get_collection("churn").dimension == 4
+        cluster.etcd.kill_member(2)
+        with Client(cluster.address, timeout=30) as client:
+            client.delete_collection("churn")  # two of three members: DDL goes on
+            client.create_collection("churn", dimension=6, partitions=8)
+        # It missed the drop; the replicas refuse its writes for the old incarnation.
+        with Client(cut_off.address, timeout=30) as client, pytest.raises(NotFound):
+            client.upsert("churn", documents("stale", 5), "all")
+        cluster.etcd.start_member(2)
+        cluster.etcd.wait_member(2)
+        with Client(cut_off.address, timeout=30) as client:
+            wait_for(
+                lambda: client.get_collection("churn").dimension == 6,
+                15,
+                "the cut-off coordinator to see the recreated collection",
+            )
+            assert client.get_collection("churn").document_count == 0
+            client.upsert("churn", [{"id": "x", "vector": [1.0] * 6}], "all")
+            assert client.count("churn") == 1
+    finally:
+        cut_off.stop()
+        late.stop()
+
+
+def test_etcd_losing_a_member_or_all_of_them(start_cluster: StartCluster) -> None:
+    """One of three members killed mid-loop: no failed write, DDL goes on. All of
+    etcd stopped: searches and upserts go on, DDL is UNAVAILABLE; back: all resumes."""
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8", etcd_members=3)
+    etcd = cluster.etcd
+    assert etcd is not None
+    failed_writes = 0
+    ddl = 0
+    with Client(cluster.address, timeout=30) as client:
+        client.create_collection("steady", dimension=4, partitions=8)
+        for step in range(40):
+            if step == 10:
+                etcd.kill_member(0)
+            try:
+                client.upsert("steady", documents(f"s{step}", 20), "all")
+            except ShoalError:
+                failed_writes += 1
+            client.create_collection(f"ddl-{step}", dimension=4, partitions=8)
+            client.delete_collection(f"ddl-{step}")
+            ddl += 2
+        assert failed_writes == 0
+        print(f"one etcd member killed: {ddl} DDL calls and 40 upserts, {failed_writes} failed")
+        etcd.start_member(0)
+        etcd.wait_member(0)
+
+        etcd.stop()
+        searches = upserts = 0
+        for step in range(20):
+            client.upsert("steady", documents(f"down{step}", 10), "quorum")
+            upserts += 1
+            result = client.search("steady", vector=[1.0, 1.0, 0.0, 0.5], k=5)
+            assert len(result.hits) == 5
+            searches += 1
+        with pytest.raises(Unavailable, match="etcd"):
+            client.create_collection("while-down", dimension=4, partitions=8)
+        print(f"etcd stopped: {upserts} upserts and {searches} searches, none failed; DDL refused")
+
+        etcd.start()
+        wait_for(
+            lambda: _creates(client, "after-etcd"),
+            30,
+            "DDL to work again once etcd is back",
+        )
+        assert client.count("steady") == 40 * 20 + 20 * 10
+
+
+def _creates(client: Client, name: str) -> bool:
+    try:
+        client.create_collection(name, dimension=4, partitions=8)
+    except Unavailable:
+        return False
+    return True
