@@ -9,6 +9,7 @@ etcd.
 """
 
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ import pytest
 from shoal import Client
 from shoal.cluster import LocalCluster, ServiceProcess
 from shoal.errors import NotFound, ShoalError, Unavailable
+from shoal.etcd_server import free_port
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2, shoal_pb2_grpc
 from shoal.wait import wait_for
 from tests.conftest import StartCluster
@@ -111,14 +113,17 @@ def documents(prefix: str, count: int) -> list[dict[str, object]]:
 def test_a_recreated_collection_never_holds_documents_of_the_dropped_one(
     start_cluster: StartCluster,
 ) -> None:
+    metrics_base = free_port()
     cluster = start_cluster(
         groups=1,
         replicas=2,
         model="hash-8",
+        metrics_port_base=metrics_base,  # the coordinator's is the first
         shard_args=("--anti-entropy-interval-s", "0.5", "--catch-up-wait-s", "5"),
     )
     peer, victim = cluster.shards[0]
     name = "recreated"
+    dropped_hints = 0.0
     with Client(cluster.address, timeout=30) as client:
         client.create_collection(name, dimension=4, partitions=8)
         for round_ in range(RECREATE_ROUNDS):
@@ -129,13 +134,22 @@ def test_a_recreated_collection_never_holds_documents_of_the_dropped_one(
             victim.start()  # restarts while the collection is created again
             client.create_collection(name, dimension=4, partitions=8)
             victim.wait_ready(60)
+            wait_for(
+                _writes_all(client, name), 30, "the coordinator to reach the restarted replica"
+            )
+            # Every hint for the replica was replayed or dropped: none is pending.
+            hints = wait_for(
+                _hints_settled(metrics_base, victim.address), 30, "the hints to be settled"
+            )
+            assert hints is not None
+            dropped_hints = hints["dropped"]
             new = documents(f"new{round_}", 20)
-            client.upsert(name, new, "one")  # the coordinator may not have reconnected yet
+            client.upsert(name, new, "all")
             new_ids = [str(d["id"]) for d in new]
-            # Anti-entropy has run on both replicas once their counts agree and settle.
+            # Anti-entropy has run once both replicas hold the new documents alone.
             for shard in (peer, victim):
                 wait_for(
-                    _holds(shard.address, name, len(new)),
+                    _holds(shard.address, name, len(new) + 1),
                     20,
                     f"{shard.name} to hold only the new documents",
                 )
@@ -143,9 +157,38 @@ def test_a_recreated_collection_never_holds_documents_of_the_dropped_one(
             for shard in (peer, victim):
                 assert not replicas.documents(shard.address, name, old_ids), shard.name
                 assert set(replicas.documents(shard.address, name, new_ids)) == set(new_ids)
-                assert replicas.digests(shard.address, name) == replicas.digests(peer.address, name)
-            client.delete(name, new_ids, consistency="one")
-    print(f"{RECREATE_ROUNDS} drop/recreate rounds: no document of a dropped incarnation came back")
+            assert replicas.digests(victim.address, name) == replicas.digests(peer.address, name)
+    assert dropped_hints >= RECREATE_ROUNDS * 300  # the old incarnation's hints were refused
+    print(
+        f"{RECREATE_ROUNDS} drop/recreate rounds: {dropped_hints:.0f} hinted writes for dropped"
+        " incarnations refused; no document of a dropped incarnation came back"
+    )
+
+
+def _writes_all(client: Client, name: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            client.upsert(name, [{"id": "probe", "vector": [1.0, 0.0, 0.0, 0.0]}], "all")
+        except Unavailable:
+            return False
+        return True
+
+    return probe
+
+
+def _hints_settled(port: int, replica: str) -> Callable[[], dict[str, float] | None]:
+    def settled() -> dict[str, float] | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        counts = {"queued": 0.0, "replayed": 0.0, "dropped": 0.0}
+        for line in text.splitlines():
+            if line.startswith("shoal_hinted_writes_total{") and f'replica="{replica}"' in line:
+                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                counts[outcome] = float(line.rsplit(" ", 1)[1])
+        pending = counts["queued"] - counts["replayed"] - counts["dropped"]
+        return counts if counts["queued"] and pending == 0 else None
+
+    return settled
 
 
 def _holds(address: str, name: str, count: int) -> Callable[[], bool]:
