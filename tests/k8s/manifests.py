@@ -63,8 +63,18 @@ class Manifests:
         return found[0]
 
     @property
-    def workloads(self) -> list[Object]:
+    def all_workloads(self) -> list[Object]:
         return [obj for obj in self.objects if obj["kind"] in {"Deployment", "StatefulSet"}]
+
+    @property
+    def workloads(self) -> list[Object]:
+        """Shoal's own workloads (not etcd, which runs its upstream image)."""
+        return [w for w in self.all_workloads if pod_labels(w).get(COMPONENT_LABEL) != "etcd"]
+
+    @property
+    def etcd(self) -> Object:
+        (etcd,) = [w for w in self.all_workloads if pod_labels(w).get(COMPONENT_LABEL) == "etcd"]
+        return etcd
 
     @property
     def namespace(self) -> str:
@@ -74,8 +84,8 @@ class Manifests:
         return str(namespaces.pop())
 
     def pods_selected(self, selector: dict[str, str] | None) -> list[Object]:
-        """The workloads whose pods an equality selector picks."""
-        return [w for w in self.workloads if selects(selector, pod_labels(w))]
+        """The workloads (etcd's too) whose pods an equality selector picks."""
+        return [w for w in self.all_workloads if selects(selector, pod_labels(w))]
 
     def component(self, component: str) -> list[Object]:
         return [w for w in self.workloads if pod_labels(w).get(COMPONENT_LABEL) == component]

@@ -340,3 +340,39 @@ def test_container_flags_and_env_are_ones_the_service_accepts(manifests: Manifes
                 continue
             flag_name = "--" + name.removeprefix("SHOAL_").lower().replace("_", "-")
             assert flag_name in accepted, f"{name}: python -m {module} has no {flag_name}"
+
+
+def test_etcd_runs_three_members_with_a_budget_that_keeps_a_quorum(manifests: Manifests) -> None:
+    etcd = manifests.etcd
+    assert etcd["kind"] == "StatefulSet" and etcd["spec"]["replicas"] == 3
+    (container,) = containers(etcd)
+    name, _, tag = container["image"].rpartition(":")
+    version = tuple(int(part) for part in tag.removeprefix("v").split("."))
+    # 3.5.0-3.5.5 can lose acknowledged writes on a crash (etcd-io/etcd#13766).
+    assert name and (version >= (3, 5, 6) or (3, 4, 22) <= version < (3, 5)), tag
+    (budget,) = [
+        pdb
+        for pdb in manifests.of_kind("PodDisruptionBudget")
+        if manifests.pods_selected(pdb["spec"]["selector"]["matchLabels"]) == [etcd]
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "data" in {t["metadata"]["name"] for t in etcd["spec"]["volumeClaimTemplates"]}
+
+
+def test_coordinator_and_shards_reach_etcd(manifests: Manifests) -> None:
+    service = manifests.get("Service", "etcd")
+    assert manifests.pods_selected(service["spec"]["selector"]) == [manifests.etcd]
+    expected = f"etcd.{manifests.namespace}.svc.cluster.local:2379"
+    for workload in [*manifests.component("coordinator"), *manifests.component("shard")]:
+        (container,) = containers(workload)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("SHOAL_ETCD") == expected, _workload_id(workload)
+    sources = _ingress_sources(manifests, manifests.etcd, 2379)
+    callers = [
+        pod
+        for source in sources
+        for pod in manifests.pods_selected(source["podSelector"]["matchLabels"])
+    ]
+    assert sorted(map(_workload_id, callers)) == sorted(
+        map(_workload_id, [*manifests.component("coordinator"), *manifests.component("shard")])
+    )
