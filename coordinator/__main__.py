@@ -11,10 +11,12 @@ from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
+from coordinator.core.replicas import NO_MEMBERSHIP
 from coordinator.settings import Settings, parse_args
 from shoal.catalog import CatalogFollower
 from shoal.etcd_catalog import EtcdCatalog
 from shoal.etcd_client import EtcdClient
+from shoal.etcd_membership import MemberFollower
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
@@ -36,6 +38,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     embedder_channel = open_channel(settings.embedder)
     etcd = EtcdClient(settings.etcd) if settings.etcd else None
     follower = CatalogFollower(EtcdCatalog(etcd)) if etcd is not None else None
+    members = MemberFollower(etcd) if etcd is not None else None
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }
@@ -51,6 +54,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
             max_writes=settings.hint_max_writes, max_age_s=settings.hint_max_age_s
         ),
         catalog_follower=follower,
+        membership=members if members is not None else NO_MEMBERSHIP,
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -65,10 +69,14 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         core.hint_replayer.start()
         if follower is not None:
             follower.start()
+        if members is not None:
+            members.start()
 
     async def stop() -> None:
         if follower is not None:
             await follower.stop()
+        if members is not None:
+            await members.stop()
         await core.hint_replayer.stop()
         await core.background.drain(DRAIN_SECONDS)
         for channel in [*channels.values(), embedder_channel]:

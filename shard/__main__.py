@@ -23,6 +23,7 @@ from shoal.catalog import CatalogFollower
 from shoal.errors import Unavailable
 from shoal.etcd_catalog import EtcdCatalog
 from shoal.etcd_client import EtcdClient
+from shoal.etcd_membership import MemberLease
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
@@ -96,6 +97,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     if etcd is not None:
         catalog = EtcdCatalog(etcd)
         follower = CatalogFollower(catalog, [CatalogSync(collections, catalog, executor)])
+    lease = MemberLease(etcd, advertised(settings), "shard") if etcd is not None else None
 
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
@@ -122,10 +124,14 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()
         anti_entropy.start()
+        if lease is not None:
+            lease.start()  # registered once it serves reads
         purger.start()
         sizes.start()
 
     async def stop() -> None:
+        if lease is not None:
+            await lease.stop()  # gone from the members at once, not after the lease's TTL
         if follower is not None:
             await follower.stop()
         if etcd is not None:

@@ -215,6 +215,7 @@ def cluster_info_to_proto(info: ClusterInfo) -> shoal_pb2.GetClusterInfoResponse
                             shoal_pb2.CollectionCount(collection=name, documents=count)
                             for name, count in replica.collections
                         ],
+                        member=replica.member,
                     )
                     for replica in group.replicas
                 ],

@@ -17,7 +17,7 @@ from coordinator.core.observer import (
     ReplicationObserver,
 )
 from coordinator.core.reads import Reader
-from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.replicas import NO_MEMBERSHIP, Membership, Replica, ReplicaGroup
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
 from shoal.catalog import CatalogFollower
@@ -47,6 +47,7 @@ class Coordinator:
         replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
         hint_limits: HintLimits | None = None,
         catalog_follower: CatalogFollower | None = None,
+        membership: Membership = NO_MEMBERSHIP,
     ) -> "Coordinator":
         """`shards` has a client for every replica address in the topology.
 
@@ -60,6 +61,7 @@ class Coordinator:
                 group.group,
                 [Replica(shards[address]) for address in group.replicas],
                 observer=observer,
+                membership=membership,
             )
             for group in topology.groups
         ]
@@ -73,7 +75,7 @@ class Coordinator:
             reader=Reader(
                 topology, groups, catalog, embedding, observer, background, replication_observer
             ),
-            inspector=ClusterInspector(topology, groups, embedder),
+            inspector=ClusterInspector(topology, groups, embedder, membership),
             verifier=Verifier(groups, catalog, replication_observer),
             hints=hints,
             hint_replayer=HintReplayer(hints, shards),

@@ -9,7 +9,7 @@ line for a short, growing while, and the read moves on to the next replica.
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from coordinator.clients.contracts import ShardClient
 from coordinator.core.deadline import Deadline
@@ -23,6 +23,22 @@ T = TypeVar("T")
 #: How long a failed replica stays at the back of the line, doubling per failure.
 FIRST_BACKOFF_S = 0.5
 MAX_BACKOFF_S = 5.0
+
+
+class Membership(Protocol):
+    """Which replicas hold a live registration (etcd leases: `shoal.etcd_membership`)."""
+
+    def is_member(self, address: str) -> bool | None:
+        """False for a replica whose process is gone; None when not known."""
+        ...
+
+
+class NoMembership:
+    def is_member(self, address: str) -> bool | None:
+        return None
+
+
+NO_MEMBERSHIP = NoMembership()
 
 
 class Replica:
@@ -60,6 +76,7 @@ class ReplicaGroup:
         replicas: Sequence[Replica],
         clock: Callable[[], float] = time.monotonic,
         observer: ReadObserver = NO_OBSERVER,
+        membership: Membership = NO_MEMBERSHIP,
     ) -> None:
         if not replicas:
             raise ValueError(f"shard group {group} has no replicas")
@@ -67,6 +84,7 @@ class ReplicaGroup:
         self.replicas = list(replicas)
         self._clock = clock
         self._observer = observer
+        self.membership = membership
         self._turn = 0
 
     def __len__(self) -> int:
@@ -77,18 +95,24 @@ class ReplicaGroup:
 
         Healthy replicas come first, fewest requests in flight first; ties take
         turns so an idle cluster still spreads its reads. Replicas that failed
-        lately follow, the one whose backoff ends soonest first.
+        lately, or whose registration is gone (a dead process), follow, the one
+        whose backoff ends soonest first.
         """
         now = self._clock()
         self._turn = (self._turn + 1) % len(self.replicas)
         rotated = self.replicas[self._turn :] + self.replicas[: self._turn]
-        healthy = [replica for replica in rotated if replica.failed_until <= now]
+        healthy = [replica for replica in rotated if self._looks_up(replica, now)]
         healthy.sort(key=_outstanding)
         if len(healthy) == len(rotated):
             return healthy, len(healthy)
-        lagging = [replica for replica in rotated if replica.failed_until > now]
+        lagging = [replica for replica in rotated if not self._looks_up(replica, now)]
         lagging.sort(key=_failed_until)
         return healthy + lagging, len(healthy)
+
+    def _looks_up(self, replica: Replica, now: float) -> bool:
+        return (
+            replica.failed_until <= now and self.membership.is_member(replica.address) is not False
+        )
 
     async def read(
         self,

@@ -774,8 +774,13 @@ class ReplicaInfo(_message.Message):
     ADDRESS_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     COLLECTIONS_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     health: Global___ReplicaHealth.ValueType
+    member: _builtins.bool
+    """Whether the replica holds a live registration (an etcd lease): false soon
+    after its process dies, even before a call to it fails. Unset without etcd.
+    """
     @_builtins.property
     def collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectionCount]: ...
     def __init__(
@@ -784,12 +789,15 @@ class ReplicaInfo(_message.Message):
         address: _builtins.str = ...,
         health: Global___ReplicaHealth.ValueType = ...,
         collections: _abc.Iterable[Global___CollectionCount] | None = ...,
+        member: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_member", b"_member", "member", b"member"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "collections", b"collections", "health", b"health"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_member", b"_member", "address", b"address", "collections", b"collections", "health", b"health", "member", b"member"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__member: _TypeAlias = _typing.Literal["member"]  # noqa: Y015
+    _WhichOneofArgType__member: _TypeAlias = _typing.Literal["_member", b"_member"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__member) -> _WhichOneofReturnType__member | None: ...
 
 Global___ReplicaInfo: _TypeAlias = ReplicaInfo  # noqa: Y015
 

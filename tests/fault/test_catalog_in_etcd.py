@@ -315,3 +315,30 @@ def _creates(client: Client, name: str) -> bool:
     except Unavailable:
         return False
     return True
+
+
+def test_a_killed_replica_leaves_the_members_and_comes_back(start_cluster: StartCluster) -> None:
+    cluster = start_cluster(groups=1, replicas=2, model="hash-8")
+    _, victim = cluster.shards[0]
+
+    def members(client: Client) -> dict[str, bool | None]:
+        info = client.cluster_info()
+        return {
+            r.address: (r.member if r.HasField("member") else None)
+            for g in info.groups
+            for r in g.replicas
+        }
+
+    with Client(cluster.address, timeout=30) as client:
+        client.create_collection("live", dimension=4, partitions=8)
+        client.upsert("live", documents("doc", 40), "all")
+        wait_for(lambda: all(members(client).values()), 15, "every replica to register")
+        victim.kill()  # SIGKILL: no goodbye, its lease runs out
+        killed = time.monotonic()
+        wait_for(lambda: members(client)[victim.address] is False, 15, "the lease to expire")
+        gone_after = time.monotonic() - killed
+        assert client.count("live") == 40  # reads go to the live replica
+        victim.start()
+        victim.wait_ready(60)
+        wait_for(lambda: members(client)[victim.address] is True, 15, "the replica to register")
+    print(f"a killed replica left the members {gone_after:.1f}s after SIGKILL (lease TTL 5s)")
