@@ -165,7 +165,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConf
         except OSError as error:
             raise LoadTestError(
                 f"data-file {data_path}: {error.strerror}; run from the repository root, "
-                "after `python -m loadtest.generate --data PATH` has written the data"
+                "after `python -m loadtest.generate` has written the data"
             ) from None
         items = _data_items(data, str(data_path))
     elif "data" in raw:
