@@ -68,8 +68,9 @@ bench-1m: $(STAMP)
 # Load-test a running cluster (`make run` in another terminal, or a port-forward
 # to Kubernetes: docs/deploy.md) with the ghz configs in loadtest/ghz/. The data
 # is the demo sample kept in the repository unless GHZ_DATA names a data set
-# directory (e.g. GHZ_DATA=../shared/data/debian-20k).
-GHZ_HOST ?= 127.0.0.1:50051
+# directory (e.g. GHZ_DATA=../shared/data/debian-20k). GHZ_HOST defaults to
+# SHOAL_ADDRESS when that is set.
+GHZ_HOST ?= $(or $(SHOAL_ADDRESS),127.0.0.1:50051)
 GHZ_DATA ?=
 GENERATE := $(PY) -m loadtest.generate $(if $(GHZ_DATA),--data $(GHZ_DATA))
 GHZ_CONFIGS := create_collection upsert search_vector search_text search_batch
