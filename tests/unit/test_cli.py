@@ -142,11 +142,14 @@ def test_service_help_names_the_variable_of_every_flag(
         monkeypatch.setenv(name, value)
     with pytest.raises(SystemExit):
         parse(["--help"])
-    text = " ".join(capsys.readouterr().out.split())  # undo the line wrapping
-    flags = set(re.findall(r"(?<![\w-])--([a-z][a-z0-9-]+)", text)) - {"help"}
+    printed = capsys.readouterr().out
+    # Each option's entry starts a line: "  --flag FLAG, --alias FLAG  help...".
+    flags = set(re.findall(r"^ {2}(?:-\w \S+, )?--([a-z][a-z0-9-]*)", printed, re.MULTILINE))
+    flags -= {"help"}
     assert {"host", "port", "log-format", "grace-seconds"} <= flags
+    text = " ".join(printed.split())  # undo the line wrapping
     for flag in flags:
-        assert f"SHOAL_{flag.upper().replace('-', '_')}]" in text, flag
+        assert f"[env SHOAL_{flag.upper().replace('-', '_')}]" in text, flag
 
 
 def test_counts_say_one_or_many() -> None:
