@@ -62,7 +62,7 @@ def address(args: argparse.Namespace) -> str:
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def _collection_dict(collection: Collection) -> dict[str, Any]:
@@ -373,6 +373,7 @@ def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.Arg
 def _command(
     commands: Any, name: str, help_text: str, *, client: bool = True
 ) -> argparse.ArgumentParser:
+    """A command's parser; `client` commands call a coordinator, so take the global options."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name,
         help=help_text,

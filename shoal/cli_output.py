@@ -45,10 +45,6 @@ def compact_json(value: object) -> str:
 # --- printing --------------------------------------------------------------
 
 
-def print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
-
-
 def print_json_line(value: object) -> None:
     print(json.dumps(value, ensure_ascii=False, default=str))
 
@@ -203,26 +199,6 @@ def print_collection(collection: Collection) -> None:
     fields = {k: v for k, v in collection.__dict__.items() if v is not None}
     fields["embedding_model"] = collection.embedding_model or "-"
     print_fields(fields)
-
-
-def print_hits(result: SearchResult) -> None:
-    if not result.hits:
-        print("no hits")
-    else:
-        print_table(
-            ("#", "score", "id", "text"),
-            (
-                (rank, f"{hit.score:.4f}", hit.id, snippet(hit.text))
-                for rank, hit in enumerate(result.hits, 1)
-            ),
-            wide=("text",),
-            right=("#", "score"),
-        )
-    if not result.coverage.complete:
-        print(
-            f"partial result: {result.coverage.groups_answered} of "
-            f"{count_of(result.coverage.groups_asked, 'shard group')} answered"
-        )
 
 
 def print_documents(documents: Sequence[Document]) -> None:
