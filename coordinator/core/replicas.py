@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from coordinator.clients.contracts import ShardClient
+from coordinator.core.backoff import Backoff
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_OBSERVER, ReadObserver
 from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
@@ -28,26 +29,29 @@ MAX_BACKOFF_S = 5.0
 class Replica:
     """One replica and what the coordinator has seen of it lately."""
 
-    __slots__ = ("_clock", "client", "failed_until", "failures", "outstanding")
+    __slots__ = ("_backoff", "_clock", "client", "failed_until", "outstanding")
 
     def __init__(self, client: ShardClient, clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.outstanding = 0
-        self.failures = 0
         self.failed_until = 0.0
+        self._backoff = Backoff(FIRST_BACKOFF_S, MAX_BACKOFF_S)
         self._clock = clock
 
     @property
     def address(self) -> str:
         return self.client.address
 
+    @property
+    def failures(self) -> int:
+        """Failures in a row, counted only as far as they lengthen the back-off."""
+        return self._backoff.failures
+
     def failed(self) -> None:
-        backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2**self.failures)
-        self.failures += 1
-        self.failed_until = self._clock() + backoff
+        self.failed_until = self._clock() + self._backoff.failed()
 
     def succeeded(self) -> None:
-        self.failures = 0
+        self._backoff.reset()
         self.failed_until = 0.0
 
 

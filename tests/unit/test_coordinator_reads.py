@@ -14,7 +14,7 @@ from coordinator.core.model import (
     SearchResults,
     WriteConsistency,
 )
-from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.replicas import FIRST_BACKOFF_S, MAX_BACKOFF_S, Replica, ReplicaGroup
 from shoal.errors import InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
 
@@ -321,3 +321,18 @@ def test_scroll_rejects_bad_cursors_and_page_sizes() -> None:
         run(scenario(10, "not base64!"))
     with pytest.raises(InvalidArgument, match="page_size"):
         run(scenario(1001, ""))
+
+
+def test_replica_back_off_stays_bounded_however_long_it_keeps_failing() -> None:
+    """2,500 failures in a row (a replica down for hours): the back-off neither
+    overflows (it did at 1,024) nor passes its limit, and one success resets it."""
+    now = [100.0]
+    replica = Replica(FakeShard("h:0"), lambda: now[0])
+    for _ in range(2_500):
+        replica.failed()
+        assert 0 < replica.failed_until - now[0] <= MAX_BACKOFF_S
+    assert replica.failed_until - now[0] == MAX_BACKOFF_S
+    assert replica.failures <= 8
+    replica.succeeded()
+    replica.failed()
+    assert replica.failed_until - now[0] == FIRST_BACKOFF_S
