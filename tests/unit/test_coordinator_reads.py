@@ -15,7 +15,7 @@ from coordinator.core.model import (
     WriteConsistency,
 )
 from coordinator.core.replicas import FIRST_BACKOFF_S, MAX_BACKOFF_S, Replica, ReplicaGroup
-from shoal.errors import InvalidArgument, NotFound, Unavailable
+from shoal.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
 
 DIM = 8
@@ -107,6 +107,43 @@ def test_failover_to_another_replica_keeps_full_coverage() -> None:
         # tried at most once per group, not on every search.
         for group in cluster.shards:
             assert group[0].calls.count("search") <= 1
+
+    run(scenario())
+
+
+def test_reads_fail_over_from_a_replica_that_could_not_load_the_collection() -> None:
+    """DATA_LOSS is one replica's fault (its store could not be loaded), not the
+    request's: searches, gets, counts and scrolls go to the other replica."""
+    cluster = FakeCluster(groups=3, replicas=2)
+
+    async def scenario() -> None:
+        await loaded(cluster)
+        for group in cluster.shards:
+            group[0].fail = DataLoss("collection 'c' could not be loaded on this replica")
+        reader = cluster.core.reader
+        for _ in range(4):
+            assert await search_ids(cluster) == [exact(q) for q in QUERIES]
+            found = await reader.get("c", IDS[:10], Include(), False, deadline())
+            assert [d.id for d in found.documents] == IDS[:10]
+            assert (await reader.count("c", False, deadline())).count == len(IDS)
+            page = await reader.scroll("c", None, 500, "", Include(), False, deadline())
+            assert [d.id for d in page.documents] == IDS
+        # The broken replica goes to the back of the line after it failed.
+        for group in cluster.shards:
+            assert len(group[0].calls) < len(group[1].calls)
+
+    run(scenario())
+
+
+def test_every_replica_losing_the_collection_is_data_loss() -> None:
+    cluster = FakeCluster(groups=1, replicas=2)
+
+    async def scenario() -> None:
+        await loaded(cluster)
+        for replica in cluster.shards[0]:
+            replica.fail = DataLoss("collection 'c' could not be loaded on this replica")
+        with pytest.raises(DataLoss, match="shard group 0 has no readable replica"):
+            await search_ids(cluster)
 
     run(scenario())
 
