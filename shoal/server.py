@@ -18,10 +18,10 @@ from typing import Any
 import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from shoal.handlers import wrap_servicer
+from shoal.health import ServerHealth
 from shoal.logs import with_request_id
 from shoal.metrics import Metrics, serve_metrics
 from shoal.settings import ServerSettings
@@ -59,6 +59,9 @@ class ServerSpec:
     metrics: Metrics
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
+    #: Given when a service reports failed parts of itself (see shoal.health);
+    #: otherwise the server builds its own for `services`.
+    health: ServerHealth | None = None
 
 
 def _write_port_file(spec: ServerSpec, port: int) -> None:
@@ -70,27 +73,24 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
         tmp.replace(path)
 
 
-async def _set_all(health: HealthServicer, names: Sequence[str], status: int) -> None:
-    for name in ("", *names):
-        await health.set(name, status)
-
-
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
     server = grpc.aio.server(options=GRPC_OPTIONS)
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
-    health = HealthServicer()
-    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     names = [service.name for service in spec.services]
-    health_service = Service(health_name, health, health_pb2_grpc.add_HealthServicer_to_server)
+    health = spec.health or ServerHealth(names)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    health_service = Service(
+        health_name, health.servicer, health_pb2_grpc.add_HealthServicer_to_server
+    )
     for service in (health_service, *spec.services):
         service.register(wrap_servicer(service.servicer, service.name, wrappers), server)
     reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
-    await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await health.set_serving(False)
     await server.start()
     metrics_server = None
     if settings.metrics_port:
@@ -106,12 +106,12 @@ async def serve(spec: ServerSpec) -> None:
 
     if spec.start is not None:
         await spec.start()
-    await _set_all(health, names, health_pb2.HealthCheckResponse.SERVING)
+    await health.set_serving(True)
     log.info("serving")
 
     await stopping.wait()
     log.info("shutting down: finishing in-flight calls (grace %.0fs)", settings.grace_seconds)
-    await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await health.set_serving(False)
     await server.stop(settings.grace_seconds)
     if spec.stop is not None:
         await spec.stop()
