@@ -16,7 +16,7 @@ from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
-from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.v1 import shoal_pb2
 
 log = logging.getLogger("coordinator")
 
@@ -67,7 +67,6 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
-        register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
     await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
 

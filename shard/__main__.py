@@ -22,7 +22,6 @@ from shoal.health import ServerHealth
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
-from shoal.v1 import shard_pb2_grpc
 
 log = logging.getLogger("shard")
 
@@ -118,11 +117,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         await loop.run_in_executor(executor, checkpointer.stop)
         await loop.run_in_executor(executor, collections.close)
 
-    service = Service(
-        name=SERVICE,
-        servicer=servicer,
-        register=shard_pb2_grpc.add_ShardServiceServicer_to_server,
-    )
+    service = Service(name=SERVICE, servicer=servicer)
     spec = ServerSpec(settings.server, [service], metrics, start=start, stop=stop, health=health)
     try:
         await serve(spec)

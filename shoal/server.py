@@ -17,10 +17,10 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from shoal.handlers import wrap_servicer
+from shoal.handlers import add_servicer
 from shoal.health import ServerHealth
 from shoal.logs import with_request_id
 from shoal.metrics import Metrics, serve_metrics
@@ -45,11 +45,10 @@ GRPC_OPTIONS: list[tuple[str, Any]] = [
 
 @dataclass
 class Service:
-    """One gRPC service to register: its full name, servicer and add function."""
+    """One gRPC service to serve: its full name and its servicer."""
 
     name: str
     servicer: object
-    register: Callable[[Any, grpc.aio.Server], None]
 
 
 @dataclass
@@ -81,11 +80,8 @@ async def serve(spec: ServerSpec) -> None:
     names = [service.name for service in spec.services]
     health = spec.health or ServerHealth(names)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    health_service = Service(
-        health_name, health.servicer, health_pb2_grpc.add_HealthServicer_to_server
-    )
-    for service in (health_service, *spec.services):
-        service.register(wrap_servicer(service.servicer, service.name, wrappers), server)
+    for service in (Service(health_name, health.servicer), *spec.services):
+        add_servicer(server, service.servicer, service.name, wrappers)
     reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
