@@ -29,8 +29,9 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         topology = Topology.load(settings.topology)
     except TopologyError as error:
         raise SystemExit(str(error)) from error
-    channels = {address: open_channel(address) for address in topology.addresses}
-    embedder_channel = open_channel(settings.embedder)
+    keepalive = settings.server.keepalive
+    channels = {address: open_channel(address, keepalive) for address in topology.addresses}
+    embedder_channel = open_channel(settings.embedder, keepalive)
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }

@@ -63,7 +63,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     sizes = size_reporter(collections, executor, metrics)
 
     def connect(address: str) -> GrpcPeer:
-        peer = GrpcPeer(address)
+        peer = GrpcPeer(address, settings.server.keepalive)
         peers.append(peer)
         return peer
 

@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from shoal.handlers import add_servicer
 from shoal.health import ServerHealth
+from shoal.keepalive import Keepalive
 from shoal.logs import with_request_id
 from shoal.metrics import Metrics, serve_metrics
 from shoal.settings import ServerSettings
@@ -31,16 +32,28 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-#: Options for servers and for channels between Shoal services.
-GRPC_OPTIONS: list[tuple[str, Any]] = [
+MESSAGE_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.so_reuseport", 0),
 ]
+
+
+def channel_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a channel to a Shoal service (see shoal.keepalive)."""
+    return [*MESSAGE_OPTIONS, *(keepalive or Keepalive()).client_options()]
+
+
+def server_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a Shoal server: it accepts the pings of `channel_options`."""
+    return [
+        *MESSAGE_OPTIONS,
+        *(keepalive or Keepalive()).server_options(),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+#: Options for channels to Shoal services, with the default keepalive.
+GRPC_OPTIONS: list[tuple[str, Any]] = channel_options()
 
 
 @dataclass
@@ -75,7 +88,7 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=server_options(settings.keepalive))
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
     names = [service.name for service in spec.services]
     health = spec.health or ServerHealth(names)
