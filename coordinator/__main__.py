@@ -16,7 +16,7 @@ from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
-from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.v1 import shoal_pb2
 
 log = logging.getLogger("coordinator")
 
@@ -29,8 +29,9 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         topology = Topology.load(settings.topology)
     except TopologyError as error:
         raise SystemExit(str(error)) from error
-    channels = {address: open_channel(address) for address in topology.addresses}
-    embedder_channel = open_channel(settings.embedder)
+    keepalive = settings.server.keepalive
+    channels = {address: open_channel(address, keepalive) for address in topology.addresses}
+    embedder_channel = open_channel(settings.embedder, keepalive)
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }
@@ -67,7 +68,6 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
-        register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
     await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
 

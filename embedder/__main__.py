@@ -18,7 +18,7 @@ from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
-from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+from shoal.v1 import embedder_pb2
 
 DEFAULT_PORT = 50071
 
@@ -93,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             Service(
                 name=embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name,
                 servicer=EmbedderServicer(service),
-                register=embedder_pb2_grpc.add_EmbedderServiceServicer_to_server,
             )
         ],
         start=service.start,

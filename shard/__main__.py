@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shard.api.convert import metadata_from_payload
 from shard.api.peers import GrpcPeer
-from shard.api.servicer import ShardServicer
+from shard.api.servicer import SERVICE, ShardServicer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
@@ -18,10 +18,10 @@ from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
+from shoal.health import ServerHealth
 from shoal.logs import configure_logging
 from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
-from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 log = logging.getLogger("shard")
 
@@ -63,7 +63,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     sizes = size_reporter(collections, executor, metrics)
 
     def connect(address: str) -> GrpcPeer:
-        peer = GrpcPeer(address)
+        peer = GrpcPeer(address, settings.server.keepalive)
         peers.append(peer)
         return peer
 
@@ -84,8 +84,12 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         metrics.record_purge,
     )
 
+    health = ServerHealth([SERVICE])
+    servicer = ShardServicer(collections, executor, readiness, grace, health)
+
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
+        await servicer.report_failed()
         details = {
             "event": "shard_loaded",
             "data_dir": str(settings.data_dir),
@@ -113,13 +117,10 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         await loop.run_in_executor(executor, checkpointer.stop)
         await loop.run_in_executor(executor, collections.close)
 
-    service = Service(
-        name=shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name,
-        servicer=ShardServicer(collections, executor, readiness, grace),
-        register=shard_pb2_grpc.add_ShardServiceServicer_to_server,
-    )
+    service = Service(name=SERVICE, servicer=servicer)
+    spec = ServerSpec(settings.server, [service], metrics, start=start, stop=stop, health=health)
     try:
-        await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
+        await serve(spec)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shoal.help_format import ServerHelpFormatter, env_name
+from shoal.keepalive import DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS, Keepalive
 
 
 def env(flag: str, default: str | None = None) -> str | None:
@@ -38,6 +39,13 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def keepalive_interval(text: str) -> int:
+    value = int(text)
+    if value < MIN_INTERVAL_MS:
+        raise argparse.ArgumentTypeError(f"{text} ms is below the minimum, {MIN_INTERVAL_MS} ms")
+    return value
+
+
 def boolean(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -56,6 +64,11 @@ class ServerSettings:
     log_level: str
     log_format: str
     grace_seconds: float
+    keepalive_ms: int = DEFAULT_INTERVAL_MS
+
+    @property
+    def keepalive(self) -> Keepalive:
+        return Keepalive(self.keepalive_ms)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "ServerSettings":
@@ -67,11 +80,13 @@ class ServerSettings:
             log_level=args.log_level,
             log_format=args.log_format,
             grace_seconds=args.grace_seconds,
+            keepalive_ms=args.keepalive_ms,
         )
 
 
 def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """--host, --port, --port-file, --metrics-port, --log-level, --log-format, --grace-seconds.
+    """--host, --port, --port-file, --metrics-port, --log-level, --log-format,
+    --grace-seconds, --keepalive-ms.
 
     Also makes the parser's --help show each flag's default and SHOAL_ variable.
     """
@@ -101,4 +116,10 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
         "--grace-seconds", type=non_negative_float,
         default=non_negative_float(env("grace-seconds", "10") or "10"),
         help="on SIGTERM, how long in-flight calls may take to finish",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keepalive-ms", type=keepalive_interval,
+        default=keepalive_interval(env("keepalive-ms", str(DEFAULT_INTERVAL_MS)) or "0"),
+        help="channels to other Shoal services ping every this many ms; this server"
+        " accepts pings every half of it (give every service of a cluster the same)",
     )  # fmt: skip

@@ -5,7 +5,8 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from shoal.server import GRPC_OPTIONS
+from shoal.keepalive import Keepalive
+from shoal.server import channel_options
 
 #: A replica that comes back (restarted on its port) should be used again within
 #: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
@@ -18,6 +19,7 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, keepalive: Keepalive) -> grpc.aio.Channel:
     """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
-    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])
+    options = [*channel_options(keepalive), *RECONNECT_OPTIONS]
+    return grpc.aio.insecure_channel(address, options=options)

@@ -5,6 +5,10 @@ delete goes to all of them, and any one of them can say what a collection's
 settings are. The coordinator keeps no state of its own; it only caches configs
 for a short while, since several coordinators may run and any of them may
 delete or recreate a collection. A NotFound from a shard drops the cached entry.
+
+A replica may hold a collection on disk that it could not load (a corrupt
+store); it lists it as failed, and the catalog asks another replica about it,
+as reads do.
 """
 
 import dataclasses
@@ -14,11 +18,11 @@ from collections.abc import Callable, Sequence
 from coordinator.clients.contracts import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
-from coordinator.core.fanout import every_group, fan_out, on_every_replica
+from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
-from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from shoal.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound, Unavailable
 
 #: How long a collection's config is trusted before asking a shard again.
 CONFIG_TTL_S = 5.0
@@ -90,7 +94,7 @@ class CollectionCatalog:
         if cached is not None and self._clock() < cached[1]:
             return cached[0]
         limits.check_collection_name(name)
-        collections = await self._list_from_any_replica(deadline)
+        collections = await self._list_from_any_replica(name, deadline)
         self._remember(collections)
         for collection in collections:
             if collection.config.name == name:
@@ -106,13 +110,14 @@ class CollectionCatalog:
         for collection in collections:
             self._cache[collection.config.name] = (collection.config, expires)
 
-    async def _list_from_any_replica(self, deadline: Deadline) -> list[ShardCollection]:
-        """Any replica knows every collection: ask groups in turn until one answers."""
+    async def _list_from_any_replica(self, name: str, deadline: Deadline) -> list[ShardCollection]:
+        """Any replica that could load `name` knows every collection: ask groups
+        in turn until one answers."""
         failures: list[str] = []
         for group in self._groups:
             try:
-                return await group.read(_list_collections, deadline, "ListCollections")
-            except Unavailable as error:
+                return await group.read(_listing_with(name), deadline, "ListCollections")
+            except (Unavailable, DataLoss) as error:
                 failures.append(str(error))
         raise Unavailable(f"no shard replica answered: {'; '.join(failures)}")
 
@@ -171,7 +176,7 @@ class CollectionCatalog:
         """The config and live document count, summed over all groups."""
         limits.check_collection_name(name)
         answers, _ = await fan_out(
-            every_group(self._groups, _list_collections),
+            every_group(self._groups, _listing_with(name)),
             deadline,
             "ListCollections",
             allow_partial=False,
@@ -231,4 +236,18 @@ class CollectionCatalog:
 
 
 async def _list_collections(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
-    return await client.list_collections(timeout_s)
+    return (await client.list_collections(timeout_s)).collections
+
+
+def _listing_with(name: str) -> ShardCall[list[ShardCollection]]:
+    """A replica's collections, as long as it could load `name`: DATA_LOSS (so
+    another replica is asked) if it holds `name` but could not load it."""
+
+    async def listing(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
+        listed = await client.list_collections(timeout_s)
+        reason = listed.failed.get(name)
+        if reason is not None:
+            raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")
+        return listed.collections
+
+    return listing

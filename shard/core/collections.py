@@ -160,6 +160,11 @@ class Collections:
                 log.debug("collection %r deleted while listing", name)
         return result
 
+    def failed(self) -> dict[str, str]:
+        """Collections on disk that could not be loaded, and why; calls on them
+        answer DATA_LOSS until the collection is deleted."""
+        return dict(self._broken)
+
     def open_collections(self) -> list[Collection]:
         return list(self._open.values())
 
