@@ -11,9 +11,9 @@ from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
@@ -24,7 +24,7 @@ log = logging.getLogger("coordinator")
 DRAIN_SECONDS = 5.0
 
 
-async def run(settings: Settings, metrics: Metrics) -> None:
+async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     try:
         topology = Topology.load(settings.topology)
     except TopologyError as error:
@@ -75,7 +75,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 def main() -> None:
     settings = parse_args()
     configure_logging("coordinator", settings.server.log_level, settings.server.log_format)
-    asyncio.run(run(settings, Metrics("coordinator")))
+    asyncio.run(run(settings, CoordinatorMetrics()))
 
 
 if __name__ == "__main__":

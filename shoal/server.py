@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from shoal.handlers import wrap_servicer
 from shoal.logs import with_request_id
-from shoal.metrics import Metrics, serve_metrics
+from shoal.metrics import Metrics, default_replica, serve_metrics
 from shoal.settings import ServerSettings
 from shoal.status import with_error_mapping
 
@@ -90,6 +90,7 @@ async def serve(spec: ServerSpec) -> None:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    spec.metrics.identify(default_replica(settings.host, port))  # a shard names itself later
     await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
     metrics_server = None
