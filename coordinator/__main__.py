@@ -4,7 +4,7 @@ import asyncio
 import logging
 
 from coordinator.api.servicer import ShoalServicer
-from coordinator.clients.channels import open_channel
+from coordinator.clients.channels import open_balanced_channel, open_channel
 from coordinator.clients.contracts import ShardClient
 from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
@@ -13,6 +13,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
+from shoal.balancing import CONNECTION_AGE_OPTIONS
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
@@ -30,7 +31,7 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     except TopologyError as error:
         raise SystemExit(str(error)) from error
     channels = {address: open_channel(address) for address in topology.addresses}
-    embedder_channel = open_channel(settings.embedder)
+    embedder_channel = open_balanced_channel(settings.embedder)
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }
@@ -69,7 +70,12 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
         register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
-    await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
+    # Clients balancing per call resolve the coordinators' names again when their
+    # connections age out, and so find coordinators the HPA added.
+    spec = ServerSpec(
+        settings.server, [service], metrics, start, stop, options=CONNECTION_AGE_OPTIONS
+    )
+    await serve(spec)
 
 
 def main() -> None:

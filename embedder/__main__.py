@@ -15,6 +15,7 @@ from embedder.api.servicer import EmbedderServicer
 from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
 from embedder.metrics import EmbedderMetrics
+from shoal.balancing import CONNECTION_AGE_OPTIONS
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
 from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
@@ -98,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ],
         start=service.start,
         stop=stop,
+        # The coordinator balances per call over the embedders' addresses and
+        # resolves them again when a connection ages out: it finds new embedders.
+        options=CONNECTION_AGE_OPTIONS,
     )
     asyncio.run(serve(spec))
 

@@ -59,6 +59,8 @@ class ServerSpec:
     metrics: Metrics
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
+    #: More server options, e.g. shoal.balancing.CONNECTION_AGE_OPTIONS.
+    options: Sequence[tuple[str, Any]] = ()
 
 
 def _write_port_file(spec: ServerSpec, port: int) -> None:
@@ -78,7 +80,7 @@ async def _set_all(health: HealthServicer, names: Sequence[str], status: int) ->
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=[*GRPC_OPTIONS, *spec.options])
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
     health = HealthServicer()
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name

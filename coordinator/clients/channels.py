@@ -5,6 +5,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from shoal.balancing import ROUND_ROBIN_OPTIONS, dns_target
 from shoal.server import GRPC_OPTIONS
 
 #: A replica that comes back (restarted on its port) should be used again within
@@ -21,3 +22,15 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 def open_channel(address: str) -> grpc.aio.Channel:
     """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
     return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])
+
+
+def open_balanced_channel(address: str) -> grpc.aio.Channel:
+    """A channel that spreads its calls, one by one, over every address `address`
+    resolves to (the pods behind a headless Service; shoal.balancing says why).
+
+    For a service with several interchangeable replicas, such as the embedder;
+    with one address it behaves like `open_channel`.
+    """
+    return grpc.aio.insecure_channel(
+        dns_target(address), options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS, *ROUND_ROBIN_OPTIONS]
+    )
