@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.kustomize import containers
-from tests.k8s.manifests import Manifests, pod_spec
+from tests.k8s.manifests import Manifests, containers, pod_spec
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("coordinator", "shard", "embedder")
