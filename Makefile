@@ -86,9 +86,13 @@ bench-1m: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m bench --full-1m $(BENCH_ARGS)
 
 # Load-test a running cluster (`make run` in another terminal, or a port-forward
-# to Kubernetes: docs/deploy.md) with the ghz configs in loadtest/ghz/.
-GHZ_HOST ?= 127.0.0.1:50051
-GHZ_DATA ?= ../shared/data/debian-dev
+# to Kubernetes: docs/deploy.md) with the ghz configs in loadtest/ghz/. The data
+# is the demo sample kept in the repository unless GHZ_DATA names a data set
+# directory (e.g. GHZ_DATA=../shared/data/debian-20k). GHZ_HOST defaults to
+# SHOAL_ADDRESS when that is set.
+GHZ_HOST ?= $(or $(SHOAL_ADDRESS),127.0.0.1:50051)
+GHZ_DATA ?=
+GENERATE := $(PY) -m loadtest.generate $(if $(GHZ_DATA),--data $(GHZ_DATA))
 GHZ_CONFIGS := create_collection upsert search_vector search_text search_batch
 # GHZ_PROTO=1: describe the methods from proto/ instead of by server reflection.
 GHZ_PROTO_FLAGS := $(if $(GHZ_PROTO),--proto proto/shoal/v1/shoal.proto --import-paths proto)
@@ -99,14 +103,14 @@ ghz: $(STAMP)
 	  echo "(or 'go install github.com/bojand/ghz/cmd/ghz@latest'). Without it, 'make loadtest'"; \
 	  echo "runs the same configs with 'shoal loadtest --config loadtest/ghz/<name>.json'."; \
 	  exit 1; }
-	$(PY) -m loadtest.generate --data $(GHZ_DATA)
+	$(GENERATE)
 	for config in $(GHZ_CONFIGS); do \
 	  ghz --config loadtest/ghz/$$config.json $(GHZ_PROTO_FLAGS) $(GHZ_HOST) || exit 1; \
 	done
 
 # The same configs and data through `shoal loadtest`, for machines without ghz.
 loadtest: $(STAMP)
-	$(PY) -m loadtest.generate --data $(GHZ_DATA)
+	$(GENERATE)
 	for config in $(GHZ_CONFIGS); do \
 	  $(VENV)/bin/shoal loadtest --config loadtest/ghz/$$config.json --host $(GHZ_HOST) || exit 1; \
 	done

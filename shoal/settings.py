@@ -9,10 +9,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from shoal.help_format import ServerHelpFormatter, env_name
+
 
 def env(flag: str, default: str | None = None) -> str | None:
     """The environment's default for --flag."""
-    return os.environ.get("SHOAL_" + flag.upper().replace("-", "_"), default)
+    return os.environ.get(env_name(flag), default)
 
 
 def positive_int(text: str) -> int:
@@ -69,7 +71,11 @@ class ServerSettings:
 
 
 def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """--host, --port, --port-file, --metrics-port, --log-level, --log-format, --grace-seconds."""
+    """--host, --port, --port-file, --metrics-port, --log-level, --log-format, --grace-seconds.
+
+    Also makes the parser's --help show each flag's default and SHOAL_ variable.
+    """
+    parser.formatter_class = ServerHelpFormatter
     parser.add_argument("--host", default=env("host", "127.0.0.1"), help="address to bind")
     parser.add_argument(
         "--port", type=int, default=int(env("port", str(default_port)) or 0),
@@ -83,8 +89,14 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
         "--metrics-port", type=int, default=int(env("metrics-port", "0") or 0),
         help="serve Prometheus metrics on /metrics at this port (0: off)",
     )  # fmt: skip
-    parser.add_argument("--log-level", default=env("log-level", "INFO"))
-    parser.add_argument("--log-format", choices=["text", "json"], default=env("log-format", "text"))
+    parser.add_argument(
+        "--log-level", default=env("log-level", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", choices=["text", "json"], default=env("log-format", "text"),
+        help="json: one JSON object per line",
+    )  # fmt: skip
     parser.add_argument(
         "--grace-seconds", type=non_negative_float,
         default=non_negative_float(env("grace-seconds", "10") or "10"),
