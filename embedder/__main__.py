@@ -14,8 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from embedder.api.servicer import EmbedderServicer
 from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
+from embedder.metrics import EmbedderMetrics
+from shoal.balancing import CONNECTION_AGE_OPTIONS
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
 from shoal.v1 import embedder_pb2
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     server = ServerSettings.from_args(args)
     configure_logging("embedder", server.log_level, server.log_format)
-    metrics = Metrics("embedder")
+    metrics = EmbedderMetrics()
     # Before sentence-transformers is imported (lazily, when the model loads): the
     # model ships in a package and the embedder must never reach for the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         ],
         start=service.start,
         stop=stop,
+        # The coordinator balances per call over the embedders' addresses and
+        # resolves them again when a connection ages out: it finds new embedders.
+        options=CONNECTION_AGE_OPTIONS,
     )
     asyncio.run(serve(spec))
 

@@ -15,12 +15,12 @@ from shard.core.collections import Collections
 from shard.core.local_replica import CollectionsReplica
 from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
+from shard.metrics import ShardMetrics
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
 from shoal.health import ServerHealth
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 
 log = logging.getLogger("shard")
@@ -44,7 +44,7 @@ def advertised(settings: Settings) -> Callable[[], str | None]:
     return address
 
 
-async def run(settings: Settings, metrics: Metrics) -> None:
+async def run(settings: Settings, metrics: ShardMetrics) -> None:
     executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="shard")
     collections = Collections(
         DataDir(settings.data_dir),
@@ -60,7 +60,14 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     readiness = Readiness()
     grace = TombstoneGrace(settings.tombstone_grace_s)
     peers: list[GrpcPeer] = []
-    sizes = size_reporter(collections, executor, metrics)
+    directory = PeerDirectory(settings.topology, advertised(settings))
+
+    def identity() -> tuple[str, str]:
+        """(replica, group) for the metrics: the address the topology knows us by."""
+        group = directory.group()
+        return advertised(settings)() or "", "" if group is None else str(group)
+
+    sizes = size_reporter(collections, executor, metrics, identity)
 
     def connect(address: str) -> GrpcPeer:
         peer = GrpcPeer(address, settings.server.keepalive)
@@ -69,7 +76,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 
     anti_entropy = AntiEntropy(
         CollectionsReplica(collections, executor, grace),
-        PeerDirectory(settings.topology, advertised(settings)).peers,
+        directory.peers,
         connect,
         AntiEntropySettings(
             interval_s=settings.anti_entropy_interval_s, first_wait_s=settings.catch_up_wait_s
@@ -90,6 +97,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
         await servicer.report_failed()
+        metrics.identify(*identity())
         details = {
             "event": "shard_loaded",
             "data_dir": str(settings.data_dir),
@@ -128,7 +136,7 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 def main() -> None:
     settings = parse_args()
     configure_logging("shard", settings.server.log_level, settings.server.log_format)
-    asyncio.run(run(settings, Metrics("shard")))
+    asyncio.run(run(settings, ShardMetrics()))
 
 
 if __name__ == "__main__":

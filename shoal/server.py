@@ -24,7 +24,7 @@ from shoal.handlers import add_servicer
 from shoal.health import ServerHealth
 from shoal.keepalive import Keepalive
 from shoal.logs import with_request_id
-from shoal.metrics import Metrics, serve_metrics
+from shoal.metrics import Metrics, default_replica, serve_metrics
 from shoal.settings import ServerSettings
 from shoal.status import with_error_mapping
 
@@ -74,6 +74,8 @@ class ServerSpec:
     #: Given when a service reports failed parts of itself (see shoal.health);
     #: otherwise the server builds its own for `services`.
     health: ServerHealth | None = None
+    #: More server options, e.g. shoal.balancing.CONNECTION_AGE_OPTIONS.
+    options: Sequence[tuple[str, Any]] = ()
 
 
 def _write_port_file(spec: ServerSpec, port: int) -> None:
@@ -88,7 +90,7 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    server = grpc.aio.server(options=server_options(settings.keepalive))
+    server = grpc.aio.server(options=[*server_options(settings.keepalive), *spec.options])
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
     names = [service.name for service in spec.services]
     health = spec.health or ServerHealth(names)
@@ -99,6 +101,7 @@ async def serve(spec: ServerSpec) -> None:
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    spec.metrics.identify(default_replica(settings.host, port))  # a shard names itself later
     await health.set_serving(False)
     await server.start()
     metrics_server = None

@@ -5,6 +5,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from shoal.balancing import ROUND_ROBIN_OPTIONS, dns_target
 from shoal.keepalive import Keepalive
 from shoal.server import channel_options
 
@@ -23,3 +24,14 @@ def open_channel(address: str, keepalive: Keepalive) -> grpc.aio.Channel:
     """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
     options = [*channel_options(keepalive), *RECONNECT_OPTIONS]
     return grpc.aio.insecure_channel(address, options=options)
+
+
+def open_balanced_channel(address: str, keepalive: Keepalive | None = None) -> grpc.aio.Channel:
+    """A channel that spreads its calls, one by one, over every address `address`
+    resolves to (the pods behind a headless Service; shoal.balancing says why).
+
+    For a service with several interchangeable replicas, such as the embedder;
+    with one address it behaves like `open_channel`.
+    """
+    options = [*channel_options(keepalive), *RECONNECT_OPTIONS, *ROUND_ROBIN_OPTIONS]
+    return grpc.aio.insecure_channel(dns_target(address), options=options)
