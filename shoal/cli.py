@@ -24,6 +24,7 @@ from shoal.cluster import (
 from shoal.demo import demo_is_loaded
 from shoal.errors import ShoalError
 from shoal.filters import Where
+from shoal.settings import positive_int
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
 WHERE_HELP = 'a metadata filter as JSON, e.g. \'{"section": "sound", "size": {"$lt": 500}}\''
@@ -103,16 +104,19 @@ def load_demo(client: Client, model: str = DEFAULT_MODEL) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    spec = ClusterSpec(
-        groups=args.groups,
-        replicas=args.replicas,
-        model=args.model,
-        host=args.host,
-        coordinator_port=args.port if args.base_port is None else 0,
-        base_port=args.base_port,
-        embedder_threads=args.embedder_threads,
-        metrics_port_base=args.metrics_port_base,
-    )
+    try:
+        spec = ClusterSpec(
+            groups=args.groups,
+            replicas=args.replicas,
+            model=args.model,
+            host=args.host,
+            coordinator_port=args.port if args.base_port is None else 0,
+            base_port=args.base_port,
+            embedder_threads=args.embedder_threads,
+            metrics_port_base=args.metrics_port_base,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     cluster = LocalCluster(Path(args.data_dir).resolve(), spec)
 
     def when_serving() -> None:
@@ -279,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
         " BASE+2... group by group (default: the coordinator --port, the rest any free port)",
     )  # fmt: skip
     up.add_argument(
-        "--embedder-threads", type=int, default=LOCAL_EMBEDDER_THREADS,
+        "--embedder-threads", type=positive_int, default=LOCAL_EMBEDDER_THREADS,
         help="torch threads for the embedder (default %(default)s: it shares the cores with"
         " the shards)",
     )  # fmt: skip

@@ -4,7 +4,9 @@ Linux only: processes are found through /proc.
 """
 
 import os
+import random
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +17,25 @@ from shoal.wait import wait_for
 #: A fake model: the cluster starts in seconds and never loads torch.
 FAKE_MODEL = "hash-32"
 TIMEOUT = 60.0
+
+
+def free_port_range(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive ports that are free right now."""
+    for _ in range(attempts):
+        base = random.randrange(20_000, 60_000)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket()
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports in {attempts} attempts")
 
 
 def _stat(pid: int) -> list[str] | None:

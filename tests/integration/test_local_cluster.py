@@ -2,8 +2,6 @@
 and a demo set that is imported once.
 """
 
-import random
-import socket
 from pathlib import Path
 from unittest import mock
 
@@ -13,28 +11,10 @@ from shoal import Client
 from shoal.cli import DEMO_COLLECTION, load_demo
 from shoal.cluster import ClusterSpec, LocalCluster, ServiceFailed, ServiceProcess
 from shoal.topology import Topology
+from tests.integration.shoal_up import free_port_range
 
 FAKE_MODEL = "hash-384"  # the demo set is text only: any model embeds it
 TIMEOUT = 60.0
-
-
-def free_port_range(count: int, attempts: int = 50) -> int:
-    """The first of `count` consecutive ports that are free right now."""
-    for _ in range(attempts):
-        base = random.randrange(20_000, 60_000)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket()
-                sockets.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-    raise RuntimeError(f"no {count} consecutive free ports in {attempts} attempts")
 
 
 def warnings_in(services: list[ServiceProcess]) -> list[str]:

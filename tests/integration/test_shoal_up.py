@@ -14,7 +14,7 @@ import pytest
 
 from shoal import Client
 from shoal.wait import wait_for
-from tests.integration.shoal_up import TIMEOUT, ShoalUp
+from tests.integration.shoal_up import TIMEOUT, ShoalUp, free_port_range
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds processes in /proc")
 
@@ -27,7 +27,8 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
     started: list[ShoalUp] = []
 
     def start(*args: str, data_dir: Path | None = None) -> ShoalUp:
-        up = ShoalUp(data_dir or tmp_path / "data", ["--port", "0", *args], tmp_path)
+        ports = [] if "--base-port" in args else ["--port", "0"]
+        up = ShoalUp(data_dir or tmp_path / "data", [*ports, *args], tmp_path)
         started.append(up)
         up.start()
         return up
@@ -88,9 +89,13 @@ def test_shoal_up_after_a_sigkilled_one_serves_its_data(start_up: StartUp) -> No
         assert [collection.name for collection in client.list_collections()] == ["kept"]
 
 
-def test_start_up_says_where_the_logs_are_and_how_far_it_got(start_up: StartUp) -> None:
-    up = start_up()
+def test_start_up_on_a_base_port_says_where_the_logs_are_and_what_it_waits_for(
+    start_up: StartUp,
+) -> None:
+    base = free_port_range(6)
+    up = start_up("--base-port", str(base))
     up.wait_serving()
+    assert up.address() == f"127.0.0.1:{base}"
     output = up.output
     assert f"logs: {(up.data_dir / 'run').resolve()}/<service>.log" in output
     assert "loading embedding model hash-32..." in output
