@@ -16,6 +16,7 @@ from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
 from embedder.metrics import EmbedderMetrics
 from shoal.balancing import CONNECTION_AGE_OPTIONS
+from shoal.cpus import available_cpus
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
 from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
@@ -56,10 +57,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="characters per text",
     )  # fmt: skip
     parser.add_argument(
-        "--threads", type=positive_int, default=env("threads", str(len(os.sched_getaffinity(0)))),
-        help="torch threads for encoding (default: the CPUs this process may use)",
+        "--torch-threads", "--threads", type=positive_int, default=default_torch_threads(),
+        help="torch threads for encoding (default: the CPUs this process may use, within"
+        f" its cgroup's CPU limit: {available_cpus()} here; SHOAL_THREADS, the older name,"
+        " is read too)",
     )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def default_torch_threads() -> str:
+    """SHOAL_TORCH_THREADS; else SHOAL_THREADS, which manifests written before the flag
+    had its own name set (`shoal up` always passes the flag, so the shards' setting in
+    the same environment never reaches its embedder); else every CPU we may use."""
+    return env("torch-threads") or env("threads") or str(available_cpus())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -80,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # One encoding thread: torch spreads each batch over `threads` cores itself.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     service = EmbeddingService(
-        functools.partial(load_encoder, args.model, args.threads), limits, executor, metrics
+        functools.partial(load_encoder, args.model, args.torch_threads), limits, executor, metrics
     )
 
     async def stop() -> None:

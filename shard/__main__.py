@@ -19,6 +19,7 @@ from shard.metrics import ShardMetrics
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
+from shoal.data_lock import DataDirInUse, DataDirLock
 from shoal.health import ServerHealth
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
@@ -136,7 +137,17 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
 def main() -> None:
     settings = parse_args()
     configure_logging("shard", settings.server.log_level, settings.server.log_format)
-    asyncio.run(run(settings, ShardMetrics()))
+    # Before anything opens RocksDB: a second shard on this directory would find every
+    # store locked and serve without its collections. Held until the process ends.
+    lock = DataDirLock(settings.data_dir, "shard")
+    try:
+        lock.acquire()
+    except DataDirInUse as error:
+        raise SystemExit(f"shard: cannot start: {error}") from None
+    try:
+        asyncio.run(run(settings, ShardMetrics()))
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

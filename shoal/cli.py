@@ -8,9 +8,7 @@ after the command's name.
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import metadata, resources
 from pathlib import Path
@@ -21,10 +19,19 @@ from tqdm import tqdm
 from shoal import cli_output as out
 from shoal import loadtest
 from shoal.client import DEFAULT_ADDRESS, Client, Collection, DocumentLike, SearchResult
-from shoal.cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
+from shoal.cluster import (
+    DEFAULT_MODEL,
+    LOCAL_EMBEDDER_THREADS,
+    ClusterError,
+    ClusterSpec,
+    LocalCluster,
+    run_until_stopped,
+)
+from shoal.demo import demo_is_loaded
 from shoal.errors import ShoalError
 from shoal.filters import Where
 from shoal.help_format import HelpFormatter
+from shoal.settings import positive_int
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
 WHERE_HELP = (
@@ -127,48 +134,52 @@ def print_hits(result: SearchResult) -> None:
         )
 
 
-def load_demo(client: Client) -> None:
-    client.create_collection(DEMO_COLLECTION, embedding_model=DEFAULT_MODEL)
+def load_demo(client: Client, model: str = DEFAULT_MODEL) -> None:
+    """Create and fill the demo collection, unless an earlier run already has."""
+    client.create_collection(DEMO_COLLECTION, embedding_model=model)
     sample = resources.files("shoal") / "data" / "debian-sample.jsonl"
     with resources.as_file(sample) as path:
-        import_jsonl(client, DEMO_COLLECTION, path, batch_size=128)
+        if demo_is_loaded(client, DEMO_COLLECTION, path):
+            print(f"collection {DEMO_COLLECTION!r} is loaded already: not importing it again")
+        else:
+            import_jsonl(client, DEMO_COLLECTION, path, batch_size=128)
     print(f"\ncollection {DEMO_COLLECTION!r}: {client.count(DEMO_COLLECTION)} Debian packages")
     print(f"search {DEMO_QUERY!r}:")
     print_hits(client.search(DEMO_COLLECTION, text=DEMO_QUERY, k=5, include=["text"]))
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    spec = ClusterSpec(
-        groups=args.groups,
-        replicas=args.replicas,
-        model=args.model,
-        host=args.host,
-        coordinator_port=args.port,
-        metrics_port_base=args.metrics_port_base,
-    )
+    try:
+        spec = ClusterSpec(
+            groups=args.groups,
+            replicas=args.replicas,
+            model=args.model,
+            host=args.host,
+            coordinator_port=args.port if args.base_port is None else 0,
+            base_port=args.base_port,
+            embedder_threads=args.embedder_threads,
+            metrics_port_base=args.metrics_port_base,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     cluster = LocalCluster(Path(args.data_dir).resolve(), spec)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def when_serving() -> None:
+        print(f"Shoal is serving at {cluster.address}", flush=True)
+        if args.demo:
+            with Client(cluster.address, timeout=120) as client:
+                load_demo(client, args.model)
+            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
+
     print(
         f"starting {args.groups} shard groups x {args.replicas} replicas, "
         f"embedder ({args.model}) and coordinator; data in {cluster.root}",
         flush=True,
     )
-    cluster.start()
     try:
-        print(f"Shoal is serving at {cluster.address}", flush=True)
-        if args.demo:
-            with Client(cluster.address, timeout=120) as client:
-                load_demo(client)
-            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
-        print("press Ctrl-C to stop", flush=True)
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print("\nstopping...", flush=True)
-        cluster.stop()
-        print("stopped")
+        run_until_stopped(cluster, when_serving)
+    except ClusterError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def cmd_create(args: argparse.Namespace) -> None:
@@ -503,7 +514,18 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--groups", type=int, default=2, help="shard groups")
     up.add_argument("--replicas", type=int, default=2, help="replicas per shard group")
     up.add_argument("--host", default="127.0.0.1", help="the address every service binds")
-    up.add_argument("--port", type=int, default=50051, help="coordinator port")
+    ports = up.add_mutually_exclusive_group()
+    ports.add_argument("--port", type=int, default=50051, help="coordinator port")
+    ports.add_argument(
+        "--base-port", type=int,
+        help="fixed ports for every service: coordinator BASE, embedder BASE+1, shards"
+        " BASE+2... group by group (default: the coordinator --port, the rest any free port)",
+    )  # fmt: skip
+    up.add_argument(
+        "--embedder-threads", type=positive_int, default=LOCAL_EMBEDDER_THREADS,
+        help="torch threads for the embedder (default %(default)s: it shares the cores with"
+        " the shards)",
+    )  # fmt: skip
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")
     up.add_argument(
