@@ -58,7 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     embedder = env("embedder")
     parser.add_argument(
         "--embedder", default=embedder, required=embedder is None,
-        help="HOST:PORT of the embedder service",
+        help="HOST:PORT (or a gRPC target, dns:///NAME:PORT) of the embedder service; calls"
+        " go round-robin to every address the name resolves to (a headless Service's pods)",
     )  # fmt: skip
     parser.add_argument(
         "--coordinator-id", type=_coordinator_id, default=env("coordinator-id", "auto"),

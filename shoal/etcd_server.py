@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ def etcd_binary() -> str:
     """The etcd to run: $SHOAL_ETCD_BINARY, else `etcd` on PATH."""
     configured = os.environ.get("SHOAL_ETCD_BINARY")
     if configured:
+        if shutil.which(configured) is None:
+            raise EtcdFailed(f"SHOAL_ETCD_BINARY is {configured!r}, not a program; {INSTALL_HINT}")
         return configured
     found = shutil.which("etcd")
     if found is None:
@@ -111,6 +114,8 @@ class EtcdCluster:
     size: int = 1
     host: str = "127.0.0.1"
     members: list[EtcdMember] = field(default_factory=list)
+    #: End the members when this process ends, even by SIGKILL (see shoal.lifeline).
+    die_with_parent: bool = True
 
     def __post_init__(self) -> None:
         ports_file = self.root / "ports.json"
@@ -161,9 +166,12 @@ class EtcdCluster:
         if member.running:
             raise EtcdFailed(f"{member.name} is already running")
         member.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        command = self._command(member)
+        if self.die_with_parent:
+            command = [sys.executable, "-m", "shoal.lifeline", str(os.getpid()), "--exec", *command]
         with member.log_path.open("ab") as log_file:
             member.process = subprocess.Popen(
-                self._command(member),
+                command,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

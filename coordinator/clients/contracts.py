@@ -36,6 +36,8 @@ class Health(enum.Enum):
     SERVING = "serving"
     NOT_SERVING = "not_serving"
     UNREACHABLE = "unreachable"
+    #: Serving, but some collections could not be loaded (a corrupt store).
+    DEGRADED = "degraded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,15 @@ class ShardCollection:
 
     config: CollectionConfig
     document_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionListing:
+    """What one replica holds: the collections it serves, and those it holds on
+    disk but could not load (name -> why), on which its calls answer DATA_LOSS."""
+
+    collections: list[ShardCollection]
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +162,7 @@ class ShardClient(Protocol):
         """Whether the replica held the collection (an incarnation up to `incarnation`)."""
         ...
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]: ...
+    async def list_collections(self, timeout_s: float) -> CollectionListing: ...
 
     async def write(
         self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0

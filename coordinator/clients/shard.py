@@ -12,6 +12,7 @@ import grpc.aio
 from coordinator.clients.coalescer import SearchCoalescer
 from coordinator.clients.contracts import (
     CollectionConfig,
+    CollectionListing,
     Filter,
     Health,
     Include,
@@ -70,16 +71,20 @@ class GrpcShardClient:
         )
         return reply.deleted
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+    async def list_collections(self, timeout_s: float) -> CollectionListing:
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
             self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
         )
-        return [
-            ShardCollection(
-                replace(config_from_proto(c.config), incarnation=c.incarnation), c.document_count
-            )
-            for c in reply.collections
-        ]
+        return CollectionListing(
+            [
+                ShardCollection(
+                    replace(config_from_proto(c.config), incarnation=c.incarnation),
+                    c.document_count,
+                )
+                for c in reply.collections
+            ],
+            {failed.name: failed.reason for failed in reply.failed},
+        )
 
     async def write(
         self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0

@@ -16,6 +16,10 @@ deletes fail with UNAVAILABLE.
 Without a catalog (the pre-etcd mode, kept for tests of the parts), any replica
 can say what a collection's settings are; configs are cached for a short
 while, and a NotFound from a shard drops the cached entry.
+
+A replica may hold a collection on disk that it could not load (a corrupt
+store); it lists it as failed, and the catalog asks another replica about it,
+as reads do.
 """
 
 import dataclasses
@@ -26,7 +30,7 @@ from collections.abc import Callable, Sequence
 from coordinator.clients.contracts import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
-from coordinator.core.fanout import every_group, fan_out, on_every_replica
+from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
@@ -171,7 +175,7 @@ class CollectionCatalog:
         if cached is not None and self._clock() < cached[1]:
             return cached[0]
         limits.check_collection_name(name)
-        collections = await self._list_from_any_replica(deadline)
+        collections = await self._list_from_any_replica(name, deadline)
         self._remember(collections)
         for collection in collections:
             if collection.config.name == name:
@@ -187,13 +191,14 @@ class CollectionCatalog:
         for collection in collections:
             self._cache[collection.config.name] = (collection.config, expires)
 
-    async def _list_from_any_replica(self, deadline: Deadline) -> list[ShardCollection]:
-        """Any replica knows every collection: ask groups in turn until one answers."""
+    async def _list_from_any_replica(self, name: str, deadline: Deadline) -> list[ShardCollection]:
+        """Any replica that could load `name` knows every collection: ask groups
+        in turn until one answers."""
         failures: list[str] = []
         for group in self._groups:
             try:
-                return await group.read(_list_collections, deadline, "ListCollections")
-            except Unavailable as error:
+                return await group.read(_listing_with(name), deadline, "ListCollections")
+            except (Unavailable, DataLoss) as error:
                 failures.append(str(error))
         raise Unavailable(f"no shard replica answered: {'; '.join(failures)}")
 
@@ -320,7 +325,7 @@ class CollectionCatalog:
         if self._follower is not None:
             config = await self.config(name, deadline)
             answers, _ = await fan_out(
-                every_group(self._groups, _list_collections),
+                every_group(self._groups, _listing_with(name)),
                 deadline,
                 "ListCollections",
                 allow_partial=False,
@@ -333,7 +338,7 @@ class CollectionCatalog:
             )
             return CollectionStats(config, count)
         answers, _ = await fan_out(
-            every_group(self._groups, _list_collections),
+            every_group(self._groups, _listing_with(name)),
             deadline,
             "ListCollections",
             allow_partial=False,
@@ -399,4 +404,18 @@ class CollectionCatalog:
 
 
 async def _list_collections(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
-    return await client.list_collections(timeout_s)
+    return (await client.list_collections(timeout_s)).collections
+
+
+def _listing_with(name: str) -> ShardCall[list[ShardCollection]]:
+    """A replica's collections, as long as it could load `name`: DATA_LOSS (so
+    another replica is asked) if it holds `name` but could not load it."""
+
+    async def listing(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
+        listed = await client.list_collections(timeout_s)
+        reason = listed.failed.get(name)
+        if reason is not None:
+            raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")
+        return listed.collections
+
+    return listing

@@ -54,12 +54,17 @@ class ClusterInspector:
 
 
 async def _probe(client: ShardClient, timeout_s: float, member: bool | None) -> ReplicaInfo:
+    """A replica's health and collections; DEGRADED when it serves but some of
+    its collections could not be loaded (they are listed with the reason)."""
     health = await client.health(timeout_s)
-    collections: list[tuple[str, int]] = []
-    if health is not Health.UNREACHABLE:
-        try:
-            listed = await client.list_collections(timeout_s)
-        except ShoalError:
-            listed = []
-        collections = [(c.config.name, c.document_count) for c in listed]
-    return ReplicaInfo(client.address, health, collections, member)
+    if health is Health.UNREACHABLE:
+        return ReplicaInfo(client.address, health, [], member=member)
+    try:
+        listing = await client.list_collections(timeout_s)
+    except ShoalError:
+        return ReplicaInfo(client.address, health, [], member=member)
+    collections = [(c.config.name, c.document_count) for c in listing.collections]
+    failed = sorted(listing.failed.items())
+    if failed and health is Health.SERVING:
+        health = Health.DEGRADED
+    return ReplicaInfo(client.address, health, collections, failed, member)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.clients.contracts import ShardClient, WriteOp
+from coordinator.core.backoff import Backoff
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
 from shoal.periodic import Periodic
@@ -62,9 +63,9 @@ class Hint:
 
 @dataclass
 class _Queue:
+    backoff: Backoff
     hints: deque[Hint] = field(default_factory=deque)
     writes: int = 0
-    failures: int = 0
     retry_at: float = 0.0
 
 
@@ -88,7 +89,10 @@ class HintStore:
         """Keep `ops` for `replica`; False (and dropped) when its queue is full."""
         if not ops:
             return True
-        queue = self._queues.setdefault(replica, _Queue())
+        queue = self._queues.get(replica)
+        if queue is None:
+            backoff = Backoff(self.limits.first_backoff_s, self.limits.max_backoff_s)
+            queue = self._queues[replica] = _Queue(backoff)
         if queue.writes + len(ops) > self.limits.max_writes:
             log.warning(
                 "hints for %s are full (%d writes); %d writes to %r left to anti-entropy",
@@ -134,7 +138,7 @@ class HintStore:
         """The oldest hint reached the replica."""
         queue = self._queues[replica]
         self._remove(replica, queue, "replayed")
-        queue.failures = 0
+        queue.backoff.reset()
         queue.retry_at = 0.0
 
     def discard(self, replica: str) -> None:
@@ -144,8 +148,7 @@ class HintStore:
     def failed(self, replica: str) -> float:
         """The replica did not take the oldest hint; returns the backoff before the next try."""
         queue = self._queues[replica]
-        backoff = min(self.limits.max_backoff_s, self.limits.first_backoff_s * 2.0**queue.failures)
-        queue.failures += 1
+        backoff = queue.backoff.failed()
         queue.retry_at = self._clock() + backoff
         return backoff
 

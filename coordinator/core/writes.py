@@ -353,10 +353,11 @@ async def _write_replica(
     try:
         ack = await replica.client.write(collection, ops, timeout_s, incarnation=incarnation)
     except (Unavailable, DeadlineExceeded) as error:
-        if isinstance(error, Unavailable):
-            replica.failed()
+        # The hint first: whatever happens next, the replica gets the write later.
         if hints is not None:
             hints.add(replica.address, collection, ops, incarnation)
+        if isinstance(error, Unavailable):
+            replica.failed()
         raise
     replica.succeeded()
     return ack

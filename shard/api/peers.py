@@ -15,9 +15,10 @@ import grpc.aio
 from shard.api.convert import config_from_proto, write_from_proto
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
+from shoal.keepalive import Keepalive
 from shoal.replication import PartitionDigest, VersionState
 from shoal.replication_client import ReplicationClient
-from shoal.server import GRPC_OPTIONS
+from shoal.server import channel_options
 from shoal.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
@@ -31,11 +32,11 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 
 
 class GrpcPeer:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, keepalive: Keepalive | None = None) -> None:
         self._address = address
         self._channel = grpc.aio.insecure_channel(
             address,
-            options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS],
+            options=[*channel_options(keepalive), *RECONNECT_OPTIONS],
         )
         self._stub = shard_pb2_grpc.ShardServiceStub(self._channel)
         self._replication = ReplicationClient(self._channel)

@@ -30,8 +30,12 @@ from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
 from shard.core.gate import WouldBlock
 from shard.core.tombstones import TombstoneGrace
+from shoal.health import ServerHealth
 from shoal.logs import with_request_context
 from shoal.v1 import shard_pb2, shard_pb2_grpc
+
+#: The service's full name, also its name in health checks.
+SERVICE = shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name
 
 R = TypeVar("R")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,8 +53,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         executor: Executor,
         readiness: Readiness | None = None,
         grace: TombstoneGrace | None = None,
+        health: ServerHealth | None = None,
     ) -> None:
         self._collections = collections
+        self._health = health
         self._executor = executor
         self._write_queues: dict[str, asyncio.Lock] = {}
         self._readiness = readiness if readiness is not None else Readiness(ready=True)
@@ -82,7 +88,13 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             lambda: self._collections.delete(request.name, request.incarnation)
         )
         self._write_queues.pop(request.name, None)
+        await self.report_failed()
         return shard_pb2.ShardDeleteCollectionResponse(deleted=deleted)
+
+    async def report_failed(self) -> None:
+        """Health says which collections could not be loaded (shoal.health)."""
+        if self._health is not None:
+            await self._health.report_failed(SERVICE, self._collections.failed())
 
     async def ListCollections(
         self, request: shard_pb2.ShardListCollectionsRequest, context: Context
@@ -96,7 +108,11 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
                     incarnation=config.incarnation,
                 )
                 for config, count in listed
-            ]
+            ],
+            failed=[
+                shard_pb2.ShardFailedCollection(name=name, reason=reason)
+                for name, reason in sorted(self._collections.failed().items())
+            ],
         )
 
     async def Write(

@@ -9,13 +9,17 @@ heard of was made before the cluster had a catalog: it is registered (keeping
 its data), or, if another replica registered the name first with other
 settings, replaced by the catalog's.
 
+A collection held here that could not be loaded (a corrupt store) is left as
+it is, whatever the catalog says, until it is dropped: it may hold the current
+incarnation's data, so it is an operator's call (the replica shows DEGRADED).
+
 Nothing here is on the data path: while etcd is away the collections stay as
 they are and writes and reads go on.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
@@ -30,10 +34,19 @@ R = TypeVar("R")
 
 
 class CatalogSync:
-    def __init__(self, collections: Collections, store: CatalogStore, executor: Executor) -> None:
+    def __init__(
+        self,
+        collections: Collections,
+        store: CatalogStore,
+        executor: Executor,
+        after_change: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._collections = collections
         self._store = store
         self._executor = executor
+        #: Called after each reconcile or batch of changes (the servicer's health
+        #: report, which names the collections that could not be loaded).
+        self._after_change = after_change
         self._lock = asyncio.Lock()  # one reconcile or change at a time
 
     async def _run(self, work: Callable[[], R]) -> R:
@@ -43,10 +56,12 @@ class CatalogSync:
         async with self._lock:
             if changes is None:
                 await self.reconcile(view)
-                return
-            for change in changes:
-                if change.entry is not None:
-                    await self._follow(change.entry)
+            else:
+                for change in changes:
+                    if change.entry is not None:
+                        await self._follow(change.entry)
+            if self._after_change is not None:
+                await self._after_change()
 
     async def reconcile(self, view: CatalogView) -> None:
         listed = await self._run(self._collections.list_collections)

@@ -172,8 +172,9 @@ class Collections:
                     f"collection {config.name!r} exists with other settings:"
                     f" {_differences(existing.config, config)}"
                 )
-            if config.name in self._broken and config.incarnation:
-                self._remove_locked(config.name)
+            # A store that could not be loaded stays until it is deleted (by a drop,
+            # here or in the catalog): its incarnation cannot be read, so it may be
+            # the current one, and only an operator can say its data is lost.
             if config.name in self._broken:
                 raise DataLoss(
                     f"collection {config.name!r} exists but could not be loaded on this replica"
@@ -217,6 +218,11 @@ class Collections:
             except NotFound:
                 log.debug("collection %r deleted while listing", name)
         return result
+
+    def failed(self) -> dict[str, str]:
+        """Collections on disk that could not be loaded, and why; calls on them
+        answer DATA_LOSS until the collection is deleted."""
+        return dict(self._broken)
 
     def open_collections(self) -> list[Collection]:
         return list(self._open.values())

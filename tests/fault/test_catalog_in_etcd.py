@@ -74,7 +74,7 @@ def test_concurrent_creates_through_two_coordinators_leave_one_setting(
                 if isinstance(a, shoal_pb2.CreateCollectionResponse)
             ]
             errors = [a for a in answers if isinstance(a, grpc.StatusCode)]
-            assert created.count(True) == 1, f"round {round_}: {created}"
+            assert created.count(True) == 1, f"round {round_}: {created} {errors}"
             assert set(errors) <= {grpc.StatusCode.ALREADY_EXISTS}, errors
             assert len(created) + len(errors) == CLIENTS
             (winner,) = set(dimensions)  # every OK answer carries the winner's settings

@@ -16,6 +16,7 @@ import numpy as np
 
 from coordinator.clients.contracts import (
     CollectionConfig,
+    CollectionListing,
     EmbedderInfo,
     Filter,
     Health,
@@ -33,7 +34,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.distance_metric import Metric
-from shoal.errors import AlreadyExists, DeadlineExceeded, NotFound, ShoalError
+from shoal.errors import AlreadyExists, DataLoss, DeadlineExceeded, NotFound, ShoalError
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
 from shoal.topology import Topology
@@ -78,7 +79,8 @@ class Stored:
 @dataclass
 class FakeShard:
     """One replica. Set `fail` to make every call raise it, `hang` to make calls
-    wait until their timeout, or `gate` to make writes wait until it is set."""
+    wait until their timeout, `gate` to make writes wait until it is set, or
+    `broken` to make collections fail as if they could not be loaded."""
 
     address: str
     collections: dict[str, CollectionConfig] = field(default_factory=dict)
@@ -87,6 +89,8 @@ class FakeShard:
     hang: bool = False
     gate: asyncio.Event | None = None
     calls: list[str] = field(default_factory=list)
+    #: Collections this replica could not load (name -> why): DATA_LOSS on them.
+    broken: dict[str, str] = field(default_factory=dict)
 
     async def _enter(self, what: str, timeout_s: float) -> None:
         self.calls.append(what)
@@ -98,6 +102,8 @@ class FakeShard:
             raise type(self.fail)(str(self.fail))
 
     def _collection(self, name: str) -> dict[str, Stored]:
+        if name in self.broken:
+            raise DataLoss(f"collection {name!r} could not be loaded: {self.broken[name]}")
         if name not in self.collections:
             raise NotFound(f"collection {name!r} does not exist")
         return self.documents[name]
@@ -120,12 +126,16 @@ class FakeShard:
         self.documents.pop(name, None)
         return self.collections.pop(name, None) is not None
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+    async def list_collections(self, timeout_s: float) -> CollectionListing:
         await self._enter("list_collections", timeout_s)
-        return [
-            ShardCollection(config, self.live_count(name))
-            for name, config in self.collections.items()
-        ]
+        return CollectionListing(
+            [
+                ShardCollection(config, self.live_count(name))
+                for name, config in self.collections.items()
+                if name not in self.broken
+            ],
+            dict(self.broken),
+        )
 
     def live_count(self, name: str) -> int:
         return sum(not stored.op.deleted for stored in self.documents[name].values())

@@ -186,3 +186,28 @@ def test_cluster_info_reports_health_and_counts() -> None:
         assert info.groups[1].replicas[0].collections == []
 
     run(scenario())
+
+
+def test_a_replica_that_could_not_load_a_collection_is_reported_and_passed_over() -> None:
+    """Its listing names the collection as failed: cluster info shows the replica
+    DEGRADED with the reason, and the catalog asks the other replica for the
+    config and the counts (that replica alone would have said NOT_FOUND)."""
+    cluster = FakeCluster(groups=1, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.create("c", 4)
+        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
+        await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+        cluster.shards[0][0].broken["c"] = "Corruption: CURRENT file corrupted"
+        info = await cluster.core.inspector.describe(deadline())
+        broken, healthy = info.groups[0].replicas
+        assert broken.health is Health.DEGRADED
+        assert broken.failed == [("c", "Corruption: CURRENT file corrupted")]
+        assert broken.collections == []
+        assert (healthy.health, healthy.failed) == (Health.SERVING, [])
+        for _ in range(4):
+            cluster.core.catalog.invalidate("c")
+            assert (await cluster.core.catalog.config("c", deadline())).dimension == 4
+            assert (await cluster.core.catalog.get("c", deadline())).document_count == 10
+
+    run(scenario())
