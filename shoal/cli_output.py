@@ -229,7 +229,11 @@ def print_cluster(info: shoal_pb2.GetClusterInfoResponse) -> None:
                 group.group,
                 replica.address,
                 _enum_name(replica_health, replica.health),
-                ", ".join(f"{c.collection} {c.documents:,}" for c in replica.collections) or "-",
+                ", ".join(
+                    [f"{c.collection} {c.documents:,}" for c in replica.collections]
+                    + [f"{f.collection} FAILED: {f.reason}" for f in replica.failed_collections]
+                )
+                or "-",
             )
             for group in info.groups
             for replica in group.replicas

@@ -192,6 +192,7 @@ def test_messages_become_snake_case_json_with_numbers_and_enum_names() -> None:
                         "address": "s:1",
                         "health": "serving",
                         "collections": [{"collection": "c", "documents": 7}],
+                        "failed_collections": [],
                     }
                 ],
             }
