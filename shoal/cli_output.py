@@ -253,7 +253,7 @@ def _member(replica: shoal_pb2.ReplicaInfo) -> str:
 
 def _replica_documents(replica: shoal_pb2.ReplicaInfo) -> str:
     counts = [f"{c.collection} {c.documents:,}" for c in replica.collections]
-    failed = [f"{f.collection} FAILED ({f.reason})" for f in replica.failed_collections]
+    failed = [f"{f.collection} FAILED: {f.reason}" for f in replica.failed_collections]
     return ", ".join([*counts, *failed]) or "-"
 
 

@@ -238,7 +238,7 @@ def test_cluster_table_shows_membership_and_collections_that_failed(
     lines = capsys.readouterr().out.splitlines()
     assert "member" in lines[2]
     assert re.search(r"s:1 +serving +yes", lines[-2])
-    assert re.search(r"s:2 +degraded +lease gone +d FAILED \(corrupt CURRENT\)", lines[-1])
+    assert re.search(r"s:2 +degraded +lease gone +d FAILED: corrupt CURRENT", lines[-1])
 
 
 def test_cluster_table_has_no_member_column_without_etcd(
