@@ -3,6 +3,8 @@
 import asyncio
 import logging
 
+import grpc.aio
+
 from coordinator.api.servicer import ShoalServicer
 from coordinator.clients.channels import open_balanced_channel, open_channel
 from coordinator.clients.contracts import ShardClient
@@ -19,15 +21,20 @@ from shoal.catalog import CatalogFollower
 from shoal.etcd_catalog import EtcdCatalog
 from shoal.etcd_client import EtcdClient
 from shoal.etcd_membership import MemberFollower
+from shoal.etcd_topology import EtcdTopology
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
+from shoal.topology_store import TopologyFollower
 from shoal.v1 import shoal_pb2
 
 log = logging.getLogger("coordinator")
 
 #: On shutdown, how long writes still running for slower replicas may finish.
 DRAIN_SECONDS = 5.0
+
+#: On start, how long to wait for etcd's topology before routing with the file's.
+TOPOLOGY_WAIT_S = 5.0
 
 
 async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
@@ -36,17 +43,24 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     except TopologyError as error:
         raise SystemExit(str(error)) from error
     keepalive = settings.server.keepalive
-    channels = {address: open_channel(address, keepalive) for address in topology.addresses}
+    channels: dict[str, grpc.aio.Channel] = {}
+
+    def connect(address: str) -> ShardClient:
+        """A client for a replica, also for one a later topology adds."""
+        channels[address] = open_channel(address, keepalive)
+        return GrpcShardClient(address, channels[address])
+
     embedder_channel = open_balanced_channel(settings.embedder, keepalive)
     etcd = EtcdClient(settings.etcd) if settings.etcd else None
     follower = CatalogFollower(EtcdCatalog(etcd)) if etcd is not None else None
     members = MemberFollower(etcd) if etcd is not None else None
-    shards: dict[str, ShardClient] = {
-        address: GrpcShardClient(address, channel) for address, channel in channels.items()
-    }
+    # With etcd the topology is etcd's; the file seeds it when etcd holds none.
+    topology_follower = (
+        TopologyFollower(EtcdTopology(etcd), seed=topology) if etcd is not None else None
+    )
     core = Coordinator.build(
         topology,
-        shards,
+        {},
         GrpcEmbedderClient(settings.embedder, embedder_channel),
         HybridLogicalClock(settings.coordinator_id),
         config_ttl=settings.config_ttl_s,
@@ -57,6 +71,8 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
         ),
         catalog_follower=follower,
         membership=members if members is not None else NO_MEMBERSHIP,
+        connect=connect,
+        topology_follower=topology_follower,
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -68,6 +84,17 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     )
 
     async def start() -> None:
+        if topology_follower is not None:
+            topology_follower.start()
+            # Route with etcd's topology from the first call when etcd is there.
+            if await topology_follower.wait_seen(TOPOLOGY_WAIT_S):
+                log.info("topology version %d from etcd", core.routing.table.version)
+            else:
+                log.warning(
+                    "etcd has not given the topology within %.0f s; routing with the file's"
+                    " until it does",
+                    TOPOLOGY_WAIT_S,
+                )
         core.hint_replayer.start()
         if follower is not None:
             follower.start()
@@ -75,6 +102,8 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
             members.start()
 
     async def stop() -> None:
+        if topology_follower is not None:
+            await topology_follower.stop()
         if follower is not None:
             await follower.stop()
         if members is not None:

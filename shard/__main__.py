@@ -14,6 +14,7 @@ from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
 from shard.core.local_replica import CollectionsReplica
+from shard.core.ownership import PartitionOwnership
 from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.metrics import ShardMetrics
@@ -26,9 +27,12 @@ from shoal.errors import Unavailable
 from shoal.etcd_catalog import EtcdCatalog
 from shoal.etcd_client import EtcdClient
 from shoal.etcd_membership import MemberLease
+from shoal.etcd_topology import EtcdTopology
 from shoal.health import ServerHealth
 from shoal.logs import configure_logging
 from shoal.server import ServerSpec, Service, serve
+from shoal.topology_source import FollowedTopology, TopologyFile, TopologySource
+from shoal.topology_store import TopologyFollower
 
 log = logging.getLogger("shard")
 
@@ -67,7 +71,17 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     readiness = Readiness()
     grace = TombstoneGrace(settings.tombstone_grace_s)
     peers: list[GrpcPeer] = []
-    directory = PeerDirectory(settings.topology, advertised(settings))
+    etcd = EtcdClient(settings.etcd) if settings.etcd else None
+    topology_file = TopologyFile(settings.topology) if settings.topology is not None else None
+    # With etcd the topology is etcd's (the file stands in until etcd answers);
+    # the coordinators seed etcd from their file, the shards only read it.
+    topology_follower = TopologyFollower(EtcdTopology(etcd)) if etcd is not None else None
+    topology: TopologySource | None = (
+        FollowedTopology(topology_follower, topology_file)
+        if topology_follower is not None
+        else topology_file
+    )
+    directory = PeerDirectory(topology, advertised(settings), dynamic=etcd is not None)
 
     def identity() -> tuple[str, str]:
         """(replica, group) for the metrics: the address the topology knows us by."""
@@ -101,9 +115,11 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     )
 
     health = ServerHealth([SERVICE])
-    servicer = ShardServicer(collections, executor, readiness, grace, health)
+    ownership = (
+        PartitionOwnership(topology.current, advertised(settings)) if topology is not None else None
+    )
+    servicer = ShardServicer(collections, executor, readiness, grace, health, ownership)
 
-    etcd = EtcdClient(settings.etcd) if settings.etcd else None
     follower: CatalogFollower | None = None
     if etcd is not None:
         catalog = EtcdCatalog(etcd)
@@ -126,6 +142,8 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
         }
         log.info("%s", json.dumps(details))
         checkpointer.start()
+        if topology_follower is not None:
+            topology_follower.start()
         if follower is not None:
             # Collections created or dropped while this replica was down are made
             # right before it catches up documents; without etcd it serves what it has.
@@ -148,6 +166,8 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
             await lease.stop()  # gone from the members at once, not after the lease's TTL
         if follower is not None:
             await follower.stop()
+        if topology_follower is not None:
+            await topology_follower.stop()
         if etcd is not None:
             await etcd.close()
         await sizes.stop()

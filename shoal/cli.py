@@ -32,6 +32,7 @@ from shoal.errors import ShoalError
 from shoal.filters import Where
 from shoal.help_format import HelpFormatter
 from shoal.settings import positive_int
+from shoal.topology import Topology, TopologyError
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
 WHERE_HELP = (
@@ -354,6 +355,63 @@ def cmd_cluster(args: argparse.Namespace) -> None:
         out.print_cluster(info)
 
 
+def _topology_dict(topology: Topology) -> dict[str, Any]:
+    """The topology file's form (what `shoal topology set` reads back)."""
+    return {"partition_groups": {}, **topology.to_dict()}
+
+
+def cmd_topology_show(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        topology = client.get_topology()
+    if args.json:
+        _print_json(_topology_dict(topology))
+    else:
+        out.print_topology(topology)
+
+
+def _topology_file(path: Path) -> tuple[Topology, int]:
+    """A topology from a file (as `topology show --json` prints it, or topology.json)
+    and the version it says it was edited from."""
+    try:
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and isinstance(data.get("topology"), dict):
+            data = data["topology"]
+        return Topology.from_dict(data), int(data.get("version", 0))
+    except (OSError, ValueError, TopologyError) as error:
+        raise SystemExit(f"error: cannot use topology {path}: {error}") from None
+
+
+def cmd_topology_set(args: argparse.Namespace) -> None:
+    topology, edited_from = _topology_file(Path(args.file))
+    expected = args.expected_version if args.expected_version is not None else edited_from
+    if not expected:
+        raise SystemExit(
+            f"error: {args.file} has no version: give --expected-version (shoal topology show)"
+        )
+    with Client(address(args)) as client:
+        updated = client.update_topology(topology, expected)
+    _print_topology_change(args, updated, f"topology version {updated.version} stored")
+
+
+def cmd_topology_move(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        updated = client.move_partition(args.partition, args.group)
+    _print_topology_change(
+        args,
+        updated,
+        f"partition {args.partition} belongs to shard group {args.group}"
+        f" as of topology version {updated.version}",
+    )
+
+
+def _print_topology_change(args: argparse.Namespace, topology: Topology, summary: str) -> None:
+    if args.json:
+        _print_json(_topology_dict(topology))
+        return
+    print(f"{summary}; routing follows at once, stored documents do not move")
+    out.print_topology(topology)
+
+
 # --- the parser ------------------------------------------------------------
 
 
@@ -491,11 +549,45 @@ def _add_cluster_commands(commands: Any) -> None:
     )
     verify.add_argument("--timeout", type=float, default=300.0, help="seconds per collection")
     verify.set_defaults(run=cmd_verify)
+    _add_topology_commands(commands)
     loadtest.add_parser(
         commands,
         parents=[global_options(subcommand=True, json_help=loadtest.JSON_HELP)],
         epilog=ENVIRONMENT,
     )
+
+
+def _add_topology_commands(commands: Any) -> None:
+    topology = _command(
+        commands,
+        "topology",
+        "show or change the partition -> shard group -> replica map (in etcd)",
+    )
+    actions = topology.add_subparsers(
+        dest="topology_command", required=True, metavar="ACTION", help="show, set or move"
+    )
+    _command(actions, "show", "the topology the coordinator routes with").set_defaults(
+        run=cmd_topology_show
+    )
+    put = _command(
+        actions,
+        "set",
+        "store a new topology (groups, replicas, partition_groups) from a JSON file;"
+        " fails if the topology changed since the version it was edited from",
+    )
+    put.add_argument("file", help="JSON as `shoal topology show --json` prints it")
+    put.add_argument(
+        "--expected-version",
+        type=int,
+        help="the version the change is made from (default: the file's version)",
+    )
+    put.set_defaults(run=cmd_topology_set)
+    move = _command(
+        actions, "move", "route a partition (of every collection) to another shard group"
+    )
+    move.add_argument("partition", type=int, help="the partition number")
+    move.add_argument("group", type=int, help="the shard group that owns it from now on")
+    move.set_defaults(run=cmd_topology_move)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shoal.client import Collection, Document, SearchResult
+from shoal.topology import Topology
 from shoal.v1 import shoal_pb2
 
 SNIPPET_CHARS = 70
@@ -255,6 +256,26 @@ def _replica_documents(replica: shoal_pb2.ReplicaInfo) -> str:
     counts = [f"{c.collection} {c.documents:,}" for c in replica.collections]
     failed = [f"{f.collection} FAILED: {f.reason}" for f in replica.failed_collections]
     return ", ".join([*counts, *failed]) or "-"
+
+
+def print_topology(topology: Topology) -> None:
+    groups = len(topology.groups)
+    print(
+        f"topology version {topology.version}: {count_of(groups, 'shard group')};"
+        f" partition p belongs to group p mod {groups}"
+        + (", except:" if topology.partition_groups else "")
+    )
+    if topology.partition_groups:
+        print_table(
+            ("partition", "group"),
+            sorted(topology.partition_groups.items()),
+            right=("partition", "group"),
+        )
+    print_table(
+        ("group", "replicas"),
+        ((group.group, ", ".join(group.replicas)) for group in topology.groups),
+        right=("group",),
+    )
 
 
 def verify_failed(report: shoal_pb2.VerifyReplicasResponse) -> bool:

@@ -20,12 +20,15 @@ from shoal.convert import (
     VectorLike,
     metadata_from_proto,
     metadata_to_proto,
+    topology_from_proto,
+    topology_to_proto,
     vector_to_f32,
 )
 from shoal.errors import InvalidArgument
 from shoal.filters import Where, where_to_filter
 from shoal.server import GRPC_OPTIONS
 from shoal.status import from_rpc_error
+from shoal.topology import Topology
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -437,3 +440,32 @@ class Client:
     def cluster_info(self) -> shoal_pb2.GetClusterInfoResponse:
         """Shard groups, replicas, their health and document counts."""
         return self._call(self._stub.GetClusterInfo, shoal_pb2.GetClusterInfoRequest())
+
+    # Topology
+
+    def get_topology(self) -> Topology:
+        """The partition -> shard group -> replica map the coordinator routes with."""
+        reply = self._call(self._stub.GetTopology, shoal_pb2.GetTopologyRequest())
+        return topology_from_proto(reply.topology)
+
+    def update_topology(self, topology: Topology, expected_version: int) -> Topology:
+        """Replace the topology (in etcd) with `topology`'s groups and partition map;
+        the new one, at version `expected_version + 1`. FailedPrecondition when the
+        current version is not `expected_version` (someone changed it first) or the
+        cluster runs without etcd.
+
+        Routing follows at once; documents already stored are not moved."""
+        request = shoal_pb2.UpdateTopologyRequest(
+            expected_version=expected_version, topology=topology_to_proto(topology)
+        )
+        reply = self._call(self._stub.UpdateTopology, request)
+        return topology_from_proto(reply.topology)
+
+    def move_partition(self, partition: int, group: int) -> Topology:
+        """Route `partition` (of every collection) to shard group `group` from now
+        on: read the topology, change that one entry, store it (see update_topology)."""
+        current = self.get_topology()
+        moved = {**current.partition_groups, partition: group}
+        return self.update_topology(
+            Topology(current.version, current.groups, moved), current.version
+        )

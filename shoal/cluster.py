@@ -10,6 +10,7 @@ directory is refused, naming the first), and its processes end with it: they
 nothing behind.
 """
 
+import asyncio
 import json
 import logging
 import os
@@ -28,7 +29,11 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from shoal.data_lock import DataDirInUse, DataDirLock
+from shoal.errors import ShoalError
+from shoal.etcd_client import EtcdClient
 from shoal.etcd_server import EtcdCluster, EtcdFailed
+from shoal.etcd_topology import EtcdTopology
+from shoal.topology import Topology
 from shoal.wait import wait_for
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,30 @@ HEALTH_CHECK_METHOD = "/grpc.health.v1.Health/Check"
 LOCAL_EMBEDDER_THREADS = 1
 
 Progress = Callable[[str], None]
+
+
+async def publish_topology(endpoints: Sequence[str], topology: Topology) -> int:
+    """Make etcd's topology list the replicas of `topology`; its version after.
+
+    A local cluster's shards are its topology: the first start seeds etcd with
+    them, and a start that finds them on other ports (no --base-port) stores their
+    new addresses as a new version. Partitions moved meanwhile stay moved as
+    long as the number of groups is the same.
+    """
+    client = EtcdClient(endpoints)
+    try:
+        store = EtcdTopology(client)
+        current, _ = await store.read()
+        if current is None:
+            return (await store.seed(topology)).version
+        if current.groups == topology.groups:
+            return current.version
+        same_groups = len(current.groups) == len(topology.groups)
+        moved = current.partition_groups if same_groups else {}
+        replaced = Topology(topology.version, topology.groups, dict(moved))
+        return (await store.update(current.version, replaced)).version
+    finally:
+        await client.close()
 
 
 class ClusterError(RuntimeError):
@@ -316,7 +345,8 @@ class LocalCluster:
         return self._service(name, "shard", args)
 
     def write_topology(self) -> None:
-        """Atomically: shards read the file whenever it changes, never half of it."""
+        """Atomically: shards read the file whenever it changes, never half of it.
+        With etcd, the topology there is made to list these processes too."""
         topology = {
             "version": 1,
             "groups": [{"replicas": [shard.address for shard in group]} for group in self.shards],
@@ -324,6 +354,14 @@ class LocalCluster:
         tmp = self.topology_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(topology, indent=2) + "\n")
         tmp.replace(self.topology_path)
+        if self.etcd is not None and any(member.running for member in self.etcd.members):
+            try:
+                version = asyncio.run(
+                    publish_topology(self.etcd.endpoints, Topology.from_dict(topology))
+                )
+            except ShoalError as error:
+                raise ClusterError(f"cannot write the topology to etcd: {error}") from None
+            log.debug("topology version %d in etcd", version)
 
     def _prepare_topology(self) -> None:
         """Write the topology now if every port is known; else remove the last run's.

@@ -11,7 +11,8 @@ import numpy.typing as npt
 
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
-from shoal.v1 import common_pb2
+from shoal.topology import Topology, TopologyError
+from shoal.v1 import common_pb2, shoal_pb2
 
 Scalar = str | int | float | bool
 MetadataValue = Scalar | list[str] | list[int] | list[float] | list[bool]
@@ -110,3 +111,25 @@ def check_vector(vector: npt.NDArray[np.float32], dimension: int, what: str) -> 
         )
     if not np.isfinite(vector).all():
         raise InvalidArgument(f"{what}: vector contains NaN or infinity")
+
+
+def topology_to_proto(topology: Topology) -> shoal_pb2.Topology:
+    return shoal_pb2.Topology(
+        version=topology.version,
+        groups=[shoal_pb2.TopologyGroup(replicas=group.replicas) for group in topology.groups],
+        partition_groups=dict(topology.partition_groups),
+    )
+
+
+def topology_from_proto(message: shoal_pb2.Topology) -> Topology:
+    """A topology as it arrived; INVALID_ARGUMENT saying what is wrong with it."""
+    try:
+        return Topology.from_dict(
+            {
+                "version": message.version,
+                "groups": [{"replicas": list(group.replicas)} for group in message.groups],
+                "partition_groups": {str(p): g for p, g in message.partition_groups.items()},
+            }
+        )
+    except TopologyError as error:
+        raise InvalidArgument(f"topology: {error}") from None

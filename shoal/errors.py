@@ -4,6 +4,11 @@ Core code raises these and never touches gRPC; `shoal.status` maps them to and
 from gRPC status codes, one function per direction.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shoal.topology import Topology
+
 
 class ShoalError(Exception):
     """Base of all expected failures. The message is shown to the caller."""
@@ -36,6 +41,22 @@ class Unavailable(ShoalError):
 
 class DeadlineExceeded(ShoalError):
     """The caller's deadline passed."""
+
+
+class FailedPrecondition(ShoalError):
+    """The cluster is not in the state the call assumed: an expected topology
+    version that is no longer the current one, a change that needs etcd."""
+
+
+class PartitionMoved(FailedPrecondition):
+    """A shard refused a write routed with an older topology, under which its group
+    owned a partition it no longer owns. `topology` is the newer one the shard
+    knows (None when it could not be passed on): the coordinator routes with it,
+    or reads the topology again, and retries."""
+
+    def __init__(self, message: str, topology: "Topology | None" = None) -> None:
+        super().__init__(message)
+        self.topology = topology
 
 
 class DataLoss(ShoalError):

@@ -1,18 +1,30 @@
-"""The shard groups and their replicas, as the topology file lists them.
+"""The shard groups, their replicas, and which group owns each partition.
 
 Where a document lives: stable hash -> partition (shoal.partitioning) -> shard
 group. Partitions are fixed per collection, and the versioned topology maps them
 to shard groups, so moving data later is a matter of moving whole partitions.
 The coordinator routes with it; a shard reads it to find the other replicas of
-its own group (its peers for catch-up).
+its own group (its peers for catch-up) and to refuse writes for partitions its
+group no longer owns.
+
+Partition p (of any collection: partition numbers are shared, so "partition 5"
+is partition 5 of every collection that has one) belongs to group
+`p mod len(groups)` unless `partition_groups` names another group for it: a
+partition is moved by naming its new group there. Adding a group changes the
+default for every partition not named, so pin the ones that must stay.
+
+The topology lives in etcd when the cluster runs one (`shoal.topology_store`):
+the file (`topology.json`) is then only its seed. Every change gets a higher
+`version`; writes carry the version they were routed with.
 """
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from shoal.limits import MAX_PARTITIONS
 from shoal.partitioning import partition_of, stable_hash
 
 
@@ -32,6 +44,8 @@ class Topology:
 
     version: int
     groups: tuple[ShardGroup, ...]
+    #: Partitions that do not follow the default `p mod len(groups)`: partition -> group.
+    partition_groups: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def replication_factor(self) -> int:
@@ -49,19 +63,43 @@ class Topology:
         return None
 
     def group_of_partition(self, partition: int) -> int:
-        return partition % len(self.groups)
+        group = self.partition_groups.get(partition)
+        return partition % len(self.groups) if group is None else group
 
     def group_of(self, doc_id: str, partitions: int) -> int:
-        return partition_of(doc_id, partitions) % len(self.groups)
+        return self.group_of_partition(partition_of(doc_id, partitions))
 
     def split_by_group(self, ids: Iterable[str], partitions: int) -> dict[int, list[int]]:
         """Positions of `ids` per owning group, in input order within each group."""
         groups = len(self.groups)
+        moved = self.partition_groups
         by_group: dict[int, list[int]] = {}
         for position, doc_id in enumerate(ids):
-            group = stable_hash(doc_id) % partitions % groups
+            partition = stable_hash(doc_id) % partitions
+            group = moved.get(partition, partition % groups) if moved else partition % groups
             by_group.setdefault(group, []).append(position)
         return by_group
+
+    def same_layout(self, other: "Topology") -> bool:
+        """The same groups, replicas and partition map, whatever the versions."""
+        return self.groups == other.groups and dict(self.partition_groups) == dict(
+            other.partition_groups
+        )
+
+    def with_version(self, version: int) -> "Topology":
+        return replace(self, version=version)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as the topology file and etcd hold it."""
+        data: dict[str, Any] = {
+            "version": self.version,
+            "groups": [{"replicas": list(group.replicas)} for group in self.groups],
+        }
+        if self.partition_groups:
+            data["partition_groups"] = {
+                str(partition): group for partition, group in sorted(self.partition_groups.items())
+            }
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "Topology":
@@ -85,7 +123,7 @@ class Topology:
                     raise TopologyError(f"replica {address} appears twice in the topology")
                 seen.add(address)
             parsed.append(ShardGroup(position, tuple(replicas)))
-        return cls(version, tuple(parsed))
+        return cls(version, tuple(parsed), _partition_groups(data, len(parsed)))
 
     @classmethod
     def load(cls, path: Path) -> "Topology":
@@ -101,6 +139,27 @@ class Topology:
         return cls.from_dict(
             {"version": version, "groups": [{"replicas": list(g)} for g in groups]}
         )
+
+
+def _partition_groups(data: dict[str, Any], groups: int) -> dict[int, int]:
+    raw = data.get("partition_groups", {})
+    if not isinstance(raw, dict):
+        raise TopologyError("'partition_groups' must map partition numbers to group numbers")
+    moved: dict[int, int] = {}
+    for key, group in raw.items():
+        partition = int(key) if isinstance(key, str) and key.isdigit() else -1
+        if not 0 <= partition < MAX_PARTITIONS:
+            raise TopologyError(
+                f"partition_groups: {key!r} is not a partition number (0-{MAX_PARTITIONS - 1})"
+            )
+        if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < groups:
+            raise TopologyError(
+                f"partition_groups: partition {partition} is given group {group!r};"
+                f" the topology has groups 0-{groups - 1}"
+            )
+        if group != partition % groups:  # the default needs no entry
+            moved[partition] = group
+    return moved
 
 
 def _check_address(address: object, group: int) -> None:

@@ -13,6 +13,8 @@ from coordinator.api import convert
 from coordinator.clients.messages import config_to_proto, include_from_proto
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from shoal.convert import topology_from_proto, topology_to_proto
+from shoal.errors import InvalidArgument
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -201,3 +203,21 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         )
         report = await self._core.verifier.verify(request.collection, request.repair, deadline)
         return convert.verify_report_to_proto(report)
+
+    # Topology
+
+    async def GetTopology(
+        self, request: shoal_pb2.GetTopologyRequest, context: Context
+    ) -> shoal_pb2.GetTopologyResponse:
+        return shoal_pb2.GetTopologyResponse(
+            topology=topology_to_proto(self._core.routing.topology)
+        )
+
+    async def UpdateTopology(
+        self, request: shoal_pb2.UpdateTopologyRequest, context: Context
+    ) -> shoal_pb2.UpdateTopologyResponse:
+        if not request.HasField("topology"):
+            raise InvalidArgument("give the new topology (its groups and partition_groups)")
+        topology = topology_from_proto(request.topology)
+        updated = await self._core.routing.update(request.expected_version, topology)
+        return shoal_pb2.UpdateTopologyResponse(topology=topology_to_proto(updated))

@@ -165,10 +165,18 @@ class ShardClient(Protocol):
     async def list_collections(self, timeout_s: float) -> CollectionListing: ...
 
     async def write(
-        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+        self,
+        collection: str,
+        writes: Sequence[WriteOp],
+        timeout_s: float,
+        incarnation: int = 0,
+        topology_version: int = 0,
     ) -> WriteAck:
         """With `incarnation` (not 0) the replica applies the writes only to that
-        incarnation of the collection: NotFound when it was dropped."""
+        incarnation of the collection: NotFound when it was dropped. With
+        `topology_version` (not 0, the version the writes were routed with) it
+        refuses them with PartitionMoved when, under a newer topology it knows,
+        its group no longer owns one of their partitions."""
         ...
 
     async def get(

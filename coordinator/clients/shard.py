@@ -87,12 +87,18 @@ class GrpcShardClient:
         )
 
     async def write(
-        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+        self,
+        collection: str,
+        writes: Sequence[WriteOp],
+        timeout_s: float,
+        incarnation: int = 0,
+        topology_version: int = 0,
     ) -> WriteAck:
         request = shard_pb2.ShardWriteRequest(
             collection=collection,
             writes=[write_to_proto(op) for op in writes],
             incarnation=incarnation,
+            topology_version=topology_version,
         )
         reply: shard_pb2.ShardWriteResponse = await unary_call(self._stub.Write, request, timeout_s)
         return WriteAck(reply.applied, reply.deleted)

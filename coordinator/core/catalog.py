@@ -142,13 +142,13 @@ def catalog_unavailable(error: Unavailable, what: str) -> Unavailable:
 class CollectionCatalog:
     def __init__(
         self,
-        groups: Sequence[ReplicaGroup],
+        groups: Callable[[], Sequence[ReplicaGroup]],
         embedding: Embedding,
         ttl: float = CONFIG_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         follower: CatalogFollower | None = None,
     ) -> None:
-        self._groups = list(groups)
+        self._groups = groups  # the groups of the topology routed with now
         self._embedding = embedding
         self._ttl = ttl
         self._clock = clock
@@ -195,7 +195,7 @@ class CollectionCatalog:
         """Any replica that could load `name` knows every collection: ask groups
         in turn until one answers."""
         failures: list[str] = []
-        for group in self._groups:
+        for group in self._groups():
             try:
                 return await group.read(_listing_with(name), deadline, "ListCollections")
             except (Unavailable, DataLoss) as error:
@@ -325,7 +325,7 @@ class CollectionCatalog:
         if self._follower is not None:
             config = await self.config(name, deadline)
             answers, _ = await fan_out(
-                every_group(self._groups, _listing_with(name)),
+                every_group(self._groups(), _listing_with(name)),
                 deadline,
                 "ListCollections",
                 allow_partial=False,
@@ -338,7 +338,7 @@ class CollectionCatalog:
             )
             return CollectionStats(config, count)
         answers, _ = await fan_out(
-            every_group(self._groups, _listing_with(name)),
+            every_group(self._groups(), _listing_with(name)),
             deadline,
             "ListCollections",
             allow_partial=False,
@@ -356,7 +356,7 @@ class CollectionCatalog:
             view = await self._view(deadline)
             return [from_entry(entry) for entry in view.live_entries()]
         answers, _ = await fan_out(
-            every_group(self._groups, _list_collections),
+            every_group(self._groups(), _list_collections),
             deadline,
             "ListCollections",
             allow_partial=True,
@@ -400,7 +400,7 @@ class CollectionCatalog:
             raise not_found(name)
 
     def _every_replica(self) -> list[tuple[int, Replica]]:
-        return [(group.group, replica) for group in self._groups for replica in group.replicas]
+        return [(group.group, replica) for group in self._groups() for replica in group.replicas]
 
 
 async def _list_collections(client: ShardClient, timeout_s: float) -> list[ShardCollection]:

@@ -1,14 +1,13 @@
 """What the cluster looks like right now: groups, replicas, health, counts."""
 
 import asyncio
-from collections.abc import Sequence
 
 from coordinator.clients.contracts import EmbedderClient, Health, ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import ClusterInfo, GroupInfo, ReplicaInfo
-from coordinator.core.replicas import NO_MEMBERSHIP, Membership, ReplicaGroup
+from coordinator.core.replicas import NO_MEMBERSHIP, Membership
+from coordinator.core.routing import Routing
 from shoal.errors import ShoalError
-from shoal.topology import Topology
 
 #: A replica that takes longer than this to answer a health check is shown as
 #: unreachable rather than holding up the whole report.
@@ -18,22 +17,21 @@ PROBE_TIMEOUT_S = 2.0
 class ClusterInspector:
     def __init__(
         self,
-        topology: Topology,
-        groups: Sequence[ReplicaGroup],
+        routing: Routing,
         embedder: EmbedderClient,
         membership: Membership = NO_MEMBERSHIP,
     ) -> None:
-        self._topology = topology
-        self._groups = list(groups)
+        self._routing = routing
         self._embedder = embedder
         self._membership = membership
 
     async def describe(self, deadline: Deadline) -> ClusterInfo:
         timeout_s = min(PROBE_TIMEOUT_S, deadline.check("probing the cluster"))
+        table = self._routing.table
         replica_infos = asyncio.gather(
             *(
                 _probe(replica.client, timeout_s, self._membership.is_member(replica.address))
-                for group in self._groups
+                for group in table.groups
                 for replica in group.replicas
             )
         )
@@ -42,11 +40,11 @@ class ClusterInspector:
         )
         found = iter(infos)
         groups = [
-            GroupInfo(group.group, [next(found) for _ in group.replicas]) for group in self._groups
+            GroupInfo(group.group, [next(found) for _ in group.replicas]) for group in table.groups
         ]
         return ClusterInfo(
-            topology_version=self._topology.version,
-            replication_factor=self._topology.replication_factor,
+            topology_version=table.version,
+            replication_factor=table.topology.replication_factor,
             groups=groups,
             embedder_address=self._embedder.address,
             embedder_health=embedder_health,

@@ -17,15 +17,18 @@ from coordinator.core.observer import (
     ReplicationObserver,
 )
 from coordinator.core.reads import Reader
-from coordinator.core.replicas import NO_MEMBERSHIP, Membership, Replica, ReplicaGroup
+from coordinator.core.replicas import NO_MEMBERSHIP, Membership, ReplicaGroup
+from coordinator.core.routing import Routing, ShardConnector
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
 from shoal.catalog import CatalogFollower
 from shoal.topology import Topology
+from shoal.topology_store import TopologyFollower
 
 
 @dataclass(frozen=True)
 class Coordinator:
+    routing: Routing
     catalog: CollectionCatalog
     writer: Writer
     reader: Reader
@@ -48,36 +51,36 @@ class Coordinator:
         hint_limits: HintLimits | None = None,
         catalog_follower: CatalogFollower | None = None,
         membership: Membership = NO_MEMBERSHIP,
+        connect: ShardConnector | None = None,
+        topology_follower: TopologyFollower | None = None,
     ) -> "Coordinator":
-        """`shards` has a client for every replica address in the topology.
+        """`shards` has a client for every replica address in the topology, or
+        `connect` makes the ones missing (also for replicas a later topology adds).
+        `topology_follower`: the topology in etcd, which then replaces `topology`.
 
         The hint replayer is built stopped: the server starts it (`start()`).
         """
-        missing = [address for address in topology.addresses if address not in shards]
-        if missing:
-            raise ValueError(f"no shard client for {', '.join(missing)}")
-        groups = [
-            ReplicaGroup(
-                group.group,
-                [Replica(shards[address]) for address in group.replicas],
-                observer=observer,
-                membership=membership,
-            )
-            for group in topology.groups
-        ]
+        if connect is None:
+            missing = [address for address in topology.addresses if address not in shards]
+            if missing:
+                raise ValueError(f"no shard client for {', '.join(missing)}")
+        routing = Routing(topology, shards, connect, observer, membership, topology_follower)
+
+        def groups() -> tuple[ReplicaGroup, ...]:
+            return routing.groups
+
         embedding = Embedding(embedder)
         catalog = CollectionCatalog(groups, embedding, ttl=config_ttl, follower=catalog_follower)
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
         return cls(
+            routing=routing,
             catalog=catalog,
-            writer=Writer(topology, groups, catalog, embedding, clock, background, hints),
-            reader=Reader(
-                topology, groups, catalog, embedding, observer, background, replication_observer
-            ),
-            inspector=ClusterInspector(topology, groups, embedder, membership),
+            writer=Writer(routing, catalog, embedding, clock, background, hints),
+            reader=Reader(routing, catalog, embedding, observer, background, replication_observer),
+            inspector=ClusterInspector(routing, embedder, membership),
             verifier=Verifier(groups, catalog, replication_observer),
             hints=hints,
-            hint_replayer=HintReplayer(hints, shards),
+            hint_replayer=HintReplayer(hints, routing.client),
             background=background,
         )

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.clients.contracts import ShardClient, WriteOp
@@ -59,6 +59,9 @@ class Hint:
     #: The collection's catalog incarnation when written: a replay reaches only that
     #: incarnation, never a collection created again under the same name.
     incarnation: int = 0
+    #: The topology version the write was routed with: a replica whose group has
+    #: since lost the partition refuses the replay, and the hint is dropped.
+    topology_version: int = 0
 
 
 @dataclass
@@ -84,7 +87,12 @@ class HintStore:
         self._queues: dict[str, _Queue] = {}
 
     def add(
-        self, replica: str, collection: str, ops: Sequence[WriteOp], incarnation: int = 0
+        self,
+        replica: str,
+        collection: str,
+        ops: Sequence[WriteOp],
+        incarnation: int = 0,
+        topology_version: int = 0,
     ) -> bool:
         """Keep `ops` for `replica`; False (and dropped) when its queue is full."""
         if not ops:
@@ -103,7 +111,9 @@ class HintStore:
             )
             self._observer.record_hints(replica, "dropped", len(ops))
             return False
-        queue.hints.append(Hint(collection, tuple(ops), self._clock(), incarnation))
+        queue.hints.append(
+            Hint(collection, tuple(ops), self._clock(), incarnation, topology_version)
+        )
         queue.writes += len(ops)
         self._observer.record_hints(replica, "queued", len(ops))
         return True
@@ -163,7 +173,8 @@ class HintStore:
 class HintReplayer:
     """Replays hints in the background: per replica in order, backing off while it fails."""
 
-    def __init__(self, store: HintStore, shards: Mapping[str, ShardClient]) -> None:
+    def __init__(self, store: HintStore, shards: Callable[[str], ShardClient | None]) -> None:
+        """`shards`: the client of a replica address (None: unknown, hints dropped)."""
         self._store = store
         self._shards = shards
         self._periodic = Periodic("hint replay", self.replay_due, store.limits.tick_s)
@@ -174,7 +185,7 @@ class HintReplayer:
         return sum(results)
 
     async def _replay(self, replica: str) -> int:
-        client = self._shards.get(replica)
+        client = self._shards(replica)
         replayed = 0
         while (hint := self._store.oldest(replica)) is not None:
             if client is None:
@@ -186,13 +197,15 @@ class HintReplayer:
                     hint.ops,
                     self._store.limits.replay_timeout_s,
                     incarnation=hint.incarnation,
+                    topology_version=hint.topology_version,
                 )
             except (Unavailable, DeadlineExceeded) as error:
                 backoff = self._store.failed(replica)
                 log.debug("hint replay to %s failed (%s); retry in %.2fs", replica, error, backoff)
                 return replayed
             except ShoalError as error:
-                # NotFound (the collection was deleted), InvalidArgument: no retry helps.
+                # NotFound (the collection was deleted), InvalidArgument, PartitionMoved
+                # (the write belongs to another group now): no retry here helps.
                 log.warning("dropping a hint for %s: %s", replica, error)
                 self._store.discard(replica)
                 continue

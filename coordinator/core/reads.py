@@ -52,11 +52,11 @@ from coordinator.core.observer import (
 )
 from coordinator.core.read_repair import choose
 from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
+from coordinator.core.routing import Routing, RoutingTable
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
 from shoal import limits
 from shoal.errors import DeadlineExceeded, Internal, NotFound, Unavailable
-from shoal.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +71,14 @@ REPAIR_TIMEOUT_S = 10.0
 class Reader:
     def __init__(
         self,
-        topology: Topology,
-        groups: Sequence[ReplicaGroup],
+        routing: Routing,
         catalog: CollectionCatalog,
         embedding: Embedding,
         observer: ReadObserver = NO_OBSERVER,
         background: Background | None = None,
         replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
     ) -> None:
-        self._topology = topology
-        self._groups = list(groups)
+        self._routing = routing
         self._catalog = catalog
         self._embedding = embedding
         self._observer = observer
@@ -143,10 +141,11 @@ class Reader:
         limits.check_collection_name(collection)
         check_ids(ids, "ids")
         config = await self._catalog.config(collection, deadline)
-        by_group = self._topology.split_by_group(ids, config.partitions)
+        table = self._routing.table
+        by_group = table.topology.split_by_group(ids, config.partitions)
         if consistency is not ReadConsistency.ONE:
             return await self._get_consistent(
-                collection, ids, by_group, include, allow_partial, deadline, consistency
+                collection, ids, table, by_group, include, allow_partial, deadline, consistency
             )
 
         def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
@@ -156,7 +155,7 @@ class Reader:
             return get
 
         targets = [
-            (self._groups[group], get_ids([ids[position] for position in by_group[group]]))
+            (table.groups[group], get_ids([ids[position] for position in by_group[group]]))
             for group in sorted(by_group)
         ]
         answers, coverage = await self._fan_out_to(
@@ -169,6 +168,7 @@ class Reader:
         self,
         collection: str,
         ids: Sequence[str],
+        table: RoutingTable,
         by_group: dict[int, list[int]],
         include: Include,
         allow_partial: bool,
@@ -180,7 +180,7 @@ class Reader:
         outcomes = await asyncio.gather(
             *(
                 self._records_of(
-                    self._groups[group],
+                    table.groups[group],
                     collection,
                     list(dict.fromkeys(ids[position] for position in by_group[group])),
                     consistency,
@@ -204,7 +204,7 @@ class Reader:
                 raise outcome
             choice = choose({replica.address: ops for replica, ops in outcome})
             newest.update(choice.newest)
-            self._repair(collection, self._groups[group], outcome, choice.repairs)
+            self._repair(collection, table.groups[group], outcome, choice.repairs)
         if missing and not allow_partial:
             raise Unavailable(
                 f"{'; '.join(missing)}; allow partial results to get the answers of the groups"
@@ -397,7 +397,7 @@ class Reader:
         allow_partial: bool,
     ) -> tuple[list[T], Coverage]:
         return await self._fan_out_to(
-            every_group(self._groups, call),
+            every_group(self._routing.groups, call),
             collection,
             operation,
             deadline,

@@ -15,7 +15,7 @@ answer are listed as unreachable and left out of the comparison.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.clients.contracts import ShardClient, WriteOp
@@ -75,11 +75,11 @@ class VerifyReport:
 class Verifier:
     def __init__(
         self,
-        groups: Sequence[ReplicaGroup],
+        groups: Callable[[], Sequence[ReplicaGroup]],
         catalog: CollectionCatalog,
         observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
     ) -> None:
-        self._groups = list(groups)
+        self._groups = groups  # those of the topology routed with now
         self._catalog = catalog
         self._observer = observer
 
@@ -89,7 +89,7 @@ class Verifier:
         reports = await asyncio.gather(
             *(
                 self._verify_group(group, collection, config.partitions, repair, deadline)
-                for group in self._groups
+                for group in self._groups()
             )
         )
         if all(report.missing for report in reports):

@@ -8,15 +8,24 @@ replicas still get the write. Versions make that safe: a replica keeps the
 newest version of each document, whatever order writes arrive in. A replica
 that fails its part with UNAVAILABLE or a timeout gets it later as a hint
 (see `hints`).
+
+Each write is routed with the topology held when it starts (`routing`) and
+carries that version. A replica whose group no longer owns a partition under
+a newer version it knows refuses the write (PartitionMoved, with its topology):
+the coordinator then takes the newer topology (or reads etcd's), routes the
+refused part again and retries, a few times at most, so the caller never sees
+a move that happened while its write was on the way.
 """
 
 import asyncio
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from coordinator.clients.contracts import (
+    CollectionConfig,
     Filter,
     Include,
     ScrollPage,
@@ -33,6 +42,7 @@ from coordinator.core.fanout import ShardCall
 from coordinator.core.hints import HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency, WriteResult
 from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.routing import Routing
 from coordinator.core.scroll_cursor import MAX_PAGE_SIZE
 from coordinator.core.validation import check_documents, check_ids
 from shoal import limits
@@ -41,11 +51,13 @@ from shoal.errors import (
     DeadlineExceeded,
     InvalidArgument,
     NotFound,
+    PartitionMoved,
     ResourceExhausted,
     ShoalError,
     Unavailable,
 )
-from shoal.topology import Topology
+
+log = logging.getLogger(__name__)
 
 #: After a group's write has failed, how long to wait for the replicas still
 #: answering before reporting how many acknowledged.
@@ -53,6 +65,10 @@ FAILURE_GRACE_S = 0.5
 
 #: Errors that say the request itself is wrong, whichever replica answers.
 CALLER_ERRORS = (NotFound, InvalidArgument, ResourceExhausted, AlreadyExists)
+
+#: Routings of one write: the first, and retries after replicas refused it for
+#: partitions that had moved under a newer topology.
+MAX_ROUTINGS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,25 +80,29 @@ class GroupOutcome:
     acks: list[WriteAck]
     failures: list[tuple[str, ShoalError]]  # (replica address, error)
     pending: int  # replicas that had not answered when the group was settled
+    ops: list[WriteOp] = field(default_factory=list)  # what was written to the group
 
     @property
     def met(self) -> bool:
         return len(self.acks) >= self.needed
 
+    @property
+    def moved(self) -> list[PartitionMoved]:
+        """Refusals: the group no longer owns a partition under a newer topology."""
+        return [error for _, error in self.failures if isinstance(error, PartitionMoved)]
+
 
 class Writer:
     def __init__(
         self,
-        topology: Topology,
-        groups: Sequence[ReplicaGroup],
+        routing: Routing,
         catalog: CollectionCatalog,
         embedding: Embedding,
         clock: HybridLogicalClock,
         background: Background,
         hints: HintStore | None = None,
     ) -> None:
-        self._topology = topology
-        self._groups = list(groups)
+        self._routing = routing
         self._catalog = catalog
         self._embedding = embedding
         self._clock = clock
@@ -111,25 +131,17 @@ class Writer:
             for row, position in enumerate(to_embed):
                 vectors[position] = embedded[row].tobytes()
         versions = self._clock.next_many(len(documents))
-        by_group = self._topology.split_by_group(
-            (document.id for document in documents), config.partitions
-        )
-        writes = {
-            group: [
-                WriteOp(
-                    id=documents[position].id,
-                    version=versions[position],
-                    vector_f32=vectors[position],
-                    text=documents[position].text,
-                    metadata=documents[position].metadata,
-                )
-                for position in positions
-            ]
-            for group, positions in by_group.items()
-        }
-        return await self._write(
-            collection, writes, consistency, deadline, len(documents), config.incarnation
-        )
+        ops = [
+            WriteOp(
+                id=document.id,
+                version=versions[position],
+                vector_f32=vectors[position],
+                text=document.text,
+                metadata=document.metadata,
+            )
+            for position, document in enumerate(documents)
+        ]
+        return await self._write(collection, config, ops, consistency, deadline)
 
     async def delete(
         self,
@@ -149,17 +161,11 @@ class Writer:
         check_ids(ids, "ids")
         config = await self._catalog.config(collection, deadline)
         versions = self._clock.next_many(len(ids))
-        by_group = self._topology.split_by_group(ids, config.partitions)
-        writes = {
-            group: [
-                WriteOp(id=ids[position], version=versions[position], deleted=True)
-                for position in positions
-            ]
-            for group, positions in by_group.items()
-        }
-        return await self._write(
-            collection, writes, consistency, deadline, len(ids), config.incarnation
-        )
+        ops = [
+            WriteOp(id=doc_id, version=version, deleted=True)
+            for doc_id, version in zip(ids, versions, strict=True)
+        ]
+        return await self._write(collection, config, ops, consistency, deadline)
 
     async def delete_matching(
         self,
@@ -180,13 +186,13 @@ class Writer:
                 self._delete_matching_in(
                     group, collection, filter, consistency, deadline, config.incarnation
                 )
-                for group in self._groups
+                for group in self._routing.groups
             )
         )
         outcomes = [outcome for pages in per_group for outcome in pages]
         self._raise_unmet(collection, outcomes, deadline)
         if not outcomes:
-            replicas = self._topology.replication_factor
+            replicas = self._routing.topology.replication_factor
             return WriteResult(0, consistency.required(replicas), replicas)
         deleted = sum(max((a.deleted for a in outcome.acks), default=0) for outcome in outcomes)
         return WriteResult(
@@ -230,26 +236,56 @@ class Writer:
     async def _write(
         self,
         collection: str,
-        writes: dict[int, list[WriteOp]],
+        config: CollectionConfig,
+        ops: list[WriteOp],
         consistency: WriteConsistency,
         deadline: Deadline,
-        count: int,
-        incarnation: int = 0,
     ) -> WriteResult:
-        if not writes:
-            replicas = self._topology.replication_factor
+        """`ops` routed by partition to their groups, all groups at once; the part a
+        group refused because its partitions moved is routed again and retried."""
+        if not ops:
+            replicas = self._routing.topology.replication_factor
             return WriteResult(0, consistency.required(replicas), replicas)
-        outcomes = await asyncio.gather(
-            *(
-                self._write_group(
-                    self._groups[group], collection, ops, consistency, deadline, incarnation
+        outcomes: list[GroupOutcome] = []
+        todo = ops
+        for routing in range(1, MAX_ROUTINGS + 1):
+            table = self._routing.table
+            by_group = table.topology.split_by_group((op.id for op in todo), config.partitions)
+            routed = await asyncio.gather(
+                *(
+                    self._write_group(
+                        table.groups[group],
+                        collection,
+                        [todo[position] for position in positions],
+                        consistency,
+                        deadline,
+                        config.incarnation,
+                        table.version,
+                    )
+                    for group, positions in sorted(by_group.items())
                 )
-                for group, ops in sorted(writes.items())
             )
-        )
+            refused = [outcome for outcome in routed if outcome.moved]
+            outcomes += [outcome for outcome in routed if not outcome.moved]
+            if not refused:
+                break
+            moved = refused[0].moved[0]
+            if routing == MAX_ROUTINGS or not await self._routing.learn(moved.topology):
+                raise Unavailable(
+                    f"shard group {refused[0].group} refused the write as routed with topology"
+                    f" version {table.version} ({moved}), and no newer topology could be"
+                    " learnt (etcd unreachable?); retry"
+                )
+            log.info(
+                "write to %r: %s; routing again with topology version %d",
+                collection,
+                moved,
+                self._routing.table.version,
+            )
+            todo = [op for outcome in refused for op in outcome.ops]
         self._raise_unmet(collection, outcomes, deadline)
         return WriteResult(
-            written=count,
+            written=len(ops),
             acknowledged=min(len(outcome.acks) for outcome in outcomes),
             replicas=max(outcome.replicas for outcome in outcomes),
             deleted=sum(
@@ -265,6 +301,7 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
         incarnation: int = 0,
+        topology_version: int = 0,
     ) -> GroupOutcome:
         """Write to every replica of the group; return once the consistency is met
         or can no longer be met, leaving the other calls running."""
@@ -272,7 +309,15 @@ class Writer:
         timeout_s = deadline.check(f"writing to shard group {group.group}")
         pending = {
             asyncio.create_task(
-                _write_replica(replica, collection, ops, timeout_s, self._hints, incarnation)
+                _write_replica(
+                    replica,
+                    collection,
+                    ops,
+                    timeout_s,
+                    self._hints,
+                    incarnation,
+                    topology_version,
+                )
             ): replica
             for replica in group.replicas
         }
@@ -302,7 +347,9 @@ class Writer:
                 collect(done)
         for task, replica in pending.items():
             self._background.adopt(task, f"write to {replica.address}")
-        return GroupOutcome(group.group, len(group), needed, len(ops), acks, failures, len(pending))
+        return GroupOutcome(
+            group.group, len(group), needed, len(ops), acks, failures, len(pending), ops
+        )
 
     def _raise_unmet(
         self, collection: str, outcomes: Sequence[GroupOutcome], deadline: Deadline
@@ -349,13 +396,20 @@ async def _write_replica(
     timeout_s: float,
     hints: HintStore | None,
     incarnation: int = 0,
+    topology_version: int = 0,
 ) -> WriteAck:
     try:
-        ack = await replica.client.write(collection, ops, timeout_s, incarnation=incarnation)
+        ack = await replica.client.write(
+            collection,
+            ops,
+            timeout_s,
+            incarnation=incarnation,
+            topology_version=topology_version,
+        )
     except (Unavailable, DeadlineExceeded) as error:
         # The hint first: whatever happens next, the replica gets the write later.
         if hints is not None:
-            hints.add(replica.address, collection, ops, incarnation)
+            hints.add(replica.address, collection, ops, incarnation, topology_version)
         if isinstance(error, Unavailable):
             replica.failed()
         raise

@@ -29,6 +29,7 @@ from shard.api.filters import filter_from_proto
 from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
 from shard.core.gate import WouldBlock
+from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
 from shoal.health import ServerHealth
 from shoal.logs import with_request_context
@@ -54,9 +55,11 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         readiness: Readiness | None = None,
         grace: TombstoneGrace | None = None,
         health: ServerHealth | None = None,
+        ownership: PartitionOwnership | None = None,
     ) -> None:
         self._collections = collections
         self._health = health
+        self._ownership = ownership
         self._executor = executor
         self._write_queues: dict[str, asyncio.Lock] = {}
         self._readiness = readiness if readiness is not None else Readiness(ready=True)
@@ -119,7 +122,16 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardWriteRequest, context: Context
     ) -> shard_pb2.ShardWriteResponse:
         # A dict lookup: unknown names and other incarnations fail here.
-        self._collections.get(request.collection, request.incarnation)
+        collection = self._collections.get(request.collection, request.incarnation)
+        if self._ownership is not None:
+            # Routed with an old topology, for a partition that has moved: refused
+            # before anything is stored (cheap unless the version is old).
+            self._ownership.check(
+                request.collection,
+                collection.config.partitions,
+                (write.id for write in request.writes),
+                request.topology_version,
+            )
         queue = self._write_queues.setdefault(request.collection, asyncio.Lock())
         async with queue:
             return await self._run(lambda: self._write(request))

@@ -1,35 +1,46 @@
 """Which replicas are this shard's peers: the other replicas of its group in the topology.
 
-The topology file is the coordinator's (see shoal.topology). It is read again
-whenever it changes, so a shard started before the file exists (a local
-cluster writes it once the shards have bound their ports) or a topology that
-is edited later are both picked up. A shard finds its own group by its
-advertised address, the HOST:PORT the topology lists it under.
+The topology comes from a `TopologySource` (etcd's, or the topology file's),
+asked again on every call, so a shard started before the topology lists it (a
+local cluster writes it once the shards have bound their ports; a replica added
+to a running cluster) or a topology changed later are both picked up. A shard
+finds its own group by its advertised address, the HOST:PORT the topology lists
+it under.
 """
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
-from shoal.topology import Topology, TopologyError
+from shoal.topology import ShardGroup, Topology
+from shoal.topology_source import TopologySource
 
 log = logging.getLogger(__name__)
 
 
 class PeerDirectory:
-    def __init__(self, topology: Path | None, advertise: Callable[[], str | None]) -> None:
-        """`advertise` gives this shard's address, or None while it is not known yet."""
-        self._path = topology
+    def __init__(
+        self,
+        source: TopologySource | None,
+        advertise: Callable[[], str | None],
+        dynamic: bool = False,
+    ) -> None:
+        """`advertise` gives this shard's address, or None while it is not known yet.
+
+        `dynamic`: the topology is changed while the cluster runs (etcd), so a
+        shard it does not list is waiting to be added, not misconfigured.
+        """
+        self._source = source
         self._advertise = advertise
-        self._stamp: tuple[int, int] | None = None
+        self._dynamic = dynamic
+        self._seen: tuple[Topology, str] | None = None
         self._peers: list[str] = []
         self._group: int | None = None
-        self._reason = "no topology file given"
+        self._reason = "no topology given"
 
     @property
     def configured(self) -> bool:
-        """Whether a topology file was given at all (without one there are no peers)."""
-        return self._path is not None
+        """Whether a topology was given at all (without one there are no peers)."""
+        return self._source is not None
 
     @property
     def reason(self) -> str:
@@ -38,51 +49,47 @@ class PeerDirectory:
 
     def group(self) -> int | None:
         """This shard's group in the topology now, or None while it is not listed."""
-        self.peers()  # reads the topology again if it changed
+        self.peers()  # looks at the topology again
         return self._group
 
     def peers(self) -> list[str]:
         """The other replicas of this shard's group, as the topology lists them now."""
-        if self._path is None:
+        if self._source is None:
             return []
-        try:
-            stat = self._path.stat()
-        except FileNotFoundError:
-            self._stamp, self._peers, self._group = None, [], None
-            self._reason = f"topology {self._path} does not exist yet"
+        topology = self._source.current()
+        address = self._advertise()
+        if topology is None or address is None:
+            self._seen, self._peers, self._group = None, [], None
+            self._reason = (
+                "this shard's address is not known yet"
+                if address is None
+                else self._source.describe()
+            )
             return []
-        stamp = (stat.st_mtime_ns, stat.st_size)
-        if stamp != self._stamp:
-            self._read(stamp)
+        if self._seen is None or self._seen[0] is not topology or self._seen[1] != address:
+            self._seen = (topology, address)
+            self._follow(topology, topology.group_with(address), address)
         return list(self._peers)
 
-    def _read(self, stamp: tuple[int, int]) -> None:
-        assert self._path is not None
-        address = self._advertise()
-        if address is None:
-            self._peers, self._group = [], None
-            self._reason = "this shard's address is not known yet"
-            return  # not remembered: read again once the address is known
-        try:
-            topology = Topology.load(self._path)
-        except TopologyError as error:
-            log.warning("cannot use topology: %s", error)
-            self._stamp, self._peers, self._group = stamp, [], None
-            self._reason = str(error)
-            return
-        self._stamp = stamp
-        group = topology.group_with(address)
+    def _follow(self, topology: Topology, group: ShardGroup | None, address: str) -> None:
         self._group = None if group is None else group.group
         if group is None:
             self._peers = []
-            self._reason = f"{address} is not in topology {self._path} (see --advertise)"
-            log.warning("%s", self._reason)
+            self._reason = (
+                f"{address} is not in topology version {topology.version}"
+                f" ({self._source.describe() if self._source else ''}; see --advertise)"
+            )
+            if self._dynamic:
+                log.info("%s: it serves as a replica once the topology lists it", self._reason)
+            else:
+                log.warning("%s", self._reason)
             return
         self._peers = [replica for replica in group.replicas if replica != address]
         self._reason = f"shard group {group.group} of topology version {topology.version}"
         log.info(
-            "%s is a replica of shard group %d; peers: %s",
+            "%s is a replica of shard group %d (topology version %d); peers: %s",
             address,
             group.group,
+            topology.version,
             ", ".join(self._peers) or "none",
         )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"_\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"A\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"j\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"5\n\x15ShardFailedCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\x12/\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x1f.shoal.v1.ShardFailedCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"b\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xcc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"C\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"=\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"W\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"I\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xf2\x06\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"_\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"A\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"j\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"5\n\x15ShardFailedCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\x12/\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x1f.shoal.v1.ShardFailedCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"|\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x18\n\x10topology_version\x18\x04 \x01(\x04\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xcc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"C\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"=\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"W\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"I\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xf2\x06\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -55,43 +55,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDWRITE_METADATAENTRY']._serialized_start=842
   _globals['_SHARDWRITE_METADATAENTRY']._serialized_end=906
   _globals['_SHARDWRITEREQUEST']._serialized_start=917
-  _globals['_SHARDWRITEREQUEST']._serialized_end=1015
-  _globals['_SHARDWRITERESPONSE']._serialized_start=1017
-  _globals['_SHARDWRITERESPONSE']._serialized_end=1071
-  _globals['_SHARDGETREQUEST']._serialized_start=1073
-  _globals['_SHARDGETREQUEST']._serialized_end=1159
-  _globals['_SHARDGETRESPONSE']._serialized_start=1161
-  _globals['_SHARDGETRESPONSE']._serialized_end=1218
-  _globals['_SHARDSEARCHREQUEST']._serialized_start=1221
-  _globals['_SHARDSEARCHREQUEST']._serialized_end=1425
-  _globals['_SHARDSEARCHRESULT']._serialized_start=1427
-  _globals['_SHARDSEARCHRESULT']._serialized_end=1475
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=1477
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=1544
-  _globals['_SHARDCOUNTREQUEST']._serialized_start=1546
-  _globals['_SHARDCOUNTREQUEST']._serialized_end=1619
-  _globals['_SHARDCOUNTRESPONSE']._serialized_start=1621
-  _globals['_SHARDCOUNTRESPONSE']._serialized_end=1656
-  _globals['_SHARDSCROLLREQUEST']._serialized_start=1659
-  _globals['_SHARDSCROLLREQUEST']._serialized_end=1802
-  _globals['_SHARDSCROLLRESPONSE']._serialized_start=1804
-  _globals['_SHARDSCROLLRESPONSE']._serialized_end=1878
-  _globals['_SHARDDIGESTREQUEST']._serialized_start=1880
-  _globals['_SHARDDIGESTREQUEST']._serialized_end=1941
-  _globals['_PARTITIONDIGEST']._serialized_start=1943
-  _globals['_PARTITIONDIGEST']._serialized_end=2010
-  _globals['_SHARDDIGESTRESPONSE']._serialized_start=2012
-  _globals['_SHARDDIGESTRESPONSE']._serialized_end=2080
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=2082
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=2169
-  _globals['_RECORDVERSION']._serialized_start=2171
-  _globals['_RECORDVERSION']._serialized_end=2232
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2234
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2303
-  _globals['_SHARDFETCHREQUEST']._serialized_start=2305
-  _globals['_SHARDFETCHREQUEST']._serialized_end=2378
-  _globals['_SHARDFETCHRESPONSE']._serialized_start=2380
-  _globals['_SHARDFETCHRESPONSE']._serialized_end=2439
-  _globals['_SHARDSERVICE']._serialized_start=2442
-  _globals['_SHARDSERVICE']._serialized_end=3324
+  _globals['_SHARDWRITEREQUEST']._serialized_end=1041
+  _globals['_SHARDWRITERESPONSE']._serialized_start=1043
+  _globals['_SHARDWRITERESPONSE']._serialized_end=1097
+  _globals['_SHARDGETREQUEST']._serialized_start=1099
+  _globals['_SHARDGETREQUEST']._serialized_end=1185
+  _globals['_SHARDGETRESPONSE']._serialized_start=1187
+  _globals['_SHARDGETRESPONSE']._serialized_end=1244
+  _globals['_SHARDSEARCHREQUEST']._serialized_start=1247
+  _globals['_SHARDSEARCHREQUEST']._serialized_end=1451
+  _globals['_SHARDSEARCHRESULT']._serialized_start=1453
+  _globals['_SHARDSEARCHRESULT']._serialized_end=1501
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=1503
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=1570
+  _globals['_SHARDCOUNTREQUEST']._serialized_start=1572
+  _globals['_SHARDCOUNTREQUEST']._serialized_end=1645
+  _globals['_SHARDCOUNTRESPONSE']._serialized_start=1647
+  _globals['_SHARDCOUNTRESPONSE']._serialized_end=1682
+  _globals['_SHARDSCROLLREQUEST']._serialized_start=1685
+  _globals['_SHARDSCROLLREQUEST']._serialized_end=1828
+  _globals['_SHARDSCROLLRESPONSE']._serialized_start=1830
+  _globals['_SHARDSCROLLRESPONSE']._serialized_end=1904
+  _globals['_SHARDDIGESTREQUEST']._serialized_start=1906
+  _globals['_SHARDDIGESTREQUEST']._serialized_end=1967
+  _globals['_PARTITIONDIGEST']._serialized_start=1969
+  _globals['_PARTITIONDIGEST']._serialized_end=2036
+  _globals['_SHARDDIGESTRESPONSE']._serialized_start=2038
+  _globals['_SHARDDIGESTRESPONSE']._serialized_end=2106
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=2108
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=2195
+  _globals['_RECORDVERSION']._serialized_start=2197
+  _globals['_RECORDVERSION']._serialized_end=2258
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2260
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2329
+  _globals['_SHARDFETCHREQUEST']._serialized_start=2331
+  _globals['_SHARDFETCHREQUEST']._serialized_end=2404
+  _globals['_SHARDFETCHRESPONSE']._serialized_start=2406
+  _globals['_SHARDFETCHRESPONSE']._serialized_end=2465
+  _globals['_SHARDSERVICE']._serialized_start=2468
+  _globals['_SHARDSERVICE']._serialized_end=3350
 # @@protoc_insertion_point(module_scope)

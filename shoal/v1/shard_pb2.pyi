@@ -275,8 +275,15 @@ class ShardWriteRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     WRITES_FIELD_NUMBER: _builtins.int
     INCARNATION_FIELD_NUMBER: _builtins.int
+    TOPOLOGY_VERSION_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     incarnation: _builtins.int
+    topology_version: _builtins.int
+    """The topology version the coordinator routed the write with; 0: not routed by
+    partition (a read repair). A replica that knows a newer version under which its
+    group no longer owns a written partition refuses the whole write with
+    FAILED_PRECONDITION, its newer topology in the "shoal-topology" trailer (JSON).
+    """
     @_builtins.property
     def writes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
     def __init__(
@@ -285,10 +292,11 @@ class ShardWriteRequest(_message.Message):
         collection: _builtins.str = ...,
         writes: _abc.Iterable[Global___ShardWrite] | None = ...,
         incarnation: _builtins.int = ...,
+        topology_version: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "incarnation", b"incarnation", "writes", b"writes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "incarnation", b"incarnation", "topology_version", b"topology_version", "writes", b"writes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

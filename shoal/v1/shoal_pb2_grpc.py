@@ -100,6 +100,16 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.FromString,
                 _registered_method=True)
+        self.GetTopology = channel.unary_unary(
+                '/shoal.v1.ShoalService/GetTopology',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.GetTopologyRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.GetTopologyResponse.FromString,
+                _registered_method=True)
+        self.UpdateTopology = channel.unary_unary(
+                '/shoal.v1.ShoalService/UpdateTopology',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.FromString,
+                _registered_method=True)
 
 
 class ShoalServiceServicer:
@@ -186,6 +196,21 @@ class ShoalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTopology(self, request, context):
+        """The partition -> shard group -> replica map this coordinator routes with.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTopology(self, request, context):
+        """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
+        version. Routing moves only; the documents already stored stay where they are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShoalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -253,6 +278,16 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.VerifyReplicas,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.SerializeToString,
+            ),
+            'GetTopology': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTopology,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.GetTopologyRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.GetTopologyResponse.SerializeToString,
+            ),
+            'UpdateTopology': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTopology,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -607,6 +642,60 @@ class ShoalService:
             '/shoal.v1.ShoalService/VerifyReplicas',
             shoal_dot_v1_dot_shoal__pb2.VerifyReplicasRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.VerifyReplicasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTopology(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/GetTopology',
+            shoal_dot_v1_dot_shoal__pb2.GetTopologyRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.GetTopologyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTopology(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/UpdateTopology',
+            shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,12 @@ class ShoalServiceStub:
     GetClusterInfo: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]
     VerifyReplicas: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.VerifyReplicasRequest, _shoal_pb2.VerifyReplicasResponse]
     """Compare the replicas of every shard group by partition; optionally repair."""
+    GetTopology: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetTopologyRequest, _shoal_pb2.GetTopologyResponse]
+    """The partition -> shard group -> replica map this coordinator routes with."""
+    UpdateTopology: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.UpdateTopologyRequest, _shoal_pb2.UpdateTopologyResponse]
+    """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
+    version. Routing moves only; the documents already stored stay where they are.
+    """
 
 @_typing.type_check_only
 class ShoalServiceAsyncStub(ShoalServiceStub):
@@ -69,6 +75,12 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     GetClusterInfo: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]  # type: ignore[assignment]
     VerifyReplicas: _aio.UnaryUnaryMultiCallable[_shoal_pb2.VerifyReplicasRequest, _shoal_pb2.VerifyReplicasResponse]  # type: ignore[assignment]
     """Compare the replicas of every shard group by partition; optionally repair."""
+    GetTopology: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetTopologyRequest, _shoal_pb2.GetTopologyResponse]  # type: ignore[assignment]
+    """The partition -> shard group -> replica map this coordinator routes with."""
+    UpdateTopology: _aio.UnaryUnaryMultiCallable[_shoal_pb2.UpdateTopologyRequest, _shoal_pb2.UpdateTopologyResponse]  # type: ignore[assignment]
+    """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
+    version. Routing moves only; the documents already stored stay where they are.
+    """
 
 class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by the coordinator."""
@@ -165,5 +177,23 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shoal_pb2.VerifyReplicasResponse, _abc.Awaitable[_shoal_pb2.VerifyReplicasResponse]]:
         """Compare the replicas of every shard group by partition; optionally repair."""
+
+    @_abc_1.abstractmethod
+    def GetTopology(
+        self,
+        request: _shoal_pb2.GetTopologyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.GetTopologyResponse, _abc.Awaitable[_shoal_pb2.GetTopologyResponse]]:
+        """The partition -> shard group -> replica map this coordinator routes with."""
+
+    @_abc_1.abstractmethod
+    def UpdateTopology(
+        self,
+        request: _shoal_pb2.UpdateTopologyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.UpdateTopologyResponse, _abc.Awaitable[_shoal_pb2.UpdateTopologyResponse]]:
+        """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
+        version. Routing moves only; the documents already stored stay where they are.
+        """
 
 def add_ShoalServiceServicer_to_server(servicer: ShoalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

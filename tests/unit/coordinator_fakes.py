@@ -33,6 +33,7 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from shard.core.ownership import PartitionOwnership
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, DataLoss, DeadlineExceeded, NotFound, ShoalError
 from shoal.partitioning import partition_of
@@ -91,6 +92,11 @@ class FakeShard:
     calls: list[str] = field(default_factory=list)
     #: Collections this replica could not load (name -> why): DATA_LOSS on them.
     broken: dict[str, str] = field(default_factory=dict)
+    #: The topology this replica knows: writes routed with an older version for a
+    #: partition its group does not own under it are refused, as a shard does.
+    topology: Topology | None = None
+    #: The topology version each write came routed with.
+    routed_with: list[int] = field(default_factory=list)
 
     async def _enter(self, what: str, timeout_s: float) -> None:
         self.calls.append(what)
@@ -141,12 +147,24 @@ class FakeShard:
         return sum(not stored.op.deleted for stored in self.documents[name].values())
 
     async def write(
-        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+        self,
+        collection: str,
+        writes: Sequence[WriteOp],
+        timeout_s: float,
+        incarnation: int = 0,
+        topology_version: int = 0,
     ) -> WriteAck:
         await self._enter("write", timeout_s)
         if self.gate is not None:
             await self.gate.wait()
         store = self._collection(collection)
+        self.routed_with.append(topology_version)
+        PartitionOwnership(lambda: self.topology, lambda: self.address).check(
+            collection,
+            self.collections[collection].partitions,
+            (op.id for op in writes),
+            topology_version,
+        )
         applied = deleted = 0
         for op in writes:
             old = store.get(op.id)

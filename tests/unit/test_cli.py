@@ -29,6 +29,7 @@ CLIENT_COMMANDS = {
     "scroll": ["c"],
     "cluster": [],
     "verify": [],
+    "topology": ["show"],
     "loadtest": ["--config", "loadtest/ghz/search_vector.json"],
 }
 

@@ -150,7 +150,9 @@ def test_configs_are_cached_for_a_short_while() -> None:
     now = [0.0]
     shard = FakeShard("h:1")
     group = ReplicaGroup(0, [Replica(shard)])
-    catalog = CollectionCatalog([group], Embedding(FakeEmbedder()), ttl=5.0, clock=lambda: now[0])
+    catalog = CollectionCatalog(
+        lambda: [group], Embedding(FakeEmbedder()), ttl=5.0, clock=lambda: now[0]
+    )
 
     async def scenario() -> None:
         await catalog.create(request(dimension=8), deadline())

@@ -115,7 +115,7 @@ def test_a_replica_that_missed_a_write_gets_it_by_replay() -> None:
         assert result.acknowledged == 1
         await cluster.core.writer.delete("c", ["d0"], WriteConsistency.ONE, deadline())
         assert cluster.core.hints.pending(down.address) == DIM + 1
-        replayer = HintReplayer(cluster.core.hints, {down.address: down})
+        replayer = HintReplayer(cluster.core.hints, {down.address: down}.get)
         assert await replayer.replay_due() == 0  # still down: backs off
         assert cluster.core.hints.pending(down.address) == DIM + 1
         down.fail = None
@@ -168,7 +168,7 @@ def test_replay_drops_hints_for_a_deleted_collection() -> None:
     store.add(shard.address, "gone", ops(2))
 
     async def scenario() -> None:
-        replayer = HintReplayer(store, {shard.address: shard})
+        replayer = HintReplayer(store, {shard.address: shard}.get)
         assert await replayer.replay_due() == 0
         assert store.pending() == 0
 

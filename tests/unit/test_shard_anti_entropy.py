@@ -18,6 +18,7 @@ from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound, Unavailable
 from shoal.replication import PartitionDigest, VersionState, record_hash
+from shoal.topology_source import TopologyFile
 
 T = TypeVar("T")
 PARTITIONS = 8
@@ -263,7 +264,7 @@ def test_the_periodic_task_keeps_pulling() -> None:
 
 def test_peer_directory_follows_the_topology_file(tmp_path: Path) -> None:
     path = tmp_path / "topology.json"
-    directory = PeerDirectory(path, lambda: "h:2")
+    directory = PeerDirectory(TopologyFile(path), lambda: "h:2")
     assert directory.peers() == []  # not written yet
     groups = [{"replicas": ["h:1", "h:2", "h:3"]}, {"replicas": ["h:4", "h:5"]}]
     path.write_text(json.dumps({"version": 1, "groups": groups}))

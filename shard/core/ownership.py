@@ -1,0 +1,58 @@
+"""Whether this replica's group still owns the partitions a write was routed to it for.
+
+Every write from a coordinator carries the topology version it was routed with.
+When this shard knows a newer topology under which a written document's
+partition belongs to another group (it moved), or under which this shard is in
+no group at all, the whole write is refused before anything is stored: the
+coordinator routed with a map that is out of date. It then routes again with a
+newer topology (passed back with the refusal) and retries.
+
+A write routed with the current version or a newer one is taken: the
+coordinator knows at least as much as this shard. Version 0 means "not routed
+by partition" (a write addressed to this group for what it already holds, as a
+read repair is) and is never refused.
+"""
+
+from collections.abc import Callable, Iterable
+
+from shoal.errors import PartitionMoved
+from shoal.partitioning import stable_hash
+from shoal.topology import Topology
+
+
+class PartitionOwnership:
+    def __init__(
+        self, topology: Callable[[], Topology | None], address: Callable[[], str | None]
+    ) -> None:
+        self._topology = topology
+        self._address = address
+
+    def check(self, collection: str, partitions: int, ids: Iterable[str], routed: int) -> None:
+        """Raise PartitionMoved if a write routed with topology version `routed`
+        holds a document whose partition this shard's group no longer owns."""
+        if routed == 0 or partitions < 1:
+            return
+        topology = self._topology()
+        if topology is None or routed >= topology.version:
+            return
+        address = self._address()
+        if address is None:
+            return
+        mine = topology.group_with(address)
+        if mine is None:
+            raise PartitionMoved(
+                f"this replica ({address}) is in no shard group as of topology version"
+                f" {topology.version}; the write to {collection!r} was routed with version"
+                f" {routed}",
+                topology,
+            )
+        for doc_id in ids:
+            partition = stable_hash(doc_id) % partitions
+            owner = topology.group_of_partition(partition)
+            if owner != mine.group:
+                raise PartitionMoved(
+                    f"partition {partition} of collection {collection!r} moved to shard group"
+                    f" {owner} at topology version {topology.version}; this replica is in group"
+                    f" {mine.group} and the write was routed with version {routed}",
+                    topology,
+                )
