@@ -45,7 +45,7 @@ class Topology:
     version: int
     groups: tuple[ShardGroup, ...]
     #: Partitions that do not follow the default `p mod len(groups)`: partition -> group.
-    partition_groups: Mapping[int, int] = field(default_factory=dict)
+    partition_groups: Mapping[int, int] = field(default_factory=dict, hash=False)
 
     @property
     def replication_factor(self) -> int:

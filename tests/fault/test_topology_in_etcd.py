@@ -8,11 +8,13 @@ itself, so its caller sees nothing.
 """
 
 import json
+from pathlib import Path
 
 import grpc
 import pytest
 
 from shoal import Client
+from shoal.cli import main as cli
 from shoal.cluster import LocalCluster, ServiceProcess
 from shoal.errors import FailedPrecondition, InvalidArgument
 from shoal.partitioning import partition_of
@@ -124,8 +126,9 @@ def test_routing_follows_a_move_and_a_stale_write_is_refused(start_cluster: Star
                 f"partition {MOVED} of collection {COLLECTION!r} moved to shard group 1"
                 f" at topology version {moved.version}"
             ) in (error.details() or "")
-            trailers = dict(error.trailing_metadata() or ())
-            sent = Topology.from_dict(json.loads(trailers[TOPOLOGY_TRAILER]))
+            trailers = error.trailing_metadata() or ()
+            [sent_json] = [item.value for item in trailers if item.key == TOPOLOGY_TRAILER]
+            sent = Topology.from_dict(json.loads(sent_json))
             assert sent.version == moved.version
         assert held_by(cluster, 0, [stale]) == [set(), set()]
         # A partition that did not move is taken with the old version as before.
@@ -186,3 +189,36 @@ def test_a_change_made_from_an_old_version_is_refused(start_cluster: StartCluste
         assert dict(second.partition_groups) == {3: 0}
         with pytest.raises(InvalidArgument, match="groups 0-1"):
             client.update_topology(Topology(0, start.groups, {1: 5}), second.version)
+
+
+def test_shoal_topology_shows_moves_and_sets(
+    start_cluster: StartCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster = start_cluster(groups=2, replicas=1, model="hash-8")
+
+    def shoal(*argv: str) -> str:
+        capsys.readouterr()
+        cli([*argv, "--address", cluster.address])
+        return capsys.readouterr().out
+
+    shown = shoal("topology", "show")
+    assert "partition p belongs to group p mod 2" in shown
+    assert cluster.shards[1][0].address in shown
+    moved = shoal("topology", "move", str(MOVED), "1")
+    assert f"partition {MOVED} belongs to shard group 1 as of topology version" in moved
+    assert "stored documents do not move" in moved
+
+    edited = json.loads(shoal("topology", "show", "--json"))
+    assert edited["partition_groups"] == {str(MOVED): 1}
+    edited["partition_groups"] = {"3": 0}
+    path = tmp_path / "topology.json"
+    path.write_text(json.dumps(edited))
+    stored = json.loads(shoal("topology", "set", str(path), "--json"))
+    assert stored["version"] == edited["version"] + 1
+    assert stored["partition_groups"] == {"3": 0}  # the move of MOVED undone, 3 moved
+    # The same file again: made from a version that is no longer current.
+    with pytest.raises(SystemExit) as exit_info:
+        shoal("topology", "set", str(path))
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert f"is at version {stored['version']}, not at the expected version" in error

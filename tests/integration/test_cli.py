@@ -78,6 +78,7 @@ DATA_COMMANDS = [
     ["count", COLLECTION],  # a bare number for people, which is JSON too
     ["cluster"],
     ["verify"],
+    ["topology", "show"],
 ]
 
 

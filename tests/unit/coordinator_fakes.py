@@ -35,7 +35,14 @@ from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shard.core.ownership import PartitionOwnership
 from shoal.distance_metric import Metric
-from shoal.errors import AlreadyExists, DataLoss, DeadlineExceeded, NotFound, ShoalError
+from shoal.errors import (
+    AlreadyExists,
+    DataLoss,
+    DeadlineExceeded,
+    NotFound,
+    PartitionMoved,
+    ShoalError,
+)
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
 from shoal.topology import Topology
@@ -97,6 +104,8 @@ class FakeShard:
     topology: Topology | None = None
     #: The topology version each write came routed with.
     routed_with: list[int] = field(default_factory=list)
+    #: Whether a refusal passes `topology` back (False: as if it was too large).
+    passes_topology: bool = True
 
     async def _enter(self, what: str, timeout_s: float) -> None:
         self.calls.append(what)
@@ -159,12 +168,17 @@ class FakeShard:
             await self.gate.wait()
         store = self._collection(collection)
         self.routed_with.append(topology_version)
-        PartitionOwnership(lambda: self.topology, lambda: self.address).check(
-            collection,
-            self.collections[collection].partitions,
-            (op.id for op in writes),
-            topology_version,
-        )
+        try:
+            PartitionOwnership(lambda: self.topology, lambda: self.address).check(
+                collection,
+                self.collections[collection].partitions,
+                (op.id for op in writes),
+                topology_version,
+            )
+        except PartitionMoved as refused:
+            raise PartitionMoved(
+                str(refused), refused.topology if self.passes_topology else None
+            ) from None
         applied = deleted = 0
         for op in writes:
             old = store.get(op.id)

@@ -3,6 +3,7 @@ collections; the peer directory; tombstone expiry in digests."""
 
 import asyncio
 import json
+import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound, Unavailable
 from shoal.replication import PartitionDigest, VersionState, record_hash
+from shoal.topology import Topology
 from shoal.topology_source import TopologyFile
 
 T = TypeVar("T")
@@ -293,3 +295,26 @@ def test_expired_tombstones_are_left_out_of_digests_and_version_lists() -> None:
     ]
     assert set(versions_in(entries, 1, [0], cutoff)) == {"live-old", "dead-new"}
     assert grace.expired(old, True, cutoff) and not grace.expired(old, False, cutoff)
+
+
+def test_peer_directory_follows_a_topology_that_changes_in_etcd(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    held: list[Topology | None] = [None]
+
+    class Source:
+        def current(self) -> Topology | None:
+            return held[0]
+
+        def describe(self) -> str:
+            return "the topology in etcd"
+
+    directory = PeerDirectory(Source(), lambda: "h:3", dynamic=True)
+    assert directory.peers() == []
+    held[0] = Topology.of([["h:1", "h:2"]], version=1)
+    with caplog.at_level(logging.INFO):
+        assert directory.peers() == []  # a new replica, not listed yet: no warning
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    held[0] = Topology.of([["h:1", "h:2", "h:3"]], version=2)  # added through the admin API
+    assert directory.peers() == ["h:1", "h:2"]
+    assert directory.group() == 0
