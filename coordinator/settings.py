@@ -53,7 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     topology = env("topology")
     parser.add_argument(
         "--topology", type=Path, default=topology, required=topology is None,
-        help='JSON: {"version": 1, "groups": [{"replicas": ["HOST:PORT", ...]}, ...]}',
+        help='JSON: {"version": 1, "groups": [{"replicas": ["HOST:PORT", ...]}, ...]};'
+        " with --etcd only the seed of the topology in etcd (used when etcd holds none)",
     )  # fmt: skip
     embedder = env("embedder")
     parser.add_argument(

@@ -85,7 +85,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--topology", type=Path, default=env("topology"),
         help="the coordinator's topology JSON: this shard's peers are the other replicas of"
-        " its group (read again when it changes); without it there is no catch-up",
+        " its group (read again when it changes); without it and without --etcd there is"
+        " no catch-up; with --etcd the topology in etcd is followed and this file only"
+        " stands in until etcd answers",
     )  # fmt: skip
     parser.add_argument(
         "--advertise", default=env("advertise"),
