@@ -9,6 +9,8 @@ moved to etcd.
 """
 
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,16 +30,33 @@ class TopologySource(Protocol):
         ...
 
 
-class TopologyFile:
-    """A topology file, read again whenever it changes (mtime and size)."""
+#: How often a topology file is looked at again (a shard asks on every write).
+FILE_CHECK_S = 1.0
 
-    def __init__(self, path: Path) -> None:
+
+class TopologyFile:
+    """A topology file, read again when it changes (mtime and size), looked at
+    no more often than every `check_s` seconds."""
+
+    def __init__(
+        self,
+        path: Path,
+        check_s: float = FILE_CHECK_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.path = path
+        self._check_s = check_s
+        self._clock = clock
+        self._checked: float | None = None
         self._stamp: tuple[int, int] | None = None
         self._topology: Topology | None = None
         self._reason = f"topology {path} has not been read"
 
     def current(self) -> Topology | None:
+        now = self._clock()
+        if self._checked is not None and now - self._checked < self._check_s:
+            return self._topology
+        self._checked = now
         try:
             stat = self.path.stat()
         except FileNotFoundError:

@@ -266,7 +266,7 @@ def test_the_periodic_task_keeps_pulling() -> None:
 
 def test_peer_directory_follows_the_topology_file(tmp_path: Path) -> None:
     path = tmp_path / "topology.json"
-    directory = PeerDirectory(TopologyFile(path), lambda: "h:2")
+    directory = PeerDirectory(TopologyFile(path, check_s=0), lambda: "h:2")
     assert directory.peers() == []  # not written yet
     groups = [{"replicas": ["h:1", "h:2", "h:3"]}, {"replicas": ["h:4", "h:5"]}]
     path.write_text(json.dumps({"version": 1, "groups": groups}))
@@ -318,3 +318,19 @@ def test_peer_directory_follows_a_topology_that_changes_in_etcd(
     held[0] = Topology.of([["h:1", "h:2", "h:3"]], version=2)  # added through the admin API
     assert directory.peers() == ["h:1", "h:2"]
     assert directory.group() == 0
+
+
+def test_a_topology_file_is_looked_at_once_a_second_at_most(tmp_path: Path) -> None:
+    """A shard asks for the topology on every write: no stat call each time."""
+    path = tmp_path / "topology.json"
+    now = [0.0]
+    source = TopologyFile(path, clock=lambda: now[0])
+    path.write_text(json.dumps({"version": 1, "groups": [{"replicas": ["h:1"]}]}))
+    first = source.current()
+    assert first is not None and first.version == 1
+    path.write_text(json.dumps({"version": 2, "groups": [{"replicas": ["h:1", "h:2"]}]}))
+    now[0] = 0.5
+    assert source.current() is first
+    now[0] = 1.0
+    second = source.current()
+    assert second is not None and second.version == 2
