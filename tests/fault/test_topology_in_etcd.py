@@ -7,6 +7,7 @@ that cannot reach etcd learns the move from the refusal and retries there by
 itself, so its caller sees nothing.
 """
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -17,12 +18,14 @@ from shoal import Client
 from shoal.cli import main as cli
 from shoal.cluster import LocalCluster, ServiceProcess
 from shoal.errors import FailedPrecondition, InvalidArgument
+from shoal.etcd_client import EtcdClient
+from shoal.etcd_topology import EtcdTopology
 from shoal.partitioning import partition_of
 from shoal.status import TOPOLOGY_TRAILER
 from shoal.topology import Topology
 from shoal.v1 import shard_pb2
 from shoal.wait import wait_for
-from tests.conftest import StartCluster
+from tests.conftest import StartCluster, StartEtcd
 from tests.fault import replicas
 
 COLLECTION = "moving"
@@ -222,3 +225,27 @@ def test_shoal_topology_shows_moves_and_sets(
     assert exit_info.value.code == 1
     error = capsys.readouterr().err
     assert f"is at version {stored['version']}, not at the expected version" in error
+
+
+def test_a_coordinator_seeds_an_empty_etcd_from_its_topology_file(
+    start_cluster: StartCluster, start_etcd: StartEtcd
+) -> None:
+    """As in Kubernetes: the ConfigMap's topology.json is stored by the first
+    coordinator that finds etcd holding none."""
+    cluster = start_cluster(groups=2, replicas=1, model="hash-8")
+    empty = start_etcd()
+    seeder = coordinator(cluster, "coordinator-seeder", etcd=empty.endpoints_flag)
+    try:
+        with Client(seeder.address) as client:
+            assert client.get_topology() == Topology.load(cluster.topology_path)
+
+        async def stored() -> Topology | None:
+            etcd = EtcdClient(empty.endpoints)
+            try:
+                return (await EtcdTopology(etcd).read())[0]
+            finally:
+                await etcd.close()
+
+        assert asyncio.run(stored()) == Topology.load(cluster.topology_path)
+    finally:
+        seeder.stop()
