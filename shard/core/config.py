@@ -1,10 +1,11 @@
 """A collection's fixed settings, their defaults and their validation."""
 
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument
+from shoal.keyword import KeywordSettings
 from shoal.limits import (
     DEFAULT_HNSW_EF,
     DEFAULT_HNSW_EF_CONSTRUCTION,
@@ -27,14 +28,17 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    keyword: KeywordSettings = field(default_factory=KeywordSettings)
 
     def with_defaults(self) -> "CollectionConfig":
-        """Unset (0) HNSW parameters replaced by the defaults, so equal settings compare equal."""
+        """Unset (0) HNSW parameters and keyword settings replaced by the defaults, so
+        equal settings compare equal."""
         return replace(
             self,
             hnsw_m=self.hnsw_m or DEFAULT_HNSW_M,
             hnsw_ef_construction=self.hnsw_ef_construction or DEFAULT_HNSW_EF_CONSTRUCTION,
             hnsw_ef=self.hnsw_ef or DEFAULT_HNSW_EF,
+            keyword=self.keyword.with_defaults(),
         )
 
     def validate(self) -> None:
@@ -54,6 +58,7 @@ class CollectionConfig:
             raise InvalidArgument(f"hnsw_ef is {self.hnsw_ef}; it must be between 1 and {MAX_EF}")
         if self.partitions > MAX_PARTITIONS:
             raise InvalidArgument(f"partitions is {self.partitions}; the limit is {MAX_PARTITIONS}")
+        self.keyword.validate()
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -63,6 +68,9 @@ class CollectionConfig:
         try:
             fields = json.loads(data)
             fields["metric"] = Metric(fields["metric"])
-            return cls(**fields)
+            # Collections stored before keyword indexes existed get the defaults.
+            keyword = fields.pop("keyword", None)
+            settings = KeywordSettings(**keyword) if keyword is not None else KeywordSettings()
+            return cls(**fields, keyword=settings.with_defaults())
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"stored collection config is unreadable: {error}") from error

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"J\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\",\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"U\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\"N\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"M\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xcc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"C\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"(\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"B\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"4\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xf2\x06\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"J\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\",\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"U\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\"N\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"M\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xcc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"C\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\"=\n\x18ShardKeywordStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05terms\x18\x02 \x03(\t\"Y\n\x19ShardKeywordStatsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x14\n\x0ctotal_length\x18\x02 \x01(\x04\x12\x13\n\x0b\x66requencies\x18\x03 \x03(\x04\".\n\x0cKeywordQuery\x12\r\n\x05terms\x18\x01 \x03(\t\x12\x0f\n\x07weights\x18\x02 \x03(\x02\"\xf3\x01\n\x19ShardKeywordSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x07queries\x18\x02 \x03(\x0b\x32\x16.shoal.v1.KeywordQuery\x12\x16\n\x0e\x61verage_length\x18\x03 \x01(\x01\x12\t\n\x01k\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"(\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"B\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"4\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xa0\x08\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12W\n\x0cKeywordStats\x12\".shoal.v1.ShardKeywordStatsRequest\x1a#.shoal.v1.ShardKeywordStatsResponse\x12S\n\rKeywordSearch\x12#.shoal.v1.ShardKeywordSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -66,30 +66,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDSEARCHRESULT']._serialized_end=1287
   _globals['_SHARDSEARCHRESPONSE']._serialized_start=1289
   _globals['_SHARDSEARCHRESPONSE']._serialized_end=1356
-  _globals['_SHARDCOUNTREQUEST']._serialized_start=1358
-  _globals['_SHARDCOUNTREQUEST']._serialized_end=1431
-  _globals['_SHARDCOUNTRESPONSE']._serialized_start=1433
-  _globals['_SHARDCOUNTRESPONSE']._serialized_end=1468
-  _globals['_SHARDSCROLLREQUEST']._serialized_start=1471
-  _globals['_SHARDSCROLLREQUEST']._serialized_end=1614
-  _globals['_SHARDSCROLLRESPONSE']._serialized_start=1616
-  _globals['_SHARDSCROLLRESPONSE']._serialized_end=1690
-  _globals['_SHARDDIGESTREQUEST']._serialized_start=1692
-  _globals['_SHARDDIGESTREQUEST']._serialized_end=1732
-  _globals['_PARTITIONDIGEST']._serialized_start=1734
-  _globals['_PARTITIONDIGEST']._serialized_end=1801
-  _globals['_SHARDDIGESTRESPONSE']._serialized_start=1803
-  _globals['_SHARDDIGESTRESPONSE']._serialized_end=1871
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=1873
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=1939
-  _globals['_RECORDVERSION']._serialized_start=1941
-  _globals['_RECORDVERSION']._serialized_end=2002
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2004
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2073
-  _globals['_SHARDFETCHREQUEST']._serialized_start=2075
-  _globals['_SHARDFETCHREQUEST']._serialized_end=2127
-  _globals['_SHARDFETCHRESPONSE']._serialized_start=2129
-  _globals['_SHARDFETCHRESPONSE']._serialized_end=2188
-  _globals['_SHARDSERVICE']._serialized_start=2191
-  _globals['_SHARDSERVICE']._serialized_end=3073
+  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_start=1358
+  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_end=1419
+  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_start=1421
+  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_end=1510
+  _globals['_KEYWORDQUERY']._serialized_start=1512
+  _globals['_KEYWORDQUERY']._serialized_end=1558
+  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_start=1561
+  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_end=1804
+  _globals['_SHARDCOUNTREQUEST']._serialized_start=1806
+  _globals['_SHARDCOUNTREQUEST']._serialized_end=1879
+  _globals['_SHARDCOUNTRESPONSE']._serialized_start=1881
+  _globals['_SHARDCOUNTRESPONSE']._serialized_end=1916
+  _globals['_SHARDSCROLLREQUEST']._serialized_start=1919
+  _globals['_SHARDSCROLLREQUEST']._serialized_end=2062
+  _globals['_SHARDSCROLLRESPONSE']._serialized_start=2064
+  _globals['_SHARDSCROLLRESPONSE']._serialized_end=2138
+  _globals['_SHARDDIGESTREQUEST']._serialized_start=2140
+  _globals['_SHARDDIGESTREQUEST']._serialized_end=2180
+  _globals['_PARTITIONDIGEST']._serialized_start=2182
+  _globals['_PARTITIONDIGEST']._serialized_end=2249
+  _globals['_SHARDDIGESTRESPONSE']._serialized_start=2251
+  _globals['_SHARDDIGESTRESPONSE']._serialized_end=2319
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=2321
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=2387
+  _globals['_RECORDVERSION']._serialized_start=2389
+  _globals['_RECORDVERSION']._serialized_end=2450
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2452
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2521
+  _globals['_SHARDFETCHREQUEST']._serialized_start=2523
+  _globals['_SHARDFETCHREQUEST']._serialized_end=2575
+  _globals['_SHARDFETCHRESPONSE']._serialized_start=2577
+  _globals['_SHARDFETCHRESPONSE']._serialized_end=2636
+  _globals['_SHARDSERVICE']._serialized_start=2639
+  _globals['_SHARDSERVICE']._serialized_end=3695
 # @@protoc_insertion_point(module_scope)
