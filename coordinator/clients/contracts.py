@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.distance_metric import Metric
+from shoal.keyword import KeywordSettings, TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 
 Vector = npt.NDArray[np.float32]
@@ -51,6 +52,16 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    keyword: KeywordSettings = field(default_factory=KeywordSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedTerms:
+    """One keyword query as shards score it: distinct index terms, and per term its
+    weight (cluster-wide idf x occurrences in the query)."""
+
+    terms: Sequence[str]
+    weights: Sequence[float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +181,27 @@ class ShardClient(Protocol):
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         """Per query (row of `queries`, n x dimension), the replica's own top-k."""
+        ...
+
+    async def keyword_stats(
+        self, collection: str, terms: Sequence[str], timeout_s: float
+    ) -> TermStatistics:
+        """The replica's documents with text, their total length, and per term how many
+        hold it."""
+        ...
+
+    async def keyword_search(
+        self,
+        collection: str,
+        queries: Sequence[WeightedTerms],
+        average_length: float,
+        k: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> Sequence[RankedHits]:
+        """Per query, the replica's own top-k by BM25 with the given weights and mean length."""
         ...
 
     async def count(

@@ -39,6 +39,7 @@ def with_defaults(config: CollectionConfig) -> CollectionConfig:
         hnsw_ef_construction=config.hnsw_ef_construction or limits.DEFAULT_HNSW_EF_CONSTRUCTION,
         hnsw_ef=config.hnsw_ef or limits.DEFAULT_HNSW_EF,
         partitions=config.partitions or DEFAULT_PARTITIONS,
+        keyword=config.keyword.with_defaults(),
     )
 
 
@@ -66,6 +67,7 @@ def check_config(config: CollectionConfig) -> None:
         raise InvalidArgument(
             f"partitions is {config.partitions}; it must be between 1 and {limits.MAX_PARTITIONS}"
         )
+    config.keyword.validate()
 
 
 class CollectionCatalog:

@@ -12,6 +12,7 @@ from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from shoal.keyword import KeywordSettings
 from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline, run
 
 
@@ -23,7 +24,8 @@ def test_create_fills_defaults_on_every_replica() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
     result = run(cluster.core.catalog.create(request(dimension=8), deadline()))
     assert result.created
-    assert result.config == CollectionConfig("c", 8, Metric.COSINE, 16, 200, 64, "", 64)
+    keyword = KeywordSettings(True, "english", True, True, 1.2, 0.75)
+    assert result.config == CollectionConfig("c", 8, Metric.COSINE, 16, 200, 64, "", 64, keyword)
     assert all(shard.collections["c"] == result.config for shard in cluster.all_shards)
 
 

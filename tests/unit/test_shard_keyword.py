@@ -37,7 +37,7 @@ def write(doc_id: str, version: int, text: str | None, **metadata: object) -> Wr
         version=version,
         vector_f32=np.ones(DIM, dtype="<f4").tobytes(),
         text=text,
-        metadata=metadata_to_proto(metadata),  # type: ignore[arg-type]
+        metadata=metadata_to_proto(metadata),
     )
     return write_from_proto(message)
 
