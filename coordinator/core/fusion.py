@@ -15,6 +15,8 @@ exactly one list's documents. Ties break by id, as everywhere in Shoal.
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from coordinator.clients.contracts import Scored
 from coordinator.core.model import Explanation, FusedHit, Fusion, HybridOptions
 
@@ -73,7 +75,13 @@ def fuse(
         entry[2], entry[3] = rank, hit.score
     ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
     if score_threshold is not None:
-        ranked = [(doc_id, score) for doc_id, score in ranked if score >= score_threshold]
+        # Judged by the score as the caller receives it (float32), so a hit's own score
+        # used as the threshold keeps that hit.
+        ranked = [
+            (doc_id, score)
+            for doc_id, score in ranked
+            if float(np.float32(score)) >= score_threshold
+        ]
     result = []
     for doc_id, score in ranked[:k]:
         vector_rank, vector_score, keyword_rank, keyword_score = found[doc_id]
