@@ -160,9 +160,9 @@ def test_filters_and_text_filters_apply_to_hybrid_results(client: Client) -> Non
     matching = client.count(COLLECTION, where=where, where_document=where_document)
     listed = list(client.scroll(COLLECTION, where=where, where_document=where_document))
     assert len(listed) == matching > 0
-    threshold = client.search(
-        COLLECTION, data.query_vectors[0], text=data.queries[0]["text"], mode="hybrid", k=K
-    ).hits[2].score
+    query = data.queries[0]["text"]
+    hits = client.search(COLLECTION, data.query_vectors[0], text=query, mode="hybrid", k=K).hits
+    threshold = hits[2].score
     kept = client.search(
         COLLECTION,
         data.query_vectors[0],
@@ -243,14 +243,14 @@ def test_a_replica_rebuilt_from_an_empty_data_dir_gives_the_same_keyword_results
             k=K,
             include=common_pb2.Include(),
         )
-        answers = []
+        answers: list[shard_pb2.ShardSearchResponse] = []
+        statistics: list[shard_pb2.ShardKeywordStatsResponse] = []
         for shard in (peer, victim):
             with replicas.shard_stub(shard.address) as stub:
                 answers.append(stub.KeywordSearch(request, timeout=30))
-                stats = stub.KeywordStats(
-                    shard_pb2.ShardKeywordStatsRequest(collection=COLLECTION, terms=terms),
-                    timeout=30,
+                stats_request = shard_pb2.ShardKeywordStatsRequest(
+                    collection=COLLECTION, terms=terms
                 )
-                answers.append(stats)
-        assert answers[0] == answers[2] and answers[1] == answers[3]
+                statistics.append(stub.KeywordStats(stats_request, timeout=30))
+        assert answers[0] == answers[1] and statistics[0] == statistics[1]
         assert answers[0].results[0].hits
