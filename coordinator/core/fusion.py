@@ -75,13 +75,10 @@ def fuse(
         entry[2], entry[3] = rank, hit.score
     ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
     if score_threshold is not None:
-        # Judged by the score as the caller receives it (float32), so a hit's own score
-        # used as the threshold keeps that hit.
-        ranked = [
-            (doc_id, score)
-            for doc_id, score in ranked
-            if float(np.float32(score)) >= score_threshold
-        ]
+        # Judged in float32, as the caller receives scores and sends thresholds, so a
+        # hit's own score used as the threshold keeps that hit.
+        threshold = np.float32(score_threshold)
+        ranked = [(doc_id, score) for doc_id, score in ranked if np.float32(score) >= threshold]
     result = []
     for doc_id, score in ranked[:k]:
         vector_rank, vector_score, keyword_rank, keyword_score = found[doc_id]

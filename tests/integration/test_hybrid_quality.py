@@ -59,7 +59,11 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
 
         def batch(**options: object) -> Callable[[list[str]], list[SearchResult]]:
             return lambda chunk: client.search_batch(
-                "debian", texts=chunk, k=K, include=[], **options  # type: ignore[arg-type]
+                "debian",
+                texts=chunk,
+                k=K,
+                include=[],
+                **options,  # type: ignore[arg-type]
             )
 
         table = {
