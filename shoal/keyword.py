@@ -125,9 +125,18 @@ class KeywordSettings:
         return DEFAULT_B if self.b is None else self.b
 
 
+#: Words whose terms a tokenizer remembers; past this the memory starts over.
+TERM_CACHE_SIZE = 200_000
+
+
 class Tokenizer:
-    """Text -> index terms, as the settings say. Thread-safe: PyStemmer's stemmers
-    are not documented as such, so each thread gets its own."""
+    """Text -> index terms, as the settings say.
+
+    Stemming is the costly step of a write, and words repeat across documents, so
+    each word's term is remembered (a dict; stop words map to ""). Thread-safe:
+    the dict is shared (single operations on it are atomic) and each thread has
+    its own Snowball stemmer, since PyStemmer does not document its own as safe.
+    """
 
     def __init__(self, settings: KeywordSettings) -> None:
         settings = settings.with_defaults()
@@ -135,33 +144,48 @@ class Tokenizer:
         self._stop = frozenset(stop)
         self._language = settings.language if settings.stemming else ""
         self._local = threading.local()
+        self._terms: dict[str, str] = dict.fromkeys(self._stop, "")
 
-    @property
-    def _stemmer(self) -> "Stemmer.Stemmer | None":
-        if not self._language:
-            return None
+    def _stemmer(self) -> "Stemmer.Stemmer":
         stemmer = getattr(self._local, "stemmer", None)
         if stemmer is None:
             stemmer = self._local.stemmer = Stemmer.Stemmer(self._language)
         return stemmer
 
+    def _learn(self, words: list[str]) -> None:
+        """Remember the terms of words not seen before."""
+        known = self._terms
+        new = [word for word in dict.fromkeys(words) if word not in known]
+        if len(known) + len(new) > TERM_CACHE_SIZE:
+            known.clear()
+            known.update(dict.fromkeys(self._stop, ""))
+        stems = self._stemmer().stemWords(new) if self._language else new
+        known.update(zip(new, stems, strict=True))
+
+    def _mapped(self, text: str) -> list[str]:
+        """Each word's term, "" for a stop word."""
+        words = _WORD.findall(text.casefold())
+        get = self._terms.get
+        terms = [get(word) for word in words]
+        if None in terms:
+            self._learn(words)
+            get = self._terms.get
+            terms = [get(word) for word in words]
+            if None in terms:  # another thread cleared the memory meanwhile
+                stemmer = self._stemmer() if self._language else None
+                terms = [
+                    "" if w in self._stop else (stemmer.stemWord(w) if stemmer else w)
+                    for w in words
+                ]
+        return terms  # type: ignore[return-value]
+
     def sequence(self, text: str) -> list[str | None]:
         """Every word's term in order, with GAP (None) where a stop word stood."""
-        words = _WORD.findall(text.casefold())
-        stemmer = self._stemmer
-        if stemmer is None:
-            return [GAP if word in self._stop else word for word in words]
-        kept = [word for word in words if word not in self._stop]
-        stems = iter(stemmer.stemWords(kept))
-        return [GAP if word in self._stop else next(stems) for word in words]
+        return [term or GAP for term in self._mapped(text)]
 
     def terms(self, text: str) -> list[str]:
         """The index terms of a text, in order, repeats kept (stop words dropped)."""
-        words = [word for word in _WORD.findall(text.casefold()) if word not in self._stop]
-        stemmer = self._stemmer
-        if stemmer is None:
-            return words
-        return list(stemmer.stemWords(words))
+        return [term for term in self._mapped(text) if term]
 
     def phrase(self, text: str) -> list[str | None]:
         """A phrase for a text filter: its sequence without leading or trailing gaps."""

@@ -14,9 +14,10 @@ length, so every shard scores with the cluster's statistics.
 
 Layout, for cheap writes and vectorized scoring:
 
-- per term, append-only postings: labels, term frequencies and the label's
-  generation when it was indexed (`array.array`s, read by numpy without a
-  Python object per entry);
+- per term, append-only postings: keys (the label, and in the high 32 bits
+  the label's generation when it was indexed) and term frequencies
+  (`array.array`s: cheap appends, read by numpy without a Python object per
+  entry);
 - per label, its generation: removing or replacing a document bumps it, which
   turns its old postings into garbage without searching for them; a term's
   postings are compacted when garbage outnumbers live entries;
@@ -41,54 +42,48 @@ from shoal.keyword import KeywordSettings, TermStatistics, Tokenizer, tokenizer_
 Analyzed = list[str | None]
 
 _GAP = -1
+_NEW = -2  # a term the index does not know yet
+
+
+_LABEL_BITS = 32
+_LABEL_MASK = (1 << _LABEL_BITS) - 1
 
 
 class _Postings:
     """One term's postings: parallel append-only arrays, some entries garbage."""
 
-    __slots__ = ("generations", "labels", "live", "tfs")
+    __slots__ = ("keys", "live", "tfs")
 
     def __init__(self) -> None:
-        self.labels = array("i")
+        self.keys = array("q")  # label | generation << 32
         self.tfs = array("f")
-        self.generations = array("I")
         self.live = 0  # entries whose generation is their label's current one
-
-    def append(self, label: int, tf: int, generation: int) -> None:
-        self.labels.append(label)
-        self.tfs.append(tf)
-        self.generations.append(generation)
-        self.live += 1
 
     def arrays(
         self, current: npt.NDArray[np.uint32]
-    ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         """(labels, term frequencies) of the live entries (copies: the arrays may grow)."""
-        labels = np.frombuffer(self.labels, dtype=np.int32).copy()
+        keys = np.frombuffer(self.keys, dtype=np.int64).copy()
         tfs = np.frombuffer(self.tfs, dtype=np.float32).copy()
-        generations = np.frombuffer(self.generations, dtype=np.uint32).copy()
-        if len(labels) == self.live:
+        labels = keys & _LABEL_MASK
+        if len(keys) == self.live:
             return labels, tfs
-        valid = generations == current[labels]
+        valid = (keys >> _LABEL_BITS) == current[labels]
         return labels[valid], tfs[valid]
 
     def compact(self, current: npt.NDArray[np.uint32]) -> None:
-        labels = np.frombuffer(self.labels, dtype=np.int32)
-        generations = np.frombuffer(self.generations, dtype=np.uint32)
-        valid = generations == current[labels]
-        tfs = np.frombuffer(self.tfs, dtype=np.float32)[valid]
-        kept_labels, kept_generations = labels[valid], generations[valid]
-        del labels, generations  # release the buffers before replacing the arrays
-        self.labels = array("i", kept_labels.tobytes())
-        self.tfs = array("f", tfs.tobytes())
-        self.generations = array("I", kept_generations.tobytes())
+        keys = np.frombuffer(self.keys, dtype=np.int64).copy()
+        tfs = np.frombuffer(self.tfs, dtype=np.float32).copy()
+        valid = (keys >> _LABEL_BITS) == current[keys & _LABEL_MASK]
+        self.keys = array("q", keys[valid].tobytes())
+        self.tfs = array("f", tfs[valid].tobytes())
 
     @property
     def garbage(self) -> int:
-        return len(self.labels) - self.live
+        return len(self.keys) - self.live
 
     def nbytes(self) -> int:
-        return sum(a.itemsize * len(a) for a in (self.labels, self.tfs, self.generations))
+        return self.keys.itemsize * len(self.keys) + self.tfs.itemsize * len(self.tfs)
 
 
 @dataclass(frozen=True)
@@ -109,7 +104,7 @@ class KeywordIndex:
         self._b = settings.b_value
         self._term_ids: dict[str, int] = {}
         self._postings: list[_Postings] = []
-        self._sequences: dict[int, npt.NDArray[np.int32]] = {}  # label -> term ids, -1 gaps
+        self._sequences: dict[int, array[int]] = {}  # label -> term ids, -1 gaps
         size = max(label_space, 1024)
         self._generations = np.zeros(size, dtype=np.uint32)
         self._lengths = np.zeros(size, dtype=np.float64)
@@ -131,26 +126,30 @@ class KeywordIndex:
         if analyzed is None:
             return
         self._grow(label)
-        ids = self._term_ids
-        sequence = np.empty(len(analyzed), dtype=np.int32)
-        for position, term in enumerate(analyzed):
-            if term is None:
-                sequence[position] = _GAP
-                continue
-            term_id = ids.get(term)
-            if term_id is None:
-                term_id = ids[term] = len(self._postings)
-                self._postings.append(_Postings())
-            sequence[position] = term_id
-        generation = int(self._generations[label])
+        get = self._term_ids.get
+        ids = [_GAP if term is None else get(term, _NEW) for term in analyzed]
+        if _NEW in ids:
+            ids = [_GAP if term is None else self._term_id(term) for term in analyzed]
+        key = label | int(self._generations[label]) << _LABEL_BITS
         postings = self._postings
-        counts = Counter(term_id for term_id in sequence.tolist() if term_id != _GAP)
+        counts = Counter(ids)
+        counts.pop(_GAP, None)
         for term_id, tf in counts.items():
-            postings[term_id].append(label, tf, generation)
-        length = sum(counts.values())
-        self._sequences[label] = sequence
+            entry = postings[term_id]
+            entry.keys.append(key)
+            entry.tfs.append(tf)
+            entry.live += 1
+        length = len(ids) - analyzed.count(None)
+        self._sequences[label] = array("i", ids)
         self._lengths[label] = length
         self._total_length += length
+
+    def _term_id(self, term: str) -> int:
+        term_id = self._term_ids.get(term)
+        if term_id is None:
+            term_id = self._term_ids[term] = len(self._postings)
+            self._postings.append(_Postings())
+        return term_id
 
     def remove(self, label: int) -> None:
         """Forget a document's text (deleted, or about to be replaced)."""
@@ -160,7 +159,7 @@ class KeywordIndex:
         self._generations[label] += 1
         self._total_length -= int(self._lengths[label])
         self._lengths[label] = 0
-        for term_id in np.unique(sequence[sequence != _GAP]).tolist():
+        for term_id in set(sequence) - {_GAP}:
             postings = self._postings[term_id]
             postings.live -= 1
             if postings.garbage > max(postings.live, 16):
@@ -195,7 +194,7 @@ class KeywordIndex:
         self, query: KeywordQuery, average_length: float, allowed: Mask | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         """(labels, BM25 scores) of the documents holding any query term (and allowed)."""
-        found_labels: list[npt.NDArray[np.int32]] = []
+        found_labels: list[npt.NDArray[np.int64]] = []
         found_scores: list[npt.NDArray[np.float64]] = []
         k1, b = self._k1, self._b
         average = average_length if average_length > 0 else 1.0
@@ -218,7 +217,7 @@ class KeywordIndex:
         if not found_labels:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
         if len(found_labels) == 1:
-            return found_labels[0].astype(np.int64), found_scores[0]
+            return found_labels[0], found_scores[0]
         labels = np.concatenate(found_labels)
         unique, inverse = np.unique(labels, return_inverse=True)
         summed = np.bincount(inverse, weights=np.concatenate(found_scores)).astype(np.float64)
@@ -252,7 +251,11 @@ class KeywordIndex:
         if len(wanted) > 1:
             pattern = np.array(wanted, dtype=np.int32)
             candidates = np.array(
-                [label for label in candidates.tolist() if holds(self._sequences[label], pattern)],
+                [
+                    label
+                    for label in candidates.tolist()
+                    if holds(np.frombuffer(self._sequences[label], dtype=np.int32), pattern)
+                ],
                 dtype=np.int64,
             )
         candidates = candidates[candidates < size]
@@ -279,7 +282,7 @@ class KeywordIndex:
         """Bytes held by the arrays (postings, sequences, per-label arrays); Python object
         overhead of the term dictionary comes on top."""
         postings = sum(p.nbytes() for p in self._postings)
-        sequences = sum(s.nbytes for s in self._sequences.values())
+        sequences = sum(s.itemsize * len(s) for s in self._sequences.values())
         return postings + sequences + self._generations.nbytes + self._lengths.nbytes
 
 

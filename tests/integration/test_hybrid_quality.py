@@ -40,6 +40,7 @@ def mrr(found: list[list[str]], relevant: list[set[str]]) -> float:
     return total / len(found)
 
 
+@pytest.mark.timeout(2400)  # three passes of 9,682 query embeddings on 2 cores
 def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> None:
     data = datasets.load("debian-20k")
     cluster = start_cluster(groups=2, replicas=1, model=DEFAULT_MODEL)
