@@ -26,7 +26,6 @@ from shoal import Client
 from shoal.client import SearchResult
 from shoal.cluster import DEFAULT_MODEL
 from shoal.keyword import KeywordSettings, tokenizer_for
-from shoal.server import GRPC_OPTIONS
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster
@@ -124,7 +123,9 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
 def embed(address: str, texts: list[str]) -> npt.NDArray[np.float32]:
     """The texts' vectors from the embedder service (the model the collection names)."""
     rows = []
-    with grpc.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+    # Default channel options: the services' keepalive pings would, over an Embed of
+    # minutes, make the embedder answer "too many pings".
+    with grpc.insecure_channel(address) as channel:
         stub = embedder_pb2_grpc.EmbedderServiceStub(channel)
         for start in range(0, len(texts), BATCH):
             request = embedder_pb2.EmbedRequest(texts=texts[start : start + BATCH])
