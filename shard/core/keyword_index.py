@@ -128,8 +128,10 @@ class KeywordIndex:
         self._grow(label)
         get = self._term_ids.get
         ids = [_GAP if term is None else get(term, _NEW) for term in analyzed]
-        if _NEW in ids:
-            ids = [_GAP if term is None else self._term_id(term) for term in analyzed]
+        if _NEW in ids:  # register the new terms, then map again
+            for term in {t for t, i in zip(analyzed, ids, strict=True) if i == _NEW}:
+                self._term_id(str(term))
+            ids = [_GAP if term is None else get(term, _NEW) for term in analyzed]
         key = label | int(self._generations[label]) << _LABEL_BITS
         postings = self._postings
         counts = Counter(ids)
