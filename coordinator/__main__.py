@@ -4,19 +4,25 @@ import asyncio
 import logging
 
 from coordinator.api.servicer import ShoalServicer
-from coordinator.clients.channels import open_channel
+from coordinator.clients.channels import open_balanced_channel, open_channel
 from coordinator.clients.contracts import ShardClient
 from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
+from coordinator.core.replicas import NO_MEMBERSHIP
+from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
+from shoal.balancing import CONNECTION_AGE_OPTIONS
+from shoal.catalog import CatalogFollower
+from shoal.etcd_catalog import EtcdCatalog
+from shoal.etcd_client import EtcdClient
+from shoal.etcd_membership import MemberFollower
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
-from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.v1 import shoal_pb2
 
 log = logging.getLogger("coordinator")
 
@@ -24,13 +30,17 @@ log = logging.getLogger("coordinator")
 DRAIN_SECONDS = 5.0
 
 
-async def run(settings: Settings, metrics: Metrics) -> None:
+async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     try:
         topology = Topology.load(settings.topology)
     except TopologyError as error:
         raise SystemExit(str(error)) from error
-    channels = {address: open_channel(address) for address in topology.addresses}
-    embedder_channel = open_channel(settings.embedder)
+    keepalive = settings.server.keepalive
+    channels = {address: open_channel(address, keepalive) for address in topology.addresses}
+    embedder_channel = open_balanced_channel(settings.embedder, keepalive)
+    etcd = EtcdClient(settings.etcd) if settings.etcd else None
+    follower = CatalogFollower(EtcdCatalog(etcd)) if etcd is not None else None
+    members = MemberFollower(etcd) if etcd is not None else None
     shards: dict[str, ShardClient] = {
         address: GrpcShardClient(address, channel) for address, channel in channels.items()
     }
@@ -45,6 +55,8 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         hint_limits=HintLimits(
             max_writes=settings.hint_max_writes, max_age_s=settings.hint_max_age_s
         ),
+        catalog_follower=follower,
+        membership=members if members is not None else NO_MEMBERSHIP,
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -57,25 +69,39 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 
     async def start() -> None:
         core.hint_replayer.start()
+        if follower is not None:
+            follower.start()
+        if members is not None:
+            members.start()
 
     async def stop() -> None:
+        if follower is not None:
+            await follower.stop()
+        if members is not None:
+            await members.stop()
         await core.hint_replayer.stop()
         await core.background.drain(DRAIN_SECONDS)
         for channel in [*channels.values(), embedder_channel]:
             await channel.close()
+        if etcd is not None:
+            await etcd.close()
 
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
         servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
-        register=shoal_pb2_grpc.add_ShoalServiceServicer_to_server,
     )
-    await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
+    # Clients balancing per call resolve the coordinators' names again when their
+    # connections age out, and so find coordinators the HPA added.
+    spec = ServerSpec(
+        settings.server, [service], metrics, start, stop, options=CONNECTION_AGE_OPTIONS
+    )
+    await serve(spec)
 
 
 def main() -> None:
     settings = parse_args()
     configure_logging("coordinator", settings.server.log_level, settings.server.log_format)
-    asyncio.run(run(settings, Metrics("coordinator")))
+    asyncio.run(run(settings, CoordinatorMetrics()))
 
 
 if __name__ == "__main__":

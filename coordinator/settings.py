@@ -26,6 +26,7 @@ class Settings:
     config_ttl_s: float
     hint_max_writes: int = HintLimits.max_writes
     hint_max_age_s: float = HintLimits.max_age_s
+    etcd: tuple[str, ...] = ()
 
 
 def _coordinator_id(text: str) -> int:
@@ -57,7 +58,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     embedder = env("embedder")
     parser.add_argument(
         "--embedder", default=embedder, required=embedder is None,
-        help="HOST:PORT of the embedder service",
+        help="HOST:PORT (or a gRPC target, dns:///NAME:PORT) of the embedder service; calls"
+        " go round-robin to every address the name resolves to (a headless Service's pods)",
     )  # fmt: skip
     parser.add_argument(
         "--coordinator-id", type=_coordinator_id, default=env("coordinator-id", "auto"),
@@ -88,6 +90,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=env("hint-max-age-s", str(HintLimits.max_age_s)),
         help="hints older than this are dropped (keep it below the shards' tombstone grace)",
     )  # fmt: skip
+    parser.add_argument(
+        "--etcd", default=env("etcd", ""),
+        help="etcd endpoints (IP:PORT,... or one DNS name) holding the collection catalog;"
+        " without it the shards' own lists are used (no single source of truth)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return Settings(
         server=ServerSettings.from_args(args),
@@ -99,4 +106,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         config_ttl_s=args.config_ttl_s,
         hint_max_writes=args.hint_max_writes,
         hint_max_age_s=args.hint_max_age_s,
+        etcd=tuple(e for e in args.etcd.split(",") if e.strip()),
     )

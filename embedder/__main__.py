@@ -14,11 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from embedder.api.servicer import EmbedderServicer
 from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
+from embedder.metrics import EmbedderMetrics
+from shoal.balancing import CONNECTION_AGE_OPTIONS
+from shoal.cpus import available_cpus
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
 from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
-from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+from shoal.v1 import embedder_pb2
 
 DEFAULT_PORT = 50071
 
@@ -55,17 +57,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="characters per text",
     )  # fmt: skip
     parser.add_argument(
-        "--threads", type=positive_int, default=env("threads", str(len(os.sched_getaffinity(0)))),
-        help="torch threads for encoding (default: the CPUs this process may use)",
+        "--torch-threads", "--threads", type=positive_int, default=default_torch_threads(),
+        help="torch threads for encoding (default: the CPUs this process may use, within"
+        f" its cgroup's CPU limit: {available_cpus()} here; SHOAL_THREADS, the older name,"
+        " is read too)",
     )  # fmt: skip
     return parser.parse_args(argv)
+
+
+def default_torch_threads() -> str:
+    """SHOAL_TORCH_THREADS; else SHOAL_THREADS, which manifests written before the flag
+    had its own name set (`shoal up` always passes the flag, so the shards' setting in
+    the same environment never reaches its embedder); else every CPU we may use."""
+    return env("torch-threads") or env("threads") or str(available_cpus())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     server = ServerSettings.from_args(args)
     configure_logging("embedder", server.log_level, server.log_format)
-    metrics = Metrics("embedder")
+    metrics = EmbedderMetrics()
     # Before sentence-transformers is imported (lazily, when the model loads): the
     # model ships in a package and the embedder must never reach for the network.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -79,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # One encoding thread: torch spreads each batch over `threads` cores itself.
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
     service = EmbeddingService(
-        functools.partial(load_encoder, args.model, args.threads), limits, executor, metrics
+        functools.partial(load_encoder, args.model, args.torch_threads), limits, executor, metrics
     )
 
     async def stop() -> None:
@@ -93,11 +104,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             Service(
                 name=embedder_pb2.DESCRIPTOR.services_by_name["EmbedderService"].full_name,
                 servicer=EmbedderServicer(service),
-                register=embedder_pb2_grpc.add_EmbedderServiceServicer_to_server,
             )
         ],
         start=service.start,
         stop=stop,
+        # The coordinator balances per call over the embedders' addresses and
+        # resolves them again when a connection ages out: it finds new embedders.
+        options=CONNECTION_AGE_OPTIONS,
     )
     asyncio.run(serve(spec))
 

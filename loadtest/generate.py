@@ -1,10 +1,14 @@
-"""Write the request data the ghz configs in loadtest/ghz/ send, from a real dataset.
+"""Write the request data the ghz configs in loadtest/ghz/ send, from real documents.
 
+    python -m loadtest.generate
     python -m loadtest.generate --data ../shared/data/debian-dev
 
-reads a dataset directory (corpus.jsonl, queries.jsonl, corpus_emb.npy,
-queries_emb.npy: the layout of the shared Debian sets) and writes, into
---out (default loadtest/data, which git ignores):
+With no --data it uses the demo sample every clone has: the demo collection's
+1,000 Debian package descriptions with their MiniLM vectors and 466 queries
+(loadtest/sample.py says how it was cut). --data reads a data set directory
+instead (corpus.jsonl, queries.jsonl, corpus_emb.npy, queries_emb.npy: the
+layout of the shared Debian sets). It writes, into --out (default
+loadtest/data, which git ignores):
 
     create_collection.json  CreateCollection for the collection (--model decides
                             whether it can embed text queries)
@@ -29,13 +33,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from loadtest.sample import Dataset, DatasetError, load_directory, load_sample
+
 DEFAULT_COLLECTION = "debian"
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open() as lines:
-        return [json.loads(line) for line in lines if line.strip()]
 
 
 def vector_bytes(vector: npt.NDArray[np.float32]) -> str:
@@ -129,14 +130,13 @@ def batch_searches(
 
 
 def generate(args: argparse.Namespace) -> dict[str, int]:
-    """Write every data file; returns how many requests each holds."""
-    data = Path(args.data)
-    documents = _jsonl(data / "corpus.jsonl")
-    queries = _jsonl(data / "queries.jsonl")
-    document_vectors = np.load(data / "corpus_emb.npy")
-    query_vectors = np.load(data / "queries_emb.npy")
-    if len(documents) != len(document_vectors) or len(queries) != len(query_vectors):
-        raise SystemExit(f"{data}: the .npy rows do not match the .jsonl lines")
+    """Write every data file; returns how many requests each holds.
+
+    Raises DatasetError when the data set cannot be read.
+    """
+    dataset: Dataset = load_directory(Path(args.data)) if args.data else load_sample()
+    documents, queries = dataset.documents, dataset.queries
+    document_vectors, query_vectors = dataset.document_vectors, dataset.query_vectors
     if args.documents:
         documents, document_vectors = (
             documents[: args.documents],
@@ -170,20 +170,29 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data", required=True, help="dataset directory, e.g. ../shared/data/debian-dev"
+        "--data",
+        help="a data set directory, e.g. ../shared/data/debian-dev "
+        "(default: the demo sample kept in the repository)",
     )
     parser.add_argument(
         "--out", default="loadtest/data", help="where to write (default %(default)s)"
     )
-    parser.add_argument("--collection", default=DEFAULT_COLLECTION)
+    parser.add_argument(
+        "--collection", default=DEFAULT_COLLECTION, help="collection name (default %(default)s)"
+    )
     parser.add_argument(
         "--model",
         default=DEFAULT_MODEL,
-        help="the collection's embedding model ('' for vectors only; hash-384 for tests)",
+        help="the collection's embedding model ('' for vectors only; hash-384 for tests; "
+        "default %(default)s)",
     )
-    parser.add_argument("-k", type=int, default=10, help="hits per query")
-    parser.add_argument("--batch", type=int, default=16, help="queries per SearchBatch")
-    parser.add_argument("--upsert-batch", type=int, default=100, help="documents per Upsert")
+    parser.add_argument("-k", type=int, default=10, help="hits per query (default %(default)s)")
+    parser.add_argument(
+        "--batch", type=int, default=16, help="queries per SearchBatch (default %(default)s)"
+    )
+    parser.add_argument(
+        "--upsert-batch", type=int, default=100, help="documents per Upsert (default %(default)s)"
+    )
     parser.add_argument("--documents", type=int, default=0, help="use only the first N (0: all)")
     parser.add_argument("--queries", type=int, default=0, help="use only the first N (0: all)")
     return parser.parse_args(argv)
@@ -191,7 +200,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    for name, count in generate(args).items():
+    try:
+        counts = generate(args)
+    except DatasetError as error:
+        raise SystemExit(f"error: {error}") from None
+    except OSError as error:  # writing --out
+        raise SystemExit(f"error: {error.filename}: {error.strerror}") from None
+    for name, count in counts.items():
         print(f"{Path(args.out) / name}: {count} request{'s' if count != 1 else ''}")
 
 

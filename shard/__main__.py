@@ -8,20 +8,27 @@ from concurrent.futures import ThreadPoolExecutor
 
 from shard.api.convert import metadata_from_payload, text_from_payload
 from shard.api.peers import GrpcPeer
-from shard.api.servicer import ShardServicer
+from shard.api.servicer import SERVICE, ShardServicer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
+from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
 from shard.core.local_replica import CollectionsReplica
 from shard.core.peers import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
+from shard.metrics import ShardMetrics
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
+from shoal.catalog import CatalogFollower
+from shoal.data_lock import DataDirInUse, DataDirLock
+from shoal.errors import Unavailable
+from shoal.etcd_catalog import EtcdCatalog
+from shoal.etcd_client import EtcdClient
+from shoal.etcd_membership import MemberLease
+from shoal.health import ServerHealth
 from shoal.logs import configure_logging
-from shoal.metrics import Metrics
 from shoal.server import ServerSpec, Service, serve
-from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 log = logging.getLogger("shard")
 
@@ -44,7 +51,7 @@ def advertised(settings: Settings) -> Callable[[], str | None]:
     return address
 
 
-async def run(settings: Settings, metrics: Metrics) -> None:
+async def run(settings: Settings, metrics: ShardMetrics) -> None:
     executor = ThreadPoolExecutor(settings.threads, thread_name_prefix="shard")
     collections = Collections(
         DataDir(settings.data_dir),
@@ -61,19 +68,28 @@ async def run(settings: Settings, metrics: Metrics) -> None:
     readiness = Readiness()
     grace = TombstoneGrace(settings.tombstone_grace_s)
     peers: list[GrpcPeer] = []
-    sizes = size_reporter(collections, executor, metrics)
+    directory = PeerDirectory(settings.topology, advertised(settings))
+
+    def identity() -> tuple[str, str]:
+        """(replica, group) for the metrics: the address the topology knows us by."""
+        group = directory.group()
+        return advertised(settings)() or "", "" if group is None else str(group)
+
+    sizes = size_reporter(collections, executor, metrics, identity)
 
     def connect(address: str) -> GrpcPeer:
-        peer = GrpcPeer(address)
+        peer = GrpcPeer(address, settings.server.keepalive)
         peers.append(peer)
         return peer
 
     anti_entropy = AntiEntropy(
         CollectionsReplica(collections, executor, grace),
-        PeerDirectory(settings.topology, advertised(settings)).peers,
+        directory.peers,
         connect,
         AntiEntropySettings(
-            interval_s=settings.anti_entropy_interval_s, first_wait_s=settings.catch_up_wait_s
+            interval_s=settings.anti_entropy_interval_s,
+            first_wait_s=settings.catch_up_wait_s,
+            learn_collections=not settings.etcd,
         ),
         readiness,
         metrics.record_catch_up,
@@ -85,8 +101,21 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         metrics.record_purge,
     )
 
+    health = ServerHealth([SERVICE])
+    servicer = ShardServicer(collections, executor, readiness, grace, health)
+
+    etcd = EtcdClient(settings.etcd) if settings.etcd else None
+    follower: CatalogFollower | None = None
+    if etcd is not None:
+        catalog = EtcdCatalog(etcd)
+        sync = CatalogSync(collections, catalog, executor, after_change=servicer.report_failed)
+        follower = CatalogFollower(catalog, [sync])
+    lease = MemberLease(etcd, advertised(settings), "shard") if etcd is not None else None
+
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
+        await servicer.report_failed()
+        metrics.identify(*identity())
         details = {
             "event": "shard_loaded",
             "data_dir": str(settings.data_dir),
@@ -98,14 +127,30 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         }
         log.info("%s", json.dumps(details))
         checkpointer.start()
+        if follower is not None:
+            # Collections created or dropped while this replica was down are made
+            # right before it catches up documents; without etcd it serves what it has.
+            follower.start()
+            try:
+                await follower.wait_synced(settings.catch_up_wait_s)
+            except Unavailable as error:
+                log.warning("%s; serving the collections held here", error)
         # Health stays NOT_SERVING and reads UNAVAILABLE until this is over; writes
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()
         anti_entropy.start()
+        if lease is not None:
+            lease.start()  # registered once it serves reads
         purger.start()
         sizes.start()
 
     async def stop() -> None:
+        if lease is not None:
+            await lease.stop()  # gone from the members at once, not after the lease's TTL
+        if follower is not None:
+            await follower.stop()
+        if etcd is not None:
+            await etcd.close()
         await sizes.stop()
         await anti_entropy.stop()
         for peer in peers:
@@ -114,13 +159,10 @@ async def run(settings: Settings, metrics: Metrics) -> None:
         await loop.run_in_executor(executor, checkpointer.stop)
         await loop.run_in_executor(executor, collections.close)
 
-    service = Service(
-        name=shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name,
-        servicer=ShardServicer(collections, executor, readiness, grace),
-        register=shard_pb2_grpc.add_ShardServiceServicer_to_server,
-    )
+    service = Service(name=SERVICE, servicer=servicer)
+    spec = ServerSpec(settings.server, [service], metrics, start=start, stop=stop, health=health)
     try:
-        await serve(ServerSpec(settings.server, [service], metrics, start=start, stop=stop))
+        await serve(spec)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -128,7 +170,17 @@ async def run(settings: Settings, metrics: Metrics) -> None:
 def main() -> None:
     settings = parse_args()
     configure_logging("shard", settings.server.log_level, settings.server.log_format)
-    asyncio.run(run(settings, Metrics("shard")))
+    # Before anything opens RocksDB: a second shard on this directory would find every
+    # store locked and serve without its collections. Held until the process ends.
+    lock = DataDirLock(settings.data_dir, "shard")
+    try:
+        lock.acquire()
+    except DataDirInUse as error:
+        raise SystemExit(f"shard: cannot start: {error}") from None
+    try:
+        asyncio.run(run(settings, ShardMetrics()))
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class Settings:
     catch_up_wait_s: float = AntiEntropySettings.first_wait_s
     tombstone_grace_s: float = DEFAULT_GRACE_S
     tombstone_purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
+    etcd: tuple[str, ...] = ()
 
 
 def default_threads() -> int:
@@ -75,6 +76,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=env("filtered-search", Strategy.AUTO.value),
         help="how filtered searches run: auto (by selectivity), or always exact or graph"
         " (for tests and benchmarks)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--etcd", default=env("etcd", ""),
+        help="etcd endpoints (IP:PORT,... or one DNS name): the catalog this shard's"
+        " collections follow; without it collections come from the coordinator alone",
     )  # fmt: skip
     parser.add_argument(
         "--topology", type=Path, default=env("topology"),
@@ -117,6 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         checkpoint_interval_s=args.checkpoint_interval_s,
         filtered_search=Strategy(args.filtered_search),
         topology=args.topology,
+        etcd=tuple(e for e in args.etcd.split(",") if e.strip()),
         advertise=args.advertise,
         anti_entropy_interval_s=args.anti_entropy_interval_s,
         catch_up_wait_s=args.catch_up_wait_s,

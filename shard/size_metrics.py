@@ -1,15 +1,18 @@
 """Keeps the per-collection size gauges (documents, index elements and bytes) current."""
 
 import asyncio
-import socket
+from collections.abc import Callable
 from concurrent.futures import Executor
 
 from shard.core.collection import Collection
 from shard.core.collections import Collections
-from shoal.metrics import Metrics
+from shard.metrics import ShardMetrics
 from shoal.periodic import Periodic
 
 INTERVAL_S = 10.0
+
+#: (replica, group) naming this shard now; see `ShardMetrics.identify`.
+Identity = Callable[[], tuple[str, str]]
 
 
 def index_bytes(collection: Collection, capacity: int) -> int:
@@ -30,20 +33,23 @@ def _sizes(collections: Collections) -> dict[str, tuple[int, int, int]]:
     return sizes
 
 
-def size_reporter(collections: Collections, executor: Executor, metrics: Metrics) -> Periodic:
-    """The shard label is the host name (the pod name in Kubernetes)."""
-    shard = socket.gethostname()
+def size_reporter(
+    collections: Collections, executor: Executor, metrics: ShardMetrics, identity: Identity
+) -> Periodic:
+    """Each report names the replica first: its group becomes known (or changes)
+    when the topology lists it, which may be after the shard started."""
     reported: set[str] = set()
 
     async def report() -> None:
         nonlocal reported
+        metrics.identify(*identity())
         loop = asyncio.get_running_loop()
         sizes = await loop.run_in_executor(executor, _sizes, collections)
         for gone in reported - sizes.keys():
-            metrics.forget_collection(gone, shard)
+            metrics.forget_collection(gone)
         for name, (documents, elements, nbytes) in sizes.items():
             metrics.set_collection_size(
-                name, shard, documents=documents, index_elements=elements, index_bytes=nbytes
+                name, documents=documents, index_elements=elements, index_bytes=nbytes
             )
         reported = set(sizes)
 

@@ -1,33 +1,75 @@
-"""The `shoal` command: run a local cluster, manage collections, import, search."""
+"""The `shoal` command: run a local cluster, manage collections, import, search.
+
+Every command that prints data prints a table or a sentence, or JSON with
+--json (shoal.cli_output says how). --address and --json may come before or
+after the command's name.
+"""
 
 import argparse
 import json
 import os
-import signal
 import sys
-import threading
 from collections.abc import Iterable, Iterator, Sequence
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from shoal import cli_output as out
 from shoal import loadtest
-from shoal.client import Client, Collection, DocumentLike, SearchResult
-from shoal.cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
+from shoal.client import DEFAULT_ADDRESS, Client, Collection, DocumentLike, SearchResult
+from shoal.cluster import (
+    DEFAULT_MODEL,
+    LOCAL_EMBEDDER_THREADS,
+    ClusterError,
+    ClusterSpec,
+    LocalCluster,
+    run_until_stopped,
+)
+from shoal.demo import demo_is_loaded
 from shoal.errors import ShoalError
 from shoal.filters import Where
+from shoal.help_format import HelpFormatter
+from shoal.settings import positive_int
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
-WHERE_HELP = 'a metadata filter as JSON, e.g. \'{"section": "sound", "size": {"$lt": 500}}\''
+WHERE_HELP = (
+    'a metadata filter as JSON, e.g. \'{"section": "sound", "size": {"$lt": 500}}\' (default: none)'
+)
 
 DEMO_COLLECTION = "demo"
 DEMO_QUERY = "a tool to resize photos from the command line"
 
+ADDRESS_ENV = "SHOAL_ADDRESS"
+JSON_HELP = "print JSON (snake_case keys, numbers as numbers) instead of tables and text"
+ENVIRONMENT = f"""\
+environment:
+  {ADDRESS_ENV}   the coordinator's HOST:PORT where --address is not given
+                  (else {DEFAULT_ADDRESS}); `shoal loadtest` calls it instead of a
+                  config's host
+  SHOAL_<FLAG>    `shoal up` passes its environment to the services it starts, so
+                  their SHOAL_ variables apply there (e.g. SHOAL_LOG_FORMAT=json;
+                  `python -m shard --help` lists a service's), except for the
+                  flags `shoal up` sets itself
+  NO_COLOR        tables without colour, even on a terminal
+"""
+
+
+def version() -> str:
+    try:
+        return metadata.version("shoal")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def address(args: argparse.Namespace) -> str:
+    """--address, else SHOAL_ADDRESS, else the local default."""
+    return str(args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS)
+
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def _collection_dict(collection: Collection) -> dict[str, Any]:
@@ -43,10 +85,8 @@ def _read_jsonl(path: Path) -> Iterator[DocumentLike]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as error:
-                raise SystemExit(f"{path}:{number}: not JSON: {error}") from None
-            yield {
-                key: record[key] for key in ("id", "vector", "text", "metadata") if key in record
-            }
+                raise SystemExit(f"error: {path}:{number}: not JSON: {error}") from None
+            yield {key: record[key] for key in DOCUMENT_KEYS if key in record}
 
 
 def _batches(items: Iterable[DocumentLike], size: int) -> Iterator[list[DocumentLike]]:
@@ -61,7 +101,11 @@ def _batches(items: Iterable[DocumentLike], size: int) -> Iterator[list[Document
 
 
 def import_jsonl(client: Client, collection: str, path: Path, batch_size: int) -> int:
-    total = sum(1 for line in path.open() if line.strip())
+    try:
+        with path.open() as lines:
+            total = sum(1 for line in lines if line.strip())
+    except OSError as error:
+        raise SystemExit(f"error: {path}: {error.strerror}") from None
     done = 0
     with tqdm(total=total, unit="doc", desc=f"importing into {collection}") as progress:
         for batch in _batches(_read_jsonl(path), batch_size):
@@ -71,63 +115,75 @@ def import_jsonl(client: Client, collection: str, path: Path, batch_size: int) -
 
 
 def print_hits(result: SearchResult) -> None:
-    for rank, hit in enumerate(result.hits, 1):
-        snippet = (hit.text or "").replace("\n", " ")[:70]
-        extra = f"  {snippet}" if snippet else ""
-        print(f"{rank:>3}. {hit.score:7.4f}  {hit.id}{extra}")
+    if not result.hits:
+        print("no hits")
+    else:
+        out.print_table(
+            ("#", "score", "id", "text"),
+            (
+                (rank, f"{hit.score:.4f}", hit.id, out.snippet(hit.text))
+                for rank, hit in enumerate(result.hits, 1)
+            ),
+            wide=("text",),
+            right=("#", "score"),
+        )
     if not result.coverage.complete:
         print(
             f"partial result: {result.coverage.groups_answered} of "
-            f"{result.coverage.groups_asked} shard groups answered"
+            f"{out.count_of(result.coverage.groups_asked, 'shard group')} answered"
         )
 
 
-def load_demo(client: Client) -> None:
-    client.create_collection(DEMO_COLLECTION, embedding_model=DEFAULT_MODEL)
+def load_demo(client: Client, model: str = DEFAULT_MODEL) -> None:
+    """Create and fill the demo collection, unless an earlier run already has."""
+    client.create_collection(DEMO_COLLECTION, embedding_model=model)
     sample = resources.files("shoal") / "data" / "debian-sample.jsonl"
     with resources.as_file(sample) as path:
-        import_jsonl(client, DEMO_COLLECTION, path, batch_size=128)
+        if demo_is_loaded(client, DEMO_COLLECTION, path):
+            print(f"collection {DEMO_COLLECTION!r} is loaded already: not importing it again")
+        else:
+            import_jsonl(client, DEMO_COLLECTION, path, batch_size=128)
     print(f"\ncollection {DEMO_COLLECTION!r}: {client.count(DEMO_COLLECTION)} Debian packages")
     print(f"search {DEMO_QUERY!r}:")
     print_hits(client.search(DEMO_COLLECTION, text=DEMO_QUERY, k=5, include=["text"]))
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    spec = ClusterSpec(
-        groups=args.groups,
-        replicas=args.replicas,
-        model=args.model,
-        host=args.host,
-        coordinator_port=args.port,
-        metrics_port_base=args.metrics_port_base,
-    )
+    try:
+        spec = ClusterSpec(
+            groups=args.groups,
+            replicas=args.replicas,
+            model=args.model,
+            host=args.host,
+            coordinator_port=args.port if args.base_port is None else 0,
+            base_port=args.base_port,
+            embedder_threads=args.embedder_threads,
+            metrics_port_base=args.metrics_port_base,
+        )
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     cluster = LocalCluster(Path(args.data_dir).resolve(), spec)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+    def when_serving() -> None:
+        print(f"Shoal is serving at {cluster.address}", flush=True)
+        if args.demo:
+            with Client(cluster.address, timeout=120) as client:
+                load_demo(client, args.model)
+            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
+
     print(
         f"starting {args.groups} shard groups x {args.replicas} replicas, "
         f"embedder ({args.model}) and coordinator; data in {cluster.root}",
         flush=True,
     )
-    cluster.start()
     try:
-        print(f"Shoal is serving at {cluster.address}", flush=True)
-        if args.demo:
-            with Client(cluster.address, timeout=120) as client:
-                load_demo(client)
-            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
-        print("press Ctrl-C to stop", flush=True)
-        stop.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        print("\nstopping...", flush=True)
-        cluster.stop()
-        print("stopped")
+        run_until_stopped(cluster, when_serving)
+    except ClusterError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def cmd_create(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         collection = client.create_collection(
             args.name,
             dimension=args.dimension,
@@ -138,29 +194,47 @@ def cmd_create(args: argparse.Namespace) -> None:
             hnsw_ef=args.ef,
             partitions=args.partitions,
         )
-    _print_json(_collection_dict(collection))
+    if args.json:
+        _print_json(_collection_dict(collection))
+    else:
+        print(f"collection {collection.name!r}:")
+        out.print_collection(collection)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
-        _print_json([_collection_dict(c) for c in client.list_collections()])
+    with Client(address(args)) as client:
+        collections = client.list_collections()
+    if args.json:
+        _print_json([_collection_dict(c) for c in collections])
+    else:
+        out.print_collections(collections)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
-        _print_json(_collection_dict(client.get_collection(args.name)))
+    with Client(address(args)) as client:
+        collection = client.get_collection(args.name)
+    if args.json:
+        _print_json(_collection_dict(collection))
+    else:
+        out.print_collection(collection)
 
 
 def cmd_drop(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         client.delete_collection(args.name)
-    print(f"deleted collection {args.name!r}")
+    if args.json:
+        _print_json({"collection": args.name, "deleted": True})
+    else:
+        print(f"deleted collection {args.name!r}")
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    with Client(args.address, timeout=args.timeout) as client:
+    with Client(address(args), timeout=args.timeout) as client:
         count = import_jsonl(client, args.collection, Path(args.file), args.batch_size)
-    print(f"upserted {count} documents into {args.collection!r}")
+    if args.json:
+        _print_json({"collection": args.collection, "upserted": count})
+    else:
+        print(f"upserted {out.count_of(count, 'document')} into {args.collection!r}")
 
 
 def _where(text: str | None) -> Where | None:
@@ -170,101 +244,288 @@ def _where(text: str | None) -> Where | None:
     try:
         where = json.loads(text)
     except json.JSONDecodeError as error:
-        raise SystemExit(f"--where is not JSON: {error}") from None
+        raise SystemExit(f"error: --where is not JSON: {error}") from None
     if not isinstance(where, dict):
-        raise SystemExit("--where must be a JSON object")
+        raise SystemExit("error: --where must be a JSON object")
     return where
 
 
+def _vector(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        vector = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"error: --vector is not JSON: {error}") from None
+    if not isinstance(vector, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in vector
+    ):
+        raise SystemExit("error: --vector must be a JSON list of numbers, e.g. [0.1, 0.2]")
+    return [float(x) for x in vector]
+
+
 def cmd_search(args: argparse.Namespace) -> None:
-    vector = json.loads(args.vector) if args.vector else None
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         result = client.search(
             args.collection,
-            vector,
+            _vector(args.vector),
             text=args.text,
             k=args.k,
             ef=args.ef,
-            include=["text"],
+            include=["text", "metadata"],
             where=_where(args.where),
             score_threshold=args.score_threshold,
         )
-    print_hits(result)
+    if args.json:
+        _print_json(out.search_dict(result))
+    else:
+        print_hits(result)
 
 
 def cmd_scroll(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
-        for document in client.scroll(
-            args.collection, _where(args.where), include=["metadata", "text"]
-        ):
-            print(json.dumps(document.__dict__, default=str))
+    """Streams: one line per document as it arrives, JSON Lines with --json."""
+    with Client(address(args)) as client:
+        documents = client.scroll(args.collection, _where(args.where), include=["metadata", "text"])
+        for document in documents:
+            if args.json:
+                out.print_json_line(out.document_dict(document))
+            else:
+                print(out.document_line(document))
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         documents = client.get(args.collection, args.ids, include=["metadata", "text"])
-    _print_json([document.__dict__ for document in documents])
+    if args.json:
+        _print_json([out.document_dict(document) for document in documents])
+        return
+    if documents:
+        out.print_documents(documents)
+    missing = [id_ for id_ in args.ids if id_ not in {d.id for d in documents}]
+    if missing:
+        print(f"not found: {', '.join(missing)}")
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         result = client.delete(args.collection, args.ids, where=_where(args.where))
-    print(f"deleted {result.count} documents")
+    if args.json:
+        _print_json({"collection": args.collection, "deleted": result.count})
+    else:
+        print(f"deleted {out.count_of(result.count, 'document')}")
 
 
 def cmd_count(args: argparse.Namespace) -> None:
-    with Client(args.address) as client:
-        print(client.count(args.collection, _where(args.where)))
+    with Client(address(args)) as client:
+        count = client.count(args.collection, _where(args.where))
+    if args.json:
+        _print_json({"collection": args.collection, "count": count})
+    else:
+        print(count)
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
     """One report per collection; exits 2 when replicas still differ afterwards, or
     some could not be compared (unreachable)."""
-    from google.protobuf.json_format import MessageToDict
-
-    with Client(args.address, timeout=args.timeout) as client:
+    with Client(address(args), timeout=args.timeout) as client:
         names = (
             [args.collection]
             if args.collection
             else [collection.name for collection in client.list_collections()]
         )
         reports = {name: client.verify_replicas(name, args.repair) for name in names}
-    _print_json(
-        {
-            name: MessageToDict(report, always_print_fields_with_no_presence=True)
-            for name, report in reports.items()
-        }
-    )
-    if any(
-        report.differing > report.repaired or any(group.unreachable for group in report.groups)
-        for report in reports.values()
-    ):
+    if args.json:
+        _print_json({name: out.message_dict(report) for name, report in reports.items()})
+    elif not reports:
+        print("no collections")
+    else:
+        for name, report in reports.items():
+            out.print_verify(name, report)
+    if any(out.verify_failed(report) for report in reports.values()):
         raise SystemExit(2)
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
-    from google.protobuf.json_format import MessageToDict
-
-    with Client(args.address) as client:
+    with Client(address(args)) as client:
         info = client.cluster_info()
-    _print_json(MessageToDict(info, always_print_fields_with_no_presence=True))
+    if args.json:
+        _print_json(out.message_dict(info))
+    else:
+        out.print_cluster(info)
+
+
+# --- the parser ------------------------------------------------------------
+
+
+def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.ArgumentParser:
+    """--address and --json, for the top level and again for each command.
+
+    On a command their defaults are SUPPRESS, so a value given before the
+    command's name is kept unless it is given again after it.
+    """
+    unset: Any = argparse.SUPPRESS if subcommand else None
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--address",
+        default=unset,
+        metavar="HOST:PORT",
+        help=f"the coordinator (default: ${ADDRESS_ENV}, else {DEFAULT_ADDRESS})",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if subcommand else False,
+        help=json_help,
+    )
+    return options
+
+
+def _command(
+    commands: Any, name: str, help_text: str, *, client: bool = True
+) -> argparse.ArgumentParser:
+    """A command's parser; `client` commands call a coordinator, so take the global options."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        parents=[global_options(subcommand=True)] if client else [],
+        formatter_class=HelpFormatter,
+        epilog=ENVIRONMENT,
+    )
+    return parser
+
+
+def _add_collection_commands(commands: Any) -> None:
+    create = _command(commands, "create", "create a collection")
+    create.add_argument("name", help="1-63 letters, digits, _ or -")
+    create.add_argument(
+        "--dimension", type=int, default=0, help="vector dimension (0: the model's)"
+    )
+    create.add_argument(
+        "--metric", choices=["cosine", "l2", "ip"], default="cosine", help="distance metric"
+    )
+    create.add_argument(
+        "--model", default="",
+        help=f"embedding model for text, e.g. {DEFAULT_MODEL} (default: none)",
+    )  # fmt: skip
+    create.add_argument("--m", type=int, default=0, help="HNSW M (0: the server's)")
+    create.add_argument(
+        "--ef-construction", type=int, default=0, help="HNSW ef_construction (0: the server's)"
+    )
+    create.add_argument("--ef", type=int, default=0, help="default search ef (0: the server's)")
+    create.add_argument(
+        "--partitions", type=int, default=0, help="partitions per shard group (0: the server's)"
+    )
+    create.set_defaults(run=cmd_create)
+
+    _command(commands, "list", "list collections").set_defaults(run=cmd_list)
+    for name, handler, text in [
+        ("info", cmd_info, "show a collection"),
+        ("drop", cmd_drop, "delete a collection and its documents"),
+    ]:
+        sub = _command(commands, name, text)
+        sub.add_argument("name", help="the collection")
+        sub.set_defaults(run=handler)
+
+
+def _add_document_commands(commands: Any) -> None:
+    imp = _command(commands, "import", "upsert documents from a JSONL file")
+    imp.add_argument("collection", help="the collection")
+    imp.add_argument("file", help='lines of {"id", "vector"?, "text"?, "metadata"?}')
+    imp.add_argument("--batch-size", type=int, default=256, help="documents per Upsert call")
+    imp.add_argument("--timeout", type=float, default=120.0, help="seconds per batch")
+    imp.set_defaults(run=cmd_import)
+
+    search = _command(commands, "search", "search by text or vector")
+    search.add_argument("collection", help="the collection")
+    query = search.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="query text (the collection's model embeds it)")
+    query.add_argument("--vector", help="query vector as a JSON list of numbers")
+    search.add_argument("-k", type=int, default=10, help="hits to return")
+    search.add_argument("--ef", type=int, default=0, help="HNSW ef (0: the collection's)")
+    search.add_argument("--where", help=WHERE_HELP)
+    search.add_argument(
+        "--score-threshold", type=float, help="drop hits scoring below this (default: none)"
+    )
+    search.set_defaults(run=cmd_search)
+
+    get = _command(commands, "get", "get documents by id")
+    get.add_argument("collection", help="the collection")
+    get.add_argument("ids", nargs="+", help="document ids")
+    get.set_defaults(run=cmd_get)
+
+    delete = _command(commands, "delete", "delete documents by id or by --where")
+    delete.add_argument("collection", help="the collection")
+    delete.add_argument("ids", nargs="*", help="document ids (or give --where)")
+    delete.add_argument("--where", help=WHERE_HELP)
+    delete.set_defaults(run=cmd_delete)
+
+    for name, handler, text in [
+        ("count", cmd_count, "count documents (matching --where)"),
+        (
+            "scroll",
+            cmd_scroll,
+            "print every document (matching --where), one per line; with --json as JSON "
+            "Lines, the format `shoal import` reads",
+        ),
+    ]:
+        sub = _command(commands, name, text)
+        sub.add_argument("collection", help="the collection")
+        sub.add_argument("--where", help=WHERE_HELP)
+        sub.set_defaults(run=handler)
+
+
+def _add_cluster_commands(commands: Any) -> None:
+    _command(commands, "cluster", "shard groups, replicas, health, document counts").set_defaults(
+        run=cmd_cluster
+    )
+    verify = _command(
+        commands,
+        "verify",
+        "compare the replicas of every shard group (exit 2: they differ or one is down)",
+    )
+    verify.add_argument("--collection", help="only this collection (default: all)")
+    verify.add_argument(
+        "--repair", action="store_true", help="copy the newest version to replicas behind"
+    )
+    verify.add_argument("--timeout", type=float, default=300.0, help="seconds per collection")
+    verify.set_defaults(run=cmd_verify)
+    loadtest.add_parser(
+        commands,
+        parents=[global_options(subcommand=True, json_help=loadtest.JSON_HELP)],
+        epilog=ENVIRONMENT,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="shoal", description=__doc__)
-    parser.add_argument(
-        "--address",
-        default=os.environ.get("SHOAL_ADDRESS", "127.0.0.1:50051"),
-        help="coordinator address (env SHOAL_ADDRESS; default %(default)s)",
+    parser = argparse.ArgumentParser(
+        prog="shoal",
+        description=__doc__,
+        parents=[global_options(subcommand=False)],
+        formatter_class=HelpFormatter,
+        epilog=ENVIRONMENT,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    up = commands.add_parser("up", help="run a local cluster until Ctrl-C")
+    up = _command(commands, "up", "run a local cluster until Ctrl-C", client=False)
     up.add_argument("--data-dir", default="shoal-data", help="where all data, logs live")
     up.add_argument("--groups", type=int, default=2, help="shard groups")
     up.add_argument("--replicas", type=int, default=2, help="replicas per shard group")
-    up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--port", type=int, default=50051, help="coordinator port")
+    up.add_argument("--host", default="127.0.0.1", help="the address every service binds")
+    ports = up.add_mutually_exclusive_group()
+    ports.add_argument("--port", type=int, default=50051, help="coordinator port")
+    ports.add_argument(
+        "--base-port", type=int,
+        help="fixed ports for every service: coordinator BASE, embedder BASE+1, shards"
+        " BASE+2... group by group (default: the coordinator --port, the rest any free port)",
+    )  # fmt: skip
+    up.add_argument(
+        "--embedder-threads", type=positive_int, default=LOCAL_EMBEDDER_THREADS,
+        help="torch threads for the embedder (default %(default)s: it shares the cores with"
+        " the shards)",
+    )  # fmt: skip
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")
     up.add_argument(
@@ -274,79 +535,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     up.set_defaults(run=cmd_up)
 
-    create = commands.add_parser("create", help="create a collection")
-    create.add_argument("name")
-    create.add_argument("--dimension", type=int, default=0, help="0: the model's")
-    create.add_argument("--metric", choices=["cosine", "l2", "ip"], default="cosine")
-    create.add_argument("--model", default="", help=f"embedding model, e.g. {DEFAULT_MODEL}")
-    create.add_argument("--m", type=int, default=0, help="HNSW M (0: default)")
-    create.add_argument("--ef-construction", type=int, default=0)
-    create.add_argument("--ef", type=int, default=0, help="default search ef")
-    create.add_argument("--partitions", type=int, default=0)
-    create.set_defaults(run=cmd_create)
-
-    commands.add_parser("list", help="list collections").set_defaults(run=cmd_list)
-    for name, handler, text in [
-        ("info", cmd_info, "show a collection"),
-        ("drop", cmd_drop, "delete a collection and its documents"),
-    ]:
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("name")
-        sub.set_defaults(run=handler)
-
-    imp = commands.add_parser("import", help="upsert documents from a JSONL file")
-    imp.add_argument("collection")
-    imp.add_argument("file", help='lines of {"id", "vector"?, "text"?, "metadata"?}')
-    imp.add_argument("--batch-size", type=int, default=256)
-    imp.add_argument("--timeout", type=float, default=120.0, help="seconds per batch")
-    imp.set_defaults(run=cmd_import)
-
-    search = commands.add_parser("search", help="search by text or vector")
-    search.add_argument("collection")
-    query = search.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text")
-    query.add_argument("--vector", help="a JSON list of floats")
-    search.add_argument("-k", type=int, default=10)
-    search.add_argument("--ef", type=int, default=0)
-    search.add_argument("--where", help=WHERE_HELP)
-    search.add_argument("--score-threshold", type=float, help="drop hits scoring below this")
-    search.set_defaults(run=cmd_search)
-
-    get = commands.add_parser("get", help="get documents by id")
-    get.add_argument("collection")
-    get.add_argument("ids", nargs="+")
-    get.set_defaults(run=cmd_get)
-
-    delete = commands.add_parser("delete", help="delete documents by id or by --where")
-    delete.add_argument("collection")
-    delete.add_argument("ids", nargs="*")
-    delete.add_argument("--where", help=WHERE_HELP)
-    delete.set_defaults(run=cmd_delete)
-
-    for name, handler, text in [
-        ("count", cmd_count, "count documents (matching --where)"),
-        ("scroll", cmd_scroll, "print every document (matching --where) as JSON lines"),
-    ]:
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("collection")
-        sub.add_argument("--where", help=WHERE_HELP)
-        sub.set_defaults(run=handler)
-
-    commands.add_parser("cluster", help="shard groups, replicas, health").set_defaults(
-        run=cmd_cluster
-    )
-
-    verify = commands.add_parser(
-        "verify",
-        help="compare the replicas of every shard group (exit 2: they differ or one is down)",
-    )
-    verify.add_argument("--collection", help="only this collection (default: all)")
-    verify.add_argument(
-        "--repair", action="store_true", help="copy the newest version to replicas behind"
-    )
-    verify.add_argument("--timeout", type=float, default=300.0, help="seconds per collection")
-    verify.set_defaults(run=cmd_verify)
-    loadtest.add_parser(commands)
+    _add_collection_commands(commands)
+    _add_document_commands(commands)
+    _add_cluster_commands(commands)
     return parser
 
 

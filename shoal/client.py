@@ -14,6 +14,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from shoal.balancing import ROUND_ROBIN_OPTIONS
 from shoal.convert import (
     Metadata,
     VectorLike,
@@ -285,7 +286,11 @@ class Client:
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        # Round robin over every address the name resolves to: in Kubernetes, give
+        # the coordinators' headless Service to balance calls over all of them.
+        self._channel = grpc.insecure_channel(
+            address, options=[*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
+        )
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
     def close(self) -> None:

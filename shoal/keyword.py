@@ -24,8 +24,8 @@ over the N documents. A query token that occurs twice counts twice.
 import math
 import re
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 
 import Stemmer
@@ -115,6 +115,46 @@ class KeywordSettings:
             raise InvalidArgument(f"{where}.k1 is {k1}; it must be between 0 and {MAX_K1:g}")
         if b is None or not math.isfinite(b) or not 0 <= b <= 1:
             raise InvalidArgument(f"{where}.b is {b}; it must be between 0 and 1")
+
+    def to_dict(self) -> dict[str, object]:
+        """The settings as stored collection settings (JSON, the catalog) hold them."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: object) -> "KeywordSettings":
+        """Settings stored by `to_dict`, defaults filled in. Missing (settings stored
+        before keyword indexes existed): the defaults. TypeError or ValueError when
+        the stored value is not what `to_dict` writes."""
+        if fields is None:
+            return cls().with_defaults()
+        if not isinstance(fields, Mapping):
+            raise TypeError(f"keyword settings are {type(fields).__name__}, not an object")
+        unknown = set(fields) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown keyword settings {sorted(unknown)}")
+
+        def flag(name: str) -> bool | None:
+            value = fields.get(name)
+            if value is not None and not isinstance(value, bool):
+                raise TypeError(f"keyword.{name} is {value!r}, not a bool")
+            return value
+
+        def number(name: str) -> float | None:
+            value = fields.get(name)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"keyword.{name} is {value!r}, not a number")
+            return float(value)
+
+        return cls(
+            enabled=flag("enabled"),
+            language=str(fields.get("language") or ""),
+            stemming=flag("stemming"),
+            stop_words=flag("stop_words"),
+            k1=number("k1"),
+            b=number("b"),
+        ).with_defaults()
 
     @property
     def k1_value(self) -> float:

@@ -6,7 +6,10 @@ data or data-file, metadata, with ghz's call templates such as
 {{.RequestNumber}}), runs the calls on grpc.aio and prints the summary ghz
 prints: count, total, slowest, fastest, average, requests/sec, the response
 time histogram, the latency distribution (10 to 99 %) and the status code and
-error distributions. `--output FILE` writes ghz's JSON report.
+error distributions. `--output FILE` writes ghz's JSON report, and `--json`
+prints it instead of the summary (with ghz's own keys, so tools that read
+ghz's reports read it too). It calls --host if given, else `shoal --address`
+or SHOAL_ADDRESS if set, else the config's host.
 
 A run always stops by itself: after `total` calls or when `duration` (or
 `max-duration`) has passed, and never later than --max-duration (default 5
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -43,8 +47,12 @@ from google.protobuf import descriptor_pool, json_format, message_factory
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
+from shoal.help_format import HelpFormatter
 from shoal.server import GRPC_OPTIONS
 
+ADDRESS_ENV = "SHOAL_ADDRESS"
+#: Where a config without a host goes, as for every `shoal` command.
+DEFAULT_HOST = "127.0.0.1:50051"
 DEFAULT_TOTAL = 200
 DEFAULT_CONCURRENCY = 50
 DEFAULT_TIMEOUT_S = 20.0
@@ -165,7 +173,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConf
         except OSError as error:
             raise LoadTestError(
                 f"data-file {data_path}: {error.strerror}; run from the repository root, "
-                "after `python -m loadtest.generate --data PATH` has written the data"
+                "after `python -m loadtest.generate` has written the data"
             ) from None
         items = _data_items(data, str(data_path))
     elif "data" in raw:
@@ -612,13 +620,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def target_host(args: argparse.Namespace) -> str | None:
+    """--host, else `shoal --address`, else SHOAL_ADDRESS; None: the config's host."""
+    return args.host or getattr(args, "address", None) or os.environ.get(ADDRESS_ENV) or None
+
+
 def cmd_loadtest(args: argparse.Namespace) -> None:
     overrides = _overrides(args)
-    # --host, else the config's host, else `shoal --address` (or SHOAL_ADDRESS).
-    if overrides["host"] is None and _config_host(Path(args.config)) is None:
-        overrides["host"] = getattr(args, "address", None)
+    overrides["host"] = target_host(args)
+    as_json = bool(getattr(args, "json", False))
     try:
         config = load_config(Path(args.config), overrides)
+        config.host = config.host or DEFAULT_HOST
         config.check()
         if args.reflection:
             method = reflected_method(config.call, config.host, config.connect_timeout_s)
@@ -628,31 +641,52 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     except LoadTestError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(report.summary(), end="")
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.summary(), end="")
     if args.output:
         Path(args.output).write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        print(f"report written to {args.output}")
-
-
-def _config_host(path: Path) -> str | None:
-    try:
-        host = json.loads(path.read_text()).get("host")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return None
-    return str(host) if host else None
+        print(f"report written to {args.output}", file=sys.stderr if as_json else sys.stdout)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """The options of `shoal loadtest` and `python -m shoal.loadtest` (not --json, --address)."""
     parser.add_argument("--config", required=True, help="a ghz JSON config (loadtest/ghz/*.json)")
-    parser.add_argument("--host", help="HOST:PORT to call (default: the config's host)")
-    parser.add_argument("-n", "--total", type=int, help="number of calls")
-    parser.add_argument("-c", "--concurrency", type=int, help="calls in flight at once")
-    parser.add_argument("-z", "--duration", help="run for this long, e.g. 30s (ghz syntax)")
-    parser.add_argument("-t", "--timeout", help="deadline of each call, e.g. 5s")
-    parser.add_argument("--rps", type=int, help="calls per second (0: as fast as possible)")
-    parser.add_argument("--connections", type=int, help="gRPC connections to spread calls over")
-    parser.add_argument("-D", "--data-file", help="request data file (overrides the config's)")
-    parser.add_argument("--name", help="a name for the report")
+    parser.add_argument(
+        "--host",
+        help=f"HOST:PORT to call (default: --address or ${ADDRESS_ENV} if given, else the "
+        f"config's host, else {DEFAULT_HOST})",
+    )
+    parser.add_argument(
+        "-n", "--total", type=int,
+        help=f"number of calls (default: the config's, else {DEFAULT_TOTAL})",
+    )  # fmt: skip
+    parser.add_argument(
+        "-c", "--concurrency", type=int,
+        help=f"calls in flight at once (default: the config's, else {DEFAULT_CONCURRENCY})",
+    )  # fmt: skip
+    parser.add_argument(
+        "-z", "--duration",
+        help="run for this long, e.g. 30s, ghz syntax (default: the config's, else until "
+        "--total calls)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-t", "--timeout",
+        help=f"deadline of each call, e.g. 5s (default: the config's, else {DEFAULT_TIMEOUT_S:g}s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rps", type=int,
+        help="calls per second, 0: as fast as possible (default: the config's, else 0)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--connections", type=int,
+        help="gRPC connections to spread calls over (default: the config's, else 1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "-D", "--data-file", help="request data file (default: the config's data or data-file)"
+    )
+    parser.add_argument("--name", help="a name for the report (default: the config's)")
     parser.add_argument(
         "--reflection",
         action="store_true",
@@ -661,19 +695,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-duration",
         default=f"{DEFAULT_MAX_RUN_S:g}s",
-        help="hard time limit for the whole run (default %(default)s)",
+        help="hard time limit for the whole run",
     )
-    parser.add_argument("-o", "--output", help="also write ghz's JSON report here")
+    parser.add_argument(
+        "-o", "--output", help="also write ghz's JSON report to this file (default: none)"
+    )
     parser.set_defaults(run=cmd_loadtest)
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `loadtest` to the `shoal` command's subparsers."""
+JSON_HELP = "print ghz's JSON report (its own keys, as ghz writes them) instead of the summary"
+
+
+def add_parser(
+    subparsers: Any,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    epilog: str | None = None,
+) -> argparse.ArgumentParser:
+    """Add `loadtest` to the `shoal` command's subparsers.
+
+    `parents` bring the `shoal` command's global options (--address, --json).
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "loadtest",
         help="load-test a server from a ghz config, printing ghz's summary",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
+        parents=list(parents),
+        epilog=epilog,
     )
     configure_parser(parser)
     return parser
@@ -683,9 +731,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m shoal.loadtest",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
+        epilog=f"environment:\n  {ADDRESS_ENV}  HOST:PORT to call where --host is not given",
     )
     configure_parser(parser)
+    parser.add_argument("--json", action="store_true", help=JSON_HELP)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -1,33 +1,36 @@
-"""Prometheus metrics for the Shoal services.
+"""Prometheus metrics every Shoal server shares, and the /metrics endpoint.
 
-Each service builds one `Metrics` in its composition root, passes it to the
-parts that record something, hands it to shoal.server (which wraps every
-handler with `metrics.measure`)
-and serves `metrics.registry` with `serve_metrics`. Every `Metrics` has its own
-CollectorRegistry, so tests (and several servers in one process) never share
-counters, and nothing registers into prometheus-client's global registry.
+Each service declares its own families in a subclass of `Metrics`
+(coordinator/metrics.py, shard/metrics.py, embedder/metrics.py), builds one in
+its composition root, passes it to the parts that record something, hands it to
+shoal.server (which wraps every handler with `metrics.measure`) and serves
+`metrics.registry` with `serve_metrics`. A service's endpoint so shows only the
+families it records: a shard carries no embedder histograms. Every `Metrics`
+has its own CollectorRegistry, so tests (and several servers in one process)
+never share counters, and nothing registers into prometheus-client's global
+registry.
 
-Families, by who records them:
-- every server: grpc_server_started_total, grpc_server_handled_total and
+What every server exports:
+- grpc_server_started_total, grpc_server_handled_total and
   grpc_server_handling_seconds by gRPC service, method and status code (the
   names operators know from go-grpc-prometheus), grpc_server_in_flight
-- shard: shoal_documents, shoal_index_elements, shoal_index_bytes per
-  collection and shard
-- embedder: shoal_embedder_batch_size, shoal_embedder_queue_wait_seconds,
-  shoal_embedder_encode_seconds
-- coordinator: shoal_fanout_seconds per method and shard group,
-  shoal_failovers_total, shoal_partial_results_total; replication:
-  shoal_hinted_writes_total per replica and outcome, shoal_replica_divergence_total
-  per shard group, shoal_replica_repairs_total per shard group and source
-- shard: shoal_catch_up_records_total per collection (records copied from peers),
-  shoal_tombstones_purged_total per collection
+- shoal_build_info{service, version, replica, group}: always 1. `version` is the
+  installed package's; `replica` tells the replicas of one service apart where
+  Prometheus's `instance` does not (several local shards on one host): a
+  shard's advertised address, else the host name and gRPC port. `group` is a
+  shard's group in the topology ("" elsewhere, or while it is not known)
+- process_* (CPU, memory, file descriptors, start time), python_info and
+  python_gc_*: prometheus-client's standard collectors, here registered on the
+  server's own registry
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,6 +39,9 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 import grpc.aio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 
 log = logging.getLogger(__name__)
 
@@ -43,31 +49,55 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
-#: Texts per encoded batch (the embedder's --max-batch is at most a few hundred).
-BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
-#: Seconds a text waits for a batch to fill (at most --max-wait-ms) or for the model.
-QUEUE_WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+#: The distribution the version comes from (pyproject's [project] name).
+DISTRIBUTION = "shoal"
 
 if TYPE_CHECKING:
     from shoal.handlers import Handler
 
 
-class Metrics:
-    """The metric families of one Shoal server, in a registry of its own.
+def package_version() -> str:
+    """The installed shoal's version, or "unknown" when run from a tree never installed."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
-    The families are attributes (for `.labels(...)` where a caller needs more);
-    the methods are the calls services make.
+
+def default_replica(host: str, port: int) -> str:
+    """HOST:PORT naming this server: the bound host, or the host name (the pod
+    name in Kubernetes) where it listens on every interface."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = socket.gethostname()
+    return f"{host}:{port}"
+
+
+class Metrics:
+    """The metric families every Shoal server has, in a registry of its own.
+
+    Subclasses add their service's families. The families are attributes (for
+    `.labels(...)` where a caller needs more); the methods are the calls
+    services make.
     """
 
     def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
         self.service = service
+        self.version = package_version()
         self.registry = registry if registry is not None else CollectorRegistry()
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)  # registers nothing where gc.get_stats is missing (PyPy)
 
         self.info = Gauge(
-            "shoal_build_info", "Always 1: which service this is.", ["service"], registry=r
+            "shoal_build_info",
+            "Always 1: which service, version and replica this is.",
+            ["service", "version", "replica", "group"],
+            registry=r,
         )
-        self.info.labels(service).set(1)
+        self._identity: tuple[str, str] = ("", "")
+        self.info.labels(service, self.version, "", "").set(1)
 
         rpc = ["grpc_service", "grpc_method"]
         self.rpc_started = Counter(
@@ -90,146 +120,20 @@ class Metrics:
             "grpc_server_in_flight", "RPCs being handled now.", rpc, registry=r
         )
 
-        per_shard = ["collection", "shard"]
-        self.documents = Gauge("shoal_documents", "Live documents stored.", per_shard, registry=r)
-        self.index_elements = Gauge(
-            "shoal_index_elements",
-            "Elements in the HNSW index, deleted ones included until compaction.",
-            per_shard,
-            registry=r,
-        )
-        self.index_bytes = Gauge(
-            "shoal_index_bytes", "Memory the HNSW index takes.", per_shard, registry=r
-        )
+    @property
+    def identity(self) -> tuple[str, str]:
+        """(replica, group) as shoal_build_info shows them now."""
+        return self._identity
 
-        self.embed_batch_size = Histogram(
-            "shoal_embedder_batch_size",
-            "Texts the model encoded at once.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.embed_queue_wait = Histogram(
-            "shoal_embedder_queue_wait_seconds",
-            "Time a text waited before its batch went to the model.",
-            buckets=QUEUE_WAIT_BUCKETS,
-            registry=r,
-        )
-        self.embed_encode_seconds = Histogram(
-            "shoal_embedder_encode_seconds",
-            "Time the model took to encode one batch.",
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-
-        self.fanout_seconds = Histogram(
-            "shoal_fanout_seconds",
-            "Time one shard group took to answer the coordinator's part of a read.",
-            ["method", "group"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.failovers = Counter(
-            "shoal_failovers",
-            "Reads retried on another replica of a shard group.",
-            ["group", "reason"],
-            registry=r,
-        )
-        self.partial_results = Counter(
-            "shoal_partial_results",
-            "Reads answered without every shard group (allow_partial).",
-            ["method"],
-            registry=r,
-        )
-
-        self.hinted_writes = Counter(
-            "shoal_hinted_writes",
-            "Writes kept for replicas that missed them, by what became of them"
-            " (queued, replayed, dropped).",
-            ["replica", "outcome"],
-            registry=r,
-        )
-        self.divergence = Counter(
-            "shoal_replica_divergence",
-            "Documents found differing between the replicas of a shard group (VerifyReplicas).",
-            ["group"],
-            registry=r,
-        )
-        self.repairs = Counter(
-            "shoal_replica_repairs",
-            "Documents copied to replicas that were behind, by source (verify, read_repair).",
-            ["group", "source"],
-            registry=r,
-        )
-        self.catch_up_records = Counter(
-            "shoal_catch_up_records",
-            "Records a shard copied from its peers (anti-entropy), tombstones included.",
-            ["collection"],
-            registry=r,
-        )
-        self.tombstones_purged = Counter(
-            "shoal_tombstones_purged",
-            "Tombstones a shard removed after the grace period.",
-            ["collection"],
-            registry=r,
-        )
-
-    # --- shard -------------------------------------------------------------
-
-    def record_catch_up(self, collection: str, records: int) -> None:
-        self.catch_up_records.labels(collection).inc(records)
-
-    def record_purge(self, collection: str, tombstones: int) -> None:
-        self.tombstones_purged.labels(collection).inc(tombstones)
-
-    def set_collection_size(
-        self,
-        collection: str,
-        shard: str,
-        *,
-        documents: int,
-        index_elements: int,
-        index_bytes: int,
-    ) -> None:
-        """Record what one shard holds for one collection (after writes, or periodically)."""
-        self.documents.labels(collection, shard).set(documents)
-        self.index_elements.labels(collection, shard).set(index_elements)
-        self.index_bytes.labels(collection, shard).set(index_bytes)
-
-    def forget_collection(self, collection: str, shard: str) -> None:
-        """Drop a deleted collection's series, so dashboards do not show it forever."""
-        for gauge in (self.documents, self.index_elements, self.index_bytes):
-            with contextlib.suppress(KeyError):
-                gauge.remove(collection, shard)
-
-    # --- embedder ----------------------------------------------------------
-
-    def observe_embed_batch(self, size: int, encode_seconds: float) -> None:
-        self.embed_batch_size.observe(size)
-        self.embed_encode_seconds.observe(encode_seconds)
-
-    def observe_queue_wait(self, seconds: float) -> None:
-        self.embed_queue_wait.observe(seconds)
-
-    # --- coordinator -------------------------------------------------------
-
-    def observe_fanout(self, method: str, group: int, seconds: float) -> None:
-        self.fanout_seconds.labels(method, str(group)).observe(seconds)
-
-    def record_failover(self, group: int, reason: str) -> None:
-        """`reason`: the status that made the coordinator try another replica."""
-        self.failovers.labels(str(group), reason).inc()
-
-    def record_partial_result(self, method: str) -> None:
-        self.partial_results.labels(method).inc()
-
-    def record_hints(self, replica: str, outcome: str, writes: int) -> None:
-        self.hinted_writes.labels(replica, outcome).inc(writes)
-
-    def record_divergence(self, group: int, documents: int) -> None:
-        self.divergence.labels(str(group)).inc(documents)
-
-    def record_repairs(self, group: int, source: str, documents: int) -> None:
-        self.repairs.labels(str(group), source).inc(documents)
+    def identify(self, replica: str, group: str = "") -> None:
+        """Name this replica (and its shard group) in shoal_build_info, replacing
+        what it said before: a shard learns its group only once the topology lists it."""
+        if (replica, group) == self._identity:
+            return
+        with contextlib.suppress(KeyError):
+            self.info.remove(self.service, self.version, *self._identity)
+        self._identity = (replica, group)
+        self.info.labels(self.service, self.version, replica, group).set(1)
 
     # --- RPCs --------------------------------------------------------------
 

@@ -23,28 +23,35 @@ class ReplicationClient:
     def __init__(self, channel: grpc.aio.Channel) -> None:
         self._stub = shard_pb2_grpc.ShardServiceStub(channel)
 
-    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
-        """Per partition holding records: how many (tombstones included) and their hash."""
-        request = shard_pb2.ShardDigestRequest(collection=collection)
+    async def digest(
+        self, collection: str, timeout_s: float, incarnation: int = 0
+    ) -> list[PartitionDigest]:
+        """Per partition holding records: how many (tombstones included) and their hash.
+        `incarnation` (every call here): the catalog's, or 0 without a catalog."""
+        request = shard_pb2.ShardDigestRequest(collection=collection, incarnation=incarnation)
         reply: shard_pb2.ShardDigestResponse = await unary_call(
             self._stub.Digest, request, timeout_s
         )
         return [PartitionDigest(p.partition, p.records, p.hash) for p in reply.partitions]
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float
+        self, collection: str, partitions: Sequence[int], timeout_s: float, incarnation: int = 0
     ) -> dict[str, VersionState]:
         """Every record's version in the given partitions, tombstones included."""
-        request = shard_pb2.ShardListVersionsRequest(collection=collection, partitions=partitions)
+        request = shard_pb2.ShardListVersionsRequest(
+            collection=collection, partitions=partitions, incarnation=incarnation
+        )
         reply: shard_pb2.ShardListVersionsResponse = await unary_call(
             self._stub.ListVersions, request, timeout_s
         )
         return {r.id: VersionState(r.version, r.deleted) for r in reply.records}
 
     async def fetch(
-        self, collection: str, ids: Sequence[str], timeout_s: float
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
     ) -> Sequence[shard_pb2.ShardWrite]:
         """The stored records among `ids` (tombstones included); ids never written are left out."""
-        request = shard_pb2.ShardFetchRequest(collection=collection, ids=ids)
+        request = shard_pb2.ShardFetchRequest(
+            collection=collection, ids=ids, incarnation=incarnation
+        )
         reply: shard_pb2.ShardFetchResponse = await unary_call(self._stub.Fetch, request, timeout_s)
         return reply.records

@@ -17,13 +17,14 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from shoal.handlers import wrap_servicer
+from shoal.handlers import add_servicer
+from shoal.health import ServerHealth
+from shoal.keepalive import Keepalive
 from shoal.logs import with_request_id
-from shoal.metrics import Metrics, serve_metrics
+from shoal.metrics import Metrics, default_replica, serve_metrics
 from shoal.settings import ServerSettings
 from shoal.status import with_error_mapping
 
@@ -31,25 +32,36 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
-#: Options for servers and for channels between Shoal services.
-GRPC_OPTIONS: list[tuple[str, Any]] = [
+MESSAGE_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.so_reuseport", 0),
 ]
+
+
+def channel_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a channel to a Shoal service (see shoal.keepalive)."""
+    return [*MESSAGE_OPTIONS, *(keepalive or Keepalive()).client_options()]
+
+
+def server_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a Shoal server: it accepts the pings of `channel_options`."""
+    return [
+        *MESSAGE_OPTIONS,
+        *(keepalive or Keepalive()).server_options(),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+#: Options for channels to Shoal services, with the default keepalive.
+GRPC_OPTIONS: list[tuple[str, Any]] = channel_options()
 
 
 @dataclass
 class Service:
-    """One gRPC service to register: its full name, servicer and add function."""
+    """One gRPC service to serve: its full name and its servicer."""
 
     name: str
     servicer: object
-    register: Callable[[Any, grpc.aio.Server], None]
 
 
 @dataclass
@@ -59,6 +71,11 @@ class ServerSpec:
     metrics: Metrics
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
+    #: Given when a service reports failed parts of itself (see shoal.health);
+    #: otherwise the server builds its own for `services`.
+    health: ServerHealth | None = None
+    #: More server options, e.g. shoal.balancing.CONNECTION_AGE_OPTIONS.
+    options: Sequence[tuple[str, Any]] = ()
 
 
 def _write_port_file(spec: ServerSpec, port: int) -> None:
@@ -70,27 +87,22 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
         tmp.replace(path)
 
 
-async def _set_all(health: HealthServicer, names: Sequence[str], status: int) -> None:
-    for name in ("", *names):
-        await health.set(name, status)
-
-
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    server = grpc.aio.server(options=GRPC_OPTIONS)
+    server = grpc.aio.server(options=[*server_options(settings.keepalive), *spec.options])
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
-    health = HealthServicer()
-    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     names = [service.name for service in spec.services]
-    health_service = Service(health_name, health, health_pb2_grpc.add_HealthServicer_to_server)
-    for service in (health_service, *spec.services):
-        service.register(wrap_servicer(service.servicer, service.name, wrappers), server)
+    health = spec.health or ServerHealth(names)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    for service in (Service(health_name, health.servicer), *spec.services):
+        add_servicer(server, service.servicer, service.name, wrappers)
     reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
-    await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
+    spec.metrics.identify(default_replica(settings.host, port))  # a shard names itself later
+    await health.set_serving(False)
     await server.start()
     metrics_server = None
     if settings.metrics_port:
@@ -106,12 +118,12 @@ async def serve(spec: ServerSpec) -> None:
 
     if spec.start is not None:
         await spec.start()
-    await _set_all(health, names, health_pb2.HealthCheckResponse.SERVING)
+    await health.set_serving(True)
     log.info("serving")
 
     await stopping.wait()
     log.info("shutting down: finishing in-flight calls (grace %.0fs)", settings.grace_seconds)
-    await _set_all(health, names, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await health.set_serving(False)
     await server.stop(settings.grace_seconds)
     if spec.stop is not None:
         await spec.stop()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from shoal.cluster import ClusterSpec, LocalCluster
+from shoal.etcd_server import EtcdCluster
 
 StartCluster = Callable[..., LocalCluster]
 
@@ -34,3 +35,22 @@ def start_cluster(tmp_path: Path) -> Iterator[StartCluster]:
 def start_module_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartCluster]:
     """Like start_cluster, shared by the tests of one module."""
     yield from _cluster_starter(tmp_path_factory.mktemp("cluster"))
+
+
+StartEtcd = Callable[..., EtcdCluster]
+
+
+@pytest.fixture
+def start_etcd(tmp_path: Path) -> Iterator[StartEtcd]:
+    """Start a real etcd on loopback (`size` members), stopped after the test."""
+    clusters: list[EtcdCluster] = []
+
+    def start(size: int = 1) -> EtcdCluster:
+        cluster = EtcdCluster(tmp_path / f"etcd-{len(clusters)}", size)
+        clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    yield start
+    for cluster in clusters:
+        cluster.stop()

@@ -63,6 +63,7 @@ _HEALTH: dict[Health, shoal_pb2.ReplicaHealth.ValueType] = {
     Health.SERVING: shoal_pb2.REPLICA_HEALTH_SERVING,
     Health.NOT_SERVING: shoal_pb2.REPLICA_HEALTH_NOT_SERVING,
     Health.UNREACHABLE: shoal_pb2.REPLICA_HEALTH_UNREACHABLE,
+    Health.DEGRADED: shoal_pb2.REPLICA_HEALTH_DEGRADED,
 }
 
 
@@ -293,6 +294,11 @@ def cluster_info_to_proto(info: ClusterInfo) -> shoal_pb2.GetClusterInfoResponse
                             shoal_pb2.CollectionCount(collection=name, documents=count)
                             for name, count in replica.collections
                         ],
+                        failed_collections=[
+                            shoal_pb2.FailedCollection(collection=name, reason=reason)
+                            for name, reason in replica.failed
+                        ],
+                        member=replica.member,
                     )
                     for replica in group.replicas
                 ],

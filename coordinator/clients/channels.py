@@ -5,7 +5,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from shoal.server import GRPC_OPTIONS
+from shoal.balancing import ROUND_ROBIN_OPTIONS, dns_target
+from shoal.keepalive import Keepalive
+from shoal.server import channel_options
 
 #: A replica that comes back (restarted on its port) should be used again within
 #: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
@@ -18,6 +20,18 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def open_channel(address: str) -> grpc.aio.Channel:
+def open_channel(address: str, keepalive: Keepalive) -> grpc.aio.Channel:
     """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
-    return grpc.aio.insecure_channel(address, options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS])
+    options = [*channel_options(keepalive), *RECONNECT_OPTIONS]
+    return grpc.aio.insecure_channel(address, options=options)
+
+
+def open_balanced_channel(address: str, keepalive: Keepalive | None = None) -> grpc.aio.Channel:
+    """A channel that spreads its calls, one by one, over every address `address`
+    resolves to (the pods behind a headless Service; shoal.balancing says why).
+
+    For a service with several interchangeable replicas, such as the embedder;
+    with one address it behaves like `open_channel`.
+    """
+    options = [*channel_options(keepalive), *RECONNECT_OPTIONS, *ROUND_ROBIN_OPTIONS]
+    return grpc.aio.insecure_channel(dns_target(address), options=options)

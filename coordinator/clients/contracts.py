@@ -37,6 +37,8 @@ class Health(enum.Enum):
     SERVING = "serving"
     NOT_SERVING = "not_serving"
     UNREACHABLE = "unreachable"
+    #: Serving, but some collections could not be loaded (a corrupt store).
+    DEGRADED = "degraded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    #: The catalog's id of this collection, new on every create (0: no catalog).
+    incarnation: int = 0
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
 
 
@@ -70,6 +74,15 @@ class ShardCollection:
 
     config: CollectionConfig
     document_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionListing:
+    """What one replica holds: the collections it serves, and those it holds on
+    disk but could not load (name -> why), on which its calls answer DATA_LOSS."""
+
+    collections: list[ShardCollection]
+    failed: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +165,22 @@ class ShardClient(Protocol):
     async def create_collection(
         self, config: CollectionConfig, timeout_s: float
     ) -> tuple[CollectionConfig, bool]:
-        """The replica's config and whether this call created the collection."""
+        """The replica's config and whether this call created the collection (of
+        `config.incarnation`, when not 0)."""
         ...
 
-    async def delete_collection(self, name: str, timeout_s: float) -> bool:
-        """Whether the replica held the collection."""
+    async def delete_collection(self, name: str, timeout_s: float, incarnation: int = 0) -> bool:
+        """Whether the replica held the collection (an incarnation up to `incarnation`)."""
         ...
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]: ...
+    async def list_collections(self, timeout_s: float) -> CollectionListing: ...
 
     async def write(
-        self, collection: str, writes: Sequence[WriteOp], timeout_s: float
-    ) -> WriteAck: ...
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+    ) -> WriteAck:
+        """With `incarnation` (not 0) the replica applies the writes only to that
+        incarnation of the collection: NotFound when it was dropped."""
+        ...
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float

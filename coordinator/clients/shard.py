@@ -5,12 +5,14 @@ concurrent ones with the same parameters share a call.
 """
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
 from coordinator.clients.contracts import (
     CollectionConfig,
+    CollectionListing,
     Filter,
     Health,
     Include,
@@ -54,31 +56,45 @@ class GrpcShardClient:
     async def create_collection(
         self, config: CollectionConfig, timeout_s: float
     ) -> tuple[CollectionConfig, bool]:
-        request = shard_pb2.ShardCreateCollectionRequest(config=config_to_proto(config))
+        request = shard_pb2.ShardCreateCollectionRequest(
+            config=config_to_proto(config), incarnation=config.incarnation
+        )
         reply: shard_pb2.ShardCreateCollectionResponse = await unary_call(
             self._stub.CreateCollection, request, timeout_s
         )
-        return config_from_proto(reply.config), reply.created
+        return replace(
+            config_from_proto(reply.config), incarnation=config.incarnation
+        ), reply.created
 
-    async def delete_collection(self, name: str, timeout_s: float) -> bool:
-        request = shard_pb2.ShardDeleteCollectionRequest(name=name)
+    async def delete_collection(self, name: str, timeout_s: float, incarnation: int = 0) -> bool:
+        request = shard_pb2.ShardDeleteCollectionRequest(name=name, incarnation=incarnation)
         reply: shard_pb2.ShardDeleteCollectionResponse = await unary_call(
             self._stub.DeleteCollection, request, timeout_s
         )
         return reply.deleted
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+    async def list_collections(self, timeout_s: float) -> CollectionListing:
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
             self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
         )
-        return [
-            ShardCollection(config_from_proto(c.config), c.document_count)
-            for c in reply.collections
-        ]
+        return CollectionListing(
+            [
+                ShardCollection(
+                    replace(config_from_proto(c.config), incarnation=c.incarnation),
+                    c.document_count,
+                )
+                for c in reply.collections
+            ],
+            {failed.name: failed.reason for failed in reply.failed},
+        )
 
-    async def write(self, collection: str, writes: Sequence[WriteOp], timeout_s: float) -> WriteAck:
+    async def write(
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+    ) -> WriteAck:
         request = shard_pb2.ShardWriteRequest(
-            collection=collection, writes=[write_to_proto(op) for op in writes]
+            collection=collection,
+            writes=[write_to_proto(op) for op in writes],
+            incarnation=incarnation,
         )
         reply: shard_pb2.ShardWriteResponse = await unary_call(self._stub.Write, request, timeout_s)
         return WriteAck(reply.applied, reply.deleted)

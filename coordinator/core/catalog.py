@@ -1,24 +1,45 @@
 """Collections: creating, describing, listing and deleting them on every replica.
 
 Every replica of every shard group holds every collection, so a create or a
-delete goes to all of them, and any one of them can say what a collection's
-settings are. The coordinator keeps no state of its own; it only caches configs
-for a short while, since several coordinators may run and any of them may
-delete or recreate a collection. A NotFound from a shard drops the cached entry.
+delete goes to all of them.
+
+With a catalog (etcd, `shoal.catalog`), the catalog is the one source of truth:
+a create or delete is first a transaction there (of concurrent creates of one
+name exactly one wins, with a new incarnation), then pushed to every replica it
+can reach; replicas that miss the push follow the catalog themselves. Settings
+come from this coordinator's watch of the catalog, never from a timed cache, so
+a create or drop through another coordinator is seen as soon as the watch
+delivers it, and a replica refuses a write for a dropped incarnation meanwhile.
+While etcd is away the last catalog seen serves reads and writes; creates and
+deletes fail with UNAVAILABLE.
+
+Without a catalog (the pre-etcd mode, kept for tests of the parts), any replica
+can say what a collection's settings are; configs are cached for a short
+while, and a NotFound from a shard drops the cached entry.
+
+A replica may hold a collection on disk that it could not load (a corrupt
+store); it lists it as failed, and the catalog asks another replica about it,
+as reads do.
 """
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Sequence
 
 from coordinator.clients.contracts import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
-from coordinator.core.fanout import every_group, fan_out, on_every_replica
+from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
-from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from shoal.catalog import CatalogChange, CatalogEntry, CatalogFollower, CatalogStore, CatalogView
+from shoal.distance_metric import Metric
+from shoal.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound, Unavailable
+from shoal.keyword import KeywordSettings
+
+log = logging.getLogger(__name__)
 
 #: How long a collection's config is trusted before asking a shard again.
 CONFIG_TTL_S = 5.0
@@ -70,6 +91,59 @@ def check_config(config: CollectionConfig) -> None:
     config.keyword.validate()
 
 
+def to_settings(config: CollectionConfig) -> dict[str, object]:
+    """A config as the catalog holds it."""
+    return {
+        "dimension": config.dimension,
+        "metric": config.metric.value,
+        "hnsw_m": config.hnsw_m,
+        "hnsw_ef_construction": config.hnsw_ef_construction,
+        "hnsw_ef": config.hnsw_ef,
+        "embedding_model": config.embedding_model,
+        "partitions": config.partitions,
+        "keyword": config.keyword.to_dict(),
+    }
+
+
+def from_entry(entry: CatalogEntry) -> CollectionConfig:
+    settings = entry.settings
+    try:
+        return CollectionConfig(
+            name=entry.name,
+            dimension=int(str(settings["dimension"])),
+            metric=Metric(str(settings["metric"])),
+            hnsw_m=int(str(settings["hnsw_m"])),
+            hnsw_ef_construction=int(str(settings["hnsw_ef_construction"])),
+            hnsw_ef=int(str(settings["hnsw_ef"])),
+            embedding_model=str(settings.get("embedding_model", "")),
+            partitions=int(str(settings["partitions"])),
+            incarnation=entry.incarnation,
+            keyword=KeywordSettings.from_dict(settings.get("keyword")),
+        )
+    except (KeyError, ValueError, TypeError) as error:
+        raise DataLoss(f"catalog entry for {entry.name!r} is unreadable: {error}") from error
+
+
+def _differences(stored: CollectionConfig, asked: CollectionConfig) -> str:
+    return ", ".join(
+        f"{field} {value} (asked {to_settings(asked)[field]})"
+        for field, value in to_settings(stored).items()
+        if to_settings(asked)[field] != value
+    )
+
+
+#: How long a call waits for this coordinator's first view of the catalog.
+CATALOG_WAIT_S = 5.0
+
+
+def catalog_unavailable(error: Unavailable, what: str) -> Unavailable:
+    return Unavailable(
+        f"cannot {what}: the collection catalog (etcd) is unreachable ({error});"
+        " documents can still be read and written, collections cannot be created or"
+        " deleted until it is back"
+    )
+
+
 class CollectionCatalog:
     def __init__(
         self,
@@ -77,22 +151,36 @@ class CollectionCatalog:
         embedding: Embedding,
         ttl: float = CONFIG_TTL_S,
         clock: Callable[[], float] = time.monotonic,
+        follower: CatalogFollower | None = None,
     ) -> None:
         self._groups = list(groups)
         self._embedding = embedding
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[CollectionConfig, float]] = {}
+        self._follower = follower
 
     # -- the config cache ---------------------------------------------------
 
+    async def _view(self, deadline: Deadline) -> CatalogView:
+        assert self._follower is not None
+        if not self._follower.synced:
+            await self._follower.wait_synced(min(CATALOG_WAIT_S, deadline.remaining()))
+        return self._follower.view
+
     async def config(self, name: str, deadline: Deadline) -> CollectionConfig:
-        """A collection's config, from the cache when it is fresh."""
+        """A collection's config: the catalog's, or from the cache when it is fresh."""
+        if self._follower is not None:
+            limits.check_collection_name(name)
+            entry = (await self._view(deadline)).live(name)
+            if entry is None:
+                raise not_found(name)
+            return from_entry(entry)
         cached = self._cache.get(name)
         if cached is not None and self._clock() < cached[1]:
             return cached[0]
         limits.check_collection_name(name)
-        collections = await self._list_from_any_replica(deadline)
+        collections = await self._list_from_any_replica(name, deadline)
         self._remember(collections)
         for collection in collections:
             if collection.config.name == name:
@@ -108,13 +196,14 @@ class CollectionCatalog:
         for collection in collections:
             self._cache[collection.config.name] = (collection.config, expires)
 
-    async def _list_from_any_replica(self, deadline: Deadline) -> list[ShardCollection]:
-        """Any replica knows every collection: ask groups in turn until one answers."""
+    async def _list_from_any_replica(self, name: str, deadline: Deadline) -> list[ShardCollection]:
+        """Any replica that could load `name` knows every collection: ask groups
+        in turn until one answers."""
         failures: list[str] = []
         for group in self._groups:
             try:
-                return await group.read(_list_collections, deadline, "ListCollections")
-            except Unavailable as error:
+                return await group.read(_listing_with(name), deadline, "ListCollections")
+            except (Unavailable, DataLoss) as error:
                 failures.append(str(error))
         raise Unavailable(f"no shard replica answered: {'; '.join(failures)}")
 
@@ -140,6 +229,8 @@ class CollectionCatalog:
         elif config.dimension == 0:
             raise InvalidArgument("dimension is 0: give a dimension or an embedding model")
         check_config(config)
+        if self._follower is not None:
+            return await self._create_in_catalog(self._follower.store, config, deadline)
 
         replicas = self._every_replica()
 
@@ -169,11 +260,90 @@ class CollectionCatalog:
         self._cache[stored.name] = (stored, self._clock() + self._ttl)
         return CreateResult(stored, created)
 
+    async def _create_in_catalog(
+        self, store: CatalogStore, config: CollectionConfig, deadline: Deadline
+    ) -> CreateResult:
+        try:
+            entry, created = await store.create(config.name, to_settings(config))
+        except Unavailable as error:
+            raise catalog_unavailable(error, f"create collection {config.name!r}") from None
+        stored = from_entry(entry)
+        if not created and to_settings(stored) != to_settings(config):
+            raise AlreadyExists(
+                f"collection {config.name!r} exists with other settings:"
+                f" {_differences(stored, config)}"
+            )
+        if self._follower is not None and created:
+            self._follower.note(CatalogChange(entry.name, entry, entry.incarnation))
+        await self._push(stored, deadline)
+        return CreateResult(stored, created)
+
+    async def _push(self, config: CollectionConfig, deadline: Deadline) -> None:
+        """Create the collection on every replica reachable now; one that is not
+        creates it from the catalog when it comes back."""
+
+        async def create(client: ShardClient, timeout_s: float) -> tuple[CollectionConfig, bool]:
+            return await client.create_collection(config, timeout_s)
+
+        replicas = self._every_replica()
+        outcomes = await on_every_replica([r for _, r in replicas], create, deadline)
+        for (group, replica), outcome in zip(replicas, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning(
+                    "collection %r incarnation %d not created on group %d replica %s yet: %s",
+                    config.name,
+                    config.incarnation,
+                    group,
+                    replica.address,
+                    outcome,
+                )
+
+    async def _delete_in_catalog(self, store: CatalogStore, name: str, deadline: Deadline) -> None:
+        try:
+            change = await store.drop(name)
+        except Unavailable as error:
+            raise catalog_unavailable(error, f"delete collection {name!r}") from None
+        if change is None or change.entry is None:
+            raise not_found(name)
+        entry = change.entry
+        if self._follower is not None:
+            self._follower.note(change)
+
+        async def delete(client: ShardClient, timeout_s: float) -> bool:
+            return await client.delete_collection(name, timeout_s, entry.incarnation)
+
+        replicas = self._every_replica()
+        outcomes = await on_every_replica([r for _, r in replicas], delete, deadline)
+        for (group, replica), outcome in zip(replicas, outcomes, strict=True):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, NotFound):
+                log.warning(
+                    "collection %r not deleted on group %d replica %s yet: %s",
+                    name,
+                    group,
+                    replica.address,
+                    outcome,
+                )
+
     async def get(self, name: str, deadline: Deadline) -> CollectionStats:
         """The config and live document count, summed over all groups."""
         limits.check_collection_name(name)
+        if self._follower is not None:
+            config = await self.config(name, deadline)
+            answers, _ = await fan_out(
+                every_group(self._groups, _listing_with(name)),
+                deadline,
+                "ListCollections",
+                allow_partial=False,
+            )
+            count = sum(
+                c.document_count
+                for collections in answers
+                for c in collections
+                if c.config.name == name and c.config.incarnation == config.incarnation
+            )
+            return CollectionStats(config, count)
         answers, _ = await fan_out(
-            every_group(self._groups, _list_collections),
+            every_group(self._groups, _listing_with(name)),
             deadline,
             "ListCollections",
             allow_partial=False,
@@ -187,6 +357,9 @@ class CollectionCatalog:
 
     async def list_all(self, deadline: Deadline) -> list[CollectionConfig]:
         """Every collection; one group answering is enough, as each holds them all."""
+        if self._follower is not None:
+            view = await self._view(deadline)
+            return [from_entry(entry) for entry in view.live_entries()]
         answers, _ = await fan_out(
             every_group(self._groups, _list_collections),
             deadline,
@@ -203,6 +376,9 @@ class CollectionCatalog:
 
     async def delete(self, name: str, deadline: Deadline) -> None:
         limits.check_collection_name(name)
+        if self._follower is not None:
+            await self._delete_in_catalog(self._follower.store, name, deadline)
+            return
         self.invalidate(name)
         replicas = self._every_replica()
 
@@ -233,4 +409,18 @@ class CollectionCatalog:
 
 
 async def _list_collections(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
-    return await client.list_collections(timeout_s)
+    return (await client.list_collections(timeout_s)).collections
+
+
+def _listing_with(name: str) -> ShardCall[list[ShardCollection]]:
+    """A replica's collections, as long as it could load `name`: DATA_LOSS (so
+    another replica is asked) if it holds `name` but could not load it."""
+
+    async def listing(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
+        listed = await client.list_collections(timeout_s)
+        reason = listed.failed.get(name)
+        if reason is not None:
+            raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")
+        return listed.collections
+
+    return listing

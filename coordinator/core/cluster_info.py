@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from coordinator.clients.contracts import EmbedderClient, Health, ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import ClusterInfo, GroupInfo, ReplicaInfo
-from coordinator.core.replicas import ReplicaGroup
+from coordinator.core.replicas import NO_MEMBERSHIP, Membership, ReplicaGroup
 from shoal.errors import ShoalError
 from shoal.topology import Topology
 
@@ -17,17 +17,22 @@ PROBE_TIMEOUT_S = 2.0
 
 class ClusterInspector:
     def __init__(
-        self, topology: Topology, groups: Sequence[ReplicaGroup], embedder: EmbedderClient
+        self,
+        topology: Topology,
+        groups: Sequence[ReplicaGroup],
+        embedder: EmbedderClient,
+        membership: Membership = NO_MEMBERSHIP,
     ) -> None:
         self._topology = topology
         self._groups = list(groups)
         self._embedder = embedder
+        self._membership = membership
 
     async def describe(self, deadline: Deadline) -> ClusterInfo:
         timeout_s = min(PROBE_TIMEOUT_S, deadline.check("probing the cluster"))
         replica_infos = asyncio.gather(
             *(
-                _probe(replica.client, timeout_s)
+                _probe(replica.client, timeout_s, self._membership.is_member(replica.address))
                 for group in self._groups
                 for replica in group.replicas
             )
@@ -48,13 +53,18 @@ class ClusterInspector:
         )
 
 
-async def _probe(client: ShardClient, timeout_s: float) -> ReplicaInfo:
+async def _probe(client: ShardClient, timeout_s: float, member: bool | None) -> ReplicaInfo:
+    """A replica's health and collections; DEGRADED when it serves but some of
+    its collections could not be loaded (they are listed with the reason)."""
     health = await client.health(timeout_s)
-    collections: list[tuple[str, int]] = []
-    if health is not Health.UNREACHABLE:
-        try:
-            listed = await client.list_collections(timeout_s)
-        except ShoalError:
-            listed = []
-        collections = [(c.config.name, c.document_count) for c in listed]
-    return ReplicaInfo(client.address, health, collections)
+    if health is Health.UNREACHABLE:
+        return ReplicaInfo(client.address, health, [], member=member)
+    try:
+        listing = await client.list_collections(timeout_s)
+    except ShoalError:
+        return ReplicaInfo(client.address, health, [], member=member)
+    collections = [(c.config.name, c.document_count) for c in listing.collections]
+    failed = sorted(listing.failed.items())
+    if failed and health is Health.SERVING:
+        health = Health.DEGRADED
+    return ReplicaInfo(client.address, health, collections, failed, member)

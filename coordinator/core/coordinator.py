@@ -17,9 +17,10 @@ from coordinator.core.observer import (
     ReplicationObserver,
 )
 from coordinator.core.reads import Reader
-from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.replicas import NO_MEMBERSHIP, Membership, Replica, ReplicaGroup
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
+from shoal.catalog import CatalogFollower
 from shoal.topology import Topology
 
 
@@ -45,6 +46,8 @@ class Coordinator:
         observer: ReadObserver = NO_OBSERVER,
         replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
         hint_limits: HintLimits | None = None,
+        catalog_follower: CatalogFollower | None = None,
+        membership: Membership = NO_MEMBERSHIP,
     ) -> "Coordinator":
         """`shards` has a client for every replica address in the topology.
 
@@ -58,11 +61,12 @@ class Coordinator:
                 group.group,
                 [Replica(shards[address]) for address in group.replicas],
                 observer=observer,
+                membership=membership,
             )
             for group in topology.groups
         ]
         embedding = Embedding(embedder)
-        catalog = CollectionCatalog(groups, embedding, ttl=config_ttl)
+        catalog = CollectionCatalog(groups, embedding, ttl=config_ttl, follower=catalog_follower)
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
         return cls(
@@ -71,7 +75,7 @@ class Coordinator:
             reader=Reader(
                 topology, groups, catalog, embedding, observer, background, replication_observer
             ),
-            inspector=ClusterInspector(topology, groups, embedder),
+            inspector=ClusterInspector(topology, groups, embedder, membership),
             verifier=Verifier(groups, catalog, replication_observer),
             hints=hints,
             hint_replayer=HintReplayer(hints, shards),

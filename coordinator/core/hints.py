@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.clients.contracts import ShardClient, WriteOp
+from coordinator.core.backoff import Backoff
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
 from shoal.periodic import Periodic
@@ -55,13 +56,16 @@ class Hint:
     collection: str
     ops: tuple[WriteOp, ...]
     created: float
+    #: The collection's catalog incarnation when written: a replay reaches only that
+    #: incarnation, never a collection created again under the same name.
+    incarnation: int = 0
 
 
 @dataclass
 class _Queue:
+    backoff: Backoff
     hints: deque[Hint] = field(default_factory=deque)
     writes: int = 0
-    failures: int = 0
     retry_at: float = 0.0
 
 
@@ -79,11 +83,16 @@ class HintStore:
         self._observer = observer
         self._queues: dict[str, _Queue] = {}
 
-    def add(self, replica: str, collection: str, ops: Sequence[WriteOp]) -> bool:
+    def add(
+        self, replica: str, collection: str, ops: Sequence[WriteOp], incarnation: int = 0
+    ) -> bool:
         """Keep `ops` for `replica`; False (and dropped) when its queue is full."""
         if not ops:
             return True
-        queue = self._queues.setdefault(replica, _Queue())
+        queue = self._queues.get(replica)
+        if queue is None:
+            backoff = Backoff(self.limits.first_backoff_s, self.limits.max_backoff_s)
+            queue = self._queues[replica] = _Queue(backoff)
         if queue.writes + len(ops) > self.limits.max_writes:
             log.warning(
                 "hints for %s are full (%d writes); %d writes to %r left to anti-entropy",
@@ -94,7 +103,7 @@ class HintStore:
             )
             self._observer.record_hints(replica, "dropped", len(ops))
             return False
-        queue.hints.append(Hint(collection, tuple(ops), self._clock()))
+        queue.hints.append(Hint(collection, tuple(ops), self._clock(), incarnation))
         queue.writes += len(ops)
         self._observer.record_hints(replica, "queued", len(ops))
         return True
@@ -129,7 +138,7 @@ class HintStore:
         """The oldest hint reached the replica."""
         queue = self._queues[replica]
         self._remove(replica, queue, "replayed")
-        queue.failures = 0
+        queue.backoff.reset()
         queue.retry_at = 0.0
 
     def discard(self, replica: str) -> None:
@@ -139,8 +148,7 @@ class HintStore:
     def failed(self, replica: str) -> float:
         """The replica did not take the oldest hint; returns the backoff before the next try."""
         queue = self._queues[replica]
-        backoff = min(self.limits.max_backoff_s, self.limits.first_backoff_s * 2.0**queue.failures)
-        queue.failures += 1
+        backoff = queue.backoff.failed()
         queue.retry_at = self._clock() + backoff
         return backoff
 
@@ -173,7 +181,12 @@ class HintReplayer:
                 self._store.discard(replica)
                 continue
             try:
-                await client.write(hint.collection, hint.ops, self._store.limits.replay_timeout_s)
+                await client.write(
+                    hint.collection,
+                    hint.ops,
+                    self._store.limits.replay_timeout_s,
+                    incarnation=hint.incarnation,
+                )
             except (Unavailable, DeadlineExceeded) as error:
                 backoff = self._store.failed(replica)
                 log.debug("hint replay to %s failed (%s); retry in %.2fs", replica, error, backoff)

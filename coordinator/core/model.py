@@ -215,6 +215,8 @@ class ReplicaInfo:
     address: str
     health: Health
     collections: list[tuple[str, int]]  # (collection, live documents)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (collection, why)
+    member: bool | None = None  # holds a live registration; None: not known (no etcd)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """What the coordinator reports for metrics, without knowing about Prometheus.
 
-`shoal.metrics.Metrics` satisfies `ReadObserver` and `ReplicationObserver`;
+`coordinator.metrics.CoordinatorMetrics` satisfies `ReadObserver` and `ReplicationObserver`;
 tests and tools that need no metrics use `NO_OBSERVER` and
 `NO_REPLICATION_OBSERVER`.
 """

@@ -54,11 +54,11 @@ from coordinator.core.observer import (
     ReplicationObserver,
 )
 from coordinator.core.read_repair import choose
-from coordinator.core.replicas import Replica, ReplicaGroup
+from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
 from shoal import limits
-from shoal.errors import DataLoss, DeadlineExceeded, Internal, NotFound, Unavailable
+from shoal.errors import DeadlineExceeded, Internal, NotFound, Unavailable
 from shoal.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,11 @@ class Reader:
         """The records of `ids` from as many replicas as `consistency` needs.
 
         Asks that many replicas at once, healthy ones first, and another one in
-        place of each that fails with UNAVAILABLE or a timeout.
+        place of each that fails with UNAVAILABLE, DATA_LOSS or a timeout. The
+        deadline is shared with the replicas not asked yet: when the ones asked
+        have not all answered within their share, one more is asked alongside
+        them (the slow ones go on and may still answer), so one hung replica
+        cannot take the whole deadline and leave none for another.
         """
         needed = consistency.required(len(group))
         candidates, _ = group.candidates()
@@ -255,27 +259,41 @@ class Reader:
         running: dict[asyncio.Task[list[WriteOp]], Replica] = {}
         answers: list[tuple[Replica, list[WriteOp]]] = []
         reasons: list[str] = []
+
+        def ask(replica: Replica) -> None:
+            timeout_s = deadline.check(f"reading shard group {group.group}")
+            task = asyncio.create_task(replica.client.fetch(collection, ids, timeout_s))
+            running[task] = replica
+
         try:
             while len(answers) < needed:
                 while waiting and len(running) + len(answers) < needed:
-                    replica = waiting.pop(0)
-                    timeout_s = deadline.check(f"reading shard group {group.group}")
-                    task = asyncio.create_task(replica.client.fetch(collection, ids, timeout_s))
-                    running[task] = replica
+                    ask(waiting.pop(0))
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                share_s = deadline.remaining() / (len(waiting) + 1) if waiting else None
+                done, _ = await asyncio.wait(
+                    running, timeout=share_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if not done:
+                    # Their share is over: they count as failed, as a read's timeout
+                    # does, and a spare replica is asked alongside them.
+                    for replica in running.values():
+                        replica.failed()
+                    self._observer.record_failover(group.group, "DeadlineExceeded")
+                    ask(waiting.pop(0))
+                    continue
                 for task in done:
                     replica = running.pop(task)
                     error = task.exception()
                     if error is None:
                         replica.succeeded()
                         answers.append((replica, task.result()))
-                    elif isinstance(error, Unavailable | DeadlineExceeded):
+                    elif isinstance(error, RETRY_ANOTHER_REPLICA):
                         replica.failed()
                         reasons.append(f"{replica.address}: {error}")
                         self._observer.record_failover(group.group, type(error).__name__)
-                    elif isinstance(error, Internal | DataLoss):
+                    elif isinstance(error, Internal):
                         # A fault of this replica, not of the request: say which one.
                         raise type(error)(f"shard {replica.address}: {error}") from error
                     else:

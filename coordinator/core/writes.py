@@ -127,7 +127,9 @@ class Writer:
             ]
             for group, positions in by_group.items()
         }
-        return await self._write(collection, writes, consistency, deadline, len(documents))
+        return await self._write(
+            collection, writes, consistency, deadline, len(documents), config.incarnation
+        )
 
     async def delete(
         self,
@@ -155,7 +157,9 @@ class Writer:
             ]
             for group, positions in by_group.items()
         }
-        return await self._write(collection, writes, consistency, deadline, len(ids))
+        return await self._write(
+            collection, writes, consistency, deadline, len(ids), config.incarnation
+        )
 
     async def delete_matching(
         self,
@@ -170,10 +174,12 @@ class Writer:
         with failover) and tombstones them on all of its replicas.
         """
         limits.check_collection_name(collection)
-        await self._catalog.config(collection, deadline)
+        config = await self._catalog.config(collection, deadline)
         per_group = await asyncio.gather(
             *(
-                self._delete_matching_in(group, collection, filter, consistency, deadline)
+                self._delete_matching_in(
+                    group, collection, filter, consistency, deadline, config.incarnation
+                )
                 for group in self._groups
             )
         )
@@ -197,6 +203,7 @@ class Writer:
         filter: Filter,
         consistency: WriteConsistency,
         deadline: Deadline,
+        incarnation: int = 0,
     ) -> list[GroupOutcome]:
         outcomes: list[GroupOutcome] = []
         after_id = ""
@@ -212,7 +219,9 @@ class Writer:
                 WriteOp(id=doc_id, version=version, deleted=True)
                 for doc_id, version in zip(ids, versions, strict=True)
             ]
-            outcome = await self._write_group(group, collection, ops, consistency, deadline)
+            outcome = await self._write_group(
+                group, collection, ops, consistency, deadline, incarnation
+            )
             outcomes.append(outcome)
             if not outcome.met or not page.more:
                 return outcomes
@@ -225,13 +234,16 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
         count: int,
+        incarnation: int = 0,
     ) -> WriteResult:
         if not writes:
             replicas = self._topology.replication_factor
             return WriteResult(0, consistency.required(replicas), replicas)
         outcomes = await asyncio.gather(
             *(
-                self._write_group(self._groups[group], collection, ops, consistency, deadline)
+                self._write_group(
+                    self._groups[group], collection, ops, consistency, deadline, incarnation
+                )
                 for group, ops in sorted(writes.items())
             )
         )
@@ -252,6 +264,7 @@ class Writer:
         ops: list[WriteOp],
         consistency: WriteConsistency,
         deadline: Deadline,
+        incarnation: int = 0,
     ) -> GroupOutcome:
         """Write to every replica of the group; return once the consistency is met
         or can no longer be met, leaving the other calls running."""
@@ -259,7 +272,7 @@ class Writer:
         timeout_s = deadline.check(f"writing to shard group {group.group}")
         pending = {
             asyncio.create_task(
-                _write_replica(replica, collection, ops, timeout_s, self._hints)
+                _write_replica(replica, collection, ops, timeout_s, self._hints, incarnation)
             ): replica
             for replica in group.replicas
         }
@@ -335,14 +348,16 @@ async def _write_replica(
     ops: list[WriteOp],
     timeout_s: float,
     hints: HintStore | None,
+    incarnation: int = 0,
 ) -> WriteAck:
     try:
-        ack = await replica.client.write(collection, ops, timeout_s)
+        ack = await replica.client.write(collection, ops, timeout_s, incarnation=incarnation)
     except (Unavailable, DeadlineExceeded) as error:
+        # The hint first: whatever happens next, the replica gets the write later.
+        if hints is not None:
+            hints.add(replica.address, collection, ops, incarnation)
         if isinstance(error, Unavailable):
             replica.failed()
-        if hints is not None:
-            hints.add(replica.address, collection, ops)
         raise
     replica.succeeded()
     return ack

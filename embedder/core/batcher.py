@@ -43,7 +43,7 @@ ENCODE_FAILED = "encoding failed; the details are in the embedder log"
 
 
 class BatchObserver(Protocol):
-    """Where batch figures go (shoal.metrics.Metrics fits); optional."""
+    """Where batch figures go (embedder.metrics.EmbedderMetrics fits); optional."""
 
     def observe_embed_batch(self, size: int, encode_seconds: float) -> None: ...
 

@@ -22,7 +22,9 @@ from shoal.limits import MAX_METADATA_KEYS, MAX_TEXT_CHARS
 from shoal.v1 import common_pb2, shard_pb2
 
 
-def config_from_proto(config: common_pb2.CollectionConfig) -> CollectionConfig:
+def config_from_proto(
+    config: common_pb2.CollectionConfig, incarnation: int = 0
+) -> CollectionConfig:
     metric = metric_from_proto(config.metric)
     if metric is None:
         raise InvalidArgument(f"unknown metric {config.metric}; use cosine, l2 or inner product")
@@ -36,6 +38,7 @@ def config_from_proto(config: common_pb2.CollectionConfig) -> CollectionConfig:
         embedding_model=config.embedding_model,
         partitions=config.partitions,
         keyword=keyword_from_proto(config.keyword),
+        incarnation=incarnation,
     )
 
 

@@ -15,9 +15,10 @@ import grpc.aio
 from shard.api.convert import config_from_proto, write_from_proto
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
+from shoal.keepalive import Keepalive
 from shoal.replication import PartitionDigest, VersionState
 from shoal.replication_client import ReplicationClient
-from shoal.server import GRPC_OPTIONS
+from shoal.server import channel_options
 from shoal.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
@@ -31,11 +32,11 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 
 
 class GrpcPeer:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, keepalive: Keepalive | None = None) -> None:
         self._address = address
         self._channel = grpc.aio.insecure_channel(
             address,
-            options=[*GRPC_OPTIONS, *RECONNECT_OPTIONS],
+            options=[*channel_options(keepalive), *RECONNECT_OPTIONS],
         )
         self._stub = shard_pb2_grpc.ShardServiceStub(self._channel)
         self._replication = ReplicationClient(self._channel)
@@ -51,16 +52,23 @@ class GrpcPeer:
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
             self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
         )
-        return [config_from_proto(collection.config) for collection in reply.collections]
+        return [
+            config_from_proto(collection.config, collection.incarnation)
+            for collection in reply.collections
+        ]
 
-    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
-        return await self._replication.digest(collection, timeout_s)
+    async def digest(
+        self, collection: str, timeout_s: float, incarnation: int = 0
+    ) -> list[PartitionDigest]:
+        return await self._replication.digest(collection, timeout_s, incarnation)
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float
+        self, collection: str, partitions: Sequence[int], timeout_s: float, incarnation: int = 0
     ) -> dict[str, VersionState]:
-        return await self._replication.list_versions(collection, partitions, timeout_s)
+        return await self._replication.list_versions(collection, partitions, timeout_s, incarnation)
 
-    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
-        records = await self._replication.fetch(collection, ids, timeout_s)
+    async def fetch(
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
+    ) -> list[WriteOp]:
+        records = await self._replication.fetch(collection, ids, timeout_s, incarnation)
         return [write_from_proto(record) for record in records]

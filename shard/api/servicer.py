@@ -30,8 +30,12 @@ from shard.core.anti_entropy import Readiness
 from shard.core.collections import Collections
 from shard.core.gate import WouldBlock
 from shard.core.tombstones import TombstoneGrace
+from shoal.health import ServerHealth
 from shoal.logs import with_request_context
 from shoal.v1 import shard_pb2, shard_pb2_grpc
+
+#: The service's full name, also its name in health checks.
+SERVICE = shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name
 
 R = TypeVar("R")
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -49,8 +53,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         executor: Executor,
         readiness: Readiness | None = None,
         grace: TombstoneGrace | None = None,
+        health: ServerHealth | None = None,
     ) -> None:
         self._collections = collections
+        self._health = health
         self._executor = executor
         self._write_queues: dict[str, asyncio.Lock] = {}
         self._readiness = readiness if readiness is not None else Readiness(ready=True)
@@ -69,7 +75,8 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     def _create(
         self, request: shard_pb2.ShardCreateCollectionRequest
     ) -> shard_pb2.ShardCreateCollectionResponse:
-        config, created = self._collections.create(convert.config_from_proto(request.config))
+        config = convert.config_from_proto(request.config, request.incarnation)
+        config, created = self._collections.create(config)
         return shard_pb2.ShardCreateCollectionResponse(
             config=convert.config_to_proto(config), created=created
         )
@@ -77,9 +84,17 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def DeleteCollection(
         self, request: shard_pb2.ShardDeleteCollectionRequest, context: Context
     ) -> shard_pb2.ShardDeleteCollectionResponse:
-        deleted = await self._run(lambda: self._collections.delete(request.name))
+        deleted = await self._run(
+            lambda: self._collections.delete(request.name, request.incarnation)
+        )
         self._write_queues.pop(request.name, None)
+        await self.report_failed()
         return shard_pb2.ShardDeleteCollectionResponse(deleted=deleted)
+
+    async def report_failed(self) -> None:
+        """Health says which collections could not be loaded (shoal.health)."""
+        if self._health is not None:
+            await self._health.report_failed(SERVICE, self._collections.failed())
 
     async def ListCollections(
         self, request: shard_pb2.ShardListCollectionsRequest, context: Context
@@ -88,22 +103,29 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardListCollectionsResponse(
             collections=[
                 shard_pb2.ShardCollection(
-                    config=convert.config_to_proto(config), document_count=count
+                    config=convert.config_to_proto(config),
+                    document_count=count,
+                    incarnation=config.incarnation,
                 )
                 for config, count in listed
-            ]
+            ],
+            failed=[
+                shard_pb2.ShardFailedCollection(name=name, reason=reason)
+                for name, reason in sorted(self._collections.failed().items())
+            ],
         )
 
     async def Write(
         self, request: shard_pb2.ShardWriteRequest, context: Context
     ) -> shard_pb2.ShardWriteResponse:
-        self._collections.get(request.collection)  # a dict lookup: unknown names fail here
+        # A dict lookup: unknown names and other incarnations fail here.
+        self._collections.get(request.collection, request.incarnation)
         queue = self._write_queues.setdefault(request.collection, asyncio.Lock())
         async with queue:
             return await self._run(lambda: self._write(request))
 
     def _write(self, request: shard_pb2.ShardWriteRequest) -> shard_pb2.ShardWriteResponse:
-        collection = self._collections.get(request.collection)
+        collection = self._collections.get(request.collection, request.incarnation)
         result = collection.write([convert.write_from_proto(write) for write in request.writes])
         return shard_pb2.ShardWriteResponse(applied=result.applied, deleted=result.deleted)
 
@@ -234,7 +256,9 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardDigestRequest, context: Context
     ) -> shard_pb2.ShardDigestResponse:
         cutoff = self._grace.cutoff_version()
-        digests = await self._run(lambda: self._collections.get(request.collection).digest(cutoff))
+        digests = await self._run(
+            lambda: self._collections.get(request.collection, request.incarnation).digest(cutoff)
+        )
         return replication.digests_to_proto(digests)
 
     async def ListVersions(
@@ -243,7 +267,9 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         cutoff = self._grace.cutoff_version()
         partitions = list(request.partitions)
         versions = await self._run(
-            lambda: self._collections.get(request.collection).versions(partitions, cutoff)
+            lambda: self._collections.get(request.collection, request.incarnation).versions(
+                partitions, cutoff
+            )
         )
         return replication.versions_to_proto(versions)
 
@@ -253,7 +279,8 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return await self._run(lambda: self._fetch(request))
 
     def _fetch(self, request: shard_pb2.ShardFetchRequest) -> shard_pb2.ShardFetchResponse:
-        records = self._collections.get(request.collection).fetch(list(request.ids))
+        collection = self._collections.get(request.collection, request.incarnation)
+        records = collection.fetch(list(request.ids))
         return shard_pb2.ShardFetchResponse(
             records=[replication.write_to_proto(record) for record in records]
         )

@@ -50,14 +50,20 @@ class Peer(Protocol):
 
     async def list_collections(self, timeout_s: float) -> list[CollectionConfig]: ...
 
-    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]: ...
+    async def digest(
+        self, collection: str, timeout_s: float, incarnation: int = 0
+    ) -> list[PartitionDigest]: ...
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float
+        self, collection: str, partitions: Sequence[int], timeout_s: float, incarnation: int = 0
     ) -> dict[str, VersionState]: ...
 
-    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
-        """The stored records among `ids`, tombstones included."""
+    async def fetch(
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
+    ) -> list[WriteOp]:
+        """The stored records among `ids`, tombstones included. Every call with
+        `incarnation` (not 0) is for that incarnation only: a peer holding another
+        answers NotFound or Unavailable."""
         ...
 
 
@@ -68,14 +74,17 @@ class LocalReplica(Protocol):
 
     async def create_collection(self, config: CollectionConfig) -> None: ...
 
-    async def digest(self, collection: str) -> list[PartitionDigest]: ...
+    async def digest(self, collection: str, *, incarnation: int = 0) -> list[PartitionDigest]: ...
 
-    async def versions(self, collection: str, partitions: Sequence[int]) -> dict[str, VersionState]:
-        """Raises NotFound if the collection is gone."""
+    async def versions(
+        self, collection: str, partitions: Sequence[int], incarnation: int = 0
+    ) -> dict[str, VersionState]:
+        """Raises NotFound if the collection (that incarnation of it) is gone."""
         ...
 
-    async def apply(self, collection: str, ops: Sequence[WriteOp]) -> int:
-        """Write through the normal path; how many records were newer than what was held."""
+    async def apply(self, collection: str, ops: Sequence[WriteOp], incarnation: int = 0) -> int:
+        """Write through the normal path; how many records were newer than what was held.
+        Raises NotFound if that incarnation of the collection is gone."""
         ...
 
 
@@ -112,6 +121,9 @@ class AntiEntropySettings:
     #: Ids per Fetch and write; partitions per ListVersions.
     fetch_batch: int = 256
     partitions_per_call: int = 16
+    #: An empty replica creates the collections a peer holds. Off with a catalog:
+    #: collections then come from the catalog alone.
+    learn_collections: bool = True
 
 
 @dataclass
@@ -200,13 +212,13 @@ class AntiEntropy:
             addresses = self._peers()
             if not addresses:
                 return report
-            if not await self._local.collection_configs():
+            if self.settings.learn_collections and not await self._local.collection_configs():
                 await self._learn_collections(addresses, report)
             configs = await self._local.collection_configs()
             for address in addresses:
                 try:
                     for config in configs:
-                        report.copied += await self._pull(self._client(address), config.name)
+                        report.copied += await self._pull(self._client(address), config)
                 except ShoalError as error:
                     # Unreachable, or failing: try again next pass (a local failure
                     # to apply what it sent lands here too, and is logged the same).
@@ -234,12 +246,16 @@ class AntiEntropy:
                 log.info("empty replica: created %d collections known to %s", len(configs), address)
             return
 
-    async def _pull(self, peer: Peer, collection: str) -> int:
-        """Apply what `peer` holds newer than this replica in `collection`; how many."""
+    async def _pull(self, peer: Peer, config: CollectionConfig) -> int:
+        """Apply what `peer` holds newer than this replica in the collection; how many.
+
+        Every call names the incarnation held here, so nothing of a dropped
+        collection (on either side) reaches a new one of the same name."""
         timeout_s = self.settings.call_timeout_s
+        collection, incarnation = config.name, config.incarnation
         try:
-            mine = await self._local.digest(collection)
-            theirs = await peer.digest(collection, timeout_s)
+            mine = await self._local.digest(collection, incarnation=incarnation)
+            theirs = await peer.digest(collection, timeout_s, incarnation)
         except NotFound:
             return 0  # deleted here meanwhile, or the peer lacks it
         differing = differing_partitions([mine, theirs])
@@ -248,16 +264,16 @@ class AntiEntropy:
         for start in range(0, len(differing), step):
             chunk = differing[start : start + step]
             try:
-                their_versions = await peer.list_versions(collection, chunk, timeout_s)
-                my_versions = await self._local.versions(collection, chunk)
+                their_versions = await peer.list_versions(collection, chunk, timeout_s, incarnation)
+                my_versions = await self._local.versions(collection, chunk, incarnation)
             except NotFound:
                 return copied
             wanted = newer_than_mine(my_versions, their_versions)
             for begin in range(0, len(wanted), self.settings.fetch_batch):
                 ids = wanted[begin : begin + self.settings.fetch_batch]
                 try:
-                    records = await peer.fetch(collection, ids, timeout_s)
-                    applied = await self._local.apply(collection, records)
+                    records = await peer.fetch(collection, ids, timeout_s, incarnation)
+                    applied = await self._local.apply(collection, records, incarnation)
                 except NotFound:
                     return copied
                 copied += applied

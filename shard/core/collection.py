@@ -180,6 +180,14 @@ class Collection:
         self._keyword = keyword
         self._read_text = read_text
 
+    def adopt(self, incarnation: int) -> None:
+        """Take the catalog's incarnation for a collection made before the catalog
+        existed (incarnation 0); the data stays."""
+        with self._life.use(), self._write_lock:
+            config = replace(self.config, incarnation=incarnation)
+            self._store.set_config(config.to_json())
+            self.config = config
+
     @staticmethod
     def initialize(path: Path, config: CollectionConfig) -> None:
         """Lay out a new, empty collection in `path`."""

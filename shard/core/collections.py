@@ -34,6 +34,23 @@ def _differences(stored: CollectionConfig, asked: CollectionConfig) -> str:
     )
 
 
+def check_incarnation(held: CollectionConfig, incarnation: int) -> None:
+    """Refuse a call for another incarnation than the one held: NotFound when it
+    is older (the caller's was dropped), Unavailable when newer (this replica has
+    yet to learn of it from the catalog; another replica or a retry will do)."""
+    if held.incarnation == incarnation:
+        return
+    if held.incarnation > incarnation:
+        raise NotFound(
+            f"collection {held.name!r} incarnation {incarnation} was dropped;"
+            f" the current one is {held.incarnation}"
+        )
+    raise Unavailable(
+        f"collection {held.name!r}: this replica holds incarnation {held.incarnation}"
+        f" and has yet to create {incarnation}; retry"
+    )
+
+
 class Collections:
     """Thread-safe. Calls fail with UNAVAILABLE until `load` has finished."""
 
@@ -103,11 +120,14 @@ class Collections:
         if not self._ready:
             raise Unavailable("shard is loading its collections; try another replica or retry")
 
-    def get(self, name: str) -> Collection:
+    def get(self, name: str, incarnation: int = 0) -> Collection:
+        """The collection; with `incarnation` (not 0), only that incarnation of it."""
         self._require_ready()
         check_collection_name(name)
         collection = self._open.get(name)
         if collection is not None:
+            if incarnation:
+                check_incarnation(collection.config, incarnation)
             return collection
         reason = self._broken.get(name)
         if reason is not None:
@@ -115,19 +135,50 @@ class Collections:
         raise NotFound(f"collection {name!r} not found")
 
     def create(self, config: CollectionConfig) -> tuple[CollectionConfig, bool]:
-        """Create the collection; (its config, created). Same settings again is no error."""
+        """Create the collection; (its config, created). Same settings again is no error.
+
+        With a catalog incarnation: an older incarnation held here was dropped in
+        the catalog, so it is replaced; one made before the catalog (incarnation 0)
+        with the same settings adopts the new incarnation and keeps its data; a
+        request for an older incarnation than the one held is stale (NotFound).
+        """
         self._require_ready()
         config = config.with_defaults()
         config.validate()
         with self._lock:
             existing = self._open.get(config.name)
+            if existing is not None and config.incarnation:
+                held = existing.config
+                if held.incarnation == 0 and held.same_settings(config):
+                    existing.adopt(config.incarnation)
+                    log.info(
+                        "collection %r adopted incarnation %d", config.name, config.incarnation
+                    )
+                    return existing.config, False
+                if held.incarnation > config.incarnation:
+                    raise NotFound(
+                        f"collection {config.name!r} incarnation {config.incarnation} was"
+                        f" dropped; this replica holds incarnation {held.incarnation}"
+                    )
+                if held.incarnation < config.incarnation:
+                    log.info(
+                        "collection %r: replacing incarnation %d by %d",
+                        config.name,
+                        held.incarnation,
+                        config.incarnation,
+                    )
+                    self._remove_locked(config.name)
+                    existing = None
             if existing is not None:
-                if existing.config == config:
+                if existing.config.same_settings(config):
                     return existing.config, False
                 raise AlreadyExists(
                     f"collection {config.name!r} exists with other settings:"
                     f" {_differences(existing.config, config)}"
                 )
+            # A store that could not be loaded stays until it is deleted (by a drop,
+            # here or in the catalog): its incarnation cannot be read, so it may be
+            # the current one, and only an operator can say its data is lost.
             if config.name in self._broken:
                 raise DataLoss(
                     f"collection {config.name!r} exists but could not be loaded on this replica"
@@ -138,18 +189,26 @@ class Collections:
         log.info("created collection %r: %s", config.name, config)
         return config, True
 
-    def delete(self, name: str) -> bool:
-        """Remove the collection and its data; False if there was none."""
+    def delete(self, name: str, incarnation: int = 0) -> bool:
+        """Remove the collection and its data; False if there was none. With
+        `incarnation` (not 0), only an incarnation up to that one: a newer one
+        held here is a create that came after the drop."""
         self._require_ready()
         check_collection_name(name)
         with self._lock:
-            collection = self._open.pop(name, None)
-            broken = self._broken.pop(name, None)
-            if collection is None and broken is None:
+            held = self._open.get(name)
+            if incarnation and held is not None and held.config.incarnation > incarnation:
                 return False
-            if collection is not None:
-                collection.close(checkpoint=False)
-            self._dir.remove(name)
+            return self._remove_locked(name)
+
+    def _remove_locked(self, name: str) -> bool:
+        collection = self._open.pop(name, None)
+        broken = self._broken.pop(name, None)
+        if collection is None and broken is None:
+            return False
+        if collection is not None:
+            collection.close(checkpoint=False)
+        self._dir.remove(name)
         log.info("deleted collection %r", name)
         return True
 
@@ -163,6 +222,11 @@ class Collections:
             except NotFound:
                 log.debug("collection %r deleted while listing", name)
         return result
+
+    def failed(self) -> dict[str, str]:
+        """Collections on disk that could not be loaded, and why; calls on them
+        answer DATA_LOSS until the collection is deleted."""
+        return dict(self._broken)
 
     def open_collections(self) -> list[Collection]:
         return list(self._open.values())

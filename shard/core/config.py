@@ -1,6 +1,7 @@
 """A collection's fixed settings, their defaults and their validation."""
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 from shoal.distance_metric import Metric
@@ -28,7 +29,34 @@ class CollectionConfig:
     hnsw_ef: int = 0
     embedding_model: str = ""
     partitions: int = 0
+    #: The catalog's id of this collection (new on every create); 0 for a collection
+    #: made without a catalog (before the cluster had one).
+    incarnation: int = 0
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
+
+    def same_settings(self, other: "CollectionConfig") -> bool:
+        """Equal in everything but the incarnation."""
+        return replace(self, incarnation=0) == replace(other, incarnation=0)
+
+    def to_settings(self) -> dict[str, object]:
+        """The settings as the catalog (`shoal.catalog`) holds them."""
+        settings = asdict(self)
+        del settings["name"], settings["incarnation"]
+        settings["metric"] = self.metric.value
+        settings["keyword"] = self.keyword.to_dict()
+        return settings
+
+    @classmethod
+    def from_catalog(
+        cls, name: str, settings: Mapping[str, object], incarnation: int
+    ) -> "CollectionConfig":
+        try:
+            fields = dict(settings)
+            fields["metric"] = Metric(str(fields["metric"]))
+            fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
+            return cls(name=name, incarnation=incarnation, **fields)  # type: ignore[arg-type]
+        except (ValueError, KeyError, TypeError) as error:
+            raise DataLoss(f"catalog entry for {name!r} is unreadable: {error}") from error
 
     def with_defaults(self) -> "CollectionConfig":
         """Unset (0) HNSW parameters and keyword settings replaced by the defaults, so
@@ -69,8 +97,7 @@ class CollectionConfig:
             fields = json.loads(data)
             fields["metric"] = Metric(fields["metric"])
             # Collections stored before keyword indexes existed get the defaults.
-            keyword = fields.pop("keyword", None)
-            settings = KeywordSettings(**keyword) if keyword is not None else KeywordSettings()
-            return cls(**fields, keyword=settings.with_defaults())
+            fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
+            return cls(**fields)
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"stored collection config is unreadable: {error}") from error

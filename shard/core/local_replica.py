@@ -37,17 +37,23 @@ class CollectionsReplica:
     async def create_collection(self, config: CollectionConfig) -> None:
         await self._run(lambda: self._collections.create(config))
 
-    async def digest(self, collection: str) -> list[PartitionDigest]:
-        cutoff = self._grace.cutoff_version()
-        return await self._run(lambda: self._collections.get(collection).digest(cutoff))
-
-    async def versions(self, collection: str, partitions: Sequence[int]) -> dict[str, VersionState]:
+    async def digest(self, collection: str, *, incarnation: int = 0) -> list[PartitionDigest]:
         cutoff = self._grace.cutoff_version()
         return await self._run(
-            lambda: self._collections.get(collection).versions(partitions, cutoff)
+            lambda: self._collections.get(collection, incarnation).digest(cutoff)
         )
 
-    async def apply(self, collection: str, ops: Sequence[WriteOp]) -> int:
+    async def versions(
+        self, collection: str, partitions: Sequence[int], incarnation: int = 0
+    ) -> dict[str, VersionState]:
+        cutoff = self._grace.cutoff_version()
+        return await self._run(
+            lambda: self._collections.get(collection, incarnation).versions(partitions, cutoff)
+        )
+
+    async def apply(self, collection: str, ops: Sequence[WriteOp], incarnation: int = 0) -> int:
         if not ops:
             return 0
-        return await self._run(lambda: self._collections.get(collection).write(ops).applied)
+        return await self._run(
+            lambda: self._collections.get(collection, incarnation).write(ops).applied
+        )

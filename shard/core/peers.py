@@ -23,6 +23,7 @@ class PeerDirectory:
         self._advertise = advertise
         self._stamp: tuple[int, int] | None = None
         self._peers: list[str] = []
+        self._group: int | None = None
         self._reason = "no topology file given"
 
     @property
@@ -35,6 +36,11 @@ class PeerDirectory:
         """Why the peer list is what it is (for logs)."""
         return self._reason
 
+    def group(self) -> int | None:
+        """This shard's group in the topology now, or None while it is not listed."""
+        self.peers()  # reads the topology again if it changed
+        return self._group
+
     def peers(self) -> list[str]:
         """The other replicas of this shard's group, as the topology lists them now."""
         if self._path is None:
@@ -42,7 +48,7 @@ class PeerDirectory:
         try:
             stat = self._path.stat()
         except FileNotFoundError:
-            self._stamp, self._peers = None, []
+            self._stamp, self._peers, self._group = None, [], None
             self._reason = f"topology {self._path} does not exist yet"
             return []
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -54,16 +60,19 @@ class PeerDirectory:
         assert self._path is not None
         address = self._advertise()
         if address is None:
-            self._peers, self._reason = [], "this shard's address is not known yet"
+            self._peers, self._group = [], None
+            self._reason = "this shard's address is not known yet"
             return  # not remembered: read again once the address is known
         try:
             topology = Topology.load(self._path)
         except TopologyError as error:
             log.warning("cannot use topology: %s", error)
-            self._stamp, self._peers, self._reason = stamp, [], str(error)
+            self._stamp, self._peers, self._group = stamp, [], None
+            self._reason = str(error)
             return
         self._stamp = stamp
         group = topology.group_with(address)
+        self._group = None if group is None else group.group
         if group is None:
             self._peers = []
             self._reason = f"{address} is not in topology {self._path} (see --advertise)"

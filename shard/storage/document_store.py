@@ -54,6 +54,12 @@ class DocumentStore:
         finally:
             store.close()
 
+    def set_config(self, config: bytes) -> None:
+        """Replace the stored config (a collection adopting its catalog incarnation)."""
+        batch = WriteBatch(raw_mode=True)
+        batch.put(records.CONFIG_KEY, config)
+        self._db.write(batch, self._write_options)
+
     def config(self) -> bytes:
         data = self._db.get(records.CONFIG_KEY)
         if data is None:

@@ -125,6 +125,10 @@ class _ReplicaHealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Replica
     REPLICA_HEALTH_SERVING: _ReplicaHealth.ValueType  # 1
     REPLICA_HEALTH_NOT_SERVING: _ReplicaHealth.ValueType  # 2
     REPLICA_HEALTH_UNREACHABLE: _ReplicaHealth.ValueType  # 3
+    REPLICA_HEALTH_DEGRADED: _ReplicaHealth.ValueType  # 4
+    """Serving, but some collections could not be loaded (see failed_collections):
+    reads of those go to other replicas.
+    """
 
 class ReplicaHealth(_ReplicaHealth, metaclass=_ReplicaHealthEnumTypeWrapper): ...
 
@@ -132,6 +136,10 @@ REPLICA_HEALTH_UNSPECIFIED: ReplicaHealth.ValueType  # 0
 REPLICA_HEALTH_SERVING: ReplicaHealth.ValueType  # 1
 REPLICA_HEALTH_NOT_SERVING: ReplicaHealth.ValueType  # 2
 REPLICA_HEALTH_UNREACHABLE: ReplicaHealth.ValueType  # 3
+REPLICA_HEALTH_DEGRADED: ReplicaHealth.ValueType  # 4
+"""Serving, but some collections could not be loaded (see failed_collections):
+reads of those go to other replicas.
+"""
 Global___ReplicaHealth: _TypeAlias = ReplicaHealth  # noqa: Y015
 
 @_typing.final
@@ -881,28 +889,64 @@ class CollectionCount(_message.Message):
 Global___CollectionCount: _TypeAlias = CollectionCount  # noqa: Y015
 
 @_typing.final
+class FailedCollection(_message.Message):
+    """A collection a replica holds on disk but could not load (a corrupt store)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FailedCollection: _TypeAlias = FailedCollection  # noqa: Y015
+
+@_typing.final
 class ReplicaInfo(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ADDRESS_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
     COLLECTIONS_FIELD_NUMBER: _builtins.int
+    FAILED_COLLECTIONS_FIELD_NUMBER: _builtins.int
+    MEMBER_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     health: Global___ReplicaHealth.ValueType
+    member: _builtins.bool
+    """Whether the replica holds a live registration (an etcd lease): false soon
+    after its process dies, even before a call to it fails. Unset without etcd.
+    """
     @_builtins.property
     def collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___CollectionCount]: ...
+    @_builtins.property
+    def failed_collections(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailedCollection]: ...
     def __init__(
         self,
         *,
         address: _builtins.str = ...,
         health: Global___ReplicaHealth.ValueType = ...,
         collections: _abc.Iterable[Global___CollectionCount] | None = ...,
+        failed_collections: _abc.Iterable[Global___FailedCollection] | None = ...,
+        member: _builtins.bool | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_member", b"_member", "member", b"member"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "collections", b"collections", "health", b"health"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_member", b"_member", "address", b"address", "collections", b"collections", "failed_collections", b"failed_collections", "health", b"health", "member", b"member"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__member: _TypeAlias = _typing.Literal["member"]  # noqa: Y015
+    _WhichOneofArgType__member: _TypeAlias = _typing.Literal["_member", b"_member"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__member) -> _WhichOneofReturnType__member | None: ...
 
 Global___ReplicaInfo: _TypeAlias = ReplicaInfo  # noqa: Y015
 

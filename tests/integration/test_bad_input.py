@@ -5,12 +5,14 @@ from collections.abc import Callable, Iterator
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
 
 from shoal import Client
 from shoal.cluster import LocalCluster
 from shoal.convert import vector_to_f32
 from shoal.limits import MAX_BATCH_DOCUMENTS, MAX_ID_BYTES, MAX_K
-from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
+from shoal.v1 import common_pb2, embedder_pb2, shard_pb2, shoal_pb2, shoal_pb2_grpc
 from tests.conftest import StartCluster
 
 DIM = 8
@@ -161,3 +163,112 @@ def test_text_is_embedded_on_a_collection_with_a_model(cluster: LocalCluster) ->
         hits = client.search(TEXTS, text="a small tool", k=1).hits
     assert [hit.id for hit in hits] == ["t1"]
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+# -- requests that do not parse -----------------------------------------------
+
+PLACEHOLDER = "@@@@"
+
+
+def with_bad_utf8(request: Message) -> bytes:
+    """`request` serialized, with the string PLACEHOLDER made invalid UTF-8."""
+    data = request.SerializeToString()
+    assert data.count(PLACEHOLDER.encode()) == 1
+    return data.replace(PLACEHOLDER.encode(), b"\xff\xfe\xfd\xfc")
+
+
+def varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def search_with_nested_filter(depth: int) -> bytes:
+    """A SearchRequest whose filter is `depth` `negate`s deep, encoded by hand:
+    protobuf's own classes refuse to build what they could not parse."""
+    query = shoal_pb2.Query(vector_f32=vector_to_f32(np.ones(DIM)))
+    condition = common_pb2.Filter(
+        condition=common_pb2.Condition(
+            key="n", op=common_pb2.OPERATOR_EQ, value=common_pb2.Value(int_value=1)
+        )
+    ).SerializeToString()
+    nested = condition
+    for _ in range(depth):
+        nested = b"\x22" + varint(len(nested)) + nested  # Filter.negate: field 4, length-delimited
+    filter_tag = bytes([(shoal_pb2.SearchRequest.FILTER_FIELD_NUMBER << 3) | 2])
+    head = shoal_pb2.SearchRequest(collection=VECTORS, query=query, k=3).SerializeToString()
+    return head + filter_tag + varint(len(nested)) + nested
+
+
+def malformed_requests(cluster: LocalCluster) -> dict[str, tuple[str, str, bytes]]:
+    """name -> (address, method, bytes that do not parse as its request)."""
+    shard = cluster.shards[0][0].address
+    return {
+        "coordinator get, id not UTF-8": (
+            cluster.address,
+            "/shoal.v1.ShoalService/Get",
+            with_bad_utf8(shoal_pb2.GetRequest(collection=VECTORS, ids=[PLACEHOLDER])),
+        ),
+        "coordinator upsert, id not UTF-8": (
+            cluster.address,
+            "/shoal.v1.ShoalService/Upsert",
+            with_bad_utf8(
+                shoal_pb2.UpsertRequest(collection=VECTORS, documents=[doc(PLACEHOLDER)])
+            ),
+        ),
+        "coordinator search, filter 99 deep": (
+            cluster.address,
+            "/shoal.v1.ShoalService/Search",
+            search_with_nested_filter(99),
+        ),
+        "shard get, id not UTF-8": (
+            shard,
+            "/shoal.v1.ShardService/Get",
+            with_bad_utf8(shard_pb2.ShardGetRequest(collection=VECTORS, ids=[PLACEHOLDER])),
+        ),
+        "embedder embed, text not UTF-8": (
+            cluster.embedder.address,
+            "/shoal.v1.EmbedderService/Embed",
+            with_bad_utf8(embedder_pb2.EmbedRequest(texts=[PLACEHOLDER])),
+        ),
+        "health check, service not UTF-8": (
+            shard,
+            "/grpc.health.v1.Health/Check",
+            with_bad_utf8(health_pb2.HealthCheckRequest(service=PLACEHOLDER)),
+        ),
+    }
+
+
+MALFORMED = [
+    "coordinator get, id not UTF-8",
+    "coordinator upsert, id not UTF-8",
+    "coordinator search, filter 99 deep",
+    "shard get, id not UTF-8",
+    "embedder embed, text not UTF-8",
+    "health check, service not UTF-8",
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_a_request_that_does_not_parse_is_invalid_argument(
+    case: str, cluster: LocalCluster
+) -> None:
+    """It was UNKNOWN ("Unexpected <class 'DecodeError'>") on every server."""
+    address, method, data = malformed_requests(cluster)[case]
+    with grpc.insecure_channel(address) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+        assert_status(
+            lambda: call(data, timeout=30), Code.INVALID_ARGUMENT, "the request is not a valid"
+        )
+        # The server is fine afterwards, on the same connection.
+        health = channel.unary_unary(
+            "/grpc.health.v1.Health/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )
+        reply = health(health_pb2.HealthCheckRequest(), timeout=30)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    assert_nothing_stored(cluster)

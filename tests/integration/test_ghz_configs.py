@@ -5,7 +5,8 @@ proto files (protoc with the repo's proto/ as import path, as `ghz --proto
 proto/shoal/v1/shoal.proto --import-paths proto` does), check both give the
 same messages, build the request from the ghz JSON data with
 json_format.ParseDict, and call the coordinator with it. Then `shoal loadtest`
-runs a short burst of each config against the same cluster.
+runs a short burst of each config against the same cluster. The data is the
+generator's default, the demo sample every clone has.
 """
 
 import asyncio
@@ -26,12 +27,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from loadtest import generate
+from loadtest.sample import load_sample
 from shoal import loadtest
 from shoal.cluster import LocalCluster
-from tests import datasets
 from tests.conftest import StartCluster
-
-pytestmark = pytest.mark.skipif(not datasets.available(), reason="shared test data not found")
 
 REPO = Path(__file__).resolve().parents[2]
 GHZ = REPO / "loadtest" / "ghz"
@@ -58,11 +57,10 @@ class Ghz:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ghz-data")
-    source = datasets.DATA_ROOT / "debian-dev"
     generate.generate(
         generate.parse_args(
             [
-                "--data", str(source), "--out", str(out), "--model", MODEL,
+                "--out", str(out), "--model", MODEL,
                 "--documents", str(DOCUMENTS), "--queries", str(QUERIES),
             ]
         )
@@ -209,11 +207,12 @@ def test_vector_search_data_finds_known_items(
     proto_pool: descriptor_pool.DescriptorPool,
     loaded: None,
 ) -> None:
-    """The generated queries are the dataset's: most find their package in the top 10."""
+    """The generated queries are the sample's: most find their package in the top 10."""
     ghz = _ghz("search_vector", data_dir)
     method = _method(proto_pool, ghz.call)
-    loaded_ids = {row["id"] for row in datasets.load().documents[:DOCUMENTS]}
-    queries = datasets.load().queries[:QUERIES]
+    sample = load_sample()
+    loaded_ids = {row["id"] for row in sample.documents[:DOCUMENTS]}
+    queries = sample.queries[:QUERIES]
     found = checked = 0
     for query, item in zip(queries, ghz.data, strict=True):
         if query["relevant"][0] not in loaded_ids:

@@ -225,6 +225,41 @@ def test_collection_without_keyword_index_refuses_keyword_search(client: Client)
     client.delete_collection("vectors-only")
 
 
+def test_a_recreated_collection_starts_with_an_empty_keyword_index(
+    three_groups: LocalCluster,
+) -> None:
+    """A drop and a create of the same name is a new incarnation: none of the old
+    documents' words may be found or counted in its statistics, on any replica."""
+    name = "recreated-keywords"
+    vector = np.ones(384, dtype=np.float32)
+    with Client(three_groups.address, timeout=60) as client:
+        for incarnation, word in enumerate(["zyxwold", "zyxwnew"]):
+            if incarnation:
+                client.delete_collection(name)
+            client.create_collection(name, dimension=384, partitions=4)
+            texts = [f"{word} document {i}" for i in range(30)]
+            client.upsert(
+                name,
+                [{"id": f"{word}-{i}", "vector": vector, "text": t} for i, t in enumerate(texts)],
+            )
+        assert client.search(name, text="zyxwold", mode="keyword", include=[]).hits == []
+        assert len(client.search(name, text="zyxwnew", mode="keyword", k=50).hits) == 30
+        assert client.count(name, where_document={"$contains": "zyxwold"}) == 0
+        request = shard_pb2.ShardKeywordStatsRequest(collection=name, terms=["zyxwold", "zyxwnew"])
+        totals = [0, 0, 0]
+        for group in three_groups.shards:
+            for shard in group:
+                with replicas.shard_stub(shard.address) as stub:
+                    stats = stub.KeywordStats(request, timeout=30)
+                totals = [
+                    totals[0] + stats.documents,
+                    totals[1] + stats.frequencies[0],
+                    totals[2] + stats.frequencies[1],
+                ]
+        assert totals == [30, 0, 30]  # one replica per group: each document counted once
+        client.delete_collection(name)
+
+
 def test_a_replica_rebuilt_from_an_empty_data_dir_gives_the_same_keyword_results(
     one_group: LocalCluster,
 ) -> None:

@@ -7,6 +7,7 @@ looks before the other has it.
 """
 
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -148,11 +149,17 @@ def test_shoal_verify_cli(cluster: LocalCluster, capsys: pytest.CaptureFixture[s
         shard_pb2.ShardWrite(id=doc_id, version=future_version(), deleted=True),
     )
     with pytest.raises(SystemExit) as differs:
-        cli(["--address", cluster.address, "verify", "--collection", COLLECTION])
+        cli(["verify", "--collection", COLLECTION, "--address", cluster.address])
+    assert differs.value.code == 2
+    table = capsys.readouterr().out
+    assert table.startswith(f"{COLLECTION}: 1 document differs, 0 repaired")
+    assert re.search(r"^\s*group\s+partition\s+replica\s+records\s+hash", table, re.MULTILINE)
+    with pytest.raises(SystemExit) as differs:
+        cli(["--address", cluster.address, "verify", "--collection", COLLECTION, "--json"])
     assert differs.value.code == 2
     assert json.loads(capsys.readouterr().out)[COLLECTION]["differing"] == 1
-    cli(["--address", cluster.address, "verify", "--repair"])  # every collection; exit 0
+    cli(["--address", cluster.address, "verify", "--repair", "--json"])  # every one; exit 0
     report = json.loads(capsys.readouterr().out)[COLLECTION]
     assert (report["differing"], report["repaired"]) == (1, 1)
-    cli(["--address", cluster.address, "verify"])
+    cli(["--address", cluster.address, "--json", "verify"])
     assert json.loads(capsys.readouterr().out)[COLLECTION]["differing"] == 0

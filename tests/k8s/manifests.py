@@ -1,24 +1,29 @@
-"""Questions the manifest tests ask of a rendered overlay, and the topology it implies.
+"""Questions the manifest tests ask of an overlay rendered by `kubectl kustomize`.
 
-The topology ConfigMap must name exactly the pods the shard StatefulSets
-create. `expected_topology` derives it from the StatefulSets; after changing the
-shard groups or replicas of an overlay, regenerate its topology.json with
-    python -m tests.k8s.manifests k8s/overlays/production > k8s/overlays/production/topology.json
+Rendering and the topology an overlay implies are the user-facing tools'
+(shoal.tools.kustomize, shoal.tools.topology); this adds the lookups the tests need.
 """
 
 import json
-import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.k8s.kustomize import Object, build, containers
+from shoal.tools.kustomize import Object, containers, render
+from shoal.tools.topology import COMPONENT_LABEL, SHARD_GROUP_LABEL, pod_labels, shard_groups
 
-SHARD_GROUP_LABEL = "shoal.dev/shard-group"
-COMPONENT_LABEL = "app.kubernetes.io/component"
-CLUSTER_DOMAIN = "cluster.local"
-TOPOLOGY_KEY = "topology.json"
+__all__ = [
+    "COMPONENT_LABEL",
+    "SHARD_GROUP_LABEL",
+    "Manifests",
+    "Object",
+    "container_port",
+    "containers",
+    "flag",
+    "pod_labels",
+    "pod_spec",
+    "selects",
+]
 
 
 def flag(container: Object, name: str) -> str:
@@ -43,6 +48,11 @@ def selects(selector: dict[str, str] | None, labels: dict[str, str]) -> bool:
     return selector is not None and all(labels.get(k) == v for k, v in selector.items())
 
 
+def pod_spec(workload: Object) -> Object:
+    spec: Object = workload["spec"]["template"]["spec"]
+    return spec
+
+
 @dataclass
 class Manifests:
     """The objects of one rendered overlay."""
@@ -51,7 +61,7 @@ class Manifests:
 
     @classmethod
     def render(cls, path: Path) -> "Manifests":
-        return cls(build(path))
+        return cls(render(path))
 
     def of_kind(self, kind: str) -> list[Object]:
         return [obj for obj in self.objects if obj["kind"] == kind]
@@ -63,8 +73,18 @@ class Manifests:
         return found[0]
 
     @property
-    def workloads(self) -> list[Object]:
+    def all_workloads(self) -> list[Object]:
         return [obj for obj in self.objects if obj["kind"] in {"Deployment", "StatefulSet"}]
+
+    @property
+    def workloads(self) -> list[Object]:
+        """Shoal's own workloads (not etcd, which runs its upstream image)."""
+        return [w for w in self.all_workloads if pod_labels(w).get(COMPONENT_LABEL) != "etcd"]
+
+    @property
+    def etcd(self) -> Object:
+        (etcd,) = [w for w in self.all_workloads if pod_labels(w).get(COMPONENT_LABEL) == "etcd"]
+        return etcd
 
     @property
     def namespace(self) -> str:
@@ -74,16 +94,23 @@ class Manifests:
         return str(namespaces.pop())
 
     def pods_selected(self, selector: dict[str, str] | None) -> list[Object]:
-        """The workloads whose pods an equality selector picks."""
-        return [w for w in self.workloads if selects(selector, pod_labels(w))]
+        """The workloads (etcd's too) whose pods an equality selector picks."""
+        return [w for w in self.all_workloads if selects(selector, pod_labels(w))]
 
     def component(self, component: str) -> list[Object]:
         return [w for w in self.workloads if pod_labels(w).get(COMPONENT_LABEL) == component]
 
     def shard_groups(self) -> list[Object]:
         """The shard StatefulSets, ordered by their group number."""
-        groups = self.component("shard")
-        return sorted(groups, key=lambda sts: int(pod_labels(sts)[SHARD_GROUP_LABEL]))
+        return shard_groups(self.objects)
+
+    def services_of(self, workload: Object) -> list[Object]:
+        """The Services whose selector picks the workload's pods."""
+        return [
+            service
+            for service in self.of_kind("Service")
+            if self.pods_selected(service["spec"].get("selector")) == [workload]
+        ]
 
     def topology_config_map(self) -> tuple[Object, str]:
         """The ConfigMap the coordinator reads its topology from, and the key."""
@@ -100,47 +127,3 @@ class Manifests:
         config_map, key = self.topology_config_map()
         topology: dict[str, Any] = json.loads(config_map["data"][key])
         return topology
-
-
-def pod_labels(workload: Object) -> dict[str, str]:
-    labels: dict[str, str] = workload["spec"]["template"]["metadata"].get("labels", {})
-    return labels
-
-
-def pod_spec(workload: Object) -> Object:
-    spec: Object = workload["spec"]["template"]["spec"]
-    return spec
-
-
-def replica_addresses(statefulset: Object, namespace: str) -> Iterator[str]:
-    """The stable DNS names of a StatefulSet's pods, with their gRPC port."""
-    name = statefulset["metadata"]["name"]
-    service = statefulset["spec"]["serviceName"]
-    (container,) = containers(statefulset)
-    port = container_port(container, "grpc")
-    for ordinal in range(int(statefulset["spec"].get("replicas", 1))):
-        yield f"{name}-{ordinal}.{service}.{namespace}.svc.{CLUSTER_DOMAIN}:{port}"
-
-
-def expected_topology(manifests: Manifests) -> dict[str, Any]:
-    """The topology the shard StatefulSets imply: group i is shoal.dev/shard-group=i."""
-    groups = manifests.shard_groups()
-    numbers = [int(pod_labels(sts)[SHARD_GROUP_LABEL]) for sts in groups]
-    if numbers != list(range(len(groups))):
-        raise ValueError(f"shard groups must be numbered 0..{len(groups) - 1}, not {numbers}")
-    return {
-        "version": 1,
-        "groups": [
-            {"replicas": list(replica_addresses(sts, manifests.namespace))} for sts in groups
-        ],
-    }
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) != 1:
-        raise SystemExit("usage: python -m tests.k8s.manifests OVERLAY_DIR")
-    print(json.dumps(expected_topology(Manifests.render(Path(argv[0]))), indent=2))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

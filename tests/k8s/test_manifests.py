@@ -1,7 +1,9 @@
-"""Every overlay under k8s/overlays, rendered offline, checked against the Kubernetes
-API schemas and against itself: ports, probes, selectors, topology, policies."""
+"""Every overlay under k8s/overlays, rendered by `kubectl kustomize`, checked against
+the Kubernetes API schemas and against itself: ports, probes, selectors, topology,
+policies, scheduling, load balancing and monitoring."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,13 +14,14 @@ from typing import Any
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 
-from tests.k8s.kustomize import Object, containers
+from shoal.tools.topology import expected_topology
 from tests.k8s.manifests import (
     COMPONENT_LABEL,
     SHARD_GROUP_LABEL,
     Manifests,
+    Object,
     container_port,
-    expected_topology,
+    containers,
     flag,
     pod_labels,
     pod_spec,
@@ -27,6 +30,12 @@ from tests.k8s.manifests import (
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = sorted(path.parent for path in (REPO / "k8s" / "overlays").glob("*/kustomization.yaml"))
+PRODUCTION = REPO / "k8s" / "overlays" / "production"
+SMALL = REPO / "k8s" / "overlays" / "small"
+MONITORING = REPO / "k8s" / "components" / "monitoring"
+# Objects of API groups whose schemas kubernetes-validate does not ship (CRDs):
+# test_the_service_monitor_scrapes_every_pod_once checks them instead.
+CUSTOM_API_GROUPS = {"monitoring.coreos.com"}
 # The oldest Kubernetes the manifests promise to work on (docs/deploy.md), and the newest
 # whose schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
@@ -57,6 +66,8 @@ def test_there_are_overlays_to_check() -> None:
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_every_object_matches_the_api_schema(manifests: Manifests, version: str) -> None:
     for obj in manifests.objects:
+        if obj["apiVersion"].split("/")[0] in CUSTOM_API_GROUPS:
+            continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
@@ -167,22 +178,169 @@ def test_shard_groups_are_statefulsets_behind_headless_services(manifests: Manif
 
 
 def test_topology_config_map_names_the_statefulset_pods(manifests: Manifests) -> None:
-    expected = expected_topology(manifests)
+    expected = expected_topology(manifests.objects)
     assert manifests.topology() == expected, (
-        "the topology ConfigMap does not match the shard StatefulSets; regenerate it:\n"
-        + json.dumps(expected, indent=2)
+        "the topology ConfigMap does not match the shard StatefulSets; regenerate it with"
+        " `python -m shoal.tools.topology OVERLAY --write`:\n" + json.dumps(expected, indent=2)
     )
 
 
-def test_coordinator_reaches_the_embedder_service(manifests: Manifests) -> None:
+def _headless_grpc_services(manifests: Manifests, workload: Object) -> list[Object]:
+    return [
+        service
+        for service in manifests.services_of(workload)
+        if service["spec"].get("clusterIP") == "None"
+        and "grpc" in {port["name"] for port in service["spec"]["ports"]}
+    ]
+
+
+def test_coordinator_balances_over_the_embedders_headless_service(manifests: Manifests) -> None:
+    """Behind a virtual IP the coordinator's one connection would pin every call to
+    one embedder; a dns:/// name of a headless Service lists them all, and the
+    coordinator's channel goes round robin over them (test_embedder_balancing)."""
     (coordinator,) = manifests.component("coordinator")
     (container,) = containers(coordinator)
-    host, _, port = flag(container, "embedder").rpartition(":")
+    target = flag(container, "embedder")
+    assert target.startswith("dns:///"), target
+    host, _, port = target.removeprefix("dns:///").rpartition(":")
     service_name, namespace, *rest = host.split(".")
     assert namespace == manifests.namespace and rest == ["svc", "cluster", "local"]
     service = manifests.get("Service", service_name)
+    assert service["spec"]["clusterIP"] == "None", "the embedder Service must be headless"
     assert int(port) in {p["port"] for p in service["spec"]["ports"]}
-    assert manifests.pods_selected(service["spec"]["selector"]) == manifests.component("embedder")
+    (embedder,) = manifests.component("embedder")
+    assert manifests.pods_selected(service["spec"]["selector"]) == [embedder]
+
+
+def test_in_cluster_clients_find_every_coordinator(manifests: Manifests) -> None:
+    """A headless Service for per-call balancing, and a virtual IP for port-forward
+    and an L7 load balancer in front."""
+    (coordinator,) = manifests.component("coordinator")
+    (headless,) = _headless_grpc_services(manifests, coordinator)
+    assert headless["spec"]["ports"][0]["port"] == SERVICES["coordinator"]
+    assert not headless["spec"].get("publishNotReadyAddresses", False)
+    assert any(
+        service["spec"].get("clusterIP") != "None" for service in manifests.services_of(coordinator)
+    )
+
+
+def test_volume_claim_templates_carry_the_pod_labels(manifests: Manifests) -> None:
+    """An overlay patch may size the volumes, but not drop the group label
+    (a strategic merge patch of volumeClaimTemplates replaces the whole list)."""
+    for sts in manifests.shard_groups():
+        labels = sts["spec"]["selector"]["matchLabels"]
+        assert SHARD_GROUP_LABEL in labels
+        for template in sts["spec"]["volumeClaimTemplates"]:
+            claim_labels = template["metadata"].get("labels", {})
+            assert selects(labels, claim_labels), (_workload_id(sts), claim_labels)
+            assert _quantity(template["spec"]["resources"]["requests"]["storage"]) > 0
+
+
+def _required_anti_affinity(workload: Object) -> list[Object]:
+    affinity = pod_spec(workload).get("affinity", {}).get("podAntiAffinity", {})
+    terms: list[Object] = affinity.get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    return terms
+
+
+def _hard_spread(workload: Object, topology_key: str) -> list[Object]:
+    return [
+        constraint
+        for constraint in pod_spec(workload).get("topologySpreadConstraints", [])
+        if constraint["topologyKey"] == topology_key
+        and constraint["whenUnsatisfiable"] == "DoNotSchedule"
+    ]
+
+
+def test_production_keeps_a_groups_replicas_on_separate_nodes_and_zones() -> None:
+    manifests = _render(PRODUCTION)
+    groups = manifests.shard_groups()
+    assert groups
+    for sts in groups:
+        # Required anti-affinity among the pods of this group only: one per node.
+        (term,) = [
+            term
+            for term in _required_anti_affinity(sts)
+            if term["topologyKey"] == "kubernetes.io/hostname"
+        ]
+        assert manifests.pods_selected(term["labelSelector"]["matchLabels"]) == [sts]
+        # Evenly over zones, as a hard rule too.
+        (zones,) = _hard_spread(sts, "topology.kubernetes.io/zone")
+        assert zones["maxSkew"] == 1
+        assert manifests.pods_selected(zones["labelSelector"]["matchLabels"]) == [sts]
+
+
+def test_the_small_overlay_fits_one_node() -> None:
+    """kind and minikube have one node without a zone label: no hard spreading."""
+    manifests = _render(SMALL)
+    for workload in manifests.workloads:
+        assert not _required_anti_affinity(workload), _workload_id(workload)
+        for key in ("kubernetes.io/hostname", "topology.kubernetes.io/zone"):
+            assert not _hard_spread(workload, key), (_workload_id(workload), key)
+    for sts in manifests.shard_groups():
+        # Still preferring separate nodes.
+        preferred = [
+            c
+            for c in pod_spec(sts)["topologySpreadConstraints"]
+            if c["topologyKey"] == "kubernetes.io/hostname"
+        ]
+        assert [manifests.pods_selected(c["labelSelector"]["matchLabels"]) for c in preferred] == [
+            [sts]
+        ]
+
+
+def _metrics_services(manifests: Manifests, workload: Object) -> list[Object]:
+    return [
+        service
+        for service in manifests.services_of(workload)
+        if "metrics" in {port["name"] for port in service["spec"]["ports"]}
+    ]
+
+
+def test_every_workload_has_one_service_with_a_metrics_port(manifests: Manifests) -> None:
+    for workload in manifests.workloads:
+        (service,) = _metrics_services(manifests, workload)
+        (port,) = [p for p in service["spec"]["ports"] if p["name"] == "metrics"]
+        assert port["port"] == METRICS_PORT and port["targetPort"] == "metrics"
+        assert service["metadata"]["labels"]["shoal.dev/scrape"] == "true"
+
+
+def _service_monitor_targets(manifests: Manifests, monitor: Object) -> list[Object]:
+    """The workloads whose pods the ServiceMonitor scrapes, once per Service port."""
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["metadata"]["namespace"] == manifests.namespace
+    assert "namespaceSelector" not in monitor["spec"]  # its own namespace
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["path"] == "/metrics"
+    targets = []
+    for service in manifests.of_kind("Service"):
+        if not selects(selector, service["metadata"].get("labels", {})):
+            continue
+        names = {port["name"] for port in service["spec"]["ports"]}
+        assert endpoint["port"] in names, f"{service['metadata']['name']} has no metrics port"
+        targets += manifests.pods_selected(service["spec"]["selector"])
+    return targets
+
+
+def test_the_service_monitor_scrapes_every_pod_once() -> None:
+    manifests = _render(PRODUCTION)
+    (monitor,) = manifests.of_kind("ServiceMonitor")
+    targets = _service_monitor_targets(manifests, monitor)
+    assert sorted(map(_workload_id, targets)) == sorted(map(_workload_id, manifests.workloads))
+    assert set(monitor["spec"]["podTargetLabels"]) == {COMPONENT_LABEL, SHARD_GROUP_LABEL}
+
+
+def test_the_monitoring_component_fits_the_small_overlay(tmp_path: Path) -> None:
+    """docs/deploy.md: add the component to any overlay whose cluster runs the operator."""
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: shoal\n"
+        f"resources: [{os.path.relpath(SMALL, tmp_path)}]\n"
+        f"components: [{os.path.relpath(MONITORING, tmp_path)}]\n"
+    )
+    manifests = Manifests.render(tmp_path)
+    (monitor,) = manifests.of_kind("ServiceMonitor")
+    targets = _service_monitor_targets(manifests, monitor)
+    assert sorted(map(_workload_id, targets)) == sorted(map(_workload_id, manifests.workloads))
 
 
 def test_coordinator_scales_with_an_hpa(manifests: Manifests) -> None:
@@ -340,3 +498,39 @@ def test_container_flags_and_env_are_ones_the_service_accepts(manifests: Manifes
                 continue
             flag_name = "--" + name.removeprefix("SHOAL_").lower().replace("_", "-")
             assert flag_name in accepted, f"{name}: python -m {module} has no {flag_name}"
+
+
+def test_etcd_runs_three_members_with_a_budget_that_keeps_a_quorum(manifests: Manifests) -> None:
+    etcd = manifests.etcd
+    assert etcd["kind"] == "StatefulSet" and etcd["spec"]["replicas"] == 3
+    (container,) = containers(etcd)
+    name, _, tag = container["image"].rpartition(":")
+    version = tuple(int(part) for part in tag.removeprefix("v").split("."))
+    # 3.5.0-3.5.5 can lose acknowledged writes on a crash (etcd-io/etcd#13766).
+    assert name and (version >= (3, 5, 6) or (3, 4, 22) <= version < (3, 5)), tag
+    (budget,) = [
+        pdb
+        for pdb in manifests.of_kind("PodDisruptionBudget")
+        if manifests.pods_selected(pdb["spec"]["selector"]["matchLabels"]) == [etcd]
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert "data" in {t["metadata"]["name"] for t in etcd["spec"]["volumeClaimTemplates"]}
+
+
+def test_coordinator_and_shards_reach_etcd(manifests: Manifests) -> None:
+    service = manifests.get("Service", "etcd")
+    assert manifests.pods_selected(service["spec"]["selector"]) == [manifests.etcd]
+    expected = f"etcd.{manifests.namespace}.svc.cluster.local:2379"
+    for workload in [*manifests.component("coordinator"), *manifests.component("shard")]:
+        (container,) = containers(workload)
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        assert env.get("SHOAL_ETCD") == expected, _workload_id(workload)
+    sources = _ingress_sources(manifests, manifests.etcd, 2379)
+    callers = [
+        pod
+        for source in sources
+        for pod in manifests.pods_selected(source["podSelector"]["matchLabels"])
+    ]
+    assert sorted(map(_workload_id, callers)) == sorted(
+        map(_workload_id, [*manifests.component("coordinator"), *manifests.component("shard")])
+    )

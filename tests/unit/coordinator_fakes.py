@@ -16,6 +16,7 @@ import numpy as np
 
 from coordinator.clients.contracts import (
     CollectionConfig,
+    CollectionListing,
     EmbedderInfo,
     Filter,
     Health,
@@ -34,7 +35,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shoal.distance_metric import Metric
-from shoal.errors import AlreadyExists, DeadlineExceeded, NotFound, ShoalError
+from shoal.errors import AlreadyExists, DataLoss, DeadlineExceeded, NotFound, ShoalError
 from shoal.keyword import KeywordSettings, TermStatistics, tokenizer_for
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
@@ -80,7 +81,8 @@ class Stored:
 @dataclass
 class FakeShard:
     """One replica. Set `fail` to make every call raise it, `hang` to make calls
-    wait until their timeout, or `gate` to make writes wait until it is set."""
+    wait until their timeout, `gate` to make writes wait until it is set, or
+    `broken` to make collections fail as if they could not be loaded."""
 
     address: str
     collections: dict[str, CollectionConfig] = field(default_factory=dict)
@@ -89,6 +91,8 @@ class FakeShard:
     hang: bool = False
     gate: asyncio.Event | None = None
     calls: list[str] = field(default_factory=list)
+    #: Collections this replica could not load (name -> why): DATA_LOSS on them.
+    broken: dict[str, str] = field(default_factory=dict)
 
     async def _enter(self, what: str, timeout_s: float) -> None:
         self.calls.append(what)
@@ -100,6 +104,8 @@ class FakeShard:
             raise type(self.fail)(str(self.fail))
 
     def _collection(self, name: str) -> dict[str, Stored]:
+        if name in self.broken:
+            raise DataLoss(f"collection {name!r} could not be loaded: {self.broken[name]}")
         if name not in self.collections:
             raise NotFound(f"collection {name!r} does not exist")
         return self.documents[name]
@@ -117,22 +123,28 @@ class FakeShard:
         self.documents[config.name] = {}
         return config, True
 
-    async def delete_collection(self, name: str, timeout_s: float) -> bool:
+    async def delete_collection(self, name: str, timeout_s: float, incarnation: int = 0) -> bool:
         await self._enter("delete_collection", timeout_s)
         self.documents.pop(name, None)
         return self.collections.pop(name, None) is not None
 
-    async def list_collections(self, timeout_s: float) -> list[ShardCollection]:
+    async def list_collections(self, timeout_s: float) -> CollectionListing:
         await self._enter("list_collections", timeout_s)
-        return [
-            ShardCollection(config, self.live_count(name))
-            for name, config in self.collections.items()
-        ]
+        return CollectionListing(
+            [
+                ShardCollection(config, self.live_count(name))
+                for name, config in self.collections.items()
+                if name not in self.broken
+            ],
+            dict(self.broken),
+        )
 
     def live_count(self, name: str) -> int:
         return sum(not stored.op.deleted for stored in self.documents[name].values())
 
-    async def write(self, collection: str, writes: Sequence[WriteOp], timeout_s: float) -> WriteAck:
+    async def write(
+        self, collection: str, writes: Sequence[WriteOp], timeout_s: float, incarnation: int = 0
+    ) -> WriteAck:
         await self._enter("write", timeout_s)
         if self.gate is not None:
             await self.gate.wait()

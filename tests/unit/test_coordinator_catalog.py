@@ -1,15 +1,18 @@
 """Collections on every replica: defaults, idempotent create, delete, cached configs."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from coordinator.clients.contracts import CollectionConfig, Health
-from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.catalog import CollectionCatalog, from_entry, to_settings, with_defaults
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.replicas import Replica, ReplicaGroup
+from shard.core.config import CollectionConfig as ShardConfig
+from shoal.catalog import CatalogEntry
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from shoal.keyword import KeywordSettings
@@ -25,7 +28,9 @@ def test_create_fills_defaults_on_every_replica() -> None:
     result = run(cluster.core.catalog.create(request(dimension=8), deadline()))
     assert result.created
     keyword = KeywordSettings(True, "english", True, True, 1.2, 0.75)
-    assert result.config == CollectionConfig("c", 8, Metric.COSINE, 16, 200, 64, "", 64, keyword)
+    assert result.config == CollectionConfig(
+        "c", 8, Metric.COSINE, 16, 200, 64, "", 64, keyword=keyword
+    )
     assert all(shard.collections["c"] == result.config for shard in cluster.all_shards)
 
 
@@ -188,3 +193,42 @@ def test_cluster_info_reports_health_and_counts() -> None:
         assert info.groups[1].replicas[0].collections == []
 
     run(scenario())
+
+
+def test_a_replica_that_could_not_load_a_collection_is_reported_and_passed_over() -> None:
+    """Its listing names the collection as failed: cluster info shows the replica
+    DEGRADED with the reason, and the catalog asks the other replica for the
+    config and the counts (that replica alone would have said NOT_FOUND)."""
+    cluster = FakeCluster(groups=1, replicas=2)
+
+    async def scenario() -> None:
+        await cluster.create("c", 4)
+        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
+        await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+        cluster.shards[0][0].broken["c"] = "Corruption: CURRENT file corrupted"
+        info = await cluster.core.inspector.describe(deadline())
+        broken, healthy = info.groups[0].replicas
+        assert broken.health is Health.DEGRADED
+        assert broken.failed == [("c", "Corruption: CURRENT file corrupted")]
+        assert broken.collections == []
+        assert (healthy.health, healthy.failed) == (Health.SERVING, [])
+        for _ in range(4):
+            cluster.core.catalog.invalidate("c")
+            assert (await cluster.core.catalog.config("c", deadline())).dimension == 4
+            assert (await cluster.core.catalog.get("c", deadline())).document_count == 10
+
+    run(scenario())
+
+
+def test_keyword_settings_survive_the_catalog() -> None:
+    """Coordinators read collection settings from the catalog's JSON: the keyword
+    settings a collection was created with must come back, and what a shard
+    registers (a collection made before the catalog) must read the same."""
+    keyword = KeywordSettings(True, "german", False, True, 1.5, 0.5)
+    config = with_defaults(request(dimension=8, keyword=keyword, incarnation=3))
+    stored = json.loads(json.dumps(to_settings(config)))
+    assert from_entry(CatalogEntry("c", stored, 3)) == config
+    shard_config = ShardConfig("c", 8, partitions=64, keyword=keyword).with_defaults()
+    assert json.loads(json.dumps(shard_config.to_settings())) == stored
+    del stored["keyword"]  # written before keyword indexes existed: the defaults
+    assert from_entry(CatalogEntry("c", stored, 3)).keyword == KeywordSettings().with_defaults()

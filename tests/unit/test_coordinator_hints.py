@@ -89,6 +89,19 @@ def test_failed_replays_back_off_doubling_up_to_the_limit_and_reset_on_success()
     assert store.failed("r") == 1  # the backoff starts over
 
 
+def test_replay_back_off_stays_bounded_however_long_the_replica_stays_down() -> None:
+    """2,500 failed replays (it once overflowed at 1,024 and lost the hints)."""
+    clock = Clock()
+    store = HintStore(HintLimits(first_backoff_s=0.25, max_backoff_s=5), clock=clock)
+    store.add("r", "c", ops(1))
+    backoffs = [store.failed("r") for _ in range(2_500)]
+    assert max(backoffs) == backoffs[-1] == 5
+    assert store.pending("r") == 1
+    store.replayed("r")
+    store.add("r", "c", ops(1, 1))
+    assert store.failed("r") == 0.25
+
+
 def test_a_replica_that_missed_a_write_gets_it_by_replay() -> None:
     cluster = FakeCluster(groups=1, replicas=2)
     down = cluster.shards[0][1]

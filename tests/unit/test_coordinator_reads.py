@@ -14,8 +14,8 @@ from coordinator.core.model import (
     SearchResults,
     WriteConsistency,
 )
-from coordinator.core.replicas import Replica, ReplicaGroup
-from shoal.errors import InvalidArgument, NotFound, Unavailable
+from coordinator.core.replicas import FIRST_BACKOFF_S, MAX_BACKOFF_S, Replica, ReplicaGroup
+from shoal.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
 
 DIM = 8
@@ -107,6 +107,43 @@ def test_failover_to_another_replica_keeps_full_coverage() -> None:
         # tried at most once per group, not on every search.
         for group in cluster.shards:
             assert group[0].calls.count("search") <= 1
+
+    run(scenario())
+
+
+def test_reads_fail_over_from_a_replica_that_could_not_load_the_collection() -> None:
+    """DATA_LOSS is one replica's fault (its store could not be loaded), not the
+    request's: searches, gets, counts and scrolls go to the other replica."""
+    cluster = FakeCluster(groups=3, replicas=2)
+
+    async def scenario() -> None:
+        await loaded(cluster)
+        for group in cluster.shards:
+            group[0].fail = DataLoss("collection 'c' could not be loaded on this replica")
+        reader = cluster.core.reader
+        for _ in range(4):
+            assert await search_ids(cluster) == [exact(q) for q in QUERIES]
+            found = await reader.get("c", IDS[:10], Include(), False, deadline())
+            assert [d.id for d in found.documents] == IDS[:10]
+            assert (await reader.count("c", False, deadline())).count == len(IDS)
+            page = await reader.scroll("c", None, 500, "", Include(), False, deadline())
+            assert [d.id for d in page.documents] == IDS
+        # The broken replica goes to the back of the line after it failed.
+        for group in cluster.shards:
+            assert len(group[0].calls) < len(group[1].calls)
+
+    run(scenario())
+
+
+def test_every_replica_losing_the_collection_is_data_loss() -> None:
+    cluster = FakeCluster(groups=1, replicas=2)
+
+    async def scenario() -> None:
+        await loaded(cluster)
+        for replica in cluster.shards[0]:
+            replica.fail = DataLoss("collection 'c' could not be loaded on this replica")
+        with pytest.raises(DataLoss, match="shard group 0 has no readable replica"):
+            await search_ids(cluster)
 
     run(scenario())
 
@@ -321,3 +358,18 @@ def test_scroll_rejects_bad_cursors_and_page_sizes() -> None:
         run(scenario(10, "not base64!"))
     with pytest.raises(InvalidArgument, match="page_size"):
         run(scenario(1001, ""))
+
+
+def test_replica_back_off_stays_bounded_however_long_it_keeps_failing() -> None:
+    """2,500 failures in a row (a replica down for hours): the back-off neither
+    overflows (it did at 1,024) nor passes its limit, and one success resets it."""
+    now = [100.0]
+    replica = Replica(FakeShard("h:0"), lambda: now[0])
+    for _ in range(2_500):
+        replica.failed()
+        assert 0 < replica.failed_until - now[0] <= MAX_BACKOFF_S
+    assert replica.failed_until - now[0] == MAX_BACKOFF_S
+    assert replica.failures <= 8
+    replica.succeeded()
+    replica.failed()
+    assert replica.failed_until - now[0] == FIRST_BACKOFF_S

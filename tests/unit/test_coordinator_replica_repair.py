@@ -1,5 +1,6 @@
 """Get at QUORUM / ALL with read repair, and VerifyReplicas with and without repair."""
 
+import time
 from collections import Counter
 
 import numpy as np
@@ -9,7 +10,7 @@ from coordinator.clients.contracts import Include, WriteOp
 from coordinator.core.model import DocumentInput, ReadConsistency, WriteConsistency
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from coordinator.core.read_repair import choose
-from shoal.errors import NotFound, Unavailable
+from shoal.errors import DataLoss, NotFound, Unavailable
 from shoal.partitioning import partition_of
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
 
@@ -108,6 +109,41 @@ def test_get_at_quorum_reads_a_majority_and_fails_over() -> None:
         assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
         asked = [shard for shard in cluster.shards[0] if "fetch" in shard.calls]
         assert len(asked) == 3  # the failed one, then its replacement
+
+    run(scenario())
+
+
+def test_get_at_quorum_with_a_hung_replica_answers_within_the_deadline() -> None:
+    """A stopped replica (SIGSTOP) took the whole deadline of every QUORUM get
+    that asked it, leaving none for a spare: whichever replica hangs, the get
+    answers, well within its deadline, with the newest version."""
+
+    async def scenario() -> None:
+        cluster, _ = await stale_cluster()
+        for hung in cluster.shards[0]:
+            for shard in cluster.shards[0]:
+                shard.hang = shard is hung
+            for _ in range(3):
+                started = time.monotonic()
+                found = await cluster.core.reader.get(
+                    "c", ["d1"], EVERYTHING, False, deadline(1.0), ReadConsistency.QUORUM
+                )
+                assert time.monotonic() - started < 0.9
+                d1 = found.documents[0]
+                assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
+
+    run(scenario())
+
+
+def test_get_at_quorum_fails_over_from_a_replica_that_lost_the_collection() -> None:
+    async def scenario() -> None:
+        cluster, _ = await stale_cluster()
+        cluster.shards[0][0].fail = DataLoss("collection 'c' could not be loaded")
+        for _ in range(3):
+            found = await cluster.core.reader.get(
+                "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.QUORUM
+            )
+            assert [d.id for d in found.documents] == ["d1"]
 
     run(scenario())
 

@@ -318,3 +318,24 @@ def test_delete_by_ids_and_filter_at_once_is_rejected() -> None:
 
     with pytest.raises(InvalidArgument, match="not both"):
         run(scenario())
+
+
+def test_writes_keep_succeeding_and_hinting_while_a_replica_stays_down() -> None:
+    """A replica down for thousands of writes: its back-off stays bounded (it once
+    overflowed after 1,024 failures and every write then failed INTERNAL), writes
+    at ONE and QUORUM succeed, and each write it missed is kept as a hint."""
+    cluster = FakeCluster(groups=1, replicas=3)
+    down = cluster.shards[0][2]
+    vector = np.ones(DIM, dtype=np.float32)
+
+    async def scenario() -> None:
+        await cluster.create("c", DIM)
+        down.fail = Unavailable("connection refused")
+        for i in range(2_100):
+            consistency = ONE if i < 2_000 else QUORUM
+            document = DocumentInput(f"d{i}", vector)
+            result = await cluster.core.writer.upsert("c", [document], consistency, deadline())
+            assert result.acknowledged == 2
+        assert cluster.core.hints.pending(down.address) == 2_100
+
+    run(scenario())

@@ -3,6 +3,9 @@
 import argparse
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +17,7 @@ import numpy as np
 import pytest
 
 from loadtest import generate
+from loadtest.sample import cut_sample, demo_documents, load_directory, load_sample
 from shoal import loadtest
 from shoal.loadtest import (
     LoadConfig,
@@ -29,6 +33,7 @@ from shoal.loadtest import (
     parse_duration,
 )
 from shoal.v1 import common_pb2, shoal_pb2
+from tests import datasets
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((REPO / "loadtest" / "ghz").glob("*.json"))
@@ -374,3 +379,63 @@ def test_add_parser_gives_the_shoal_command_a_loadtest_subcommand() -> None:
     args = parser.parse_args(["loadtest", "--config", "c.json", "-n", "5", "--reflection"])
     assert args.run is loadtest.cmd_loadtest
     assert (args.config, args.total, args.reflection, args.host) == ("c.json", 5, True, None)
+
+
+# --- the default data: the demo sample kept in the repository --------------
+
+
+def test_generate_without_data_uses_the_demo_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A clone with no shared data beside it: no --data writes every file from the sample."""
+    monkeypatch.chdir(tmp_path)  # no ../shared here; --out defaults to ./loadtest/data
+    generate.main([])
+    out = tmp_path / "loadtest" / "data"
+    assert "upsert.json: 10 requests" in capsys.readouterr().out
+    upserts = json.loads((out / "upsert.json").read_text())
+    sample = load_sample()
+    ids = [document["id"] for request in upserts for document in request["documents"]]
+    assert ids == [document["id"] for document in sample.documents] and len(ids) == 1000
+    request = loadtest.build_request(builtin_method("shoal.v1.ShoalService.Upsert"), upserts[0])
+    assert isinstance(request, shoal_pb2.UpsertRequest)
+    vector = np.frombuffer(request.documents[0].vector_f32, "<f4")
+    assert vector.shape == (384,) and np.linalg.norm(vector) == pytest.approx(1, abs=1e-3)
+    texts = json.loads((out / "search_text.json").read_text())
+    assert [q["query"]["text"] for q in texts] == [q["text"] for q in sample.queries]
+    assert len(json.loads((out / "search_vector.json").read_text())) == len(sample.queries)
+
+
+def test_the_sample_holds_the_demo_documents_vectors() -> None:
+    """Cut again from the shared set it came from, the sample is what the repository keeps."""
+    if not datasets.available():
+        pytest.skip("shared test data not found")
+    kept = load_sample()
+    again = cut_sample(load_directory(datasets.DATA_ROOT / "debian-dev"), demo_documents())
+    assert again.queries == kept.queries and len(kept.queries) == 466
+    np.testing.assert_allclose(again.document_vectors, kept.document_vectors, atol=1e-3)
+    np.testing.assert_allclose(again.query_vectors, kept.query_vectors, atol=1e-3)
+
+
+def test_a_missing_data_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "loadtest.generate", "--data", str(tmp_path / "absent")],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert str(tmp_path / "absent") in result.stderr and "corpus.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("removed", ["corpus.jsonl", "queries_emb.npy"])
+def test_a_missing_data_file_is_a_one_line_error(tiny_dataset: Path, removed: str) -> None:
+    (tiny_dataset / removed).unlink()
+    with pytest.raises(SystemExit) as exit_info:
+        generate.main(["--data", str(tiny_dataset), "--out", str(tiny_dataset / "out")])
+    message = str(exit_info.value.code)
+    assert message.startswith("error: ") and "\n" not in message
+    assert str(tiny_dataset / removed) in message and "No such file" in message

@@ -65,15 +65,23 @@ class MemoryReplica:
             raise Unavailable("down")
         return list(self.configs.values())
 
-    async def digest(self, collection: str, timeout_s: float = 0) -> list[PartitionDigest]:
+    async def digest(
+        self, collection: str, timeout_s: float = 0, incarnation: int = 0
+    ) -> list[PartitionDigest]:
         return digest_entries(self._entries(collection), PARTITIONS, 0)
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float = 0
+        self,
+        collection: str,
+        partitions: Sequence[int],
+        timeout_s: float = 0,
+        incarnation: int = 0,
     ) -> dict[str, VersionState]:
         return versions_in(self._entries(collection), PARTITIONS, partitions, 0)
 
-    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
+    async def fetch(
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
+    ) -> list[WriteOp]:
         store = self._store(collection)
         self.fetched.extend(ids)
         return [store[i] for i in ids if i in store]
@@ -85,10 +93,12 @@ class MemoryReplica:
     async def create_collection(self, config: CollectionConfig) -> None:
         self.add(config)
 
-    async def versions(self, collection: str, partitions: Sequence[int]) -> dict[str, VersionState]:
+    async def versions(
+        self, collection: str, partitions: Sequence[int], incarnation: int = 0
+    ) -> dict[str, VersionState]:
         return await self.list_versions(collection, partitions)
 
-    async def apply(self, collection: str, ops: Sequence[WriteOp]) -> int:
+    async def apply(self, collection: str, ops: Sequence[WriteOp], incarnation: int = 0) -> int:
         store = self._store(collection)
         applied = 0
         for op in ops:

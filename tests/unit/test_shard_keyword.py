@@ -1,5 +1,7 @@
 """The shard's keyword index in-process: BM25 scores, updates, deletes, restart, text filters."""
 
+import dataclasses
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from shard.core.filters import AllOf, Condition, Not, Op, TextContains
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.storage.layout import DataDir
 from shoal.convert import metadata_to_proto
-from shoal.errors import InvalidArgument
+from shoal.errors import DataLoss, InvalidArgument
 from shoal.keyword import KeywordSettings, TermStatistics, query_weights, tokenizer_for
 from shoal.v1 import shard_pb2
 
@@ -179,3 +181,38 @@ def test_postings_are_compacted_after_many_replacements() -> None:
     labels, scores = index.scores(KeywordQuery(["share"], [1.0]), 3.0, None)
     assert sorted(labels.tolist()) == list(range(10))
     assert np.all(scores > 0)
+
+
+def test_a_new_incarnation_starts_with_an_empty_keyword_index(
+    collections: Collections,
+) -> None:
+    """A replica told of a newer incarnation (it missed the drop) replaces the old
+    collection, keyword index included; a drop then a create does the same."""
+    config = CollectionConfig("c", DIM, incarnation=1)
+    collections.create(config)
+    collections.get("c", 1).write([write(i, 1, text) for i, text in TEXTS.items()])
+    assert sorted(search(collections.get("c"), "fox")) == ["a", "d"]
+    collections.create(dataclasses.replace(config, incarnation=2))
+    replaced = collections.get("c", 2)
+    assert replaced.keyword_statistics(["fox"]) == TermStatistics(0, 0, [0])
+    assert search(replaced, "fox") == []
+    replaced.write([write("z", 1, "a fox again")])
+    assert search(replaced, "fox") == ["z"]
+    assert collections.delete("c", 2)
+    collections.create(dataclasses.replace(config, incarnation=3))
+    assert collections.get("c", 3).keyword_statistics(["fox"]) == TermStatistics(0, 0, [0])
+
+
+def test_keyword_settings_survive_the_catalog() -> None:
+    """The catalog holds settings as JSON; a shard following it must read back the
+    keyword settings the collection was created with."""
+    keyword = KeywordSettings(True, "german", False, True, 1.5, 0.5)
+    config = CollectionConfig("c", DIM, keyword=keyword, incarnation=4).with_defaults()
+    stored = json.loads(json.dumps(config.to_settings()))
+    assert CollectionConfig.from_catalog("c", stored, 4) == config
+    del stored["keyword"]  # written before keyword indexes existed: the defaults
+    assert (
+        CollectionConfig.from_catalog("c", stored, 4).keyword == KeywordSettings().with_defaults()
+    )
+    with pytest.raises(DataLoss, match="unreadable"):
+        CollectionConfig.from_catalog("c", {**stored, "keyword": {"k1": "high"}}, 4)

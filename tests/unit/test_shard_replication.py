@@ -143,16 +143,20 @@ class LocalPeer:
     async def list_collections(self, timeout_s: float) -> list[CollectionConfig]:
         return await self._replica.collection_configs()
 
-    async def digest(self, collection: str, timeout_s: float) -> list[PartitionDigest]:
-        return await self._replica.digest(collection)
+    async def digest(
+        self, collection: str, timeout_s: float, incarnation: int = 0
+    ) -> list[PartitionDigest]:
+        return await self._replica.digest(collection, incarnation=incarnation)
 
     async def list_versions(
-        self, collection: str, partitions: Sequence[int], timeout_s: float
+        self, collection: str, partitions: Sequence[int], timeout_s: float, incarnation: int = 0
     ) -> dict[str, VersionState]:
-        return await self._replica.versions(collection, partitions)
+        return await self._replica.versions(collection, partitions, incarnation)
 
-    async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
-        records = self._registry.get(collection).fetch(ids)
+    async def fetch(
+        self, collection: str, ids: Sequence[str], timeout_s: float, incarnation: int = 0
+    ) -> list[WriteOp]:
+        records = self._registry.get(collection, incarnation).fetch(ids)
         return [write_from_proto(write_to_proto(op)) for op in records]
 
 

@@ -204,6 +204,22 @@ def test_a_collection_that_cannot_load_reports_data_loss(tmp_path: Path) -> None
     registry.close()
 
 
+def test_a_catalog_create_leaves_a_store_that_cannot_load_for_a_drop(tmp_path: Path) -> None:
+    """Its incarnation cannot be read, so it may hold the current one's data: the
+    catalog following a live entry must not replace it with an empty collection."""
+    (tmp_path / "collections" / "broken" / "db").mkdir(parents=True)
+    registry = Collections(DataDir(tmp_path))
+    registry.load()
+    config = CollectionConfig(name="broken", dimension=4, incarnation=7)
+    with pytest.raises(DataLoss):
+        registry.create(config)
+    assert (tmp_path / "collections" / "broken" / "db").is_dir()
+    assert list(registry.failed()) == ["broken"]
+    assert registry.delete("broken", incarnation=7)  # the catalog's drop removes it
+    assert registry.create(config)[1]
+    registry.close()
+
+
 def test_records_round_trip_and_corruption_is_data_loss() -> None:
     record = Record(7, False, 3, 11, np.ones(DIM, "<f4").tobytes(), b"payload")
     assert decode(encode(record), "a") == record

@@ -1,0 +1,1 @@
+"""Tools for operators, run as `python -m shoal.tools.<name>`."""

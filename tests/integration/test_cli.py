@@ -1,0 +1,189 @@
+"""The `shoal` command against a real cluster: tables by default, --json everywhere.
+
+Every command that prints data is run both ways: the JSON must parse, use
+snake_case keys and carry numbers as numbers; the default must be text for
+people (not JSON). Global options work after the command too, and `shoal
+loadtest` calls SHOAL_ADDRESS.
+"""
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shoal.cli import main as cli
+from shoal.cluster import LocalCluster
+from tests.conftest import StartCluster
+
+COLLECTION = "notes"
+NOTES = [
+    {"id": "n1", "text": "buy more coffee", "metadata": {"tags": ["home"], "prio": 2}},
+    {"id": "n2", "text": "call the bank", "metadata": {"tags": ["money"], "prio": 1}},
+    {"id": "n3", "text": "water the plants", "metadata": {"tags": ["home"], "prio": 3}},
+]
+SNAKE_CASE = re.compile(r"[a-z][a-z0-9_]*")
+
+
+@pytest.fixture(scope="module")
+def cluster(start_module_cluster: StartCluster) -> LocalCluster:
+    return start_module_cluster(groups=1, replicas=2, model="hash-384")
+
+
+@pytest.fixture
+def notes(cluster: LocalCluster, tmp_path: Path) -> Iterator[Path]:
+    """A fresh `notes` collection holding NOTES, dropped afterwards."""
+    path = tmp_path / "notes.jsonl"
+    path.write_text("".join(json.dumps(note) + "\n" for note in NOTES))
+    cli(["--address", cluster.address, "create", COLLECTION, "--model", "hash-384"])
+    cli(["--address", cluster.address, "import", COLLECTION, str(path)])
+    yield path
+    cli(["--address", cluster.address, "drop", COLLECTION])
+
+
+def run(cluster: LocalCluster, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """One command with the address after the command's name; what it printed."""
+    capsys.readouterr()
+    cli([*argv, "--address", cluster.address])
+    return capsys.readouterr().out
+
+
+def keys_and_values(value: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) in a JSON value, at any depth (user metadata left out)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key, item
+            if key != "metadata":
+                yield from keys_and_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from keys_and_values(item)
+
+
+def assert_convention(value: Any) -> None:
+    for key, item in keys_and_values(value):
+        assert SNAKE_CASE.fullmatch(key), f"key {key!r} is not snake_case"
+        if isinstance(item, str):
+            assert not re.fullmatch(r"-?\d+", item), f"{key}: the number {item!r} is a string"
+
+
+DATA_COMMANDS = [
+    ["list"],
+    ["info", COLLECTION],
+    ["search", COLLECTION, "--text", "coffee", "-k", "2"],
+    ["search", COLLECTION, "--vector", json.dumps([0.1] * 384), "-k", "2"],
+    ["get", COLLECTION, "n1", "n2"],
+    ["count", COLLECTION],  # a bare number for people, which is JSON too
+    ["cluster"],
+    ["verify"],
+]
+
+
+@pytest.mark.parametrize("argv", DATA_COMMANDS, ids=lambda argv: " ".join(argv[:2]))
+def test_data_commands_print_text_by_default_and_json_with_the_option(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    value = json.loads(run(cluster, capsys, *argv, "--json"))
+    assert value not in ({}, [])
+    assert_convention(value)
+    text = run(cluster, capsys, *argv)
+    assert text.strip()
+    if argv[0] != "count":
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(text)
+
+
+def test_json_carries_numbers_as_numbers(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    info = json.loads(run(cluster, capsys, "cluster", "--json"))
+    assert isinstance(info["topology_version"], int) and info["replication_factor"] == 2
+    replica = info["groups"][0]["replicas"][0]
+    assert replica["health"] == "serving"
+    assert replica["collections"] == [{"collection": COLLECTION, "documents": len(NOTES)}]
+    verify = json.loads(run(cluster, capsys, "verify", "--json"))[COLLECTION]
+    assert verify["differing"] == 0 and verify["groups"][0]["partitions_compared"] > 0
+    hits = json.loads(run(cluster, capsys, "search", COLLECTION, "--text", "coffee", "--json"))
+    assert {hit["id"] for hit in hits["hits"]} == {note["id"] for note in NOTES}
+    assert all(isinstance(hit["score"], float) for hit in hits["hits"])
+    assert hits["coverage"] == {"groups_asked": 1, "groups_answered": 1, "complete": True}
+    assert json.loads(run(cluster, capsys, "count", COLLECTION, "--json")) == {
+        "collection": COLLECTION,
+        "count": len(NOTES),
+    }
+    info_json = json.loads(run(cluster, capsys, "info", COLLECTION, "--json"))
+    assert info_json["document_count"] == len(NOTES) and info_json["dimension"] == 384
+
+
+def test_tables_for_people(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listing = run(cluster, capsys, "list")
+    assert re.search(r"^name\s+dimension\s+metric", listing, re.MULTILINE)
+    assert re.search(rf"^{COLLECTION}\s+384\s+cosine\s+hash-384", listing, re.MULTILINE)
+    hits = run(cluster, capsys, "search", COLLECTION, "--text", "coffee", "-k", "3")
+    assert re.search(r"^#\s+score\s+id\s+text", hits, re.MULTILINE)
+    assert "buy more coffee" in hits
+    cluster_text = run(cluster, capsys, "cluster")
+    assert "replication factor 2" in cluster_text
+    assert cluster_text.count(" serving ") == 2
+    assert f"{COLLECTION}: replicas agree" in run(cluster, capsys, "verify")
+    got = run(cluster, capsys, "get", COLLECTION, "n1", "absent")
+    assert "buy more coffee" in got and "not found: absent" in got
+    assert run(cluster, capsys, "count", COLLECTION) == f"{len(NOTES)}\n"
+
+
+def test_scroll_prints_lines_and_json_lines_that_import_reads_back(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = run(cluster, capsys, "scroll", COLLECTION).splitlines()
+    assert [line.split()[0] for line in lines] == ["n1", "n2", "n3"]
+    exported = run(cluster, capsys, "scroll", COLLECTION, "--json")
+    documents = [json.loads(line) for line in exported.splitlines()]
+    assert documents == NOTES
+    (tmp_path / "export.jsonl").write_text(exported)
+    imported = run(cluster, capsys, "import", COLLECTION, str(tmp_path / "export.jsonl"), "--json")
+    assert json.loads(imported) == {"collection": COLLECTION, "upserted": len(NOTES)}
+
+
+def test_counts_in_sentences_say_one_or_many(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    one = tmp_path / "one.jsonl"
+    one.write_text(json.dumps(NOTES[0]) + "\n")
+    assert run(cluster, capsys, "import", COLLECTION, str(one)).endswith(
+        f"upserted 1 document into '{COLLECTION}'\n"
+    )
+    assert run(cluster, capsys, "delete", COLLECTION, "n1") == "deleted 1 document\n"
+    assert run(cluster, capsys, "delete", COLLECTION, "n2", "n3") == "deleted 2 documents\n"
+    deleted = json.loads(run(cluster, capsys, "delete", COLLECTION, "n1", "--json"))
+    assert deleted == {"collection": COLLECTION, "deleted": 0}
+
+
+def test_loadtest_calls_shoal_address(
+    cluster: LocalCluster,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The config names a host where nothing listens; SHOAL_ADDRESS is where the calls go."""
+    config = tmp_path / "list.json"
+    config.write_text(
+        json.dumps(
+            {
+                "call": "shoal.v1.ShoalService.ListCollections",
+                "host": "127.0.0.1:1",
+                "total": 5,
+                "concurrency": 1,
+                "connect-timeout": "5s",
+                "data": {},
+            }
+        )
+    )
+    monkeypatch.setenv("SHOAL_ADDRESS", cluster.address)
+    cli(["loadtest", "--config", str(config), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["options"]["host"] == cluster.address
+    assert report["count"] == 5 and report["statusCodeDistribution"] == {"OK": 5}

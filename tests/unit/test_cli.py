@@ -1,0 +1,252 @@
+"""The `shoal` command's conventions, without a server: options, help, version, JSON forms."""
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from coordinator import settings as coordinator_settings
+from embedder import __main__ as embedder_main
+from shard import settings as shard_settings
+from shoal import cli, cli_output, loadtest
+from shoal.v1 import shoal_pb2
+
+# One valid command line (after the command's name) for each command that talks
+# to a coordinator.
+CLIENT_COMMANDS = {
+    "create": ["c"],
+    "list": [],
+    "info": ["c"],
+    "drop": ["c"],
+    "import": ["c", "docs.jsonl"],
+    "search": ["c", "--text", "audio"],
+    "get": ["c", "a", "b"],
+    "delete": ["c", "a"],
+    "count": ["c"],
+    "scroll": ["c"],
+    "cluster": [],
+    "verify": [],
+    "loadtest": ["--config", "loadtest/ghz/search_vector.json"],
+}
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = cli.build_parser()
+    [choices] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(choices.choices)
+
+
+def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
+    assert set(subcommands()) == {*CLIENT_COMMANDS, "up"}
+
+
+@pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))
+def test_global_options_go_before_or_after_the_command(command: str) -> None:
+    parser = cli.build_parser()
+    rest = CLIENT_COMMANDS[command]
+    before = parser.parse_args(["--address", "h:1", "--json", command, *rest])
+    after = parser.parse_args([command, *rest, "--address", "h:1", "--json"])
+    neither = parser.parse_args([command, *rest])
+    assert (before.address, before.json) == (after.address, after.json) == ("h:1", True)
+    assert (neither.address, neither.json) == (None, False)
+    # Given on both sides, the one after the command wins.
+    both = parser.parse_args(["--address", "h:1", command, *rest, "--address", "h:2"])
+    assert both.address == "h:2"
+
+
+def test_the_address_comes_from_the_option_then_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = cli.build_parser()
+    monkeypatch.delenv("SHOAL_ADDRESS", raising=False)
+    assert cli.address(parser.parse_args(["list"])) == "127.0.0.1:50051"
+    monkeypatch.setenv("SHOAL_ADDRESS", "env:7")
+    assert cli.address(parser.parse_args(["list"])) == "env:7"
+    assert cli.address(parser.parse_args(["list", "--address", "flag:8"])) == "flag:8"
+
+
+def test_loadtest_calls_shoal_address_rather_than_the_configs_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = cli.build_parser()
+    config = CLIENT_COMMANDS["loadtest"]
+    monkeypatch.delenv("SHOAL_ADDRESS", raising=False)
+    assert loadtest.target_host(parser.parse_args(["loadtest", *config])) is None  # the config's
+    monkeypatch.setenv("SHOAL_ADDRESS", "env:7")
+    assert loadtest.target_host(parser.parse_args(["loadtest", *config])) == "env:7"
+    assert loadtest.target_host(parser.parse_args(["--address", "a:1", "loadtest", *config])) == (
+        "a:1"
+    )
+    with_host = parser.parse_args(["loadtest", *config, "--host", "h:2", "--address", "a:1"])
+    assert loadtest.target_host(with_host) == "h:2"
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["--version"])
+    assert exit_info.value.code == 0
+    assert re.fullmatch(r"shoal \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [
+        action
+        for action in parser._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction)
+    ]
+
+
+@pytest.mark.parametrize("command", sorted([*CLIENT_COMMANDS, "up"]))
+def test_every_option_has_help_that_shows_its_default(command: str) -> None:
+    parser = subcommands()[command]
+    formatter = parser._get_formatter()
+    for action in _options(parser):
+        text = formatter._expand_help(action) if action.help else ""
+        assert text.strip(), f"shoal {command} {action.option_strings[0]} has no help"
+        if action.default not in (None, False, argparse.SUPPRESS):
+            assert "(default" in text, f"shoal {command} {action.option_strings[0]}: {text!r}"
+    for action in parser._actions:
+        if not action.option_strings:  # positionals say what they are too
+            assert action.help, f"shoal {command} {action.dest} has no help"
+
+
+def test_help_lists_the_environment_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    assert "SHOAL_ADDRESS" in text and "SHOAL_<FLAG>" in text
+    for command, parser in subcommands().items():
+        assert "SHOAL_ADDRESS" in parser.format_help() and "SHOAL_<FLAG>" in text, command
+
+
+@pytest.mark.parametrize(
+    ("parse", "environment"),
+    [
+        (coordinator_settings.parse_args, {"SHOAL_TOPOLOGY": "t.json", "SHOAL_EMBEDDER": "e:1"}),
+        (shard_settings.parse_args, {"SHOAL_DATA_DIR": "/tmp/d"}),
+        (embedder_main.parse_args, {}),
+    ],
+    ids=["coordinator", "shard", "embedder"],
+)
+def test_service_help_names_the_variable_of_every_flag(
+    parse: Callable[[list[str]], Any],
+    environment: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README: every service flag can be set as SHOAL_<FLAG>, and --help lists them."""
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit):
+        parse(["--help"])
+    printed = capsys.readouterr().out
+    # Each option's entry starts a line: "  --flag FLAG, --alias FLAG  help...".
+    flags = set(re.findall(r"^ {2}(?:-\w \S+, )?--([a-z][a-z0-9-]*)", printed, re.MULTILINE))
+    flags -= {"help"}
+    assert {"host", "port", "log-format", "grace-seconds"} <= flags
+    text = " ".join(printed.split())  # undo the line wrapping
+    for flag in flags:
+        assert f"[env SHOAL_{flag.upper().replace('-', '_')}]" in text, flag
+
+
+def test_counts_say_one_or_many() -> None:
+    assert cli_output.count_of(1, "document") == "1 document"
+    assert cli_output.count_of(0, "document") == "0 documents"
+    assert cli_output.count_of(1000, "document") == "1,000 documents"
+    assert cli_output.count_of(2, "replica", "replicas") == "2 replicas"
+
+
+def test_messages_become_snake_case_json_with_numbers_and_enum_names() -> None:
+    info = shoal_pb2.GetClusterInfoResponse(
+        topology_version=2**40,
+        replication_factor=2,
+        embedder_address="e:1",
+        embedder_health=shoal_pb2.REPLICA_HEALTH_NOT_SERVING,
+        groups=[
+            shoal_pb2.ShardGroupInfo(
+                group=0,
+                replicas=[
+                    shoal_pb2.ReplicaInfo(
+                        address="s:1",
+                        health=shoal_pb2.REPLICA_HEALTH_SERVING,
+                        collections=[shoal_pb2.CollectionCount(collection="c", documents=7)],
+                        failed_collections=[
+                            shoal_pb2.FailedCollection(collection="d", reason="corrupt")
+                        ],
+                    ),
+                    shoal_pb2.ReplicaInfo(address="s:2", member=True),
+                ],
+            )
+        ],
+    )
+    value = json.loads(json.dumps(cli_output.message_dict(info)))
+    assert value == {
+        "topology_version": 2**40,
+        "replication_factor": 2,
+        "embedder_address": "e:1",
+        "embedder_health": "not_serving",
+        "groups": [
+            {
+                "group": 0,
+                "replicas": [
+                    {
+                        "address": "s:1",
+                        "health": "serving",
+                        "collections": [{"collection": "c", "documents": 7}],
+                        "failed_collections": [{"collection": "d", "reason": "corrupt"}],
+                        "member": None,
+                    },
+                    {
+                        "address": "s:2",
+                        "health": "unspecified",
+                        "collections": [],
+                        "failed_collections": [],
+                        "member": True,
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def test_cluster_table_shows_membership_and_collections_that_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    serving = shoal_pb2.REPLICA_HEALTH_SERVING
+    info = shoal_pb2.GetClusterInfoResponse(
+        groups=[
+            shoal_pb2.ShardGroupInfo(
+                group=0,
+                replicas=[
+                    shoal_pb2.ReplicaInfo(address="s:1", health=serving, member=True),
+                    shoal_pb2.ReplicaInfo(
+                        address="s:2",
+                        health=shoal_pb2.REPLICA_HEALTH_DEGRADED,
+                        member=False,
+                        failed_collections=[
+                            shoal_pb2.FailedCollection(collection="d", reason="corrupt CURRENT")
+                        ],
+                    ),
+                ],
+            )
+        ],
+    )
+    cli_output.print_cluster(info)
+    lines = capsys.readouterr().out.splitlines()
+    assert "member" in lines[2]
+    assert re.search(r"s:1 +serving +yes", lines[-2])
+    assert re.search(r"s:2 +degraded +lease gone +d FAILED: corrupt CURRENT", lines[-1])
+
+
+def test_cluster_table_has_no_member_column_without_etcd(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    replica = shoal_pb2.ReplicaInfo(address="s:1", health=shoal_pb2.REPLICA_HEALTH_SERVING)
+    info = shoal_pb2.GetClusterInfoResponse(
+        groups=[shoal_pb2.ShardGroupInfo(group=0, replicas=[replica])]
+    )
+    cli_output.print_cluster(info)
+    assert "member" not in capsys.readouterr().out
