@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shard.api.convert import metadata_from_payload
+from shard.api.convert import metadata_from_payload, text_from_payload
 from shard.api.peers import GrpcPeer
 from shard.api.servicer import SERVICE, ShardServicer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
@@ -61,6 +61,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
         DataDir(settings.data_dir),
         sync_writes=settings.sync_writes,
         read_metadata=metadata_from_payload,
+        read_text=text_from_payload,
         filtered_search=settings.filtered_search,
     )
     checkpointer = Checkpointer(

@@ -38,6 +38,11 @@ DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
 WHERE_HELP = (
     'a metadata filter as JSON, e.g. \'{"section": "sound", "size": {"$lt": 500}}\' (default: none)'
 )
+WHERE_DOCUMENT_HELP = (
+    'a text filter as JSON: whole words or phrases, e.g. \'{"$contains": "command line"}\','
+    ' \'{"$not_contains": "gui"}\', "$and"/"$or" of them; needs the keyword index;'
+    " with --where both must hold (default: none)"
+)
 
 DEMO_COLLECTION = "demo"
 DEMO_QUERY = "a tool to resize photos from the command line"
@@ -74,7 +79,9 @@ def _print_json(value: object) -> None:
 
 
 def _collection_dict(collection: Collection) -> dict[str, Any]:
-    return {key: value for key, value in collection.__dict__.items() if value is not None}
+    values = {key: value for key, value in collection.__dict__.items() if value is not None}
+    values["keyword"] = collection.keyword.to_dict()
+    return values
 
 
 def _read_jsonl(path: Path) -> Iterator[DocumentLike]:
@@ -115,18 +122,29 @@ def import_jsonl(client: Client, collection: str, path: Path, batch_size: int) -
     return done
 
 
-def print_hits(result: SearchResult) -> None:
+def print_hits(result: SearchResult, explain: bool = False) -> None:
+    """One row per hit; with `explain`, also each hit's rank and score in the vector
+    and the keyword candidate lists ("-" where a list did not hold it)."""
     if not result.hits:
         print("no hits")
     else:
+        columns: tuple[str, ...] = ("#", "score", "id")
+        if explain:
+            columns += out.EXPLAIN_COLUMNS
         out.print_table(
-            ("#", "score", "id", "text"),
+            (*columns, "text"),
             (
-                (rank, f"{hit.score:.4f}", hit.id, out.snippet(hit.text))
+                (
+                    rank,
+                    f"{hit.score:.4f}",
+                    hit.id,
+                    *(out.explanation_cells(hit.explanation) if explain else ()),
+                    out.snippet(hit.text),
+                )
                 for rank, hit in enumerate(result.hits, 1)
             ),
             wide=("text",),
-            right=("#", "score"),
+            right=("#", "score", *out.EXPLAIN_COLUMNS),
         )
     if not result.coverage.complete:
         print(
@@ -194,12 +212,32 @@ def cmd_create(args: argparse.Namespace) -> None:
             hnsw_ef_construction=args.ef_construction,
             hnsw_ef=args.ef,
             partitions=args.partitions,
+            keyword=_keyword_settings(args),
         )
     if args.json:
         _print_json(_collection_dict(collection))
     else:
         print(f"collection {collection.name!r}:")
         out.print_collection(collection)
+
+
+def _keyword_settings(args: argparse.Namespace) -> bool | dict[str, Any]:
+    """`create`'s keyword options as the SDK takes them: False for no index, else
+    the settings given (the server fills in the rest)."""
+    given = {
+        "--keyword-language": ("language", args.keyword_language),
+        "--no-stemming": ("stemming", False if args.no_stemming else None),
+        "--no-stop-words": ("stop_words", False if args.no_stop_words else None),
+        "--k1": ("k1", args.k1),
+        "--b": ("b", args.b),
+    }
+    settings = {name: value for name, value in given.values() if value is not None}
+    if args.no_keyword:
+        if settings:
+            flags = ", ".join(flag for flag, (_, value) in given.items() if value is not None)
+            raise SystemExit(f"error: --no-keyword leaves no keyword index for {flags}")
+        return False
+    return settings
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -238,17 +276,21 @@ def cmd_import(args: argparse.Namespace) -> None:
         print(f"upserted {out.count_of(count, 'document')} into {args.collection!r}")
 
 
-def _where(text: str | None) -> Where | None:
-    """A `--where` JSON object (the SDK checks what it says)."""
+def _where(text: str | None, option: str = "--where") -> Where | None:
+    """A `--where` or `--where-document` JSON object (the SDK checks what it says)."""
     if text is None:
         return None
     try:
         where = json.loads(text)
     except json.JSONDecodeError as error:
-        raise SystemExit(f"error: --where is not JSON: {error}") from None
+        raise SystemExit(f"error: {option} is not JSON: {error}") from None
     if not isinstance(where, dict):
-        raise SystemExit("error: --where must be a JSON object")
+        raise SystemExit(f"error: {option} must be a JSON object")
     return where
+
+
+def _where_document(args: argparse.Namespace) -> Where | None:
+    return _where(args.where_document, "--where-document")
 
 
 def _vector(text: str | None) -> list[float] | None:
@@ -266,6 +308,8 @@ def _vector(text: str | None) -> list[float] | None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
+    if args.text is None and args.vector is None:
+        raise SystemExit("error: give --text or --vector (both only with --mode hybrid)")
     with Client(address(args)) as client:
         result = client.search(
             args.collection,
@@ -275,18 +319,30 @@ def cmd_search(args: argparse.Namespace) -> None:
             ef=args.ef,
             include=["text", "metadata"],
             where=_where(args.where),
+            where_document=_where_document(args),
             score_threshold=args.score_threshold,
+            mode=args.mode,
+            fusion=args.fusion,
+            alpha=args.alpha,
+            rrf_k=args.rrf_k or 0,
+            candidates=args.candidates or 0,
+            explain=args.explain,
         )
     if args.json:
         _print_json(out.search_dict(result))
     else:
-        print_hits(result)
+        print_hits(result, args.explain)
 
 
 def cmd_scroll(args: argparse.Namespace) -> None:
     """Streams: one line per document as it arrives, JSON Lines with --json."""
     with Client(address(args)) as client:
-        documents = client.scroll(args.collection, _where(args.where), include=["metadata", "text"])
+        documents = client.scroll(
+            args.collection,
+            _where(args.where),
+            include=["metadata", "text"],
+            where_document=_where_document(args),
+        )
         for document in documents:
             if args.json:
                 out.print_json_line(out.document_dict(document))
@@ -309,7 +365,12 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 def cmd_delete(args: argparse.Namespace) -> None:
     with Client(address(args)) as client:
-        result = client.delete(args.collection, args.ids, where=_where(args.where))
+        result = client.delete(
+            args.collection,
+            args.ids,
+            where=_where(args.where),
+            where_document=_where_document(args),
+        )
     if args.json:
         _print_json({"collection": args.collection, "deleted": result.count})
     else:
@@ -318,7 +379,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 def cmd_count(args: argparse.Namespace) -> None:
     with Client(address(args)) as client:
-        count = client.count(args.collection, _where(args.where))
+        count = client.count(args.collection, _where(args.where), _where_document(args))
     if args.json:
         _print_json({"collection": args.collection, "count": count})
     else:
@@ -475,6 +536,36 @@ def _add_collection_commands(commands: Any) -> None:
     create.add_argument(
         "--partitions", type=int, default=0, help="partitions per shard group (0: the server's)"
     )
+    keyword = create.add_argument_group(
+        "keyword index (BM25 of the texts for keyword and hybrid search and --where-document)"
+    )
+    keyword.add_argument(
+        "--no-keyword",
+        action="store_true",
+        help="no keyword index: vector search only (default: a keyword index)",
+    )
+    keyword.add_argument(
+        "--keyword-language",
+        metavar="LANGUAGE",
+        help="Snowball stemmer and stop-word language: english, german, french, ..."
+        " (default: english)",
+    )
+    keyword.add_argument(
+        "--no-stemming",
+        action="store_true",
+        help="index words as they are (default: their Snowball stems)",
+    )
+    keyword.add_argument(
+        "--no-stop-words",
+        action="store_true",
+        help="index stop words too (default: dropped where the language has a list)",
+    )
+    keyword.add_argument(
+        "--k1", type=float, help="BM25 term frequency saturation, 0 to 10 (default: 1.2)"
+    )
+    keyword.add_argument(
+        "--b", type=float, help="BM25 document length normalization, 0 to 1 (default: 0.75)"
+    )
     create.set_defaults(run=cmd_create)
 
     _command(commands, "list", "list collections").set_defaults(run=cmd_list)
@@ -495,16 +586,64 @@ def _add_document_commands(commands: Any) -> None:
     imp.add_argument("--timeout", type=float, default=120.0, help="seconds per batch")
     imp.set_defaults(run=cmd_import)
 
-    search = _command(commands, "search", "search by text or vector")
+    search = _command(
+        commands, "search", "search by vector similarity, by keywords (BM25), or both (hybrid)"
+    )
     search.add_argument("collection", help="the collection")
-    query = search.add_mutually_exclusive_group(required=True)
-    query.add_argument("--text", help="query text (the collection's model embeds it)")
-    query.add_argument("--vector", help="query vector as a JSON list of numbers")
+    search.add_argument(
+        "--text",
+        help="query text: embedded by the collection's model for vector search, the"
+        " keywords for keyword search, both for hybrid",
+    )
+    search.add_argument(
+        "--vector",
+        help="query vector as a JSON list of numbers; with --mode hybrid and --text, the"
+        " vector side's query (for a collection without a model)",
+    )
     search.add_argument("-k", type=int, default=10, help="hits to return")
     search.add_argument("--ef", type=int, default=0, help="HNSW ef (0: the collection's)")
     search.add_argument("--where", help=WHERE_HELP)
+    search.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
     search.add_argument(
-        "--score-threshold", type=float, help="drop hits scoring below this (default: none)"
+        "--score-threshold",
+        type=float,
+        help="drop hits scoring below this: similarity, BM25 in keyword mode, the fused"
+        " score in hybrid mode (default: none)",
+    )
+    hybrid = search.add_argument_group("keyword and hybrid search")
+    hybrid.add_argument(
+        "--mode",
+        choices=["vector", "keyword", "hybrid"],
+        default="vector",
+        help="rank by vector similarity, by BM25 over the document texts (cluster-wide"
+        " statistics), or fuse both rankings",
+    )
+    hybrid.add_argument(
+        "--fusion",
+        choices=["rrf", "relative"],
+        default="rrf",
+        help="hybrid: reciprocal rank fusion, or min-max normalized scores added",
+    )
+    hybrid.add_argument(
+        "--alpha",
+        type=float,
+        help="hybrid: weight of the vector side, 0 (keyword only) to 1 (vector only)"
+        " (default: 0.5)",
+    )
+    hybrid.add_argument(
+        "--rrf-k",
+        type=positive_int,
+        help="hybrid RRF: the constant in 1 / (rrf_k + rank) (default: 60)",
+    )
+    hybrid.add_argument(
+        "--candidates",
+        type=positive_int,
+        help="hybrid: depth of each candidate list, at least k (default: 2k + rrf_k)",
+    )
+    hybrid.add_argument(
+        "--explain",
+        action="store_true",
+        help="show each hit's rank and score in the vector and the keyword lists",
     )
     search.set_defaults(run=cmd_search)
 
@@ -513,24 +652,28 @@ def _add_document_commands(commands: Any) -> None:
     get.add_argument("ids", nargs="+", help="document ids")
     get.set_defaults(run=cmd_get)
 
-    delete = _command(commands, "delete", "delete documents by id or by --where")
+    delete = _command(commands, "delete", "delete documents by id or by --where / --where-document")
     delete.add_argument("collection", help="the collection")
-    delete.add_argument("ids", nargs="*", help="document ids (or give --where)")
+    delete.add_argument(
+        "ids", nargs="*", help="document ids (or give --where and/or --where-document)"
+    )
     delete.add_argument("--where", help=WHERE_HELP)
+    delete.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
     delete.set_defaults(run=cmd_delete)
 
     for name, handler, text in [
-        ("count", cmd_count, "count documents (matching --where)"),
+        ("count", cmd_count, "count documents (matching --where and --where-document)"),
         (
             "scroll",
             cmd_scroll,
-            "print every document (matching --where), one per line; with --json as JSON "
-            "Lines, the format `shoal import` reads",
+            "print every document (matching --where and --where-document), one per line;"
+            " with --json as JSON Lines, the format `shoal import` reads",
         ),
     ]:
         sub = _command(commands, name, text)
         sub.add_argument("collection", help="the collection")
         sub.add_argument("--where", help=WHERE_HELP)
+        sub.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
         sub.set_defaults(run=handler)
 
 

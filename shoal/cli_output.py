@@ -17,7 +17,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from shoal.client import Collection, Document, SearchResult
+from shoal.client import Collection, Document, Explanation, SearchResult
+from shoal.keyword import KeywordSettings
 from shoal.topology import Topology
 from shoal.v1 import shoal_pb2
 
@@ -112,7 +113,18 @@ def document_dict(document: Document) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def explanation_dict(explanation: Explanation) -> dict[str, Any]:
+    """Ranks and scores in the two candidate lists; null where a list did not hold the hit."""
+    return {
+        "vector_rank": explanation.vector_rank,
+        "vector_score": explanation.vector_score,
+        "keyword_rank": explanation.keyword_rank,
+        "keyword_score": explanation.keyword_score,
+    }
+
+
 def search_dict(result: SearchResult) -> dict[str, Any]:
+    """The hits; each with its `explanation` when the search asked to explain."""
     return {
         "hits": [
             {
@@ -121,6 +133,11 @@ def search_dict(result: SearchResult) -> dict[str, Any]:
                 "distance": hit.distance,
                 "text": hit.text,
                 "metadata": hit.metadata,
+                **(
+                    {"explanation": explanation_dict(hit.explanation)}
+                    if hit.explanation is not None
+                    else {}
+                ),
             }
             for hit in result.hits
         ],
@@ -177,13 +194,48 @@ def message_dict(message: Message) -> dict[str, Any]:
 
 # --- the tables and sentences ----------------------------------------------
 
+#: The columns `search --explain` adds: each hit's rank and score in each candidate list.
+EXPLAIN_COLUMNS = ("vector #", "vector score", "keyword #", "keyword score")
+
+
+def explanation_cells(explanation: Explanation | None) -> tuple[str, str, str, str]:
+    """The EXPLAIN_COLUMNS of one hit, "-" where a list did not hold it."""
+    if explanation is None:
+        return ("-", "-", "-", "-")
+    e = explanation
+    return (
+        "-" if e.vector_rank is None else str(e.vector_rank),
+        "-" if e.vector_score is None else f"{e.vector_score:.4f}",
+        "-" if e.keyword_rank is None else str(e.keyword_rank),
+        "-" if e.keyword_score is None else f"{e.keyword_score:.4f}",
+    )
+
+
+def keyword_summary(settings: KeywordSettings) -> str:
+    """'english, stemming, stop words, k1 1.2, b 0.75', or 'off' without an index."""
+    if settings.enabled is False:
+        return "off"
+    words = [settings.language or "english"]
+    words += ["stemming"] if settings.stemming is not False else ["no stemming"]
+    words += ["stop words"] if settings.stop_words is not False else ["no stop words"]
+    words += [f"k1 {settings.k1_value:g}", f"b {settings.b_value:g}"]
+    return ", ".join(words)
+
 
 def print_collections(collections: Sequence[Collection]) -> None:
     if not collections:
         print("no collections")
         return
     print_table(
-        ("name", "dimension", "metric", "embedding model", "partitions", "hnsw m / ef_c / ef"),
+        (
+            "name",
+            "dimension",
+            "metric",
+            "embedding model",
+            "partitions",
+            "hnsw m / ef_c / ef",
+            "keyword",
+        ),
         (
             (
                 c.name,
@@ -192,6 +244,7 @@ def print_collections(collections: Sequence[Collection]) -> None:
                 c.embedding_model or "-",
                 c.partitions,
                 f"{c.hnsw_m} / {c.hnsw_ef_construction} / {c.hnsw_ef}",
+                "off" if c.keyword.enabled is False else c.keyword.language or "english",
             )
             for c in collections
         ),
@@ -202,6 +255,7 @@ def print_collections(collections: Sequence[Collection]) -> None:
 def print_collection(collection: Collection) -> None:
     fields = {k: v for k, v in collection.__dict__.items() if v is not None}
     fields["embedding_model"] = collection.embedding_model or "-"
+    fields["keyword"] = keyword_summary(collection.keyword)
     print_fields(fields)
 
 

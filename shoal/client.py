@@ -18,6 +18,8 @@ from shoal.balancing import ROUND_ROBIN_OPTIONS
 from shoal.convert import (
     Metadata,
     VectorLike,
+    keyword_from_proto,
+    keyword_to_proto,
     metadata_from_proto,
     metadata_to_proto,
     topology_from_proto,
@@ -25,7 +27,8 @@ from shoal.convert import (
     vector_to_f32,
 )
 from shoal.errors import InvalidArgument
-from shoal.filters import Where, where_to_filter
+from shoal.filters import Where, combined_filter
+from shoal.keyword import KeywordSettings
 from shoal.server import GRPC_OPTIONS
 from shoal.status import from_rpc_error
 from shoal.topology import Topology
@@ -36,6 +39,8 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 MetricName = Literal["cosine", "l2", "ip"]
 Consistency = Literal["one", "quorum", "all"]
 Field = Literal["metadata", "text", "vector"]
+SearchModeName = Literal["vector", "keyword", "hybrid"]
+FusionName = Literal["rrf", "relative"]
 
 _METRICS: dict[str, common_pb2.Metric.ValueType] = {
     "cosine": common_pb2.METRIC_COSINE,
@@ -54,6 +59,16 @@ _READ_CONSISTENCY: dict[str, shoal_pb2.ReadConsistency.ValueType] = {
     "all": shoal_pb2.READ_CONSISTENCY_ALL,
 }
 
+_MODES: dict[str, shoal_pb2.SearchMode.ValueType] = {
+    "vector": shoal_pb2.SEARCH_MODE_VECTOR,
+    "keyword": shoal_pb2.SEARCH_MODE_KEYWORD,
+    "hybrid": shoal_pb2.SEARCH_MODE_HYBRID,
+}
+_FUSIONS: dict[str, shoal_pb2.Fusion.ValueType] = {
+    "rrf": shoal_pb2.FUSION_RRF,
+    "relative": shoal_pb2.FUSION_RELATIVE_SCORE,
+}
+
 R = TypeVar("R")
 
 
@@ -68,6 +83,7 @@ class Collection:
     embedding_model: str
     partitions: int
     document_count: int | None = None
+    keyword: KeywordSettings = field(default_factory=KeywordSettings)
 
 
 @dataclass
@@ -79,6 +95,17 @@ class Document:
 
 
 @dataclass(frozen=True)
+class Explanation:
+    """Where a hybrid hit's score came from: its rank (from 1) and score in the vector
+    and keyword candidate lists; None where the list did not hold it."""
+
+    vector_rank: int | None
+    vector_score: float | None
+    keyword_rank: int | None
+    keyword_score: float | None
+
+
+@dataclass(frozen=True)
 class Hit:
     id: str
     score: float
@@ -86,6 +113,7 @@ class Hit:
     metadata: Metadata
     text: str | None
     vector: list[float] | None
+    explanation: Explanation | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +153,7 @@ def _collection(config: common_pb2.CollectionConfig, count: int | None = None) -
         embedding_model=config.embedding_model,
         partitions=config.partitions,
         document_count=count,
+        keyword=keyword_from_proto(config.keyword),
     )
 
 
@@ -143,9 +172,29 @@ def _document(document: common_pb2.Document) -> Document:
     )
 
 
+def _explanation(hit: common_pb2.Hit) -> Explanation | None:
+    if not hit.HasField("explanation"):
+        return None
+    e = hit.explanation
+    return Explanation(
+        e.vector_rank if e.HasField("vector_rank") else None,
+        e.vector_score if e.HasField("vector_score") else None,
+        e.keyword_rank if e.HasField("keyword_rank") else None,
+        e.keyword_score if e.HasField("keyword_score") else None,
+    )
+
+
 def _hit(hit: common_pb2.Hit) -> Hit:
     document = _document(hit.document)
-    return Hit(hit.id, hit.score, hit.distance, document.metadata, document.text, document.vector)
+    return Hit(
+        hit.id,
+        hit.score,
+        hit.distance,
+        document.metadata,
+        document.text,
+        document.vector,
+        _explanation(hit),
+    )
 
 
 def _coverage(coverage: common_pb2.Coverage) -> Coverage:
@@ -168,16 +217,56 @@ def _document_proto(document: DocumentLike) -> common_pb2.Document:
     return message
 
 
-def _query(vector: VectorLike | None, text: str | None) -> shoal_pb2.Query:
+def _query(vector: VectorLike | None, text: str | None, mode: str = "vector") -> shoal_pb2.Query:
+    if mode == "hybrid" and text is not None:
+        # A hybrid query's vector (if any) is for the vector side, its text for both.
+        if vector is None:
+            return shoal_pb2.Query(text=text)
+        return shoal_pb2.Query(text=text, vector_f32=vector_to_f32(vector))
     if vector is not None and text is None:
         return shoal_pb2.Query(vector_f32=vector_to_f32(vector))
     if text is not None and vector is None:
         return shoal_pb2.Query(text=text)
+    if mode == "hybrid":
+        raise InvalidArgument(
+            "hybrid search needs a text (and a vector if the server cannot embed)"
+        )
     raise InvalidArgument("give a vector or a text to search with, not both")
 
 
-def _filter(where: Where | None) -> common_pb2.Filter | None:
-    return None if where is None else where_to_filter(where)
+def _filter(where: Where | None, where_document: Where | None = None) -> common_pb2.Filter | None:
+    return combined_filter(where, where_document)
+
+
+def _keyword_config(keyword: bool | Mapping[str, Any] | None) -> common_pb2.KeywordConfig:
+    if keyword is None or keyword is True:
+        return common_pb2.KeywordConfig()
+    if keyword is False:
+        return common_pb2.KeywordConfig(enabled=False)
+    unknown = set(keyword) - {"enabled", "language", "stemming", "stop_words", "k1", "b"}
+    if unknown:
+        raise InvalidArgument(
+            f"keyword: unknown settings {sorted(unknown)}; use enabled, language, stemming,"
+            " stop_words, k1, b"
+        )
+    return keyword_to_proto(KeywordSettings(**keyword))
+
+
+def _search_mode(
+    mode: SearchModeName,
+    fusion: FusionName,
+    alpha: float | None,
+    rrf_k: int,
+    candidates: int,
+) -> tuple[shoal_pb2.SearchMode.ValueType, shoal_pb2.HybridOptions]:
+    if mode not in _MODES:
+        raise InvalidArgument(f"mode {mode!r}: use one of {sorted(_MODES)}")
+    if fusion not in _FUSIONS:
+        raise InvalidArgument(f"fusion {fusion!r}: use one of {sorted(_FUSIONS)}")
+    hybrid = shoal_pb2.HybridOptions(
+        fusion=_FUSIONS[fusion], alpha=alpha, rrf_k=rrf_k, candidates=candidates
+    )
+    return _MODES[mode], hybrid
 
 
 def _include(fields: Iterable[Field]) -> common_pb2.Include:
@@ -239,11 +328,16 @@ class Client:
         hnsw_ef_construction: int = 0,
         hnsw_ef: int = 0,
         partitions: int = 0,
+        keyword: bool | Mapping[str, Any] | None = None,
     ) -> Collection:
         """Create a collection; zeros take the server's defaults.
 
         With `embedding_model` set, documents and queries may be given as text
         and `dimension` may be left 0 to take the model's.
+        `keyword` sets up the keyword (BM25) index of the document texts: None
+        or True for the defaults (English, stemming, stop words, k1 1.2, b 0.75),
+        False for none, or a dict of `enabled`, `language`, `stemming`,
+        `stop_words`, `k1`, `b`.
         """
         if metric not in _METRICS:
             raise InvalidArgument(f"metric {metric!r}: use one of {sorted(_METRICS)}")
@@ -256,6 +350,7 @@ class Client:
             hnsw_ef_construction=hnsw_ef_construction,
             hnsw_ef=hnsw_ef,
             partitions=partitions,
+            keyword=_keyword_config(keyword),
         )
         reply = self._call(
             self._stub.CreateCollection, shoal_pb2.CreateCollectionRequest(config=config)
@@ -317,23 +412,30 @@ class Client:
         ids: Sequence[str] = (),
         *,
         where: Where | None = None,
+        where_document: Where | None = None,
         consistency: Consistency = "quorum",
     ) -> WriteResult:
-        """Delete documents by id, or every document matching a `where` filter."""
-        if bool(ids) == (where is not None):
+        """Delete documents by id, or every document matching a `where` (and/or
+        `where_document`) filter."""
+        filtered = where is not None or where_document is not None
+        if bool(ids) == filtered:
             raise InvalidArgument("give ids or a where filter to delete, not both")
         request = shoal_pb2.DeleteRequest(
             collection=collection,
             ids=ids,
-            filter=_filter(where),
+            filter=_filter(where, where_document),
             consistency=_CONSISTENCY[consistency],
         )
         reply = self._call(self._stub.Delete, request)
         return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)
 
-    def count(self, collection: str, where: Where | None = None) -> int:
-        """Live documents, or those matching `where`."""
-        request = shoal_pb2.CountRequest(collection=collection, filter=_filter(where))
+    def count(
+        self, collection: str, where: Where | None = None, where_document: Where | None = None
+    ) -> int:
+        """Live documents, or those matching `where` and `where_document`."""
+        request = shoal_pb2.CountRequest(
+            collection=collection, filter=_filter(where, where_document)
+        )
         return self._call(self._stub.Count, request).count
 
     def scroll(
@@ -343,13 +445,15 @@ class Client:
         *,
         page_size: int = 100,
         include: Iterable[Field] = ("metadata",),
+        where_document: Where | None = None,
     ) -> Iterator[Document]:
-        """Every document (matching `where`) once, in id order, fetched a page at a time."""
+        """Every document (matching `where` and `where_document`) once, in id order,
+        fetched a page at a time."""
         cursor = ""
         while True:
             request = shoal_pb2.ScrollRequest(
                 collection=collection,
-                filter=_filter(where),
+                filter=_filter(where, where_document),
                 page_size=page_size,
                 cursor=cursor,
                 include=_include(include),
@@ -374,22 +478,43 @@ class Client:
         where: Where | None = None,
         score_threshold: float | None = None,
         allow_partial: bool = False,
+        where_document: Where | None = None,
+        mode: SearchModeName = "vector",
+        fusion: FusionName = "rrf",
+        alpha: float | None = None,
+        rrf_k: int = 0,
+        candidates: int = 0,
+        explain: bool = False,
     ) -> SearchResult:
-        """The k nearest documents to a vector, or to a text the server embeds.
+        """The k best documents for a vector or a text.
 
+        `mode`: "vector" (default) ranks by similarity to the vector, or to the
+        text the server embeds; "keyword" ranks the document texts by BM25 with
+        the text (scores use the whole cluster's statistics); "hybrid" fuses
+        both rankings: `fusion` "rrf" (reciprocal rank, constant `rrf_k`,
+        default 60) or "relative" (min-max normalized scores), weighted by
+        `alpha` (0: keyword only, 1: vector only, default 0.5), from candidate
+        lists `candidates` deep (default 2k + rrf_k). A hybrid text is embedded
+        for the vector side unless `vector` is given too.
         `where` keeps only documents whose metadata match (Chroma-style:
-        `{"section": "sound"}`, `{"size": {"$gte": 100}}`, `$and`, `$or`, ...);
-        `score_threshold` drops hits scoring below it.
+        `{"section": "sound"}`, `{"size": {"$gte": 100}}`, `$and`, `$or`, ...),
+        `where_document` those whose text matches (`{"$contains": "phrase"}`);
+        `score_threshold` drops hits scoring below it (BM25 in keyword mode,
+        the fused score in hybrid mode); `explain` sets each hit's `explanation`.
         """
+        search_mode, hybrid = _search_mode(mode, fusion, alpha, rrf_k, candidates)
         request = shoal_pb2.SearchRequest(
             collection=collection,
-            query=_query(vector, text),
+            query=_query(vector, text, mode),
             k=k,
             ef=ef,
             include=_include(include),
-            filter=_filter(where),
+            filter=_filter(where, where_document),
             score_threshold=score_threshold,
             allow_partial=allow_partial,
+            mode=search_mode,
+            hybrid=hybrid,
+            explain=explain,
         )
         reply = self._call(self._stub.Search, request)
         return SearchResult([_hit(hit) for hit in reply.hits], _coverage(reply.coverage))
@@ -406,23 +531,42 @@ class Client:
         where: Where | None = None,
         score_threshold: float | None = None,
         allow_partial: bool = False,
+        where_document: Where | None = None,
+        mode: SearchModeName = "vector",
+        fusion: FusionName = "rrf",
+        alpha: float | None = None,
+        rrf_k: int = 0,
+        candidates: int = 0,
+        explain: bool = False,
     ) -> list[SearchResult]:
-        """Many searches in one call; result i answers query i."""
-        if vectors is not None and texts is None:
+        """Many searches in one call; result i answers query i (options as in `search`;
+        hybrid takes texts, and vectors too when the server cannot embed)."""
+        if mode == "hybrid" and texts is not None:
+            if vectors is not None and len(vectors) != len(texts):
+                raise InvalidArgument(f"{len(texts)} texts but {len(vectors)} vectors")
+            queries = [
+                _query(None if vectors is None else vectors[i], text, mode)
+                for i, text in enumerate(texts)
+            ]
+        elif vectors is not None and texts is None:
             queries = [shoal_pb2.Query(vector_f32=vector_to_f32(vector)) for vector in vectors]
         elif texts is not None and vectors is None:
             queries = [shoal_pb2.Query(text=text) for text in texts]
         else:
             raise InvalidArgument("give vectors or texts to search with, not both")
+        search_mode, hybrid = _search_mode(mode, fusion, alpha, rrf_k, candidates)
         request = shoal_pb2.SearchBatchRequest(
             collection=collection,
             queries=queries,
             k=k,
             ef=ef,
             include=_include(include),
-            filter=_filter(where),
+            filter=_filter(where, where_document),
             score_threshold=score_threshold,
             allow_partial=allow_partial,
+            mode=search_mode,
+            hybrid=hybrid,
+            explain=explain,
         )
         reply = self._call(self._stub.SearchBatch, request)
         coverage = _coverage(reply.coverage)

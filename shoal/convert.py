@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
+from shoal.keyword import KeywordSettings
 from shoal.topology import Topology, TopologyError
 from shoal.v1 import common_pb2, shoal_pb2
 
@@ -133,3 +134,31 @@ def topology_from_proto(message: shoal_pb2.Topology) -> Topology:
         )
     except TopologyError as error:
         raise InvalidArgument(f"topology: {error}") from None
+
+
+def _float32(value: float) -> float:
+    """A proto float32 as the decimal it was written as (1.2, not 1.2000000476837158)."""
+    return float(f"{value:.7g}")
+
+
+def keyword_from_proto(config: common_pb2.KeywordConfig) -> KeywordSettings:
+    """Unset fields stay None (the defaults); the services fill them in."""
+    return KeywordSettings(
+        enabled=config.enabled if config.HasField("enabled") else None,
+        language=config.language,
+        stemming=config.stemming if config.HasField("stemming") else None,
+        stop_words=config.stop_words if config.HasField("stop_words") else None,
+        k1=_float32(config.k1) if config.HasField("k1") else None,
+        b=_float32(config.b) if config.HasField("b") else None,
+    )
+
+
+def keyword_to_proto(settings: KeywordSettings) -> common_pb2.KeywordConfig:
+    return common_pb2.KeywordConfig(
+        enabled=settings.enabled,
+        language=settings.language,
+        stemming=settings.stemming,
+        stop_words=settings.stop_words,
+        k1=settings.k1,
+        b=settings.b,
+    )

@@ -14,6 +14,13 @@ non-empty list), $exists (a bool), plus $and / $or (a non-empty list of
 wheres) and $not. Several keys in one dict are an implicit $and (Chroma
 wants one key per dict; Shoal takes both). `{}` means no filter.
 
+The document text is matched like Chroma's `where_document`, either in a
+separate `where_document` (`{"$contains": "audio"}`, `{"$not_contains":
+"beta"}`, `$and` / `$or` of those) or as `$contains` / `$not_contains` clauses
+of a `where`. A phrase matches whole words in order, after the collection's
+keyword tokenization (case folding, stemming, stop words); it needs the
+collection's keyword index.
+
 Semantics (evaluated on the shard): ints and floats compare as numbers; a
 list-valued field matches when any element matches, and $ne / $nin match a
 list when no element equals / is listed; a document without the key matches
@@ -50,6 +57,7 @@ _FIELD_OPS = {
 _OP_NAMES = {value: key for key, value in _FIELD_OPS.items()}
 _RANGE = {"$gt", "$gte", "$lt", "$lte"}
 _LOGICAL = ("$and", "$or", "$not")
+_TEXT_OPS = ("$contains", "$not_contains")
 
 
 def _at(path: str, key: object) -> str:
@@ -188,9 +196,12 @@ def _clause(key: object, value: object, path: str, depth: int) -> common_pb2.Fil
     if key == "$not":
         _nested(depth, at)
         return common_pb2.Filter(negate=_where(value, at, depth + 1))
+    if key in _TEXT_OPS:
+        return _text(key, value, at)
     if key.startswith("$"):
         raise InvalidArgument(
-            f"{at}: unknown operator {key!r}; use $and, $or, $not or a metadata key"
+            f"{at}: unknown operator {key!r}; use $and, $or, $not, $contains, $not_contains"
+            " or a metadata key"
         )
     return _field(key, value, at, depth)
 
@@ -214,6 +225,56 @@ def where_to_filter(where: Mapping[str, Any] | None, path: str = "where") -> com
     if isinstance(where, Mapping) and not where:
         return common_pb2.Filter()
     return _where(where, path, 0)
+
+
+def _text(op: str, phrase: object, path: str) -> common_pb2.Filter:
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise InvalidArgument(f"{path}: needs a non-empty word or phrase, got {_kind(phrase)}")
+    if op == "$contains":
+        return common_pb2.Filter(text_contains=phrase)
+    return common_pb2.Filter(text_not_contains=phrase)
+
+
+def where_document_to_filter(
+    where_document: Mapping[str, Any], path: str = "where_document"
+) -> common_pb2.Filter:
+    """The proto Filter for a Chroma-style `where_document`: $contains, $not_contains,
+    and $and / $or of where_documents."""
+    if not isinstance(where_document, Mapping) or len(where_document) != 1:
+        raise InvalidArgument(
+            f'{path}: needs one clause, e.g. {{"$contains": "phrase"}}, got {_kind(where_document)}'
+            + (" with several keys" if isinstance(where_document, Mapping) else "")
+        )
+    [(key, value)] = where_document.items()
+    at = _at(path, key)
+    if key in _TEXT_OPS:
+        return _text(key, value, at)
+    if key in ("$and", "$or"):
+        if not isinstance(value, list | tuple) or not value:
+            raise InvalidArgument(f"{at}: needs a non-empty list of where_document dicts")
+        filters = common_pb2.FilterList(
+            filters=[where_document_to_filter(item, _at(at, i)) for i, item in enumerate(value)]
+        )
+        if key == "$and":
+            return common_pb2.Filter(all_of=filters)
+        return common_pb2.Filter(any_of=filters)
+    raise InvalidArgument(
+        f"{at}: unknown operator {key!r}; use $contains, $not_contains, $and, $or"
+    )
+
+
+def combined_filter(
+    where: Mapping[str, Any] | None, where_document: Mapping[str, Any] | None
+) -> common_pb2.Filter | None:
+    """One Filter for a `where` and a `where_document` (both must hold); None for neither."""
+    parts = []
+    if where:
+        parts.append(where_to_filter(where))
+    if where_document:
+        parts.append(where_document_to_filter(where_document))
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else _all_of(parts)
 
 
 def where_from_json(text: str) -> common_pb2.Filter:
@@ -243,6 +304,10 @@ def _to_where(message: common_pb2.Filter, path: str) -> Where:
         return {condition.key: {op: _python(condition.value, f"{path}.condition")}}
     if kind == "negate":
         return {"$not": _to_where(message.negate, f"{path}.negate")}
+    if kind == "text_contains":
+        return {"$contains": message.text_contains}
+    if kind == "text_not_contains":
+        return {"$not_contains": message.text_not_contains}
     if kind in ("all_of", "any_of"):
         name = "$and" if kind == "all_of" else "$or"
         parts: Sequence[common_pb2.Filter] = getattr(message, kind).filters

@@ -6,6 +6,7 @@ then passed on as the protobuf map it is; hits and documents coming back from
 shards are already the public messages and go out as they are.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -22,18 +23,29 @@ from coordinator.clients.contracts import (
 )
 from coordinator.clients.messages import config_from_proto, document_from_write, include_from_proto
 from coordinator.core.model import (
+    DEFAULT_ALPHA,
+    DEFAULT_RRF_K,
     ClusterInfo,
     Coverage,
     DocumentInput,
+    Explanation,
+    FusedHit,
+    Fusion,
+    HybridOptions,
     QueryInput,
     ReadConsistency,
+    SearchMode,
     SearchOptions,
     WriteConsistency,
 )
 from coordinator.core.verify import VerifyReport
+from shoal import limits
 from shoal.convert import metric_from_proto, vector_from_fields
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
+
+#: RRF's constant; beyond this every rank weighs about the same.
+MAX_RRF_K = 100_000
 
 _CONSISTENCY: dict[int, WriteConsistency] = {
     shoal_pb2.WRITE_CONSISTENCY_UNSPECIFIED: WriteConsistency.QUORUM,
@@ -125,9 +137,50 @@ def filter_from_proto(message: Any) -> common_pb2.Filter | None:
     return message.filter if message.HasField("filter") else None
 
 
+_MODES: dict[int, SearchMode] = {
+    shoal_pb2.SEARCH_MODE_UNSPECIFIED: SearchMode.VECTOR,
+    shoal_pb2.SEARCH_MODE_VECTOR: SearchMode.VECTOR,
+    shoal_pb2.SEARCH_MODE_KEYWORD: SearchMode.KEYWORD,
+    shoal_pb2.SEARCH_MODE_HYBRID: SearchMode.HYBRID,
+}
+_FUSIONS: dict[int, Fusion] = {
+    shoal_pb2.FUSION_UNSPECIFIED: Fusion.RRF,
+    shoal_pb2.FUSION_RRF: Fusion.RRF,
+    shoal_pb2.FUSION_RELATIVE_SCORE: Fusion.RELATIVE_SCORE,
+}
+
+
+def hybrid_from_proto(message: shoal_pb2.HybridOptions) -> HybridOptions:
+    fusion = _FUSIONS.get(message.fusion)
+    if fusion is None:
+        raise InvalidArgument(
+            f"hybrid.fusion {message.fusion} is unknown; use FUSION_RRF or FUSION_RELATIVE_SCORE"
+        )
+    alpha = message.alpha if message.HasField("alpha") else DEFAULT_ALPHA
+    if not math.isfinite(alpha) or not 0 <= alpha <= 1:
+        raise InvalidArgument(f"hybrid.alpha is {alpha}; it must be between 0 and 1")
+    if message.candidates > limits.MAX_K:
+        raise InvalidArgument(
+            f"hybrid.candidates is {message.candidates}; the limit is {limits.MAX_K}"
+        )
+    if message.rrf_k > MAX_RRF_K:
+        raise InvalidArgument(f"hybrid.rrf_k is {message.rrf_k}; the limit is {MAX_RRF_K}")
+    return HybridOptions(
+        fusion=fusion,
+        alpha=alpha,
+        rrf_k=message.rrf_k or DEFAULT_RRF_K,
+        candidates=message.candidates,
+    )
+
+
 def search_options(
     request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest,
 ) -> SearchOptions:
+    mode = _MODES.get(request.mode)
+    if mode is None:
+        raise InvalidArgument(
+            f"search mode {request.mode} is unknown; use VECTOR, KEYWORD or HYBRID"
+        )
     return SearchOptions(
         k=request.k,
         ef=request.ef,
@@ -135,7 +188,30 @@ def search_options(
         allow_partial=request.allow_partial,
         filter=filter_from_proto(request),
         score_threshold=(request.score_threshold if request.HasField("score_threshold") else None),
+        mode=mode,
+        hybrid=hybrid_from_proto(request.hybrid),
+        explain=request.explain,
     )
+
+
+def _explanation_to_proto(explanation: Explanation) -> common_pb2.HitExplanation:
+    return common_pb2.HitExplanation(
+        vector_rank=explanation.vector_rank,
+        vector_score=explanation.vector_score,
+        keyword_rank=explanation.keyword_rank,
+        keyword_score=explanation.keyword_score,
+    )
+
+
+def _fused_to_proto(hit: FusedHit) -> common_pb2.Hit:
+    message = common_pb2.Hit(id=hit.id, score=hit.score, distance=hit.distance)
+    if hit.document is not None:
+        message.document.CopyFrom(cast(common_pb2.Document, hit.document))
+    else:
+        message.document.id = hit.id
+    if hit.explanation is not None:
+        message.explanation.CopyFrom(_explanation_to_proto(hit.explanation))
+    return message
 
 
 def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: RankedHits) -> None:
@@ -148,6 +224,8 @@ def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: 
     """
     if isinstance(result, shard_pb2.ShardSearchResult):
         target.MergeFromString(result.SerializeToString())
+    elif result.hits and isinstance(result.hits[0], FusedHit):
+        target.hits.extend(_fused_to_proto(cast(FusedHit, hit)) for hit in result.hits)
     else:
         target.hits.extend(cast(list[common_pb2.Hit], result.hits))
 

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.distance_metric import Metric
+from shoal.keyword import KeywordSettings, TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 
 Vector = npt.NDArray[np.float32]
@@ -55,6 +56,16 @@ class CollectionConfig:
     partitions: int = 0
     #: The catalog's id of this collection, new on every create (0: no catalog).
     incarnation: int = 0
+    keyword: KeywordSettings = field(default_factory=KeywordSettings)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightedTerms:
+    """One keyword query as shards score it: distinct index terms, and per term its
+    weight (cluster-wide idf x occurrences in the query)."""
+
+    terms: Sequence[str]
+    weights: Sequence[float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +206,27 @@ class ShardClient(Protocol):
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         """Per query (row of `queries`, n x dimension), the replica's own top-k."""
+        ...
+
+    async def keyword_stats(
+        self, collection: str, terms: Sequence[str], timeout_s: float
+    ) -> TermStatistics:
+        """The replica's documents with text, their total length, and per term how many
+        hold it."""
+        ...
+
+    async def keyword_search(
+        self,
+        collection: str,
+        queries: Sequence[WeightedTerms],
+        average_length: float,
+        k: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> Sequence[RankedHits]:
+        """Per query, the replica's own top-k by BM25 with the given weights and mean length."""
         ...
 
     async def count(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import cast
 
 from coordinator.clients.contracts import CollectionConfig, Filter, Include, WriteOp
-from shoal.convert import metric_from_proto, metric_to_proto
+from shoal.convert import keyword_from_proto, keyword_to_proto, metric_from_proto, metric_to_proto
 from shoal.distance_metric import Metric
 from shoal.v1 import common_pb2, shard_pb2
 
@@ -23,6 +23,7 @@ def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
         hnsw_ef=config.hnsw_ef,
         embedding_model=config.embedding_model,
         partitions=config.partitions,
+        keyword=keyword_to_proto(config.keyword),
     )
 
 
@@ -39,6 +40,7 @@ def config_from_proto(
         hnsw_ef=config.hnsw_ef,
         embedding_model=config.embedding_model,
         partitions=config.partitions,
+        keyword=keyword_from_proto(config.keyword),
     )
 
 

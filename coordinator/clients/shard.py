@@ -21,6 +21,7 @@ from coordinator.clients.contracts import (
     ScrollPage,
     ShardCollection,
     Vector,
+    WeightedTerms,
     WriteAck,
     WriteOp,
 )
@@ -33,6 +34,7 @@ from coordinator.clients.messages import (
     write_from_proto,
     write_to_proto,
 )
+from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 from shoal.replication_client import ReplicationClient
 from shoal.status import unary_call
@@ -146,6 +148,43 @@ class GrpcShardClient:
         )
         # The results stay protobuf messages: the api layer copies them out as
         # they are, without a Python object per hit where no merge is needed.
+        return list(reply.results)
+
+    async def keyword_stats(
+        self, collection: str, terms: Sequence[str], timeout_s: float
+    ) -> TermStatistics:
+        request = shard_pb2.ShardKeywordStatsRequest(collection=collection, terms=terms)
+        reply: shard_pb2.ShardKeywordStatsResponse = await unary_call(
+            self._stub.KeywordStats, request, timeout_s
+        )
+        return TermStatistics(reply.documents, reply.total_length, list(reply.frequencies))
+
+    async def keyword_search(
+        self,
+        collection: str,
+        queries: Sequence[WeightedTerms],
+        average_length: float,
+        k: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> Sequence[RankedHits]:
+        request = shard_pb2.ShardKeywordSearchRequest(
+            collection=collection,
+            queries=[
+                shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
+                for query in queries
+            ],
+            average_length=average_length,
+            k=k,
+            include=include_to_proto(include),
+            filter=filter_to_proto(filter),
+            score_threshold=score_threshold,
+        )
+        reply: shard_pb2.ShardSearchResponse = await unary_call(
+            self._stub.KeywordSearch, request, timeout_s
+        )
         return list(reply.results)
 
     async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:

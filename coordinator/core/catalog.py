@@ -37,6 +37,7 @@ from shoal import limits
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogFollower, CatalogStore, CatalogView
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound, Unavailable
+from shoal.keyword import KeywordSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def with_defaults(config: CollectionConfig) -> CollectionConfig:
         hnsw_ef_construction=config.hnsw_ef_construction or limits.DEFAULT_HNSW_EF_CONSTRUCTION,
         hnsw_ef=config.hnsw_ef or limits.DEFAULT_HNSW_EF,
         partitions=config.partitions or DEFAULT_PARTITIONS,
+        keyword=config.keyword.with_defaults(),
     )
 
 
@@ -86,6 +88,7 @@ def check_config(config: CollectionConfig) -> None:
         raise InvalidArgument(
             f"partitions is {config.partitions}; it must be between 1 and {limits.MAX_PARTITIONS}"
         )
+    config.keyword.validate()
 
 
 def to_settings(config: CollectionConfig) -> dict[str, object]:
@@ -98,6 +101,7 @@ def to_settings(config: CollectionConfig) -> dict[str, object]:
         "hnsw_ef": config.hnsw_ef,
         "embedding_model": config.embedding_model,
         "partitions": config.partitions,
+        "keyword": config.keyword.to_dict(),
     }
 
 
@@ -114,8 +118,9 @@ def from_entry(entry: CatalogEntry) -> CollectionConfig:
             embedding_model=str(settings.get("embedding_model", "")),
             partitions=int(str(settings["partitions"])),
             incarnation=entry.incarnation,
+            keyword=KeywordSettings.from_dict(settings.get("keyword")),
         )
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, TypeError) as error:
         raise DataLoss(f"catalog entry for {entry.name!r} is unreadable: {error}") from error
 
 

@@ -15,6 +15,7 @@ from coordinator.clients.contracts import (
     Scored,
     Vector,
 )
+from shoal import limits
 
 
 class WriteConsistency(enum.Enum):
@@ -63,10 +64,48 @@ class DocumentInput:
 
 @dataclass(slots=True)
 class QueryInput:
-    """A search query: a vector or a text (exactly one)."""
+    """A search query: a vector or a text; a hybrid query may have both (the text
+    for the keyword side, the vector for the vector side)."""
 
     vector: Vector | None = None
     text: str | None = None
+
+
+class SearchMode(enum.Enum):
+    VECTOR = "vector"
+    KEYWORD = "keyword"
+    HYBRID = "hybrid"
+
+
+class Fusion(enum.Enum):
+    RRF = "rrf"
+    RELATIVE_SCORE = "relative_score"
+
+
+#: Reciprocal rank fusion's constant when the request gives none (Cormack et al.).
+DEFAULT_RRF_K = 60
+DEFAULT_ALPHA = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class HybridOptions:
+    """How keyword and vector candidates are fused (see `fusion`)."""
+
+    fusion: Fusion = Fusion.RRF
+    alpha: float = DEFAULT_ALPHA  # 0: keyword only, 1: vector only
+    rrf_k: int = DEFAULT_RRF_K
+    candidates: int = 0  # depth of each list; 0: `default_candidates`
+
+    def depth(self, k: int) -> int:
+        return self.candidates or default_candidates(k, self.rrf_k)
+
+
+def default_candidates(k: int, rrf_k: int) -> int:
+    """2k + rrf_k, capped at the largest k: a document beyond that depth in both lists
+    scores at most 1 / (rrf_k + 2k + 1) by RRF, below the k-th fused score, which is at
+    least max(alpha, 1 - alpha) / (rrf_k + k) >= 1 / (2 (rrf_k + k)). So the fused top k
+    never misses a document that neither list found."""
+    return min(max(k, 2 * k + rrf_k), limits.MAX_K)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +136,34 @@ class SearchOptions:
     allow_partial: bool = False
     filter: Filter | None = None
     score_threshold: float | None = None
+    mode: SearchMode = SearchMode.VECTOR
+    hybrid: HybridOptions = field(default_factory=HybridOptions)
+    explain: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Where a hit's score came from; ranks count from 1 in each candidate list."""
+
+    vector_rank: int | None = None
+    vector_score: float | None = None
+    keyword_rank: int | None = None
+    keyword_score: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FusedHit:
+    """A hit the coordinator scored itself (fused, or explained); `document` holds the
+    stored fields asked for, as a shard returned them."""
+
+    id: str
+    score: float
+    explanation: Explanation | None = None
+    document: Keyed | None = None
+
+    @property
+    def distance(self) -> float:
+        return -self.score
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,8 @@ from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out
+from coordinator.core.fusion import explained
+from coordinator.core.keyword_reads import KeywordReads
 from coordinator.core.merge import merge_batches
 from coordinator.core.model import (
     CountResult,
@@ -41,6 +43,7 @@ from coordinator.core.model import (
     QueryInput,
     ReadConsistency,
     ScrollResults,
+    SearchMode,
     SearchOptions,
     SearchResults,
 )
@@ -84,6 +87,9 @@ class Reader:
         self._observer = observer
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
+        self._keyword = KeywordReads(
+            self._fan_out, self._query_matrix, self.get, self._vector_candidates
+        )
 
     async def search(
         self,
@@ -100,11 +106,24 @@ class Reader:
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         k = options.k
-        check_search(config, queries, k, options.ef)
+        check_search(config, queries, k, options.ef, options.mode)
         if len(queries) == 0:
             return SearchResults([], Coverage(0, 0))
+        if options.mode is not SearchMode.VECTOR:
+            assert not isinstance(queries, np.ndarray)  # check_search refused a matrix
+            return await self._keyword.search(config, queries, options, deadline)
         matrix = await self._query_matrix(config, queries, deadline)
-        count = len(queries)
+        results, coverage = await self._vector_candidates(collection, matrix, options, deadline)
+        if options.explain:
+            results = [MergedHits(list(explained(result.hits, False))) for result in results]
+        return SearchResults(results, coverage)
+
+    async def _vector_candidates(
+        self, collection: str, matrix: Vector, options: SearchOptions, deadline: Deadline
+    ) -> tuple[list[RankedHits], Coverage]:
+        """Each query's merged top k (vector search) over every group."""
+        k = options.k
+        count = len(matrix)
 
         async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
             results = await client.search(
@@ -125,8 +144,8 @@ class Reader:
             collection, "search", search, deadline, options.allow_partial
         )
         if not per_group:
-            return SearchResults([MergedHits([]) for _ in range(count)], coverage)
-        return SearchResults(merge_batches(per_group, k), coverage)
+            return [MergedHits([]) for _ in range(count)], coverage
+        return merge_batches(per_group, k), coverage
 
     async def get(
         self,

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coordinator.clients.contracts import CollectionConfig, Vector
-from coordinator.core.model import DocumentInput, QueryInput
+from coordinator.core.model import DocumentInput, QueryInput, SearchMode
 from shoal import limits
 from shoal.convert import check_vector
 from shoal.errors import InvalidArgument
@@ -65,12 +65,31 @@ def check_documents(config: CollectionConfig, documents: Sequence[DocumentInput]
 
 
 def check_search(
-    config: CollectionConfig, queries: Sequence[QueryInput] | Vector, k: int, ef: int
+    config: CollectionConfig,
+    queries: Sequence[QueryInput] | Vector,
+    k: int,
+    ef: int,
+    mode: SearchMode = SearchMode.VECTOR,
 ) -> None:
-    """Queries come one by one, or as an (n, d) matrix when they are all vectors."""
+    """Queries come one by one, or as an (n, d) matrix when they are all vectors.
+
+    Keyword and hybrid queries need a text; what else they need is checked with the
+    collection's keyword settings (`keyword_reads.check_keyword_queries`).
+    """
     limits.check_batch_size(len(queries), limits.MAX_BATCH_QUERIES, "queries")
     limits.check_k(k)
     limits.check_ef(ef)
+    if mode is not SearchMode.VECTOR:
+        if isinstance(queries, np.ndarray):
+            raise InvalidArgument(f"{mode.value} search needs texts to search with, not vectors")
+        for position, query in enumerate(queries):
+            what = f"query {position}" if len(queries) > 1 else "query"
+            if query.text is None:
+                raise InvalidArgument(f"{what}: {mode.value} search needs a text")
+            _check_text(query.text, what)
+            if query.vector is not None:
+                check_vector(query.vector, config.dimension, what)
+        return
     if isinstance(queries, np.ndarray):
         if queries.ndim != 2 or queries.shape[1] != config.dimension:
             what = "query" if len(queries) == 1 else "queries"

@@ -15,7 +15,8 @@ from google.protobuf.message import DecodeError
 
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, QueryHits, StoredDocument, WriteOp
-from shoal.convert import metric_from_proto, metric_to_proto
+from shard.core.keyword_index import KeywordQuery
+from shoal.convert import keyword_from_proto, keyword_to_proto, metric_from_proto, metric_to_proto
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.limits import MAX_METADATA_KEYS, MAX_TEXT_CHARS
 from shoal.v1 import common_pb2, shard_pb2
@@ -36,6 +37,7 @@ def config_from_proto(
         hnsw_ef=config.hnsw_ef,
         embedding_model=config.embedding_model,
         partitions=config.partitions,
+        keyword=keyword_from_proto(config.keyword),
         incarnation=incarnation,
     )
 
@@ -50,6 +52,7 @@ def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
         hnsw_ef=config.hnsw_ef,
         embedding_model=config.embedding_model,
         partitions=config.partitions,
+        keyword=keyword_to_proto(config.keyword),
     )
 
 
@@ -92,6 +95,15 @@ def metadata_from_payload(payload: bytes) -> Mapping[str, object]:
     return result
 
 
+def text_from_payload(payload: bytes) -> str | None:
+    """The text of a stored payload (the core's TextReader)."""
+    try:
+        document = common_pb2.Document.FromString(payload)
+    except DecodeError as error:
+        raise DataLoss("stored text/metadata of a document is corrupt") from error
+    return document.text if document.HasField("text") else None
+
+
 def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:
     if write.deleted:
         return WriteOp(write.id, write.version, True, b"", b"")
@@ -103,6 +115,10 @@ def queries_from_proto(data: bytes) -> npt.NDArray[np.float32]:
     if len(data) % 4:
         raise InvalidArgument(f"queries_f32 has {len(data)} bytes, not a multiple of 4 (float32)")
     return np.frombuffer(data, dtype="<f4")
+
+
+def keyword_query_from_proto(query: shard_pb2.KeywordQuery) -> KeywordQuery:
+    return KeywordQuery(list(query.terms), list(query.weights))
 
 
 def include_from_proto(include: common_pb2.Include) -> Include:

@@ -13,6 +13,7 @@ from shard.core.filters import (
     FilterValue,
     Not,
     Op,
+    TextContains,
     validate,
 )
 from shoal.errors import InvalidArgument
@@ -59,9 +60,16 @@ def _condition(condition: common_pb2.Condition, where: str) -> Condition:
 def _convert(message: common_pb2.Filter, where: str, depth: int) -> Filter:
     kind = message.WhichOneof("kind")
     if kind is None:
-        raise InvalidArgument(f"{where}: empty filter; set condition, all_of, any_of or negate")
+        raise InvalidArgument(
+            f"{where}: empty filter; set condition, all_of, any_of, negate, text_contains"
+            " or text_not_contains"
+        )
     if kind == "condition":
         return _condition(message.condition, where)
+    if kind == "text_contains":
+        return TextContains(message.text_contains)
+    if kind == "text_not_contains":
+        return Not(TextContains(message.text_not_contains))
     if depth >= MAX_FILTER_DEPTH:
         raise InvalidArgument(
             f"{where}: filters nest deeper than {MAX_FILTER_DEPTH} levels of"

@@ -191,6 +191,46 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             convert.hits_to_proto(hits, request.include, response.results.add())
         return response
 
+    async def KeywordStats(
+        self, request: shard_pb2.ShardKeywordStatsRequest, context: Context
+    ) -> shard_pb2.ShardKeywordStatsResponse:
+        self._readiness.require()
+        return await self._run(lambda: self._keyword_stats(request))
+
+    def _keyword_stats(
+        self, request: shard_pb2.ShardKeywordStatsRequest
+    ) -> shard_pb2.ShardKeywordStatsResponse:
+        collection = self._collections.get(request.collection)
+        stats = collection.keyword_statistics(list(request.terms))
+        return shard_pb2.ShardKeywordStatsResponse(
+            documents=stats.documents,
+            total_length=stats.total_length,
+            frequencies=stats.frequencies,
+        )
+
+    async def KeywordSearch(
+        self, request: shard_pb2.ShardKeywordSearchRequest, context: Context
+    ) -> shard_pb2.ShardSearchResponse:
+        self._readiness.require()
+        return await self._run(lambda: self._keyword_search(request))
+
+    def _keyword_search(
+        self, request: shard_pb2.ShardKeywordSearchRequest
+    ) -> shard_pb2.ShardSearchResponse:
+        collection = self._collections.get(request.collection)
+        results = collection.keyword_search(
+            [convert.keyword_query_from_proto(query) for query in request.queries],
+            request.average_length,
+            request.k,
+            convert.include_from_proto(request.include),
+            filter_from_proto(request.filter),
+            request.score_threshold if request.HasField("score_threshold") else None,
+        )
+        response = shard_pb2.ShardSearchResponse()
+        for hits in results:
+            convert.hits_to_proto(hits, request.include, response.results.add())
+        return response
+
     async def Count(
         self, request: shard_pb2.ShardCountRequest, context: Context
     ) -> shard_pb2.ShardCountResponse:

@@ -10,7 +10,11 @@ with both indexes.
 Filtered reads evaluate the filter on the payload index under the gate (see
 `payload_index` and `search_plan`). Records the store holds that are newer
 than the payload index (`PayloadIndex.seq`: committed, not applied yet) are
-checked against the filter from their own metadata.
+checked against the filter from their own metadata and text.
+
+The keyword index (`keyword_index`, `keyword_search`) changes together with the
+payload index, under the gate held alone; texts are tokenized before, under the
+write lock only.
 """
 
 import logging
@@ -32,13 +36,17 @@ from shard.core.documents import (
     MetadataReader,
     QueryHits,
     StoredDocument,
+    TextReader,
     WriteOp,
     WriteResult,
     no_metadata,
+    no_text,
 )
 from shard.core.filters import Filter, matches, validate
 from shard.core.gate import IndexGate, WouldBlock
 from shard.core.index_loading import load_index, load_payloads, rebuild
+from shard.core.keyword_index import Analyzed, KeywordIndex, KeywordQuery
+from shard.core.keyword_search import keyword_stats, ranked_keyword_hits
 from shard.core.lifecycle import Lifecycle
 from shard.core.lww import newest_per_id, supersedes
 from shard.core.payload_columns import Mask
@@ -57,6 +65,7 @@ from shard.storage.layout import DB_DIR, INDEX_DIR
 from shard.storage.records import NO_LABEL, Record
 from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument, NotFound
+from shoal.keyword import TermStatistics
 from shoal.limits import (
     MAX_BATCH_DOCUMENTS,
     MAX_BATCH_QUERIES,
@@ -102,6 +111,7 @@ class _IndexChange:
     added: list[tuple[str, int, bytes]] = field(default_factory=list)
     updated: list[tuple[int, bytes]] = field(default_factory=list)
     metadata: list[tuple[int, Metadata]] = field(default_factory=list)  # added and updated
+    texts: list[tuple[int, Analyzed | None]] = field(default_factory=list)  # added and updated
     seq: int = 0  # the batch's last write sequence
 
 
@@ -147,6 +157,8 @@ class Collection:
         payload: PayloadIndex,
         read_metadata: MetadataReader = no_metadata,
         strategy: Strategy = Strategy.AUTO,
+        keyword: KeywordIndex | None = None,
+        read_text: TextReader = no_text,
     ) -> None:
         self.config = config
         self._store = store
@@ -165,6 +177,8 @@ class Collection:
         self._payload = payload
         self._read_metadata = read_metadata
         self._strategy = strategy
+        self._keyword = keyword
+        self._read_text = read_text
 
     def adopt(self, incarnation: int) -> None:
         """Take the catalog's incarnation for a collection made before the catalog
@@ -186,16 +200,18 @@ class Collection:
         sync_writes: bool = False,
         read_metadata: MetadataReader = no_metadata,
         strategy: Strategy = Strategy.AUTO,
+        read_text: TextReader = no_text,
     ) -> tuple["Collection", LoadInfo]:
-        """Open the store and bring back the index (checkpoint or rebuild) and the payload index.
+        """Open the store and bring back the index (checkpoint or rebuild), the payload
+        index and the keyword index.
 
-        `read_metadata` decodes the metadata of a stored payload (the api layer's format).
+        `read_metadata` and `read_text` decode a stored payload (the api layer's format).
         """
         store = DocumentStore.open(path / DB_DIR, sync_writes)
         try:
             config = CollectionConfig.from_json(store.config())
             loaded = load_index(config, store, path / INDEX_DIR)
-            payload = load_payloads(store, read_metadata)
+            payload, keyword = load_payloads(store, read_metadata, config, read_text)
         except BaseException:
             store.close()
             raise
@@ -231,6 +247,8 @@ class Collection:
             payload=payload,
             read_metadata=read_metadata,
             strategy=strategy,
+            keyword=keyword,
+            read_text=read_text,
         )
         return collection, LoadInfo(len(loaded.labels), loaded.source, loaded.applied)
 
@@ -293,11 +311,13 @@ class Collection:
                 record = Record(op.version, False, seq, next_label, op.vector, op.payload)
                 change.added.append((op.id, next_label, op.vector))
                 change.metadata.append((next_label, self._metadata(op.payload)))
+                change.texts.append((next_label, self._analyzed(op.payload)))
                 next_label += 1
             else:
                 record = Record(op.version, False, seq, live_label, op.vector, op.payload)
                 change.updated.append((live_label, op.vector))
                 change.metadata.append((live_label, self._metadata(op.payload)))
+                change.texts.append((live_label, self._analyzed(op.payload)))
             written.append((op.id, record))
         if not written:
             return WriteResult(applied=0, deleted=0)
@@ -317,6 +337,26 @@ class Collection:
     def _metadata(self, payload: bytes) -> Metadata:
         return self._read_metadata(payload) if payload else {}
 
+    def _analyzed(self, payload: bytes) -> Analyzed | None:
+        if self._keyword is None or not payload:
+            return None
+        text = self._read_text(payload)
+        return None if text is None else self._keyword.analyze(text)
+
+    def _matches(self, root: Filter, payload: bytes) -> bool:
+        """Whether one stored payload matches `root` (metadata and text)."""
+        keyword = self._keyword
+
+        def text_holds(phrase: str) -> bool:
+            if keyword is None:
+                raise InvalidArgument(
+                    "text filters need the collection's keyword index, and this collection"
+                    " was created without one"
+                )
+            return keyword.text_holds(self._read_text(payload) if payload else None, phrase)
+
+        return matches(root, self._metadata(payload), text_holds)
+
     def _apply(self, change: _IndexChange) -> None:
         # The payload index first: it cannot fail halfway, and if the HNSW update
         # does, the rebuild from the store leaves the two in agreement again.
@@ -325,6 +365,11 @@ class Collection:
         for label, metadata in change.metadata:
             self._payload.put(label, metadata)
         self._payload.seq = change.seq
+        if self._keyword is not None:
+            for _, label in change.deleted:
+                self._keyword.remove(label)
+            for label, analyzed in change.texts:
+                self._keyword.put(label, analyzed)
         dimension = self.config.dimension
         if change.deleted:
             self._index.delete(_labels([label for _, label in change.deleted]))
@@ -468,6 +513,49 @@ class Collection:
             raise DataLoss(f"the index returned label {error} that maps to no document") from None
         return _Neighbours(names, distances)
 
+    # -- keyword reads (see keyword_search) --------------------------------------------
+
+    def keyword_statistics(self, terms: Sequence[str]) -> TermStatistics:
+        """This replica's document count, total length and per-term document frequencies."""
+        with self._life.use(), self._gate.read(None):
+            return keyword_stats(self._keyword_index(), terms)
+
+    def keyword_search(
+        self,
+        queries: Sequence[KeywordQuery],
+        average_length: float,
+        k: int,
+        include: Include,
+        root: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[QueryHits]:
+        """Per query, the k best live documents by BM25 with the given (cluster-wide)
+        weights and mean length, matching `root`; best first, ties by id."""
+        check_k(k)
+        check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
+        if score_threshold is not None and not math.isfinite(score_threshold):
+            raise InvalidArgument(f"score_threshold is {score_threshold}; it must be finite")
+        if root is not None:
+            validate(root)
+        index = self._keyword_index()
+        with self._life.use():
+            with self._gate.read(None):
+                allowed = None if root is None else self._payload.mask(root)[0]
+                hits = ranked_keyword_hits(
+                    index, self._ids, queries, average_length, k, allowed, score_threshold
+                )
+            if include.any:
+                hits = self._with_documents(hits, include)
+        return hits
+
+    def _keyword_index(self) -> KeywordIndex:
+        if self._keyword is None:
+            raise InvalidArgument(
+                f"collection {self.config.name!r} has no keyword index (it was created with"
+                " keyword.enabled false); search it with a vector"
+            )
+        return self._keyword
+
     # -- filtered reads ----------------------------------------------------------------
 
     def _view(self, root: Filter, k: int, ef: int) -> _FilterView:
@@ -517,7 +605,7 @@ class Collection:
 
         A record written after `seq` is judged from its own metadata.
         """
-        return record.seq <= seq or matches(root, self._metadata(record.payload))
+        return record.seq <= seq or self._matches(root, record.payload)
 
     def _exact(
         self,
@@ -544,10 +632,9 @@ class Collection:
                     continue
                 if header.vector_bytes != 4 * self.config.dimension:
                     raise DataLoss(f"record of document {doc_id!r} has a wrong-sized vector")
-                if header.seq > seq:  # newer than the payload index: judge it by itself
-                    metadata = self._metadata(records.payload_of(data, doc_id))
-                    if not matches(root, metadata):
-                        continue
+                # A record newer than the payload index is judged by itself.
+                if header.seq > seq and not self._matches(root, records.payload_of(data, doc_id)):
+                    continue
                 found.append((doc_id, records.vector_of(data, header)))
             if not found:
                 continue
@@ -613,7 +700,7 @@ class Collection:
                     assert mask is not None
                     if header.label >= len(mask) or not mask[header.label]:
                         continue
-                elif not matches(root, self._metadata(records.payload_of(data, doc_id))):
+                elif not self._matches(root, records.payload_of(data, doc_id)):
                     continue
             yield doc_id, records.decode(data, doc_id)
 

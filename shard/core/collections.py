@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shard.core.collection import Collection, LoadInfo
 from shard.core.config import CollectionConfig
-from shard.core.documents import MetadataReader, no_metadata
+from shard.core.documents import MetadataReader, TextReader, no_metadata, no_text
 from shard.core.search_plan import Strategy
 from shard.storage.layout import DataDir
 from shoal.errors import AlreadyExists, DataLoss, NotFound, Unavailable
@@ -60,8 +60,10 @@ class Collections:
         sync_writes: bool = False,
         read_metadata: MetadataReader = no_metadata,
         filtered_search: Strategy = Strategy.AUTO,
+        read_text: TextReader = no_text,
     ) -> None:
         self._dir = data_dir
+        self._read_text = read_text
         self._sync_writes = sync_writes
         self._read_metadata = read_metadata
         self._filtered_search = filtered_search
@@ -110,7 +112,9 @@ class Collections:
         log.info("%s", json.dumps(details))
 
     def _open_collection(self, path: Path) -> tuple[Collection, LoadInfo]:
-        return Collection.open(path, self._sync_writes, self._read_metadata, self._filtered_search)
+        return Collection.open(
+            path, self._sync_writes, self._read_metadata, self._filtered_search, self._read_text
+        )
 
     def _require_ready(self) -> None:
         if not self._ready:

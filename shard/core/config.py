@@ -2,10 +2,11 @@
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument
+from shoal.keyword import KeywordSettings
 from shoal.limits import (
     DEFAULT_HNSW_EF,
     DEFAULT_HNSW_EF_CONSTRUCTION,
@@ -31,6 +32,7 @@ class CollectionConfig:
     #: The catalog's id of this collection (new on every create); 0 for a collection
     #: made without a catalog (before the cluster had one).
     incarnation: int = 0
+    keyword: KeywordSettings = field(default_factory=KeywordSettings)
 
     def same_settings(self, other: "CollectionConfig") -> bool:
         """Equal in everything but the incarnation."""
@@ -41,6 +43,7 @@ class CollectionConfig:
         settings = asdict(self)
         del settings["name"], settings["incarnation"]
         settings["metric"] = self.metric.value
+        settings["keyword"] = self.keyword.to_dict()
         return settings
 
     @classmethod
@@ -50,17 +53,20 @@ class CollectionConfig:
         try:
             fields = dict(settings)
             fields["metric"] = Metric(str(fields["metric"]))
+            fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
             return cls(name=name, incarnation=incarnation, **fields)  # type: ignore[arg-type]
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"catalog entry for {name!r} is unreadable: {error}") from error
 
     def with_defaults(self) -> "CollectionConfig":
-        """Unset (0) HNSW parameters replaced by the defaults, so equal settings compare equal."""
+        """Unset (0) HNSW parameters and keyword settings replaced by the defaults, so
+        equal settings compare equal."""
         return replace(
             self,
             hnsw_m=self.hnsw_m or DEFAULT_HNSW_M,
             hnsw_ef_construction=self.hnsw_ef_construction or DEFAULT_HNSW_EF_CONSTRUCTION,
             hnsw_ef=self.hnsw_ef or DEFAULT_HNSW_EF,
+            keyword=self.keyword.with_defaults(),
         )
 
     def validate(self) -> None:
@@ -80,6 +86,7 @@ class CollectionConfig:
             raise InvalidArgument(f"hnsw_ef is {self.hnsw_ef}; it must be between 1 and {MAX_EF}")
         if self.partitions > MAX_PARTITIONS:
             raise InvalidArgument(f"partitions is {self.partitions}; the limit is {MAX_PARTITIONS}")
+        self.keyword.validate()
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True).encode()
@@ -89,6 +96,8 @@ class CollectionConfig:
         try:
             fields = json.loads(data)
             fields["metric"] = Metric(fields["metric"])
+            # Collections stored before keyword indexes existed get the defaults.
+            fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
             return cls(**fields)
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"stored collection config is unreadable: {error}") from error

@@ -14,6 +14,15 @@ def no_metadata(payload: bytes) -> Mapping[str, object]:
     return {}
 
 
+#: Reads the text out of a payload (None: the document has none), like MetadataReader.
+TextReader = Callable[[bytes], str | None]
+
+
+def no_text(payload: bytes) -> str | None:
+    """The reader for payloads without text: the keyword index then stays empty."""
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOp:
     """One versioned change to one document, as the coordinator sent it."""

@@ -12,10 +12,15 @@ Semantics, shared by the payload index (vectorized) and `matches` (one document)
   equals the value, NIN when no element is in the list (as in Chroma and
   Qdrant's must-not).
 - A document without the key matches only NE, NIN, EXISTS false and negations.
+
+A `TextContains` condition matches the document text, not its metadata: the
+phrase's terms in order, by the collection's keyword tokenization (the keyword
+index evaluates it; see `keyword_index`). A document without text contains
+nothing.
 """
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -27,6 +32,8 @@ MAX_FILTER_DEPTH = 8
 MAX_FILTER_CONDITIONS = 256
 #: Values in one IN / NIN list.
 MAX_FILTER_VALUES = 10_000
+#: Characters in one text filter phrase.
+MAX_PHRASE_CHARS = 1_000
 
 Scalar = str | int | float | bool
 FilterValue = Scalar | tuple[Scalar, ...]
@@ -55,6 +62,11 @@ class Condition:
 
 
 @dataclass(frozen=True, slots=True)
+class TextContains:
+    phrase: str
+
+
+@dataclass(frozen=True, slots=True)
 class AllOf:
     parts: tuple["Filter", ...]
 
@@ -69,7 +81,14 @@ class Not:
     inner: "Filter"
 
 
-Filter = Condition | AllOf | AnyOf | Not
+Filter = Condition | TextContains | AllOf | AnyOf | Not
+
+#: Whether one document's text holds a phrase (see `matches`).
+TextMatcher = Callable[[str], bool]
+
+
+def _no_text(phrase: str) -> bool:
+    return False
 
 
 # -- validation ------------------------------------------------------------------------
@@ -145,6 +164,16 @@ def validate(root: Filter, where: str = "filter") -> None:
     stack: list[tuple[Filter, str, int]] = [(root, where, 0)]
     while stack:
         node, path, depth = stack.pop()
+        if isinstance(node, TextContains):
+            conditions += 1
+            if not node.phrase.strip():
+                raise InvalidArgument(f"{path}: empty text phrase; give a word or phrase")
+            if len(node.phrase) > MAX_PHRASE_CHARS:
+                raise InvalidArgument(
+                    f"{path}: text phrase has {len(node.phrase)} characters; the limit is"
+                    f" {MAX_PHRASE_CHARS}"
+                )
+            continue
         if isinstance(node, Condition):
             conditions += 1
             if conditions > MAX_FILTER_CONDITIONS:
@@ -229,14 +258,18 @@ def positive_match(condition: Condition, value: Stored) -> bool:
 NEGATED = {Op.NE: Op.EQ, Op.NIN: Op.IN}
 
 
-def matches(root: Filter, metadata: Mapping[str, object]) -> bool:
-    """Whether one document's metadata satisfies the filter."""
+def matches(
+    root: Filter, metadata: Mapping[str, object], text_holds: TextMatcher = _no_text
+) -> bool:
+    """Whether one document's metadata (and text, through `text_holds`) satisfies the filter."""
     if isinstance(root, AllOf):
-        return all(matches(part, metadata) for part in root.parts)
+        return all(matches(part, metadata, text_holds) for part in root.parts)
     if isinstance(root, AnyOf):
-        return any(matches(part, metadata) for part in root.parts)
+        return any(matches(part, metadata, text_holds) for part in root.parts)
     if isinstance(root, Not):
-        return not matches(root.inner, metadata)
+        return not matches(root.inner, metadata, text_holds)
+    if isinstance(root, TextContains):
+        return text_holds(root.phrase)
     raw = metadata.get(root.key)
     value = None if raw is None else stored_value(raw)
     if root.op is Op.EXISTS:

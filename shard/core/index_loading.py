@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from shard.core.config import CollectionConfig
-from shard.core.documents import MetadataReader
+from shard.core.documents import MetadataReader, TextReader, no_text
+from shard.core.keyword_index import KeywordIndex
 from shard.core.payload_index import PayloadIndex
 from shard.storage import checkpoints
 from shard.storage.document_store import DocumentStore
@@ -141,13 +142,26 @@ def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) 
     return LoadedIndex(index, labels, 0, "rebuild", len(labels))
 
 
-def load_payloads(store: DocumentStore, read_metadata: MetadataReader) -> PayloadIndex:
-    """The payload index of every live record (it is not checkpointed: one scan of the store)."""
+def load_payloads(
+    store: DocumentStore,
+    read_metadata: MetadataReader,
+    config: CollectionConfig | None = None,
+    read_text: TextReader = no_text,
+) -> tuple[PayloadIndex, KeywordIndex | None]:
+    """The payload index and the keyword index (when the collection has one) of every
+    live record. Neither is checkpointed: one scan of the store builds both."""
     last_seq, next_label = store.state()
-    payload = PayloadIndex(label_space=next_label)
+    keyword = None
+    if config is not None and config.keyword.enabled:
+        keyword = KeywordIndex(config.keyword, label_space=next_label)
+    payload = PayloadIndex(label_space=next_label, text=keyword)
     for doc_id, label, data in store.scan_payloads():
         if label == NO_LABEL or label >= next_label:
             raise DataLoss(f"live record of document {doc_id!r} has label {label}")
         payload.put(label, read_metadata(data) if data else {})
+        if keyword is not None and data:
+            text = read_text(data)
+            if text is not None:
+                keyword.put(label, keyword.analyze(text))
     payload.seq = last_seq
-    return payload
+    return payload, keyword

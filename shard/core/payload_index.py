@@ -14,11 +14,30 @@ one filter (a tenant, a category) query after query.
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 
-from shard.core.filters import NEGATED, AllOf, AnyOf, Condition, Filter, Not, Op, stored_value
+from shard.core.filters import (
+    NEGATED,
+    AllOf,
+    AnyOf,
+    Condition,
+    Filter,
+    Not,
+    Op,
+    TextContains,
+    stored_value,
+)
 from shard.core.payload_columns import Column, Mask, fit
+from shoal.errors import InvalidArgument
+
+
+class TextMasks(Protocol):
+    """Evaluates text conditions (the keyword index)."""
+
+    def contains_mask(self, phrase: str, size: int) -> Mask: ...
+
 
 #: Filters whose masks are kept until the next write.
 MASK_CACHE_SIZE = 16
@@ -27,7 +46,8 @@ MASK_CACHE_SIZE = 16
 class PayloadIndex:
     """Reads may run concurrently with each other; mutations must run alone."""
 
-    def __init__(self, label_space: int = 0) -> None:
+    def __init__(self, label_space: int = 0, text: TextMasks | None = None) -> None:
+        self._text = text  # None: the collection has no keyword index
         self._live = np.zeros(max(label_space, 1024), dtype=np.bool_)
         self._live_count = 0
         self._columns: dict[str, Column] = {}
@@ -133,6 +153,13 @@ class PayloadIndex:
                 else:
                     result |= self._evaluate(part)
             return result
+        if isinstance(root, TextContains):
+            if self._text is None:
+                raise InvalidArgument(
+                    "text filters need the collection's keyword index, and this collection"
+                    " was created without one"
+                )
+            return self._live & self._text.contains_mask(root.phrase, size)
         return self._condition(root, size)
 
     def _condition(self, condition: Condition, size: int) -> Mask:

@@ -280,6 +280,7 @@ class CollectionConfig(_message.Message):
     HNSW_EF_FIELD_NUMBER: _builtins.int
     EMBEDDING_MODEL_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
+    KEYWORD_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     dimension: _builtins.int
     metric: Global___Metric.ValueType
@@ -290,6 +291,10 @@ class CollectionConfig(_message.Message):
     embedding_model: _builtins.str
     """empty: vectors must be given"""
     partitions: _builtins.int
+    @_builtins.property
+    def keyword(self) -> Global___KeywordConfig:
+        """unset: the defaults (a keyword index, English)"""
+
     def __init__(
         self,
         *,
@@ -301,14 +306,78 @@ class CollectionConfig(_message.Message):
         hnsw_ef: _builtins.int = ...,
         embedding_model: _builtins.str = ...,
         partitions: _builtins.int = ...,
+        keyword: Global___KeywordConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keyword", b"keyword"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "embedding_model", b"embedding_model", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construction", b"hnsw_ef_construction", "hnsw_m", b"hnsw_m", "metric", b"metric", "name", b"name", "partitions", b"partitions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "embedding_model", b"embedding_model", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construction", b"hnsw_ef_construction", "hnsw_m", b"hnsw_m", "keyword", b"keyword", "metric", b"metric", "name", b"name", "partitions", b"partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CollectionConfig: _TypeAlias = CollectionConfig  # noqa: Y015
+
+@_typing.final
+class KeywordConfig(_message.Message):
+    """The keyword (BM25) index of a collection's document texts. Unset fields take
+    the defaults: enabled, language english, stemming on, stop words on where the
+    language has a list, k1 1.2, b 0.75. Fixed at creation like everything in
+    CollectionConfig.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    STEMMING_FIELD_NUMBER: _builtins.int
+    STOP_WORDS_FIELD_NUMBER: _builtins.int
+    K1_FIELD_NUMBER: _builtins.int
+    B_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """false: no keyword index; keyword and hybrid search are refused"""
+    language: _builtins.str
+    """a Snowball stemmer name: english, german, french, ..."""
+    stemming: _builtins.bool
+    stop_words: _builtins.bool
+    k1: _builtins.float
+    """term frequency saturation, 0 to 10"""
+    b: _builtins.float
+    """document length normalization, 0 to 1"""
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool | None = ...,
+        language: _builtins.str = ...,
+        stemming: _builtins.bool | None = ...,
+        stop_words: _builtins.bool | None = ...,
+        k1: _builtins.float | None = ...,
+        b: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_b", b"_b", "_enabled", b"_enabled", "_k1", b"_k1", "_stemming", b"_stemming", "_stop_words", b"_stop_words", "b", b"b", "enabled", b"enabled", "k1", b"k1", "stemming", b"stemming", "stop_words", b"stop_words"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_b", b"_b", "_enabled", b"_enabled", "_k1", b"_k1", "_stemming", b"_stemming", "_stop_words", b"_stop_words", "b", b"b", "enabled", b"enabled", "k1", b"k1", "language", b"language", "stemming", b"stemming", "stop_words", b"stop_words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__b: _TypeAlias = _typing.Literal["b"]  # noqa: Y015
+    _WhichOneofArgType__b: _TypeAlias = _typing.Literal["_b", b"_b"]  # noqa: Y015
+    _WhichOneofReturnType__enabled: _TypeAlias = _typing.Literal["enabled"]  # noqa: Y015
+    _WhichOneofArgType__enabled: _TypeAlias = _typing.Literal["_enabled", b"_enabled"]  # noqa: Y015
+    _WhichOneofReturnType__k1: _TypeAlias = _typing.Literal["k1"]  # noqa: Y015
+    _WhichOneofArgType__k1: _TypeAlias = _typing.Literal["_k1", b"_k1"]  # noqa: Y015
+    _WhichOneofReturnType__stemming: _TypeAlias = _typing.Literal["stemming"]  # noqa: Y015
+    _WhichOneofArgType__stemming: _TypeAlias = _typing.Literal["_stemming", b"_stemming"]  # noqa: Y015
+    _WhichOneofReturnType__stop_words: _TypeAlias = _typing.Literal["stop_words"]  # noqa: Y015
+    _WhichOneofArgType__stop_words: _TypeAlias = _typing.Literal["_stop_words", b"_stop_words"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__b) -> _WhichOneofReturnType__b | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__enabled) -> _WhichOneofReturnType__enabled | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__k1) -> _WhichOneofReturnType__k1 | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stemming) -> _WhichOneofReturnType__stemming | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_words) -> _WhichOneofReturnType__stop_words | None: ...
+
+Global___KeywordConfig: _TypeAlias = KeywordConfig  # noqa: Y015
 
 @_typing.final
 class Include(_message.Message):
@@ -345,6 +414,7 @@ class Hit(_message.Message):
     SCORE_FIELD_NUMBER: _builtins.int
     DISTANCE_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
     """higher is more similar: cosine similarity, dot product, or -distance for l2"""
@@ -354,6 +424,10 @@ class Hit(_message.Message):
     def document(self) -> Global___Document:
         """id always; vector, text, metadata as asked by Include"""
 
+    @_builtins.property
+    def explanation(self) -> Global___HitExplanation:
+        """set when the search asked to explain"""
+
     def __init__(
         self,
         *,
@@ -361,14 +435,63 @@ class Hit(_message.Message):
         score: _builtins.float = ...,
         distance: _builtins.float = ...,
         document: Global___Document | None = ...,
+        explanation: Global___HitExplanation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "explanation", b"explanation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance", b"distance", "document", b"document", "id", b"id", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance", b"distance", "document", b"document", "explanation", b"explanation", "id", b"id", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Hit: _TypeAlias = Hit  # noqa: Y015
+
+@_typing.final
+class HitExplanation(_message.Message):
+    """Where a hit's score came from. Ranks count from 1 in each candidate list;
+    a list that did not hold the document leaves its fields unset.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_RANK_FIELD_NUMBER: _builtins.int
+    VECTOR_SCORE_FIELD_NUMBER: _builtins.int
+    KEYWORD_RANK_FIELD_NUMBER: _builtins.int
+    KEYWORD_SCORE_FIELD_NUMBER: _builtins.int
+    vector_rank: _builtins.int
+    vector_score: _builtins.float
+    keyword_rank: _builtins.int
+    keyword_score: _builtins.float
+    """BM25 with the cluster-wide statistics"""
+    def __init__(
+        self,
+        *,
+        vector_rank: _builtins.int | None = ...,
+        vector_score: _builtins.float | None = ...,
+        keyword_rank: _builtins.int | None = ...,
+        keyword_score: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_keyword_rank", b"_keyword_rank", "_keyword_score", b"_keyword_score", "_vector_rank", b"_vector_rank", "_vector_score", b"_vector_score", "keyword_rank", b"keyword_rank", "keyword_score", b"keyword_score", "vector_rank", b"vector_rank", "vector_score", b"vector_score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_keyword_rank", b"_keyword_rank", "_keyword_score", b"_keyword_score", "_vector_rank", b"_vector_rank", "_vector_score", b"_vector_score", "keyword_rank", b"keyword_rank", "keyword_score", b"keyword_score", "vector_rank", b"vector_rank", "vector_score", b"vector_score"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__keyword_rank: _TypeAlias = _typing.Literal["keyword_rank"]  # noqa: Y015
+    _WhichOneofArgType__keyword_rank: _TypeAlias = _typing.Literal["_keyword_rank", b"_keyword_rank"]  # noqa: Y015
+    _WhichOneofReturnType__keyword_score: _TypeAlias = _typing.Literal["keyword_score"]  # noqa: Y015
+    _WhichOneofArgType__keyword_score: _TypeAlias = _typing.Literal["_keyword_score", b"_keyword_score"]  # noqa: Y015
+    _WhichOneofReturnType__vector_rank: _TypeAlias = _typing.Literal["vector_rank"]  # noqa: Y015
+    _WhichOneofArgType__vector_rank: _TypeAlias = _typing.Literal["_vector_rank", b"_vector_rank"]  # noqa: Y015
+    _WhichOneofReturnType__vector_score: _TypeAlias = _typing.Literal["vector_score"]  # noqa: Y015
+    _WhichOneofArgType__vector_score: _TypeAlias = _typing.Literal["_vector_score", b"_vector_score"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_rank) -> _WhichOneofReturnType__keyword_rank | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__keyword_score) -> _WhichOneofReturnType__keyword_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__vector_rank) -> _WhichOneofReturnType__vector_rank | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__vector_score) -> _WhichOneofReturnType__vector_score | None: ...
+
+Global___HitExplanation: _TypeAlias = HitExplanation  # noqa: Y015
 
 @_typing.final
 class Coverage(_message.Message):
@@ -400,6 +523,10 @@ class Filter(_message.Message):
     Integers and floats compare as numbers; a list value matches when any of its
     elements matches. A document without the key matches only NE, NIN,
     EXISTS false and negated conditions.
+    Text conditions match the document text by the collection's keyword
+    tokenization: the phrase's words in order, as whole words (after case
+    folding and stemming; stop words must match stop words). They need the
+    collection's keyword index; a document without text contains nothing.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -408,6 +535,10 @@ class Filter(_message.Message):
     ALL_OF_FIELD_NUMBER: _builtins.int
     ANY_OF_FIELD_NUMBER: _builtins.int
     NEGATE_FIELD_NUMBER: _builtins.int
+    TEXT_CONTAINS_FIELD_NUMBER: _builtins.int
+    TEXT_NOT_CONTAINS_FIELD_NUMBER: _builtins.int
+    text_contains: _builtins.str
+    text_not_contains: _builtins.str
     @_builtins.property
     def condition(self) -> Global___Condition: ...
     @_builtins.property
@@ -429,12 +560,14 @@ class Filter(_message.Message):
         all_of: Global___FilterList | None = ...,
         any_of: Global___FilterList | None = ...,
         negate: Global___Filter | None = ...,
+        text_contains: _builtins.str = ...,
+        text_not_contains: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate", "text_contains", b"text_contains", "text_not_contains", b"text_not_contains"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_of", b"all_of", "any_of", b"any_of", "condition", b"condition", "kind", b"kind", "negate", b"negate", "text_contains", b"text_contains", "text_not_contains", b"text_not_contains"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["condition", "all_of", "any_of", "negate"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["condition", "all_of", "any_of", "negate", "text_contains", "text_not_contains"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 

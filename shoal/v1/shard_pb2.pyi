@@ -457,6 +457,132 @@ class ShardSearchResponse(_message.Message):
 Global___ShardSearchResponse: _TypeAlias = ShardSearchResponse  # noqa: Y015
 
 @_typing.final
+class ShardKeywordStatsRequest(_message.Message):
+    """Terms are index terms (the coordinator tokenized the query)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    TERMS_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    @_builtins.property
+    def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        terms: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "terms", b"terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardKeywordStatsRequest: _TypeAlias = ShardKeywordStatsRequest  # noqa: Y015
+
+@_typing.final
+class ShardKeywordStatsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    TOTAL_LENGTH_FIELD_NUMBER: _builtins.int
+    FREQUENCIES_FIELD_NUMBER: _builtins.int
+    documents: _builtins.int
+    """live documents with a text"""
+    total_length: _builtins.int
+    """their indexed tokens"""
+    @_builtins.property
+    def frequencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """per requested term: documents containing it"""
+
+    def __init__(
+        self,
+        *,
+        documents: _builtins.int = ...,
+        total_length: _builtins.int = ...,
+        frequencies: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "frequencies", b"frequencies", "total_length", b"total_length"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardKeywordStatsResponse: _TypeAlias = ShardKeywordStatsResponse  # noqa: Y015
+
+@_typing.final
+class KeywordQuery(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TERMS_FIELD_NUMBER: _builtins.int
+    WEIGHTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """distinct"""
+
+    @_builtins.property
+    def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
+        """per term: idf x occurrences in the query"""
+
+    def __init__(
+        self,
+        *,
+        terms: _abc.Iterable[_builtins.str] | None = ...,
+        weights: _abc.Iterable[_builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms", "weights", b"weights"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeywordQuery: _TypeAlias = KeywordQuery  # noqa: Y015
+
+@_typing.final
+class ShardKeywordSearchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    QUERIES_FIELD_NUMBER: _builtins.int
+    AVERAGE_LENGTH_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    INCLUDE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    average_length: _builtins.float
+    """cluster-wide mean indexed tokens per document with a text"""
+    k: _builtins.int
+    score_threshold: _builtins.float
+    @_builtins.property
+    def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordQuery]: ...
+    @_builtins.property
+    def include(self) -> _common_pb2.Include: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        queries: _abc.Iterable[Global___KeywordQuery] | None = ...,
+        average_length: _builtins.float = ...,
+        k: _builtins.int = ...,
+        include: _common_pb2.Include | None = ...,
+        filter: _common_pb2.Filter | None = ...,
+        score_threshold: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "collection", b"collection", "filter", b"filter", "include", b"include", "k", b"k", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
+
+Global___ShardKeywordSearchRequest: _TypeAlias = ShardKeywordSearchRequest  # noqa: Y015
+
+@_typing.final
 class ShardCountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -75,6 +75,16 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
                 _registered_method=True)
+        self.KeywordStats = channel.unary_unary(
+                '/shoal.v1.ShardService/KeywordStats',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsResponse.FromString,
+                _registered_method=True)
+        self.KeywordSearch = channel.unary_unary(
+                '/shoal.v1.ShardService/KeywordSearch',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+                _registered_method=True)
         self.Digest = channel.unary_unary(
                 '/shoal.v1.ShardService/Digest',
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.SerializeToString,
@@ -144,6 +154,20 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KeywordStats(self, request, context):
+        """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
+        every group's term statistics, then every shard scores with the sums.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def KeywordSearch(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Digest(self, request, context):
         """Replication: compare replicas by partition, then move only what differs.
         """
@@ -205,6 +229,16 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.Scroll,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.SerializeToString,
+            ),
+            'KeywordStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeywordStats,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsResponse.SerializeToString,
+            ),
+            'KeywordSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeywordSearch,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
             ),
             'Digest': grpc.unary_unary_rpc_method_handler(
                     servicer.Digest,
@@ -439,6 +473,60 @@ class ShardService:
             '/shoal.v1.ShardService/Scroll',
             shoal_dot_v1_dot_shard__pb2.ShardScrollRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeywordStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/KeywordStats',
+            shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardKeywordStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeywordSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/KeywordSearch',
+            shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

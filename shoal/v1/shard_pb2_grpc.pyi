@@ -41,6 +41,11 @@ class ShardServiceStub:
     Search: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]
     Count: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]
     Scroll: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]
+    KeywordStats: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]
+    """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
+    every group's term statistics, then every shard scores with the sums.
+    """
+    KeywordSearch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]
     Digest: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]
@@ -59,6 +64,11 @@ class ShardServiceAsyncStub(ShardServiceStub):
     Search: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
     Count: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardCountRequest, _shard_pb2.ShardCountResponse]  # type: ignore[assignment]
     Scroll: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardScrollRequest, _shard_pb2.ShardScrollResponse]  # type: ignore[assignment]
+    KeywordStats: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]  # type: ignore[assignment]
+    """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
+    every group's term statistics, then every shard scores with the sums.
+    """
+    KeywordSearch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
     Digest: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]  # type: ignore[assignment]
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]  # type: ignore[assignment]
@@ -122,6 +132,23 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shard_pb2.ShardScrollRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardScrollResponse, _abc.Awaitable[_shard_pb2.ShardScrollResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def KeywordStats(
+        self,
+        request: _shard_pb2.ShardKeywordStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardKeywordStatsResponse, _abc.Awaitable[_shard_pb2.ShardKeywordStatsResponse]]:
+        """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
+        every group's term statistics, then every shard scores with the sums.
+        """
+
+    @_abc_1.abstractmethod
+    def KeywordSearch(
+        self,
+        request: _shard_pb2.ShardKeywordSearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardSearchResponse, _abc.Awaitable[_shard_pb2.ShardSearchResponse]]: ...
 
     @_abc_1.abstractmethod
     def Digest(

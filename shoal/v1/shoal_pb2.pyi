@@ -64,6 +64,57 @@ WRITE_CONSISTENCY_QUORUM: WriteConsistency.ValueType  # 2
 WRITE_CONSISTENCY_ALL: WriteConsistency.ValueType  # 3
 Global___WriteConsistency: _TypeAlias = WriteConsistency  # noqa: Y015
 
+class _SearchMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SearchModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SearchMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEARCH_MODE_UNSPECIFIED: _SearchMode.ValueType  # 0
+    """vector"""
+    SEARCH_MODE_VECTOR: _SearchMode.ValueType  # 1
+    SEARCH_MODE_KEYWORD: _SearchMode.ValueType  # 2
+    """BM25 over the document texts, cluster-wide statistics"""
+    SEARCH_MODE_HYBRID: _SearchMode.ValueType  # 3
+    """vector and keyword candidates, fused"""
+
+class SearchMode(_SearchMode, metaclass=_SearchModeEnumTypeWrapper): ...
+
+SEARCH_MODE_UNSPECIFIED: SearchMode.ValueType  # 0
+"""vector"""
+SEARCH_MODE_VECTOR: SearchMode.ValueType  # 1
+SEARCH_MODE_KEYWORD: SearchMode.ValueType  # 2
+"""BM25 over the document texts, cluster-wide statistics"""
+SEARCH_MODE_HYBRID: SearchMode.ValueType  # 3
+"""vector and keyword candidates, fused"""
+Global___SearchMode: _TypeAlias = SearchMode  # noqa: Y015
+
+class _Fusion:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FusionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Fusion.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FUSION_UNSPECIFIED: _Fusion.ValueType  # 0
+    """RRF"""
+    FUSION_RRF: _Fusion.ValueType  # 1
+    """Reciprocal rank fusion: alpha / (rrf_k + vector rank) + (1 - alpha) / (rrf_k + keyword rank)."""
+    FUSION_RELATIVE_SCORE: _Fusion.ValueType  # 2
+    """Each list's scores min-max normalized to [0, 1], then alpha * vector + (1 - alpha) * keyword."""
+
+class Fusion(_Fusion, metaclass=_FusionEnumTypeWrapper):
+    """How hybrid search fuses its two candidate lists; alpha weighs them
+    (0: keyword only, 1: vector only, default 0.5).
+    """
+
+FUSION_UNSPECIFIED: Fusion.ValueType  # 0
+"""RRF"""
+FUSION_RRF: Fusion.ValueType  # 1
+"""Reciprocal rank fusion: alpha / (rrf_k + vector rank) + (1 - alpha) / (rrf_k + keyword rank)."""
+FUSION_RELATIVE_SCORE: Fusion.ValueType  # 2
+"""Each list's scores min-max normalized to [0, 1], then alpha * vector + (1 - alpha) * keyword."""
+Global___Fusion: _TypeAlias = Fusion  # noqa: Y015
+
 class _ReplicaHealth:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -475,8 +526,10 @@ Global___CountResponse: _TypeAlias = CountResponse  # noqa: Y015
 
 @_typing.final
 class Query(_message.Message):
-    """A query: a vector (packed floats or float32 bytes) or a text for a
-    collection with an embedding model. Exactly one of the three.
+    """A query. Vector search: a vector (packed floats or float32 bytes) or a text
+    for a collection with an embedding model, exactly one. Keyword search: a
+    text. Hybrid search: a text, and a vector for the vector side unless the
+    collection's model embeds the text.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -504,6 +557,43 @@ class Query(_message.Message):
 Global___Query: _TypeAlias = Query  # noqa: Y015
 
 @_typing.final
+class HybridOptions(_message.Message):
+    """Keyword and hybrid options; ignored in vector mode except `explain`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUSION_FIELD_NUMBER: _builtins.int
+    ALPHA_FIELD_NUMBER: _builtins.int
+    RRF_K_FIELD_NUMBER: _builtins.int
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    fusion: Global___Fusion.ValueType
+    alpha: _builtins.float
+    """0 to 1; default 0.5"""
+    rrf_k: _builtins.int
+    """0: 60"""
+    candidates: _builtins.int
+    """Depth of each candidate list; 0: 2k + rrf_k (at least k). A document
+    missing from both lists at that depth cannot reach the fused top k under RRF.
+    """
+    def __init__(
+        self,
+        *,
+        fusion: Global___Fusion.ValueType = ...,
+        alpha: _builtins.float | None = ...,
+        rrf_k: _builtins.int = ...,
+        candidates: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "alpha", b"alpha"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "alpha", b"alpha", "candidates", b"candidates", "fusion", b"fusion", "rrf_k", b"rrf_k"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
+    _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__alpha) -> _WhichOneofReturnType__alpha | None: ...
+
+Global___HybridOptions: _TypeAlias = HybridOptions  # noqa: Y015
+
+@_typing.final
 class SearchRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -515,6 +605,9 @@ class SearchRequest(_message.Message):
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    HYBRID_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -522,13 +615,20 @@ class SearchRequest(_message.Message):
     allow_partial: _builtins.bool
     """answer even if a shard group has no live replica"""
     score_threshold: _builtins.float
-    """Only hits with score >= this (for l2: distance <= -score_threshold)."""
+    """Only hits with score >= this (for l2: distance <= -score_threshold). In
+    keyword mode the score is BM25, in hybrid mode the fused score.
+    """
+    mode: Global___SearchMode.ValueType
+    explain: _builtins.bool
+    """set Hit.explanation"""
     @_builtins.property
     def query(self) -> Global___Query: ...
     @_builtins.property
     def include(self) -> _common_pb2.Include: ...
     @_builtins.property
     def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def hybrid(self) -> Global___HybridOptions: ...
     def __init__(
         self,
         *,
@@ -540,10 +640,13 @@ class SearchRequest(_message.Message):
         allow_partial: _builtins.bool = ...,
         filter: _common_pb2.Filter | None = ...,
         score_threshold: _builtins.float | None = ...,
+        mode: Global___SearchMode.ValueType = ...,
+        hybrid: Global___HybridOptions | None = ...,
+        explain: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -589,11 +692,16 @@ class SearchBatchRequest(_message.Message):
     ALLOW_PARTIAL_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    HYBRID_FIELD_NUMBER: _builtins.int
+    EXPLAIN_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
     allow_partial: _builtins.bool
     score_threshold: _builtins.float
+    mode: Global___SearchMode.ValueType
+    explain: _builtins.bool
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Query]: ...
     @_builtins.property
@@ -602,6 +710,8 @@ class SearchBatchRequest(_message.Message):
     def filter(self) -> _common_pb2.Filter:
         """applies to every query"""
 
+    @_builtins.property
+    def hybrid(self) -> Global___HybridOptions: ...
     def __init__(
         self,
         *,
@@ -613,10 +723,13 @@ class SearchBatchRequest(_message.Message):
         allow_partial: _builtins.bool = ...,
         filter: _common_pb2.Filter | None = ...,
         score_threshold: _builtins.float | None = ...,
+        mode: Global___SearchMode.ValueType = ...,
+        hybrid: Global___HybridOptions | None = ...,
+        explain: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -74,6 +74,7 @@ DATA_COMMANDS = [
     ["info", COLLECTION],
     ["search", COLLECTION, "--text", "coffee", "-k", "2"],
     ["search", COLLECTION, "--vector", json.dumps([0.1] * 384), "-k", "2"],
+    ["search", COLLECTION, "--text", "coffee", "--mode", "hybrid", "--explain"],
     ["get", COLLECTION, "n1", "n2"],
     ["count", COLLECTION],  # a bare number for people, which is JSON too
     ["cluster"],
@@ -161,6 +162,109 @@ def test_counts_in_sentences_say_one_or_many(
     assert run(cluster, capsys, "delete", COLLECTION, "n2", "n3") == "deleted 2 documents\n"
     deleted = json.loads(run(cluster, capsys, "delete", COLLECTION, "n1", "--json"))
     assert deleted == {"collection": COLLECTION, "deleted": 0}
+
+
+def test_keyword_and_hybrid_search_with_explain(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keyword = json.loads(
+        run(
+            cluster, capsys, "search", COLLECTION, "--text", "coffee", "--mode", "keyword", "--json"
+        )
+    )
+    assert [hit["id"] for hit in keyword["hits"]] == ["n1"]
+    assert keyword["hits"][0]["score"] > 0 and "explanation" not in keyword["hits"][0]
+    hybrid = ["search", COLLECTION, "--text", "coffee bank", "--mode", "hybrid", "--explain"]
+    hits = json.loads(run(cluster, capsys, *hybrid, "--rrf-k", "10", "--json"))["hits"]
+    assert {hit["id"] for hit in hits} == {"n1", "n2", "n3"}  # the vector side holds all three
+    explained = {hit["id"]: hit["explanation"] for hit in hits}
+    assert explained["n3"]["keyword_rank"] is None and explained["n3"]["keyword_score"] is None
+    assert {explained[i]["keyword_rank"] for i in ("n1", "n2")} == {1, 2}
+    assert all(isinstance(e["vector_rank"], int) for e in explained.values())
+    # RRF with rrf_k 10 and alpha 0.5: the score is the sum of the lists' shares.
+    for hit in hits:
+        e = hit["explanation"]
+        expected = sum(
+            0.5 / (10 + rank) for rank in (e["vector_rank"], e["keyword_rank"]) if rank is not None
+        )
+        assert hit["score"] == pytest.approx(expected, rel=1e-5)
+    table = run(cluster, capsys, *hybrid)
+    assert re.search(
+        r"^#\s+score\s+id\s+vector #\s+vector score\s+keyword #\s+keyword score\s+text",
+        table,
+        re.MULTILINE,
+    )
+    assert re.search(r"\bn3\s+\d\s+\S+\s+-\s+-\s+water the plants", table)
+    # alpha 0 with relative-score fusion: the keyword list alone, its scores normalized.
+    relative = [*hybrid, "--fusion", "relative", "--alpha", "0", "--json"]
+    ranked = json.loads(run(cluster, capsys, *relative))["hits"]
+    assert [hit["explanation"]["keyword_rank"] for hit in ranked] == [1, 2]
+    assert [hit["score"] for hit in ranked] == [1.0, 0.0]
+
+
+def test_bad_hybrid_options_are_one_line_errors(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hybrid = ["search", COLLECTION, "--text", "coffee", "--mode", "hybrid", "-k", "5"]
+    with pytest.raises(SystemExit) as exit_info:
+        run(cluster, capsys, *hybrid, "--candidates", "2")
+    assert exit_info.value.code == 1
+    assert "at least k" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(cluster, capsys, *hybrid, "--alpha", "2")
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_where_document_in_search_count_scroll_and_delete(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    coffee = ["--where-document", json.dumps({"$contains": "coffee"})]
+    not_coffee = ["--where-document", json.dumps({"$not_contains": "coffee"})]
+    assert run(cluster, capsys, "count", COLLECTION, *coffee) == "1\n"
+    home = ["--where", json.dumps({"tags": "home"})]
+    assert run(cluster, capsys, "count", COLLECTION, *not_coffee, *home) == "1\n"
+    scrolled = run(cluster, capsys, "scroll", COLLECTION, *not_coffee, "--json").splitlines()
+    assert [json.loads(line)["id"] for line in scrolled] == ["n2", "n3"]
+    hits = json.loads(
+        run(cluster, capsys, "search", COLLECTION, "--text", "coffee", *not_coffee, "--json")
+    )
+    assert {hit["id"] for hit in hits["hits"]} == {"n2", "n3"}
+    assert run(cluster, capsys, "delete", COLLECTION, *coffee) == "deleted 1 document\n"
+    assert run(cluster, capsys, "count", COLLECTION) == "2\n"
+    with pytest.raises(SystemExit, match="--where-document is not JSON"):
+        run(cluster, capsys, "count", COLLECTION, "--where-document", "{coffee")
+
+
+def test_create_with_keyword_options(
+    cluster: LocalCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    german = [
+        "create", "german", "--dimension", "4", "--keyword-language", "german",
+        "--no-stemming", "--k1", "1.5", "--b", "0.5", "--json",
+    ]  # fmt: skip
+    created = json.loads(run(cluster, capsys, *german))
+    assert created["keyword"] == {
+        "enabled": True,
+        "language": "german",
+        "stemming": False,
+        "stop_words": True,
+        "k1": 1.5,
+        "b": 0.5,
+    }
+    info = run(cluster, capsys, "info", "german")
+    assert re.search(r"^keyword\s+german, no stemming, stop words, k1 1.5, b 0.5$", info, re.M)
+    no_keyword = ["create", "plain", "--dimension", "4", "--no-keyword"]
+    with pytest.raises(SystemExit, match="no keyword index for --no-stop-words, --k1"):
+        run(cluster, capsys, *no_keyword, "--no-stop-words", "--k1", "1")
+    run(cluster, capsys, *no_keyword)
+    listing = run(cluster, capsys, "list")
+    assert re.search(r"^german\s.*\sgerman$", listing, re.MULTILINE)
+    assert re.search(r"^plain\s.*\soff$", listing, re.MULTILINE)
+    with pytest.raises(SystemExit):
+        run(cluster, capsys, "search", "plain", "--text", "x", "--mode", "keyword")
+    assert "no keyword index" in capsys.readouterr().err
+    for name in ("german", "plain"):
+        run(cluster, capsys, "drop", name)
 
 
 def test_loadtest_calls_shoal_address(

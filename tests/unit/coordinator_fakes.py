@@ -26,6 +26,7 @@ from coordinator.clients.contracts import (
     ScrollPage,
     ShardCollection,
     Vector,
+    WeightedTerms,
     WriteAck,
     WriteOp,
 )
@@ -43,6 +44,7 @@ from shoal.errors import (
     PartitionMoved,
     ShoalError,
 )
+from shoal.keyword import KeywordSettings, TermStatistics, tokenizer_for
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
 from shoal.topology import Topology
@@ -228,6 +230,50 @@ class FakeShard:
                 for op, s in zip(live, row, strict=True)
                 if s >= threshold
             ]
+            hits.sort(key=lambda hit: (-hit.score, hit.id))
+            results.append(FakeResult(hits[:k]))
+        return results
+
+    def _terms(self, op: WriteOp) -> list[str]:
+        return [] if op.text is None else tokenizer_for(KeywordSettings()).terms(op.text)
+
+    async def keyword_stats(
+        self, collection: str, terms: Sequence[str], timeout_s: float
+    ) -> TermStatistics:
+        await self._enter("keyword_stats", timeout_s)
+        texts = [self._terms(op) for op in self._live(collection, None) if op.text is not None]
+        return TermStatistics(
+            len(texts),
+            sum(len(t) for t in texts),
+            [sum(term in t for t in texts) for term in terms],
+        )
+
+    async def keyword_search(
+        self,
+        collection: str,
+        queries: Sequence[WeightedTerms],
+        average_length: float,
+        k: int,
+        include: Include,
+        timeout_s: float,
+        filter: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RankedHits]:
+        """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
+        await self._enter("keyword_search", timeout_s)
+        live = [(op, self._terms(op)) for op in self._live(collection, filter)]
+        results: list[RankedHits] = []
+        for query in queries:
+            hits = []
+            for op, terms in live:
+                score = 0.0
+                for term, weight in zip(query.terms, query.weights, strict=True):
+                    tf = terms.count(term)
+                    if tf:
+                        norm = 1.2 * (0.25 + 0.75 * len(terms) / average_length)
+                        score += weight * tf / (tf + norm)
+                if score > 0 and (score_threshold is None or score >= score_threshold):
+                    hits.append(FakeHit(op.id, score, -score))
             hits.sort(key=lambda hit: (-hit.score, hit.id))
             results.append(FakeResult(hits[:k]))
         return results

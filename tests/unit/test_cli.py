@@ -3,7 +3,9 @@
 import argparse
 import json
 import re
+import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,3 +253,28 @@ def test_cluster_table_has_no_member_column_without_etcd(
     )
     cli_output.print_cluster(info)
     assert "member" not in capsys.readouterr().out
+
+
+def _readme_commands() -> list[str]:
+    """Every `shoal ...` command in the README's sh blocks, continuation lines joined."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = re.findall(r"^```sh\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
+    lines = " ".join(blocks).replace("\\\n", " ").splitlines()
+    return [line.strip() for line in lines if line.strip().startswith("shoal ")]
+
+
+@pytest.mark.parametrize("line", _readme_commands())
+def test_the_readmes_commands_parse(line: str) -> None:
+    words = shlex.split(line, comments=True)[1:]
+    for end, word in enumerate(words):  # up to a redirection or a pipe
+        if word in (">", "|"):
+            words = words[:end]
+            break
+    args = cli.build_parser().parse_args(words)
+    if args.command == "create":  # its keyword options are checked before any call
+        cli._keyword_settings(args)
+
+
+def test_search_needs_a_text_or_a_vector() -> None:
+    with pytest.raises(SystemExit, match="give --text or --vector"):
+        cli.main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])

@@ -1,17 +1,21 @@
 """Collections on every replica: defaults, idempotent create, delete, cached configs."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 
 from coordinator.clients.contracts import CollectionConfig, Health
-from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.catalog import CollectionCatalog, from_entry, to_settings, with_defaults
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.replicas import Replica, ReplicaGroup
+from shard.core.config import CollectionConfig as ShardConfig
+from shoal.catalog import CatalogEntry
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
+from shoal.keyword import KeywordSettings
 from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline, run
 
 
@@ -23,7 +27,10 @@ def test_create_fills_defaults_on_every_replica() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
     result = run(cluster.core.catalog.create(request(dimension=8), deadline()))
     assert result.created
-    assert result.config == CollectionConfig("c", 8, Metric.COSINE, 16, 200, 64, "", 64)
+    keyword = KeywordSettings(True, "english", True, True, 1.2, 0.75)
+    assert result.config == CollectionConfig(
+        "c", 8, Metric.COSINE, 16, 200, 64, "", 64, keyword=keyword
+    )
     assert all(shard.collections["c"] == result.config for shard in cluster.all_shards)
 
 
@@ -213,3 +220,17 @@ def test_a_replica_that_could_not_load_a_collection_is_reported_and_passed_over(
             assert (await cluster.core.catalog.get("c", deadline())).document_count == 10
 
     run(scenario())
+
+
+def test_keyword_settings_survive_the_catalog() -> None:
+    """Coordinators read collection settings from the catalog's JSON: the keyword
+    settings a collection was created with must come back, and what a shard
+    registers (a collection made before the catalog) must read the same."""
+    keyword = KeywordSettings(True, "german", False, True, 1.5, 0.5)
+    config = with_defaults(request(dimension=8, keyword=keyword, incarnation=3))
+    stored = json.loads(json.dumps(to_settings(config)))
+    assert from_entry(CatalogEntry("c", stored, 3)) == config
+    shard_config = ShardConfig("c", 8, partitions=64, keyword=keyword).with_defaults()
+    assert json.loads(json.dumps(shard_config.to_settings())) == stored
+    del stored["keyword"]  # written before keyword indexes existed: the defaults
+    assert from_entry(CatalogEntry("c", stored, 3)).keyword == KeywordSettings().with_defaults()
