@@ -164,7 +164,7 @@ class Reader:
         by_group = table.topology.split_by_group(ids, config.partitions)
         if consistency is not ReadConsistency.ONE:
             return await self._get_consistent(
-                collection, ids, table, by_group, include, allow_partial, deadline, consistency
+                config, ids, table, by_group, include, allow_partial, deadline, consistency
             )
 
         def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
@@ -185,7 +185,7 @@ class Reader:
 
     async def _get_consistent(
         self,
-        collection: str,
+        config: CollectionConfig,
         ids: Sequence[str],
         table: RoutingTable,
         by_group: dict[int, list[int]],
@@ -195,6 +195,7 @@ class Reader:
         consistency: ReadConsistency,
     ) -> FoundDocuments:
         """A get that reads `consistency` replicas of each group and repairs the stale ones."""
+        collection = config.name
         groups = sorted(by_group)
         outcomes = await asyncio.gather(
             *(
@@ -223,7 +224,7 @@ class Reader:
                 raise outcome
             choice = choose({replica.address: ops for replica, ops in outcome})
             newest.update(choice.newest)
-            self._repair(collection, table.groups[group], outcome, choice.repairs)
+            self._repair(config, table.groups[group], outcome, choice.repairs)
         if missing and not allow_partial:
             raise Unavailable(
                 f"{'; '.join(missing)}; allow partial results to get the answers of the groups"
@@ -314,7 +315,7 @@ class Reader:
 
     def _repair(
         self,
-        collection: str,
+        config: CollectionConfig,
         group: ReplicaGroup,
         answers: Sequence[tuple[Replica, list[WriteOp]]],
         repairs: dict[str, list[WriteOp]],
@@ -322,17 +323,15 @@ class Reader:
         """Send the stale replicas the newest records, after the answer (in the background)."""
         clients = {replica.address: replica.client for replica, _ in answers}
         for address, ops in repairs.items():
-            task = asyncio.create_task(
-                self._repair_one(clients[address], collection, group.group, ops)
-            )
+            task = asyncio.create_task(self._repair_one(clients[address], config, group.group, ops))
             self._background.adopt(task, f"read repair of {len(ops)} records on {address}")
 
     async def _repair_one(
-        self, client: ShardClient, collection: str, group: int, ops: list[WriteOp]
+        self, client: ShardClient, config: CollectionConfig, group: int, ops: list[WriteOp]
     ) -> None:
-        await client.write(collection, ops, REPAIR_TIMEOUT_S)
+        await client.write(config.name, ops, REPAIR_TIMEOUT_S, config.incarnation)
         self._replication_observer.record_repairs(group, "read_repair", len(ops))
-        log.info("read repair: %d records to %s in %r", len(ops), client.address, collection)
+        log.info("read repair: %d records to %s in %r", len(ops), client.address, config.name)
 
     async def count(
         self,

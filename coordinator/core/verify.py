@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import ShardClient, WriteOp
+from coordinator.clients.contracts import CollectionConfig, ShardClient, WriteOp
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import on_every_replica
@@ -87,10 +87,7 @@ class Verifier:
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         reports = await asyncio.gather(
-            *(
-                self._verify_group(group, collection, config.partitions, repair, deadline)
-                for group in self._groups()
-            )
+            *(self._verify_group(group, config, repair, deadline) for group in self._groups())
         )
         if all(report.missing for report in reports):
             self._catalog.invalidate(collection)
@@ -100,11 +97,11 @@ class Verifier:
     async def _verify_group(
         self,
         group: ReplicaGroup,
-        collection: str,
-        partitions: int,
+        config: CollectionConfig,
         repair: bool,
         deadline: Deadline,
     ) -> "_GroupOutcome":
+        collection, partitions = config.name, config.partitions
         report = GroupReport(group.group)
 
         async def digest(client: ShardClient, timeout_s: float) -> list[PartitionDigest]:
@@ -148,7 +145,7 @@ class Verifier:
                 )
                 if repair and found:
                     partition_report.repaired = await self._repair(
-                        collection, reachable, found, deadline
+                        config, reachable, found, deadline
                     )
                 report.partitions.append(partition_report)
         differing_ids = sum(p.differing for p in report.partitions)
@@ -190,13 +187,14 @@ class Verifier:
 
     async def _repair(
         self,
-        collection: str,
+        config: CollectionConfig,
         reachable: Sequence[tuple[Replica, list[PartitionDigest]]],
         divergences: list[Divergence],
         deadline: Deadline,
     ) -> int:
         """Copy the newest record of each divergent id to the replicas behind; how many
         ids reached every replica that was behind."""
+        collection = config.name
         clients = {replica.address: replica.client for replica, _ in reachable}
         by_source: dict[str, list[Divergence]] = {}
         for divergence in divergences:
@@ -219,7 +217,9 @@ class Verifier:
                 failed: set[str] = set()
                 results = await asyncio.gather(
                     *(
-                        clients[address].write(collection, ops, deadline.check("repairing"))
+                        clients[address].write(
+                            collection, ops, deadline.check("repairing"), config.incarnation
+                        )
                         for address, ops in writes.items()
                     ),
                     return_exceptions=True,

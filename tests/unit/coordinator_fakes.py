@@ -106,6 +106,8 @@ class FakeShard:
     topology: Topology | None = None
     #: The topology version each write came routed with.
     routed_with: list[int] = field(default_factory=list)
+    #: The collection incarnation each write came with.
+    incarnations: list[int] = field(default_factory=list)
     #: Whether a refusal passes `topology` back (False: as if it was too large).
     passes_topology: bool = True
 
@@ -170,6 +172,7 @@ class FakeShard:
             await self.gate.wait()
         store = self._collection(collection)
         self.routed_with.append(topology_version)
+        self.incarnations.append(incarnation)
         try:
             PartitionOwnership(lambda: self.topology, lambda: self.address).check(
                 collection,

@@ -2,6 +2,7 @@
 
 import time
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -92,6 +93,39 @@ def test_get_at_all_answers_with_the_newest_and_repairs_the_stale_replica() -> N
         await cluster.core.background.drain(1)
         assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
         assert stale.documents["c"]["d2"].op.deleted
+
+    run(scenario())
+
+
+def incarnate(cluster: FakeCluster, incarnation: int) -> None:
+    """Give collection "c" an incarnation on every replica, as the catalog does."""
+    for group in cluster.shards:
+        for shard in group:
+            shard.collections["c"] = replace(shard.collections["c"], incarnation=incarnation)
+            shard.incarnations.clear()
+    cluster.core.catalog.invalidate("c")
+
+
+def test_read_repair_and_verify_repair_carry_the_incarnation() -> None:
+    """Repairs wrote with no incarnation, which a replica cannot check: a repair
+    that raced a drop and recreate could carry the old collection's records into
+    the new one."""
+
+    async def scenario() -> None:
+        cluster, stale = await stale_cluster()
+        incarnate(cluster, 7)
+        await cluster.core.reader.get(
+            "c", ["d1", "d2"], EVERYTHING, False, deadline(), ReadConsistency.ALL
+        )
+        await cluster.core.background.drain(1)
+        assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
+        assert stale.incarnations == [7]
+
+        cluster, stale = await stale_cluster()
+        incarnate(cluster, 9)
+        report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
+        assert report.repaired == 2
+        assert stale.incarnations and set(stale.incarnations) == {9}  # a write per partition
 
     run(scenario())
 
