@@ -22,6 +22,7 @@ store); it lists it as failed, and the catalog asks another replica about it,
 as reads do.
 """
 
+import asyncio
 import dataclasses
 import logging
 import time
@@ -36,7 +37,14 @@ from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogFollower, CatalogStore, CatalogView
 from shoal.distance_metric import Metric
-from shoal.errors import AlreadyExists, DataLoss, InvalidArgument, NotFound, Unavailable
+from shoal.errors import (
+    AlreadyExists,
+    DataLoss,
+    InvalidArgument,
+    NotFound,
+    ShoalError,
+    Unavailable,
+)
 from shoal.keyword import KeywordSettings
 
 log = logging.getLogger(__name__)
@@ -159,6 +167,7 @@ class CollectionCatalog:
         self._clock = clock
         self._cache: dict[str, tuple[CollectionConfig, float]] = {}
         self._follower = follower
+        self._relisting: asyncio.Future[None] | None = None
 
     # -- the config cache ---------------------------------------------------
 
@@ -172,7 +181,9 @@ class CollectionCatalog:
         """A collection's config: the catalog's, or from the cache when it is fresh."""
         if self._follower is not None:
             limits.check_collection_name(name)
-            entry = (await self._view(deadline)).live(name)
+            entry = (await self._view(deadline)).live(name) or await self._read_through(
+                name, deadline
+            )
             if entry is None:
                 raise not_found(name)
             return from_entry(entry)
@@ -187,6 +198,26 @@ class CollectionCatalog:
                 return collection.config
         self.invalidate(name)
         raise not_found(name)
+
+    async def _read_through(self, name: str, deadline: Deadline) -> CatalogEntry | None:
+        """A name the view does not hold, looked up in the catalog itself.
+
+        The watch brings another coordinator's create within milliseconds, but a
+        client told "created" may call this coordinator sooner: asking the catalog
+        on a miss makes every create visible here as soon as it is acknowledged.
+        Only misses pay, and concurrent misses share one listing. With the catalog
+        away, the view answers.
+        """
+        assert self._follower is not None
+        if self._relisting is None or self._relisting.done():
+            self._relisting = asyncio.ensure_future(self._follower.refresh())
+            # A caller may have given up waiting: nobody else reads its outcome.
+            self._relisting.add_done_callback(lambda done: done.cancelled() or done.exception())
+        try:
+            await asyncio.wait_for(asyncio.shield(self._relisting), deadline.remaining())
+        except (ShoalError, TimeoutError) as error:
+            log.info("catalog lookup of %r failed (%s); answering from the last view", name, error)
+        return self._follower.view.live(name)
 
     def invalidate(self, name: str) -> None:
         self._cache.pop(name, None)

@@ -1,7 +1,9 @@
 """Collections on every replica: defaults, idempotent create, delete, cached configs."""
 
+import asyncio
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 
 import numpy as np
 import pytest
@@ -12,7 +14,13 @@ from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shard.core.config import CollectionConfig as ShardConfig
-from shoal.catalog import CatalogEntry
+from shoal.catalog import (
+    CatalogChange,
+    CatalogEntry,
+    CatalogFollower,
+    CatalogListing,
+    Settings,
+)
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from shoal.keyword import KeywordSettings
@@ -234,3 +242,54 @@ def test_keyword_settings_survive_the_catalog() -> None:
     assert json.loads(json.dumps(shard_config.to_settings())) == stored
     del stored["keyword"]  # written before keyword indexes existed: the defaults
     assert from_entry(CatalogEntry("c", stored, 3)).keyword == KeywordSettings().with_defaults()
+
+
+class LaggingCatalogStore:
+    """A catalog store whose watch never brings anything: another coordinator's
+    create reaches this one only by asking the store."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, CatalogEntry] = {}
+        self.revision = 1
+        self.listings = 0
+
+    async def listing(self) -> CatalogListing:
+        self.listings += 1
+        return CatalogListing(dict(self.entries), self.revision)
+
+    async def create(self, name: str, settings: Settings) -> tuple[CatalogEntry, bool]:
+        self.revision += 1
+        self.entries[name] = CatalogEntry(name, settings, self.revision)
+        return self.entries[name], True
+
+    async def drop(self, name: str) -> CatalogChange | None:
+        raise NotImplementedError
+
+    async def register(self, name: str, settings: Settings, incarnation: int) -> CatalogEntry:
+        raise NotImplementedError
+
+    async def watch(self, after_revision: int) -> AsyncIterator[list[CatalogChange]]:
+        await asyncio.Event().wait()
+        yield []
+
+
+def test_a_create_through_another_coordinator_is_seen_as_soon_as_it_is_acknowledged() -> None:
+    """The watch brings a create within milliseconds, but a client told "created"
+    by one coordinator may call another sooner: a name missing from the view is
+    looked up in the catalog before the answer is NOT_FOUND."""
+
+    async def scenario() -> None:
+        store = LaggingCatalogStore()
+        follower = CatalogFollower(store)
+        follower.start()
+        await follower.wait_synced(5)
+        catalog = CollectionCatalog(lambda: [], Embedding(FakeEmbedder()), follower=follower)
+        settings = to_settings(with_defaults(request(dimension=8)))
+        entry, _ = await store.create("c", settings)  # through another coordinator
+        config = await catalog.config("c", deadline())
+        assert (config.dimension, config.incarnation) == (8, entry.incarnation)
+        with pytest.raises(NotFound):
+            await catalog.config("nope", deadline())
+        await follower.stop()
+
+    run(scenario())
