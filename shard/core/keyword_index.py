@@ -205,6 +205,8 @@ class KeywordIndex:
         self._lengths[present] = lengths
         self._total_length += int(lengths.sum())
         self._documents += len(present)
+        if not len(terms):  # only empty texts and stop words: no postings
+            return
         pairs, tfs = np.unique(terms * len(present) + documents, return_counts=True)
         pair_terms = pairs // len(present)
         pair_labels = present[pairs % len(present)]

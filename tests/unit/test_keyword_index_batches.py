@@ -154,3 +154,13 @@ def test_batch_words_equal_the_regex_on_every_character_mix() -> None:
         for text in texts:
             expected += [*re.findall(r"\w+", text.casefold()), "\x00"]
         assert tokenizer.words(texts) == expected
+
+
+def test_a_batch_without_any_indexed_word() -> None:
+    """Texts that are empty or only stop words still count as documents with a text."""
+    index = KeywordIndex(KeywordSettings())
+    index.put([0, 1, 2], index.analyze(["", "the of a", None]))
+    stats = index.statistics(["the"])
+    assert (stats.documents, stats.total_length, list(stats.frequencies)) == (2, 0, [0])
+    index.put([1], index.analyze(["audio"]))
+    assert index.statistics(["audio"]).frequencies == [1] and index.documents == 2
