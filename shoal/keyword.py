@@ -27,6 +27,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import cache
+from itertools import groupby
 
 import Stemmer
 from bm25s import stopwords as bm25s_stopwords
@@ -57,6 +58,13 @@ _STOP_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 _WORD = re.compile(r"\w+")
+#: Ends each text of a batch in `Tokenizer.words`; `\w` never matches it.
+TEXT_BREAK = "\x00"
+_SPACED_BREAK = f" {TEXT_BREAK} "
+#: Every ASCII character `\w` does not match, but TEXT_BREAK, to a space.
+_ASCII_NON_WORD = str.maketrans(
+    {code: " " for code in range(1, 128) if not _WORD.fullmatch(chr(code))}
+)
 
 #: A stop word's place in a token sequence: kept as a gap so phrases stay exact.
 GAP: str | None = None
@@ -189,10 +197,13 @@ class Tokenizer:
     def _stemmer(self) -> "Stemmer.Stemmer":
         stemmer = getattr(self._local, "stemmer", None)
         if stemmer is None:
-            stemmer = self._local.stemmer = Stemmer.Stemmer(self._language)
+            # Without PyStemmer's own cache (maxCacheSize 0): this class remembers
+            # terms itself, and PyStemmer's cache costs more than it saves (it makes
+            # stemming a new word several times slower once it fills up).
+            stemmer = self._local.stemmer = Stemmer.Stemmer(self._language, 0)
         return stemmer
 
-    def _learn(self, words: list[str]) -> None:
+    def _learn(self, words: Sequence[str]) -> None:
         """Remember the terms of words not seen before."""
         known = self._terms
         new = [word for word in dict.fromkeys(words) if word not in known]
@@ -201,6 +212,39 @@ class Tokenizer:
             known.update(dict.fromkeys(self._stop, ""))
         stems = self._stemmer().stemWords(new) if self._language else new
         known.update(zip(new, stems, strict=True))
+
+    def words(self, texts: Sequence[str]) -> list[str]:
+        """The case-folded words of every text, each text's followed by TEXT_BREAK.
+
+        What `_WORD.findall(text.casefold())` gives each text, at a fraction of
+        the cost for a batch: consecutive ASCII texts (most, in practice) are
+        joined and split at once, by `str.translate` and `str.split` (in ASCII
+        `\\w` is letters, digits and `_`, and case folding is `lower`); other
+        texts go through the regex one by one. A batch where some text holds
+        TEXT_BREAK itself goes one text at a time."""
+        words: list[str] = []
+        if any(TEXT_BREAK in text for text in texts):
+            for text in texts:
+                words += _WORD.findall(text.casefold())
+                words.append(TEXT_BREAK)
+            return words
+        for ascii_run, run in groupby(texts, key=str.isascii):
+            if ascii_run:
+                joined = _SPACED_BREAK.join(run) + _SPACED_BREAK
+                words += joined.lower().translate(_ASCII_NON_WORD).split()
+            else:
+                for text in run:
+                    words += _WORD.findall(text.casefold())
+                    words.append(TEXT_BREAK)
+        return words
+
+    def word_terms(self, words: Sequence[str]) -> list[str]:
+        """Each case-folded word's term, "" for a stop word, stemmed in one Snowball
+        call and not remembered here: for a caller that keeps its own memory of
+        words (a keyword index), which makes this tokenizer's a second copy."""
+        stop = self._stop
+        stems = self._stemmer().stemWords(words) if self._language else words
+        return ["" if word in stop else stem for word, stem in zip(words, stems, strict=True)]
 
     def _mapped(self, text: str) -> list[str]:
         """Each word's term, "" for a stop word."""
@@ -212,11 +256,7 @@ class Tokenizer:
             get = self._terms.get
             terms = [get(word) for word in words]
             if None in terms:  # another thread cleared the memory meanwhile
-                stemmer = self._stemmer() if self._language else None
-                terms = [
-                    "" if w in self._stop else (stemmer.stemWord(w) if stemmer else w)
-                    for w in words
-                ]
+                return self.word_terms(words)
         return terms  # type: ignore[return-value]
 
     def sequence(self, text: str) -> list[str | None]:

@@ -13,8 +13,8 @@ than the payload index (`PayloadIndex.seq`: committed, not applied yet) are
 checked against the filter from their own metadata and text.
 
 The keyword index (`keyword_index`, `keyword_search`) changes together with the
-payload index, under the gate held alone; texts are tokenized before, under the
-write lock only.
+payload index, under the gate held alone; a batch's texts are analyzed before,
+under the write lock only.
 """
 
 import logging
@@ -111,7 +111,10 @@ class _IndexChange:
     added: list[tuple[str, int, bytes]] = field(default_factory=list)
     updated: list[tuple[int, bytes]] = field(default_factory=list)
     metadata: list[tuple[int, Metadata]] = field(default_factory=list)  # added and updated
-    texts: list[tuple[int, Analyzed | None]] = field(default_factory=list)  # added and updated
+    # Added and updated: their labels and texts (None: none), then the texts analyzed.
+    text_labels: list[int] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    analyzed: Analyzed | None = None
     seq: int = 0  # the batch's last write sequence
 
 
@@ -311,16 +314,21 @@ class Collection:
                 record = Record(op.version, False, seq, next_label, op.vector, op.payload)
                 change.added.append((op.id, next_label, op.vector))
                 change.metadata.append((next_label, self._metadata(op.payload)))
-                change.texts.append((next_label, self._analyzed(op.payload)))
+                change.text_labels.append(next_label)
+                change.texts.append(self._text(op.payload))
                 next_label += 1
             else:
                 record = Record(op.version, False, seq, live_label, op.vector, op.payload)
                 change.updated.append((live_label, op.vector))
                 change.metadata.append((live_label, self._metadata(op.payload)))
-                change.texts.append((live_label, self._analyzed(op.payload)))
+                change.text_labels.append(live_label)
+                change.texts.append(self._text(op.payload))
             written.append((op.id, record))
         if not written:
             return WriteResult(applied=0, deleted=0)
+        if self._keyword is not None and change.text_labels:
+            # Outside the gate: readers go on meanwhile.
+            change.analyzed = self._keyword.analyze(change.texts)
         change.seq = seq
         self._store.commit(written, superseded, seq, next_label)
         self._seq, self._next_label = seq, next_label
@@ -337,11 +345,10 @@ class Collection:
     def _metadata(self, payload: bytes) -> Metadata:
         return self._read_metadata(payload) if payload else {}
 
-    def _analyzed(self, payload: bytes) -> Analyzed | None:
+    def _text(self, payload: bytes) -> str | None:
         if self._keyword is None or not payload:
             return None
-        text = self._read_text(payload)
-        return None if text is None else self._keyword.analyze(text)
+        return self._read_text(payload)
 
     def _matches(self, root: Filter, payload: bytes) -> bool:
         """Whether one stored payload matches `root` (metadata and text)."""
@@ -366,10 +373,9 @@ class Collection:
             self._payload.put(label, metadata)
         self._payload.seq = change.seq
         if self._keyword is not None:
-            for _, label in change.deleted:
-                self._keyword.remove(label)
-            for label, analyzed in change.texts:
-                self._keyword.put(label, analyzed)
+            self._keyword.remove([label for _, label in change.deleted])
+            if change.analyzed is not None:
+                self._keyword.put(change.text_labels, change.analyzed)
         dimension = self.config.dimension
         if change.deleted:
             self._index.delete(_labels([label for _, label in change.deleted]))

@@ -142,6 +142,10 @@ def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) 
     return LoadedIndex(index, labels, 0, "rebuild", len(labels))
 
 
+#: Texts the keyword index takes at a time while a collection opens.
+TEXT_BATCH = 1024
+
+
 def load_payloads(
     store: DocumentStore,
     read_metadata: MetadataReader,
@@ -155,13 +159,19 @@ def load_payloads(
     if config is not None and config.keyword.enabled:
         keyword = KeywordIndex(config.keyword, label_space=next_label)
     payload = PayloadIndex(label_space=next_label, text=keyword)
+    labels: list[int] = []
+    texts: list[str | None] = []
     for doc_id, label, data in store.scan_payloads():
         if label == NO_LABEL or label >= next_label:
             raise DataLoss(f"live record of document {doc_id!r} has label {label}")
         payload.put(label, read_metadata(data) if data else {})
         if keyword is not None and data:
-            text = read_text(data)
-            if text is not None:
-                keyword.put(label, keyword.analyze(text))
+            labels.append(label)
+            texts.append(read_text(data))
+            if len(labels) == TEXT_BATCH:
+                keyword.put(labels, keyword.analyze(texts))
+                labels, texts = [], []
+    if keyword is not None and labels:
+        keyword.put(labels, keyword.analyze(texts))
     payload.seq = last_seq
     return payload, keyword

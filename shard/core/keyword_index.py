@@ -12,78 +12,54 @@ matrix that must be rebuilt on every change. Here a shard only keeps term
 frequencies and lengths; the coordinator sends the idf weights and the mean
 length, so every shard scores with the cluster's statistics.
 
+Writes come in batches, and the index takes them a batch at a time, because
+per-document Python work is what a write pays for (`analyze`, then `put`):
+one regex pass over the batch's texts, one dict lookup per word from word to
+term id (stemming only words never seen, in one Snowball call), then numpy
+over the batch's tokens for term frequencies and lengths; the only Python loop
+left runs over the batch's distinct terms, appending each one's new postings.
+
 Layout, for cheap writes and vectorized scoring:
 
 - per term, append-only postings: keys (the label, and in the high 32 bits
   the label's generation when it was indexed) and term frequencies
   (`array.array`s: cheap appends, read by numpy without a Python object per
-  entry);
+  entry); per term id, its live document frequency and its entries;
 - per label, its generation: removing or replacing a document bumps it, which
   turns its old postings into garbage without searching for them; a term's
   postings are compacted when garbage outnumbers live entries;
-- per label, its term sequence (term ids, -1 for a stop word) for phrase
-  filters and for knowing which terms a removal touches;
+- every document's term sequence (term ids, -1 for a stop word) in one int32
+  buffer, per label its start (-1: no text) and span, for phrase filters and
+  for knowing which terms a removal touches; compacted like the postings;
 - per label, its length in indexed tokens; totals for the statistics.
 """
 
 from array import array
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
 
 from shard.core.payload_columns import Mask
 from shoal.errors import InvalidArgument
-from shoal.keyword import KeywordSettings, TermStatistics, Tokenizer, tokenizer_for
+from shoal.keyword import TEXT_BREAK, KeywordSettings, TermStatistics, Tokenizer, tokenizer_for
 
-#: A document's terms in order, None where a stop word stood (see `Tokenizer.sequence`).
-Analyzed = list[str | None]
-
-_GAP = -1
-_NEW = -2  # a term the index does not know yet
-
+_GAP = -1  # a stop word's place in a sequence
+_BREAK = -2  # the end of a text in a batch
+_NEW = -3  # a word the index has not seen yet
 
 _LABEL_BITS = 32
 _LABEL_MASK = (1 << _LABEL_BITS) - 1
+_NO_TEXT = -1
 
+#: Garbage (entries of removed texts) is compacted away once it outnumbers the live
+#: entries and is at least this many: per term's postings, and in the sequence buffer.
+POSTINGS_GARBAGE = 16
+BUFFER_GARBAGE = 4096
 
-class _Postings:
-    """One term's postings: parallel append-only arrays, some entries garbage."""
-
-    __slots__ = ("keys", "live", "tfs")
-
-    def __init__(self) -> None:
-        self.keys = array("q")  # label | generation << 32
-        self.tfs = array("f")
-        self.live = 0  # entries whose generation is their label's current one
-
-    def arrays(
-        self, current: npt.NDArray[np.uint32]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """(labels, term frequencies) of the live entries (copies: the arrays may grow)."""
-        keys = np.frombuffer(self.keys, dtype=np.int64).copy()
-        tfs = np.frombuffer(self.tfs, dtype=np.float32).copy()
-        labels = keys & _LABEL_MASK
-        if len(keys) == self.live:
-            return labels, tfs
-        valid = (keys >> _LABEL_BITS) == current[labels]
-        return labels[valid], tfs[valid]
-
-    def compact(self, current: npt.NDArray[np.uint32]) -> None:
-        keys = np.frombuffer(self.keys, dtype=np.int64).copy()
-        tfs = np.frombuffer(self.tfs, dtype=np.float32).copy()
-        valid = (keys >> _LABEL_BITS) == current[keys & _LABEL_MASK]
-        self.keys = array("q", keys[valid].tobytes())
-        self.tfs = array("f", tfs[valid].tobytes())
-
-    @property
-    def garbage(self) -> int:
-        return len(self.keys) - self.live
-
-    def nbytes(self) -> int:
-        return self.keys.itemsize * len(self.keys) + self.tfs.itemsize * len(self.tfs)
+Int64s = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -94,8 +70,31 @@ class KeywordQuery:
     weights: Sequence[float]
 
 
+@dataclass(frozen=True)
+class Analyzed:
+    """A batch of texts as term ids (`KeywordIndex.analyze`), for `KeywordIndex.put`.
+
+    Text i of those present is ids[bounds[i]:bounds[i + 1]], stop words as -1.
+    """
+
+    ids: npt.NDArray[np.int32]
+    bounds: Int64s
+    has_text: npt.NDArray[np.bool_]  # per document of the batch: False where its text is None
+
+
+def _ranges(starts: Int64s, spans: Int64s) -> Int64s:
+    """The positions starts[i] .. starts[i] + spans[i] - 1 of every range, in order."""
+    total = int(spans.sum())
+    if not total:
+        return np.empty(0, dtype=np.int64)
+    offsets = np.cumsum(spans) - spans  # where each range begins in the result
+    return np.repeat(starts - offsets, spans) + np.arange(total, dtype=np.int64)
+
+
 class KeywordIndex:
-    """Reads may run concurrently with each other; mutations must run alone."""
+    """Reads may run concurrently with each other and with `analyze`; `put` and
+    `remove` must run alone, and one writer at a time calls `analyze` then `put`
+    (a collection's write lock and index gate)."""
 
     def __init__(self, settings: KeywordSettings, label_space: int = 0) -> None:
         settings = settings.with_defaults()
@@ -103,94 +102,215 @@ class KeywordIndex:
         self._k1 = settings.k1_value
         self._b = settings.b_value
         self._term_ids: dict[str, int] = {}
-        self._postings: list[_Postings] = []
-        self._sequences: dict[int, array[int]] = {}  # label -> term ids, -1 gaps
+        # Per term id, its postings: parallel append-only arrays, keys (label |
+        # generation << 32) and term frequencies, some entries garbage. Two lists
+        # of arrays rather than an object per term: arrays are not tracked by the
+        # garbage collector, which a hundred thousand term objects would keep busy.
+        self._keys: list[array[int]] = []
+        self._tfs: list[array[float]] = []
+        # Per term id: live documents holding it, and its postings' entries (live or not).
+        self._df = np.zeros(1024, dtype=np.int64)
+        self._entries = np.zeros(1024, dtype=np.int64)
+        # Word -> term id (or _GAP): words repeat across documents, stemming is dear.
+        # It grows with the vocabulary, as the term ids do.
+        self._word_ids: dict[str, int] = {TEXT_BREAK: _BREAK}
         size = max(label_space, 1024)
         self._generations = np.zeros(size, dtype=np.uint32)
         self._lengths = np.zeros(size, dtype=np.float64)
+        self._starts = np.full(size, _NO_TEXT, dtype=np.int64)
+        self._spans = np.zeros(size, dtype=np.int64)
+        self._buffer = np.empty(4096, dtype=np.int32)  # every sequence, some garbage
+        self._used = 0  # of the buffer
+        self._garbage = 0  # buffer entries of removed sequences
+        self._documents = 0
         self._total_length = 0
 
     @property
     def tokenizer(self) -> Tokenizer:
         return self._tokenizer
 
-    def analyze(self, text: str) -> Analyzed:
-        """A text's term sequence; runs outside the gate (it is the costly part of a write)."""
-        return self._tokenizer.sequence(text)
-
     # -- changes -----------------------------------------------------------------------
 
-    def put(self, label: int, analyzed: Analyzed | None) -> None:
-        """Index a live document's text (replacing what `label` held); None: it has none."""
-        self.remove(label)
-        if analyzed is None:
-            return
-        self._grow(label)
-        get = self._term_ids.get
-        ids = [_GAP if term is None else get(term, _NEW) for term in analyzed]
-        if _NEW in ids:  # register the new terms, then map again
-            for term in {t for t, i in zip(analyzed, ids, strict=True) if i == _NEW}:
-                self._term_id(str(term))
-            ids = [_GAP if term is None else get(term, _NEW) for term in analyzed]
-        key = label | int(self._generations[label]) << _LABEL_BITS
-        postings = self._postings
-        counts = Counter(ids)
-        counts.pop(_GAP, None)
-        for term_id, tf in counts.items():
-            entry = postings[term_id]
-            entry.keys.append(key)
-            entry.tfs.append(tf)
-            entry.live += 1
-        length = len(ids) - analyzed.count(None)
-        self._sequences[label] = array("i", ids)
-        self._lengths[label] = length
-        self._total_length += length
+    def analyze(self, texts: Sequence[str | None]) -> Analyzed:
+        """A batch of texts as term ids; None: a document without text.
 
-    def _term_id(self, term: str) -> int:
-        term_id = self._term_ids.get(term)
-        if term_id is None:
-            term_id = self._term_ids[term] = len(self._postings)
-            self._postings.append(_Postings())
-        return term_id
+        Runs outside the gate (it is the costly part of a write): it only adds
+        terms, which readers see with no postings until `put`.
+        """
+        has_text = np.array([text is not None for text in texts], dtype=np.bool_)
+        present = [text for text in texts if text is not None]
+        words = self._tokenizer.words(present)
+        # dict.get mapped in C over the words: no Python-level step per word.
+        lookup = self._word_ids.get
+        ids = np.fromiter(map(lookup, words, repeat(_NEW)), dtype=np.int32, count=len(words))
+        unseen = np.flatnonzero(ids == _NEW)
+        if len(unseen):
+            positions = unseen.tolist()
+            new = list(dict.fromkeys([words[i] for i in positions]))
+            terms = self._tokenizer.word_terms(new)
+            self._add_terms(terms)
+            term_ids = self._term_ids
+            self._word_ids.update(
+                (word, term_ids[term] if term else _GAP)
+                for word, term in zip(new, terms, strict=True)
+            )
+            ids[unseen] = [self._word_ids[words[i]] for i in positions]
+        breaks = np.flatnonzero(ids == _BREAK)
+        # Text i's ids run from just after break i - 1 to break i; the breaks go.
+        bounds = np.zeros(len(present) + 1, dtype=np.int64)
+        bounds[1:] = breaks - np.arange(len(breaks))
+        return Analyzed(np.delete(ids, breaks), bounds, has_text)
 
-    def remove(self, label: int) -> None:
-        """Forget a document's text (deleted, or about to be replaced)."""
-        sequence = self._sequences.pop(label, None)
-        if sequence is None:
+    def _add_terms(self, terms: Sequence[str]) -> None:
+        """Give the terms not known yet their ids (and empty postings)."""
+        known = self._term_ids
+        fresh = [term for term in dict.fromkeys(terms) if term and term not in known]
+        if not fresh:
             return
-        self._generations[label] += 1
-        self._total_length -= int(self._lengths[label])
-        self._lengths[label] = 0
-        for term_id in set(sequence) - {_GAP}:
-            postings = self._postings[term_id]
-            postings.live -= 1
-            if postings.garbage > max(postings.live, 16):
-                postings.compact(self._generations)
+        first = len(self._keys)
+        end = first + len(fresh)
+        if end > len(self._df):
+            grown = max(end, 2 * len(self._df))
+            self._df = np.concatenate([self._df, np.zeros(grown - len(self._df), np.int64)])
+            self._entries = np.concatenate(
+                [self._entries, np.zeros(grown - len(self._entries), np.int64)]
+            )
+        # Readers find a term by its id only once what the id indexes exists.
+        self._keys.extend([array("q") for _ in fresh])
+        self._tfs.extend([array("f") for _ in fresh])
+        known.update(zip(fresh, range(first, end), strict=True))
+
+    def put(self, labels: Sequence[int], analyzed: Analyzed) -> None:
+        """Index the texts of live documents `labels` (distinct; `analyze` of their
+        texts, in the same order), replacing whatever each label held."""
+        all_labels = np.asarray(labels, dtype=np.int64)
+        if len(all_labels) != len(analyzed.has_text):
+            raise ValueError(f"{len(all_labels)} labels for {len(analyzed.has_text)} texts")
+        self.remove(labels)
+        present = all_labels[analyzed.has_text]
+        if not len(present):
+            return
+        self._grow(int(present.max()))
+        ids, bounds = analyzed.ids, analyzed.bounds
+        spans = np.diff(bounds)
+        # Sequences: appended to the buffer, found by start and span.
+        starts = self._append(ids) + bounds[:-1]
+        self._starts[present] = starts
+        self._spans[present] = spans
+        # Term frequencies: one count per (term, document) pair of the batch.
+        documents = np.repeat(np.arange(len(present), dtype=np.int64), spans)
+        indexed = ids >= 0
+        terms, documents = ids[indexed].astype(np.int64), documents[indexed]
+        lengths = np.bincount(documents, minlength=len(present))
+        self._lengths[present] = lengths
+        self._total_length += int(lengths.sum())
+        self._documents += len(present)
+        if not len(terms):  # only empty texts and stop words: no postings
+            return
+        pairs, tfs = np.unique(terms * len(present) + documents, return_counts=True)
+        pair_terms = pairs // len(present)
+        pair_labels = present[pairs % len(present)]
+        keys = pair_labels | self._generations[pair_labels].astype(np.int64) << _LABEL_BITS
+        # Postings: per distinct term, its run of pairs (sorted by term, then document).
+        firsts = np.flatnonzero(np.diff(pair_terms, prepend=-1))
+        ends = np.append(firsts[1:], len(pairs))
+        distinct = pair_terms[firsts]
+        self._df[distinct] += ends - firsts
+        self._entries[distinct] += ends - firsts
+        key_bytes = memoryview(keys.tobytes())
+        tf_bytes = memoryview(tfs.astype(np.float32).tobytes())
+        all_keys, all_tfs = self._keys, self._tfs
+        for term_id, first, end in zip(
+            distinct.tolist(), firsts.tolist(), ends.tolist(), strict=True
+        ):
+            all_keys[term_id].frombytes(key_bytes[8 * first : 8 * end])
+            all_tfs[term_id].frombytes(tf_bytes[4 * first : 4 * end])
+
+    def remove(self, labels: Sequence[int]) -> None:
+        """Forget the texts of documents (deleted, or about to be replaced)."""
+        all_labels = np.asarray(labels, dtype=np.int64)
+        all_labels = all_labels[all_labels < len(self._starts)]
+        held = all_labels[self._starts[all_labels] != _NO_TEXT]
+        if not len(held):
+            return
+        starts, spans = self._starts[held], self._spans[held]
+        tokens = self._buffer[_ranges(starts, spans)].astype(np.int64)
+        documents = np.repeat(np.arange(len(held), dtype=np.int64), spans)
+        indexed = tokens >= 0
+        pairs = np.unique(tokens[indexed] * len(held) + documents[indexed])
+        touched, counts = np.unique(pairs // len(held), return_counts=True)
+        self._df[touched] -= counts
+        self._generations[held] += 1
+        self._total_length -= int(self._lengths[held].sum())
+        self._lengths[held] = 0
+        self._starts[held] = _NO_TEXT
+        self._spans[held] = 0
+        self._garbage += int(spans.sum())
+        self._documents -= len(held)
+        live = self._df[touched]
+        garbage = self._entries[touched] - live
+        for term_id in touched[garbage > np.maximum(live, POSTINGS_GARBAGE)].tolist():
+            self._compact(term_id)
+            self._entries[term_id] = self._df[term_id]
+        if self._garbage > max(self._used - self._garbage, BUFFER_GARBAGE):
+            self._compact_buffer()
+
+    def _append(self, ids: npt.NDArray[np.int32]) -> int:
+        """Append to the sequence buffer; where `ids` begins."""
+        start = self._used
+        needed = start + len(ids)
+        if needed > len(self._buffer):
+            # A new array: readers may hold the old one, which stays as it was.
+            grown = np.empty(max(needed, 2 * len(self._buffer)), dtype=np.int32)
+            grown[:start] = self._buffer[:start]
+            self._buffer = grown
+        self._buffer[start:needed] = ids
+        self._used = needed
+        return start
+
+    def _compact_buffer(self) -> None:
+        held = np.flatnonzero(self._starts != _NO_TEXT)
+        spans = self._spans[held]
+        live = self._buffer[_ranges(self._starts[held], spans)]
+        buffer = np.empty(max(2 * len(live), 4096), dtype=np.int32)
+        buffer[: len(live)] = live
+        self._starts[held] = np.cumsum(spans) - spans
+        self._buffer, self._used, self._garbage = buffer, len(live), 0
 
     def _grow(self, label: int) -> None:
         size = len(self._generations)
         if label < size:
             return
         grown = max(2 * size, label + 1)
-        generations = np.zeros(grown, dtype=np.uint32)
-        generations[:size] = self._generations
-        lengths = np.zeros(grown, dtype=np.float64)
-        lengths[:size] = self._lengths
-        self._generations, self._lengths = generations, lengths
+
+        def extended(values: npt.NDArray[np.generic], fill: int) -> npt.NDArray[np.generic]:
+            bigger = np.full(grown, fill, dtype=values.dtype)
+            bigger[:size] = values
+            return bigger
+
+        self._generations = extended(self._generations, 0)  # type: ignore[assignment]
+        self._lengths = extended(self._lengths, 0)  # type: ignore[assignment]
+        self._starts = extended(self._starts, _NO_TEXT)  # type: ignore[assignment]
+        self._spans = extended(self._spans, 0)  # type: ignore[assignment]
+
+    def _sequence(self, label: int) -> npt.NDArray[np.int32]:
+        start = int(self._starts[label])
+        return self._buffer[start : start + int(self._spans[label])]
 
     # -- statistics and scoring ----------------------------------------------------------
 
     @property
     def documents(self) -> int:
-        return len(self._sequences)
+        return self._documents
 
     def statistics(self, terms: Sequence[str]) -> TermStatistics:
         """This replica's share of the statistics BM25 needs for `terms`."""
         frequencies = []
+        df = self._df
         for term in terms:
             term_id = self._term_ids.get(term)
-            frequencies.append(0 if term_id is None else self._postings[term_id].live)
-        return TermStatistics(len(self._sequences), self._total_length, frequencies)
+            frequencies.append(0 if term_id is None else int(df[term_id]))
+        return TermStatistics(self._documents, self._total_length, frequencies)
 
     def scores(
         self, query: KeywordQuery, average_length: float, allowed: Mask | None
@@ -204,7 +324,7 @@ class KeywordIndex:
             term_id = self._term_ids.get(term)
             if term_id is None or weight <= 0:
                 continue
-            labels, tfs = self._postings[term_id].arrays(self._generations)
+            labels, tfs = self._live(term_id)
             if allowed is not None:
                 inside = labels < len(allowed)
                 keep = np.zeros(len(labels), dtype=np.bool_)
@@ -224,6 +344,24 @@ class KeywordIndex:
         unique, inverse = np.unique(labels, return_inverse=True)
         summed = np.bincount(inverse, weights=np.concatenate(found_scores)).astype(np.float64)
         return unique.astype(np.int64), summed
+
+    def _live(self, term_id: int) -> tuple[Int64s, npt.NDArray[np.float32]]:
+        """(labels, term frequencies) of a term's live postings (copies: the arrays grow)."""
+        keys = np.frombuffer(self._keys[term_id], dtype=np.int64).copy()
+        tfs = np.frombuffer(self._tfs[term_id], dtype=np.float32).copy()
+        labels = keys & _LABEL_MASK
+        if len(keys) == self._df[term_id]:
+            return labels, tfs
+        valid = (keys >> _LABEL_BITS) == self._generations[labels]
+        return labels[valid], tfs[valid]
+
+    def _compact(self, term_id: int) -> None:
+        """Drop a term's postings of removed and replaced texts."""
+        keys = np.frombuffer(self._keys[term_id], dtype=np.int64)
+        valid = (keys >> _LABEL_BITS) == self._generations[keys & _LABEL_MASK]
+        tfs = np.frombuffer(self._tfs[term_id], dtype=np.float32)
+        self._keys[term_id] = array("q", keys[valid].tobytes())
+        self._tfs[term_id] = array("f", tfs[valid].tobytes())
 
     # -- phrase filters ------------------------------------------------------------------
 
@@ -245,19 +383,15 @@ class KeywordIndex:
             if term_id is None:
                 return mask
             wanted.append(term_id)
-        words = sorted(set(wanted) - {_GAP}, key=lambda term_id: self._postings[term_id].live)
-        candidates, _ = self._postings[words[0]].arrays(self._generations)
+        words = sorted(set(wanted) - {_GAP}, key=lambda term_id: int(self._df[term_id]))
+        candidates, _ = self._live(words[0])
         for term_id in words[1:]:
-            labels, _ = self._postings[term_id].arrays(self._generations)
+            labels, _ = self._live(term_id)
             candidates = np.intersect1d(candidates, labels, assume_unique=True)
         if len(wanted) > 1:
             pattern = np.array(wanted, dtype=np.int32)
             candidates = np.array(
-                [
-                    label
-                    for label in candidates.tolist()
-                    if holds(np.frombuffer(self._sequences[label], dtype=np.int32), pattern)
-                ],
+                [label for label in candidates.tolist() if holds(self._sequence(label), pattern)],
                 dtype=np.int64,
             )
         candidates = candidates[candidates < size]
@@ -283,9 +417,10 @@ class KeywordIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays (postings, sequences, per-label arrays); Python object
         overhead of the term dictionary comes on top."""
-        postings = sum(p.nbytes() for p in self._postings)
-        sequences = sum(s.itemsize * len(s) for s in self._sequences.values())
-        return postings + sequences + self._generations.nbytes + self._lengths.nbytes
+        postings = 8 * sum(map(len, self._keys)) + 4 * sum(map(len, self._tfs))
+        per_label = self._generations, self._lengths, self._starts, self._spans
+        per_term = self._df.nbytes + self._entries.nbytes
+        return postings + self._buffer.nbytes + per_term + sum(a.nbytes for a in per_label)
 
 
 def holds(sequence: npt.NDArray[np.int32], pattern: npt.NDArray[np.int32]) -> bool:

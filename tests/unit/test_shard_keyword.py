@@ -172,10 +172,9 @@ def test_unknown_language_is_refused(collections: Collections) -> None:
 
 def test_postings_are_compacted_after_many_replacements() -> None:
     index = KeywordIndex(KeywordSettings())
-    tokenizer = index.tokenizer
     for round_ in range(50):
         for label in range(10):
-            index.put(label, tokenizer.sequence(f"shared word{label} round{round_}"))
+            index.put([label], index.analyze([f"shared word{label} round{round_}"]))
     stats = index.statistics(["share"])
     assert stats.documents == 10 and list(stats.frequencies) == [10]
     labels, scores = index.scores(KeywordQuery(["share"], [1.0]), 3.0, None)
