@@ -7,12 +7,12 @@ import grpc.aio
 
 from coordinator.api.servicer import ShoalServicer
 from coordinator.clients.channels import open_balanced_channel, open_channel
-from coordinator.clients.contracts import ShardClient
 from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
+from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args

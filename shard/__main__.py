@@ -6,18 +6,18 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shard.api.convert import metadata_from_payload, text_from_payload
-from shard.api.peers import GrpcPeer
 from shard.api.servicer import SERVICE, ShardServicer
+from shard.clients.peer import GrpcPeer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
 from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collections import Collections
 from shard.core.local_replica import CollectionsReplica
 from shard.core.ownership import PartitionOwnership
-from shard.core.peers import PeerDirectory
+from shard.core.peer_directory import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.metrics import ShardMetrics
+from shard.proto_records import metadata_from_payload, text_from_payload
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir

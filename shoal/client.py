@@ -17,14 +17,12 @@ import numpy.typing as npt
 from shoal.balancing import ROUND_ROBIN_OPTIONS
 from shoal.convert import (
     Metadata,
-    VectorLike,
     keyword_from_proto,
     keyword_to_proto,
     metadata_from_proto,
     metadata_to_proto,
     topology_from_proto,
     topology_to_proto,
-    vector_to_f32,
 )
 from shoal.errors import InvalidArgument
 from shoal.filters import Where, combined_filter
@@ -33,6 +31,7 @@ from shoal.server import GRPC_OPTIONS
 from shoal.status import from_rpc_error
 from shoal.topology import Topology
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
+from shoal.vectors import VectorLike, vector_to_f32
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 

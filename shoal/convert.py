@@ -4,10 +4,7 @@ Used by the SDK (user values in, user values out) and by the services' api
 layers, so each conversion exists once.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
-
-import numpy as np
-import numpy.typing as npt
+from collections.abc import Mapping
 
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
@@ -18,7 +15,6 @@ from shoal.v1 import common_pb2, shoal_pb2
 Scalar = str | int | float | bool
 MetadataValue = Scalar | list[str] | list[int] | list[float] | list[bool]
 Metadata = dict[str, MetadataValue]
-VectorLike = Sequence[float] | npt.NDArray[np.floating]
 
 _METRIC_TO_PROTO: dict[Metric, common_pb2.Metric.ValueType] = {
     Metric.COSINE: common_pb2.METRIC_COSINE,
@@ -86,32 +82,6 @@ def metadata_to_proto(metadata: Mapping[str, object]) -> dict[str, common_pb2.Va
 
 def metadata_from_proto(metadata: Mapping[str, common_pb2.Value]) -> Metadata:
     return {key: value_from_proto(value) for key, value in metadata.items()}
-
-
-def vector_to_f32(vector: VectorLike) -> bytes:
-    """A vector as little-endian float32 bytes, the form Shoal services exchange."""
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
-def vector_from_fields(values: Iterable[float], f32: bytes, what: str) -> npt.NDArray[np.float32]:
-    """The vector given either as packed floats or as float32 bytes (not both)."""
-    if f32:
-        if values:
-            raise InvalidArgument(f"{what}: give the vector as floats or as bytes, not both")
-        if len(f32) % 4:
-            raise InvalidArgument(f"{what}: vector bytes must be a multiple of 4 (float32)")
-        return np.frombuffer(f32, dtype="<f4")
-    return np.asarray(values, dtype=np.float32)
-
-
-def check_vector(vector: npt.NDArray[np.float32], dimension: int, what: str) -> None:
-    """Reject a vector of the wrong dimension or with NaN or infinity."""
-    if vector.shape[-1] != dimension:
-        raise InvalidArgument(
-            f"{what}: dimension {vector.shape[-1]}, collection expects {dimension}"
-        )
-    if not np.isfinite(vector).all():
-        raise InvalidArgument(f"{what}: vector contains NaN or infinity")
 
 
 def topology_to_proto(topology: Topology) -> shoal_pb2.Topology:

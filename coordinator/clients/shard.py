@@ -10,13 +10,15 @@ from dataclasses import replace
 import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
-from coordinator.clients.contracts import (
+from coordinator.clients.health import HealthProbe
+from coordinator.clients.shard_messages import filter_to_proto, write_from_proto, write_to_proto
+from coordinator.core.ports import (
     CollectionConfig,
     CollectionListing,
-    Filter,
+    DocumentMessage,
     Health,
     Include,
-    Keyed,
+    OpaqueFilter,
     RankedHits,
     ScrollPage,
     ShardCollection,
@@ -25,15 +27,7 @@ from coordinator.clients.contracts import (
     WriteAck,
     WriteOp,
 )
-from coordinator.clients.health import HealthProbe
-from coordinator.clients.messages import (
-    config_from_proto,
-    config_to_proto,
-    filter_to_proto,
-    include_to_proto,
-    write_from_proto,
-    write_to_proto,
-)
+from coordinator.proto_config import config_from_proto, config_to_proto, include_to_proto
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 from shoal.replication_client import ReplicationClient
@@ -107,7 +101,7 @@ class GrpcShardClient:
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
-    ) -> list[Keyed]:
+    ) -> list[DocumentMessage]:
         request = shard_pb2.ShardGetRequest(
             collection=collection, ids=ids, include=include_to_proto(include)
         )
@@ -122,7 +116,7 @@ class GrpcShardClient:
         ef: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         parameters = shard_pb2.ShardSearchRequest(
@@ -167,7 +161,7 @@ class GrpcShardClient:
         k: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         request = shard_pb2.ShardKeywordSearchRequest(
@@ -187,7 +181,9 @@ class GrpcShardClient:
         )
         return list(reply.results)
 
-    async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
+    async def count(
+        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
+    ) -> int:
         request = shard_pb2.ShardCountRequest(collection=collection, filter=filter_to_proto(filter))
         reply: shard_pb2.ShardCountResponse = await unary_call(self._stub.Count, request, timeout_s)
         return reply.count
@@ -195,7 +191,7 @@ class GrpcShardClient:
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         after_id: str,
         limit: int,
         include: Include,

@@ -28,11 +28,11 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from coordinator.clients.contracts import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
+from coordinator.core.ports import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogFollower, CatalogStore, CatalogView

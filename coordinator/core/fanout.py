@@ -4,9 +4,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from coordinator.clients.contracts import ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import Coverage
+from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
 

@@ -27,9 +27,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import ShardClient, WriteOp
 from coordinator.core.backoff import Backoff
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.ports import ShardClient, WriteOp
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
 from shoal.periodic import Periodic
 

@@ -23,14 +23,6 @@ from dataclasses import replace
 from itertools import chain
 from typing import Protocol, TypeVar
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Include,
-    RankedHits,
-    ShardClient,
-    Vector,
-    WeightedTerms,
-)
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
 from coordinator.core.fusion import explained, fuse
@@ -44,6 +36,14 @@ from coordinator.core.model import (
     SearchMode,
     SearchOptions,
     SearchResults,
+)
+from coordinator.core.ports import (
+    CollectionConfig,
+    Include,
+    RankedHits,
+    ShardClient,
+    Vector,
+    WeightedTerms,
 )
 from shoal.errors import Internal, InvalidArgument
 from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, query_weights, tokenizer_for

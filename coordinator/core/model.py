@@ -1,18 +1,18 @@
-"""The coordinator's own request and result types (see `clients.contracts` for
-the types it exchanges with shards and the embedder)."""
+"""The coordinator's own request and result types (see `ports` for the types it
+exchanges with shards and the embedder)."""
 
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import (
+from coordinator.core.ports import (
     CollectionConfig,
-    Filter,
+    DocumentMessage,
     Health,
+    HitMessage,
     Include,
-    Keyed,
+    OpaqueFilter,
     RankedHits,
-    Scored,
     Vector,
 )
 from shoal import limits
@@ -134,7 +134,7 @@ class SearchOptions:
     ef: int = 0  # 0: the collection's default
     include: Include = field(default_factory=Include)
     allow_partial: bool = False
-    filter: Filter | None = None
+    filter: OpaqueFilter | None = None
     score_threshold: float | None = None
     mode: SearchMode = SearchMode.VECTOR
     hybrid: HybridOptions = field(default_factory=HybridOptions)
@@ -159,7 +159,7 @@ class FusedHit:
     id: str
     score: float
     explanation: Explanation | None = None
-    document: Keyed | None = None
+    document: DocumentMessage | None = None
 
     @property
     def distance(self) -> float:
@@ -170,7 +170,7 @@ class FusedHit:
 class MergedHits:
     """The top-k of several groups for one query, best first."""
 
-    hits: list[Scored]
+    hits: list[HitMessage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +181,13 @@ class SearchResults:
 
 @dataclass(frozen=True, slots=True)
 class FoundDocuments:
-    documents: list[Keyed]  # in request order, missing ids left out
+    documents: list[DocumentMessage]  # in request order, missing ids left out
     coverage: Coverage
 
 
 @dataclass(frozen=True, slots=True)
 class ScrollResults:
-    documents: list[Keyed]  # in id order
+    documents: list[DocumentMessage]  # in id order
     cursor: str  # where the next page starts; empty when there is none
     coverage: Coverage
 

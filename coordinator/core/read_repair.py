@@ -11,7 +11,7 @@ meanwhile.
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from coordinator.clients.contracts import WriteOp
+from coordinator.core.ports import WriteOp
 from shoal.replication import VersionState, diff
 
 

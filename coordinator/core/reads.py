@@ -16,17 +16,6 @@ from typing import TypeVar
 
 import numpy as np
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Filter,
-    Include,
-    Keyed,
-    RankedHits,
-    ScrollPage,
-    ShardClient,
-    Vector,
-    WriteOp,
-)
 from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
@@ -52,6 +41,17 @@ from coordinator.core.observer import (
     NO_REPLICATION_OBSERVER,
     ReadObserver,
     ReplicationObserver,
+)
+from coordinator.core.ports import (
+    CollectionConfig,
+    DocumentMessage,
+    Include,
+    OpaqueFilter,
+    RankedHits,
+    ScrollPage,
+    ShardClient,
+    Vector,
+    WriteOp,
 )
 from coordinator.core.read_repair import choose
 from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
@@ -167,8 +167,8 @@ class Reader:
                 config, ids, table, by_group, include, allow_partial, deadline, consistency
             )
 
-        def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
-            async def get(client: ShardClient, timeout_s: float) -> list[Keyed]:
+        def get_ids(group_ids: list[str]) -> ShardCall[list[DocumentMessage]]:
+            async def get(client: ShardClient, timeout_s: float) -> list[DocumentMessage]:
                 return await client.get(collection, group_ids, include, timeout_s)
 
             return get
@@ -232,7 +232,7 @@ class Reader:
             )
         if missing:
             self._observer.record_partial_result("get")
-        documents: list[Keyed] = [
+        documents: list[DocumentMessage] = [
             newest[doc_id] for doc_id in ids if doc_id in newest and not newest[doc_id].deleted
         ]
         return FoundDocuments(documents, Coverage(len(groups), len(groups) - len(missing)))
@@ -338,7 +338,7 @@ class Reader:
         collection: str,
         allow_partial: bool,
         deadline: Deadline,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
     ) -> CountResult:
         limits.check_collection_name(collection)
         await self._catalog.config(collection, deadline)
@@ -352,7 +352,7 @@ class Reader:
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         page_size: int,
         cursor: str,
         include: Include,

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
-from coordinator.clients.contracts import ShardClient
 from coordinator.core.backoff import Backoff
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_OBSERVER, ReadObserver
+from coordinator.core.ports import ShardClient
 from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
 
 log = logging.getLogger(__name__)

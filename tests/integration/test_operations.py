@@ -10,8 +10,8 @@ import pytest
 
 from shoal import Client
 from shoal.cluster import ServiceProcess
-from shoal.convert import vector_to_f32
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.vectors import vector_to_f32
 from shoal.wait import wait_for
 from tests.conftest import StartCluster
 

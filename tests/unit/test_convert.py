@@ -2,17 +2,15 @@ import numpy as np
 import pytest
 
 from shoal.convert import (
-    check_vector,
     metadata_from_proto,
     metadata_to_proto,
     metric_from_proto,
     metric_to_proto,
-    vector_from_fields,
-    vector_to_f32,
 )
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2
+from shoal.vectors import check_vector, vector_from_fields, vector_to_f32
 
 
 def test_metadata_round_trips_every_type() -> None:

@@ -7,21 +7,11 @@ shards are already the public messages and go out as they are.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Health,
-    Include,
-    Keyed,
-    RankedHits,
-    Vector,
-    WriteOp,
-)
-from coordinator.clients.messages import config_from_proto, document_from_write, include_from_proto
 from coordinator.core.model import (
     DEFAULT_ALPHA,
     DEFAULT_RRF_K,
@@ -38,11 +28,22 @@ from coordinator.core.model import (
     SearchOptions,
     WriteConsistency,
 )
+from coordinator.core.ports import (
+    CollectionConfig,
+    DocumentMessage,
+    Health,
+    Include,
+    RankedHits,
+    Vector,
+    WriteOp,
+)
 from coordinator.core.verify import VerifyReport
+from coordinator.proto_config import config_from_proto, include_from_proto
 from shoal import limits
-from shoal.convert import metric_from_proto, vector_from_fields
+from shoal.convert import metric_from_proto
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
+from shoal.vectors import vector_from_fields
 
 #: RRF's constant; beyond this every rank weighs about the same.
 MAX_RRF_K = 100_000
@@ -234,8 +235,21 @@ def coverage_to_proto(coverage: Coverage) -> common_pb2.Coverage:
     return common_pb2.Coverage(groups_asked=coverage.asked, groups_answered=coverage.answered)
 
 
+def document_from_write(op: WriteOp, include: Include) -> common_pb2.Document:
+    """The public document for a live record, with the fields `include` asks for."""
+    document = common_pb2.Document(id=op.id)
+    if include.vector:
+        document.vector_f32 = op.vector_f32
+    if include.text and op.text is not None:
+        document.text = op.text
+    if include.metadata:
+        for key, value in cast(Mapping[str, common_pb2.Value], op.metadata).items():
+            document.metadata[key].CopyFrom(value)
+    return document
+
+
 def documents_to_proto(
-    documents: list[Keyed], include: Include | None = None
+    documents: list[DocumentMessage], include: Include | None = None
 ) -> list[common_pb2.Document]:
     """The shard client hands back the shards' own `Document` messages, except for a
     get at QUORUM or ALL, which answers with the replicas' records (`WriteOp`s):

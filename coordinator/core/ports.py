@@ -1,16 +1,19 @@
-"""What the coordinator needs from the services it calls, free of gRPC.
+"""The coordinator core's ports: what it needs from the services it calls, free of gRPC.
 
-Core is written against these protocols and value types; `shard` and
-`embedder` implement them over gRPC, and unit tests implement them in memory.
+Core is written against these protocols and value types; `coordinator.clients`
+implements them over gRPC (`GrpcShardClient`, `GrpcEmbedderClient`), and unit
+tests implement them in memory (tests/unit/coordinator_fakes.py).
 Implementations raise `shoal.errors` exceptions and never gRPC errors:
 Unavailable for an unreachable replica, DeadlineExceeded when `timeout_s` runs
 out, NotFound for an unknown collection, and so on. Every call takes
 `timeout_s`, the seconds it may take (what is left of the caller's deadline, or
 this attempt's share of it).
 
-Payloads the coordinator only passes along stay opaque: document metadata going
-to shards, and hits and documents coming back, of which core reads only the id
-and score through the small `Scored` and `Keyed` protocols. Not converting the
+Payloads the coordinator only passes along stay opaque: filters and document
+metadata going to shards, and hits and documents coming back. Those are the
+services' protobuf messages, which core never imports: it reads the id and score
+of a hit and the id of a document through the `HitMessage` and
+`DocumentMessage` protocols and hands the rest on untouched. Not converting the
 rest keeps the per-hit cost of a search fan-out low.
 """
 
@@ -28,9 +31,10 @@ from shoal.replication import PartitionDigest, VersionState
 
 Vector = npt.NDArray[np.float32]
 
-#: A metadata filter exactly as the caller sent it. Shards evaluate filters;
-#: the coordinator only passes them on.
-Filter = object
+#: A metadata filter exactly as the caller sent it (the public `Filter` message;
+#: a predicate in the unit tests' fake shard). Shards evaluate filters; core
+#: never looks inside one, it only passes it on.
+OpaqueFilter = object
 
 
 class Health(enum.Enum):
@@ -115,8 +119,10 @@ class WriteAck:
     deleted: int  # tombstones that removed a live document
 
 
-class Scored(Protocol):
-    """What core needs of a search hit; the rest of it is passed through untouched."""
+class HitMessage(Protocol):
+    """A search hit as a shard returned it: the `Hit` protobuf message (or a hit the
+    coordinator fused itself). Core reads its id and score; the rest of it, the
+    stored fields asked for included, is passed through untouched."""
 
     @property
     def id(self) -> str: ...
@@ -132,11 +138,13 @@ class RankedHits(Protocol):
     this object back as it is, so the api layer can copy it out whole."""
 
     @property
-    def hits(self) -> Sequence[Scored]: ...
+    def hits(self) -> Sequence[HitMessage]: ...
 
 
-class Keyed(Protocol):
-    """What core needs of a stored document returned by a get."""
+class DocumentMessage(Protocol):
+    """A stored document as a shard returned it: the `Document` protobuf message, or
+    for a get at QUORUM or ALL the replica's record (a `WriteOp`). Core reads only
+    its id."""
 
     @property
     def id(self) -> str: ...
@@ -144,7 +152,7 @@ class Keyed(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ScrollPage:
-    documents: list[Keyed]  # in id order
+    documents: list[DocumentMessage]  # in id order
     more: bool  # documents remain after the last one returned
 
 
@@ -192,7 +200,7 @@ class ShardClient(Protocol):
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
-    ) -> list[Keyed]: ...
+    ) -> list[DocumentMessage]: ...
 
     async def search(
         self,
@@ -202,7 +210,7 @@ class ShardClient(Protocol):
         ef: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         """Per query (row of `queries`, n x dimension), the replica's own top-k."""
@@ -223,20 +231,20 @@ class ShardClient(Protocol):
         k: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         """Per query, the replica's own top-k by BM25 with the given weights and mean length."""
         ...
 
     async def count(
-        self, collection: str, timeout_s: float, filter: Filter | None = None
+        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
     ) -> int: ...
 
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         after_id: str,
         limit: int,
         include: Include,

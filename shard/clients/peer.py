@@ -1,10 +1,11 @@
-"""The other replicas of this shard's group, over gRPC: the client side of anti-entropy.
+"""Another replica of this shard's group, over gRPC: the client side of anti-entropy.
 
-It lives in the api layer because it speaks the same messages as the servicer
-and converts them with the same functions (a fetched record becomes the same
-`WriteOp`, payload bytes included, that the coordinator's write would have).
-The replication calls themselves (Digest, ListVersions, Fetch) are
-`shoal.replication_client`'s, shared with the coordinator.
+It implements the core's `Peer` port (shard.core.anti_entropy). It reads the
+same messages the servicer answers, with the same mapping (shard.proto_config,
+shard.proto_records: a fetched record becomes the same `WriteOp`, payload bytes
+included, that the coordinator's write would have). The replication calls
+themselves (Digest, ListVersions, Fetch) are `shoal.replication_client`'s,
+shared with the coordinator.
 """
 
 from collections.abc import Sequence
@@ -12,9 +13,10 @@ from typing import Any
 
 import grpc.aio
 
-from shard.api.convert import config_from_proto, write_from_proto
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
+from shard.proto_config import config_from_proto
+from shard.proto_records import write_from_proto
 from shoal.keepalive import Keepalive
 from shoal.replication import PartitionDigest, VersionState
 from shoal.replication_client import ReplicationClient

@@ -1,0 +1,51 @@
+"""`CollectionConfig` and `Include` messages <-> the coordinator core's types.
+
+Both of the coordinator's APIs carry these `common.proto` messages: the public
+API it serves (coordinator.api) and the shard API it calls (coordinator.clients).
+So their mapping sits here, beside both adapters, rather than in one of them:
+the api layer never imports the clients.
+"""
+
+from coordinator.core.ports import CollectionConfig, Include
+from shoal.convert import keyword_from_proto, keyword_to_proto, metric_from_proto, metric_to_proto
+from shoal.distance_metric import Metric
+from shoal.v1 import common_pb2
+
+
+def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
+    return common_pb2.CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=metric_to_proto(config.metric),
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+        keyword=keyword_to_proto(config.keyword),
+    )
+
+
+def config_from_proto(
+    config: common_pb2.CollectionConfig, metric: Metric = Metric.COSINE
+) -> CollectionConfig:
+    """`metric` stands in for a metric value this build does not know."""
+    return CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=metric_from_proto(config.metric) or metric,
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+        keyword=keyword_from_proto(config.keyword),
+    )
+
+
+def include_to_proto(include: Include) -> common_pb2.Include:
+    return common_pb2.Include(metadata=include.metadata, text=include.text, vector=include.vector)
+
+
+def include_from_proto(include: common_pb2.Include) -> Include:
+    return Include(metadata=include.metadata, text=include.text, vector=include.vector)
