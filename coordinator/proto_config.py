@@ -7,8 +7,13 @@ the api layer never imports the clients.
 """
 
 from coordinator.core.ports import CollectionConfig, Include
-from shoal.convert import keyword_from_proto, keyword_to_proto, metric_from_proto, metric_to_proto
 from shoal.distance_metric import Metric
+from shoal.runtime.proto_values import (
+    keyword_from_proto,
+    keyword_to_proto,
+    metric_from_proto,
+    metric_to_proto,
+)
 from shoal.v1 import common_pb2
 
 

@@ -5,8 +5,13 @@ The servicer (shard.api) reads and answers them, and the peer client
 """
 
 from shard.core.config import CollectionConfig
-from shoal.convert import keyword_from_proto, keyword_to_proto, metric_from_proto, metric_to_proto
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import (
+    keyword_from_proto,
+    keyword_to_proto,
+    metric_from_proto,
+    metric_to_proto,
+)
 from shoal.v1 import common_pb2
 
 

@@ -22,7 +22,7 @@ from shoal.errors import (
 )
 
 if TYPE_CHECKING:
-    from shoal.client import (
+    from shoal.sdk.client import (
         Client,
         Collection,
         Coverage,
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 #: Where each lazily loaded name lives.
 _SDK = {
-    name: "shoal.client"
+    name: "shoal.sdk.client"
     for name in (
         "Client",
         "Collection",

@@ -1,7 +1,7 @@
 """The collection catalog: what exists, as one source of truth (etcd) keeps it.
 
 Domain types and the port (`CatalogStore`) the services' cores are written
-against; `shoal.etcd_catalog` implements it over etcd. Nothing here touches
+against; `shoal.etcd.catalog_store` implements it over etcd. Nothing here touches
 gRPC.
 
 Each entry is a collection name with its settings and an incarnation: a number

@@ -1,7 +1,7 @@
 """The topology as one source of truth keeps it (etcd), and following it.
 
 `TopologyStore` is the port the services are written against;
-`shoal.etcd_topology` implements it over etcd. Nothing here touches gRPC.
+`shoal.etcd.topology_store` implements it over etcd. Nothing here touches gRPC.
 
 The store holds one topology with a version that goes up by one on every
 change. A change names the version it was made from (`expected_version`) and

@@ -40,8 +40,8 @@ from coordinator.core.ports import (
 from coordinator.core.verify import VerifyReport
 from coordinator.proto_config import config_from_proto, include_from_proto
 from shoal import limits
-from shoal.convert import metric_from_proto
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import metric_from_proto
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 from shoal.vectors import vector_from_fields
 

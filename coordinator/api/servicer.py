@@ -1,6 +1,6 @@
 """ShoalService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's error
+Domain errors raised by the core become gRPC statuses in shoal.runtime.status's error
 mapping, so nothing here deals with status codes. Each call's deadline is
 the caller's, or a default when the caller set none.
 """
@@ -13,8 +13,8 @@ from coordinator.api import public_messages
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.proto_config import config_to_proto, include_from_proto
-from shoal.convert import topology_from_proto, topology_to_proto
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -7,7 +7,7 @@ import numpy as np
 
 from coordinator.clients.health import HealthProbe
 from coordinator.core.ports import EmbedderInfo, Health, Vector
-from shoal.status import unary_call
+from shoal.runtime.status import unary_call
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 
 

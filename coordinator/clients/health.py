@@ -5,7 +5,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2
 
 from coordinator.core.ports import Health
-from shoal.logs import outgoing_metadata
+from shoal.runtime.logs import outgoing_metadata
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 

@@ -32,7 +32,7 @@ MAX_BACKOFF_S = 5.0
 
 
 class Membership(Protocol):
-    """Which replicas hold a live registration (etcd leases: `shoal.etcd_membership`)."""
+    """Which replicas hold a live registration (etcd leases: `shoal.etcd.membership`)."""
 
     def is_member(self, address: str) -> bool | None:
         """False for a replica whose process is gone; None when not known."""

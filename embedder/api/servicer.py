@@ -1,6 +1,6 @@
 """EmbedderService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's error
+Domain errors raised by the core become gRPC statuses in shoal.runtime.status's error
 mapping, so nothing here deals with status codes.
 """
 

@@ -8,7 +8,7 @@ is free (`INLINE_MAX_QUERIES`, `INLINE_MAX_EF`). Writes to one collection
 queue here, on the event loop, rather than in the pool: the core runs them one
 at a time anyway, and queued writers holding pool threads would starve
 searches. Domain errors
-raised here become gRPC statuses in shoal.status's error mapping.
+raised here become gRPC statuses in shoal.runtime.status's error mapping.
 
 Until its first catch-up with its peers is over (see `anti_entropy`), the shard
 answers reads (Get, Search, Count, Scroll) with UNAVAILABLE, so the coordinator
@@ -32,8 +32,8 @@ from shard.core.collections import Collections
 from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
-from shoal.health import ServerHealth
-from shoal.logs import with_request_context
+from shoal.runtime.health import ServerHealth
+from shoal.runtime.logs import with_request_context
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 #: The service's full name, also its name in health checks.
@@ -96,7 +96,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardDeleteCollectionResponse(deleted=deleted)
 
     async def report_failed(self) -> None:
-        """Health says which collections could not be loaded (shoal.health)."""
+        """Health says which collections could not be loaded (shoal.runtime.health)."""
         if self._health is not None:
             await self._health.report_failed(SERVICE, self._collections.failed())
 

@@ -4,7 +4,7 @@ It implements the core's `Peer` port (shard.core.anti_entropy). It reads the
 same messages the servicer answers, with the same mapping (shard.proto_config,
 shard.proto_records: a fetched record becomes the same `WriteOp`, payload bytes
 included, that the coordinator's write would have). The replication calls
-themselves (Digest, ListVersions, Fetch) are `shoal.replication_client`'s,
+themselves (Digest, ListVersions, Fetch) are `shoal.runtime.replication_client`'s,
 shared with the coordinator.
 """
 
@@ -17,11 +17,11 @@ from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.proto_config import config_from_proto
 from shard.proto_records import write_from_proto
-from shoal.keepalive import Keepalive
 from shoal.replication import PartitionDigest, VersionState
-from shoal.replication_client import ReplicationClient
-from shoal.server import channel_options
-from shoal.status import unary_call
+from shoal.runtime.keepalive import Keepalive
+from shoal.runtime.replication_client import ReplicationClient
+from shoal.runtime.server import channel_options
+from shoal.runtime.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 #: A peer that comes back should be reached again within a second, not after

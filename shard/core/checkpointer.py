@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 
 from shard.core.collections import Collections
-from shard.core.periodic_thread import PeriodicThread
 from shoal.errors import NotFound
+from shoal.runtime.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster, ServiceProcess
+from shoal.runtime.wait import wait_for
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 from shoal.vectors import vector_to_f32
-from shoal.wait import wait_for
 from tests import datasets
 from tests.conftest import StartCluster
 

@@ -1,14 +1,14 @@
 import numpy as np
 import pytest
 
-from shoal.convert import (
+from shoal.distance_metric import Metric
+from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import (
     metadata_from_proto,
     metadata_to_proto,
     metric_from_proto,
     metric_to_proto,
 )
-from shoal.distance_metric import Metric
-from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2
 from shoal.vectors import check_vector, vector_from_fields, vector_to_f32
 

@@ -1,4 +1,4 @@
-"""Chroma-style `where` dicts <-> proto Filter (shoal.filters), and the errors for bad ones."""
+"""Chroma-style `where` dicts <-> proto Filter (shoal.sdk.where), and the errors for bad ones."""
 
 import re
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from shoal.errors import InvalidArgument
-from shoal.filters import (
+from shoal.sdk.where import (
     MAX_FILTER_DEPTH,
     filter_to_where,
     where_from_json,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("shoal", "coordinator", "shard", "embedder")
+PACKAGES = ("shoal", "coordinator", "shard", "embedder", "loadtest")
 SERVICES = ("coordinator", "shard", "embedder")
 #: Generated protobuf and gRPC code (shoal/v1, shoal/etcdpb) and the libraries
 #: behind it. A module that imports one of these, at any depth, speaks gRPC.
@@ -119,9 +119,26 @@ def _service_of(name: str) -> str | None:
     return top if top in SERVICES else None
 
 
-#: Pure code: the services' core and storage layers, and `shoal` itself (which
-#: every service imports for `shoal.errors`).
-PURE = sorted(name for name in MODULES if _in_layer(name, ("core", "storage")) or name == "shoal")
+#: The subpackages of `shoal`, by role; the modules directly in `shoal` are the
+#: domain code every side shares.
+SHOAL_ROLES = ("shoal.sdk", "shoal.cli", "shoal.runtime", "shoal.etcd", "shoal.tools")
+DOMAIN = sorted(
+    name for name in MODULES if _is_under(name, ("shoal",)) and not _is_under(name, SHOAL_ROLES)
+)
+
+#: Pure code: the services' core and storage layers, and the shared domain code.
+PURE = sorted(name for name in MODULES if _in_layer(name, ("core", "storage"))) + DOMAIN
+
+#: Who may not import whom, beyond the rules above: (importer, forbidden).
+FORBIDDEN = [
+    # The runtime and the etcd stores serve every process; the SDK and the CLI use them.
+    (("shoal.runtime", "shoal.etcd"), ("shoal.sdk", "shoal.cli", "shoal.tools", "loadtest")),
+    (("shoal.sdk",), ("shoal.cli", "shoal.etcd", "shoal.tools", "loadtest")),
+    (("shoal.tools",), ("shoal.sdk", "shoal.cli", "shoal.runtime", "shoal.etcd", "loadtest")),
+    # The services use the domain code and the runtime, never the SDK or the tools.
+    (SERVICES, ("shoal.sdk", "shoal.cli", "shoal.tools", "loadtest")),
+    (("shoal", "loadtest"), SERVICES),
+]
 
 
 @pytest.mark.parametrize("name", PURE)
@@ -157,7 +174,28 @@ def test_api_never_imports_clients() -> None:
     assert {name: found for name, found in wrong.items() if found} == {}
 
 
-def test_services_never_import_each_other_and_shoal_imports_none() -> None:
+@pytest.mark.parametrize(("importers", "forbidden"), FORBIDDEN)
+def test_roles_import_only_what_they_may(
+    importers: tuple[str, ...], forbidden: tuple[str, ...]
+) -> None:
+    wrong = {
+        name: sorted(i for i in module.runtime if _is_under(i, forbidden))
+        for name, module in MODULES.items()
+        if _is_under(name, importers)
+    }
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_domain_code_knows_no_role() -> None:
+    """The SDK's names are loaded lazily by shoal/__init__.py, named only for the type checker."""
+    wrong = {
+        name: sorted(i for i in MODULES[name].runtime if _is_under(i, SHOAL_ROLES))
+        for name in DOMAIN
+    }
+    assert {name: found for name, found in wrong.items() if found} == {}
+
+
+def test_services_never_import_each_other() -> None:
     wrong = {
         name: sorted(
             i
@@ -175,4 +213,6 @@ def test_the_rules_see_the_imports_they_judge() -> None:
     assert "coordinator.core" in MODULES["coordinator.core.reads"].runtime
     assert _wire_path("coordinator.api.servicer") is not None
     assert len(PURE) > 50
-    assert set(MODULES["shoal"].typing) >= {"shoal.client"}
+    assert {"shoal", "shoal.errors", "shoal.topology"} <= set(DOMAIN)
+    assert "shoal.sdk.client" not in DOMAIN
+    assert set(MODULES["shoal"].typing) >= {"shoal.sdk.client"}

@@ -6,7 +6,7 @@ the embedder carries it on, so one grep over the JSON logs of all pods shows a
 request's whole path. The id lives in a ContextVar: grpc.aio runs each RPC in a
 task of its own, so concurrent requests never see each other's id.
 
-Wiring: shoal.server configures logging (--log-format json) and wraps every
+Wiring: shoal.runtime.server configures logging (--log-format json) and wraps every
 handler with `with_request_id`; a call to another service passes
 `metadata=outgoing_metadata()`.
 """
@@ -42,7 +42,7 @@ _access_log = logging.getLogger("shoal.access")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 if TYPE_CHECKING:
-    from shoal.handlers import Handler
+    from shoal.runtime.handlers import Handler
 
     MetadataLike = Iterable[tuple[str, str | bytes]]
 

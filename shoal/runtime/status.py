@@ -1,6 +1,6 @@
 """The gRPC side of the error model: domain errors <-> status codes.
 
-`to_status` is used by servers (through `with_error_mapping`, which shoal.server
+`to_status` is used by servers (through `with_error_mapping`, which shoal.runtime.server
 puts around every handler), `from_rpc_error` by clients of other Shoal services
 (most through `unary_call`) and by the SDK.
 """
@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 
 from shoal import errors
-from shoal.logs import outgoing_metadata
+from shoal.runtime.logs import outgoing_metadata
 from shoal.topology import Topology, TopologyError
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def from_rpc_error(error: grpc.RpcError) -> errors.ShoalError:
 async def unary_call(
     method: Callable[..., Awaitable[Resp]], request: object, timeout_s: float
 ) -> Resp:
-    """One call to another service, carrying the current request id (shoal.logs);
+    """One call to another service, carrying the current request id (shoal.runtime.logs);
     a failed call raises its domain error, not gRPC's."""
     try:
         return await method(request, timeout=timeout_s, metadata=outgoing_metadata())
@@ -106,7 +106,7 @@ async def unary_call(
 
 
 if TYPE_CHECKING:
-    from shoal.handlers import Handler
+    from shoal.runtime.handlers import Handler
 
 
 def with_error_mapping(method: str, handler: Handler) -> Handler:

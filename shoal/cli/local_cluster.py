@@ -6,7 +6,7 @@ file, and a service counts as ready once its health check says SERVING.
 
 A local cluster owns its directory (`DataDirLock`: a second one on the same
 directory is refused, naming the first), and its processes end with it: they
-(etcd too) run under `shoal.lifeline`, so even a SIGKILLed `shoal up` leaves
+(etcd too) run under `shoal.runtime.lifeline`, so even a SIGKILLed `shoal up` leaves
 nothing behind.
 """
 
@@ -28,13 +28,13 @@ from types import FrameType, TracebackType
 import grpc
 from grpc_health.v1 import health_pb2
 
-from shoal.data_lock import DataDirInUse, DataDirLock
 from shoal.errors import ShoalError
-from shoal.etcd_client import EtcdClient
-from shoal.etcd_server import EtcdCluster, EtcdFailed
-from shoal.etcd_topology import EtcdTopology
+from shoal.etcd.client import EtcdClient
+from shoal.etcd.server import EtcdCluster, EtcdFailed
+from shoal.etcd.topology_store import EtcdTopology
+from shoal.runtime.data_lock import DataDirInUse, DataDirLock
+from shoal.runtime.wait import wait_for
 from shoal.topology import Topology
-from shoal.wait import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class ServiceProcess:
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
-    #: End the process when this one ends, even by SIGKILL (see shoal.lifeline).
+    #: End the process when this one ends, even by SIGKILL (see shoal.runtime.lifeline).
     die_with_parent: bool = True
 
     @property
@@ -146,7 +146,9 @@ class ServiceProcess:
             raise ServiceFailed(f"{self.name} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._port_file.unlink(missing_ok=True)
-        launcher = ["-m", "shoal.lifeline", str(os.getpid())] if self.die_with_parent else ["-m"]
+        launcher = (
+            ["-m", "shoal.runtime.lifeline", str(os.getpid())] if self.die_with_parent else ["-m"]
+        )
         command = [
             sys.executable, *launcher, self.module,
             "--host", self.host, "--port", str(self.port),
@@ -270,7 +272,7 @@ class LocalCluster:
 
     Every process keeps its data, port file and log under `root`, so stopping
     and starting a cluster on the same root brings the same data back. Only one
-    cluster at a time may use a root: `start` locks it (see shoal.data_lock).
+    cluster at a time may use a root: `start` locks it (see shoal.runtime.data_lock).
     """
 
     def __init__(self, root: Path, spec: ClusterSpec | None = None) -> None:

@@ -1,6 +1,6 @@
-"""`python -m shoal.lifeline PARENT_PID MODULE ARGS...`: run `python -m MODULE ARGS...`
+"""`python -m shoal.runtime.lifeline PARENT_PID MODULE ARGS...`: run `python -m MODULE ARGS...`
 so that it ends when the process that started it ends, however that one ends.
-`python -m shoal.lifeline PARENT_PID --exec PROGRAM ARGS...` does the same for a
+`python -m shoal.runtime.lifeline PARENT_PID --exec PROGRAM ARGS...` does the same for a
 program that is not Python (etcd).
 
 `shoal up` starts every service through this. Without it, a `shoal up` that was
@@ -94,7 +94,7 @@ def exec_with_parent(parent: int, program: list[str]) -> None:
     raise SystemExit(child.wait())
 
 
-USAGE = "usage: python -m shoal.lifeline PARENT_PID (MODULE | --exec PROGRAM) [ARGS...]"
+USAGE = "usage: python -m shoal.runtime.lifeline PARENT_PID (MODULE | --exec PROGRAM) [ARGS...]"
 
 
 def main(argv: list[str]) -> None:

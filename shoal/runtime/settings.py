@@ -9,8 +9,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from shoal.help_format import ServerHelpFormatter, env_name
-from shoal.keepalive import DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS, Keepalive
+from shoal.runtime.help_format import ServerHelpFormatter, env_name
+from shoal.runtime.keepalive import DEFAULT_INTERVAL_MS, MIN_INTERVAL_MS, Keepalive
 
 
 def env(flag: str, default: str | None = None) -> str | None:

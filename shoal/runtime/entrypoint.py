@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from shoal.metrics import package_version
+from shoal.runtime.metrics import package_version
 
 #: What each service is, its gRPC port, and the flags it cannot start without.
 SERVICES = {

@@ -17,8 +17,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from shoal.client import Collection, Document, Explanation, SearchResult
 from shoal.keyword import KeywordSettings
+from shoal.sdk.client import Collection, Document, Explanation, SearchResult
 from shoal.topology import Topology
 from shoal.v1 import shoal_pb2
 

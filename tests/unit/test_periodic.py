@@ -2,8 +2,8 @@
 
 import threading
 
-from shard.core.periodic_thread import PeriodicThread
-from shoal.wait import wait_for
+from shoal.runtime.periodic import PeriodicThread
+from shoal.runtime.wait import wait_for
 
 
 def test_the_step_repeats_until_stopped() -> None:

@@ -1,7 +1,7 @@
 """Server bootstrap shared by the coordinator, shard and embedder services.
 
 Every server runs on grpc.aio; each unary handler runs inside a request id
-(shoal.logs), metrics (shoal.metrics) and the error model (shoal.status). It
+(shoal.runtime.logs), metrics (shoal.runtime.metrics) and the error model (shoal.runtime.status). It
 serves grpc.health.v1 and server reflection, reports SERVING only once `start`
 has finished (a shard loads its indexes there), and on SIGTERM or SIGINT goes
 NOT_SERVING, lets in-flight calls finish within the grace period and then runs
@@ -20,13 +20,13 @@ import grpc.aio
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from shoal.handlers import add_servicer
-from shoal.health import ServerHealth
-from shoal.keepalive import Keepalive
-from shoal.logs import with_request_id
-from shoal.metrics import Metrics, default_replica, serve_metrics
-from shoal.settings import ServerSettings
-from shoal.status import with_error_mapping
+from shoal.runtime.handlers import add_servicer
+from shoal.runtime.health import ServerHealth
+from shoal.runtime.keepalive import Keepalive
+from shoal.runtime.logs import with_request_id
+from shoal.runtime.metrics import Metrics, default_replica, serve_metrics
+from shoal.runtime.settings import ServerSettings
+from shoal.runtime.status import with_error_mapping
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ MESSAGE_OPTIONS: list[tuple[str, Any]] = [
 
 
 def channel_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
-    """Options for a channel to a Shoal service (see shoal.keepalive)."""
+    """Options for a channel to a Shoal service (see shoal.runtime.keepalive)."""
     return [*MESSAGE_OPTIONS, *(keepalive or Keepalive()).client_options()]
 
 
@@ -71,10 +71,10 @@ class ServerSpec:
     metrics: Metrics
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
-    #: Given when a service reports failed parts of itself (see shoal.health);
+    #: Given when a service reports failed parts of itself (see shoal.runtime.health);
     #: otherwise the server builds its own for `services`.
     health: ServerHealth | None = None
-    #: More server options, e.g. shoal.balancing.CONNECTION_AGE_OPTIONS.
+    #: More server options, e.g. shoal.runtime.balancing.CONNECTION_AGE_OPTIONS.
     options: Sequence[tuple[str, Any]] = ()
 
 

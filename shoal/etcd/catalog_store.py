@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogListing, Compacted, Settings
 from shoal.errors import DataLoss, Unavailable
-from shoal.etcd_client import EtcdClient, EtcdError
+from shoal.etcd.client import EtcdClient, EtcdError
 from shoal.etcdpb import kv_pb2, rpc_pb2
 
 PREFIX = b"/shoal/v1/collections/"

@@ -3,7 +3,7 @@
 Each service declares its own families in a subclass of `Metrics`
 (coordinator/metrics.py, shard/metrics.py, embedder/metrics.py), builds one in
 its composition root, passes it to the parts that record something, hands it to
-shoal.server (which wraps every handler with `metrics.measure`) and serves
+shoal.runtime.server (which wraps every handler with `metrics.measure`) and serves
 `metrics.registry` with `serve_metrics`. A service's endpoint so shows only the
 families it records: a shard carries no embedder histograms. Every `Metrics`
 has its own CollectorRegistry, so tests (and several servers in one process)
@@ -54,7 +54,7 @@ LATENCY_BUCKETS = (
 DISTRIBUTION = "shoal"
 
 if TYPE_CHECKING:
-    from shoal.handlers import Handler
+    from shoal.runtime.handlers import Handler
 
 
 def package_version() -> str:
@@ -138,7 +138,7 @@ class Metrics:
     # --- RPCs --------------------------------------------------------------
 
     def measure(self, full_method: str, handler: Handler) -> Handler:
-        """The handler wrapper (shoal.handlers): run it outside error mapping,
+        """The handler wrapper (shoal.runtime.handlers): run it outside error mapping,
         so it sees the status a domain error was turned into."""
         return _measured(self, full_method, handler)
 

@@ -14,8 +14,10 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from shoal.balancing import ROUND_ROBIN_OPTIONS
-from shoal.convert import (
+from shoal.errors import InvalidArgument
+from shoal.keyword import KeywordSettings
+from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
+from shoal.runtime.proto_values import (
     Metadata,
     keyword_from_proto,
     keyword_to_proto,
@@ -24,11 +26,9 @@ from shoal.convert import (
     topology_from_proto,
     topology_to_proto,
 )
-from shoal.errors import InvalidArgument
-from shoal.filters import Where, combined_filter
-from shoal.keyword import KeywordSettings
-from shoal.server import GRPC_OPTIONS
-from shoal.status import from_rpc_error
+from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.status import from_rpc_error
+from shoal.sdk.where import Where, combined_filter
 from shoal.topology import Topology
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
 from shoal.vectors import VectorLike, vector_to_f32

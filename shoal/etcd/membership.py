@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 
 from shoal.errors import ShoalError
-from shoal.etcd_client import EtcdClient
+from shoal.etcd.client import EtcdClient
 from shoal.etcdpb import kv_pb2
 
 log = logging.getLogger(__name__)

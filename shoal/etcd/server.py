@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class EtcdCluster:
     size: int = 1
     host: str = "127.0.0.1"
     members: list[EtcdMember] = field(default_factory=list)
-    #: End the members when this process ends, even by SIGKILL (see shoal.lifeline).
+    #: End the members when this process ends, even by SIGKILL (see shoal.runtime.lifeline).
     die_with_parent: bool = True
 
     def __post_init__(self) -> None:
@@ -168,7 +168,14 @@ class EtcdCluster:
         member.data_dir.parent.mkdir(parents=True, exist_ok=True)
         command = self._command(member)
         if self.die_with_parent:
-            command = [sys.executable, "-m", "shoal.lifeline", str(os.getpid()), "--exec", *command]
+            command = [
+                sys.executable,
+                "-m",
+                "shoal.runtime.lifeline",
+                str(os.getpid()),
+                "--exec",
+                *command,
+            ]
         with member.log_path.open("ab") as log_file:
             member.process = subprocess.Popen(
                 command,

@@ -1,7 +1,7 @@
 """Registering a servicer with every unary handler wrapped in a chain of wrappers, once.
 
-Request ids (shoal.logs), metrics (shoal.metrics) and the error model
-(shoal.status) each provide a `Wrapper`; `shoal.server` applies them here when
+Request ids (shoal.runtime.logs), metrics (shoal.runtime.metrics) and the error model
+(shoal.runtime.status) each provide a `Wrapper`; `shoal.runtime.server` applies them here when
 it registers a servicer, so each RPC method gets its wrapped handler built
 once at start-up. (A grpc.aio server interceptor would rebuild the chain, and
 await one more coroutine, on every call.) Streaming RPCs (health Watch,

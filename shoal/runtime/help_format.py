@@ -39,7 +39,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 class ServerHelpFormatter(HelpFormatter):
-    """Also names the SHOAL_<FLAG> variable each server flag reads (shoal.settings.env)."""
+    """Also names the SHOAL_<FLAG> variable each server flag reads (shoal.runtime.settings.env)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = super()._get_help_string(action) or ""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import grpc.aio
 
 from shoal.replication import PartitionDigest, VersionState
-from shoal.status import unary_call
+from shoal.runtime.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 

@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 
 from shoal.errors import DataLoss, FailedPrecondition, NotFound, Unavailable
-from shoal.etcd_client import EtcdClient, EtcdError
+from shoal.etcd.client import EtcdClient, EtcdError
 from shoal.etcdpb import kv_pb2, rpc_pb2
 from shoal.topology import Topology, TopologyError
 
