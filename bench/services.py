@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import loadgen
-from shoal.cli.local_cluster import ClusterSpec, LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.sdk.client import Client
 
 COLLECTION = "bench"

@@ -27,7 +27,7 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shoal.cli.local_cluster import ServiceProcess  # noqa: E402
+from shoal.cli.service_process import ServiceProcess  # noqa: E402
 from shoal.runtime.proto_values import metadata_to_proto  # noqa: E402
 from shoal.runtime.server import GRPC_OPTIONS  # noqa: E402
 from shoal.sdk.where import where_to_filter  # noqa: E402

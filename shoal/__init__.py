@@ -22,28 +22,16 @@ from shoal.errors import (
 )
 
 if TYPE_CHECKING:
-    from shoal.sdk.client import (
-        Client,
-        Collection,
-        Coverage,
-        Document,
-        Hit,
-        SearchResult,
-        WriteResult,
-    )
+    from shoal.sdk.client import Client
+    from shoal.sdk.results import Collection, Coverage, Document, Hit, SearchResult, WriteResult
 
 #: Where each lazily loaded name lives.
 _SDK = {
-    name: "shoal.sdk.client"
-    for name in (
-        "Client",
-        "Collection",
-        "Coverage",
-        "Document",
-        "Hit",
-        "SearchResult",
-        "WriteResult",
-    )
+    "Client": "shoal.sdk.client",
+    **{
+        name: "shoal.sdk.results"
+        for name in ("Collection", "Coverage", "Document", "Hit", "SearchResult", "WriteResult")
+    },
 }
 
 __all__ = [

@@ -6,7 +6,8 @@ from typing import Any
 from shoal.cli import output as out
 from shoal.cli.local_cluster import DEFAULT_MODEL
 from shoal.cli.options import address, command, print_json
-from shoal.sdk.client import Client, Collection
+from shoal.sdk.client import Client
+from shoal.sdk.results import Collection
 
 
 def collection_dict(collection: Collection) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from shoal.cli.demo import load_demo
 from shoal.cli.local_cluster import (
     DEFAULT_MODEL,
     LOCAL_EMBEDDER_THREADS,
-    ClusterError,
     ClusterSpec,
     LocalCluster,
     run_until_stopped,
 )
 from shoal.cli.options import command
+from shoal.cli.service_process import ClusterError
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
 

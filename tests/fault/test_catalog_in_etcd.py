@@ -18,7 +18,8 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cli.local_cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import NotFound, ShoalError, Unavailable
 from shoal.etcd.server import free_port
 from shoal.runtime.wait import wait_for

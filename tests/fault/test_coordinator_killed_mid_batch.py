@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cli.local_cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import ShoalError
 from shoal.runtime.wait import wait_for
 from tests import datasets

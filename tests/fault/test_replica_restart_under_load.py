@@ -24,7 +24,7 @@ from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
 from shoal.errors import ShoalError
 from shoal.runtime.wait import wait_for
-from shoal.sdk.client import Consistency
+from shoal.sdk.requests import Consistency
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas

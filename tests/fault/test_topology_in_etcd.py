@@ -16,7 +16,8 @@ import pytest
 
 from shoal import Client
 from shoal.cli.app import main as cli
-from shoal.cli.local_cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import FailedPrecondition, InvalidArgument
 from shoal.etcd.client import EtcdClient
 from shoal.etcd.topology_store import EtcdTopology

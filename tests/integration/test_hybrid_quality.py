@@ -25,7 +25,7 @@ import pytest
 from shoal import Client
 from shoal.cli.local_cluster import DEFAULT_MODEL
 from shoal.keyword import KeywordSettings, tokenizer_for
-from shoal.sdk.client import SearchResult
+from shoal.sdk.results import SearchResult
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cli.local_cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.runtime.wait import wait_for
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 from shoal.vectors import vector_to_f32

@@ -7,7 +7,8 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cli.local_cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.runtime.wait import wait_for
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 from shoal.vectors import vector_to_f32

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shoal.cli.local_cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.runtime.proto_values import metadata_to_proto
 from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.wait import wait_for

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shoal.cli.local_cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc

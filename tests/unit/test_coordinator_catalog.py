@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from coordinator.core.catalog import CollectionCatalog, from_entry, to_settings, with_defaults
+from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.collection_config import from_entry, to_settings, with_defaults
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.ports import CollectionConfig, Health

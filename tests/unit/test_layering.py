@@ -215,4 +215,4 @@ def test_the_rules_see_the_imports_they_judge() -> None:
     assert len(PURE) > 50
     assert {"shoal", "shoal.errors", "shoal.topology"} <= set(DOMAIN)
     assert "shoal.sdk.client" not in DOMAIN
-    assert set(MODULES["shoal"].typing) >= {"shoal.sdk.client"}
+    assert set(MODULES["shoal"].typing) >= {"shoal.sdk.client", "shoal.sdk.results"}
