@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import DATA_ROOT
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.core.keyword_index import KeywordIndex

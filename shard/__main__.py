@@ -11,7 +11,7 @@ from shard.clients.peer import GrpcPeer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
 from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.local_replica import CollectionsReplica
 from shard.core.ownership import PartitionOwnership
 from shard.core.peer_directory import PeerDirectory

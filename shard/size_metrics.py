@@ -5,7 +5,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.metrics import ShardMetrics
 from shoal.runtime.periodic import PeriodicTask
 

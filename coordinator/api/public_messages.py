@@ -90,7 +90,7 @@ def create_config_from_proto(config: common_pb2.CollectionConfig) -> CollectionC
     return config_from_proto(config, metric)
 
 
-def _vector(values: Sequence[float], f32: bytes, what: str) -> Vector | None:
+def _optional_vector(values: Sequence[float], f32: bytes, what: str) -> Vector | None:
     if not f32 and not values:
         return None
     return vector_from_fields(values, f32, what)
@@ -104,7 +104,7 @@ def document_from_proto(document: common_pb2.Document) -> DocumentInput:
             raise InvalidArgument(f"{what}: metadata {key!r} has no value")
     return DocumentInput(
         id=document.id,
-        vector=_vector(document.vector, document.vector_f32, what),
+        vector=_optional_vector(document.vector, document.vector_f32, what),
         text=document.text if document.HasField("text") else None,
         metadata=metadata,
     )
@@ -115,7 +115,9 @@ def documents_from_proto(documents: Sequence[common_pb2.Document]) -> list[Docum
 
 
 def query_from_proto(query: shoal_pb2.Query, what: str) -> QueryInput:
-    return QueryInput(vector=_vector(query.vector, query.vector_f32, what), text=query.text or None)
+    return QueryInput(
+        vector=_optional_vector(query.vector, query.vector_f32, what), text=query.text or None
+    )
 
 
 def queries_from_proto(queries: Sequence[shoal_pb2.Query]) -> list[QueryInput] | Vector:

@@ -93,7 +93,7 @@ class CollectionCatalog:
 
     # -- the config cache ---------------------------------------------------
 
-    async def _view(self, deadline: Deadline) -> CatalogView:
+    async def _catalog_view(self, deadline: Deadline) -> CatalogView:
         assert self._follower is not None
         if not self._follower.synced:
             await self._follower.wait_synced(min(CATALOG_WAIT_S, deadline.remaining()))
@@ -103,7 +103,7 @@ class CollectionCatalog:
         """A collection's config: the catalog's, or from the cache when it is fresh."""
         if self._follower is not None:
             limits.check_collection_name(name)
-            entry = (await self._view(deadline)).live(name) or await self._read_through(
+            entry = (await self._catalog_view(deadline)).live(name) or await self._read_through(
                 name, deadline
             )
             if entry is None:
@@ -311,7 +311,7 @@ class CollectionCatalog:
     async def list_all(self, deadline: Deadline) -> list[CollectionConfig]:
         """Every collection; one group answering is enough, as each holds them all."""
         if self._follower is not None:
-            view = await self._view(deadline)
+            view = await self._catalog_view(deadline)
             return [from_entry(entry) for entry in view.live_entries()]
         answers, _ = await fan_out(
             every_group(self._groups(), _list_collections),

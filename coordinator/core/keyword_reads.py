@@ -96,7 +96,7 @@ def check_keyword_queries(
             )
 
 
-def _sum(statistics: Sequence[TermStatistics], terms: int) -> TermStatistics:
+def _summed_statistics(statistics: Sequence[TermStatistics], terms: int) -> TermStatistics:
     frequencies = [0] * terms
     for stats in statistics:
         if len(stats.frequencies) != terms:
@@ -208,7 +208,7 @@ class KeywordReads:
         answers, stats_coverage = await self._fan_out(
             collection, "keyword_stats", stats, deadline, options.allow_partial
         )
-        total = _sum(answers, len(every_term))
+        total = _summed_statistics(answers, len(every_term))
         position = {term: index for index, term in enumerate(every_term)}
         weighted = []
         for query_terms, query_unique in zip(terms, unique, strict=True):

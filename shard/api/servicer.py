@@ -26,9 +26,9 @@ import grpc.aio
 
 from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
-from shard.api.filters import filter_from_proto
+from shard.api.proto_filters import filter_from_proto
 from shard.core.anti_entropy import Readiness
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace

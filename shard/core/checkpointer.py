@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shoal.errors import NotFound
 from shoal.runtime.periodic import PeriodicThread
 

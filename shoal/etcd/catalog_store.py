@@ -42,7 +42,7 @@ def entry_from_kv(kv: kv_pb2.KeyValue) -> CatalogEntry:
     return CatalogEntry(name, settings, incarnation, dropped)
 
 
-def _value(settings: Settings, incarnation: int = 0, dropped: bool = False) -> bytes:
+def _entry_bytes(settings: Settings, incarnation: int = 0, dropped: bool = False) -> bytes:
     value: dict[str, object] = {"settings": dict(settings), "dropped": dropped}
     if incarnation:
         value["incarnation"] = incarnation
@@ -86,7 +86,8 @@ class EtcdCatalog:
             revision = 0 if kv is None else kv.mod_revision
             reply = await self._client.txn(
                 rpc_pb2.TxnRequest(
-                    compare=[_compare_mod(key, revision)], success=[_put(key, _value(settings))]
+                    compare=[_compare_mod(key, revision)],
+                    success=[_put(key, _entry_bytes(settings))],
                 )
             )
             if reply.succeeded:
@@ -105,7 +106,9 @@ class EtcdCatalog:
             reply = await self._client.txn(
                 rpc_pb2.TxnRequest(
                     compare=[_compare_mod(key, kv.mod_revision)],
-                    success=[_put(key, _value(entry.settings, entry.incarnation, dropped=True))],
+                    success=[
+                        _put(key, _entry_bytes(entry.settings, entry.incarnation, dropped=True))
+                    ],
                 )
             )
             if reply.succeeded:
@@ -124,7 +127,7 @@ class EtcdCatalog:
         reply = await self._client.txn(
             rpc_pb2.TxnRequest(
                 compare=[never_existed],
-                success=[_put(key, _value(settings, incarnation))],
+                success=[_put(key, _entry_bytes(settings, incarnation))],
                 failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))],
             )
         )

@@ -64,7 +64,7 @@ def _at(path: str, key: object) -> str:
     return f"{path}[{json.dumps(key) if isinstance(key, str) else key}]"
 
 
-def _kind(value: object) -> str:
+def _kind_name(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -102,12 +102,12 @@ def _scalar(value: object, path: str, needs: str) -> common_pb2.Value:
         return common_pb2.Value(float_value=value)
     if isinstance(value, str):
         return common_pb2.Value(string_value=value)
-    raise InvalidArgument(f"{path}: needs {needs}, got {_kind(value)}")
+    raise InvalidArgument(f"{path}: needs {needs}, got {_kind_name(value)}")
 
 
 def _list(value: object, path: str) -> common_pb2.Value:
     if not isinstance(value, list | tuple):
-        raise InvalidArgument(f"{path}: needs a non-empty list of values, got {_kind(value)}")
+        raise InvalidArgument(f"{path}: needs a non-empty list of values, got {_kind_name(value)}")
     if not value:
         raise InvalidArgument(f"{path}: needs a non-empty list of values, got an empty list")
     needs = "strings, numbers or bools"
@@ -131,7 +131,7 @@ def _operand(op: str, value: object, path: str) -> common_pb2.Value:
         return _list(value, path)
     if op == "$exists":
         if not isinstance(value, bool):
-            raise InvalidArgument(f"{path}: needs true or false, got {_kind(value)}")
+            raise InvalidArgument(f"{path}: needs true or false, got {_kind_name(value)}")
         return common_pb2.Value(bool_value=value)
     if op in _RANGE:
         if isinstance(value, bool):
@@ -165,7 +165,7 @@ def _field(key: str, spec: object, path: str, depth: int) -> common_pb2.Filter:
         if op == "$not":
             _nested(depth, at)
             if not isinstance(operand, Mapping):
-                raise InvalidArgument(f"{at}: needs a dict of operators, got {_kind(operand)}")
+                raise InvalidArgument(f"{at}: needs a dict of operators, got {_kind_name(operand)}")
             parts.append(common_pb2.Filter(negate=_field(key, operand, at, depth + 1)))
             continue
         code = _FIELD_OPS.get(op) if isinstance(op, str) else None
@@ -185,7 +185,7 @@ def _clause(key: object, value: object, path: str, depth: int) -> common_pb2.Fil
     if key in ("$and", "$or"):
         _nested(depth, at)
         if not isinstance(value, list | tuple):
-            raise InvalidArgument(f"{at}: needs a list of where dicts, got {_kind(value)}")
+            raise InvalidArgument(f"{at}: needs a list of where dicts, got {_kind_name(value)}")
         if not value:
             raise InvalidArgument(f"{at}: empty; give at least one where dict")
         parts = [_where(item, _at(at, i), depth + 1) for i, item in enumerate(value)]
@@ -197,7 +197,7 @@ def _clause(key: object, value: object, path: str, depth: int) -> common_pb2.Fil
         _nested(depth, at)
         return common_pb2.Filter(negate=_where(value, at, depth + 1))
     if key in _TEXT_OPS:
-        return _text(key, value, at)
+        return _text_filter(key, value, at)
     if key.startswith("$"):
         raise InvalidArgument(
             f"{at}: unknown operator {key!r}; use $and, $or, $not, $contains, $not_contains"
@@ -208,7 +208,7 @@ def _clause(key: object, value: object, path: str, depth: int) -> common_pb2.Fil
 
 def _where(where: object, path: str, depth: int) -> common_pb2.Filter:
     if not isinstance(where, Mapping):
-        raise InvalidArgument(f"{path}: needs a where dict, got {_kind(where)}")
+        raise InvalidArgument(f"{path}: needs a where dict, got {_kind_name(where)}")
     if not where:
         raise InvalidArgument(f"{path}: empty where dict")
     if len(where) == 1:
@@ -227,9 +227,9 @@ def where_to_filter(where: Mapping[str, Any] | None, path: str = "where") -> com
     return _where(where, path, 0)
 
 
-def _text(op: str, phrase: object, path: str) -> common_pb2.Filter:
+def _text_filter(op: str, phrase: object, path: str) -> common_pb2.Filter:
     if not isinstance(phrase, str) or not phrase.strip():
-        raise InvalidArgument(f"{path}: needs a non-empty word or phrase, got {_kind(phrase)}")
+        raise InvalidArgument(f"{path}: needs a non-empty word or phrase, got {_kind_name(phrase)}")
     if op == "$contains":
         return common_pb2.Filter(text_contains=phrase)
     return common_pb2.Filter(text_not_contains=phrase)
@@ -242,13 +242,14 @@ def where_document_to_filter(
     and $and / $or of where_documents."""
     if not isinstance(where_document, Mapping) or len(where_document) != 1:
         raise InvalidArgument(
-            f'{path}: needs one clause, e.g. {{"$contains": "phrase"}}, got {_kind(where_document)}'
+            f'{path}: needs one clause, e.g. {{"$contains": "phrase"}},'
+            f" got {_kind_name(where_document)}"
             + (" with several keys" if isinstance(where_document, Mapping) else "")
         )
     [(key, value)] = where_document.items()
     at = _at(path, key)
     if key in _TEXT_OPS:
-        return _text(key, value, at)
+        return _text_filter(key, value, at)
     if key in ("$and", "$or"):
         if not isinstance(value, list | tuple) or not value:
             raise InvalidArgument(f"{at}: needs a non-empty list of where_document dicts")
@@ -286,7 +287,7 @@ def where_from_json(text: str) -> common_pb2.Filter:
     return where_to_filter(where)
 
 
-def _python(value: common_pb2.Value, path: str) -> object:
+def _python_value(value: common_pb2.Value, path: str) -> object:
     kind = value.WhichOneof("kind")
     if kind is None:
         raise InvalidArgument(f"{path}: condition has no value")
@@ -301,7 +302,7 @@ def _to_where(message: common_pb2.Filter, path: str) -> Where:
         op = _OP_NAMES.get(condition.op)
         if op is None:
             raise InvalidArgument(f"{path}.condition: unknown operator {condition.op}")
-        return {condition.key: {op: _python(condition.value, f"{path}.condition")}}
+        return {condition.key: {op: _python_value(condition.value, f"{path}.condition")}}
     if kind == "negate":
         return {"$not": _to_where(message.negate, f"{path}.negate")}
     if kind == "text_contains":

@@ -13,7 +13,7 @@ import pytest
 from shard.core import collection as collection_module
 from shard.core import index_loading
 from shard.core.collection import MAX_SCROLL_LIMIT, Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.filters import AllOf, AnyOf, Condition, Filter, Not, Op, matches

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.filters import AllOf, Condition, Not, Op, TextContains

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from shard.core.anti_entropy import AntiEntropy, Peer
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.local_replica import CollectionsReplica

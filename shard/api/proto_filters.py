@@ -33,7 +33,7 @@ _OPS = {
 _OP_NAMES = ", ".join(op.value for op in Op)
 
 
-def _value(value: common_pb2.Value) -> FilterValue | None:
+def _filter_value(value: common_pb2.Value) -> FilterValue | None:
     kind = value.WhichOneof("kind")
     if kind is None:
         return None
@@ -52,7 +52,7 @@ def _condition(condition: common_pb2.Condition, where: str) -> Condition:
             else str(condition.op)
         )
         raise InvalidArgument(f"{where}.condition: unknown operator {name}; use one of {_OP_NAMES}")
-    value = _value(condition.value) if condition.HasField("value") else None
+    value = _filter_value(condition.value) if condition.HasField("value") else None
     # None reaches the core's validation, which names the missing value per operator.
     return Condition(condition.key, op, value)  # type: ignore[arg-type]
 
