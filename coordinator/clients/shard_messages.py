@@ -1,4 +1,5 @@
-"""The shard API's own messages <-> the coordinator core's types: writes and filters.
+"""The shard API's own messages <-> the coordinator core's types: writes, filters,
+and the bytes of a Search request.
 
 (`CollectionConfig` and `Include`, which the public API carries too, are in
 coordinator.proto_config.)
@@ -7,8 +8,16 @@ coordinator.proto_config.)
 from collections.abc import Mapping
 from typing import cast
 
-from coordinator.core.ports import OpaqueFilter, WriteOp
+import numpy as np
+
+from coordinator.core.ports import OpaqueFilter, Vector, WriteOp
 from shoal.v1 import common_pb2, shard_pb2
+
+#: The tag of `ShardSearchRequest.queries_f32`: its field number, wire type 2
+#: (length-delimited).
+_QUERIES_TAG = (
+    shard_pb2.ShardSearchRequest.DESCRIPTOR.fields_by_name["queries_f32"].number << 3
+) | 2
 
 
 def filter_to_proto(spec: OpaqueFilter | None) -> common_pb2.Filter | None:
@@ -39,3 +48,49 @@ def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
         text=op.text,
         metadata=metadata,
     )
+
+
+def search_parameters(
+    collection: str,
+    k: int,
+    ef: int,
+    include: common_pb2.Include,
+    filter: common_pb2.Filter | None,
+    score_threshold: float | None,
+) -> bytes:
+    """Everything of a `ShardSearchRequest` but its queries, serialized deterministically:
+    equal parameters give equal bytes, so the bytes are the key concurrent searches
+    are joined by (see coalescer), and the start of the request sent."""
+    return shard_pb2.ShardSearchRequest(
+        collection=collection,
+        k=k,
+        ef=ef,
+        include=include,
+        filter=filter,
+        score_threshold=score_threshold,
+    ).SerializeToString(deterministic=True)
+
+
+def search_request(parameters: bytes, queries: Vector) -> bytes:
+    """The serialized `ShardSearchRequest` of `parameters` (from `search_parameters`)
+    with `queries` (n x dimension) as its queries_f32.
+
+    A message's serialization followed by a field's is the serialization of the
+    message with that field set (protobuf's wire format is a sequence of fields), so
+    the request is the parameters' bytes, the field's tag and length, and the
+    queries' bytes: nothing is parsed back or serialized twice, and the queries are
+    copied once.
+    """
+    data = np.ascontiguousarray(queries, dtype="<f4")
+    return b"".join((parameters, _varint(_QUERIES_TAG), _varint(data.nbytes), data.data))
+
+
+def _varint(value: int) -> bytes:
+    """Protobuf's base-128 varint: seven bits a byte, low first, the top bit set on
+    every byte but the last."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

@@ -1,4 +1,8 @@
-"""Proto `Filter` -> the core's filter model; the core validates what the values mean.
+"""Proto `Filter` -> the core's filter model, validated once (`shard.core.filters.validate`,
+which marks it, so the collection does not check it again).
+
+Conversion itself rejects only what it cannot convert (an empty message, an
+unknown operator) and stops at the depth limit before recursing further.
 
 Messages name the offending part by its path in the request, e.g.
 `filter.all_of[1].condition: unknown operator 42`.
@@ -77,9 +81,7 @@ def _convert(message: common_pb2.Filter, where: str, depth: int) -> Filter:
         )
     if kind == "negate":
         return Not(_convert(message.negate, f"{where}.negate", depth + 1))
-    parts = getattr(message, kind).filters
-    if not parts:
-        raise InvalidArgument(f"{where}.{kind}: empty; give at least one filter")
+    parts = getattr(message, kind).filters  # none: `validate` says the list is empty
     converted = tuple(
         _convert(part, f"{where}.{kind}[{position}]", depth + 1)
         for position, part in enumerate(parts)
