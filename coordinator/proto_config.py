@@ -1,5 +1,8 @@
 """`CollectionConfig` and `Include` messages <-> the coordinator core's types.
 
+(The way out, `config_to_proto`, is shoal.runtime.proto_values': the shard's
+config has the same fields.)
+
 Both of the coordinator's APIs carry these `common.proto` messages: the public
 API it serves (coordinator.api) and the shard API it calls (coordinator.clients).
 So their mapping sits here, beside both adapters, rather than in one of them:
@@ -10,25 +13,9 @@ from coordinator.core.ports import CollectionConfig, Include
 from shoal.distance_metric import Metric
 from shoal.runtime.proto_values import (
     keyword_from_proto,
-    keyword_to_proto,
     metric_from_proto,
-    metric_to_proto,
 )
 from shoal.v1 import common_pb2
-
-
-def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
-    return common_pb2.CollectionConfig(
-        name=config.name,
-        dimension=config.dimension,
-        metric=metric_to_proto(config.metric),
-        hnsw_m=config.hnsw_m,
-        hnsw_ef_construction=config.hnsw_ef_construction,
-        hnsw_ef=config.hnsw_ef,
-        embedding_model=config.embedding_model,
-        partitions=config.partitions,
-        keyword=keyword_to_proto(config.keyword),
-    )
 
 
 def config_from_proto(

@@ -1,4 +1,7 @@
-"""`CollectionConfig` messages <-> the shard core's `CollectionConfig`.
+"""`CollectionConfig` messages -> the shard core's `CollectionConfig`.
+
+(The way out, `config_to_proto`, is shoal.runtime.proto_values': the
+coordinator's config has the same fields.)
 
 The servicer (shard.api) reads and answers them, and the peer client
 (shard.clients) reads a peer's, so the mapping sits beside both.
@@ -8,9 +11,7 @@ from shard.core.config import CollectionConfig
 from shoal.errors import InvalidArgument
 from shoal.runtime.proto_values import (
     keyword_from_proto,
-    keyword_to_proto,
     metric_from_proto,
-    metric_to_proto,
 )
 from shoal.v1 import common_pb2
 
@@ -32,18 +33,4 @@ def config_from_proto(
         partitions=config.partitions,
         keyword=keyword_from_proto(config.keyword),
         incarnation=incarnation,
-    )
-
-
-def config_to_proto(config: CollectionConfig) -> common_pb2.CollectionConfig:
-    return common_pb2.CollectionConfig(
-        name=config.name,
-        dimension=config.dimension,
-        metric=metric_to_proto(config.metric),
-        hnsw_m=config.hnsw_m,
-        hnsw_ef_construction=config.hnsw_ef_construction,
-        hnsw_ef=config.hnsw_ef,
-        embedding_model=config.embedding_model,
-        partitions=config.partitions,
-        keyword=keyword_to_proto(config.keyword),
     )

@@ -12,9 +12,9 @@ import grpc.aio
 from coordinator.api import public_messages
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
-from coordinator.proto_config import config_to_proto, include_from_proto
+from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
-from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
+from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]

@@ -33,9 +33,10 @@ from coordinator.core.ports import (
     WriteAck,
     WriteOp,
 )
-from coordinator.proto_config import config_from_proto, config_to_proto, include_to_proto
+from coordinator.proto_config import config_from_proto, include_to_proto
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
+from shoal.runtime.proto_values import config_to_proto
 from shoal.runtime.replication_client import ReplicationClient
 from shoal.runtime.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc

@@ -18,34 +18,32 @@ from coordinator.core.ports import (
 from shoal import limits
 
 
-class WriteConsistency(enum.Enum):
+class _ReplicaCount(enum.Enum):
+    """ONE, QUORUM or ALL of a group's replicas (an enum with members of its own
+    subclasses this one; enums with members cannot be subclassed)."""
+
+    def required(self, replicas: int) -> int:
+        if self.value == "one":
+            return min(1, replicas)
+        if self.value == "all":
+            return replicas
+        return replicas // 2 + 1
+
+
+class WriteConsistency(_ReplicaCount):
     """How many replicas of a shard group must acknowledge a write."""
 
     ONE = "one"
     QUORUM = "quorum"
     ALL = "all"
 
-    def required(self, replicas: int) -> int:
-        if self is WriteConsistency.ONE:
-            return min(1, replicas)
-        if self is WriteConsistency.ALL:
-            return replicas
-        return replicas // 2 + 1
 
-
-class ReadConsistency(enum.Enum):
+class ReadConsistency(_ReplicaCount):
     """How many replicas of a shard group a get reads before answering."""
 
     ONE = "one"
     QUORUM = "quorum"
     ALL = "all"
-
-    def required(self, replicas: int) -> int:
-        if self is ReadConsistency.ONE:
-            return min(1, replicas)
-        if self is ReadConsistency.ALL:
-            return replicas
-        return replicas // 2 + 1
 
 
 @dataclass(slots=True)

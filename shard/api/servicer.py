@@ -34,6 +34,7 @@ from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
 from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import with_request_context
+from shoal.runtime.proto_values import config_to_proto
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 #: The service's full name, also its name in health checks.
@@ -82,7 +83,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         config = proto_config.config_from_proto(request.config, request.incarnation)
         config, created = self._collections.create(config)
         return shard_pb2.ShardCreateCollectionResponse(
-            config=proto_config.config_to_proto(config), created=created
+            config=config_to_proto(config), created=created
         )
 
     async def DeleteCollection(
@@ -107,7 +108,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardListCollectionsResponse(
             collections=[
                 shard_pb2.ShardCollection(
-                    config=proto_config.config_to_proto(config),
+                    config=config_to_proto(config),
                     document_count=count,
                     incarnation=config.incarnation,
                 )

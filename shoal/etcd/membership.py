@@ -18,6 +18,7 @@ from collections.abc import Callable
 from shoal.errors import ShoalError
 from shoal.etcd.client import EtcdClient
 from shoal.etcdpb import kv_pb2
+from shoal.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class MemberLease:
         self._role = role
         self._ttl_s = ttl_s
         self._lease = 0
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LoopTask("member lease", self._run)
 
     async def _run(self) -> None:
         pause = 0.2
@@ -63,15 +64,10 @@ class MemberLease:
             await asyncio.sleep(pause)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="member lease")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
         if self._lease:
             with contextlib.suppress(ShoalError):
                 await self._client.revoke(self._lease)
@@ -85,7 +81,7 @@ class MemberFollower:
         self._retry_s = retry_s
         self._live: set[str] = set()
         self._known = False
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LoopTask("member follower", self._run)
 
     def is_member(self, address: str) -> bool | None:
         """Whether `address` holds a live registration; None before the first listing."""
@@ -109,12 +105,7 @@ class MemberFollower:
             await asyncio.sleep(self._retry_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="member follower")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

@@ -10,12 +10,12 @@ Plain asyncio and threading, no gRPC: the services' core layers use both.
 """
 
 import asyncio
-import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 
 from shoal.errors import ShoalError
+from shoal.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class PeriodicTask:
         self._step = step
         self._interval_s = interval_s
         self._wait_first = wait_first
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LoopTask(self.name, self._run)
 
     async def _run(self) -> None:
         if self._wait_first:
@@ -49,15 +49,10 @@ class PeriodicTask:
             await asyncio.sleep(self._interval_s)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name=self.name)
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
 
 class PeriodicThread:

@@ -5,6 +5,7 @@ layers, so each conversion exists once.
 """
 
 from collections.abc import Mapping
+from typing import Protocol
 
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
@@ -131,4 +132,43 @@ def keyword_to_proto(settings: KeywordSettings) -> common_pb2.KeywordConfig:
         stop_words=settings.stop_words,
         k1=settings.k1,
         b=settings.b,
+    )
+
+
+class CollectionSettings(Protocol):
+    """A collection's settings as a service's core holds them: the coordinator's and
+    the shard's `CollectionConfig` both have these fields (the way back from the
+    message differs: each fills in its own incarnation and unknown metrics)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dimension(self) -> int: ...
+    @property
+    def metric(self) -> Metric: ...
+    @property
+    def hnsw_m(self) -> int: ...
+    @property
+    def hnsw_ef_construction(self) -> int: ...
+    @property
+    def hnsw_ef(self) -> int: ...
+    @property
+    def embedding_model(self) -> str: ...
+    @property
+    def partitions(self) -> int: ...
+    @property
+    def keyword(self) -> KeywordSettings: ...
+
+
+def config_to_proto(config: CollectionSettings) -> common_pb2.CollectionConfig:
+    return common_pb2.CollectionConfig(
+        name=config.name,
+        dimension=config.dimension,
+        metric=metric_to_proto(config.metric),
+        hnsw_m=config.hnsw_m,
+        hnsw_ef_construction=config.hnsw_ef_construction,
+        hnsw_ef=config.hnsw_ef,
+        embedding_model=config.embedding_model,
+        partitions=config.partitions,
+        keyword=keyword_to_proto(config.keyword),
     )

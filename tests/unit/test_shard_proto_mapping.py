@@ -6,10 +6,11 @@ import pytest
 from shard.api.proto_reads import hits_to_proto, queries_from_proto
 from shard.core.config import CollectionConfig
 from shard.core.documents import QueryHits, StoredDocument
-from shard.proto_config import config_from_proto, config_to_proto
+from shard.proto_config import config_from_proto
 from shard.proto_records import write_from_proto
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import config_to_proto
 from shoal.v1 import common_pb2, shard_pb2
 
 
