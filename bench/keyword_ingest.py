@@ -33,14 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets import DATA_ROOT
-from shard.api.convert import metadata_from_payload, text_from_payload, write_from_proto
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.core.keyword_index import KeywordIndex
+from shard.proto_records import metadata_from_payload, text_from_payload, write_from_proto
 from shard.storage.layout import DataDir
-from shoal.convert import metadata_to_proto
 from shoal.keyword import KeywordSettings, tokenizer_for
+from shoal.runtime.proto_values import metadata_to_proto
 from shoal.v1 import shard_pb2
 
 

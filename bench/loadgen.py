@@ -16,7 +16,7 @@ import grpc
 import grpc.aio
 
 from bench.procfs import cpu_seconds, own_cpu_seconds
-from shoal.server import GRPC_OPTIONS
+from shoal.runtime.server import GRPC_OPTIONS
 
 CALL_TIMEOUT_S = 120.0
 

@@ -23,7 +23,7 @@ from bench import datasets, messages, services
 from bench.plans import Plan
 from bench.procfs import directory_bytes, rss_bytes
 from bench.samples import Recorder
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.v1 import common_pb2, shard_pb2
 
 log = logging.getLogger(__name__)

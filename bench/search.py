@@ -23,7 +23,7 @@ from bench.plans import Plan
 from bench.recall import recall_at_k
 from bench.samples import Recorder, Sample
 from bench.stats import CurvePoint, Latency, best_at_recall, ratio
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Real Shoal processes for the suites: clusters on 127.0.0.1:0 and a lone shard.
 
-Everything runs as the services' own command lines through shoal.cluster, so
+Everything runs as the services' own command lines through shoal.cli.local_cluster, so
 the figures include process boundaries, gRPC and serialization exactly as a
 deployment has them.
 """
@@ -11,8 +11,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bench import loadgen
-from shoal.client import Client
-from shoal.cluster import ClusterSpec, LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
+from shoal.cli.service_process import ServiceProcess
+from shoal.sdk.client import Client
 
 COLLECTION = "bench"
 #: The embedder the search and ingest clusters start with: vectors are given, so

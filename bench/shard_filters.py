@@ -27,10 +27,10 @@ import numpy.typing as npt
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from shoal.cluster import ServiceProcess  # noqa: E402
-from shoal.convert import metadata_to_proto  # noqa: E402
-from shoal.filters import where_to_filter  # noqa: E402
-from shoal.server import GRPC_OPTIONS  # noqa: E402
+from shoal.cli.service_process import ServiceProcess  # noqa: E402
+from shoal.runtime.proto_values import metadata_to_proto  # noqa: E402
+from shoal.runtime.server import GRPC_OPTIONS  # noqa: E402
+from shoal.sdk.where import where_to_filter  # noqa: E402
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc  # noqa: E402
 
 K = 10

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import datasets
-from shoal.client import Client
-from shoal.cluster import ClusterSpec, LocalCluster
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
+from shoal.sdk.client import Client
 
 COLLECTION = "texts"
 MODEL = "all-MiniLM-L6-v2"

@@ -1,4 +1,7 @@
-"""Composition root: settings -> channels and clients -> core -> servicer -> shoal.server.serve."""
+"""Composition root: settings -> channels and clients -> core -> servicer -> serve.
+
+(`serve` is shoal.runtime.server's.)
+"""
 
 import asyncio
 import logging
@@ -7,23 +10,23 @@ import grpc.aio
 
 from coordinator.api.servicer import ShoalServicer
 from coordinator.clients.channels import open_balanced_channel, open_channel
-from coordinator.clients.contracts import ShardClient
 from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
+from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
-from shoal.balancing import CONNECTION_AGE_OPTIONS
 from shoal.catalog import CatalogFollower
-from shoal.etcd_catalog import EtcdCatalog
-from shoal.etcd_client import EtcdClient
-from shoal.etcd_membership import MemberFollower
-from shoal.etcd_topology import EtcdTopology
-from shoal.logs import configure_logging
-from shoal.server import ServerSpec, Service, serve
+from shoal.etcd.catalog_store import EtcdCatalog
+from shoal.etcd.client import EtcdClient
+from shoal.etcd.membership import MemberFollower
+from shoal.etcd.topology_store import EtcdTopology
+from shoal.runtime.balancing import CONNECTION_AGE_OPTIONS
+from shoal.runtime.logs import configure_logging
+from shoal.runtime.server import ServerSpec, Service, serve
 from shoal.topology import Topology, TopologyError
 from shoal.topology_store import TopologyFollower
 from shoal.v1 import shoal_pb2

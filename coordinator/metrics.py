@@ -1,4 +1,4 @@
-"""The coordinator's metric families, on top of those every server has (shoal.metrics).
+"""The coordinator's metric families, on top of those every server has (shoal.runtime.metrics).
 
 - shoal_fanout_seconds per method and shard group
 - shoal_failovers_total per group and reason, shoal_partial_results_total per method
@@ -13,7 +13,7 @@ about Prometheus.
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from shoal.metrics import LATENCY_BUCKETS, Metrics
+from shoal.runtime.metrics import LATENCY_BUCKETS, Metrics
 
 SERVICE = "coordinator"
 

@@ -10,7 +10,13 @@ from coordinator.api.servicer import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEO
 from coordinator.core.catalog import CONFIG_TTL_S
 from coordinator.core.clock import MAX_COORDINATOR_ID
 from coordinator.core.hints import HintLimits
-from shoal.settings import ServerSettings, add_server_flags, env, positive_float, positive_int
+from shoal.runtime.settings import (
+    ServerSettings,
+    add_server_flags,
+    env,
+    positive_float,
+    positive_int,
+)
 
 DEFAULT_PORT = 50051
 

@@ -15,11 +15,17 @@ from embedder.api.servicer import EmbedderServicer
 from embedder.core.service import EmbeddingService, Limits
 from embedder.encoders import MINILM, check_model_name, load_encoder
 from embedder.metrics import EmbedderMetrics
-from shoal.balancing import CONNECTION_AGE_OPTIONS
-from shoal.cpus import available_cpus
-from shoal.logs import configure_logging
-from shoal.server import ServerSpec, Service, serve
-from shoal.settings import ServerSettings, add_server_flags, env, non_negative_float, positive_int
+from shoal.runtime.balancing import CONNECTION_AGE_OPTIONS
+from shoal.runtime.cpus import available_cpus
+from shoal.runtime.logs import configure_logging
+from shoal.runtime.server import ServerSpec, Service, serve
+from shoal.runtime.settings import (
+    ServerSettings,
+    add_server_flags,
+    env,
+    non_negative_float,
+    positive_int,
+)
 from shoal.v1 import embedder_pb2
 
 DEFAULT_PORT = 50071

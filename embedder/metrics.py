@@ -1,4 +1,4 @@
-"""The embedder's metric families, on top of those every server has (shoal.metrics).
+"""The embedder's metric families, on top of those every server has (shoal.runtime.metrics).
 
 - shoal_embedder_batch_size: texts encoded at once
 - shoal_embedder_queue_wait_seconds: how long a text waited for its batch
@@ -9,7 +9,7 @@ It satisfies core's `BatchObserver` (embedder/core/batcher.py).
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from shoal.metrics import LATENCY_BUCKETS, Metrics
+from shoal.runtime.metrics import LATENCY_BUCKETS, Metrics
 
 SERVICE = "embedder"
 

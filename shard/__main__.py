@@ -1,4 +1,4 @@
-"""Composition root: settings -> storage -> core -> servicer -> shoal.server.serve."""
+"""Composition root: settings -> storage -> core -> servicer -> shoal.runtime.server.serve."""
 
 import asyncio
 import json
@@ -6,31 +6,31 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from shard.api.convert import metadata_from_payload, text_from_payload
-from shard.api.peers import GrpcPeer
 from shard.api.servicer import SERVICE, ShardServicer
+from shard.clients.peer import GrpcPeer
 from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
 from shard.core.catalog_sync import CatalogSync
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.local_replica import CollectionsReplica
 from shard.core.ownership import PartitionOwnership
-from shard.core.peers import PeerDirectory
+from shard.core.peer_directory import PeerDirectory
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
 from shard.metrics import ShardMetrics
+from shard.proto_records import metadata_from_payload, text_from_payload
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
 from shard.storage.layout import DataDir
 from shoal.catalog import CatalogFollower
-from shoal.data_lock import DataDirInUse, DataDirLock
 from shoal.errors import Unavailable
-from shoal.etcd_catalog import EtcdCatalog
-from shoal.etcd_client import EtcdClient
-from shoal.etcd_membership import MemberLease
-from shoal.etcd_topology import EtcdTopology
-from shoal.health import ServerHealth
-from shoal.logs import configure_logging
-from shoal.server import ServerSpec, Service, serve
+from shoal.etcd.catalog_store import EtcdCatalog
+from shoal.etcd.client import EtcdClient
+from shoal.etcd.membership import MemberLease
+from shoal.etcd.topology_store import EtcdTopology
+from shoal.runtime.data_lock import DataDirInUse, DataDirLock
+from shoal.runtime.health import ServerHealth
+from shoal.runtime.logs import configure_logging
+from shoal.runtime.server import ServerSpec, Service, serve
 from shoal.topology_source import FollowedTopology, TopologyFile, TopologySource
 from shoal.topology_store import TopologyFollower
 

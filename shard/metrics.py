@@ -1,4 +1,4 @@
-"""The shard's metric families, on top of those every server has (shoal.metrics).
+"""The shard's metric families, on top of those every server has (shoal.runtime.metrics).
 
 - shoal_documents, shoal_index_elements, shoal_index_bytes per collection, with
   the shard's `group` and `replica` (its advertised address), so the replicas
@@ -11,7 +11,7 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from shoal.metrics import Metrics
+from shoal.runtime.metrics import Metrics
 
 SERVICE = "shard"
 

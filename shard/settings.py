@@ -9,7 +9,7 @@ from pathlib import Path
 from shard.core.anti_entropy import AntiEntropySettings
 from shard.core.search_plan import Strategy
 from shard.core.tombstones import DEFAULT_GRACE_S, DEFAULT_PURGE_INTERVAL_S
-from shoal.settings import (
+from shoal.runtime.settings import (
     ServerSettings,
     add_server_flags,
     boolean,

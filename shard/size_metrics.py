@@ -5,9 +5,9 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.metrics import ShardMetrics
-from shoal.periodic import Periodic
+from shoal.runtime.periodic import PeriodicTask
 
 INTERVAL_S = 10.0
 
@@ -35,7 +35,7 @@ def _sizes(collections: Collections) -> dict[str, tuple[int, int, int]]:
 
 def size_reporter(
     collections: Collections, executor: Executor, metrics: ShardMetrics, identity: Identity
-) -> Periodic:
+) -> PeriodicTask:
     """Each report names the replica first: its group becomes known (or changes)
     when the topology lists it, which may be after the shard started."""
     reported: set[str] = set()
@@ -53,4 +53,4 @@ def size_reporter(
             )
         reported = set(sizes)
 
-    return Periodic("size metrics", report, INTERVAL_S)
+    return PeriodicTask("size metrics", report, INTERVAL_S)

@@ -1,6 +1,13 @@
-"""Shoal: a distributed vector search service. This package holds the Python SDK."""
+"""Shoal: a distributed vector search service. `shoal.Client` is its Python SDK.
 
-from shoal.client import Client, Collection, Coverage, Document, Hit, SearchResult, WriteResult
+The SDK's names are loaded on first use (PEP 562): every Shoal service imports
+`shoal.errors` and the other domain modules of this package, and importing them
+must not load the SDK's gRPC client along with them.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
 from shoal.errors import (
     AlreadyExists,
     DataLoss,
@@ -13,6 +20,19 @@ from shoal.errors import (
     ShoalError,
     Unavailable,
 )
+
+if TYPE_CHECKING:
+    from shoal.sdk.client import Client
+    from shoal.sdk.results import Collection, Coverage, Document, Hit, SearchResult, WriteResult
+
+#: Where each lazily loaded name lives.
+_SDK = {
+    "Client": "shoal.sdk.client",
+    **{
+        name: "shoal.sdk.results"
+        for name in ("Collection", "Coverage", "Document", "Hit", "SearchResult", "WriteResult")
+    },
+}
 
 __all__ = [
     "AlreadyExists",
@@ -33,3 +53,12 @@ __all__ = [
     "Unavailable",
     "WriteResult",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _SDK.get(name)
+    if module is None:
+        raise AttributeError(f"module 'shoal' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # found directly from now on
+    return value

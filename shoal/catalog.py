@@ -1,7 +1,7 @@
 """The collection catalog: what exists, as one source of truth (etcd) keeps it.
 
 Domain types and the port (`CatalogStore`) the services' cores are written
-against; `shoal.etcd_catalog` implements it over etcd. Nothing here touches
+against; `shoal.etcd.catalog_store` implements it over etcd. Nothing here touches
 gRPC.
 
 Each entry is a collection name with its settings and an incarnation: a number
@@ -15,13 +15,13 @@ catalog never heard of (a data dir from before the catalog existed) registers it
 """
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from shoal.errors import ShoalError, Unavailable
+from shoal.loop_task import LoopTask
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class CatalogFollower:
         self._max_retry_s = max_retry_s
         self._synced = asyncio.Event()
         self._connected = False
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LoopTask("catalog follower", self._run)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -212,12 +212,7 @@ class CatalogFollower:
             backoff = min(self._max_retry_s, backoff * 2)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="catalog follower")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

@@ -3,7 +3,7 @@
 The coordinator and the shard each keep their own `CollectionConfig` (the
 shard's also validates and stores itself), but both hold the same `Metric`, so
 a metric means the same on both sides of the shard API. Free of generated code,
-for the services' core layers; the protobuf values are in `shoal.convert`.
+for the services' core layers; the protobuf values are in `shoal.runtime.proto_values`.
 """
 
 from enum import StrEnum

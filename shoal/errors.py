@@ -1,6 +1,6 @@
 """Domain errors shared by every Shoal service, the SDK and the CLI.
 
-Core code raises these and never touches gRPC; `shoal.status` maps them to and
+Core code raises these and never touches gRPC; `shoal.runtime.status` maps them to and
 from gRPC status codes, one function per direction.
 """
 

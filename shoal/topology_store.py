@@ -1,7 +1,7 @@
 """The topology as one source of truth keeps it (etcd), and following it.
 
 `TopologyStore` is the port the services are written against;
-`shoal.etcd_topology` implements it over etcd. Nothing here touches gRPC.
+`shoal.etcd.topology_store` implements it over etcd. Nothing here touches gRPC.
 
 The store holds one topology with a version that goes up by one on every
 change. A change names the version it was made from (`expected_version`) and
@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from shoal.errors import ShoalError, Unavailable
+from shoal.loop_task import LoopTask
 from shoal.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class TopologyFollower:
         self._max_retry_s = max_retry_s
         self.topology: Topology | None = None
         self._seen = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = LoopTask("topology follower", self._run)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -136,12 +137,7 @@ class TopologyFollower:
         return "none" if self.topology is None else str(self.topology.version)
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="topology follower")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from shoal.cluster import ClusterSpec, LocalCluster
-from shoal.etcd_server import EtcdCluster
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
+from shoal.etcd.server import EtcdCluster
 
 StartCluster = Callable[..., LocalCluster]
 

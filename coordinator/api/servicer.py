@@ -1,6 +1,6 @@
 """ShoalService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's error
+Domain errors raised by the core become gRPC statuses in shoal.runtime.status's error
 mapping, so nothing here deals with status codes. Each call's deadline is
 the caller's, or a default when the caller set none.
 """
@@ -9,12 +9,12 @@ from typing import Any
 
 import grpc.aio
 
-from coordinator.api import convert
-from coordinator.clients.messages import config_to_proto, include_from_proto
+from coordinator.api import public_messages
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
-from shoal.convert import topology_from_proto, topology_to_proto
+from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -47,7 +47,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     async def CreateCollection(
         self, request: shoal_pb2.CreateCollectionRequest, context: Context
     ) -> shoal_pb2.CreateCollectionResponse:
-        config = convert.create_config_from_proto(request.config)
+        config = public_messages.create_config_from_proto(request.config)
         result = await self._core.catalog.create(config, self._write_deadline(context))
         return shoal_pb2.CreateCollectionResponse(
             config=config_to_proto(result.config), created=result.created
@@ -82,8 +82,8 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.UpsertResponse:
         result = await self._core.writer.upsert(
             request.collection,
-            convert.documents_from_proto(request.documents),
-            convert.consistency_from_proto(request.consistency),
+            public_messages.documents_from_proto(request.documents),
+            public_messages.consistency_from_proto(request.consistency),
             self._write_deadline(context),
         )
         return shoal_pb2.UpsertResponse(
@@ -98,9 +98,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         result = await self._core.writer.delete(
             request.collection,
             list(request.ids),
-            convert.consistency_from_proto(request.consistency),
+            public_messages.consistency_from_proto(request.consistency),
             self._write_deadline(context),
-            filter=convert.filter_from_proto(request),
+            filter=public_messages.filter_from_proto(request),
         )
         return shoal_pb2.DeleteResponse(
             deleted=result.deleted,
@@ -116,11 +116,11 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             include,
             request.allow_partial,
             self._read_deadline(context),
-            convert.read_consistency_from_proto(request.consistency),
+            public_messages.read_consistency_from_proto(request.consistency),
         )
         return shoal_pb2.GetResponse(
-            documents=convert.documents_to_proto(found.documents, include),
-            coverage=convert.coverage_to_proto(found.coverage),
+            documents=public_messages.documents_to_proto(found.documents, include),
+            coverage=public_messages.coverage_to_proto(found.coverage),
         )
 
     async def Count(
@@ -130,10 +130,10 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             request.collection,
             request.allow_partial,
             self._read_deadline(context),
-            filter=convert.filter_from_proto(request),
+            filter=public_messages.filter_from_proto(request),
         )
         return shoal_pb2.CountResponse(
-            count=result.count, coverage=convert.coverage_to_proto(result.coverage)
+            count=result.count, coverage=public_messages.coverage_to_proto(result.coverage)
         )
 
     async def Scroll(
@@ -141,7 +141,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.ScrollResponse:
         page = await self._core.reader.scroll(
             request.collection,
-            convert.filter_from_proto(request),
+            public_messages.filter_from_proto(request),
             request.page_size,
             request.cursor,
             include_from_proto(request.include),
@@ -149,9 +149,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             self._read_deadline(context),
         )
         return shoal_pb2.ScrollResponse(
-            documents=convert.documents_to_proto(page.documents),
+            documents=public_messages.documents_to_proto(page.documents),
             next_cursor=page.cursor,
-            coverage=convert.coverage_to_proto(page.coverage),
+            coverage=public_messages.coverage_to_proto(page.coverage),
         )
 
     # Search
@@ -161,12 +161,14 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.SearchResponse:
         results = await self._core.reader.search(
             request.collection,
-            [convert.query_from_proto(request.query, "query")],
-            convert.search_options(request),
+            [public_messages.query_from_proto(request.query, "query")],
+            public_messages.search_options(request),
             self._read_deadline(context),
         )
-        response = shoal_pb2.SearchResponse(coverage=convert.coverage_to_proto(results.coverage))
-        convert.add_hits(response, results.results[0])
+        response = shoal_pb2.SearchResponse(
+            coverage=public_messages.coverage_to_proto(results.coverage)
+        )
+        public_messages.add_hits(response, results.results[0])
         return response
 
     async def SearchBatch(
@@ -174,16 +176,16 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.SearchBatchResponse:
         results = await self._core.reader.search(
             request.collection,
-            convert.queries_from_proto(request.queries),
-            convert.search_options(request),
+            public_messages.queries_from_proto(request.queries),
+            public_messages.search_options(request),
             self._read_deadline(context),
         )
         response = shoal_pb2.SearchBatchResponse(
-            coverage=convert.coverage_to_proto(results.coverage)
+            coverage=public_messages.coverage_to_proto(results.coverage)
         )
         add = response.results.add
         for result in results.results:
-            convert.add_hits(add(), result)
+            public_messages.add_hits(add(), result)
         return response
 
     # Cluster
@@ -192,7 +194,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         self, request: shoal_pb2.GetClusterInfoRequest, context: Context
     ) -> shoal_pb2.GetClusterInfoResponse:
         info = await self._core.inspector.describe(self._read_deadline(context))
-        return convert.cluster_info_to_proto(info)
+        return public_messages.cluster_info_to_proto(info)
 
     async def VerifyReplicas(
         self, request: shoal_pb2.VerifyReplicasRequest, context: Context
@@ -202,7 +204,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             context.time_remaining(), max(self._read_timeout_s, VERIFY_TIMEOUT_S)
         )
         report = await self._core.verifier.verify(request.collection, request.repair, deadline)
-        return convert.verify_report_to_proto(report)
+        return public_messages.verify_report_to_proto(report)
 
     # Topology
 

@@ -5,9 +5,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from shoal.balancing import ROUND_ROBIN_OPTIONS, dns_target
-from shoal.keepalive import Keepalive
-from shoal.server import channel_options
+from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS, dns_target
+from shoal.runtime.keepalive import Keepalive
+from shoal.runtime.server import channel_options
 
 #: A replica that comes back (restarted on its port) should be used again within
 #: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
@@ -28,7 +28,7 @@ def open_channel(address: str, keepalive: Keepalive) -> grpc.aio.Channel:
 
 def open_balanced_channel(address: str, keepalive: Keepalive | None = None) -> grpc.aio.Channel:
     """A channel that spreads its calls, one by one, over every address `address`
-    resolves to (the pods behind a headless Service; shoal.balancing says why).
+    resolves to (the pods behind a headless Service; shoal.runtime.balancing says why).
 
     For a service with several interchangeable replicas, such as the embedder;
     with one address it behaves like `open_channel`.

@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from coordinator.clients.contracts import Vector
+from coordinator.core.ports import Vector
 from shoal.errors import DeadlineExceeded, Internal, Unavailable
 from shoal.limits import MAX_BATCH_QUERIES
 

@@ -5,9 +5,9 @@ from collections.abc import Sequence
 import grpc.aio
 import numpy as np
 
-from coordinator.clients.contracts import EmbedderInfo, Health, Vector
 from coordinator.clients.health import HealthProbe
-from shoal.status import unary_call
+from coordinator.core.ports import EmbedderInfo, Health, Vector
+from shoal.runtime.status import unary_call
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 
 

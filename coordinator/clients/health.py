@@ -4,8 +4,8 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2
 
-from coordinator.clients.contracts import Health
-from shoal.logs import outgoing_metadata
+from coordinator.core.ports import Health
+from shoal.runtime.logs import outgoing_metadata
 
 CHECK_METHOD = "/grpc.health.v1.Health/Check"
 

@@ -10,13 +10,21 @@ from dataclasses import replace
 import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
-from coordinator.clients.contracts import (
+from coordinator.clients.health import HealthProbe
+from coordinator.clients.shard_messages import (
+    filter_to_proto,
+    search_parameters,
+    search_request,
+    write_from_proto,
+    write_to_proto,
+)
+from coordinator.core.ports import (
     CollectionConfig,
     CollectionListing,
-    Filter,
+    DocumentMessage,
     Health,
     Include,
-    Keyed,
+    OpaqueFilter,
     RankedHits,
     ScrollPage,
     ShardCollection,
@@ -25,26 +33,28 @@ from coordinator.clients.contracts import (
     WriteAck,
     WriteOp,
 )
-from coordinator.clients.health import HealthProbe
-from coordinator.clients.messages import (
-    config_from_proto,
-    config_to_proto,
-    filter_to_proto,
-    include_to_proto,
-    write_from_proto,
-    write_to_proto,
-)
+from coordinator.proto_config import config_from_proto, include_to_proto
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
-from shoal.replication_client import ReplicationClient
-from shoal.status import unary_call
+from shoal.runtime.proto_values import config_to_proto
+from shoal.runtime.replication_client import ReplicationClient
+from shoal.runtime.status import unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
+
+#: The path of ShardService.Search.
+SEARCH_METHOD = "/{}/Search".format(shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name)
+
+SearchCall = grpc.aio.UnaryUnaryMultiCallable[bytes, shard_pb2.ShardSearchResponse]
 
 
 class GrpcShardClient:
     def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
         self._address = address
         self._stub = shard_pb2_grpc.ShardServiceStub(channel)
+        # Search takes the request as the bytes `search_request` joins (no serializer).
+        self._search_call: SearchCall = channel.unary_unary(
+            SEARCH_METHOD, response_deserializer=shard_pb2.ShardSearchResponse.FromString
+        )
         self._health = HealthProbe(channel)
         self._searches: SearchCoalescer[bytes, RankedHits] = SearchCoalescer(self._search)
         self._replication = ReplicationClient(channel)
@@ -107,7 +117,7 @@ class GrpcShardClient:
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
-    ) -> list[Keyed]:
+    ) -> list[DocumentMessage]:
         request = shard_pb2.ShardGetRequest(
             collection=collection, ids=ids, include=include_to_proto(include)
         )
@@ -122,18 +132,17 @@ class GrpcShardClient:
         ef: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
-        parameters = shard_pb2.ShardSearchRequest(
-            collection=collection,
-            k=k,
-            ef=ef,
-            include=include_to_proto(include),
-            filter=filter_to_proto(filter),
-            score_threshold=score_threshold,
+        key = search_parameters(
+            collection,
+            k,
+            ef,
+            include_to_proto(include),
+            filter_to_proto(filter),
+            score_threshold,
         )
-        key = parameters.SerializeToString(deterministic=True)
         if include.vector or include.text or include.metadata:
             # Answers with stored fields can be large: joined, they could pass the
             # message size limit that each one alone stays under.
@@ -141,11 +150,7 @@ class GrpcShardClient:
         return await self._searches.search(key, queries, timeout_s)
 
     async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> list[RankedHits]:
-        request = shard_pb2.ShardSearchRequest.FromString(key)
-        request.queries_f32 = queries.astype("<f4", copy=False).tobytes()
-        reply: shard_pb2.ShardSearchResponse = await unary_call(
-            self._stub.Search, request, timeout_s
-        )
+        reply = await unary_call(self._search_call, search_request(key, queries), timeout_s)
         # The results stay protobuf messages: the api layer copies them out as
         # they are, without a Python object per hit where no merge is needed.
         return list(reply.results)
@@ -167,7 +172,7 @@ class GrpcShardClient:
         k: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> Sequence[RankedHits]:
         request = shard_pb2.ShardKeywordSearchRequest(
@@ -187,7 +192,9 @@ class GrpcShardClient:
         )
         return list(reply.results)
 
-    async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
+    async def count(
+        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
+    ) -> int:
         request = shard_pb2.ShardCountRequest(collection=collection, filter=filter_to_proto(filter))
         reply: shard_pb2.ShardCountResponse = await unary_call(self._stub.Count, request, timeout_s)
         return reply.count
@@ -195,7 +202,7 @@ class GrpcShardClient:
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         after_id: str,
         limit: int,
         include: Include,

@@ -28,15 +28,21 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from coordinator.clients.contracts import CollectionConfig, ShardClient, ShardCollection
+from coordinator.core.collection_config import (
+    check_config,
+    differences,
+    from_entry,
+    to_settings,
+    with_defaults,
+)
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
+from coordinator.core.ports import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogFollower, CatalogStore, CatalogView
-from shoal.distance_metric import Metric
 from shoal.errors import (
     AlreadyExists,
     DataLoss,
@@ -45,99 +51,15 @@ from shoal.errors import (
     ShoalError,
     Unavailable,
 )
-from shoal.keyword import KeywordSettings
 
 log = logging.getLogger(__name__)
 
 #: How long a collection's config is trusted before asking a shard again.
 CONFIG_TTL_S = 5.0
 
-DEFAULT_PARTITIONS = 64
-
 
 def not_found(name: str) -> NotFound:
     return NotFound(f"collection {name!r} does not exist")
-
-
-def with_defaults(config: CollectionConfig) -> CollectionConfig:
-    """Zero fields take the defaults; the dimension is left to `CollectionCatalog`,
-    and an unspecified metric is already cosine when it reaches core."""
-    return dataclasses.replace(
-        config,
-        hnsw_m=config.hnsw_m or limits.DEFAULT_HNSW_M,
-        hnsw_ef_construction=config.hnsw_ef_construction or limits.DEFAULT_HNSW_EF_CONSTRUCTION,
-        hnsw_ef=config.hnsw_ef or limits.DEFAULT_HNSW_EF,
-        partitions=config.partitions or DEFAULT_PARTITIONS,
-        keyword=config.keyword.with_defaults(),
-    )
-
-
-def check_config(config: CollectionConfig) -> None:
-    """Ranges of a config with its defaults filled in."""
-    limits.check_collection_name(config.name)
-    if not 1 <= config.dimension <= limits.MAX_DIMENSION:
-        raise InvalidArgument(
-            f"dimension is {config.dimension}; it must be between 1 and {limits.MAX_DIMENSION}"
-        )
-    if not 2 <= config.hnsw_m <= limits.MAX_HNSW_M:
-        raise InvalidArgument(
-            f"hnsw_m is {config.hnsw_m}; it must be between 2 and {limits.MAX_HNSW_M}"
-        )
-    if not 1 <= config.hnsw_ef_construction <= limits.MAX_EF:
-        raise InvalidArgument(
-            f"hnsw_ef_construction is {config.hnsw_ef_construction};"
-            f" it must be between 1 and {limits.MAX_EF}"
-        )
-    if not 1 <= config.hnsw_ef <= limits.MAX_EF:
-        raise InvalidArgument(
-            f"hnsw_ef is {config.hnsw_ef}; it must be between 1 and {limits.MAX_EF}"
-        )
-    if not 1 <= config.partitions <= limits.MAX_PARTITIONS:
-        raise InvalidArgument(
-            f"partitions is {config.partitions}; it must be between 1 and {limits.MAX_PARTITIONS}"
-        )
-    config.keyword.validate()
-
-
-def to_settings(config: CollectionConfig) -> dict[str, object]:
-    """A config as the catalog holds it."""
-    return {
-        "dimension": config.dimension,
-        "metric": config.metric.value,
-        "hnsw_m": config.hnsw_m,
-        "hnsw_ef_construction": config.hnsw_ef_construction,
-        "hnsw_ef": config.hnsw_ef,
-        "embedding_model": config.embedding_model,
-        "partitions": config.partitions,
-        "keyword": config.keyword.to_dict(),
-    }
-
-
-def from_entry(entry: CatalogEntry) -> CollectionConfig:
-    settings = entry.settings
-    try:
-        return CollectionConfig(
-            name=entry.name,
-            dimension=int(str(settings["dimension"])),
-            metric=Metric(str(settings["metric"])),
-            hnsw_m=int(str(settings["hnsw_m"])),
-            hnsw_ef_construction=int(str(settings["hnsw_ef_construction"])),
-            hnsw_ef=int(str(settings["hnsw_ef"])),
-            embedding_model=str(settings.get("embedding_model", "")),
-            partitions=int(str(settings["partitions"])),
-            incarnation=entry.incarnation,
-            keyword=KeywordSettings.from_dict(settings.get("keyword")),
-        )
-    except (KeyError, ValueError, TypeError) as error:
-        raise DataLoss(f"catalog entry for {entry.name!r} is unreadable: {error}") from error
-
-
-def _differences(stored: CollectionConfig, asked: CollectionConfig) -> str:
-    return ", ".join(
-        f"{field} {value} (asked {to_settings(asked)[field]})"
-        for field, value in to_settings(stored).items()
-        if to_settings(asked)[field] != value
-    )
 
 
 #: How long a call waits for this coordinator's first view of the catalog.
@@ -171,7 +93,7 @@ class CollectionCatalog:
 
     # -- the config cache ---------------------------------------------------
 
-    async def _view(self, deadline: Deadline) -> CatalogView:
+    async def _catalog_view(self, deadline: Deadline) -> CatalogView:
         assert self._follower is not None
         if not self._follower.synced:
             await self._follower.wait_synced(min(CATALOG_WAIT_S, deadline.remaining()))
@@ -181,7 +103,7 @@ class CollectionCatalog:
         """A collection's config: the catalog's, or from the cache when it is fresh."""
         if self._follower is not None:
             limits.check_collection_name(name)
-            entry = (await self._view(deadline)).live(name) or await self._read_through(
+            entry = (await self._catalog_view(deadline)).live(name) or await self._read_through(
                 name, deadline
             )
             if entry is None:
@@ -302,7 +224,7 @@ class CollectionCatalog:
         if not created and to_settings(stored) != to_settings(config):
             raise AlreadyExists(
                 f"collection {config.name!r} exists with other settings:"
-                f" {_differences(stored, config)}"
+                f" {differences(stored, config)}"
             )
         if self._follower is not None and created:
             self._follower.note(CatalogChange(entry.name, entry, entry.incarnation))
@@ -389,7 +311,7 @@ class CollectionCatalog:
     async def list_all(self, deadline: Deadline) -> list[CollectionConfig]:
         """Every collection; one group answering is enough, as each holds them all."""
         if self._follower is not None:
-            view = await self._view(deadline)
+            view = await self._catalog_view(deadline)
             return [from_entry(entry) for entry in view.live_entries()]
         answers, _ = await fan_out(
             every_group(self._groups(), _list_collections),

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from coordinator.clients.contracts import EmbedderClient, Health, ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import ClusterInfo, GroupInfo, ReplicaInfo
+from coordinator.core.ports import EmbedderClient, Health, ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP, Membership
 from coordinator.core.routing import Routing
 from shoal.errors import ShoalError

@@ -3,7 +3,6 @@
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from coordinator.clients.contracts import EmbedderClient, ShardClient
 from coordinator.core.background import Background
 from coordinator.core.catalog import CONFIG_TTL_S, CollectionCatalog
 from coordinator.core.clock import HybridLogicalClock
@@ -16,6 +15,7 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
+from coordinator.core.ports import EmbedderClient, ShardClient
 from coordinator.core.reads import Reader
 from coordinator.core.replicas import NO_MEMBERSHIP, Membership, ReplicaGroup
 from coordinator.core.routing import Routing, ShardConnector

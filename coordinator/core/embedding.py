@@ -10,8 +10,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from coordinator.clients.contracts import EmbedderClient, EmbedderInfo, Vector
 from coordinator.core.deadline import Deadline
+from coordinator.core.ports import EmbedderClient, EmbedderInfo, Vector
 from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
 
 #: How long the embedder's GetInfo answer is trusted before asking again.

@@ -4,9 +4,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from coordinator.clients.contracts import ShardClient
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import Coverage
+from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
 
@@ -45,7 +45,7 @@ async def fan_out(
         group_deadline = Deadline.after(deadline.remaining() * PARTIAL_SHARE)
     reads = [group.read(call, group_deadline, what, operation) for group, call in targets]
     if len(reads) == 1:  # no task to create and gather
-        outcomes: list[T | BaseException] = [await _outcome(reads[0])]
+        outcomes: list[T | BaseException] = [await _result_or_error(reads[0])]
     else:
         outcomes = await asyncio.gather(*reads, return_exceptions=True)
     answers: list[T] = []
@@ -67,7 +67,7 @@ async def fan_out(
     return answers, Coverage(len(targets), len(answers))
 
 
-async def _outcome(read: Awaitable[T]) -> T | BaseException:
+async def _result_or_error(read: Awaitable[T]) -> T | BaseException:
     """The answer or the error, as `asyncio.gather(..., return_exceptions=True)` gives them."""
     try:
         return await read

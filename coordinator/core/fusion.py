@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from coordinator.clients.contracts import Scored
 from coordinator.core.model import Explanation, FusedHit, Fusion, HybridOptions
+from coordinator.core.ports import HitMessage
 
 
-def explained(hits: Sequence[Scored], keyword: bool) -> list[FusedHit]:
+def explained(hits: Sequence[HitMessage], keyword: bool) -> list[FusedHit]:
     """One list's hits as they are, each with its rank and score in the explanation."""
     return [
         FusedHit(
@@ -35,7 +35,7 @@ def explained(hits: Sequence[Scored], keyword: bool) -> list[FusedHit]:
     ]
 
 
-def _normalized(hits: Sequence[Scored]) -> list[float]:
+def _normalized(hits: Sequence[HitMessage]) -> list[float]:
     if not hits:
         return []
     scores = [hit.score for hit in hits]
@@ -46,8 +46,8 @@ def _normalized(hits: Sequence[Scored]) -> list[float]:
 
 
 def fuse(
-    vector: Sequence[Scored],
-    keyword: Sequence[Scored],
+    vector: Sequence[HitMessage],
+    keyword: Sequence[HitMessage],
     k: int,
     options: HybridOptions,
     score_threshold: float | None = None,

@@ -27,11 +27,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import ShardClient, WriteOp
 from coordinator.core.backoff import Backoff
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.ports import ShardClient, WriteOp
 from shoal.errors import DeadlineExceeded, ShoalError, Unavailable
-from shoal.periodic import Periodic
+from shoal.runtime.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class HintReplayer:
         """`shards`: the client of a replica address (None: unknown, hints dropped)."""
         self._store = store
         self._shards = shards
-        self._periodic = Periodic("hint replay", self.replay_due, store.limits.tick_s)
+        self._periodic = PeriodicTask("hint replay", self.replay_due, store.limits.tick_s)
 
     async def replay_due(self) -> int:
         """Replay what is due now; how many writes reached their replicas."""

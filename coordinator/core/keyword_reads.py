@@ -23,14 +23,6 @@ from dataclasses import replace
 from itertools import chain
 from typing import Protocol, TypeVar
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Include,
-    RankedHits,
-    ShardClient,
-    Vector,
-    WeightedTerms,
-)
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
 from coordinator.core.fusion import explained, fuse
@@ -44,6 +36,14 @@ from coordinator.core.model import (
     SearchMode,
     SearchOptions,
     SearchResults,
+)
+from coordinator.core.ports import (
+    CollectionConfig,
+    Include,
+    RankedHits,
+    ShardClient,
+    Vector,
+    WeightedTerms,
 )
 from shoal.errors import Internal, InvalidArgument
 from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, query_weights, tokenizer_for
@@ -96,7 +96,7 @@ def check_keyword_queries(
             )
 
 
-def _sum(statistics: Sequence[TermStatistics], terms: int) -> TermStatistics:
+def _summed_statistics(statistics: Sequence[TermStatistics], terms: int) -> TermStatistics:
     frequencies = [0] * terms
     for stats in statistics:
         if len(stats.frequencies) != terms:
@@ -208,7 +208,7 @@ class KeywordReads:
         answers, stats_coverage = await self._fan_out(
             collection, "keyword_stats", stats, deadline, options.allow_partial
         )
-        total = _sum(answers, len(every_term))
+        total = _summed_statistics(answers, len(every_term))
         position = {term: index for index, term in enumerate(every_term)}
         weighted = []
         for query_terms, query_unique in zip(terms, unique, strict=True):

@@ -10,10 +10,10 @@ from itertools import chain
 from operator import attrgetter
 from typing import TypeVar
 
-from coordinator.clients.contracts import RankedHits, Scored
 from coordinator.core.model import MergedHits
+from coordinator.core.ports import HitMessage, RankedHits
 
-H = TypeVar("H", bound=Scored)
+H = TypeVar("H", bound=HitMessage)
 
 _BY_ID = attrgetter("id")
 _BY_SCORE = attrgetter("score")

@@ -1,51 +1,49 @@
-"""The coordinator's own request and result types (see `clients.contracts` for
-the types it exchanges with shards and the embedder)."""
+"""The coordinator's own request and result types (see `ports` for the types it
+exchanges with shards and the embedder)."""
 
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import (
+from coordinator.core.ports import (
     CollectionConfig,
-    Filter,
+    DocumentMessage,
     Health,
+    HitMessage,
     Include,
-    Keyed,
+    OpaqueFilter,
     RankedHits,
-    Scored,
     Vector,
 )
 from shoal import limits
 
 
-class WriteConsistency(enum.Enum):
+class _ReplicaCount(enum.Enum):
+    """ONE, QUORUM or ALL of a group's replicas (an enum with members of its own
+    subclasses this one; enums with members cannot be subclassed)."""
+
+    def required(self, replicas: int) -> int:
+        if self.value == "one":
+            return min(1, replicas)
+        if self.value == "all":
+            return replicas
+        return replicas // 2 + 1
+
+
+class WriteConsistency(_ReplicaCount):
     """How many replicas of a shard group must acknowledge a write."""
 
     ONE = "one"
     QUORUM = "quorum"
     ALL = "all"
 
-    def required(self, replicas: int) -> int:
-        if self is WriteConsistency.ONE:
-            return min(1, replicas)
-        if self is WriteConsistency.ALL:
-            return replicas
-        return replicas // 2 + 1
 
-
-class ReadConsistency(enum.Enum):
+class ReadConsistency(_ReplicaCount):
     """How many replicas of a shard group a get reads before answering."""
 
     ONE = "one"
     QUORUM = "quorum"
     ALL = "all"
-
-    def required(self, replicas: int) -> int:
-        if self is ReadConsistency.ONE:
-            return min(1, replicas)
-        if self is ReadConsistency.ALL:
-            return replicas
-        return replicas // 2 + 1
 
 
 @dataclass(slots=True)
@@ -134,7 +132,7 @@ class SearchOptions:
     ef: int = 0  # 0: the collection's default
     include: Include = field(default_factory=Include)
     allow_partial: bool = False
-    filter: Filter | None = None
+    filter: OpaqueFilter | None = None
     score_threshold: float | None = None
     mode: SearchMode = SearchMode.VECTOR
     hybrid: HybridOptions = field(default_factory=HybridOptions)
@@ -159,7 +157,7 @@ class FusedHit:
     id: str
     score: float
     explanation: Explanation | None = None
-    document: Keyed | None = None
+    document: DocumentMessage | None = None
 
     @property
     def distance(self) -> float:
@@ -170,7 +168,7 @@ class FusedHit:
 class MergedHits:
     """The top-k of several groups for one query, best first."""
 
-    hits: list[Scored]
+    hits: list[HitMessage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,13 +179,13 @@ class SearchResults:
 
 @dataclass(frozen=True, slots=True)
 class FoundDocuments:
-    documents: list[Keyed]  # in request order, missing ids left out
+    documents: list[DocumentMessage]  # in request order, missing ids left out
     coverage: Coverage
 
 
 @dataclass(frozen=True, slots=True)
 class ScrollResults:
-    documents: list[Keyed]  # in id order
+    documents: list[DocumentMessage]  # in id order
     cursor: str  # where the next page starts; empty when there is none
     coverage: Coverage
 

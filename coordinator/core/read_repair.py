@@ -1,4 +1,5 @@
-"""Choosing the answer of a get read from several replicas, and what to repair.
+"""A get at QUORUM or ALL: reading the records of several replicas, choosing the
+answer, and what to repair.
 
 Each replica answers with its stored records (tombstones included, with their
 versions). The newest record of each id is the answer (a tombstone means the
@@ -8,10 +9,16 @@ write is idempotent and cannot undo anything newer that reached the replica
 meanwhile.
 """
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from coordinator.clients.contracts import WriteOp
+from coordinator.core.deadline import Deadline
+from coordinator.core.model import ReadConsistency
+from coordinator.core.observer import ReadObserver
+from coordinator.core.ports import WriteOp
+from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
+from shoal.errors import DeadlineExceeded, Internal, Unavailable
 from shoal.replication import VersionState, diff
 
 
@@ -43,3 +50,80 @@ def choose(answers: Mapping[str, Sequence[WriteOp]]) -> ReadChoice:
         for replica in divergence.behind:
             repairs.setdefault(replica, []).append(newest[divergence.id])
     return ReadChoice(newest, repairs)
+
+
+async def read_records(
+    group: ReplicaGroup,
+    collection: str,
+    ids: list[str],
+    consistency: ReadConsistency,
+    deadline: Deadline,
+    observer: ReadObserver,
+) -> list[tuple[Replica, list[WriteOp]]]:
+    """The records of `ids` from as many replicas as `consistency` needs.
+
+    Asks that many replicas at once, healthy ones first, and another one in
+    place of each that fails with UNAVAILABLE, DATA_LOSS or a timeout. The
+    deadline is shared with the replicas not asked yet: when the ones asked
+    have not all answered within their share, one more is asked alongside
+    them (the slow ones go on and may still answer), so one hung replica
+    cannot take the whole deadline and leave none for another.
+    """
+    needed = consistency.required(len(group))
+    candidates, _ = group.candidates()
+    waiting = list(candidates)
+    running: dict[asyncio.Task[list[WriteOp]], Replica] = {}
+    answers: list[tuple[Replica, list[WriteOp]]] = []
+    reasons: list[str] = []
+
+    def ask(replica: Replica) -> None:
+        timeout_s = deadline.check(f"reading shard group {group.group}")
+        task = asyncio.create_task(replica.client.fetch(collection, ids, timeout_s))
+        running[task] = replica
+
+    try:
+        while len(answers) < needed:
+            while waiting and len(running) + len(answers) < needed:
+                ask(waiting.pop(0))
+            if not running:
+                break
+            share_s = deadline.remaining() / (len(waiting) + 1) if waiting else None
+            done, _ = await asyncio.wait(
+                running, timeout=share_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if not done:
+                # Their share is over: they count as failed, as a read's timeout
+                # does, and a spare replica is asked alongside them.
+                for replica in running.values():
+                    replica.failed()
+                observer.record_failover(group.group, "DeadlineExceeded")
+                ask(waiting.pop(0))
+                continue
+            for task in done:
+                replica = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    replica.succeeded()
+                    answers.append((replica, task.result()))
+                elif isinstance(error, RETRY_ANOTHER_REPLICA):
+                    replica.failed()
+                    reasons.append(f"{replica.address}: {error}")
+                    observer.record_failover(group.group, type(error).__name__)
+                elif isinstance(error, Internal):
+                    # A fault of this replica, not of the request: say which one.
+                    raise type(error)(f"shard {replica.address}: {error}") from error
+                else:
+                    raise error
+    finally:
+        for task in running:
+            task.cancel()
+    if len(answers) < needed:
+        detail = f" ({'; '.join(reasons)})" if reasons else ""
+        message = (
+            f"shard group {group.group}: {len(answers)} of {len(group)} replicas answered,"
+            f" read consistency {consistency.value} needs {needed}{detail}"
+        )
+        if deadline.expired:
+            raise DeadlineExceeded(message)
+        raise Unavailable(message)
+    return answers

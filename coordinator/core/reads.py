@@ -16,17 +16,6 @@ from typing import TypeVar
 
 import numpy as np
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Filter,
-    Include,
-    Keyed,
-    RankedHits,
-    ScrollPage,
-    ShardClient,
-    Vector,
-    WriteOp,
-)
 from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
@@ -53,8 +42,19 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
-from coordinator.core.read_repair import choose
-from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
+from coordinator.core.ports import (
+    CollectionConfig,
+    DocumentMessage,
+    Include,
+    OpaqueFilter,
+    RankedHits,
+    ScrollPage,
+    ShardClient,
+    Vector,
+    WriteOp,
+)
+from coordinator.core.read_repair import choose, read_records
+from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.routing import Routing, RoutingTable
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
@@ -167,8 +167,8 @@ class Reader:
                 config, ids, table, by_group, include, allow_partial, deadline, consistency
             )
 
-        def get_ids(group_ids: list[str]) -> ShardCall[list[Keyed]]:
-            async def get(client: ShardClient, timeout_s: float) -> list[Keyed]:
+        def get_ids(group_ids: list[str]) -> ShardCall[list[DocumentMessage]]:
+            async def get(client: ShardClient, timeout_s: float) -> list[DocumentMessage]:
                 return await client.get(collection, group_ids, include, timeout_s)
 
             return get
@@ -199,12 +199,13 @@ class Reader:
         groups = sorted(by_group)
         outcomes = await asyncio.gather(
             *(
-                self._records_of(
+                read_records(
                     table.groups[group],
                     collection,
                     list(dict.fromkeys(ids[position] for position in by_group[group])),
                     consistency,
                     deadline,
+                    self._observer,
                 )
                 for group in groups
             ),
@@ -232,86 +233,10 @@ class Reader:
             )
         if missing:
             self._observer.record_partial_result("get")
-        documents: list[Keyed] = [
+        documents: list[DocumentMessage] = [
             newest[doc_id] for doc_id in ids if doc_id in newest and not newest[doc_id].deleted
         ]
         return FoundDocuments(documents, Coverage(len(groups), len(groups) - len(missing)))
-
-    async def _records_of(
-        self,
-        group: ReplicaGroup,
-        collection: str,
-        ids: list[str],
-        consistency: ReadConsistency,
-        deadline: Deadline,
-    ) -> list[tuple[Replica, list[WriteOp]]]:
-        """The records of `ids` from as many replicas as `consistency` needs.
-
-        Asks that many replicas at once, healthy ones first, and another one in
-        place of each that fails with UNAVAILABLE, DATA_LOSS or a timeout. The
-        deadline is shared with the replicas not asked yet: when the ones asked
-        have not all answered within their share, one more is asked alongside
-        them (the slow ones go on and may still answer), so one hung replica
-        cannot take the whole deadline and leave none for another.
-        """
-        needed = consistency.required(len(group))
-        candidates, _ = group.candidates()
-        waiting = list(candidates)
-        running: dict[asyncio.Task[list[WriteOp]], Replica] = {}
-        answers: list[tuple[Replica, list[WriteOp]]] = []
-        reasons: list[str] = []
-
-        def ask(replica: Replica) -> None:
-            timeout_s = deadline.check(f"reading shard group {group.group}")
-            task = asyncio.create_task(replica.client.fetch(collection, ids, timeout_s))
-            running[task] = replica
-
-        try:
-            while len(answers) < needed:
-                while waiting and len(running) + len(answers) < needed:
-                    ask(waiting.pop(0))
-                if not running:
-                    break
-                share_s = deadline.remaining() / (len(waiting) + 1) if waiting else None
-                done, _ = await asyncio.wait(
-                    running, timeout=share_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if not done:
-                    # Their share is over: they count as failed, as a read's timeout
-                    # does, and a spare replica is asked alongside them.
-                    for replica in running.values():
-                        replica.failed()
-                    self._observer.record_failover(group.group, "DeadlineExceeded")
-                    ask(waiting.pop(0))
-                    continue
-                for task in done:
-                    replica = running.pop(task)
-                    error = task.exception()
-                    if error is None:
-                        replica.succeeded()
-                        answers.append((replica, task.result()))
-                    elif isinstance(error, RETRY_ANOTHER_REPLICA):
-                        replica.failed()
-                        reasons.append(f"{replica.address}: {error}")
-                        self._observer.record_failover(group.group, type(error).__name__)
-                    elif isinstance(error, Internal):
-                        # A fault of this replica, not of the request: say which one.
-                        raise type(error)(f"shard {replica.address}: {error}") from error
-                    else:
-                        raise error
-        finally:
-            for task in running:
-                task.cancel()
-        if len(answers) < needed:
-            detail = f" ({'; '.join(reasons)})" if reasons else ""
-            message = (
-                f"shard group {group.group}: {len(answers)} of {len(group)} replicas answered,"
-                f" read consistency {consistency.value} needs {needed}{detail}"
-            )
-            if deadline.expired:
-                raise DeadlineExceeded(message)
-            raise Unavailable(message)
-        return answers
 
     def _repair(
         self,
@@ -338,7 +263,7 @@ class Reader:
         collection: str,
         allow_partial: bool,
         deadline: Deadline,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
     ) -> CountResult:
         limits.check_collection_name(collection)
         await self._catalog.config(collection, deadline)
@@ -352,7 +277,7 @@ class Reader:
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         page_size: int,
         cursor: str,
         include: Include,

@@ -13,10 +13,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol, TypeVar
 
-from coordinator.clients.contracts import ShardClient
 from coordinator.core.backoff import Backoff
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_OBSERVER, ReadObserver
+from coordinator.core.ports import ShardClient
 from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ MAX_BACKOFF_S = 5.0
 
 
 class Membership(Protocol):
-    """Which replicas hold a live registration (etcd leases: `shoal.etcd_membership`)."""
+    """Which replicas hold a live registration (etcd leases: `shoal.etcd.membership`)."""
 
     def is_member(self, address: str) -> bool | None:
         """False for a replica whose process is gone; None when not known."""

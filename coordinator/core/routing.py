@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from coordinator.clients.contracts import ShardClient
 from coordinator.core.observer import NO_OBSERVER, ReadObserver
+from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP, Membership, Replica, ReplicaGroup
 from shoal.errors import FailedPrecondition, InvalidArgument, ShoalError
 from shoal.topology import Topology

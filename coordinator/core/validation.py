@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from coordinator.clients.contracts import CollectionConfig, Vector
 from coordinator.core.model import DocumentInput, QueryInput, SearchMode
+from coordinator.core.ports import CollectionConfig, Vector
 from shoal import limits
-from shoal.convert import check_vector
 from shoal.errors import InvalidArgument
+from shoal.vectors import check_vector
 
 
 def check_ids(ids: Sequence[str], what: str) -> None:

@@ -18,11 +18,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from coordinator.clients.contracts import CollectionConfig, ShardClient, WriteOp
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import on_every_replica
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.ports import CollectionConfig, ShardClient, WriteOp
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
 from shoal.errors import NotFound, ShoalError

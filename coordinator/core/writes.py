@@ -24,15 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coordinator.clients.contracts import (
-    CollectionConfig,
-    Filter,
-    Include,
-    ScrollPage,
-    ShardClient,
-    WriteAck,
-    WriteOp,
-)
 from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.clock import HybridLogicalClock
@@ -41,6 +32,15 @@ from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall
 from coordinator.core.hints import HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency, WriteResult
+from coordinator.core.ports import (
+    CollectionConfig,
+    Include,
+    OpaqueFilter,
+    ScrollPage,
+    ShardClient,
+    WriteAck,
+    WriteOp,
+)
 from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.routing import Routing
 from coordinator.core.scroll_cursor import MAX_PAGE_SIZE
@@ -149,7 +149,7 @@ class Writer:
         ids: Sequence[str],
         consistency: WriteConsistency,
         deadline: Deadline,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
     ) -> WriteResult:
         """Tombstones for `ids`, or for every document matching `filter` (not
         both); `deleted` says how many documents existed."""
@@ -170,7 +170,7 @@ class Writer:
     async def delete_matching(
         self,
         collection: str,
-        filter: Filter,
+        filter: OpaqueFilter,
         consistency: WriteConsistency,
         deadline: Deadline,
     ) -> WriteResult:
@@ -206,7 +206,7 @@ class Writer:
         self,
         group: ReplicaGroup,
         collection: str,
-        filter: Filter,
+        filter: OpaqueFilter,
         consistency: WriteConsistency,
         deadline: Deadline,
         incarnation: int = 0,
@@ -380,7 +380,7 @@ class Writer:
         raise Unavailable(f"write consistency not met: {details}")
 
 
-def _matching_ids(collection: str, filter: Filter, after_id: str) -> ShardCall[ScrollPage]:
+def _matching_ids(collection: str, filter: OpaqueFilter, after_id: str) -> ShardCall[ScrollPage]:
     async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
         return await client.scroll(
             collection, filter, after_id, MAX_PAGE_SIZE, Include(), timeout_s

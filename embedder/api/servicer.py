@@ -1,6 +1,6 @@
 """EmbedderService over gRPC: parse the request, call the core, build the reply.
 
-Domain errors raised by the core become gRPC statuses in shoal.status's error
+Domain errors raised by the core become gRPC statuses in shoal.runtime.status's error
 mapping, so nothing here deals with status codes.
 """
 
@@ -9,8 +9,8 @@ from typing import Any
 import grpc.aio
 
 from embedder.core.service import EmbeddingService
-from shoal.convert import vector_to_f32
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+from shoal.vectors import vector_to_f32
 
 Context = grpc.aio.ServicerContext[Any, Any]
 

@@ -1,1 +1,1 @@
-"""gRPC side of the shard: the ShardService servicer and proto <-> domain conversion."""
+"""gRPC side of the shard: the ShardService servicer and its request/reply mapping."""

@@ -8,7 +8,7 @@ is free (`INLINE_MAX_QUERIES`, `INLINE_MAX_EF`). Writes to one collection
 queue here, on the event loop, rather than in the pool: the core runs them one
 at a time anyway, and queued writers holding pool threads would starve
 searches. Domain errors
-raised here become gRPC statuses in shoal.status's error mapping.
+raised here become gRPC statuses in shoal.runtime.status's error mapping.
 
 Until its first catch-up with its peers is over (see `anti_entropy`), the shard
 answers reads (Get, Search, Count, Scroll) with UNAVAILABLE, so the coordinator
@@ -24,15 +24,17 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
-from shard.api import convert, replication
-from shard.api.filters import filter_from_proto
+from shard import proto_config, proto_records
+from shard.api import proto_reads, proto_replication
+from shard.api.proto_filters import filter_from_proto
 from shard.core.anti_entropy import Readiness
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
-from shoal.health import ServerHealth
-from shoal.logs import with_request_context
+from shoal.runtime.health import ServerHealth
+from shoal.runtime.logs import with_request_context
+from shoal.runtime.proto_values import config_to_proto
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 #: The service's full name, also its name in health checks.
@@ -78,10 +80,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     def _create(
         self, request: shard_pb2.ShardCreateCollectionRequest
     ) -> shard_pb2.ShardCreateCollectionResponse:
-        config = convert.config_from_proto(request.config, request.incarnation)
+        config = proto_config.config_from_proto(request.config, request.incarnation)
         config, created = self._collections.create(config)
         return shard_pb2.ShardCreateCollectionResponse(
-            config=convert.config_to_proto(config), created=created
+            config=config_to_proto(config), created=created
         )
 
     async def DeleteCollection(
@@ -95,7 +97,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardDeleteCollectionResponse(deleted=deleted)
 
     async def report_failed(self) -> None:
-        """Health says which collections could not be loaded (shoal.health)."""
+        """Health says which collections could not be loaded (shoal.runtime.health)."""
         if self._health is not None:
             await self._health.report_failed(SERVICE, self._collections.failed())
 
@@ -106,7 +108,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardListCollectionsResponse(
             collections=[
                 shard_pb2.ShardCollection(
-                    config=convert.config_to_proto(config),
+                    config=config_to_proto(config),
                     document_count=count,
                     incarnation=config.incarnation,
                 )
@@ -138,7 +140,9 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
 
     def _write(self, request: shard_pb2.ShardWriteRequest) -> shard_pb2.ShardWriteResponse:
         collection = self._collections.get(request.collection, request.incarnation)
-        result = collection.write([convert.write_from_proto(write) for write in request.writes])
+        result = collection.write(
+            [proto_records.write_from_proto(write) for write in request.writes]
+        )
         return shard_pb2.ShardWriteResponse(applied=result.applied, deleted=result.deleted)
 
     async def Get(
@@ -149,9 +153,11 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
 
     def _get(self, request: shard_pb2.ShardGetRequest) -> shard_pb2.ShardGetResponse:
         collection = self._collections.get(request.collection)
-        documents = collection.get(list(request.ids), convert.include_from_proto(request.include))
+        documents = collection.get(
+            list(request.ids), proto_reads.include_from_proto(request.include)
+        )
         return shard_pb2.ShardGetResponse(
-            documents=[convert.document_to_proto(doc, request.include) for doc in documents]
+            documents=[proto_reads.document_to_proto(doc, request.include) for doc in documents]
         )
 
     async def Search(
@@ -176,19 +182,19 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardSearchRequest, wait: bool = True
     ) -> shard_pb2.ShardSearchResponse:
         collection = self._collections.get(request.collection)
-        queries = convert.queries_from_proto(request.queries_f32)
+        queries = proto_reads.queries_from_proto(request.queries_f32)
         results = collection.search(
             queries,
             request.k,
             request.ef,
-            convert.include_from_proto(request.include),
+            proto_reads.include_from_proto(request.include),
             filter_from_proto(request.filter),
             request.score_threshold if request.HasField("score_threshold") else None,
             wait=wait,
         )
         response = shard_pb2.ShardSearchResponse()
         for hits in results:
-            convert.hits_to_proto(hits, request.include, response.results.add())
+            proto_reads.hits_to_proto(hits, request.include, response.results.add())
         return response
 
     async def KeywordStats(
@@ -219,16 +225,16 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     ) -> shard_pb2.ShardSearchResponse:
         collection = self._collections.get(request.collection)
         results = collection.keyword_search(
-            [convert.keyword_query_from_proto(query) for query in request.queries],
+            [proto_reads.keyword_query_from_proto(query) for query in request.queries],
             request.average_length,
             request.k,
-            convert.include_from_proto(request.include),
+            proto_reads.include_from_proto(request.include),
             filter_from_proto(request.filter),
             request.score_threshold if request.HasField("score_threshold") else None,
         )
         response = shard_pb2.ShardSearchResponse()
         for hits in results:
-            convert.hits_to_proto(hits, request.include, response.results.add())
+            proto_reads.hits_to_proto(hits, request.include, response.results.add())
         return response
 
     async def Count(
@@ -255,10 +261,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             filter_from_proto(request.filter),
             request.after_id,
             request.limit,
-            convert.include_from_proto(request.include),
+            proto_reads.include_from_proto(request.include),
         )
         return shard_pb2.ShardScrollResponse(
-            documents=[convert.document_to_proto(doc, request.include) for doc in documents],
+            documents=[proto_reads.document_to_proto(doc, request.include) for doc in documents],
             more=more,
         )
 
@@ -271,7 +277,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         digests = await self._run(
             lambda: self._collections.get(request.collection, request.incarnation).digest(cutoff)
         )
-        return replication.digests_to_proto(digests)
+        return proto_replication.digests_to_proto(digests)
 
     async def ListVersions(
         self, request: shard_pb2.ShardListVersionsRequest, context: Context
@@ -283,7 +289,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
                 partitions, cutoff
             )
         )
-        return replication.versions_to_proto(versions)
+        return proto_replication.versions_to_proto(versions)
 
     async def Fetch(
         self, request: shard_pb2.ShardFetchRequest, context: Context
@@ -294,5 +300,5 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         collection = self._collections.get(request.collection, request.incarnation)
         records = collection.fetch(list(request.ids))
         return shard_pb2.ShardFetchResponse(
-            records=[replication.write_to_proto(record) for record in records]
+            records=[proto_records.write_to_proto(record) for record in records]
         )

@@ -35,8 +35,8 @@ from typing import Protocol
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shoal.errors import DeadlineExceeded, NotFound, ShoalError, Unavailable
-from shoal.periodic import Periodic
 from shoal.replication import PartitionDigest, VersionState, differing_partitions, newer_than_mine
+from shoal.runtime.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class AntiEntropy:
         self.readiness = readiness or Readiness()
         self._record = record
         self._clients: dict[str, Peer] = {}
-        self._periodic = Periodic(
+        self._periodic = PeriodicTask(
             "anti-entropy", self.pass_once, self.settings.interval_s, wait_first=True
         )
         self._lock = asyncio.Lock()  # one pass at a time

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import TypeVar
 
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shoal.catalog import CatalogChange, CatalogEntry, CatalogStore, CatalogView
 from shoal.errors import ShoalError

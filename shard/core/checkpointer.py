@@ -9,9 +9,9 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shard.core.collections import Collections
-from shard.core.periodic_thread import PeriodicThread
+from shard.core.collection_registry import Collections
 from shoal.errors import NotFound
+from shoal.runtime.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 

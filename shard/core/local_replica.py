@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import TypeVar
 
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.core.tombstones import TombstoneGrace

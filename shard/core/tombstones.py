@@ -25,9 +25,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shard.core.periodic_thread import PeriodicThread
 from shoal.errors import NotFound
 from shoal.replication import VERSION_MS_SHIFT
+from shoal.runtime.periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from shoal.server import GRPC_OPTIONS
+from shoal.runtime.server import GRPC_OPTIONS
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 
 TIMEOUT = 60.0

@@ -18,11 +18,12 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import NotFound, ShoalError, Unavailable
-from shoal.etcd_server import free_port
+from shoal.etcd.server import free_port
+from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2, shoal_pb2_grpc
-from shoal.wait import wait_for
 from tests.conftest import StartCluster
 from tests.fault import replicas
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from shoal import Client
-from shoal.cluster import ClusterSpec, LocalCluster
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
 from tests.fault import replicas
 from tests.fault.test_catalog_in_etcd import documents, listed
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import ShoalError
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas

@@ -8,7 +8,7 @@ INTERNAL (at ONE and at QUORUM alike) and was not kept as a hint.
 import numpy as np
 
 from shoal import Client
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 from tests.conftest import StartCluster
 from tests.fault import replicas
 

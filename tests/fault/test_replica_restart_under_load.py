@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.client import Consistency
-from shoal.cluster import LocalCluster
+from shoal.cli.local_cluster import LocalCluster
 from shoal.errors import ShoalError
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
+from shoal.sdk.requests import Consistency
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas

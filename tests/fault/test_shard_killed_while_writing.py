@@ -18,8 +18,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from shoal.cluster import ServiceProcess
-from shoal.server import GRPC_OPTIONS
+from shoal.cli.service_process import ServiceProcess
+from shoal.runtime.server import GRPC_OPTIONS
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from tests import datasets
 from tests.fault import replicas

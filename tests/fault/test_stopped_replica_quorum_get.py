@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from shoal import Client
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from tests.conftest import StartCluster
 
 COLLECTION = "docs"

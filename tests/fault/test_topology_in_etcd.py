@@ -15,16 +15,17 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cli import main as cli
-from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.cli.app import main as cli
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import FailedPrecondition, InvalidArgument
-from shoal.etcd_client import EtcdClient
-from shoal.etcd_topology import EtcdTopology
+from shoal.etcd.client import EtcdClient
+from shoal.etcd.topology_store import EtcdTopology
 from shoal.partitioning import partition_of
-from shoal.status import TOPOLOGY_TRAILER
+from shoal.runtime.status import TOPOLOGY_TRAILER
+from shoal.runtime.wait import wait_for
 from shoal.topology import Topology
 from shoal.v1 import shard_pb2
-from shoal.wait import wait_for
 from tests.conftest import StartCluster, StartEtcd
 from tests.fault import replicas
 

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 
 #: A fake model: the cluster starts in seconds and never loads torch.
 FAKE_MODEL = "hash-32"
@@ -94,7 +94,7 @@ class ShoalUp:
 
     def start(self) -> None:
         command = [
-            sys.executable, "-c", "from shoal.cli import main; main()",
+            sys.executable, "-c", "from shoal.cli.app import main; main()",
             "up", "--data-dir", str(self.data_dir), "--model", FAKE_MODEL, *self.args,
         ]  # fmt: skip
         self.workdir.mkdir(parents=True, exist_ok=True)

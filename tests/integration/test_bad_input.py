@@ -9,10 +9,10 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from shoal import Client
-from shoal.cluster import LocalCluster
-from shoal.convert import vector_to_f32
+from shoal.cli.local_cluster import LocalCluster
 from shoal.limits import MAX_BATCH_DOCUMENTS, MAX_ID_BYTES, MAX_K
 from shoal.v1 import common_pb2, embedder_pb2, shard_pb2, shoal_pb2, shoal_pb2_grpc
+from shoal.vectors import vector_to_f32
 from tests.conftest import StartCluster
 
 DIM = 8

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from shoal.cli import main as cli
-from shoal.cluster import LocalCluster
+from shoal.cli.app import main as cli
+from shoal.cli.local_cluster import LocalCluster
 from tests.conftest import StartCluster
 
 COLLECTION = "notes"

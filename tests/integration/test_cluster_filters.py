@@ -9,7 +9,8 @@ import numpy.typing as npt
 import pytest
 
 from shoal import Client, InvalidArgument
-from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc, shoal_pb2, shoal_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster
+from shoal.cli.local_cluster import LocalCluster
 from tests import datasets
 from tests.conftest import StartCluster
 

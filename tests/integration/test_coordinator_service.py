@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster, ServiceProcess
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.errors import NotFound, Unavailable
+from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
-from shoal.wait import wait_for
 from tests.conftest import StartCluster
 
 DIM = 8

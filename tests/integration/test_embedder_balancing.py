@@ -14,9 +14,9 @@ import numpy as np
 
 from coordinator.clients.channels import open_balanced_channel
 from coordinator.clients.embedder import GrpcEmbedderClient
-from shoal.balancing import dns_target
-from shoal.convert import vector_to_f32
+from shoal.runtime.balancing import dns_target
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
+from shoal.vectors import vector_to_f32
 
 CALLS = 40
 DIMENSION = 4

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from embedder.encoders.hashing import HashEncoder
-from shoal.cluster import ServiceProcess
+from shoal.cli.service_process import ServiceProcess
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 from tests import datasets
 

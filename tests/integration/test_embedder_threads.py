@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
+from shoal.cli.local_cluster import DEFAULT_MODEL, ClusterSpec, LocalCluster
 
 
 @pytest.mark.model

@@ -5,9 +5,9 @@ from collections.abc import Callable
 
 from shoal.catalog import CatalogChange, CatalogFollower, CatalogView
 from shoal.errors import Unavailable
-from shoal.etcd_catalog import EtcdCatalog
-from shoal.etcd_client import EtcdClient
-from shoal.wait import wait_for
+from shoal.etcd.catalog_store import EtcdCatalog
+from shoal.etcd.client import EtcdClient
+from shoal.runtime.wait import wait_for
 from tests.conftest import StartEtcd
 
 SETTINGS = {"dimension": 4, "metric": "cosine", "partitions": 8}

@@ -6,11 +6,11 @@ from collections.abc import Callable
 import pytest
 
 from shoal.errors import FailedPrecondition, NotFound
-from shoal.etcd_client import EtcdClient
-from shoal.etcd_topology import EtcdTopology
+from shoal.etcd.client import EtcdClient
+from shoal.etcd.topology_store import EtcdTopology
+from shoal.runtime.wait import wait_for
 from shoal.topology import Topology
 from shoal.topology_store import TopologyFollower
-from shoal.wait import wait_for
 from tests.conftest import StartEtcd
 
 FILE = Topology.of([["h:1", "h:2"], ["h:3", "h:4"]], version=1)

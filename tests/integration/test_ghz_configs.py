@@ -27,9 +27,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 from loadtest import generate
+from loadtest.calls import CallData, builtin_method, method_path, reflected_method, render_template
+from loadtest.config import load_config
+from loadtest.runner import run
 from loadtest.sample import load_sample
-from shoal import loadtest
-from shoal.cluster import LocalCluster
+from shoal.cli.local_cluster import LocalCluster
 from tests.conftest import StartCluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +109,7 @@ def proto_pool(tmp_path_factory: pytest.TempPathFactory) -> descriptor_pool.Desc
 
 
 def _method(pool: descriptor_pool.DescriptorPool, call: str) -> MethodDescriptor:
-    service, method = loadtest.method_path(call)
+    service, method = method_path(call)
     return pool.FindServiceByName(service).methods_by_name[method]
 
 
@@ -131,8 +133,8 @@ def _invoke(
     request = message_factory.GetMessageClass(method.input_type)()
     json_format.ParseDict(data, request)
     reply_class = message_factory.GetMessageClass(method.output_type)
-    call_data = loadtest.CallData(0, "g0c0", method)
-    rendered = tuple((k, loadtest.render_template(v, call_data)) for k, v in metadata.items())
+    call_data = CallData(0, "g0c0", method)
+    rendered = tuple((k, render_template(v, call_data)) for k, v in metadata.items())
     path = f"/{method.containing_service.full_name}/{method.name}"
     with grpc.insecure_channel(address) as channel:
         call: grpc.UnaryUnaryMultiCallable[Message, Message] = channel.unary_unary(
@@ -237,12 +239,12 @@ def test_shoal_loadtest_runs_each_config(
         "concurrency": 4,
         "data-file": str(data_dir / f"{name}.json"),
     }
-    config = loadtest.load_config(GHZ / f"{name}.json", overrides)
+    config = load_config(GHZ / f"{name}.json", overrides)
     if reflection:
-        method = loadtest.reflected_method(config.call, config.host, 10)
+        method = reflected_method(config.call, config.host, 10)
     else:
-        method = loadtest.builtin_method(config.call)
-    report = asyncio.run(loadtest.run(config, method))
+        method = builtin_method(config.call)
+    report = asyncio.run(run(config, method))
     print(report.summary())
     assert report.count == 20
     assert report.status_codes == {"OK": 20}, report.errors

@@ -23,9 +23,9 @@ import numpy.typing as npt
 import pytest
 
 from shoal import Client
-from shoal.client import SearchResult
-from shoal.cluster import DEFAULT_MODEL
+from shoal.cli.local_cluster import DEFAULT_MODEL
 from shoal.keyword import KeywordSettings, tokenizer_for
+from shoal.sdk.results import SearchResult
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster
+from shoal.cli.local_cluster import LocalCluster
 from shoal.errors import InvalidArgument
 from shoal.keyword import KeywordSettings, tokenizer_for
 from shoal.v1 import common_pb2, shard_pb2

@@ -16,9 +16,9 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from shoal import Client
-from shoal.cluster import LocalCluster
-from shoal.keepalive import Keepalive
-from shoal.server import channel_options
+from shoal.cli.local_cluster import LocalCluster
+from shoal.runtime.keepalive import Keepalive
+from shoal.runtime.server import channel_options
 from tests.conftest import StartCluster
 
 INTERVAL_MS = 1_000

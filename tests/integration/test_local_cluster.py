@@ -8,8 +8,9 @@ from unittest import mock
 import pytest
 
 from shoal import Client
-from shoal.cli import DEMO_COLLECTION, load_demo
-from shoal.cluster import ClusterSpec, LocalCluster, ServiceFailed, ServiceProcess
+from shoal.cli.demo import DEMO_COLLECTION, load_demo
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
+from shoal.cli.service_process import ServiceFailed, ServiceProcess
 from shoal.topology import Topology
 from tests.integration.shoal_up import free_port_range
 

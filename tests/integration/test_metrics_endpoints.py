@@ -9,7 +9,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from shoal import Client
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 from tests.conftest import StartCluster
 from tests.unit.test_metrics import OWN, SHARED
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cluster import ServiceProcess
-from shoal.convert import vector_to_f32
+from shoal.cli.service_process import ServiceProcess
+from shoal.runtime.wait import wait_for
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
-from shoal.wait import wait_for
+from shoal.vectors import vector_to_f32
 from tests.conftest import StartCluster
 
 TRACE = "trace-4711"

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from shoal import Client
-from shoal.cli import main as cli
-from shoal.cluster import LocalCluster
+from shoal.cli.app import main as cli
+from shoal.cli.local_cluster import LocalCluster
 from shoal.partitioning import partition_of
+from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shard_pb2
-from shoal.wait import wait_for
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas

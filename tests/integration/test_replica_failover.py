@@ -7,10 +7,11 @@ import grpc
 import pytest
 
 from shoal import Client
-from shoal.cluster import LocalCluster, ServiceProcess
-from shoal.convert import vector_to_f32
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
+from shoal.runtime.wait import wait_for
 from shoal.v1 import shard_pb2, shard_pb2_grpc
-from shoal.wait import wait_for
+from shoal.vectors import vector_to_f32
 from tests import datasets
 from tests.conftest import StartCluster
 

@@ -19,12 +19,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shoal.cluster import ServiceProcess
-from shoal.convert import metadata_to_proto
-from shoal.filters import where_to_filter
-from shoal.server import GRPC_OPTIONS
+from shoal.cli.service_process import ServiceProcess
+from shoal.runtime.proto_values import metadata_to_proto
+from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.wait import wait_for
+from shoal.sdk.where import where_to_filter
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
-from shoal.wait import wait_for
 from tests import datasets
 
 pytestmark = pytest.mark.skipif(not datasets.available(), reason="shared test data not found")

@@ -14,10 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from shoal.cluster import ServiceProcess
-from shoal.server import GRPC_OPTIONS
+from shoal.cli.service_process import ServiceProcess
+from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
-from shoal.wait import wait_for
 from tests import datasets
 
 pytestmark = pytest.mark.skipif(not datasets.available(), reason="shared test data not found")

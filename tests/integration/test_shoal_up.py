@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from shoal import Client
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 from tests.integration.shoal_up import TIMEOUT, ShoalUp, free_port_range
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="finds processes in /proc")

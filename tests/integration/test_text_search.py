@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from shoal import Client
-from shoal.cluster import DEFAULT_MODEL
+from shoal.cli.local_cluster import DEFAULT_MODEL
 from tests import datasets
 from tests.conftest import StartCluster
 

@@ -8,7 +8,7 @@ are purged.
 import pytest
 
 from shoal import Client
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas

@@ -1,6 +1,6 @@
 """In-memory shard replicas and embedder for the coordinator's unit tests.
 
-They implement `coordinator.clients.contracts` the way the real services
+They implement `coordinator.core.ports` the way the real services
 behave (last-writer-wins versions, tombstones, exact search), and can be told
 to fail, to hang, or to answer only when released, so consistency counting and
 failover can be tested without processes. This module holds no tests itself.
@@ -14,14 +14,18 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 
-from coordinator.clients.contracts import (
+from coordinator.core.clock import HybridLogicalClock
+from coordinator.core.coordinator import Coordinator
+from coordinator.core.deadline import Deadline
+from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.ports import (
     CollectionConfig,
     CollectionListing,
+    DocumentMessage,
     EmbedderInfo,
-    Filter,
     Health,
     Include,
-    Keyed,
+    OpaqueFilter,
     RankedHits,
     ScrollPage,
     ShardCollection,
@@ -30,10 +34,6 @@ from coordinator.clients.contracts import (
     WriteAck,
     WriteOp,
 )
-from coordinator.core.clock import HybridLogicalClock
-from coordinator.core.coordinator import Coordinator
-from coordinator.core.deadline import Deadline
-from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from shard.core.ownership import PartitionOwnership
 from shoal.distance_metric import Metric
 from shoal.errors import (
@@ -197,10 +197,10 @@ class FakeShard:
 
     async def get(
         self, collection: str, ids: Sequence[str], include: Include, timeout_s: float
-    ) -> list[Keyed]:
+    ) -> list[DocumentMessage]:
         await self._enter("get", timeout_s)
         store = self._collection(collection)
-        found: list[Keyed] = []
+        found: list[DocumentMessage] = []
         for doc_id in ids:
             stored = store.get(doc_id)
             if stored is not None and not stored.op.deleted:
@@ -216,7 +216,7 @@ class FakeShard:
         ef: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> list[RankedHits]:
         await self._enter("search", timeout_s)
@@ -259,7 +259,7 @@ class FakeShard:
         k: int,
         include: Include,
         timeout_s: float,
-        filter: Filter | None = None,
+        filter: OpaqueFilter | None = None,
         score_threshold: float | None = None,
     ) -> list[RankedHits]:
         """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
@@ -281,20 +281,22 @@ class FakeShard:
             results.append(FakeResult(hits[:k]))
         return results
 
-    def _live(self, collection: str, filter: Filter | None) -> list[WriteOp]:
+    def _live(self, collection: str, filter: OpaqueFilter | None) -> list[WriteOp]:
         """Live documents; a filter here is a predicate on the metadata."""
         store = self._collection(collection)
         matches = cast(Callable[[Mapping[str, object]], bool], filter or (lambda _: True))
         return [s.op for s in store.values() if not s.op.deleted and matches(s.op.metadata)]
 
-    async def count(self, collection: str, timeout_s: float, filter: Filter | None = None) -> int:
+    async def count(
+        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
+    ) -> int:
         await self._enter("count", timeout_s)
         return len(self._live(collection, filter))
 
     async def scroll(
         self,
         collection: str,
-        filter: Filter | None,
+        filter: OpaqueFilter | None,
         after_id: str,
         limit: int,
         include: Include,
@@ -304,7 +306,7 @@ class FakeShard:
         live = sorted(
             (op for op in self._live(collection, filter) if op.id > after_id), key=lambda op: op.id
         )
-        page: list[Keyed] = [
+        page: list[DocumentMessage] = [
             FakeDocument(op.id, op.vector_f32, op.text, dict(op.metadata)) for op in live[:limit]
         ]
         return ScrollPage(page, len(live) > limit)

@@ -55,7 +55,7 @@ def test_answers_map_back_to_rows() -> None:
 def test_service_logs_are_read_for_batch_sizes_and_load_time() -> None:
     embedder_log = (
         "2026-01-01 10:00:00,000 DEBUG embedder.core.batcher: encoded 64 texts in 80.1 ms\n"
-        "2026-01-01 10:00:00,100 INFO shoal.server: serving\n"
+        "2026-01-01 10:00:00,100 INFO shoal.runtime.server: serving\n"
         "2026-01-01 10:00:00,200 DEBUG embedder.core.batcher [req-1]: encoded 3 texts in 9.0 ms\n"
         "2026-01-01 10:00:00,300 INFO embedder.core.batcher [-]: encoded 768 texts in 24 batches\n"
     )

@@ -12,8 +12,12 @@ import pytest
 
 from coordinator import settings as coordinator_settings
 from embedder import __main__ as embedder_main
+from loadtest.command import target_host
 from shard import settings as shard_settings
-from shoal import cli, cli_output, loadtest
+from shoal.cli import output as cli_output
+from shoal.cli.app import build_parser, main
+from shoal.cli.collection_commands import keyword_settings
+from shoal.cli.options import address
 from shoal.v1 import shoal_pb2
 
 # One valid command line (after the command's name) for each command that talks
@@ -37,7 +41,7 @@ CLIENT_COMMANDS = {
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
-    parser = cli.build_parser()
+    parser = build_parser()
     [choices] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return dict(choices.choices)
 
@@ -48,7 +52,7 @@ def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
 
 @pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))
 def test_global_options_go_before_or_after_the_command(command: str) -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     rest = CLIENT_COMMANDS[command]
     before = parser.parse_args(["--address", "h:1", "--json", command, *rest])
     after = parser.parse_args([command, *rest, "--address", "h:1", "--json"])
@@ -63,33 +67,31 @@ def test_global_options_go_before_or_after_the_command(command: str) -> None:
 def test_the_address_comes_from_the_option_then_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     monkeypatch.delenv("SHOAL_ADDRESS", raising=False)
-    assert cli.address(parser.parse_args(["list"])) == "127.0.0.1:50051"
+    assert address(parser.parse_args(["list"])) == "127.0.0.1:50051"
     monkeypatch.setenv("SHOAL_ADDRESS", "env:7")
-    assert cli.address(parser.parse_args(["list"])) == "env:7"
-    assert cli.address(parser.parse_args(["list", "--address", "flag:8"])) == "flag:8"
+    assert address(parser.parse_args(["list"])) == "env:7"
+    assert address(parser.parse_args(["list", "--address", "flag:8"])) == "flag:8"
 
 
 def test_loadtest_calls_shoal_address_rather_than_the_configs_host(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parser = cli.build_parser()
+    parser = build_parser()
     config = CLIENT_COMMANDS["loadtest"]
     monkeypatch.delenv("SHOAL_ADDRESS", raising=False)
-    assert loadtest.target_host(parser.parse_args(["loadtest", *config])) is None  # the config's
+    assert target_host(parser.parse_args(["loadtest", *config])) is None  # the config's
     monkeypatch.setenv("SHOAL_ADDRESS", "env:7")
-    assert loadtest.target_host(parser.parse_args(["loadtest", *config])) == "env:7"
-    assert loadtest.target_host(parser.parse_args(["--address", "a:1", "loadtest", *config])) == (
-        "a:1"
-    )
+    assert target_host(parser.parse_args(["loadtest", *config])) == "env:7"
+    assert target_host(parser.parse_args(["--address", "a:1", "loadtest", *config])) == ("a:1")
     with_host = parser.parse_args(["loadtest", *config, "--host", "h:2", "--address", "a:1"])
-    assert loadtest.target_host(with_host) == "h:2"
+    assert target_host(with_host) == "h:2"
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["--version"])
+        main(["--version"])
     assert exit_info.value.code == 0
     assert re.fullmatch(r"shoal \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
 
@@ -118,7 +120,7 @@ def test_every_option_has_help_that_shows_its_default(command: str) -> None:
 
 def test_help_lists_the_environment_variables(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
+        main(["--help"])
     text = capsys.readouterr().out
     assert "SHOAL_ADDRESS" in text and "SHOAL_<FLAG>" in text
     for command, parser in subcommands().items():
@@ -270,11 +272,11 @@ def test_the_readmes_commands_parse(line: str) -> None:
         if word in (">", "|"):
             words = words[:end]
             break
-    args = cli.build_parser().parse_args(words)
+    args = build_parser().parse_args(words)
     if args.command == "create":  # its keyword options are checked before any call
-        cli._keyword_settings(args)
+        keyword_settings(args)
 
 
 def test_search_needs_a_text_or_a_vector() -> None:
     with pytest.raises(SystemExit, match="give --text or --vector"):
-        cli.main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])
+        main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.cluster import LOCAL_EMBEDDER_THREADS, ClusterSpec, LocalCluster
+from shoal.cli.local_cluster import LOCAL_EMBEDDER_THREADS, ClusterSpec, LocalCluster
 
 
 def flag(args: Sequence[str], name: str) -> str | None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coordinator.clients.coalescer import SearchCoalescer
-from coordinator.clients.contracts import Vector
+from coordinator.core.ports import Vector
 from shoal.errors import DeadlineExceeded, Unavailable
 
 

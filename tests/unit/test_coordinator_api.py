@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from coordinator.api.convert import add_hits, queries_from_proto
+from coordinator.api.public_messages import add_hits, queries_from_proto
 from coordinator.core.model import MergedHits
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 

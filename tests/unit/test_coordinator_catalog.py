@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from coordinator.clients.contracts import CollectionConfig, Health
-from coordinator.core.catalog import CollectionCatalog, from_entry, to_settings, with_defaults
+from coordinator.core.catalog import CollectionCatalog
+from coordinator.core.collection_config import from_entry, to_settings, with_defaults
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import DocumentInput, WriteConsistency
+from coordinator.core.ports import CollectionConfig, Health
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shard.core.config import CollectionConfig as ShardConfig
 from shoal.catalog import (

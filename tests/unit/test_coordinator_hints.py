@@ -6,9 +6,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from coordinator.clients.contracts import WriteOp
 from coordinator.core.hints import HintLimits, HintReplayer, HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency
+from coordinator.core.ports import WriteOp
 from shoal.errors import InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, deadline, run
 

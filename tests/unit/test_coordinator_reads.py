@@ -6,7 +6,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from coordinator.clients.contracts import Include
 from coordinator.core.model import (
     DocumentInput,
     QueryInput,
@@ -14,6 +13,7 @@ from coordinator.core.model import (
     SearchResults,
     WriteConsistency,
 )
+from coordinator.core.ports import Include
 from coordinator.core.replicas import FIRST_BACKOFF_S, MAX_BACKOFF_S, Replica, ReplicaGroup
 from shoal.errors import DataLoss, InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run

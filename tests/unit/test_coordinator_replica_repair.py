@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from coordinator.clients.contracts import Include, WriteOp
 from coordinator.core.model import DocumentInput, ReadConsistency, WriteConsistency
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.ports import Include, WriteOp
 from coordinator.core.read_repair import choose
 from shoal.errors import DataLoss, NotFound, Unavailable
 from shoal.partitioning import partition_of

@@ -3,20 +3,20 @@
 import numpy as np
 import pytest
 
-from coordinator.api.convert import (
+from coordinator.api.public_messages import (
     consistency_from_proto,
     create_config_from_proto,
     document_from_proto,
     query_from_proto,
 )
-from coordinator.clients.contracts import CollectionConfig
 from coordinator.core.model import DocumentInput, QueryInput, SearchOptions, WriteConsistency
+from coordinator.core.ports import CollectionConfig
 from coordinator.core.validation import check_documents, check_ids, check_search
 from shoal import limits
-from shoal.convert import vector_to_f32
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument, NotFound, ResourceExhausted, ShoalError
 from shoal.v1 import common_pb2, shoal_pb2
+from shoal.vectors import vector_to_f32
 from tests.unit.coordinator_fakes import FakeCluster, deadline, run
 
 DIM = 8

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 import numpy as np
 import pytest
 
-from coordinator.clients.contracts import Include
 from coordinator.core.clock import split_version
 from coordinator.core.model import DocumentInput, WriteConsistency
+from coordinator.core.ports import Include
 from shoal.errors import DeadlineExceeded, InvalidArgument, NotFound, Unavailable
 from tests.unit.coordinator_fakes import FakeCluster, deadline, run
 

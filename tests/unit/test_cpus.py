@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from shoal.cpus import available_cpus
+from shoal.runtime.cpus import available_cpus
 
 AFFINITY = len(os.sched_getaffinity(0))
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.data_lock import DataDirInUse, DataDirLock
+from shoal.runtime.data_lock import DataDirInUse, DataDirLock
 
 
 def test_a_held_directory_is_refused_naming_the_holder(tmp_path: Path) -> None:

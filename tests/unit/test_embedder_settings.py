@@ -3,7 +3,7 @@
 import pytest
 
 from embedder.__main__ import parse_args
-from shoal.cpus import available_cpus
+from shoal.runtime.cpus import available_cpus
 
 
 @pytest.fixture(autouse=True)

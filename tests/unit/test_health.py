@@ -5,7 +5,7 @@ import asyncio
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shoal.health import ServerHealth
+from shoal.runtime.health import ServerHealth
 
 SERVICE = "shoal.v1.ShardService"
 SERVING = health_pb2.HealthCheckResponse.SERVING

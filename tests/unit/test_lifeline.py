@@ -1,11 +1,11 @@
-"""`python -m shoal.lifeline`: a service whose parent is already gone does not start."""
+"""`python -m shoal.runtime.lifeline`: a service whose parent is already gone does not start."""
 
 import subprocess
 import sys
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "shoal.lifeline", *args]
+    command = [sys.executable, "-m", "shoal.runtime.lifeline", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -26,7 +26,7 @@ def test_with_its_parent_alive_it_runs_the_module() -> None:
 
 
 def test_bad_arguments_say_how_to_call_it() -> None:
-    assert "usage: python -m shoal.lifeline" in run("shard").stderr
+    assert "usage: python -m shoal.runtime.lifeline" in run("shard").stderr
 
 
 def test_a_program_runs_in_place_of_the_lifeline() -> None:

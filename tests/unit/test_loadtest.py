@@ -1,4 +1,5 @@
-"""shoal.loadtest and loadtest.generate: configs, templates, requests, ghz's numbers, a run."""
+"""The ghz runner (`shoal loadtest`) and loadtest.generate: configs, templates,
+requests, ghz's numbers, a run."""
 
 import argparse
 import asyncio
@@ -17,21 +18,13 @@ import numpy as np
 import pytest
 
 from loadtest import generate
+from loadtest.calls import Requests, build_request, builtin_method, method_path
+from loadtest.command import add_parser, cmd_loadtest
+from loadtest.command import main as loadtest_main
+from loadtest.config import LoadConfig, LoadTestError, load_config, parse_duration
+from loadtest.report import Report, Result, format_duration
+from loadtest.runner import go_status_name, run
 from loadtest.sample import cut_sample, demo_documents, load_directory, load_sample
-from shoal import loadtest
-from shoal.loadtest import (
-    LoadConfig,
-    LoadTestError,
-    Report,
-    Requests,
-    Result,
-    builtin_method,
-    format_duration,
-    go_status_name,
-    load_config,
-    method_path,
-    parse_duration,
-)
 from shoal.v1 import common_pb2, shoal_pb2
 from tests import datasets
 
@@ -258,7 +251,7 @@ def test_a_count_bound_run_reports_every_call(fake_shoal: tuple[FakeShoal, str])
         concurrency=4,
         metadata={"x-request-id": "ghz-{{.RequestNumber}}"},
     )
-    report = asyncio.run(loadtest.run(config, builtin_method(SEARCH)))
+    report = asyncio.run(run(config, builtin_method(SEARCH)))
     assert report.count == 40 and report.end_reason == "normal"
     assert report.status_codes == {"OK": 32, "Unavailable": 8}
     assert report.errors == {"rpc error: code = Unavailable desc = replica down": 8}
@@ -270,7 +263,7 @@ def test_a_time_bound_run_stops_by_itself(fake_shoal: tuple[FakeShoal, str]) -> 
     config = LoadConfig(
         call=SEARCH, host=host, data=[{"collection": "docs"}], total=10**9, concurrency=2
     )
-    report = asyncio.run(loadtest.run(config, builtin_method(SEARCH), max_run_s=0.3))
+    report = asyncio.run(run(config, builtin_method(SEARCH), max_run_s=0.3))
     assert report.end_reason == "timeout"
     assert 0 < report.count < 10**9
 
@@ -278,7 +271,7 @@ def test_a_time_bound_run_stops_by_itself(fake_shoal: tuple[FakeShoal, str]) -> 
 def test_an_unreachable_host_is_reported_not_waited_on() -> None:
     config = LoadConfig(call=SEARCH, host="127.0.0.1:9", data=[{}], connect_timeout_s=0.5)
     with pytest.raises(LoadTestError, match="cannot connect"):
-        asyncio.run(loadtest.run(config, builtin_method(SEARCH)))
+        asyncio.run(run(config, builtin_method(SEARCH)))
 
 
 def test_the_command_prints_the_summary_and_writes_json(
@@ -289,7 +282,7 @@ def test_the_command_prints_the_summary_and_writes_json(
     _, host = fake_shoal
     config = _write_config(tmp_path, data={"collection": "docs"}, total=10, concurrency=2)
     output = tmp_path / "report.json"
-    loadtest.main(["--config", str(config), "--host", host, "-n", "5", "-o", str(output)])
+    loadtest_main(["--config", str(config), "--host", host, "-n", "5", "-o", str(output)])
     printed = capsys.readouterr().out
     assert "  Count:\t5" in printed and "Status code distribution:" in printed
     assert json.loads(output.read_text())["count"] == 5
@@ -300,7 +293,7 @@ def test_the_command_explains_a_bad_config(
 ) -> None:
     config = _write_config(tmp_path, data={}, stream_interval="1s")
     with pytest.raises(SystemExit) as exit_info:
-        loadtest.main(["--config", str(config)])
+        loadtest_main(["--config", str(config)])
     assert exit_info.value.code == 2
     assert "not supported" in capsys.readouterr().err
 
@@ -358,7 +351,7 @@ def test_generated_vectors_and_metadata_decode_exactly(tiny_dataset: Path, tmp_p
     args = generate.parse_args(["--data", str(tiny_dataset), "--out", str(tmp_path / "d")])
     generate.generate(args)
     upsert = json.loads((tmp_path / "d" / "upsert.json").read_text())[0]
-    request = loadtest.build_request(builtin_method("shoal.v1.ShoalService.Upsert"), upsert)
+    request = build_request(builtin_method("shoal.v1.ShoalService.Upsert"), upsert)
     assert isinstance(request, shoal_pb2.UpsertRequest)
     document = request.documents[2]
     vectors = np.load(tiny_dataset / "corpus_emb.npy")
@@ -375,9 +368,9 @@ def test_generated_vectors_and_metadata_decode_exactly(tiny_dataset: Path, tmp_p
 def test_add_parser_gives_the_shoal_command_a_loadtest_subcommand() -> None:
     parser = argparse.ArgumentParser(prog="shoal")
     parser.add_argument("--address", default="127.0.0.1:50051")
-    loadtest.add_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["loadtest", "--config", "c.json", "-n", "5", "--reflection"])
-    assert args.run is loadtest.cmd_loadtest
+    assert args.run is cmd_loadtest
     assert (args.config, args.total, args.reflection, args.host) == ("c.json", 5, True, None)
 
 
@@ -396,7 +389,7 @@ def test_generate_without_data_uses_the_demo_sample(
     sample = load_sample()
     ids = [document["id"] for request in upserts for document in request["documents"]]
     assert ids == [document["id"] for document in sample.documents] and len(ids) == 1000
-    request = loadtest.build_request(builtin_method("shoal.v1.ShoalService.Upsert"), upserts[0])
+    request = build_request(builtin_method("shoal.v1.ShoalService.Upsert"), upserts[0])
     assert isinstance(request, shoal_pb2.UpsertRequest)
     vector = np.frombuffer(request.documents[0].vector_f32, "<f4")
     assert vector.shape == (384,) and np.linalg.norm(vector) == pytest.approx(1, abs=1e-3)

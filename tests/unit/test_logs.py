@@ -1,4 +1,4 @@
-"""shoal.logs: request ids from metadata, carried across a real gRPC hop; JSON lines."""
+"""shoal.runtime.logs: request ids from metadata, carried across a real gRPC hop; JSON lines."""
 
 import asyncio
 import io
@@ -13,8 +13,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from shoal.handlers import wrap_handler
-from shoal.logs import (
+from shoal.runtime.handlers import wrap_handler
+from shoal.runtime.logs import (
     REQUEST_ID_KEY,
     JsonFormatter,
     RequestIdFilter,

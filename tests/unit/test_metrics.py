@@ -1,4 +1,5 @@
-"""shoal.metrics: the families, the RPC interceptor on a real aio server, /metrics over HTTP."""
+"""shoal.runtime.metrics: the families, the RPC interceptor on a real aio server,
+/metrics over HTTP."""
 
 import asyncio
 import importlib.metadata
@@ -16,9 +17,9 @@ from coordinator.metrics import CoordinatorMetrics
 from embedder.metrics import EmbedderMetrics
 from shard.metrics import ShardMetrics
 from shoal import errors
-from shoal.handlers import wrap_handler
-from shoal.metrics import Metrics, default_replica, serve_metrics, split_method
-from shoal.status import with_error_mapping
+from shoal.runtime.handlers import wrap_handler
+from shoal.runtime.metrics import Metrics, default_replica, serve_metrics, split_method
+from shoal.runtime.status import with_error_mapping
 
 SERVICE = "test.v1.Echo"
 

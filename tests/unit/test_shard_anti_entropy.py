@@ -15,7 +15,7 @@ from shard.core.anti_entropy import AntiEntropy, AntiEntropySettings, Readiness
 from shard.core.config import CollectionConfig
 from shard.core.digests import digest_entries, versions_in
 from shard.core.documents import WriteOp
-from shard.core.peers import PeerDirectory
+from shard.core.peer_directory import PeerDirectory
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound, Unavailable
 from shoal.replication import PartitionDigest, VersionState, record_hash

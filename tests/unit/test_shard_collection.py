@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.storage.hnsw_index import HnswIndex, SearchIncomplete

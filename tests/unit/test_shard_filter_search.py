@@ -10,10 +10,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from shard.api.proto_filters import filter_from_proto
 from shard.core import collection as collection_module
-from shard.core import index_loading
+from shard.core import filters, index_loading
 from shard.core.collection import MAX_SCROLL_LIMIT, Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.filters import AllOf, AnyOf, Condition, Filter, Not, Op, matches
@@ -23,6 +24,7 @@ from shard.storage.hnsw_index import HnswIndex, SearchIncomplete
 from shard.storage.layout import DataDir
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
+from shoal.v1 import common_pb2
 
 DIM = 8
 SECTIONS = ["libs", "doc", "net", "games", "math"]
@@ -215,6 +217,51 @@ def test_filters_work_after_a_restart(tmp_path: Path, checkpoint: bool) -> None:
         assert hits[0].id == doc_id(2)
     finally:
         registry.close()
+
+
+def test_a_filter_the_api_validated_is_not_walked_again(
+    registry: Collections, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The servicer validates while converting; the core must not check it once more."""
+    collection, v = loaded(registry)
+    message = common_pb2.Filter(
+        all_of=common_pb2.FilterList(
+            filters=[
+                common_pb2.Filter(
+                    condition=common_pb2.Condition(
+                        key="section",
+                        op=common_pb2.OPERATOR_EQ,
+                        value=common_pb2.Value(string_value="libs"),
+                    )
+                ),
+                common_pb2.Filter(
+                    condition=common_pb2.Condition(
+                        key="size", op=common_pb2.OPERATOR_LT, value=common_pb2.Value(int_value=50)
+                    )
+                ),
+            ]
+        )
+    )
+    root = filter_from_proto(message)
+    assert root is not None
+    checked: list[Condition] = []
+    check = filters._check_condition
+
+    def counted(condition: Condition, where: str) -> None:
+        checked.append(condition)
+        check(condition, where)
+
+    monkeypatch.setattr(filters, "_check_condition", counted)
+    expected = sum(1 for row in range(N) if row % 5 == 0 and row < 50)
+    assert collection.count(root) == expected
+    [hits] = collection.search(v[:1], 3, 0, Include(), root)
+    assert len(hits.ids) == 3
+    assert checked == []
+    # A filter made in-process (not through the api) is still checked, once.
+    direct = AllOf((Condition("section", Op.EQ, "libs"), Condition("size", Op.LT, 50)))
+    assert collection.count(direct) == expected
+    assert collection.count(direct) == expected
+    assert len(checked) == 2
 
 
 def test_bad_filters_are_rejected(registry: Collections) -> None:

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from shard.api.filters import filter_from_proto
+from shard.api.proto_filters import filter_from_proto
 from shard.core.filters import (
     MAX_FILTER_DEPTH,
     AllOf,

@@ -7,7 +7,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from shard.core.gate import IndexGate, WouldBlock
-from shoal.wait import wait_for
+from shoal.runtime.wait import wait_for
 
 TIMEOUT = 10.0
 

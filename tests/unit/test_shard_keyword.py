@@ -9,17 +9,17 @@ import bm25s
 import numpy as np
 import pytest
 
-from shard.api.convert import metadata_from_payload, text_from_payload, write_from_proto
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.filters import AllOf, Condition, Not, Op, TextContains
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
+from shard.proto_records import metadata_from_payload, text_from_payload, write_from_proto
 from shard.storage.layout import DataDir
-from shoal.convert import metadata_to_proto
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.keyword import KeywordSettings, TermStatistics, query_weights, tokenizer_for
+from shoal.runtime.proto_values import metadata_to_proto
 from shoal.v1 import shard_pb2
 
 DIM = 4

@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shard.api.convert import write_from_proto
-from shard.api.replication import write_to_proto
 from shard.core.anti_entropy import AntiEntropy, Peer
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.core.local_replica import CollectionsReplica
 from shard.core.tombstones import TombstoneGrace, TombstonePurger
+from shard.proto_records import write_from_proto, write_to_proto
 from shard.storage.layout import DataDir
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records

@@ -8,7 +8,7 @@ import pytest
 
 from shard.core.checkpointer import Checkpointer, CheckpointPolicy
 from shard.core.collection import Collection
-from shard.core.collections import Collections
+from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
 from shard.storage import checkpoints

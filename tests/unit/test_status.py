@@ -3,7 +3,7 @@ import grpc.aio
 import pytest
 
 from shoal import errors
-from shoal.status import from_rpc_error, to_status
+from shoal.runtime.status import from_rpc_error, to_status
 
 
 def failed_call(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:

@@ -11,7 +11,7 @@ from coordinator.core.routing import Routing
 from shard.core.ownership import PartitionOwnership
 from shoal.errors import FailedPrecondition, PartitionMoved, Unavailable
 from shoal.partitioning import partition_of
-from shoal.status import TOPOLOGY_TRAILER, trailers_of
+from shoal.runtime.status import TOPOLOGY_TRAILER, trailers_of
 from shoal.topology import Topology, TopologyError
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
 

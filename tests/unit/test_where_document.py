@@ -3,7 +3,7 @@
 import pytest
 
 from shoal.errors import InvalidArgument
-from shoal.filters import (
+from shoal.sdk.where import (
     combined_filter,
     filter_to_where,
     where_document_to_filter,

@@ -1,0 +1,67 @@
+"""Read requests and replies of the shard service <-> the core's types: queries,
+which fields to return, and hits and documents filled from stored payloads
+(see shard.proto_records for the payload's format).
+"""
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from shard.core.documents import Include, QueryHits, StoredDocument
+from shard.core.keyword_index import KeywordQuery
+from shoal.errors import DataLoss, InvalidArgument
+from shoal.v1 import common_pb2, shard_pb2
+
+
+def queries_from_proto(data: bytes) -> npt.NDArray[np.float32]:
+    """n x dimension little-endian float32 bytes as a flat array (the core checks the shape)."""
+    if len(data) % 4:
+        raise InvalidArgument(f"queries_f32 has {len(data)} bytes, not a multiple of 4 (float32)")
+    return np.frombuffer(data, dtype="<f4")
+
+
+def keyword_query_from_proto(query: shard_pb2.KeywordQuery) -> KeywordQuery:
+    return KeywordQuery(list(query.terms), list(query.weights))
+
+
+def include_from_proto(include: common_pb2.Include) -> Include:
+    return Include(vector=include.vector, payload=include.text or include.metadata)
+
+
+def fill_document(
+    target: common_pb2.Document, stored: StoredDocument, include: common_pb2.Include
+) -> None:
+    """Set `target` (which has its id) to the stored fields `include` asks for."""
+    if include.vector:
+        target.vector_f32 = stored.vector
+    if not stored.payload or not (include.text or include.metadata):
+        return
+    try:
+        if include.text and include.metadata:
+            target.MergeFromString(stored.payload)
+            return
+        extra = common_pb2.Document.FromString(stored.payload)
+    except DecodeError as error:
+        raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
+    if include.text and extra.HasField("text"):
+        target.text = extra.text
+    if include.metadata:
+        target.metadata.MergeFrom(extra.metadata)
+
+
+def document_to_proto(stored: StoredDocument, include: common_pb2.Include) -> common_pb2.Document:
+    document = common_pb2.Document(id=stored.id)
+    fill_document(document, stored, include)
+    return document
+
+
+def hits_to_proto(
+    hits: QueryHits, include: common_pb2.Include, target: shard_pb2.ShardSearchResult
+) -> None:
+    """One query's hits into `target`, one `add` per hit (this runs for every hit served)."""
+    add = target.hits.add
+    for doc_id, score, distance in zip(hits.ids, hits.scores, hits.distances, strict=True):
+        add(id=doc_id, score=score, distance=distance).document.id = doc_id
+    if hits.documents is not None:
+        for hit, stored in zip(target.hits, hits.documents, strict=True):
+            fill_document(hit.document, stored, include)

@@ -1,0 +1,2 @@
+"""The `shoal` command (entry point `shoal.cli.app:main`): its subcommands, their
+output, and the local cluster `shoal up` runs (which the tests start too)."""

@@ -1,0 +1,83 @@
+"""What every `shoal` command shares: the global options (--address, --json), how a
+command's parser is made, and how results are printed as JSON.
+
+--address and --json may come before or after the command's name.
+"""
+
+import argparse
+import json
+import os
+from importlib import metadata
+from typing import Any
+
+from shoal.runtime.help_format import HelpFormatter
+from shoal.sdk.client import DEFAULT_ADDRESS
+
+ADDRESS_ENV = "SHOAL_ADDRESS"
+JSON_HELP = "print JSON (snake_case keys, numbers as numbers) instead of tables and text"
+ENVIRONMENT = f"""\
+environment:
+  {ADDRESS_ENV}   the coordinator's HOST:PORT where --address is not given
+                  (else {DEFAULT_ADDRESS}); `shoal loadtest` calls it instead of a
+                  config's host
+  SHOAL_<FLAG>    `shoal up` passes its environment to the services it starts, so
+                  their SHOAL_ variables apply there (e.g. SHOAL_LOG_FORMAT=json;
+                  `python -m shard --help` lists a service's), except for the
+                  flags `shoal up` sets itself
+  NO_COLOR        tables without colour, even on a terminal
+"""
+
+
+def version() -> str:
+    try:
+        return metadata.version("shoal")
+    except metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown (not installed)"
+
+
+def address(args: argparse.Namespace) -> str:
+    """--address, else SHOAL_ADDRESS, else the local default."""
+    return str(args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.ArgumentParser:
+    """--address and --json, for the top level and again for each command.
+
+    On a command their defaults are SUPPRESS, so a value given before the
+    command's name is kept unless it is given again after it.
+    """
+    unset: Any = argparse.SUPPRESS if subcommand else None
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--address",
+        default=unset,
+        metavar="HOST:PORT",
+        help=f"the coordinator (default: ${ADDRESS_ENV}, else {DEFAULT_ADDRESS})",
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS if subcommand else False,
+        help=json_help,
+    )
+    return options
+
+
+def command(
+    commands: Any, name: str, help_text: str, *, client: bool = True
+) -> argparse.ArgumentParser:
+    """A command's parser; `client` commands call a coordinator, so take the global options."""
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        parents=[global_options(subcommand=True)] if client else [],
+        formatter_class=HelpFormatter,
+        epilog=ENVIRONMENT,
+    )
+    return parser

@@ -1,0 +1,132 @@
+"""Server bootstrap shared by the coordinator, shard and embedder services.
+
+Every server runs on grpc.aio; each unary handler runs inside a request id
+(shoal.runtime.logs), metrics (shoal.runtime.metrics) and the error model (shoal.runtime.status). It
+serves grpc.health.v1 and server reflection, reports SERVING only once `start`
+has finished (a shard loads its indexes there), and on SIGTERM or SIGINT goes
+NOT_SERVING, lets in-flight calls finish within the grace period and then runs
+`stop` (checkpoint indexes, close RocksDB).
+"""
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection
+
+from shoal.runtime.handlers import add_servicer
+from shoal.runtime.health import ServerHealth
+from shoal.runtime.keepalive import Keepalive
+from shoal.runtime.logs import with_request_id
+from shoal.runtime.metrics import Metrics, default_replica, serve_metrics
+from shoal.runtime.settings import ServerSettings
+from shoal.runtime.status import with_error_mapping
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+MESSAGE_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+def channel_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a channel to a Shoal service (see shoal.runtime.keepalive)."""
+    return [*MESSAGE_OPTIONS, *(keepalive or Keepalive()).client_options()]
+
+
+def server_options(keepalive: Keepalive | None = None) -> list[tuple[str, Any]]:
+    """Options for a Shoal server: it accepts the pings of `channel_options`."""
+    return [
+        *MESSAGE_OPTIONS,
+        *(keepalive or Keepalive()).server_options(),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+#: Options for channels to Shoal services, with the default keepalive.
+GRPC_OPTIONS: list[tuple[str, Any]] = channel_options()
+
+
+@dataclass
+class Service:
+    """One gRPC service to serve: its full name and its servicer."""
+
+    name: str
+    servicer: object
+
+
+@dataclass
+class ServerSpec:
+    settings: ServerSettings
+    services: Sequence[Service]
+    metrics: Metrics
+    start: Callable[[], Awaitable[None]] | None = None
+    stop: Callable[[], Awaitable[None]] | None = None
+    #: Given when a service reports failed parts of itself (see shoal.runtime.health);
+    #: otherwise the server builds its own for `services`.
+    health: ServerHealth | None = None
+    #: More server options, e.g. shoal.runtime.balancing.CONNECTION_AGE_OPTIONS.
+    options: Sequence[tuple[str, Any]] = ()
+
+
+def _write_port_file(spec: ServerSpec, port: int) -> None:
+    """Tell whoever started us (tests, `shoal up`) the port we bound, atomically."""
+    path = spec.settings.port_file
+    if path is not None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(f"{port}\n")
+        tmp.replace(path)
+
+
+async def serve(spec: ServerSpec) -> None:
+    """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
+    settings = spec.settings
+    server = grpc.aio.server(options=[*server_options(settings.keepalive), *spec.options])
+    wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
+    names = [service.name for service in spec.services]
+    health = spec.health or ServerHealth(names)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    for service in (Service(health_name, health.servicer), *spec.services):
+        add_servicer(server, service.servicer, service.name, wrappers)
+    reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    spec.metrics.identify(default_replica(settings.host, port))  # a shard names itself later
+    await health.set_serving(False)
+    await server.start()
+    metrics_server = None
+    if settings.metrics_port:
+        metrics_server = serve_metrics(spec.metrics.registry, settings.metrics_port, settings.host)
+        log.info("metrics at %s", metrics_server.url)
+    log.info("listening on %s:%d", settings.host, port)
+    _write_port_file(spec, port)
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    if spec.start is not None:
+        await spec.start()
+    await health.set_serving(True)
+    log.info("serving")
+
+    await stopping.wait()
+    log.info("shutting down: finishing in-flight calls (grace %.0fs)", settings.grace_seconds)
+    await health.set_serving(False)
+    await server.stop(settings.grace_seconds)
+    if spec.stop is not None:
+        await spec.stop()
+    if metrics_server is not None:
+        metrics_server.close()
+    log.info("stopped")
