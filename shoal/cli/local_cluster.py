@@ -34,16 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-#: Torch threads for the embedder of a local cluster. Its shards and coordinator
-#: run on the same cores, and with one torch thread per core each text search
-#: made every core switch between torch and the shards: on 2 cores 16 concurrent
-#: callers got 17 searches/s against 24/s one at a time, and with one torch
-#: thread 90/s against 49/s (issue 10). Concurrent searches still share the
-#: cores, because the embedder batches their texts into one encode. A
-#: standalone embedder (Kubernetes) has its cores to itself and defaults to
-#: all of them.
-LOCAL_EMBEDDER_THREADS = 1
-
 Progress = Callable[[str], None]
 
 
@@ -87,8 +77,12 @@ class ClusterSpec:
     # takes `coordinator_port` and the rest any free port.
     base_port: int | None = None
     shard_threads: int = 0  # 0: the service's default
-    # Torch threads for the embedder; None: the embedder's own default (all its CPUs).
-    embedder_threads: int | None = LOCAL_EMBEDDER_THREADS
+    # Torch threads for the embedder; None: the embedder's own default, every CPU it
+    # may use. That suits a local cluster too, although the shards share the cores:
+    # the embedder batches concurrent texts into one encode, and on 2 cores 16
+    # concurrent text searches ran 146/s with 2 torch threads against 107/s with 1
+    # (python -m bench.text_search, docs/benchmarks.md).
+    embedder_threads: int | None = None
     ready_timeout: float = 120.0
     # Metrics on consecutive ports from here, in the same order as base_port; 0: off.
     metrics_port_base: int = 0

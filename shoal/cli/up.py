@@ -7,7 +7,6 @@ from typing import Any
 from shoal.cli.demo import load_demo
 from shoal.cli.local_cluster import (
     DEFAULT_MODEL,
-    LOCAL_EMBEDDER_THREADS,
     ClusterSpec,
     LocalCluster,
     run_until_stopped,
@@ -66,9 +65,8 @@ def add_up_command(commands: Any) -> None:
         " BASE+2... group by group (default: the coordinator --port, the rest any free port)",
     )  # fmt: skip
     up.add_argument(
-        "--embedder-threads", type=positive_int, default=LOCAL_EMBEDDER_THREADS,
-        help="torch threads for the embedder (default %(default)s: it shares the cores with"
-        " the shards)",
+        "--embedder-threads", type=positive_int,
+        help="torch threads for the embedder (default: every CPU it may use)",
     )  # fmt: skip
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shoal.cli.local_cluster import LOCAL_EMBEDDER_THREADS, ClusterSpec, LocalCluster
+from shoal.cli.local_cluster import ClusterSpec, LocalCluster
 
 
 def flag(args: Sequence[str], name: str) -> str | None:
@@ -53,11 +53,8 @@ def test_impossible_port_and_thread_settings_are_refused(spec: dict[str, int]) -
         ClusterSpec(**spec)  # type: ignore[arg-type]
 
 
-def test_the_local_embedder_gets_one_torch_thread_by_default(tmp_path: Path) -> None:
-    assert LOCAL_EMBEDDER_THREADS == 1
+def test_the_local_embedder_takes_its_own_thread_default_unless_told(tmp_path: Path) -> None:
     default = LocalCluster(tmp_path, ClusterSpec())
-    assert flag(default.embedder.args, "--torch-threads") == "1"
+    assert flag(default.embedder.args, "--torch-threads") is None
     chosen = LocalCluster(tmp_path, ClusterSpec(embedder_threads=3))
     assert flag(chosen.embedder.args, "--torch-threads") == "3"
-    standalone = LocalCluster(tmp_path, ClusterSpec(embedder_threads=None))
-    assert flag(standalone.embedder.args, "--torch-threads") is None
