@@ -11,9 +11,8 @@ import numpy.typing as npt
 import pytest
 
 from shard.api.proto_filters import filter_from_proto
-from shard.core import collection as collection_module
 from shard.core import filters, index_loading
-from shard.core.collection import MAX_SCROLL_LIMIT, Collection
+from shard.core.collection import MAX_SCROLL_LIMIT, Collection, maintenance
 from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
@@ -352,13 +351,13 @@ def test_scroll_checks_documents_newer_than_the_payload_index(registry: Collecti
     collection, _ = loaded(registry)
     for root in (Condition("size", Op.LT, 30), Not(Condition("section", Op.EQ, "libs"))):
         expected = scroll_all(collection, root, 50)
-        collection._payload.seq = 0  # every record now looks newer than the index
+        collection._state.payload.seq = 0  # every record now looks newer than the index
         try:
             assert scroll_all(collection, root, 50) == expected
             results = collection.search(vectors(3, 5), 10, 0, Include(), root)
             assert all(len(hits) == 10 for hits in results)
         finally:
-            collection._payload.seq = 10**9
+            collection._state.payload.seq = 10**9
 
 
 def test_scroll_limits_and_cursor(registry: Collections) -> None:
@@ -428,7 +427,7 @@ def test_an_index_that_disagrees_with_the_store_is_rebuilt_on_open(
         index.labels.pop(doc_id(0))  # as if the checkpoint had lost a document
         return index
 
-    monkeypatch.setattr(collection_module, "load_index", lossy)
+    monkeypatch.setattr(maintenance, "load_index", lossy)
     registry = open_registry(tmp_path)
     try:
         collection = registry.get("c")

@@ -1,0 +1,197 @@
+"""One collection on one replica: its document store, its indexes, and the rules between them.
+
+`Collection` is the face the rest of the shard sees; the work is split by
+concern, as qdrant splits its local shard:
+
+- `writes`: validate a batch, last-writer-wins against the store, commit it,
+  then update the payload, keyword and HNSW indexes under the gate.
+- `search`: ranked reads, by vector (plain HNSW, filtered HNSW, exact) and by
+  keywords (BM25).
+- `scans`: unranked reads: count, get, scroll, and the digests, versions and
+  records replication compares and copies.
+- `maintenance`: laying out, loading, checkpoints, tombstone purges, closing.
+
+They share one `state.CollectionState`, whose docstring has the locking rules.
+"""
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.core.collection import maintenance, scans, search, writes
+from shard.core.collection.maintenance import LoadInfo
+from shard.core.collection.scans import DEFAULT_SCROLL_LIMIT, MAX_SCROLL_LIMIT, IndexStats
+from shard.core.collection.state import CollectionState
+from shard.core.config import CollectionConfig
+from shard.core.documents import (
+    Include,
+    MetadataReader,
+    QueryHits,
+    StoredDocument,
+    TextReader,
+    WriteOp,
+    WriteResult,
+    no_metadata,
+    no_text,
+)
+from shard.core.filters import Filter
+from shard.core.keyword_index import KeywordQuery
+from shard.core.search_plan import Strategy
+from shoal.keyword import TermStatistics
+from shoal.replication import PartitionDigest, VersionState
+
+__all__ = [
+    "DEFAULT_SCROLL_LIMIT",
+    "MAX_SCROLL_LIMIT",
+    "Collection",
+    "IndexStats",
+    "LoadInfo",
+]
+
+
+class Collection:
+    def __init__(self, state: CollectionState) -> None:
+        self._state = state
+
+    @staticmethod
+    def initialize(path: Path, config: CollectionConfig) -> None:
+        """Lay out a new, empty collection in `path`."""
+        maintenance.initialize(path, config)
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        sync_writes: bool = False,
+        read_metadata: MetadataReader = no_metadata,
+        strategy: Strategy = Strategy.AUTO,
+        read_text: TextReader = no_text,
+    ) -> tuple["Collection", LoadInfo]:
+        """Open the store and bring back the index (checkpoint or rebuild), the payload
+        index and the keyword index.
+
+        `read_metadata` and `read_text` decode a stored payload (the api layer's format).
+        """
+        state, info = maintenance.load(path, sync_writes, read_metadata, strategy, read_text)
+        return cls(state), info
+
+    @property
+    def config(self) -> CollectionConfig:
+        return self._state.config
+
+    @property
+    def name(self) -> str:
+        return self._state.config.name
+
+    def adopt(self, incarnation: int) -> None:
+        """Take the catalog's incarnation for a collection made before the catalog
+        existed (incarnation 0); the data stays."""
+        maintenance.adopt(self._state, incarnation)
+
+    # -- writes ----------------------------------------------------------------
+
+    def write(self, ops: Sequence[WriteOp]) -> WriteResult:
+        """Apply the writes that are newer than what is stored; durable on return."""
+        return writes.write(self._state, ops)
+
+    # -- ranked reads ----------------------------------------------------------
+
+    def search(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        include: Include,
+        root: Filter | None = None,
+        score_threshold: float | None = None,
+        *,
+        wait: bool = True,
+    ) -> list[QueryHits]:
+        """The k nearest live documents per query (matching `root`), best first, ties by id.
+
+        `queries` holds n x dimension floats; ef 0 means the collection's default.
+        Hits scoring below `score_threshold` are left out. With a filter, every
+        query gets min(k, matching documents) hits (unless writes remove some meanwhile).
+        With `wait=False` an unfiltered search raises WouldBlock instead of waiting
+        for a write to the index to finish or falling back to an exact scan.
+        """
+        return search.search(self._state, queries, k, ef, include, root, score_threshold, wait=wait)
+
+    def keyword_statistics(self, terms: Sequence[str]) -> TermStatistics:
+        """This replica's document count, total length and per-term document frequencies."""
+        return search.keyword_statistics(self._state, terms)
+
+    def keyword_search(
+        self,
+        queries: Sequence[KeywordQuery],
+        average_length: float,
+        k: int,
+        include: Include,
+        root: Filter | None = None,
+        score_threshold: float | None = None,
+    ) -> list[QueryHits]:
+        """Per query, the k best live documents by BM25 with the given (cluster-wide)
+        weights and mean length, matching `root`; best first, ties by id."""
+        return search.keyword_search(
+            self._state, queries, average_length, k, include, root, score_threshold
+        )
+
+    # -- unranked reads --------------------------------------------------------
+
+    def count(self, root: Filter | None = None) -> int:
+        """Live documents, or those matching `root` (exact)."""
+        return scans.count(self._state, root)
+
+    def index_stats(self) -> IndexStats:
+        return scans.index_stats(self._state)
+
+    def get(self, ids: Sequence[str], include: Include) -> list[StoredDocument]:
+        """Live documents among `ids`, in request order, each once."""
+        return scans.get(self._state, ids, include)
+
+    def scroll(
+        self, root: Filter | None, after_id: str, limit: int, include: Include
+    ) -> tuple[list[StoredDocument], bool]:
+        """Live documents with id > `after_id` (matching `root`), in id order, one page.
+
+        Returns the page (at most `limit`, 0 meaning the default, capped at
+        MAX_SCROLL_LIMIT) and whether more remain. Pages follow the store's
+        key order, so a document that exists and matches throughout is listed
+        exactly once however writes interleave with the pages.
+        """
+        return scans.scroll(self._state, root, after_id, limit, include)
+
+    # -- replication -----------------------------------------------------------
+
+    def digest(self, expired_before: int) -> list[PartitionDigest]:
+        """Partition digests of every record, tombstones included (see `digests`)."""
+        return scans.digest(self._state, expired_before)
+
+    def versions(self, partitions: Iterable[int], expired_before: int) -> dict[str, VersionState]:
+        """The version of every record in `partitions`, tombstones included."""
+        return scans.versions(self._state, partitions, expired_before)
+
+    def fetch(self, ids: Sequence[str]) -> list[WriteOp]:
+        """The stored records among `ids`, tombstones included, as the writes that made
+        them: another replica applying them gets exactly this replica's state."""
+        return scans.fetch(self._state, ids)
+
+    # -- maintenance -----------------------------------------------------------
+
+    def purge_tombstones(self, before_version: int) -> int:
+        """Remove tombstones with a version below `before_version` that a checkpoint
+        covers; how many."""
+        return maintenance.purge_tombstones(self._state, before_version)
+
+    def checkpoint_due(self, now: float, every_writes: int, interval_s: float) -> bool:
+        return maintenance.checkpoint_due(self._state, now, every_writes, interval_s)
+
+    def checkpoint(self) -> bool:
+        """Save the index if it has writes no checkpoint holds; True if one was written."""
+        return maintenance.checkpoint(self._state)
+
+    def close(self, checkpoint: bool) -> None:
+        """Wait for running calls, optionally checkpoint, and close the store."""
+        maintenance.close(self._state, checkpoint)

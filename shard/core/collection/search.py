@@ -1,0 +1,326 @@
+"""Ranked reads of one collection: nearest neighbours (plain, filtered, exact) and BM25.
+
+An unfiltered search walks the HNSW graph inside the read gate at the ef it
+asks for; when the walk finds too few live elements it answers exactly from
+the index's own vectors. A filtered search evaluates the filter on the payload
+index under the gate and lets `search_plan` choose between a filtered HNSW
+walk and an exact scan of the matching documents read from the store. Records
+the store holds that are newer than the payload index (`PayloadIndex.seq`:
+committed, not applied yet) are checked against the filter from their own
+payload. Keyword searches score with `keyword_search` under the gate, where the
+keyword index, the payload index and the label -> id map agree.
+"""
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import numpy.typing as npt
+
+from shard.core.collection.state import CollectionState
+from shard.core.documents import Include, QueryHits
+from shard.core.filters import Filter, validate
+from shard.core.gate import WouldBlock
+from shard.core.keyword_index import KeywordIndex, KeywordQuery
+from shard.core.keyword_search import keyword_stats, ranked_keyword_hits
+from shard.core.payload_columns import Mask
+from shard.core.search_plan import SearchPlan, plan
+from shard.storage import records
+from shard.storage.hnsw_index import Labels, SearchIncomplete, exact_distances, nearest_k
+from shoal.distance_metric import Metric
+from shoal.errors import DataLoss, InvalidArgument
+from shoal.keyword import TermStatistics
+from shoal.limits import MAX_BATCH_QUERIES, check_batch_size, check_ef, check_k
+
+log = logging.getLogger(__name__)
+
+#: Candidates read from the store per step of an exact search.
+EXACT_READ_CHUNK = 4096
+
+
+@dataclass(frozen=True)
+class _Neighbours:
+    """Each query's nearest documents, in no particular order: ids, hnswlib distances."""
+
+    ids: list[list[str]]
+    distances: npt.NDArray[np.float32]  # n x width, in hnswlib's convention
+
+    @staticmethod
+    def none(queries: int) -> "_Neighbours":
+        return _Neighbours([[] for _ in range(queries)], np.empty((queries, 0), np.float32))
+
+
+@dataclass(frozen=True)
+class _PlannedFilter:
+    """A filter evaluated under the gate and the search planned on it: the mask is
+    valid while the payload index's generation holds."""
+
+    plan: SearchPlan
+    mask: Mask
+    generation: int
+    seq: int  # the store sequence the payload index reflected
+
+
+def _check_score_threshold(score_threshold: float | None) -> None:
+    if score_threshold is not None and not math.isfinite(score_threshold):
+        raise InvalidArgument(f"score_threshold is {score_threshold}; it must be finite")
+
+
+def search(
+    state: CollectionState,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    ef: int,
+    include: Include,
+    root: Filter | None = None,
+    score_threshold: float | None = None,
+    *,
+    wait: bool = True,
+) -> list[QueryHits]:
+    """See `Collection.search`."""
+    dimension = state.config.dimension
+    check_k(k)
+    check_ef(ef)
+    _check_score_threshold(score_threshold)
+    if root is not None:
+        validate(root)
+    if queries.size == 0 or queries.size % dimension:
+        raise InvalidArgument(
+            f"queries hold {queries.size} floats, not a whole number of"
+            f" {dimension}-dimensional vectors"
+        )
+    matrix = queries.reshape(-1, dimension)
+    check_batch_size(len(matrix), MAX_BATCH_QUERIES, "queries")
+    if not np.isfinite(matrix).all():
+        raise InvalidArgument("a query vector contains NaN or infinity")
+    with state.life.use():
+        if root is None:
+            # hnswlib searches with max(ef, k) itself, so requests that differ only in k
+            # share the gate.
+            with state.gate.read(ef or state.config.hnsw_ef, wait):
+                neighbours = _nearest(state, matrix, k, wait)
+        else:
+            neighbours = _nearest_filtered(state, matrix, k, ef or state.config.hnsw_ef, root)
+        hits = _rank_hits(state, neighbours, score_threshold)
+        if include.any:
+            hits = _with_documents(state, hits, include)
+    return hits
+
+
+def _nearest(
+    state: CollectionState, queries: npt.NDArray[np.float32], k: int, wait: bool
+) -> _Neighbours:
+    """The k nearest per query; runs inside the read gate."""
+    live = len(state.labels)
+    if live == 0:
+        return _Neighbours.none(len(queries))
+    k = min(k, live)
+    try:
+        labels, distances = state.index.search(queries, k)
+    except SearchIncomplete as error:
+        # Too few reachable live elements (e.g. after many deletions): answer exactly.
+        if not wait:
+            raise WouldBlock from error
+        log.info("collection %r: exact search fallback (%s)", state.config.name, error)
+        live_labels = np.fromiter(state.ids, dtype=np.uint64, count=len(state.ids))
+        labels, distances = state.index.exact_search(queries, live_labels, k)
+    return _neighbours_by_id(state, labels, distances)
+
+
+def _neighbours_by_id(
+    state: CollectionState, labels: Labels, distances: npt.NDArray[np.float32]
+) -> _Neighbours:
+    """hnswlib's answer with the documents' ids in place of labels; runs inside the read gate."""
+    ids = state.ids
+    try:
+        named = [[ids[label] for label in row] for row in labels.tolist()]
+    except KeyError as error:
+        raise DataLoss(f"the index returned label {error} that maps to no document") from None
+    return _Neighbours(named, distances)
+
+
+def _plan_filtered(state: CollectionState, root: Filter, k: int, ef: int) -> _PlannedFilter:
+    """Evaluate `root` on the payload index and plan the search; runs inside the read gate."""
+    payload = state.payload
+    mask, matching = payload.mask(root)
+    chosen = plan(matching, payload.live_count, k, ef, state.strategy)
+    return _PlannedFilter(chosen, mask, payload.generation, payload.seq)
+
+
+def _nearest_filtered(
+    state: CollectionState, queries: npt.NDArray[np.float32], k: int, ef: int, root: Filter
+) -> _Neighbours:
+    """The k nearest per query among the documents matching `root`."""
+    with state.gate.read(None):
+        planned = _plan_filtered(state, root, k, ef)
+        candidates = state.ids_in_mask(planned.mask) if planned.plan.exact else None
+    if candidates is None and planned.plan.matching:
+        with state.gate.read(planned.plan.ef):
+            if state.payload.generation != planned.generation:  # a write came in between
+                planned = _plan_filtered(state, root, k, ef)
+            if planned.plan.exact:
+                candidates = state.ids_in_mask(planned.mask)
+            elif planned.plan.matching:
+                allowed = planned.mask.view(np.uint8).tobytes()
+                try:
+                    labels, distances = state.index.search(
+                        queries, min(k, planned.plan.matching), allowed
+                    )
+                    return _neighbours_by_id(state, labels, distances)
+                except SearchIncomplete as error:
+                    log.info(
+                        "collection %r: filtered walk came up short (%s); exact instead",
+                        state.config.name,
+                        error,
+                    )
+                    candidates = state.ids_in_mask(planned.mask)
+    if not candidates:
+        return _Neighbours.none(len(queries))
+    return _exact_nearest(state, queries, k, candidates, root, planned.seq)
+
+
+def _exact_nearest(
+    state: CollectionState,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    candidates: list[str],
+    root: Filter,
+    seq: int,
+) -> _Neighbours:
+    """Exact k nearest among `candidates`, unsorted, with vectors read from the store."""
+    space = state.config.metric.value
+    dimension = state.config.dimension
+    best_ids: list[str] = []
+    best = np.empty((len(queries), 0), dtype=np.float32)
+    best_rows = np.empty((len(queries), 0), dtype=np.int64)
+    for start in range(0, len(candidates), EXACT_READ_CHUNK):
+        chunk = candidates[start : start + EXACT_READ_CHUNK]
+        found: list[tuple[str, bytes]] = []
+        # Only headers and vectors are decoded: payloads can be large.
+        for doc_id, data in zip(chunk, state.store.get_encoded(chunk), strict=True):
+            if data is None:
+                continue
+            header = records.decode_header(data, doc_id)
+            if header.deleted:
+                continue
+            if header.vector_bytes != 4 * dimension:
+                raise DataLoss(f"record of document {doc_id!r} has a wrong-sized vector")
+            # A record newer than the payload index is judged by itself.
+            if header.seq > seq and not state.payload_matches(
+                root, records.payload_of(data, doc_id)
+            ):
+                continue
+            found.append((doc_id, records.vector_of(data, header)))
+        if not found:
+            continue
+        vectors = np.frombuffer(b"".join(vector for _, vector in found), dtype="<f4")
+        distances = exact_distances(space, queries, vectors.reshape(len(found), -1))
+        rows = np.broadcast_to(np.arange(len(found)) + len(best_ids), distances.shape)
+        best_ids.extend(doc_id for doc_id, _ in found)
+        best_rows, best = nearest_k(
+            np.concatenate([best_rows, rows], axis=1),
+            np.concatenate([best, distances], axis=1),
+            k,
+        )
+    return _Neighbours([[best_ids[row] for row in rows] for rows in best_rows.tolist()], best)
+
+
+def _rank_hits(
+    state: CollectionState, neighbours: _Neighbours, score_threshold: float | None
+) -> list[QueryHits]:
+    """Each query's hits, best first (ties by id), scoring at least `score_threshold`."""
+    raw = neighbours.distances.astype(np.float64)
+    if state.config.metric is Metric.L2:
+        distances = np.sqrt(np.maximum(raw, 0.0))  # hnswlib gives the squared distance
+        scores = -distances
+    else:
+        distances = raw  # 1 - cosine similarity, or 1 - dot product
+        scores = 1.0 - raw
+    # hnswlib's rows come sorted; only ties (and the exact search's rows) need a sort.
+    unsorted = cast(list[bool], (np.diff(distances, axis=1) <= 0).any(axis=1).tolist())
+    kept: list[int] = [distances.shape[1]] * len(distances)
+    if score_threshold is not None:  # scores fall along a sorted row: keep a prefix
+        kept = (scores >= score_threshold).sum(axis=1).tolist()
+    ranked = []
+    for ids, row_scores, row_distances, sort, keep in zip(
+        neighbours.ids, scores.tolist(), distances.tolist(), unsorted, kept, strict=True
+    ):
+        if sort:
+            order = sorted(range(len(ids)), key=lambda i: (row_distances[i], ids[i]))
+            ids = [ids[i] for i in order]
+            row_scores = [row_scores[i] for i in order]
+            row_distances = [row_distances[i] for i in order]
+        ranked.append(QueryHits(ids[:keep], row_scores[:keep], row_distances[:keep]))
+    return ranked
+
+
+def _with_documents(
+    state: CollectionState, hits: list[QueryHits], include: Include
+) -> list[QueryHits]:
+    """Hits with their stored fields; a hit deleted since the index answered is dropped."""
+    unique = list(dict.fromkeys(doc_id for row in hits for doc_id in row.ids))
+    stored = dict(zip(unique, state.store.get(unique), strict=True))
+    result = []
+    for row in hits:
+        kept = [
+            (position, record)
+            for position, record in enumerate(stored[doc_id] for doc_id in row.ids)
+            if record is not None and not record.deleted
+        ]
+        result.append(
+            QueryHits(
+                [row.ids[i] for i, _ in kept],
+                [row.scores[i] for i, _ in kept],
+                [row.distances[i] for i, _ in kept],
+                [state.stored_document(row.ids[i], record, include) for i, record in kept],
+            )
+        )
+    return result
+
+
+# -- keyword (BM25) search, see keyword_search --------------------------------------
+
+
+def keyword_statistics(state: CollectionState, terms: Sequence[str]) -> TermStatistics:
+    """See `Collection.keyword_statistics`."""
+    with state.life.use(), state.gate.read(None):
+        return keyword_stats(_keyword_index(state), terms)
+
+
+def keyword_search(
+    state: CollectionState,
+    queries: Sequence[KeywordQuery],
+    average_length: float,
+    k: int,
+    include: Include,
+    root: Filter | None = None,
+    score_threshold: float | None = None,
+) -> list[QueryHits]:
+    """See `Collection.keyword_search`."""
+    check_k(k)
+    check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
+    _check_score_threshold(score_threshold)
+    if root is not None:
+        validate(root)
+    index = _keyword_index(state)
+    with state.life.use():
+        with state.gate.read(None):
+            allowed = None if root is None else state.payload.mask(root)[0]
+            hits = ranked_keyword_hits(
+                index, state.ids, queries, average_length, k, allowed, score_threshold
+            )
+        if include.any:
+            hits = _with_documents(state, hits, include)
+    return hits
+
+
+def _keyword_index(state: CollectionState) -> KeywordIndex:
+    if state.keyword is None:
+        raise InvalidArgument(
+            f"collection {state.config.name!r} has no keyword index (it was created with"
+            " keyword.enabled false); search it with a vector"
+        )
+    return state.keyword
