@@ -15,6 +15,10 @@ a newer version it knows refuses the write (PartitionMoved, with its topology):
 the coordinator then takes the newer topology (or reads etcd's), routes the
 refused part again and retries, a few times at most, so the caller never sees
 a move that happened while its write was on the way.
+
+The module is a little over the house's ~400 lines: routing, the retry after a
+move, the per-group consistency count and the hand-off to hints are one path,
+read best in one place.
 """
 
 import asyncio
