@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pytest
 
 from coordinator.clients.shard import GrpcShardClient
+from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.ports import CollectionConfig, Include, ShardClient, WriteAck, WriteOp
 from shoal.cli.service_process import ServiceProcess
 from shoal.distance_metric import Metric
@@ -32,6 +33,9 @@ TIMEOUT = 30.0
 DIM = 8
 EVERYTHING = Include(metadata=True, text=True, vector=True)
 IDS_ONLY = Include()
+#: A version of now: a shard leaves tombstones older than its grace period (7 days
+#: by default) out of what it lists, and a small version is from 1970.
+NOW = HybridLogicalClock(1).next()
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +123,15 @@ async def test_the_newest_version_wins_and_get_returns_what_include_asks(
 ) -> None:
     await create(shard, "lww", dimension=4)
     assert not (await shard.create_collection(CollectionConfig("lww", 4, partitions=8), TIMEOUT))[1]
-    first = [live("a", 10, [1, 0, 0, 0], "first", k="x"), live("b", 10, [0, 1, 0, 0], n=1)]
+    first = [
+        live("a", NOW + 10, [1, 0, 0, 0], "first", k="x"),
+        live("b", NOW + 10, [0, 1, 0, 0], n=1),
+    ]
     assert await shard.write("lww", first, TIMEOUT) == WriteAck(2, 0)
-    assert await shard.write("lww", [live("a", 5, [0, 0, 1, 0], "older")], TIMEOUT) == WriteAck(
-        0, 0
-    )
-    newer = live("a", 20, [0, 0, 0, 1], "second", k="y", tags=["p", "q"])
+    assert await shard.write(
+        "lww", [live("a", NOW + 5, [0, 0, 1, 0], "older")], TIMEOUT
+    ) == WriteAck(0, 0)
+    newer = live("a", NOW + 20, [0, 0, 0, 1], "second", k="y", tags=["p", "q"])
     assert await shard.write("lww", [newer], TIMEOUT) == WriteAck(1, 0)
 
     documents = await shard.get("lww", ["b", "a", "missing", "a"], EVERYTHING, TIMEOUT)
@@ -138,15 +145,15 @@ async def test_the_newest_version_wins_and_get_returns_what_include_asks(
     assert fields(text_only) == ("a", "second", None, {})
 
     # A tombstone removes the live document; older writes after it change nothing.
-    assert await shard.write("lww", [tombstone("a", 30)], TIMEOUT) == WriteAck(1, 1)
+    assert await shard.write("lww", [tombstone("a", NOW + 30)], TIMEOUT) == WriteAck(1, 1)
     assert await shard.get("lww", ["a"], EVERYTHING, TIMEOUT) == []
-    assert await shard.write("lww", [live("a", 25, [1, 1, 1, 1])], TIMEOUT) == WriteAck(0, 0)
-    assert await shard.write("lww", [tombstone("never", 3)], TIMEOUT) == WriteAck(1, 0)
+    assert await shard.write("lww", [live("a", NOW + 25, [1, 1, 1, 1])], TIMEOUT) == WriteAck(0, 0)
+    assert await shard.write("lww", [tombstone("never", NOW + 3)], TIMEOUT) == WriteAck(1, 0)
     assert await shard.count("lww", TIMEOUT) == 1
     assert await shard.list_versions("lww", range(8), TIMEOUT) == {
-        "b": VersionState(10, False),
-        "a": VersionState(30, True),
-        "never": VersionState(3, True),
+        "b": VersionState(NOW + 10, False),
+        "a": VersionState(NOW + 30, True),
+        "never": VersionState(NOW + 3, True),
     }
 
 

@@ -20,6 +20,9 @@ real shard server through the `ShardClient` port. Where it still differs:
 - two writes of one id with the same version keep the first; a shard keeps the
   one whose content (vector, then text and metadata bytes) orders last. Two
   writes of one id in one batch count as two applied, on a shard as one;
+- tombstones never expire: a shard leaves those older than its grace period (7
+  days by default, by the time in the version) out of version lists and digests,
+  and purges them;
 - `create_collection` keeps the config as given; a shard fills in the defaults
   of zero fields (HNSW parameters, partitions);
 - a scroll `limit` of 0 gives an empty page (the coordinator always asks for at
