@@ -9,7 +9,7 @@ ETCD_PROTOS := $(wildcard proto/shoal/etcdpb/*.proto)
 # protoc finds the mypy plugins on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install constraints etcd run test test-fast lint proto proto-check bench bench-full bench-1m ghz loadtest clean
+.PHONY: install constraints etcd run test test-unit test-fast lint proto proto-check bench bench-full bench-1m ghz loadtest clean
 
 TORCH := torch==2.13.0
 # Every dependency's exact version (the Docker image installs with it too), so
@@ -56,6 +56,11 @@ run: $(STAMP) etcd
 
 test: $(STAMP) etcd proto-check lint
 	HF_HUB_OFFLINE=1 $(PY) -m pytest tests
+
+# The unit tests only: in process, no server, no etcd, no subprocess
+# (tests/unit/conftest.py refuses any), in seconds.
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit -q
 
 # Skip the tests that load the real model.
 test-fast: $(STAMP) etcd

@@ -31,9 +31,8 @@ from shoal.replication import PartitionDigest, VersionState
 
 Vector = npt.NDArray[np.float32]
 
-#: A metadata filter exactly as the caller sent it (the public `Filter` message;
-#: a predicate in the unit tests' fake shard). Shards evaluate filters; core
-#: never looks inside one, it only passes it on.
+#: A metadata filter exactly as the caller sent it (the public `Filter` message).
+#: Shards evaluate filters; core never looks inside one, it only passes it on.
 OpaqueFilter = object
 
 

@@ -6,7 +6,6 @@ other embedders would idle. Two embedder servers stand in for two pods here,
 named by one target that resolves to both (gRPC's ipv4: scheme lists them).
 """
 
-import asyncio
 from typing import Any
 
 import grpc.aio
@@ -49,24 +48,21 @@ async def _serve(servicer: CountingEmbedder) -> tuple[grpc.aio.Server, int]:
     return server, port
 
 
-def test_calls_are_spread_over_every_embedder_address() -> None:
-    async def scenario() -> list[int]:
-        embedders = [CountingEmbedder(), CountingEmbedder()]
-        served = [await _serve(embedder) for embedder in embedders]
-        target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port in served)
-        channel = open_balanced_channel(target)
-        try:
-            client = GrpcEmbedderClient(target, channel)
-            for _ in range(CALLS):
-                vectors = await client.embed(["text"], "", timeout_s=10)
-                assert vectors.shape == (1, DIMENSION)
-        finally:
-            await channel.close()
-            for server, _ in served:
-                await server.stop(None)
-        return [embedder.calls for embedder in embedders]
-
-    calls = asyncio.run(scenario())
+async def test_calls_are_spread_over_every_embedder_address() -> None:
+    embedders = [CountingEmbedder(), CountingEmbedder()]
+    served = [await _serve(embedder) for embedder in embedders]
+    target = "ipv4:" + ",".join(f"127.0.0.1:{port}" for _, port in served)
+    channel = open_balanced_channel(target)
+    try:
+        client = GrpcEmbedderClient(target, channel)
+        for _ in range(CALLS):
+            vectors = await client.embed(["text"], "", timeout_s=10)
+            assert vectors.shape == (1, DIMENSION)
+    finally:
+        await channel.close()
+        for server, _ in served:
+            await server.stop(None)
+    calls = [embedder.calls for embedder in embedders]
     assert sum(calls) == CALLS
     # round_robin alternates once both connections are up; pick_first sends all to one.
     assert min(calls) >= CALLS // 4, calls

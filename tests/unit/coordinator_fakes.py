@@ -1,16 +1,42 @@
 """In-memory shard replicas and embedder for the coordinator's unit tests.
 
-They implement `coordinator.core.ports` the way the real services
-behave (last-writer-wins versions, tombstones, exact search), and can be told
-to fail, to hang, or to answer only when released, so consistency counting and
-failover can be tested without processes. This module holds no tests itself.
+They implement `coordinator.core.ports` the way the real services behave, and
+can be told to fail, to hang, or to answer only when released, so consistency
+counting and failover can be tested without processes. This module holds no
+tests itself.
+
+`FakeShard` answers with the messages a real shard sends (`Hit`s in
+`ShardSearchResult`s, `Document`s holding only what `Include` asks for), scores
+each metric as a shard does (cosine similarity, dot product, minus the Euclidean
+distance for l2; distance 1 - cosine, 1 - dot, the Euclidean distance), and
+evaluates the filter message the coordinator passes on with the shard's own
+filter model (`shard.api.proto_filters`, `shard.core.filters.matches`).
+tests/integration/test_shard_contract.py runs the same cases against it and a
+real shard server through the `ShardClient` port. Where it still differs:
+
+- search is exact (a shard's HNSW may miss a neighbour; the contract test's
+  collections are small enough for a shard to be exact too) and in float64
+  (a shard's scores are float32: equal to about 1e-6);
+- two writes of one id with the same version keep the first; a shard keeps the
+  one whose content (vector, then text and metadata bytes) orders last. Two
+  writes of one id in one batch count as two applied, on a shard as one;
+- tombstones never expire: a shard leaves those older than its grace period (7
+  days by default, by the time in the version) out of version lists and digests,
+  and purges them;
+- `create_collection` keeps the config as given; a shard fills in the defaults
+  of zero fields (HNSW parameters, partitions);
+- a scroll `limit` of 0 gives an empty page (the coordinator always asks for at
+  least 1; a shard takes 0 as its default page of 100);
+- no limits are enforced (batch sizes, id lengths, filter sizes), and what a
+  shard would refuse as INVALID_ARGUMENT is mostly not checked here: the unit
+  tests give valid input, bad input is covered against real servers
+  (tests/integration/test_bad_input.py).
 """
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
 
 import numpy as np
 
@@ -34,6 +60,8 @@ from coordinator.core.ports import (
     WriteAck,
     WriteOp,
 )
+from shard.api.proto_filters import filter_from_proto
+from shard.core.filters import Filter, matches
 from shard.core.ownership import PartitionOwnership
 from shoal.distance_metric import Metric
 from shoal.errors import (
@@ -44,40 +72,84 @@ from shoal.errors import (
     PartitionMoved,
     ShoalError,
 )
-from shoal.keyword import KeywordSettings, TermStatistics, tokenizer_for
+from shoal.keyword import TermStatistics, Tokenizer, tokenizer_for
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
+from shoal.runtime.proto_values import value_from_proto, value_to_proto
 from shoal.topology import Topology
-
-T = TypeVar("T")
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
+from shoal.v1 import common_pb2, shard_pb2
 
 
 def deadline(seconds: float = 5.0) -> Deadline:
     return Deadline.after(seconds)
 
 
-@dataclass(frozen=True)
-class FakeHit:
-    id: str
-    score: float
-    distance: float
+def metadata_values(metadata: Mapping[str, object]) -> dict[str, object]:
+    """Metadata as plain Python values: the coordinator passes on the `Value` map it
+    was sent, unit tests that call the core directly plain values."""
+    return {
+        key: value_from_proto(value) if isinstance(value, common_pb2.Value) else value
+        for key, value in metadata.items()
+    }
 
 
-@dataclass(frozen=True)
-class FakeResult:
-    hits: list[FakeHit]
+def document_message(op: WriteOp, include: Include) -> common_pb2.Document:
+    """The `Document` a shard returns for a stored write: the id, and what `include` asks."""
+    document = common_pb2.Document(id=op.id)
+    if include.vector:
+        document.vector_f32 = op.vector_f32
+    if include.text and op.text is not None:
+        document.text = op.text
+    if include.metadata:
+        for key, value in op.metadata.items():
+            if isinstance(value, common_pb2.Value):
+                document.metadata[key].CopyFrom(value)
+            else:
+                document.metadata[key].CopyFrom(value_to_proto(key, value))
+    return document
 
 
-@dataclass(frozen=True)
-class FakeDocument:
-    id: str
-    vector: bytes
-    text: str | None
-    metadata: dict[str, object]
+def metric_scores(
+    metric: Metric, queries: Vector, vectors: Vector
+) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, distances), queries x vectors, as a shard computes them (see the
+    `Hit` message): cosine of the normalized vectors, the dot product, or the
+    Euclidean distance."""
+    queries64 = np.asarray(queries, dtype=np.float64)
+    vectors64 = np.asarray(vectors, dtype=np.float64)
+    if metric is Metric.COSINE:
+        queries64 = queries64 / np.maximum(np.linalg.norm(queries64, axis=1, keepdims=True), 1e-30)
+        vectors64 = vectors64 / np.maximum(np.linalg.norm(vectors64, axis=1, keepdims=True), 1e-30)
+    dots = queries64 @ vectors64.T
+    if metric is Metric.L2:
+        squared = (
+            np.square(queries64).sum(axis=1)[:, None]
+            + np.square(vectors64).sum(axis=1)[None, :]
+            - 2 * dots
+        )
+        distances = np.sqrt(np.maximum(squared, 0.0))
+        return -distances, distances
+    return dots, 1.0 - dots
+
+
+def text_holds(tokenizer: Tokenizer, text: str | None, phrase: str) -> bool:
+    """Whether `text` holds the phrase's terms in order (shard.core.keyword_index's
+    `text_holds`)."""
+    if text is None:
+        return False
+    terms = tokenizer.phrase(phrase)
+    sequence = tokenizer.sequence(text)
+    width = len(terms)
+    return bool(terms) and any(
+        sequence[start : start + width] == terms for start in range(len(sequence))
+    )
+
+
+def _matches(root: Filter, op: WriteOp, tokenizer: Tokenizer) -> bool:
+    def holds(phrase: str) -> bool:
+        return text_holds(tokenizer, op.text, phrase)
+
+    return matches(root, metadata_values(op.metadata), holds)
 
 
 @dataclass
@@ -201,11 +273,10 @@ class FakeShard:
         await self._enter("get", timeout_s)
         store = self._collection(collection)
         found: list[DocumentMessage] = []
-        for doc_id in ids:
+        for doc_id in dict.fromkeys(ids):  # in request order, each once
             stored = store.get(doc_id)
             if stored is not None and not stored.op.deleted:
-                op = stored.op
-                found.append(FakeDocument(op.id, op.vector_f32, op.text, dict(op.metadata)))
+                found.append(document_message(stored.op, include))
         return found
 
     async def search(
@@ -222,29 +293,45 @@ class FakeShard:
         await self._enter("search", timeout_s)
         live = self._live(collection, filter)
         if not live:
-            return [FakeResult([]) for _ in queries]
+            return [shard_pb2.ShardSearchResult() for _ in queries]
         matrix = np.stack([np.frombuffer(op.vector_f32, dtype="<f4") for op in live])
-        scores = queries @ matrix.T
-        threshold = -np.inf if score_threshold is None else score_threshold
+        scores, distances = metric_scores(self.collections[collection].metric, queries, matrix)
         results: list[RankedHits] = []
-        for row in scores:
-            hits = [
-                FakeHit(op.id, float(s), 1.0 - float(s))
-                for op, s in zip(live, row, strict=True)
-                if s >= threshold
-            ]
-            hits.sort(key=lambda hit: (-hit.score, hit.id))
-            results.append(FakeResult(hits[:k]))
+        for row_scores, row_distances in zip(scores, distances, strict=True):
+            ranked = sorted(
+                (
+                    (float(distance), op.id, float(score), op)
+                    for op, score, distance in zip(live, row_scores, row_distances, strict=True)
+                    if score_threshold is None or score >= score_threshold
+                ),
+                key=lambda hit: (hit[0], hit[1]),
+            )
+            result = shard_pb2.ShardSearchResult()
+            for distance, doc_id, score, op in ranked[:k]:
+                result.hits.add(
+                    id=doc_id,
+                    score=score,
+                    distance=distance,
+                    document=document_message(op, include),
+                )
+            results.append(result)
         return results
 
-    def _terms(self, op: WriteOp) -> list[str]:
-        return [] if op.text is None else tokenizer_for(KeywordSettings()).terms(op.text)
+    def _tokenizer(self, collection: str) -> Tokenizer:
+        return tokenizer_for(self.collections[collection].keyword)
+
+    def _terms(self, collection: str, op: WriteOp) -> list[str]:
+        return [] if op.text is None else self._tokenizer(collection).terms(op.text)
 
     async def keyword_stats(
         self, collection: str, terms: Sequence[str], timeout_s: float
     ) -> TermStatistics:
         await self._enter("keyword_stats", timeout_s)
-        texts = [self._terms(op) for op in self._live(collection, None) if op.text is not None]
+        texts = [
+            self._terms(collection, op)
+            for op in self._live(collection, None)
+            if op.text is not None
+        ]
         return TermStatistics(
             len(texts),
             sum(len(t) for t in texts),
@@ -264,10 +351,10 @@ class FakeShard:
     ) -> list[RankedHits]:
         """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
         await self._enter("keyword_search", timeout_s)
-        live = [(op, self._terms(op)) for op in self._live(collection, filter)]
+        live = [(op, self._terms(collection, op)) for op in self._live(collection, filter)]
         results: list[RankedHits] = []
         for query in queries:
-            hits = []
+            hits: list[tuple[float, str, WriteOp]] = []
             for op, terms in live:
                 score = 0.0
                 for term, weight in zip(query.terms, query.weights, strict=True):
@@ -276,16 +363,34 @@ class FakeShard:
                         norm = 1.2 * (0.25 + 0.75 * len(terms) / average_length)
                         score += weight * tf / (tf + norm)
                 if score > 0 and (score_threshold is None or score >= score_threshold):
-                    hits.append(FakeHit(op.id, score, -score))
-            hits.sort(key=lambda hit: (-hit.score, hit.id))
-            results.append(FakeResult(hits[:k]))
+                    hits.append((-score, op.id, op))
+            hits.sort(key=lambda hit: (hit[0], hit[1]))
+            result = shard_pb2.ShardSearchResult()
+            for negated, doc_id, op in hits[:k]:
+                result.hits.add(
+                    id=doc_id,
+                    score=-negated,
+                    distance=negated,
+                    document=document_message(op, include),
+                )
+            results.append(result)
         return results
 
     def _live(self, collection: str, filter: OpaqueFilter | None) -> list[WriteOp]:
-        """Live documents; a filter here is a predicate on the metadata."""
+        """Live documents matching `filter`: the `Filter` message the coordinator passes
+        on, converted and validated as a shard's api does and evaluated by the shard's
+        own `matches` (the shard's payload index gives the same answers, vectorized)."""
         store = self._collection(collection)
-        matches = cast(Callable[[Mapping[str, object]], bool], filter or (lambda _: True))
-        return [s.op for s in store.values() if not s.op.deleted and matches(s.op.metadata)]
+        if filter is None:
+            return [s.op for s in store.values() if not s.op.deleted]
+        assert isinstance(filter, common_pb2.Filter), f"filters are Filter messages: {filter!r}"
+        root: Filter | None = filter_from_proto(filter)
+        tokenizer = self._tokenizer(collection)
+        return [
+            s.op
+            for s in store.values()
+            if not s.op.deleted and (root is None or _matches(root, s.op, tokenizer))
+        ]
 
     async def count(
         self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
@@ -306,9 +411,7 @@ class FakeShard:
         live = sorted(
             (op for op in self._live(collection, filter) if op.id > after_id), key=lambda op: op.id
         )
-        page: list[DocumentMessage] = [
-            FakeDocument(op.id, op.vector_f32, op.text, dict(op.metadata)) for op in live[:limit]
-        ]
+        page: list[DocumentMessage] = [document_message(op, include) for op in live[:limit]]
         return ScrollPage(page, len(live) > limit)
 
     async def health(self, timeout_s: float) -> Health:

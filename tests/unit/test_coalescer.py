@@ -35,89 +35,69 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-def test_a_lone_search_goes_out_at_once() -> None:
-    async def scenario() -> None:
-        shard = FakeShard()
-        shard.release.set()
-        coalescer = SearchCoalescer(shard.send)
-        assert await coalescer.search("a", rows(1, 2), 5) == [("a", 1.0), ("a", 2.0)]
-        assert shard.calls == [("a", 2)]
-
-    asyncio.run(scenario())
+async def test_a_lone_search_goes_out_at_once() -> None:
+    shard = FakeShard()
+    shard.release.set()
+    coalescer = SearchCoalescer(shard.send)
+    assert await coalescer.search("a", rows(1, 2), 5) == [("a", 1.0), ("a", 2.0)]
+    assert shard.calls == [("a", 2)]
 
 
-def test_queries_queued_behind_busy_calls_share_the_next_call() -> None:
-    async def scenario() -> None:
-        shard = FakeShard()
-        coalescer = SearchCoalescer(shard.send, max_in_flight=2)
-        searches = [
-            asyncio.create_task(coalescer.search("a", rows(value), 5)) for value in range(6)
-        ]
-        other = asyncio.create_task(coalescer.search("b", rows(9), 5))
-        await settle()
-        # Two calls out for key a; key b has a lane of its own.
-        assert sorted(shard.calls) == [("a", 1), ("a", 1), ("b", 1)]
-        shard.release.set()
-        answers = await asyncio.gather(*searches)
-        assert answers == [[("a", float(value))] for value in range(6)]
-        assert await other == [("b", 9.0)]
-        # The four queued queries went out together once a call came back.
-        assert sorted(shard.calls) == [("a", 1), ("a", 1), ("a", 4), ("b", 1)]
-
-    asyncio.run(scenario())
+async def test_queries_queued_behind_busy_calls_share_the_next_call() -> None:
+    shard = FakeShard()
+    coalescer = SearchCoalescer(shard.send, max_in_flight=2)
+    searches = [asyncio.create_task(coalescer.search("a", rows(value), 5)) for value in range(6)]
+    other = asyncio.create_task(coalescer.search("b", rows(9), 5))
+    await settle()
+    # Two calls out for key a; key b has a lane of its own.
+    assert sorted(shard.calls) == [("a", 1), ("a", 1), ("b", 1)]
+    shard.release.set()
+    answers = await asyncio.gather(*searches)
+    assert answers == [[("a", float(value))] for value in range(6)]
+    assert await other == [("b", 9.0)]
+    # The four queued queries went out together once a call came back.
+    assert sorted(shard.calls) == [("a", 1), ("a", 1), ("a", 4), ("b", 1)]
 
 
-def test_a_call_takes_at_most_max_queries_rows() -> None:
-    async def scenario() -> None:
-        shard = FakeShard()
-        coalescer = SearchCoalescer(shard.send, max_in_flight=1, max_queries=3)
-        searches = [asyncio.create_task(coalescer.search("a", rows(v, v), 5)) for v in range(4)]
-        await settle()
-        shard.release.set()
-        answers = await asyncio.gather(*searches)
-        assert answers == [[("a", float(v)), ("a", float(v))] for v in range(4)]
-        assert [size for _, size in shard.calls] == [2, 2, 2, 2]
-
-    asyncio.run(scenario())
+async def test_a_call_takes_at_most_max_queries_rows() -> None:
+    shard = FakeShard()
+    coalescer = SearchCoalescer(shard.send, max_in_flight=1, max_queries=3)
+    searches = [asyncio.create_task(coalescer.search("a", rows(v, v), 5)) for v in range(4)]
+    await settle()
+    shard.release.set()
+    answers = await asyncio.gather(*searches)
+    assert answers == [[("a", float(v)), ("a", float(v))] for v in range(4)]
+    assert [size for _, size in shard.calls] == [2, 2, 2, 2]
 
 
-def test_a_failed_call_fails_every_query_in_it() -> None:
-    async def scenario() -> None:
-        shard = FakeShard()
-        shard.fail = Unavailable("replica down")
-        coalescer = SearchCoalescer(shard.send, max_in_flight=1)
-        searches = [asyncio.create_task(coalescer.search("a", rows(v), 5)) for v in range(3)]
-        await settle()
-        shard.release.set()
-        outcomes = await asyncio.gather(*searches, return_exceptions=True)
-        assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
-
-    asyncio.run(scenario())
+async def test_a_failed_call_fails_every_query_in_it() -> None:
+    shard = FakeShard()
+    shard.fail = Unavailable("replica down")
+    coalescer = SearchCoalescer(shard.send, max_in_flight=1)
+    searches = [asyncio.create_task(coalescer.search("a", rows(v), 5)) for v in range(3)]
+    await settle()
+    shard.release.set()
+    outcomes = await asyncio.gather(*searches, return_exceptions=True)
+    assert all(isinstance(outcome, Unavailable) for outcome in outcomes)
 
 
-def test_a_caller_stops_waiting_at_its_own_deadline_and_others_still_get_answers() -> None:
-    async def scenario() -> None:
-        shard = FakeShard()
-        coalescer = SearchCoalescer(shard.send, max_in_flight=1)
-        patient = asyncio.create_task(coalescer.search("a", rows(1), 30))
-        await settle()
-        with pytest.raises(DeadlineExceeded):
-            await coalescer.search("a", rows(2), 0.05)
-        shard.release.set()
-        assert await patient == [("a", 1.0)]
-        # The query whose caller gave up was not sent.
-        assert shard.calls == [("a", 1)]
-
-    asyncio.run(scenario())
+async def test_a_caller_stops_waiting_at_its_own_deadline_and_others_still_get_answers() -> None:
+    shard = FakeShard()
+    coalescer = SearchCoalescer(shard.send, max_in_flight=1)
+    patient = asyncio.create_task(coalescer.search("a", rows(1), 30))
+    await settle()
+    with pytest.raises(DeadlineExceeded):
+        await coalescer.search("a", rows(2), 0.05)
+    shard.release.set()
+    assert await patient == [("a", 1.0)]
+    # The query whose caller gave up was not sent.
+    assert shard.calls == [("a", 1)]
 
 
-def test_a_short_answer_is_an_error_not_a_misattribution() -> None:
-    async def scenario() -> None:
-        async def short(key: str, queries: Vector, timeout_s: float) -> list[str]:
-            return ["only one"]
+async def test_a_short_answer_is_an_error_not_a_misattribution() -> None:
+    async def short(key: str, queries: Vector, timeout_s: float) -> list[str]:
+        return ["only one"]
 
-        coalescer = SearchCoalescer(short)
-        with pytest.raises(Exception, match="answered 1 of 2"):
-            await coalescer.search("a", rows(1, 2), 5)
-
-    asyncio.run(scenario())
+    coalescer = SearchCoalescer(short)
+    with pytest.raises(Exception, match="answered 1 of 2"):
+        await coalescer.search("a", rows(1, 2), 5)

@@ -25,16 +25,16 @@ from shoal.catalog import (
 from shoal.distance_metric import Metric
 from shoal.errors import AlreadyExists, InvalidArgument, NotFound, Unavailable
 from shoal.keyword import KeywordSettings
-from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline, run
+from tests.unit.coordinator_fakes import FakeCluster, FakeEmbedder, FakeShard, deadline
 
 
 def request(name: str = "c", **fields: object) -> CollectionConfig:
     return dataclasses.replace(CollectionConfig(name), **fields)  # type: ignore[arg-type]
 
 
-def test_create_fills_defaults_on_every_replica() -> None:
+async def test_create_fills_defaults_on_every_replica() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
-    result = run(cluster.core.catalog.create(request(dimension=8), deadline()))
+    result = await cluster.core.catalog.create(request(dimension=8), deadline())
     assert result.created
     keyword = KeywordSettings(True, "english", True, True, 1.2, 0.75)
     assert result.config == CollectionConfig(
@@ -43,35 +43,29 @@ def test_create_fills_defaults_on_every_replica() -> None:
     assert all(shard.collections["c"] == result.config for shard in cluster.all_shards)
 
 
-def test_create_again_with_the_same_settings_is_ok_and_other_settings_are_not() -> None:
+async def test_create_again_with_the_same_settings_is_ok_and_other_settings_are_not() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.core.catalog.create(request(dimension=8), deadline())
-        again = await cluster.core.catalog.create(request(dimension=8), deadline())
-        assert not again.created
-        with pytest.raises(AlreadyExists, match="'c' exists with other settings"):
-            await cluster.core.catalog.create(request(dimension=16), deadline())
-
-    run(scenario())
+    await cluster.core.catalog.create(request(dimension=8), deadline())
+    again = await cluster.core.catalog.create(request(dimension=8), deadline())
+    assert not again.created
+    with pytest.raises(AlreadyExists, match="'c' exists with other settings"):
+        await cluster.core.catalog.create(request(dimension=16), deadline())
 
 
-def test_embedding_model_gives_the_dimension() -> None:
+async def test_embedding_model_gives_the_dimension() -> None:
     cluster = FakeCluster(embedder=FakeEmbedder(model="hash-8", dimension=8))
 
-    async def scenario() -> None:
-        made = await cluster.core.catalog.create(request(embedding_model="hash-8"), deadline())
-        assert made.config.dimension == 8
-        with pytest.raises(InvalidArgument, match="the embedder serves 'hash-8'"):
-            await cluster.core.catalog.create(request("x", embedding_model="other"), deadline())
-        with pytest.raises(InvalidArgument, match="dimension 5 does not match"):
-            await cluster.core.catalog.create(
-                request("y", embedding_model="hash-8", dimension=5), deadline()
-            )
-        with pytest.raises(InvalidArgument, match="dimension is 0"):
-            await cluster.core.catalog.create(request("z"), deadline())
-
-    run(scenario())
+    made = await cluster.core.catalog.create(request(embedding_model="hash-8"), deadline())
+    assert made.config.dimension == 8
+    with pytest.raises(InvalidArgument, match="the embedder serves 'hash-8'"):
+        await cluster.core.catalog.create(request("x", embedding_model="other"), deadline())
+    with pytest.raises(InvalidArgument, match="dimension 5 does not match"):
+        await cluster.core.catalog.create(
+            request("y", embedding_model="hash-8", dimension=5), deadline()
+        )
+    with pytest.raises(InvalidArgument, match="dimension is 0"):
+        await cluster.core.catalog.create(request("z"), deadline())
 
 
 @pytest.mark.parametrize(
@@ -84,85 +78,73 @@ def test_embedding_model_gives_the_dimension() -> None:
         ({"partitions": 100_000}, "partitions"),
     ],
 )
-def test_create_rejects_bad_settings(fields: dict[str, object], words: str) -> None:
+async def test_create_rejects_bad_settings(fields: dict[str, object], words: str) -> None:
     cluster = FakeCluster()
     config = dataclasses.replace(request(dimension=8), **fields)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgument, match=words):
-        run(cluster.core.catalog.create(config, deadline()))
+        await cluster.core.catalog.create(config, deadline())
     assert all("create_collection" not in shard.calls for shard in cluster.all_shards)
 
 
-def test_create_with_a_replica_down_names_it_and_a_retry_completes() -> None:
+async def test_create_with_a_replica_down_names_it_and_a_retry_completes() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
     down = cluster.shards[1][1]
 
-    async def scenario() -> None:
-        down.fail = Unavailable("connection refused")
-        with pytest.raises(Unavailable) as caught:
-            await cluster.core.catalog.create(request(dimension=8), deadline())
-        assert f"group 1 replica {down.address}" in str(caught.value)
-        assert "retry" in str(caught.value)
-        down.fail = None
-        result = await cluster.core.catalog.create(request(dimension=8), deadline())
-        assert result.created  # on the replica that missed it
-        assert all("c" in shard.collections for shard in cluster.all_shards)
-
-    run(scenario())
+    down.fail = Unavailable("connection refused")
+    with pytest.raises(Unavailable) as caught:
+        await cluster.core.catalog.create(request(dimension=8), deadline())
+    assert f"group 1 replica {down.address}" in str(caught.value)
+    assert "retry" in str(caught.value)
+    down.fail = None
+    result = await cluster.core.catalog.create(request(dimension=8), deadline())
+    assert result.created  # on the replica that missed it
+    assert all("c" in shard.collections for shard in cluster.all_shards)
 
 
-def test_get_sums_one_replica_per_group_and_list_is_sorted() -> None:
+async def test_get_sums_one_replica_per_group_and_list_is_sorted() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.create("b", 4)
-        await cluster.create("a", 4)
-        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(25)]
-        await cluster.core.writer.upsert("b", docs, WriteConsistency.ALL, deadline())
-        stats = await cluster.core.catalog.get("b", deadline())
-        assert stats.document_count == 25
-        assert stats.config.name == "b"
-        names = [c.name for c in await cluster.core.catalog.list_all(deadline())]
-        assert names == ["a", "b"]
-        with pytest.raises(NotFound, match="'zzz'"):
-            await cluster.core.catalog.get("zzz", deadline())
-
-    run(scenario())
+    await cluster.create("b", 4)
+    await cluster.create("a", 4)
+    docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(25)]
+    await cluster.core.writer.upsert("b", docs, WriteConsistency.ALL, deadline())
+    stats = await cluster.core.catalog.get("b", deadline())
+    assert stats.document_count == 25
+    assert stats.config.name == "b"
+    names = [c.name for c in await cluster.core.catalog.list_all(deadline())]
+    assert names == ["a", "b"]
+    with pytest.raises(NotFound, match="'zzz'"):
+        await cluster.core.catalog.get("zzz", deadline())
 
 
-def test_list_needs_only_one_group() -> None:
+async def test_list_needs_only_one_group() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
 
-    async def scenario() -> None:
-        await cluster.create("a", 4)
-        cluster.shards[0][0].fail = Unavailable("down")
-        assert [c.name for c in await cluster.core.catalog.list_all(deadline())] == ["a"]
-        cluster.shards[1][0].fail = Unavailable("down")
-        with pytest.raises(Unavailable):
-            await cluster.core.catalog.list_all(deadline())
-
-    run(scenario())
+    await cluster.create("a", 4)
+    cluster.shards[0][0].fail = Unavailable("down")
+    assert [c.name for c in await cluster.core.catalog.list_all(deadline())] == ["a"]
+    cluster.shards[1][0].fail = Unavailable("down")
+    with pytest.raises(Unavailable):
+        await cluster.core.catalog.list_all(deadline())
 
 
-def test_delete_goes_to_every_replica() -> None:
+async def test_delete_goes_to_every_replica() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.create("c", 4)
-        cluster.shards[0][1].fail = Unavailable("connection refused")
-        with pytest.raises(Unavailable, match="not deleted on every replica"):
-            await cluster.core.catalog.delete("c", deadline())
-        cluster.shards[0][1].fail = None
+    await cluster.create("c", 4)
+    cluster.shards[0][1].fail = Unavailable("connection refused")
+    with pytest.raises(Unavailable, match="not deleted on every replica"):
         await cluster.core.catalog.delete("c", deadline())
-        assert all("c" not in shard.collections for shard in cluster.all_shards)
-        with pytest.raises(NotFound):
-            await cluster.core.catalog.delete("c", deadline())
-        with pytest.raises(NotFound):
-            await cluster.core.catalog.config("c", deadline())
+    cluster.shards[0][1].fail = None
+    await cluster.core.catalog.delete("c", deadline())
+    assert all("c" not in shard.collections for shard in cluster.all_shards)
+    with pytest.raises(NotFound):
+        await cluster.core.catalog.delete("c", deadline())
+    with pytest.raises(NotFound):
+        await cluster.core.catalog.config("c", deadline())
 
-    run(scenario())
 
-
-def test_configs_are_cached_for_a_short_while() -> None:
+async def test_configs_are_cached_for_a_short_while() -> None:
     now = [0.0]
     shard = FakeShard("h:1")
     group = ReplicaGroup(0, [Replica(shard)])
@@ -170,65 +152,56 @@ def test_configs_are_cached_for_a_short_while() -> None:
         lambda: [group], Embedding(FakeEmbedder()), ttl=5.0, clock=lambda: now[0]
     )
 
-    async def scenario() -> None:
-        await catalog.create(request(dimension=8), deadline())
-        before = shard.calls.count("list_collections")
-        for _ in range(3):
-            assert (await catalog.config("c", deadline())).dimension == 8
-        assert shard.calls.count("list_collections") == before
-        now[0] += 6
-        await catalog.config("c", deadline())
-        assert shard.calls.count("list_collections") == before + 1
-        catalog.invalidate("c")
-        await catalog.config("c", deadline())
-        assert shard.calls.count("list_collections") == before + 2
-
-    run(scenario())
+    await catalog.create(request(dimension=8), deadline())
+    before = shard.calls.count("list_collections")
+    for _ in range(3):
+        assert (await catalog.config("c", deadline())).dimension == 8
+    assert shard.calls.count("list_collections") == before
+    now[0] += 6
+    await catalog.config("c", deadline())
+    assert shard.calls.count("list_collections") == before + 1
+    catalog.invalidate("c")
+    await catalog.config("c", deadline())
+    assert shard.calls.count("list_collections") == before + 2
 
 
-def test_cluster_info_reports_health_and_counts() -> None:
+async def test_cluster_info_reports_health_and_counts() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.create("c", 4)
-        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
-        await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
-        cluster.shards[1][0].fail = Unavailable("down")
-        info = await cluster.core.inspector.describe(deadline())
-        assert (info.topology_version, info.replication_factor) == (1, 2)
-        assert info.embedder_health is Health.SERVING
-        healths = [[r.health for r in g.replicas] for g in info.groups]
-        assert healths == [[Health.SERVING] * 2, [Health.UNREACHABLE, Health.SERVING]]
-        counts = [dict(g.replicas[1].collections)["c"] for g in info.groups]
-        assert sum(counts) == 10
-        assert info.groups[1].replicas[0].collections == []
-
-    run(scenario())
+    await cluster.create("c", 4)
+    docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
+    await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+    cluster.shards[1][0].fail = Unavailable("down")
+    info = await cluster.core.inspector.describe(deadline())
+    assert (info.topology_version, info.replication_factor) == (1, 2)
+    assert info.embedder_health is Health.SERVING
+    healths = [[r.health for r in g.replicas] for g in info.groups]
+    assert healths == [[Health.SERVING] * 2, [Health.UNREACHABLE, Health.SERVING]]
+    counts = [dict(g.replicas[1].collections)["c"] for g in info.groups]
+    assert sum(counts) == 10
+    assert info.groups[1].replicas[0].collections == []
 
 
-def test_a_replica_that_could_not_load_a_collection_is_reported_and_passed_over() -> None:
+async def test_a_replica_that_could_not_load_a_collection_is_reported_and_passed_over() -> None:
     """Its listing names the collection as failed: cluster info shows the replica
     DEGRADED with the reason, and the catalog asks the other replica for the
     config and the counts (that replica alone would have said NOT_FOUND)."""
     cluster = FakeCluster(groups=1, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.create("c", 4)
-        docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
-        await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
-        cluster.shards[0][0].broken["c"] = "Corruption: CURRENT file corrupted"
-        info = await cluster.core.inspector.describe(deadline())
-        broken, healthy = info.groups[0].replicas
-        assert broken.health is Health.DEGRADED
-        assert broken.failed == [("c", "Corruption: CURRENT file corrupted")]
-        assert broken.collections == []
-        assert (healthy.health, healthy.failed) == (Health.SERVING, [])
-        for _ in range(4):
-            cluster.core.catalog.invalidate("c")
-            assert (await cluster.core.catalog.config("c", deadline())).dimension == 4
-            assert (await cluster.core.catalog.get("c", deadline())).document_count == 10
-
-    run(scenario())
+    await cluster.create("c", 4)
+    docs = [DocumentInput(f"d{i}", np.ones(4, np.float32)) for i in range(10)]
+    await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+    cluster.shards[0][0].broken["c"] = "Corruption: CURRENT file corrupted"
+    info = await cluster.core.inspector.describe(deadline())
+    broken, healthy = info.groups[0].replicas
+    assert broken.health is Health.DEGRADED
+    assert broken.failed == [("c", "Corruption: CURRENT file corrupted")]
+    assert broken.collections == []
+    assert (healthy.health, healthy.failed) == (Health.SERVING, [])
+    for _ in range(4):
+        cluster.core.catalog.invalidate("c")
+        assert (await cluster.core.catalog.config("c", deadline())).dimension == 4
+        assert (await cluster.core.catalog.get("c", deadline())).document_count == 10
 
 
 def test_keyword_settings_survive_the_catalog() -> None:
@@ -274,23 +247,20 @@ class LaggingCatalogStore:
         yield []
 
 
-def test_a_create_through_another_coordinator_is_seen_as_soon_as_it_is_acknowledged() -> None:
+async def test_a_create_through_another_coordinator_is_seen_as_soon_as_it_is_acknowledged() -> None:
     """The watch brings a create within milliseconds, but a client told "created"
     by one coordinator may call another sooner: a name missing from the view is
     looked up in the catalog before the answer is NOT_FOUND."""
 
-    async def scenario() -> None:
-        store = LaggingCatalogStore()
-        follower = CatalogFollower(store)
-        follower.start()
-        await follower.wait_synced(5)
-        catalog = CollectionCatalog(lambda: [], Embedding(FakeEmbedder()), follower=follower)
-        settings = to_settings(with_defaults(request(dimension=8)))
-        entry, _ = await store.create("c", settings)  # through another coordinator
-        config = await catalog.config("c", deadline())
-        assert (config.dimension, config.incarnation) == (8, entry.incarnation)
-        with pytest.raises(NotFound):
-            await catalog.config("nope", deadline())
-        await follower.stop()
-
-    run(scenario())
+    store = LaggingCatalogStore()
+    follower = CatalogFollower(store)
+    follower.start()
+    await follower.wait_synced(5)
+    catalog = CollectionCatalog(lambda: [], Embedding(FakeEmbedder()), follower=follower)
+    settings = to_settings(with_defaults(request(dimension=8)))
+    entry, _ = await store.create("c", settings)  # through another coordinator
+    config = await catalog.config("c", deadline())
+    assert (config.dimension, config.incarnation) == (8, entry.incarnation)
+    with pytest.raises(NotFound):
+        await catalog.config("nope", deadline())
+    await follower.stop()

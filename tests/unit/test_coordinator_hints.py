@@ -1,6 +1,5 @@
 """Hinted handoff: what is kept for a replica that missed writes, its bounds, and replay."""
 
-import asyncio
 from collections import Counter
 
 import numpy as np
@@ -10,7 +9,8 @@ from coordinator.core.hints import HintLimits, HintReplayer, HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.ports import WriteOp
 from shoal.errors import InvalidArgument, NotFound, Unavailable
-from tests.unit.coordinator_fakes import FakeCluster, deadline, run
+from shoal.runtime.wait import async_wait_for
+from tests.unit.coordinator_fakes import FakeCluster, deadline
 
 DIM = 8
 
@@ -102,74 +102,65 @@ def test_replay_back_off_stays_bounded_however_long_the_replica_stays_down() -> 
     assert store.failed("r") == 0.25
 
 
-def test_a_replica_that_missed_a_write_gets_it_by_replay() -> None:
+async def test_a_replica_that_missed_a_write_gets_it_by_replay() -> None:
     cluster = FakeCluster(groups=1, replicas=2)
     down = cluster.shards[0][1]
     vectors = np.eye(DIM, dtype=np.float32)
 
-    async def scenario() -> None:
-        await cluster.create("c", DIM)
-        down.fail = Unavailable("connection refused")
-        documents = [DocumentInput(f"d{i}", vectors[i]) for i in range(DIM)]
-        result = await cluster.core.writer.upsert("c", documents, WriteConsistency.ONE, deadline())
-        assert result.acknowledged == 1
-        await cluster.core.writer.delete("c", ["d0"], WriteConsistency.ONE, deadline())
-        assert cluster.core.hints.pending(down.address) == DIM + 1
-        replayer = HintReplayer(cluster.core.hints, {down.address: down}.get)
-        assert await replayer.replay_due() == 0  # still down: backs off
-        assert cluster.core.hints.pending(down.address) == DIM + 1
-        down.fail = None
-        await _replay_until_empty(replayer, cluster, down.address)
-        live = {i for i, s in down.documents["c"].items() if not s.op.deleted}
-        assert live == {f"d{i}" for i in range(1, DIM)}
-        assert down.documents["c"]["d0"].op.deleted
-
-    run(scenario())
+    await cluster.create("c", DIM)
+    down.fail = Unavailable("connection refused")
+    documents = [DocumentInput(f"d{i}", vectors[i]) for i in range(DIM)]
+    result = await cluster.core.writer.upsert("c", documents, WriteConsistency.ONE, deadline())
+    assert result.acknowledged == 1
+    await cluster.core.writer.delete("c", ["d0"], WriteConsistency.ONE, deadline())
+    assert cluster.core.hints.pending(down.address) == DIM + 1
+    replayer = HintReplayer(cluster.core.hints, {down.address: down}.get)
+    assert await replayer.replay_due() == 0  # still down: backs off
+    assert cluster.core.hints.pending(down.address) == DIM + 1
+    down.fail = None
+    await _replay_until_empty(replayer, cluster, down.address)
+    live = {i for i, s in down.documents["c"].items() if not s.op.deleted}
+    assert live == {f"d{i}" for i in range(1, DIM)}
+    assert down.documents["c"]["d0"].op.deleted
 
 
 async def _replay_until_empty(replayer: HintReplayer, cluster: FakeCluster, address: str) -> None:
     """Replay until nothing is left, waiting out the backoff of the failed try (0.25 s)."""
-    for _ in range(40):
+
+    async def replayed() -> bool:
         await replayer.replay_due()
-        if cluster.core.hints.pending(address) == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("hints were not replayed")
+        return cluster.core.hints.pending(address) == 0
+
+    await async_wait_for(replayed, 2.0, "the hints to be replayed")
 
 
-def test_no_hint_for_errors_every_replica_would_give() -> None:
+async def test_no_hint_for_errors_every_replica_would_give() -> None:
     cluster = FakeCluster(groups=1, replicas=2)
 
-    async def scenario() -> None:
-        await cluster.create("c", DIM)
-        vector = np.ones(DIM, dtype=np.float32)
-        # A replica that says the request is wrong would say so again on replay.
-        cluster.shards[0][1].fail = InvalidArgument("bad vector")
-        result = await cluster.core.writer.upsert(
-            "c", [DocumentInput("a", vector)], WriteConsistency.ONE, deadline()
+    await cluster.create("c", DIM)
+    vector = np.ones(DIM, dtype=np.float32)
+    # A replica that says the request is wrong would say so again on replay.
+    cluster.shards[0][1].fail = InvalidArgument("bad vector")
+    result = await cluster.core.writer.upsert(
+        "c", [DocumentInput("a", vector)], WriteConsistency.ONE, deadline()
+    )
+    assert result.acknowledged == 1
+    assert cluster.core.hints.pending() == 0
+    # The same for a collection no replica has.
+    cluster.shards[0][1].fail = None
+    with pytest.raises(NotFound):
+        await cluster.core.writer.upsert(
+            "missing", [DocumentInput("a", vector)], WriteConsistency.ONE, deadline()
         )
-        assert result.acknowledged == 1
-        assert cluster.core.hints.pending() == 0
-        # The same for a collection no replica has.
-        cluster.shards[0][1].fail = None
-        with pytest.raises(NotFound):
-            await cluster.core.writer.upsert(
-                "missing", [DocumentInput("a", vector)], WriteConsistency.ONE, deadline()
-            )
-        assert cluster.core.hints.pending() == 0
-
-    run(scenario())
+    assert cluster.core.hints.pending() == 0
 
 
-def test_replay_drops_hints_for_a_deleted_collection() -> None:
+async def test_replay_drops_hints_for_a_deleted_collection() -> None:
     store = HintStore()
     cluster = FakeCluster(groups=1, replicas=1)
     shard = cluster.shards[0][0]
     store.add(shard.address, "gone", ops(2))
 
-    async def scenario() -> None:
-        replayer = HintReplayer(store, {shard.address: shard}.get)
-        assert await replayer.replay_due() == 0
-        assert store.pending() == 0
-
-    run(scenario())
+    replayer = HintReplayer(store, {shard.address: shard}.get)
+    assert await replayer.replay_due() == 0
+    assert store.pending() == 0

@@ -1,7 +1,5 @@
 """Reads: fan-out to every group, failover between replicas, merge, coverage."""
 
-from collections.abc import Mapping
-
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -16,7 +14,8 @@ from coordinator.core.model import (
 from coordinator.core.ports import Include
 from coordinator.core.replicas import FIRST_BACKOFF_S, MAX_BACKOFF_S, Replica, ReplicaGroup
 from shoal.errors import DataLoss, InvalidArgument, NotFound, Unavailable
-from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
+from shoal.sdk.where import where_to_filter
+from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline
 
 DIM = 8
 K = 5
@@ -59,214 +58,178 @@ async def search_ids(cluster: FakeCluster, allow_partial: bool = False) -> list[
     return ids_of(results)
 
 
-def test_search_merges_every_group_into_the_exact_ranking() -> None:
+async def test_search_merges_every_group_into_the_exact_ranking() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        results = await cluster.core.reader.search(
-            "c", [QueryInput(q) for q in QUERIES], SearchOptions(K, allow_partial=False), deadline()
-        )
-        assert (results.coverage.asked, results.coverage.answered) == (3, 3)
-        assert ids_of(results) == [exact(q) for q in QUERIES]
-        # One request per group carries all queries.
-        assert sum(shard.calls.count("search") for shard in cluster.all_shards) == 3
-
-    run(scenario())
+    await loaded(cluster)
+    results = await cluster.core.reader.search(
+        "c", [QueryInput(q) for q in QUERIES], SearchOptions(K, allow_partial=False), deadline()
+    )
+    assert (results.coverage.asked, results.coverage.answered) == (3, 3)
+    assert ids_of(results) == [exact(q) for q in QUERIES]
+    # One request per group carries all queries.
+    assert sum(shard.calls.count("search") for shard in cluster.all_shards) == 3
 
 
-def test_queries_as_one_matrix_give_the_same_answers() -> None:
+async def test_queries_as_one_matrix_give_the_same_answers() -> None:
     cluster = FakeCluster(groups=3, replicas=1)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        results = await cluster.core.reader.search("c", QUERIES, SearchOptions(K), deadline())
-        assert ids_of(results) == [exact(q) for q in QUERIES]
-        with pytest.raises(InvalidArgument, match="queries: dimension 4, collection expects 8"):
-            await cluster.core.reader.search("c", QUERIES[:, :4], SearchOptions(K), deadline())
-        bad = QUERIES.copy()
-        bad[3, 1] = np.inf
-        with pytest.raises(InvalidArgument, match="query 3: vector contains NaN or infinity"):
-            await cluster.core.reader.search("c", bad, SearchOptions(K), deadline())
-        empty = await cluster.core.reader.search("c", [], SearchOptions(K), deadline())
-        assert empty.results == []
-
-    run(scenario())
+    await loaded(cluster)
+    results = await cluster.core.reader.search("c", QUERIES, SearchOptions(K), deadline())
+    assert ids_of(results) == [exact(q) for q in QUERIES]
+    with pytest.raises(InvalidArgument, match="queries: dimension 4, collection expects 8"):
+        await cluster.core.reader.search("c", QUERIES[:, :4], SearchOptions(K), deadline())
+    bad = QUERIES.copy()
+    bad[3, 1] = np.inf
+    with pytest.raises(InvalidArgument, match="query 3: vector contains NaN or infinity"):
+        await cluster.core.reader.search("c", bad, SearchOptions(K), deadline())
+    empty = await cluster.core.reader.search("c", [], SearchOptions(K), deadline())
+    assert empty.results == []
 
 
-def test_failover_to_another_replica_keeps_full_coverage() -> None:
+async def test_failover_to_another_replica_keeps_full_coverage() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        for group in cluster.shards:
-            group[0].fail = Unavailable("connection refused")
-        for _ in range(4):
-            assert await search_ids(cluster) == [exact(q) for q in QUERIES]
-        # After a failure the dead replica goes to the back of the line: it was
-        # tried at most once per group, not on every search.
-        for group in cluster.shards:
-            assert group[0].calls.count("search") <= 1
-
-    run(scenario())
+    await loaded(cluster)
+    for group in cluster.shards:
+        group[0].fail = Unavailable("connection refused")
+    for _ in range(4):
+        assert await search_ids(cluster) == [exact(q) for q in QUERIES]
+    # After a failure the dead replica goes to the back of the line: it was
+    # tried at most once per group, not on every search.
+    for group in cluster.shards:
+        assert group[0].calls.count("search") <= 1
 
 
-def test_reads_fail_over_from_a_replica_that_could_not_load_the_collection() -> None:
+async def test_reads_fail_over_from_a_replica_that_could_not_load_the_collection() -> None:
     """DATA_LOSS is one replica's fault (its store could not be loaded), not the
     request's: searches, gets, counts and scrolls go to the other replica."""
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        for group in cluster.shards:
-            group[0].fail = DataLoss("collection 'c' could not be loaded on this replica")
-        reader = cluster.core.reader
-        for _ in range(4):
-            assert await search_ids(cluster) == [exact(q) for q in QUERIES]
-            found = await reader.get("c", IDS[:10], Include(), False, deadline())
-            assert [d.id for d in found.documents] == IDS[:10]
-            assert (await reader.count("c", False, deadline())).count == len(IDS)
-            page = await reader.scroll("c", None, 500, "", Include(), False, deadline())
-            assert [d.id for d in page.documents] == IDS
-        # The broken replica goes to the back of the line after it failed.
-        for group in cluster.shards:
-            assert len(group[0].calls) < len(group[1].calls)
-
-    run(scenario())
+    await loaded(cluster)
+    for group in cluster.shards:
+        group[0].fail = DataLoss("collection 'c' could not be loaded on this replica")
+    reader = cluster.core.reader
+    for _ in range(4):
+        assert await search_ids(cluster) == [exact(q) for q in QUERIES]
+        found = await reader.get("c", IDS[:10], Include(), False, deadline())
+        assert [d.id for d in found.documents] == IDS[:10]
+        assert (await reader.count("c", False, deadline())).count == len(IDS)
+        page = await reader.scroll("c", None, 500, "", Include(), False, deadline())
+        assert [d.id for d in page.documents] == IDS
+    # The broken replica goes to the back of the line after it failed.
+    for group in cluster.shards:
+        assert len(group[0].calls) < len(group[1].calls)
 
 
-def test_every_replica_losing_the_collection_is_data_loss() -> None:
+async def test_every_replica_losing_the_collection_is_data_loss() -> None:
     cluster = FakeCluster(groups=1, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        for replica in cluster.shards[0]:
-            replica.fail = DataLoss("collection 'c' could not be loaded on this replica")
-        with pytest.raises(DataLoss, match="shard group 0 has no readable replica"):
-            await search_ids(cluster)
-
-    run(scenario())
+    await loaded(cluster)
+    for replica in cluster.shards[0]:
+        replica.fail = DataLoss("collection 'c' could not be loaded on this replica")
+    with pytest.raises(DataLoss, match="shard group 0 has no readable replica"):
+        await search_ids(cluster)
 
 
-def test_hung_replica_gets_only_part_of_the_deadline() -> None:
+async def test_hung_replica_gets_only_part_of_the_deadline() -> None:
     cluster = FakeCluster(groups=1, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        cluster.shards[0][0].hang = True
-        cluster.shards[0][1].hang = False
-        # Whichever replica is tried first, the other one still gets time.
-        for _ in range(2):
-            results = await cluster.core.reader.search(
-                "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=False), deadline(1.0)
-            )
-            assert [h.id for h in results.results[0].hits] == exact(QUERIES[0])
-
-    run(scenario())
+    await loaded(cluster)
+    cluster.shards[0][0].hang = True
+    cluster.shards[0][1].hang = False
+    # Whichever replica is tried first, the other one still gets time.
+    for _ in range(2):
+        results = await cluster.core.reader.search(
+            "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=False), deadline(1.0)
+        )
+        assert [h.id for h in results.results[0].hits] == exact(QUERIES[0])
 
 
-def test_group_without_live_replica_is_unavailable_unless_partial_allowed() -> None:
+async def test_group_without_live_replica_is_unavailable_unless_partial_allowed() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        for replica in cluster.shards[1]:
-            replica.fail = Unavailable("connection refused")
-        with pytest.raises(Unavailable, match="shard group 1 has no live replica"):
-            await search_ids(cluster)
-        results = await cluster.core.reader.search(
-            "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=True), deadline()
-        )
-        assert (results.coverage.asked, results.coverage.answered) == (3, 2)
-        config = await cluster.core.catalog.config("c", deadline())
-        reachable = [i for i in IDS if cluster.topology.group_of(i, config.partitions) != 1]
-        scores = {i: float(VECTORS[IDS.index(i)] @ QUERIES[0]) for i in reachable}
-        expected = sorted(reachable, key=lambda i: (-scores[i], i))[:K]
-        assert [h.id for h in results.results[0].hits] == expected
+    await loaded(cluster)
+    for replica in cluster.shards[1]:
+        replica.fail = Unavailable("connection refused")
+    with pytest.raises(Unavailable, match="shard group 1 has no live replica"):
+        await search_ids(cluster)
+    results = await cluster.core.reader.search(
+        "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=True), deadline()
+    )
+    assert (results.coverage.asked, results.coverage.answered) == (3, 2)
+    config = await cluster.core.catalog.config("c", deadline())
+    reachable = [i for i in IDS if cluster.topology.group_of(i, config.partitions) != 1]
+    scores = {i: float(VECTORS[IDS.index(i)] @ QUERIES[0]) for i in reachable}
+    expected = sorted(reachable, key=lambda i: (-scores[i], i))[:K]
+    assert [h.id for h in results.results[0].hits] == expected
 
-        count = await cluster.core.reader.count("c", True, deadline())
-        assert count.coverage.answered == 2
-        assert count.count == len(reachable)
-
-    run(scenario())
+    count = await cluster.core.reader.count("c", True, deadline())
+    assert count.coverage.answered == 2
+    assert count.count == len(reachable)
 
 
-def test_hung_group_with_partial_results_answers_before_the_deadline() -> None:
+async def test_hung_group_with_partial_results_answers_before_the_deadline() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        cluster.shards[0][0].hang = True
-        results = await cluster.core.reader.search(
-            "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=True), deadline(0.5)
-        )
-        assert (results.coverage.asked, results.coverage.answered) == (2, 1)
-
-    run(scenario())
+    await loaded(cluster)
+    cluster.shards[0][0].hang = True
+    results = await cluster.core.reader.search(
+        "c", [QueryInput(QUERIES[0])], SearchOptions(K, allow_partial=True), deadline(0.5)
+    )
+    assert (results.coverage.asked, results.coverage.answered) == (2, 1)
 
 
-def test_get_returns_request_order_and_asks_only_owning_groups() -> None:
+async def test_get_returns_request_order_and_asks_only_owning_groups() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        wanted = ["d007", "nope", "d100", "d003"]
-        found = await cluster.core.reader.get("c", wanted, Include(), False, deadline())
-        assert [d.id for d in found.documents] == ["d007", "d100", "d003"]
-        config = await cluster.core.catalog.config("c", deadline())
-        owners = {cluster.topology.group_of(i, config.partitions) for i in wanted}
-        assert found.coverage.asked == len(owners)
-        asked = {g for g, group in enumerate(cluster.shards) for s in group if "get" in s.calls}
-        assert asked == owners
-
-    run(scenario())
+    await loaded(cluster)
+    wanted = ["d007", "nope", "d100", "d003"]
+    found = await cluster.core.reader.get("c", wanted, Include(), False, deadline())
+    assert [d.id for d in found.documents] == ["d007", "d100", "d003"]
+    config = await cluster.core.catalog.config("c", deadline())
+    owners = {cluster.topology.group_of(i, config.partitions) for i in wanted}
+    assert found.coverage.asked == len(owners)
+    asked = {g for g, group in enumerate(cluster.shards) for s in group if "get" in s.calls}
+    assert asked == owners
 
 
-def test_count_sums_the_groups() -> None:
+async def test_count_sums_the_groups() -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        result = await cluster.core.reader.count("c", False, deadline())
-        assert result.count == len(IDS)
-        assert (result.coverage.asked, result.coverage.answered) == (3, 3)
-
-    run(scenario())
+    await loaded(cluster)
+    result = await cluster.core.reader.count("c", False, deadline())
+    assert result.count == len(IDS)
+    assert (result.coverage.asked, result.coverage.answered) == (3, 3)
 
 
-def test_text_queries_are_embedded_next_to_vector_queries() -> None:
+async def test_text_queries_are_embedded_next_to_vector_queries() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
 
-    async def scenario() -> None:
-        await cluster.create("t", model="hash-8")
-        docs = [DocumentInput(f"t{i}", None, f"text {i}") for i in range(12)]
-        await cluster.core.writer.upsert("t", docs, WriteConsistency.ALL, deadline())
-        queries = [QueryInput(text="text 4"), QueryInput(VECTORS[0]), QueryInput(text="text 9")]
-        results = await cluster.core.reader.search(
-            "t", queries, SearchOptions(1, allow_partial=False), deadline()
-        )
-        assert [result.hits[0].id for result in results.results[::2]] == ["t4", "t9"]
-        with pytest.raises(InvalidArgument, match="query 1: vector contains NaN"):
-            bad = [QueryInput(text="text 4"), QueryInput(np.full(DIM, np.nan, np.float32))]
-            await cluster.core.reader.search("t", bad, SearchOptions(1), deadline())
-        assert results.results[0].hits[0].score == pytest.approx(1.0, abs=1e-5)
-
-    run(scenario())
+    await cluster.create("t", model="hash-8")
+    docs = [DocumentInput(f"t{i}", None, f"text {i}") for i in range(12)]
+    await cluster.core.writer.upsert("t", docs, WriteConsistency.ALL, deadline())
+    queries = [QueryInput(text="text 4"), QueryInput(VECTORS[0]), QueryInput(text="text 9")]
+    results = await cluster.core.reader.search(
+        "t", queries, SearchOptions(1, allow_partial=False), deadline()
+    )
+    assert [result.hits[0].id for result in results.results[::2]] == ["t4", "t9"]
+    with pytest.raises(InvalidArgument, match="query 1: vector contains NaN"):
+        bad = [QueryInput(text="text 4"), QueryInput(np.full(DIM, np.nan, np.float32))]
+        await cluster.core.reader.search("t", bad, SearchOptions(1), deadline())
+    assert results.results[0].hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_unknown_collection_on_the_shards_is_not_found() -> None:
+async def test_unknown_collection_on_the_shards_is_not_found() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
 
-    async def scenario() -> None:
-        await loaded(cluster)
-        for replica in cluster.all_shards:
-            replica.collections.clear()
-        with pytest.raises(NotFound):
-            await search_ids(cluster)
-        with pytest.raises(NotFound):
-            await cluster.core.reader.count("c", False, deadline())
-
-    run(scenario())
+    await loaded(cluster)
+    for replica in cluster.all_shards:
+        replica.collections.clear()
+    with pytest.raises(NotFound):
+        await search_ids(cluster)
+    with pytest.raises(NotFound):
+        await cluster.core.reader.count("c", False, deadline())
 
 
 def test_replica_choice_prefers_fewest_in_flight_then_takes_turns() -> None:
@@ -292,10 +255,8 @@ def test_replica_choice_prefers_fewest_in_flight_then_takes_turns() -> None:
     assert replicas[1].failures == 0
 
 
-def is_even(metadata: Mapping[str, object]) -> bool:
-    """A filter for the fake shards, which take a predicate on the metadata."""
-    number = metadata.get("n")
-    return isinstance(number, int) and number % 2 == 0
+#: The documents whose metadata "n" is even (see `loaded_with_numbers`).
+is_even = where_to_filter({"n": {"$in": list(range(0, len(IDS), 2))}})
 
 
 async def loaded_with_numbers(cluster: FakeCluster) -> None:
@@ -304,60 +265,50 @@ async def loaded_with_numbers(cluster: FakeCluster) -> None:
     await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
 
 
-def test_filter_and_score_threshold_reach_the_shards() -> None:
+async def test_filter_and_score_threshold_reach_the_shards() -> None:
     cluster = FakeCluster(groups=3, replicas=1)
 
-    async def scenario() -> None:
-        await loaded_with_numbers(cluster)
-        options = SearchOptions(K, filter=is_even, score_threshold=0.2)
-        results = await cluster.core.reader.search(
-            "c", [QueryInput(QUERIES[0])], options, deadline()
-        )
-        scores = VECTORS @ QUERIES[0]
-        expected = [i for i in exact(QUERIES[0], len(IDS)) if IDS.index(i) % 2 == 0]
-        expected = [i for i in expected if scores[IDS.index(i)] >= 0.2][:K]
-        assert ids_of(results) == [expected]
-        counted = await cluster.core.reader.count("c", False, deadline(), filter=is_even)
-        assert counted.count == len(IDS) // 2
-
-    run(scenario())
+    await loaded_with_numbers(cluster)
+    options = SearchOptions(K, filter=is_even, score_threshold=0.2)
+    results = await cluster.core.reader.search("c", [QueryInput(QUERIES[0])], options, deadline())
+    scores = VECTORS @ QUERIES[0]
+    expected = [i for i in exact(QUERIES[0], len(IDS)) if IDS.index(i) % 2 == 0]
+    expected = [i for i in expected if scores[IDS.index(i)] >= 0.2][:K]
+    assert ids_of(results) == [expected]
+    counted = await cluster.core.reader.count("c", False, deadline(), filter=is_even)
+    assert counted.count == len(IDS) // 2
 
 
 @pytest.mark.parametrize("page_size", [1, 7, 100, 1000])
-def test_scroll_pages_through_every_group_in_id_order(page_size: int) -> None:
+async def test_scroll_pages_through_every_group_in_id_order(page_size: int) -> None:
     cluster = FakeCluster(groups=3, replicas=2)
 
-    async def scenario() -> list[str]:
-        await loaded_with_numbers(cluster)
-        seen: list[str] = []
-        cursor = ""
-        for _ in range(200):
-            page = await cluster.core.reader.scroll(
-                "c", is_even, page_size, cursor, Include(), False, deadline()
-            )
-            assert len(page.documents) <= page_size
-            assert (page.coverage.asked, page.coverage.answered) == (3, 3)
-            seen += [document.id for document in page.documents]
-            cursor = page.cursor
-            if not cursor:
-                return seen
+    await loaded_with_numbers(cluster)
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(200):
+        page = await cluster.core.reader.scroll(
+            "c", is_even, page_size, cursor, Include(), False, deadline()
+        )
+        assert len(page.documents) <= page_size
+        assert (page.coverage.asked, page.coverage.answered) == (3, 3)
+        seen += [document.id for document in page.documents]
+        cursor = page.cursor
+        if not cursor:
+            break
+    else:
         raise AssertionError("scroll never ended")
-
-    seen = run(scenario())
     assert seen == sorted(i for n, i in enumerate(IDS) if n % 2 == 0)
 
 
-def test_scroll_rejects_bad_cursors_and_page_sizes() -> None:
+async def test_scroll_rejects_bad_cursors_and_page_sizes() -> None:
     cluster = FakeCluster(groups=1, replicas=1)
 
-    async def scenario(page_size: int, cursor: str) -> None:
-        await loaded(cluster)
-        await cluster.core.reader.scroll("c", None, page_size, cursor, Include(), False, deadline())
-
+    await loaded(cluster)
     with pytest.raises(InvalidArgument, match="cursor"):
-        run(scenario(10, "not base64!"))
+        await cluster.core.reader.scroll("c", None, 10, "not base64!", Include(), False, deadline())
     with pytest.raises(InvalidArgument, match="page_size"):
-        run(scenario(1001, ""))
+        await cluster.core.reader.scroll("c", None, 1001, "", Include(), False, deadline())
 
 
 def test_replica_back_off_stays_bounded_however_long_it_keeps_failing() -> None:

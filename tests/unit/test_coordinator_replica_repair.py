@@ -13,7 +13,7 @@ from coordinator.core.ports import Include, WriteOp
 from coordinator.core.read_repair import choose
 from shoal.errors import DataLoss, NotFound, Unavailable
 from shoal.partitioning import partition_of
-from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
+from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline
 
 DIM = 8
 EVERYTHING = Include(metadata=True, text=True, vector=True)
@@ -79,22 +79,19 @@ async def stale_cluster(
     return cluster, stale
 
 
-def test_get_at_all_answers_with_the_newest_and_repairs_the_stale_replica() -> None:
-    async def scenario() -> None:
-        cluster, stale = await stale_cluster()
-        assert stale.documents["c"]["d1"].op.metadata == {"round": 1}
-        found = await cluster.core.reader.get(
-            "c", ["d1", "d2", "d3"], EVERYTHING, False, deadline(), ReadConsistency.ALL
-        )
-        documents = {d.id: d for d in found.documents}
-        assert set(documents) == {"d1", "d3"}  # d2's tombstone is newer than its live copy
-        d1 = documents["d1"]
-        assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
-        await cluster.core.background.drain(1)
-        assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
-        assert stale.documents["c"]["d2"].op.deleted
-
-    run(scenario())
+async def test_get_at_all_answers_with_the_newest_and_repairs_the_stale_replica() -> None:
+    cluster, stale = await stale_cluster()
+    assert stale.documents["c"]["d1"].op.metadata == {"round": 1}
+    found = await cluster.core.reader.get(
+        "c", ["d1", "d2", "d3"], EVERYTHING, False, deadline(), ReadConsistency.ALL
+    )
+    documents = {d.id: d for d in found.documents}
+    assert set(documents) == {"d1", "d3"}  # d2's tombstone is newer than its live copy
+    d1 = documents["d1"]
+    assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
+    await cluster.core.background.drain(1)
+    assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
+    assert stale.documents["c"]["d2"].op.deleted
 
 
 def incarnate(cluster: FakeCluster, incarnation: int) -> None:
@@ -106,105 +103,87 @@ def incarnate(cluster: FakeCluster, incarnation: int) -> None:
     cluster.core.catalog.invalidate("c")
 
 
-def test_read_repair_and_verify_repair_carry_the_incarnation() -> None:
+async def test_read_repair_and_verify_repair_carry_the_incarnation() -> None:
     """Repairs wrote with no incarnation, which a replica cannot check: a repair
     that raced a drop and recreate could carry the old collection's records into
     the new one."""
 
-    async def scenario() -> None:
-        cluster, stale = await stale_cluster()
-        incarnate(cluster, 7)
-        await cluster.core.reader.get(
-            "c", ["d1", "d2"], EVERYTHING, False, deadline(), ReadConsistency.ALL
-        )
-        await cluster.core.background.drain(1)
-        assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
-        assert stale.incarnations == [7]
+    cluster, stale = await stale_cluster()
+    incarnate(cluster, 7)
+    await cluster.core.reader.get(
+        "c", ["d1", "d2"], EVERYTHING, False, deadline(), ReadConsistency.ALL
+    )
+    await cluster.core.background.drain(1)
+    assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
+    assert stale.incarnations == [7]
 
-        cluster, stale = await stale_cluster()
-        incarnate(cluster, 9)
-        report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
-        assert report.repaired == 2
-        assert stale.incarnations and set(stale.incarnations) == {9}  # a write per partition
-
-    run(scenario())
+    cluster, stale = await stale_cluster()
+    incarnate(cluster, 9)
+    report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
+    assert report.repaired == 2
+    assert stale.incarnations and set(stale.incarnations) == {9}  # a write per partition
 
 
-def test_get_at_quorum_reads_a_majority_and_fails_over() -> None:
-    async def scenario() -> None:
-        cluster, _ = await stale_cluster()
-        cluster.shards[0][0].fail = Unavailable("down")
-        found = await cluster.core.reader.get(
-            "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.QUORUM
-        )
-        # Of the two that answer one is stale: the newest version still wins.
-        assert [d.id for d in found.documents] == ["d1"]
-        d1 = found.documents[0]
-        assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
-        asked = [shard for shard in cluster.shards[0] if "fetch" in shard.calls]
-        assert len(asked) == 3  # the failed one, then its replacement
-
-    run(scenario())
+async def test_get_at_quorum_reads_a_majority_and_fails_over() -> None:
+    cluster, _ = await stale_cluster()
+    cluster.shards[0][0].fail = Unavailable("down")
+    found = await cluster.core.reader.get(
+        "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.QUORUM
+    )
+    # Of the two that answer one is stale: the newest version still wins.
+    assert [d.id for d in found.documents] == ["d1"]
+    d1 = found.documents[0]
+    assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
+    asked = [shard for shard in cluster.shards[0] if "fetch" in shard.calls]
+    assert len(asked) == 3  # the failed one, then its replacement
 
 
-def test_get_at_quorum_with_a_hung_replica_answers_within_the_deadline() -> None:
+async def test_get_at_quorum_with_a_hung_replica_answers_within_the_deadline() -> None:
     """A stopped replica (SIGSTOP) took the whole deadline of every QUORUM get
     that asked it, leaving none for a spare: whichever replica hangs, the get
     answers, well within its deadline, with the newest version."""
 
-    async def scenario() -> None:
-        cluster, _ = await stale_cluster()
-        for hung in cluster.shards[0]:
-            for shard in cluster.shards[0]:
-                shard.hang = shard is hung
-            for _ in range(3):
-                started = time.monotonic()
-                found = await cluster.core.reader.get(
-                    "c", ["d1"], EVERYTHING, False, deadline(1.0), ReadConsistency.QUORUM
-                )
-                assert time.monotonic() - started < 0.9
-                d1 = found.documents[0]
-                assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
-
-    run(scenario())
-
-
-def test_get_at_quorum_fails_over_from_a_replica_that_lost_the_collection() -> None:
-    async def scenario() -> None:
-        cluster, _ = await stale_cluster()
-        cluster.shards[0][0].fail = DataLoss("collection 'c' could not be loaded")
+    cluster, _ = await stale_cluster()
+    for hung in cluster.shards[0]:
+        for shard in cluster.shards[0]:
+            shard.hang = shard is hung
         for _ in range(3):
+            started = time.monotonic()
             found = await cluster.core.reader.get(
-                "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.QUORUM
+                "c", ["d1"], EVERYTHING, False, deadline(1.0), ReadConsistency.QUORUM
             )
-            assert [d.id for d in found.documents] == ["d1"]
+            assert time.monotonic() - started < 0.9
+            d1 = found.documents[0]
+            assert isinstance(d1, WriteOp) and d1.metadata == {"round": 2}
 
-    run(scenario())
 
-
-def test_get_fails_when_too_few_replicas_answer_unless_partial_is_allowed() -> None:
-    async def scenario() -> None:
-        cluster, _ = await stale_cluster()
-        cluster.shards[0][0].fail = Unavailable("down")
-        with pytest.raises(Unavailable, match="read consistency all needs 3"):
-            await cluster.core.reader.get(
-                "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.ALL
-            )
+async def test_get_at_quorum_fails_over_from_a_replica_that_lost_the_collection() -> None:
+    cluster, _ = await stale_cluster()
+    cluster.shards[0][0].fail = DataLoss("collection 'c' could not be loaded")
+    for _ in range(3):
         found = await cluster.core.reader.get(
-            "c", ["d1"], EVERYTHING, True, deadline(), ReadConsistency.ALL
+            "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.QUORUM
         )
-        assert found.documents == [] and found.coverage.answered == 0
-
-    run(scenario())
+        assert [d.id for d in found.documents] == ["d1"]
 
 
-def test_get_at_one_is_the_plain_read() -> None:
-    async def scenario() -> None:
-        cluster, _ = await stale_cluster()
-        await cluster.core.reader.get("c", ["d1"], EVERYTHING, False, deadline())
-        assert not any("fetch" in shard.calls for shard in cluster.shards[0])
+async def test_get_fails_when_too_few_replicas_answer_unless_partial_is_allowed() -> None:
+    cluster, _ = await stale_cluster()
+    cluster.shards[0][0].fail = Unavailable("down")
+    with pytest.raises(Unavailable, match="read consistency all needs 3"):
+        await cluster.core.reader.get(
+            "c", ["d1"], EVERYTHING, False, deadline(), ReadConsistency.ALL
+        )
+    found = await cluster.core.reader.get(
+        "c", ["d1"], EVERYTHING, True, deadline(), ReadConsistency.ALL
+    )
+    assert found.documents == [] and found.coverage.answered == 0
 
-    run(scenario())
+
+async def test_get_at_one_is_the_plain_read() -> None:
+    cluster, _ = await stale_cluster()
+    await cluster.core.reader.get("c", ["d1"], EVERYTHING, False, deadline())
+    assert not any("fetch" in shard.calls for shard in cluster.shards[0])
 
 
 # -- VerifyReplicas ------------------------------------------------------------
@@ -225,71 +204,59 @@ class Recorder:
         self.repairs[(group, source)] += documents
 
 
-def test_verify_counts_differing_documents_and_repairs_them() -> None:
-    async def scenario() -> None:
-        recorder = Recorder()
-        cluster, stale = await stale_cluster(recorder)
-        verifier = cluster.core.verifier
-        report = await verifier.verify("c", repair=False, deadline=deadline())
-        assert report.differing == 2 and report.repaired == 0
-        (group,) = report.groups
-        assert group.unreachable == []
-        partitions = {partition_of(i, 16) for i in ("d1", "d2")}
-        assert {p.partition for p in group.partitions} == partitions
-        for partition in group.partitions:
-            assert [r.address for r in partition.replicas] == [s.address for s in cluster.shards[0]]
-            digests = {(r.records, r.hash) for r in partition.replicas}
-            assert len(digests) == 2  # two replicas agree, the stale one does not
-        assert recorder.divergence[0] == 2
+async def test_verify_counts_differing_documents_and_repairs_them() -> None:
+    recorder = Recorder()
+    cluster, stale = await stale_cluster(recorder)
+    verifier = cluster.core.verifier
+    report = await verifier.verify("c", repair=False, deadline=deadline())
+    assert report.differing == 2 and report.repaired == 0
+    (group,) = report.groups
+    assert group.unreachable == []
+    partitions = {partition_of(i, 16) for i in ("d1", "d2")}
+    assert {p.partition for p in group.partitions} == partitions
+    for partition in group.partitions:
+        assert [r.address for r in partition.replicas] == [s.address for s in cluster.shards[0]]
+        digests = {(r.records, r.hash) for r in partition.replicas}
+        assert len(digests) == 2  # two replicas agree, the stale one does not
+    assert recorder.divergence[0] == 2
 
-        report = await verifier.verify("c", repair=True, deadline=deadline())
-        assert (report.differing, report.repaired) == (2, 2)
-        assert recorder.repairs[(0, "verify")] == 2
-        assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
-        assert stale.documents["c"]["d2"].op.deleted
+    report = await verifier.verify("c", repair=True, deadline=deadline())
+    assert (report.differing, report.repaired) == (2, 2)
+    assert recorder.repairs[(0, "verify")] == 2
+    assert stale.documents["c"]["d1"].op.metadata == {"round": 2}
+    assert stale.documents["c"]["d2"].op.deleted
 
-        report = await verifier.verify("c", repair=False, deadline=deadline())
-        assert report.differing == 0 and report.groups[0].partitions == []
-        assert report.groups[0].partitions_compared == len(
-            {partition_of(f"d{i}", 16) for i in range(6)}
-        )
-
-    run(scenario())
+    report = await verifier.verify("c", repair=False, deadline=deadline())
+    assert report.differing == 0 and report.groups[0].partitions == []
+    assert report.groups[0].partitions_compared == len(
+        {partition_of(f"d{i}", 16) for i in range(6)}
+    )
 
 
-def test_verify_lists_unreachable_replicas_and_compares_the_rest() -> None:
-    async def scenario() -> None:
-        cluster, stale = await stale_cluster()
-        stale.fail = Unavailable("down")
-        report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
-        assert report.groups[0].unreachable == [stale.address]
-        assert report.differing == 0
-
-    run(scenario())
+async def test_verify_lists_unreachable_replicas_and_compares_the_rest() -> None:
+    cluster, stale = await stale_cluster()
+    stale.fail = Unavailable("down")
+    report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
+    assert report.groups[0].unreachable == [stale.address]
+    assert report.differing == 0
 
 
-def test_verify_of_an_unknown_collection_is_not_found() -> None:
-    async def scenario() -> None:
-        cluster = FakeCluster(groups=2, replicas=2)
-        await cluster.create("c", DIM)
-        with pytest.raises(NotFound):
-            await cluster.core.verifier.verify("nope", repair=False, deadline=deadline())
-
-    run(scenario())
+async def test_verify_of_an_unknown_collection_is_not_found() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+    await cluster.create("c", DIM)
+    with pytest.raises(NotFound):
+        await cluster.core.verifier.verify("nope", repair=False, deadline=deadline())
 
 
-def test_verify_repairs_a_replica_that_lost_everything() -> None:
-    async def scenario() -> None:
-        cluster = FakeCluster(groups=2, replicas=2)
-        await cluster.create("c", DIM)
-        documents = [DocumentInput(f"d{i}", vector(i)) for i in range(40)]
-        await cluster.core.writer.upsert("c", documents, WriteConsistency.ALL, deadline())
-        await cluster.core.writer.delete("c", ["d0", "d1"], WriteConsistency.ALL, deadline())
-        empty = cluster.shards[1][0]
-        lost = len(empty.documents["c"])
-        empty.documents["c"].clear()
-        report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
-        assert report.differing == lost and report.repaired == lost
-        assert empty.documents["c"] == cluster.shards[1][1].documents["c"]
-
-    run(scenario())
+async def test_verify_repairs_a_replica_that_lost_everything() -> None:
+    cluster = FakeCluster(groups=2, replicas=2)
+    await cluster.create("c", DIM)
+    documents = [DocumentInput(f"d{i}", vector(i)) for i in range(40)]
+    await cluster.core.writer.upsert("c", documents, WriteConsistency.ALL, deadline())
+    await cluster.core.writer.delete("c", ["d0", "d1"], WriteConsistency.ALL, deadline())
+    empty = cluster.shards[1][0]
+    lost = len(empty.documents["c"])
+    empty.documents["c"].clear()
+    report = await cluster.core.verifier.verify("c", repair=True, deadline=deadline())
+    assert report.differing == lost and report.repaired == lost
+    assert empty.documents["c"] == cluster.shards[1][1].documents["c"]

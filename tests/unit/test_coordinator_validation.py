@@ -17,7 +17,7 @@ from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument, NotFound, ResourceExhausted, ShoalError
 from shoal.v1 import common_pb2, shoal_pb2
 from shoal.vectors import vector_to_f32
-from tests.unit.coordinator_fakes import FakeCluster, deadline, run
+from tests.unit.coordinator_fakes import FakeCluster, deadline
 
 DIM = 8
 PLAIN = CollectionConfig("plain", DIM, Metric.COSINE, 16, 200, 64, "", 16)
@@ -138,47 +138,41 @@ def test_bad_searches(case: str) -> None:
         check_search(config, queries, k, ef)
 
 
-def test_search_nan_is_caught_for_the_whole_batch() -> None:
+async def test_search_nan_is_caught_for_the_whole_batch() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
 
-    async def scenario() -> None:
-        await cluster.create("plain", DIM)
-        queries = [QueryInput(vec()), QueryInput(vec(np.nan))]
-        await cluster.core.reader.search("plain", queries, SearchOptions(5), deadline())
-
+    await cluster.create("plain", DIM)
+    queries = [QueryInput(vec()), QueryInput(vec(np.nan))]
     with pytest.raises(InvalidArgument, match="query 1: vector contains NaN"):
-        run(scenario())
+        await cluster.core.reader.search("plain", queries, SearchOptions(5), deadline())
     assert all("search" not in shard.calls for shard in cluster.all_shards)
 
 
 @pytest.mark.parametrize("case", ["NaN", "duplicate ids", "text without model", "empty id"])
-def test_bad_upsert_writes_nothing(case: str) -> None:
+async def test_bad_upsert_writes_nothing(case: str) -> None:
     cluster = FakeCluster(groups=2, replicas=2)
     _, documents, error, _ = BAD_DOCUMENTS[case]
 
-    async def scenario() -> None:
-        await cluster.create("plain", DIM)
-        good = [doc(f"good-{i}") for i in range(20)]
+    await cluster.create("plain", DIM)
+    good = [doc(f"good-{i}") for i in range(20)]
+    with pytest.raises(error):
         await cluster.core.writer.upsert(
             "plain", [*good, *documents], WriteConsistency.QUORUM, deadline()
         )
-
-    with pytest.raises(error):
-        run(scenario())
     assert all("write" not in shard.calls for shard in cluster.all_shards)
 
 
-def test_unknown_collection_is_not_found() -> None:
+async def test_unknown_collection_is_not_found() -> None:
     cluster = FakeCluster()
     with pytest.raises(NotFound, match="'nope'"):
-        run(cluster.core.writer.upsert("nope", [doc()], WriteConsistency.ONE, deadline()))
+        await cluster.core.writer.upsert("nope", [doc()], WriteConsistency.ONE, deadline())
 
 
-def test_collection_name_with_path_characters() -> None:
+async def test_collection_name_with_path_characters() -> None:
     cluster = FakeCluster()
     for name in ["../x", "a/b", "", ".hidden"]:
         with pytest.raises(InvalidArgument, match="name"):
-            run(cluster.core.reader.count(name, False, deadline()))
+            await cluster.core.reader.count(name, False, deadline())
 
 
 # The api layer's part: malformed messages.

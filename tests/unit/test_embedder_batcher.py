@@ -7,8 +7,9 @@ more requests queue up behind the batch in flight.
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import numpy as np
 import numpy.typing as npt
@@ -59,28 +60,23 @@ def executor() -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-Scenario = Callable[[DynamicBatcher], Awaitable[None]]
-
-
-def run_with(
+@asynccontextmanager
+async def batching(
     encoder: RecordingEncoder,
     executor: ThreadPoolExecutor,
-    scenario: Scenario,
     max_batch: int = 8,
     max_wait: float = LONG_WAIT,
     max_queued: int = 10_000,
     observer: BatchObserver | None = None,
-) -> None:
-    async def main() -> None:
-        batcher = DynamicBatcher(encoder, executor, max_batch, max_wait, max_queued, observer)
-        batcher.start()
-        try:
-            await scenario(batcher)
-        finally:
-            encoder.gate.set()
-            await batcher.stop()
-
-    asyncio.run(main())
+) -> AsyncIterator[DynamicBatcher]:
+    """A started batcher; on the way out the encoder's gate opens and the batcher stops."""
+    batcher = DynamicBatcher(encoder, executor, max_batch, max_wait, max_queued, observer)
+    batcher.start()
+    try:
+        yield batcher
+    finally:
+        encoder.gate.set()
+        await batcher.stop()
 
 
 async def wait_until_encoding(encoder: RecordingEncoder) -> None:
@@ -96,23 +92,21 @@ def expected(rows_for: Sequence[str]) -> npt.NDArray[np.float32]:
     return HashEncoder(DIM).encode(rows_for)
 
 
-def test_concurrent_requests_merge_into_one_batch(executor: ThreadPoolExecutor) -> None:
+async def test_concurrent_requests_merge_into_one_batch(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
     inputs = [[f"request {i}"] for i in range(8)]
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=8) as batcher:
         results = await asyncio.gather(*(batcher.embed(one) for one in inputs))
         for one, rows in zip(inputs, results, strict=True):
             np.testing.assert_array_equal(rows, expected(one))
-
-    run_with(encoder, executor, scenario, max_batch=8)
     assert encoder.sizes == [8]
 
 
-def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor) -> None:
+async def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder(gated=True)
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=8, max_wait=0.0) as batcher:
         first = asyncio.create_task(batcher.embed(["first"]))
         await wait_until_encoding(encoder)
         later = [asyncio.create_task(batcher.embed([f"later {i}"])) for i in range(5)]
@@ -121,17 +115,15 @@ def test_requests_queue_behind_the_batch_in_flight(executor: ThreadPoolExecutor)
         await first
         for i, task in enumerate(later):
             np.testing.assert_array_equal(await task, expected([f"later {i}"]))
-
-    run_with(encoder, executor, scenario, max_batch=8, max_wait=0.0)
     assert encoder.sizes == [1, 5]
 
 
-def test_after_a_batch_of_several_callers_the_next_batch_waits_to_fill(
+async def test_after_a_batch_of_several_callers_the_next_batch_waits_to_fill(
     executor: ThreadPoolExecutor,
 ) -> None:
     encoder = RecordingEncoder()
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=8) as batcher:
         # A lone caller is served at once, however long max_wait is.
         await batcher.embed(["alone"])
         await asyncio.gather(*(batcher.embed([f"first {i}"]) for i in range(4)))
@@ -143,29 +135,25 @@ def test_after_a_batch_of_several_callers_the_next_batch_waits_to_fill(
         later.append(asyncio.create_task(batcher.embed(["later 7"])))
         for i, task in enumerate(later):
             np.testing.assert_array_equal(await task, expected([f"later {i}"]))
-
-    run_with(encoder, executor, scenario, max_batch=8)
     assert encoder.sizes == [1, 4, 8]
 
 
-def test_a_large_request_is_split_and_answered_as_one(executor: ThreadPoolExecutor) -> None:
+async def test_a_large_request_is_split_and_answered_as_one(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
     big = texts("big", 10)
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=4, max_wait=0.0) as batcher:
         rows = await batcher.embed(big)
         assert rows.shape == (10, DIM)
         np.testing.assert_array_equal(rows, expected(big))
-
-    run_with(encoder, executor, scenario, max_batch=4, max_wait=0.0)
     assert encoder.sizes == [4, 4, 2]
 
 
-def test_mixed_requests_get_their_own_rows(executor: ThreadPoolExecutor) -> None:
+async def test_mixed_requests_get_their_own_rows(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder(gated=True)
     requests = [texts("a", 3), texts("b", 6), texts("c", 1), texts("d", 5)]
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=4, max_wait=0.0) as batcher:
         blocker = asyncio.create_task(batcher.embed(["blocker"]))
         await wait_until_encoding(encoder)
         tasks = [asyncio.create_task(batcher.embed(request)) for request in requests]
@@ -174,16 +162,14 @@ def test_mixed_requests_get_their_own_rows(executor: ThreadPoolExecutor) -> None
         await blocker
         for request, task in zip(requests, tasks, strict=True):
             np.testing.assert_array_equal(await task, expected(request))
-
-    run_with(encoder, executor, scenario, max_batch=4, max_wait=0.0)
     assert encoder.sizes == [1, 4, 4, 4, 3]  # 15 queued texts packed into full batches
     assert all(size <= 4 for size in encoder.sizes)
 
 
-def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) -> None:
+async def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder(poison="boom", gated=True)
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=2, max_wait=0.0) as batcher:
         blocker = asyncio.create_task(batcher.embed(["blocker"]))
         await wait_until_encoding(encoder)
         # max_batch 2: ["x", "boom"] is one batch; "y" is then dropped, not encoded.
@@ -197,31 +183,27 @@ def test_a_failed_batch_fails_only_its_requests(executor: ThreadPoolExecutor) ->
         np.testing.assert_array_equal(await healthy, expected(["fine"]))
         # The batcher keeps serving after the failure.
         np.testing.assert_array_equal(await batcher.embed(["after"]), expected(["after"]))
-
-    run_with(encoder, executor, scenario, max_batch=2, max_wait=0.0)
     assert encoder.batches[1] == ["x", "boom"]
     # The rest of the failed request is not encoded for nobody.
     assert encoder.batches[2] == ["fine"]
 
 
-def test_a_wrongly_shaped_encoder_result_is_an_internal_error(
+async def test_a_wrongly_shaped_encoder_result_is_an_internal_error(
     executor: ThreadPoolExecutor,
 ) -> None:
     class Truncating(RecordingEncoder):
         def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
             return super().encode(texts)[:-1]
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(Truncating(), executor, max_wait=0.0) as batcher:
         with pytest.raises(Internal):
             await batcher.embed(["one", "two"])
 
-    run_with(Truncating(), executor, scenario, max_wait=0.0)
 
-
-def test_a_cancelled_request_is_not_encoded(executor: ThreadPoolExecutor) -> None:
+async def test_a_cancelled_request_is_not_encoded(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder(gated=True)
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_wait=0.0) as batcher:
         blocker = asyncio.create_task(batcher.embed(["blocker"]))
         await wait_until_encoding(encoder)
         gone = asyncio.create_task(batcher.embed(["caller went away"]))
@@ -233,29 +215,25 @@ def test_a_cancelled_request_is_not_encoded(executor: ThreadPoolExecutor) -> Non
         np.testing.assert_array_equal(await kept, expected(["caller waits"]))
         with pytest.raises(asyncio.CancelledError):
             await gone
-
-    run_with(encoder, executor, scenario, max_wait=0.0)
     assert "caller went away" not in encoder.seen
     assert encoder.sizes == [1, 1]
 
 
-def test_a_request_past_its_deadline_is_not_encoded(executor: ThreadPoolExecutor) -> None:
+async def test_a_request_past_its_deadline_is_not_encoded(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_wait=0.0) as batcher:
         past = asyncio.get_running_loop().time() - 1.0
         with pytest.raises(DeadlineExceeded):
             await batcher.embed(["too late"], deadline=past)
         await batcher.embed(["in time"], deadline=asyncio.get_running_loop().time() + 60)
-
-    run_with(encoder, executor, scenario, max_wait=0.0)
     assert encoder.seen == {"in time"}
 
 
-def test_stop_fails_queued_requests(executor: ThreadPoolExecutor) -> None:
+async def test_stop_fails_queued_requests(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=8, max_wait=LONG_WAIT) as batcher:
         # max_wait is long and the batch is not full, so the request stays queued.
         queued = asyncio.create_task(batcher.embed(["waiting"]))
         await asyncio.sleep(0)
@@ -264,15 +242,13 @@ def test_stop_fails_queued_requests(executor: ThreadPoolExecutor) -> None:
             await queued
         with pytest.raises(Unavailable):
             await batcher.embed(["after stop"])
-
-    run_with(encoder, executor, scenario, max_batch=8, max_wait=LONG_WAIT)
     assert encoder.batches == []
 
 
-def test_an_overfull_queue_refuses_new_texts(executor: ThreadPoolExecutor) -> None:
+async def test_an_overfull_queue_refuses_new_texts(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder(gated=True)
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_wait=0.0, max_queued=4) as batcher:
         blocker = asyncio.create_task(batcher.embed(["blocker"]))
         await wait_until_encoding(encoder)
         queued = asyncio.create_task(batcher.embed(texts("q", 3)))
@@ -282,8 +258,6 @@ def test_an_overfull_queue_refuses_new_texts(executor: ThreadPoolExecutor) -> No
         encoder.gate.set()
         await blocker
         np.testing.assert_array_equal(await queued, expected(texts("q", 3)))
-
-    run_with(encoder, executor, scenario, max_wait=0.0, max_queued=4)
 
 
 class RecordingObserver:
@@ -298,14 +272,12 @@ class RecordingObserver:
         self.waits.append(seconds)
 
 
-def test_the_observer_sees_every_batch_and_wait(executor: ThreadPoolExecutor) -> None:
+async def test_the_observer_sees_every_batch_and_wait(executor: ThreadPoolExecutor) -> None:
     encoder = RecordingEncoder()
     observer = RecordingObserver()
 
-    async def scenario(batcher: DynamicBatcher) -> None:
+    async with batching(encoder, executor, max_batch=4, max_wait=0.0, observer=observer) as batcher:
         await batcher.embed(texts("t", 10))
-
-    run_with(encoder, executor, scenario, max_batch=4, max_wait=0.0, observer=observer)
     assert [size for size, _ in observer.batches] == [4, 4, 2]
     assert all(seconds >= 0 for _, seconds in observer.batches)
     assert len(observer.waits) == 3  # one per slice of the request

@@ -1,8 +1,5 @@
 """The hash test encoder and the model-name rules (no torch needed)."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -57,19 +54,6 @@ def test_known_model_names_are_accepted(model: str) -> None:
 def test_unknown_model_names_are_refused(model: str) -> None:
     with pytest.raises(ValueError, match=r"model|dimension"):
         check_model_name(model)
-
-
-def test_hash_models_load_without_torch() -> None:
-    # A fresh interpreter: this test process may already have torch from other tests.
-    code = (
-        "import sys\n"
-        "from embedder.encoders import load_encoder\n"
-        "encoder = load_encoder('hash-8', threads=1)\n"
-        "assert encoder.model_id == 'hash-8' and encoder.dimension == 8\n"
-        "assert 'torch' not in sys.modules, 'torch was imported'\n"
-        "assert 'sentence_transformers' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 def test_load_encoder_builds_hash_encoders() -> None:

@@ -1,8 +1,8 @@
 """The embedder's limits, model checks and replies, with the hash test encoder."""
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 
 import numpy as np
 import pytest
@@ -21,24 +21,21 @@ def executor() -> Iterator[ThreadPoolExecutor]:
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_started(
-    executor: ThreadPoolExecutor, scenario: Callable[[EmbeddingService], Awaitable[None]]
-) -> None:
-    async def main() -> None:
-        service = EmbeddingService(lambda: HashEncoder(32), LIMITS, executor)
-        await service.start()
-        try:
-            await scenario(service)
-        finally:
-            await service.stop()
-
-    asyncio.run(main())
+@asynccontextmanager
+async def started(executor: ThreadPoolExecutor) -> AsyncIterator[EmbeddingService]:
+    """A started service over the hash encoder, stopped on the way out."""
+    service = EmbeddingService(lambda: HashEncoder(32), LIMITS, executor)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
 
 
-def test_embed_returns_unit_rows_in_order(executor: ThreadPoolExecutor) -> None:
+async def test_embed_returns_unit_rows_in_order(executor: ThreadPoolExecutor) -> None:
     texts = ["alpha beta", "gamma", "", "alpha beta", "delta epsilon zeta", "eta"]
 
-    async def scenario(service: EmbeddingService) -> None:
+    async with started(executor) as service:
         result = await service.embed(texts)
         assert (result.model, result.dimension) == ("hash-32", 32)
         assert result.vectors.shape == (len(texts), 32)
@@ -48,19 +45,15 @@ def test_embed_returns_unit_rows_in_order(executor: ThreadPoolExecutor) -> None:
         named = await service.embed(["gamma"], model="hash-32")
         np.testing.assert_array_equal(named.vectors[0], result.vectors[1])
 
-    run_started(executor, scenario)
 
-
-def test_info_reports_the_model_and_limits(executor: ThreadPoolExecutor) -> None:
-    async def scenario(service: EmbeddingService) -> None:
+async def test_info_reports_the_model_and_limits(executor: ThreadPoolExecutor) -> None:
+    async with started(executor) as service:
         info = service.info()
         assert info.model == "hash-32"
         assert info.dimension == 32
         assert info.max_texts == 10
         assert info.max_input_chars == 20
         assert info.max_seq_tokens == 256
-
-    run_started(executor, scenario)
 
 
 @pytest.mark.parametrize(
@@ -78,39 +71,32 @@ def test_info_reports_the_model_and_limits(executor: ThreadPoolExecutor) -> None
     ],
     ids=["empty", "too-many", "too-long", "other-model"],
 )
-def test_bad_requests_are_refused(
+async def test_bad_requests_are_refused(
     executor: ThreadPoolExecutor,
     texts: list[str],
     model: str,
     error: type[Exception],
     message: str,
 ) -> None:
-    async def scenario(service: EmbeddingService) -> None:
+    async with started(executor) as service:
         with pytest.raises(error, match=message):
             await service.embed(texts, model=model)
         assert service.batcher is not None
         assert service.batcher.texts_encoded == 0
 
-    run_started(executor, scenario)
 
-
-def test_limits_at_the_boundary_are_accepted(executor: ThreadPoolExecutor) -> None:
-    async def scenario(service: EmbeddingService) -> None:
+async def test_limits_at_the_boundary_are_accepted(executor: ThreadPoolExecutor) -> None:
+    async with started(executor) as service:
         result = await service.embed(["y" * 20] * 10)
         assert result.vectors.shape == (10, 32)
 
-    run_started(executor, scenario)
 
-
-def test_calls_before_the_model_loads_are_unavailable(executor: ThreadPoolExecutor) -> None:
-    async def main() -> None:
-        service = EmbeddingService(lambda: HashEncoder(32), LIMITS, executor)
-        with pytest.raises(Unavailable, match="loading"):
-            service.info()
-        with pytest.raises(Unavailable, match="loading"):
-            await service.embed(["x"])
-
-    asyncio.run(main())
+async def test_calls_before_the_model_loads_are_unavailable(executor: ThreadPoolExecutor) -> None:
+    service = EmbeddingService(lambda: HashEncoder(32), LIMITS, executor)
+    with pytest.raises(Unavailable, match="loading"):
+        service.info()
+    with pytest.raises(Unavailable, match="loading"):
+        await service.embed(["x"])
 
 
 def test_inconsistent_limits_are_rejected() -> None:

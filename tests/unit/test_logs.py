@@ -1,6 +1,5 @@
 """shoal.runtime.logs: request ids from metadata, carried across a real gRPC hop; JSON lines."""
 
-import asyncio
 import io
 import json
 import logging
@@ -175,13 +174,13 @@ async def _hop(client_metadata: tuple[tuple[str, str], ...]) -> tuple[str, str]:
     return seen[0], reply
 
 
-def test_the_callers_request_id_reaches_the_next_service() -> None:
-    front, back = asyncio.run(_hop(((REQUEST_ID_KEY, "ghz-7"),)))
+async def test_the_callers_request_id_reaches_the_next_service() -> None:
+    front, back = await _hop(((REQUEST_ID_KEY, "ghz-7"),))
     assert front == "ghz-7"
     assert back == "ghz-7|ghz-7"
 
 
-def test_a_request_without_an_id_gets_one_that_travels_on() -> None:
-    front, back = asyncio.run(_hop(()))
+async def test_a_request_without_an_id_gets_one_that_travels_on() -> None:
+    front, back = await _hop(())
     assert len(front) == 32
     assert back == f"{front}|{front}"

@@ -204,36 +204,33 @@ async def _call(channel: grpc.aio.Channel, method: str, deadline: float = 10) ->
         ("Hang", grpc.StatusCode.DEADLINE_EXCEEDED),
     ],
 )
-def test_rpcs_are_counted_and_timed_by_method_and_status(
+async def test_rpcs_are_counted_and_timed_by_method_and_status(
     method: str, code: grpc.StatusCode
 ) -> None:
-    async def scenario() -> None:
-        metrics = Metrics("test")
-        server = grpc.aio.server()
-        wrappers = [metrics.measure, with_error_mapping]
-        handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
-            name: grpc.unary_unary_rpc_method_handler(
-                wrap_handler(f"/{SERVICE}/{name}", behavior, wrappers)
-            )
-            for name, behavior in BEHAVIORS.items()
-        }
-        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-                timeout = 0.3 if method == "Hang" else 10
-                assert await _call(channel, method, timeout) == code
-        finally:
-            await server.stop(None)
-        value = metrics.registry.get_sample_value
-        labels = {"grpc_service": SERVICE, "grpc_method": method}
-        assert value("grpc_server_started_total", labels) == 1
-        assert value("grpc_server_handled_total", {**labels, "grpc_code": code.name}) == 1
-        assert value("grpc_server_handling_seconds_count", {**labels, "grpc_code": code.name}) == 1
-        assert value("grpc_server_in_flight", labels) == 0
-
-    asyncio.run(scenario())
+    metrics = Metrics("test")
+    server = grpc.aio.server()
+    wrappers = [metrics.measure, with_error_mapping]
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        name: grpc.unary_unary_rpc_method_handler(
+            wrap_handler(f"/{SERVICE}/{name}", behavior, wrappers)
+        )
+        for name, behavior in BEHAVIORS.items()
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            timeout = 0.3 if method == "Hang" else 10
+            assert await _call(channel, method, timeout) == code
+    finally:
+        await server.stop(None)
+    value = metrics.registry.get_sample_value
+    labels = {"grpc_service": SERVICE, "grpc_method": method}
+    assert value("grpc_server_started_total", labels) == 1
+    assert value("grpc_server_handled_total", {**labels, "grpc_code": code.name}) == 1
+    assert value("grpc_server_handling_seconds_count", {**labels, "grpc_code": code.name}) == 1
+    assert value("grpc_server_in_flight", labels) == 0
 
 
 def test_metrics_are_served_over_http() -> None:

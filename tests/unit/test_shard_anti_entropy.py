@@ -4,10 +4,9 @@ collections; the peer directory; tombstone expiry in digests."""
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
@@ -19,10 +18,10 @@ from shard.core.peer_directory import PeerDirectory
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound, Unavailable
 from shoal.replication import PartitionDigest, VersionState, record_hash
+from shoal.runtime.wait import async_wait_for
 from shoal.topology import Topology
 from shoal.topology_source import TopologyFile
 
-T = TypeVar("T")
 PARTITIONS = 8
 CONFIG = CollectionConfig(name="c", dimension=2, partitions=PARTITIONS)
 FAST = AntiEntropySettings(interval_s=0.05, first_wait_s=0.3, retry_s=0.05, fetch_batch=3)
@@ -45,6 +44,8 @@ class MemoryReplica:
     configs: dict[str, CollectionConfig] = field(default_factory=dict)
     down: bool = False
     fetched: list[str] = field(default_factory=list)
+    #: How many calls this replica refused while down.
+    refused: int = 0
 
     def add(self, config: CollectionConfig, *ops: WriteOp) -> None:
         self.configs[config.name] = config
@@ -54,6 +55,7 @@ class MemoryReplica:
 
     def _store(self, collection: str) -> dict[str, WriteOp]:
         if self.down:
+            self.refused += 1
             raise Unavailable(f"{self.address} is down")
         if collection not in self.data:
             raise NotFound(f"collection {collection!r} not found")
@@ -65,6 +67,7 @@ class MemoryReplica:
     # Peer
     async def list_collections(self, timeout_s: float) -> list[CollectionConfig]:
         if self.down:
+            self.refused += 1
             raise Unavailable("down")
         return list(self.configs.values())
 
@@ -117,11 +120,7 @@ def engine(local: MemoryReplica, *peers: MemoryReplica) -> AntiEntropy:
     return AntiEntropy(local, lambda: list(by_address), by_address.__getitem__, FAST, Readiness())
 
 
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coroutine)
-
-
-def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:
+async def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:
     local = MemoryReplica("me")
     peer = MemoryReplica("peer")
     local.add(CONFIG, live("same", 5), live("old", 1), live("mine-newer", 9), live("gone", 2))
@@ -134,7 +133,7 @@ def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:
         live("new", 1),  # missing here
         tombstone("never-seen", 3),  # a delete of something this replica never had
     )
-    report = run(engine(local, peer).pass_once())
+    report = await engine(local, peer).pass_once()
     assert report.reached == ["peer"] and report.copied == 4
     assert {i: (op.version, op.deleted) for i, op in local.data["c"].items()} == {
         "same": (5, False),
@@ -147,23 +146,23 @@ def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:
     assert local.data["c"]["old"].payload == b"payload 4"
     assert peer.data["c"]["mine-newer"].version == 3  # pull only
     assert "same" not in peer.fetched and "mine-newer" not in peer.fetched
-    assert run(local.digest("c")) != run(peer.digest("c"))  # mine-newer still differs
+    assert await local.digest("c") != await peer.digest("c")  # mine-newer still differs
     # A second pass has nothing left to copy.
-    assert run(engine(local, peer).pass_once()).copied == 0
+    assert (await engine(local, peer).pass_once()).copied == 0
 
 
-def test_replicas_converge_when_each_pulls_from_the_other() -> None:
+async def test_replicas_converge_when_each_pulls_from_the_other() -> None:
     a = MemoryReplica("a")
     b = MemoryReplica("b")
     a.add(CONFIG, *[live(f"a{i}", i + 1) for i in range(20)], live("both", 7))
     b.add(CONFIG, *[live(f"b{i}", i + 1) for i in range(20)], tombstone("both", 8))
-    run(engine(a, b).pass_once())
-    run(engine(b, a).pass_once())
-    assert run(a.digest("c")) == run(b.digest("c"))
+    await engine(a, b).pass_once()
+    await engine(b, a).pass_once()
+    assert await a.digest("c") == await b.digest("c")
     assert a.data["c"] == b.data["c"]
 
 
-def test_first_catch_up_gates_reads_until_it_has_caught_up() -> None:
+async def test_first_catch_up_gates_reads_until_it_has_caught_up() -> None:
     local = MemoryReplica("me")
     peer = MemoryReplica("peer")
     local.add(CONFIG)
@@ -171,94 +170,88 @@ def test_first_catch_up_gates_reads_until_it_has_caught_up() -> None:
     anti_entropy = engine(local, peer)
     with pytest.raises(Unavailable, match="catching up"):
         anti_entropy.readiness.require()
-    report = run(anti_entropy.first_catch_up())
+    report = await anti_entropy.first_catch_up()
     assert report is not None and report.copied == 1
     anti_entropy.readiness.require()
 
 
-def test_first_catch_up_serves_anyway_when_no_peer_answers_in_time() -> None:
+async def test_first_catch_up_serves_anyway_when_no_peer_answers_in_time() -> None:
     local = MemoryReplica("me")
     local.add(CONFIG, live("x", 1))
     peer = MemoryReplica("peer", down=True)
     anti_entropy = engine(local, peer)
-    assert run(anti_entropy.first_catch_up()) is None
+    assert await anti_entropy.first_catch_up() is None
     assert anti_entropy.readiness.ready
 
 
-def test_first_catch_up_without_peers_is_ready_at_once() -> None:
+async def test_first_catch_up_without_peers_is_ready_at_once() -> None:
     anti_entropy = engine(MemoryReplica("me"))
-    assert run(anti_entropy.first_catch_up()) is None
+    assert await anti_entropy.first_catch_up() is None
     assert anti_entropy.readiness.ready
 
 
-def test_first_catch_up_waits_for_a_peer_that_comes_back() -> None:
+async def test_first_catch_up_waits_for_a_peer_that_comes_back() -> None:
     local = MemoryReplica("me")
     local.add(CONFIG)
     peer = MemoryReplica("peer", down=True)
     peer.add(CONFIG, live("x", 1))
 
-    async def scenario() -> None:
-        anti_entropy = engine(local, peer)
-        task = asyncio.create_task(anti_entropy.first_catch_up())
-        await asyncio.sleep(0.1)
-        assert not anti_entropy.readiness.ready
-        peer.down = False
-        report = await task
-        assert report is not None and report.copied == 1
-
-    run(scenario())
+    anti_entropy = engine(local, peer)
+    task = asyncio.create_task(anti_entropy.first_catch_up())
+    # Refused twice (a first try and a retry): still catching up.
+    await async_wait_for(lambda: peer.refused >= 2, 5, "a retry of the peer that is down")
+    assert not anti_entropy.readiness.ready
+    peer.down = False
+    report = await task
+    assert report is not None and report.copied == 1
 
 
-def test_an_empty_replica_learns_the_collections_and_every_record() -> None:
+async def test_an_empty_replica_learns_the_collections_and_every_record() -> None:
     local = MemoryReplica("me")
     peer = MemoryReplica("peer")
     other = CollectionConfig(name="other", dimension=4, partitions=PARTITIONS)
     peer.add(CONFIG, *[live(f"d{i}", i + 1) for i in range(10)], tombstone("t", 5))
     peer.add(other, live("o", 1))
-    report = run(engine(local, peer).pass_once())
+    report = await engine(local, peer).pass_once()
     assert sorted(report.learned) == ["c", "other"]
     assert local.configs == peer.configs
     assert local.data == peer.data
 
 
-def test_a_replica_with_collections_does_not_learn_missing_ones() -> None:
+async def test_a_replica_with_collections_does_not_learn_missing_ones() -> None:
     """Copying a collection back could undo a DeleteCollection this replica missed."""
     local = MemoryReplica("me")
     local.add(CONFIG)
     peer = MemoryReplica("peer")
     peer.add(CONFIG)
     peer.add(CollectionConfig(name="other", dimension=4, partitions=PARTITIONS))
-    assert run(engine(local, peer).pass_once()).learned == []
+    assert (await engine(local, peer).pass_once()).learned == []
     assert set(local.configs) == {"c"}
 
 
-def test_a_peer_without_the_collection_is_skipped() -> None:
+async def test_a_peer_without_the_collection_is_skipped() -> None:
     local = MemoryReplica("me")
     local.add(CONFIG, live("x", 1))
     peer = MemoryReplica("peer")
     peer.add(CollectionConfig(name="other", dimension=4, partitions=PARTITIONS))
-    report = run(engine(local, peer).pass_once())
+    report = await engine(local, peer).pass_once()
     assert report.reached == ["peer"] and report.copied == 0
 
 
-def test_the_periodic_task_keeps_pulling() -> None:
+async def test_the_periodic_task_keeps_pulling() -> None:
     local = MemoryReplica("me")
     local.add(CONFIG)
     peer = MemoryReplica("peer")
     peer.add(CONFIG)
 
-    async def scenario() -> None:
-        anti_entropy = engine(local, peer)
-        anti_entropy.start()
-        peer.add(CONFIG, live("late", 3))
-        for _ in range(100):
-            if "late" in local.data["c"]:
-                break
-            await asyncio.sleep(0.02)
+    anti_entropy = engine(local, peer)
+    anti_entropy.start()
+    peer.add(CONFIG, live("late", 3))
+    try:
+        await async_wait_for(lambda: "late" in local.data["c"], 5, "a pass to pull 'late'")
+    finally:
         await anti_entropy.stop()
-        assert "late" in local.data["c"]
-
-    run(scenario())
+    assert "late" in local.data["c"]
 
 
 # -- peers from the topology -----------------------------------------------------

@@ -1,7 +1,6 @@
 """A real shard collection's replication reads (digest, versions, fetch), tombstone purge,
 the Fetch wire form, and two collections converging through anti-entropy."""
 
-import asyncio
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -159,7 +158,7 @@ class LocalPeer:
         return [write_from_proto(write_to_proto(op)) for op in records]
 
 
-def test_an_empty_collections_registry_is_rebuilt_from_a_peer(tmp_path: Path) -> None:
+async def test_an_empty_collections_registry_is_rebuilt_from_a_peer(tmp_path: Path) -> None:
     executor = ThreadPoolExecutor(2)
     grace = TombstoneGrace(clock=lambda: NOW_S)  # the small test versions are not expired
     source = Collections(DataDir(tmp_path / "source"))
@@ -177,7 +176,7 @@ def test_an_empty_collections_registry_is_rebuilt_from_a_peer(tmp_path: Path) ->
         engine = AntiEntropy(
             CollectionsReplica(empty, executor, grace), lambda: ["source"], lambda _: peer
         )
-        report = asyncio.run(engine.first_catch_up())
+        report = await engine.first_catch_up()
         assert report is not None and report.learned == ["c"] and report.copied == 300
         rebuilt = empty.get("c")
         assert rebuilt.config == collection.config

@@ -13,7 +13,7 @@ from shoal.errors import FailedPrecondition, PartitionMoved, Unavailable
 from shoal.partitioning import partition_of
 from shoal.runtime.status import TOPOLOGY_TRAILER, trailers_of
 from shoal.topology import Topology, TopologyError
-from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline, run
+from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline
 
 PARTITIONS = 4
 DIM = 8
@@ -97,21 +97,16 @@ def test_a_shard_refuses_only_writes_routed_before_its_partition_moved_away() ->
 # -- the coordinator routing again ------------------------------------------------
 
 
-def test_a_refused_write_is_routed_again_with_the_topology_the_shard_passed_back() -> None:
+async def test_a_refused_write_is_routed_again_with_the_topology_the_shard_passed_back() -> None:
     cluster = FakeCluster(groups=2, replicas=2)
     newer = moved(cluster.topology, 2, 1)
     for shard in cluster.all_shards:
         shard.topology = newer  # the shards learnt of the move; the coordinator did not
     ids = ids_in(2, 10)
 
-    async def scenario() -> None:
-        await cluster.create("c", DIM, partitions=PARTITIONS)
-        result = await cluster.core.writer.upsert(
-            "c", documents(ids), WriteConsistency.ALL, deadline()
-        )
-        assert (result.written, result.acknowledged) == (10, 2)
-
-    run(scenario())
+    await cluster.create("c", DIM, partitions=PARTITIONS)
+    result = await cluster.core.writer.upsert("c", documents(ids), WriteConsistency.ALL, deadline())
+    assert (result.written, result.acknowledged) == (10, 2)
     assert cluster.core.routing.topology == newer
     assert [set(s.documents["c"]) for s in cluster.shards[1]] == [set(ids)] * 2
     assert [set(s.documents["c"]) for s in cluster.shards[0]] == [set(), set()]
@@ -119,22 +114,19 @@ def test_a_refused_write_is_routed_again_with_the_topology_the_shard_passed_back
     assert cluster.shards[1][0].routed_with == [newer.version]
 
 
-def test_without_a_newer_topology_to_learn_the_write_fails_unavailable() -> None:
+async def test_without_a_newer_topology_to_learn_the_write_fails_unavailable() -> None:
     cluster = FakeCluster(groups=2, replicas=1)
     for shard in cluster.shards[0]:
         shard.topology = moved(cluster.topology, 2, 1)
 
-    async def scenario() -> None:
-        await cluster.create("c", DIM, partitions=PARTITIONS)
-        # The refusal comes without its topology, and there is no etcd to read.
-        for shard in cluster.shards[0]:
-            shard.passes_topology = False
-        with pytest.raises(Unavailable, match="no newer topology could be learnt"):
-            await cluster.core.writer.upsert(
-                "c", documents(ids_in(2, 3)), WriteConsistency.ALL, deadline()
-            )
-
-    run(scenario())
+    await cluster.create("c", DIM, partitions=PARTITIONS)
+    # The refusal comes without its topology, and there is no etcd to read.
+    for shard in cluster.shards[0]:
+        shard.passes_topology = False
+    with pytest.raises(Unavailable, match="no newer topology could be learnt"):
+        await cluster.core.writer.upsert(
+            "c", documents(ids_in(2, 3)), WriteConsistency.ALL, deadline()
+        )
     assert cluster.shards[0][0].documents["c"] == {}
     assert cluster.shards[1][0].documents["c"] == {}
 
@@ -158,11 +150,11 @@ def test_routing_keeps_replicas_that_stay_and_connects_to_new_ones() -> None:
     assert routing.client("h:2") is shards["h:2"]  # hints for it still reach it
 
 
-def test_without_etcd_the_topology_cannot_be_changed() -> None:
+async def test_without_etcd_the_topology_cannot_be_changed() -> None:
     topology = Topology.of([["h:1"]])
     routing = Routing(topology, {"h:1": FakeShard("h:1")})
     with pytest.raises(FailedPrecondition, match="runs without etcd"):
-        run(routing.update(topology.version, topology))
+        await routing.update(topology.version, topology)
 
 
 def test_a_refusal_passes_its_topology_back_unless_it_is_too_large() -> None:
