@@ -69,9 +69,7 @@ def test_a_query_with_fewer_hits_is_padded_and_counted() -> None:
 
 
 def test_a_batch_reads_as_the_list_of_results_it_was() -> None:
-    reply = _parse(
-        _batch([[_hit("a", 0.9, metadata={"n": 1}, text="x")], [_hit("b", 0.4)]], 3, 2)
-    )
+    reply = _parse(_batch([[_hit("a", 0.9, metadata={"n": 1}, text="x")], [_hit("b", 0.4)]], 3, 2))
     result = SearchBatchResult([reply])
     assert len(result) == 2
     first = result[0]
