@@ -5,16 +5,23 @@ import math
 import numpy as np
 import pytest
 
+from shoal.runtime import proto_values
 from shoal.runtime.proto_values import metadata_to_proto
-from shoal.sdk import columnar
+from shoal.sdk import columnar, results
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.results import Coverage, Document, Hit
 from shoal.v1 import common_pb2, shoal_pb2
 
 
-def _hit(doc_id: str, score: float, **document: object) -> common_pb2.Hit:
+def _hit(
+    doc_id: str,
+    score: float,
+    metadata: dict[str, object] | None = None,
+    text: str | None = None,
+    vector: list[float] | None = None,
+) -> common_pb2.Hit:
     hit = common_pb2.Hit(id=doc_id, score=score, distance=1 - score)
-    hit.document.CopyFrom(_document(doc_id, **document))
+    hit.document.CopyFrom(_document(doc_id, metadata, text, vector))
     return hit
 
 
@@ -74,9 +81,15 @@ def test_a_batch_reads_as_the_list_of_results_it_was() -> None:
     assert len(result) == 2
     first = result[0]
     assert isinstance(first, SearchResult) and result[0] is first  # made once
-    assert first.hits == [
-        Hit("a", pytest.approx(0.9), pytest.approx(0.1), {"n": 1}, "x", None, None)
-    ]
+    [hit] = first.hits
+    assert (hit.id, hit.metadata, hit.text, hit.vector, hit.explanation) == (
+        "a",
+        {"n": 1},
+        "x",
+        None,
+        None,
+    )
+    assert hit.score == pytest.approx(0.9) and hit.distance == pytest.approx(0.1)
     assert first.coverage == Coverage(3, 2) and not first.coverage.complete
     assert [r.ids.tolist() for r in result] == [["a"], ["b"]]
     assert result[-1] is result[1]
@@ -90,8 +103,8 @@ def test_per_hit_fields_are_decoded_only_when_asked_and_then_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     decoded: list[str] = []
-    real_hit = columnar.hit_from_proto
-    real_metadata = columnar.metadata_from_proto
+    real_hit = results.hit_from_proto
+    real_metadata = proto_values.metadata_from_proto
 
     def counting_hit(hit: common_pb2.Hit) -> Hit:
         decoded.append("hit")
