@@ -13,6 +13,7 @@ objects keeps working and pays for them only where it uses them.
 """
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, overload
 
@@ -85,51 +86,102 @@ class SearchResult:
     `ids` (numpy, dtype object, of str) and `scores` (float32) are decoded with
     the reply; `distances`, `metadatas`, `texts`, `vectors` (an (n, dimension)
     float32 matrix, None unless asked for with include) and `hits` (a `Hit` per
-    hit) on first access.
+    hit) on first access. The reply held either a `Hit` message per hit
+    (`messages`) or columns (packed: `distances`, and `documents` when stored
+    fields were asked for).
     """
 
     def __init__(
-        self, ids: Ids, scores: Floats, coverage: Coverage, messages: Sequence[common_pb2.Hit]
+        self,
+        ids: Ids,
+        scores: Floats,
+        coverage: Coverage,
+        messages: Sequence[common_pb2.Hit] | None = None,
+        distances: Floats | None = None,
+        documents: Sequence[common_pb2.Document] | None = None,
     ) -> None:
         self.ids = ids
         self.scores = scores
         self.coverage = coverage
         self._messages = messages
+        self._distances = distances
+        self._documents = documents
 
     @classmethod
     def from_reply(cls, reply: shoal_pb2.SearchResponse) -> "SearchResult":
+        coverage = coverage_from_proto(reply.coverage)
+        if reply.HasField("packed"):
+            packed = reply.packed
+            return cls(
+                _ids(list(packed.ids)),
+                _floats(packed.scores_f32),
+                coverage,
+                distances=_floats(packed.distances_f32),
+                documents=packed.documents or None,
+            )
         ids: list[str] = []
         scores: list[float] = []
         hits = reply.hits
         for hit in hits:
             ids.append(hit.id)
             scores.append(hit.score)
-        return cls(
-            _ids(ids), np.array(scores, dtype=np.float32), coverage_from_proto(reply.coverage), hits
-        )
+        return cls(_ids(ids), np.array(scores, dtype=np.float32), coverage, hits)
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def _stored(self) -> Sequence[common_pb2.Document] | None:
+        """Each hit's document (id and the fields asked for); None when a packed reply
+        carried no stored fields."""
+        if self._messages is not None:
+            return [hit.document for hit in self._messages]
+        return self._documents
+
     @cached_property
     def distances(self) -> Floats:
+        if self._messages is None:
+            return self._distances if self._distances is not None else _floats(b"")
         return np.array([hit.distance for hit in self._messages], dtype=np.float32)
 
     @cached_property
     def hits(self) -> list[Hit]:
-        return [hit_from_proto(hit) for hit in self._messages]
+        if self._messages is not None:
+            return [hit_from_proto(hit) for hit in self._messages]
+        stored = self._stored()
+        documents = (
+            [document_from_proto(document) for document in stored]
+            if stored is not None
+            else [Document(str(doc_id)) for doc_id in self.ids]
+        )
+        return [
+            Hit(doc_id, score, distance, document.metadata, document.text, document.vector)
+            for doc_id, score, distance, document in zip(
+                self.ids.tolist(),
+                self.scores.tolist(),
+                self.distances.tolist(),
+                documents,
+                strict=True,
+            )
+        ]
 
     @cached_property
     def metadatas(self) -> list[Metadata]:
-        return [metadata_from_proto(hit.document.metadata) for hit in self._messages]
+        stored = self._stored()
+        if stored is None:
+            return [{} for _ in range(len(self))]
+        return [metadata_from_proto(document.metadata) for document in stored]
 
     @cached_property
     def texts(self) -> list[str | None]:
-        return [_text(hit.document) for hit in self._messages]
+        stored = self._stored()
+        if stored is None:
+            return [None] * len(self)
+        return [_text(document) for document in stored]
 
     @cached_property
     def vectors(self) -> Matrix | None:
-        return vector_matrix(hit.document for hit in self._messages)
+        stored = self._stored()
+        return None if stored is None else vector_matrix(stored)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SearchResult):
@@ -145,6 +197,19 @@ class SearchResult:
         )
 
 
+def _floats(data: bytes) -> Floats:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)  # a writable copy
+
+
+@dataclass(frozen=True)
+class _PackedRows:
+    """Where one query's hits lie in a packed reply."""
+
+    packed: shoal_pb2.PackedHits
+    start: int
+    stop: int
+
+
 class SearchBatchResult(Sequence[SearchResult]):
     """Many queries' hits: `ids` (dtype object) and `scores` (float32) as
     (queries, k) matrices, row i answering query i, best first; a query with
@@ -152,47 +217,75 @@ class SearchBatchResult(Sequence[SearchResult]):
     real cells, then "" and NaN. `distances` is decoded on first access.
 
     Indexing gives query i's `SearchResult` (made on first access), so the batch
-    still reads as the list of results it was.
+    still reads as the list of results it was. The replies (several when the
+    batch went in several calls) may each hold a `Hit` per hit or columns.
     """
 
     def __init__(self, replies: Sequence[shoal_pb2.SearchBatchResponse]) -> None:
-        results = [result for reply in replies for result in reply.results]
         ids: list[str] = []
-        scores: list[float] = []
+        scores: list[Floats] = []
         counts: list[int] = []
-        for result in results:
-            hits = result.hits
-            counts.append(len(hits))
-            for hit in hits:
-                ids.append(hit.id)
-                scores.append(hit.score)
+        self._sources: list[Sequence[common_pb2.Hit] | _PackedRows] = []
+        for reply in replies:
+            if reply.HasField("packed"):
+                packed = reply.packed
+                ids.extend(packed.ids)
+                scores.append(_floats(packed.scores_f32))
+                start = 0
+                for count in packed.counts:
+                    counts.append(count)
+                    self._sources.append(_PackedRows(packed, start, start + count))
+                    start += count
+                continue
+            reply_scores: list[float] = []
+            for result in reply.results:
+                hits = result.hits
+                counts.append(len(hits))
+                self._sources.append(hits)
+                for hit in hits:
+                    ids.append(hit.id)
+                    reply_scores.append(hit.score)
+            scores.append(np.array(reply_scores, dtype=np.float32))
         self.counts = np.array(counts, dtype=np.int64)
         self.ids: Ids = _padded(_ids(ids), self.counts, MISSING_ID)
-        self.scores: Floats = _padded(
-            np.array(scores, dtype=np.float32), self.counts, MISSING_SCORE
-        )
+        self.scores: Floats = _padded(_concatenated(scores), self.counts, MISSING_SCORE)
         self.coverage = joined_coverage(replies)
-        self._results = results
-        self._rows: list[SearchResult | None] = [None] * len(results)
+        self._replies = replies
+        self._rows: list[SearchResult | None] = [None] * len(self._sources)
 
     @cached_property
     def distances(self) -> Floats:
-        flat = [hit.distance for result in self._results for hit in result.hits]
-        return _padded(np.array(flat, dtype=np.float32), self.counts, MISSING_SCORE)  # type: ignore[no-any-return]
+        parts = [
+            _floats(reply.packed.distances_f32)
+            if reply.HasField("packed")
+            else np.array(
+                [hit.distance for result in reply.results for hit in result.hits],
+                dtype=np.float32,
+            )
+            for reply in self._replies
+        ]
+        return _padded(_concatenated(parts), self.counts, MISSING_SCORE)  # type: ignore[no-any-return]
 
     def __len__(self) -> int:
-        return len(self._results)
+        return len(self._sources)
 
     def _row(self, index: int) -> SearchResult:
         row = self._rows[index]
         if row is None:
             count = int(self.counts[index])
-            row = SearchResult(
-                self.ids[index, :count],
-                self.scores[index, :count],
-                self.coverage,
-                self._results[index].hits,
-            )
+            ids, scores = self.ids[index, :count], self.scores[index, :count]
+            source = self._sources[index]
+            if isinstance(source, _PackedRows):
+                documents = source.packed.documents
+                row = SearchResult(
+                    ids,
+                    scores,
+                    self.coverage,
+                    distances=self.distances[index, :count],
+                    documents=documents[source.start : source.stop] if documents else None,
+                )
+            else:
+                row = SearchResult(ids, scores, self.coverage, source)
             self._rows[index] = row
         return row
 
@@ -217,6 +310,10 @@ class SearchBatchResult(Sequence[SearchResult]):
 
     def __repr__(self) -> str:
         return f"SearchBatchResult({len(self)} queries, coverage={self.coverage!r})"
+
+
+def _concatenated(parts: list[Floats]) -> Floats:
+    return np.concatenate(parts) if parts else np.empty(0, dtype=np.float32)
 
 
 def joined_coverage(

@@ -201,3 +201,69 @@ def test_vectors_of_different_dimensions_are_refused() -> None:
     mixed = [_document("a", vector=[1.0]), _document("b", vector=[1.0, 2.0])]
     with pytest.raises(ValueError, match="dimension"):
         columnar.vector_matrix(mixed)
+
+
+def _packed(data: bytes, stored: bool) -> shoal_pb2.SearchBatchResponse:
+    """The same reply in the packed form a server answers with when asked."""
+    reply = _parse(data)
+    hits = [hit for result in reply.results for hit in result.hits]
+    packed = shoal_pb2.PackedHits(
+        counts=[len(result.hits) for result in reply.results],
+        ids=[hit.id for hit in hits],
+        scores_f32=np.array([hit.score for hit in hits], dtype="<f4").tobytes(),
+        distances_f32=np.array([hit.distance for hit in hits], dtype="<f4").tobytes(),
+        documents=[hit.document for hit in hits] if stored else [],
+    )
+    return shoal_pb2.SearchBatchResponse(coverage=reply.coverage, packed=packed)
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_packed_reply_reads_as_the_same_result(stored: bool) -> None:
+    rows = [
+        [
+            _hit("a", 0.9, metadata={"n": 1}, text="x", vector=[1.0, 0.0]),
+            _hit("b", 0.5, vector=[0.0, 1.0]),
+        ],
+        [],
+        [_hit("c", 0.3, metadata={"s": "v"}, vector=[0.5, 0.5])],
+    ]
+    if not stored:  # what the server sends for include=[]: ids only
+        rows = [[_hit(hit.id, hit.score) for hit in row] for row in rows]
+    data = _batch(rows, 2, 1)
+    per_hit = SearchBatchResult([_parse(data)])
+    packed = SearchBatchResult([_packed(data, stored)])
+    assert packed.ids.tolist() == per_hit.ids.tolist()
+    np.testing.assert_array_equal(packed.scores, per_hit.scores)
+    np.testing.assert_array_equal(packed.distances, per_hit.distances)
+    assert packed.counts.tolist() == per_hit.counts.tolist() == [2, 0, 1]
+    assert packed.coverage == per_hit.coverage
+    for ours, theirs in zip(packed, per_hit, strict=True):
+        assert ours.hits == theirs.hits
+        assert ours.metadatas == theirs.metadatas and ours.texts == theirs.texts
+        np.testing.assert_array_equal(ours.distances, theirs.distances)
+        if theirs.vectors is None:
+            assert ours.vectors is None
+        else:
+            np.testing.assert_array_equal(ours.vectors, theirs.vectors)
+    assert packed == per_hit
+    # Several replies, packed or not, join in order.
+    both = SearchBatchResult([_packed(data, stored), _parse(data)])
+    assert both.ids.tolist() == per_hit.ids.tolist() * 2
+    assert list(both) == list(per_hit) * 2
+
+
+def test_a_packed_single_search_reply() -> None:
+    hits = [_hit("a", 0.9, metadata={"n": 2}), _hit("b", 0.25)]
+    packed = shoal_pb2.PackedHits(
+        counts=[2],
+        ids=["a", "b"],
+        scores_f32=np.array([0.9, 0.25], dtype="<f4").tobytes(),
+        distances_f32=np.array([0.1, 0.75], dtype="<f4").tobytes(),
+        documents=[hit.document for hit in hits],
+    )
+    coverage = common_pb2.Coverage(groups_asked=1, groups_answered=1)
+    ours = SearchResult.from_reply(shoal_pb2.SearchResponse(packed=packed, coverage=coverage))
+    theirs = SearchResult.from_reply(shoal_pb2.SearchResponse(hits=hits, coverage=coverage))
+    assert ours.ids.tolist() == ["a", "b"] and ours == theirs
+    np.testing.assert_array_equal(ours.distances, theirs.distances)
+    ours.scores[0] = 0  # a writable array, as the per-hit form gives
