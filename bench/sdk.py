@@ -9,7 +9,8 @@ run then measures, at one ef, alternating so all see the same machine:
 
 - SearchBatch of `--batch` queries, one call in flight: in-process hnswlib
   (`knn_query` on every core), the raw client (requests serialized before the
-  clock, answers parsed after), `Client.search_batch` as users call it
+  clock, answers parsed after; it asks for the packed reply as the SDK does, so
+  both get the same bytes back), `Client.search_batch` as users call it
   (ids and scores, `include=[]`); and `Client.search_batch` over the whole query
   set with `--in-flight-batches` calls in flight (its pipelining);
 - single Search with `--concurrency` in flight: hnswlib from that many threads,
@@ -38,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -100,6 +102,26 @@ class Runs:
         return statistics.median(values) if values else None
 
 
+def _packed_requests(requests: Sequence[bytes], kind: Any) -> list[bytes]:
+    """The raw client's requests asking for the packed reply, as the SDK's do: both
+    sides then get the same bytes back and differ only by the client."""
+    flag = kind(packed=True).SerializeToString()
+    return [request + flag for request in requests]  # a field appended: merged on parse
+
+
+def _reply_rows(reply: shoal_pb2.SearchResponse | shoal_pb2.SearchBatchResponse) -> list[list[int]]:
+    """Every query's hit rows, from either reply form (after the clock stopped)."""
+    if reply.HasField("packed"):
+        ids, rows, start = list(reply.packed.ids), [], 0
+        for count in reply.packed.counts:
+            rows.append([int(i) for i in ids[start : start + count]])
+            start += count
+        return rows
+    if isinstance(reply, shoal_pb2.SearchResponse):
+        return [[int(hit.id) for hit in reply.hits]]
+    return [[int(hit.id) for hit in result.hits] for result in reply.results]
+
+
 def _rows(ids: Sequence[Sequence[object]]) -> list[list[int]]:
     return [[int(str(i)) for i in row if i != ""] for row in ids]
 
@@ -120,13 +142,18 @@ class SdkBench:
 
     def raw_batch(self) -> tuple[Figure, list[bytes]]:
         a = self.args
-        requests = messages.search_batch_requests(
-            services.COLLECTION, self.queries, K, a.ef, a.batch
+        requests = _packed_requests(
+            messages.search_batch_requests(services.COLLECTION, self.queries, K, a.ef, a.batch),
+            shoal_pb2.SearchBatchRequest,
         )
         calls = loadgen.sequential(
             self.address, messages.SEARCH_BATCH, requests, a.seconds, warmup=2, pids=self.pids
         )
-        rows = messages.search_batch_rows(calls.responses)
+        rows = [
+            row
+            for data in calls.responses
+            for row in _reply_rows(shoal_pb2.SearchBatchResponse.FromString(data))
+        ]
         cpu = calls.cpu["client"] / len(rows) * 1e6
         return Figure(len(rows) / calls.seconds, self._recall(rows), cpu), calls.responses
 
@@ -189,11 +216,18 @@ class SdkBench:
 
     def raw_concurrent(self) -> Figure:
         a = self.args
-        requests = messages.search_requests(services.COLLECTION, self.queries, K, a.ef)
+        requests = _packed_requests(
+            messages.search_requests(services.COLLECTION, self.queries, K, a.ef),
+            shoal_pb2.SearchRequest,
+        )
         calls = loadgen.concurrent(
             self.address, messages.SEARCH, requests, a.concurrency, a.seconds, pids=self.pids
         )
-        rows = messages.search_rows(calls.responses)
+        rows = [
+            row
+            for data in calls.responses
+            for row in _reply_rows(shoal_pb2.SearchResponse.FromString(data))
+        ]
         return Figure(len(rows) / calls.seconds, self._recall(rows))
 
     def sdk_threads(self, client: Client, per_hit: bool = False) -> Figure:
