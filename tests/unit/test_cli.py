@@ -28,6 +28,7 @@ CLIENT_COMMANDS = {
     "info": ["c"],
     "drop": ["c"],
     "import": ["c", "docs.jsonl"],
+    "export": ["c", "c.parquet"],
     "search": ["c", "--text", "audio"],
     "get": ["c", "a", "b"],
     "delete": ["c", "a"],
@@ -48,6 +49,14 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
     assert set(subcommands()) == {*CLIENT_COMMANDS, "up"}
+
+
+def test_import_takes_an_export_alone_or_a_collection_and_a_file() -> None:
+    parser = build_parser()
+    alone = parser.parse_args(["import", "x.parquet", "--name", "copy"])
+    assert (alone.collection, alone.file, alone.name) == (None, "x.parquet", "copy")
+    both = parser.parse_args(["import", "c", "docs.jsonl"])
+    assert (both.collection, both.file, both.name) == ("c", "docs.jsonl", None)
 
 
 @pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))

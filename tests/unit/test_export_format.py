@@ -4,6 +4,7 @@ with the line or row named."""
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,7 +190,7 @@ def test_a_cut_or_foreign_parquet_file_is_refused(tmp_path: Path) -> None:
 
     foreign = tmp_path / "foreign.parquet"
     pq.write_table(pa.table({"id": ["a"]}), foreign)
-    with pytest.raises(ExportFileError, match="no 'shoal.export' schema metadata"):
+    with pytest.raises(ExportFileError, match=r"no 'shoal\.export' schema metadata"):
         ParquetExport(foreign)
 
 
@@ -206,13 +207,14 @@ def test_file_format_from_the_extension_or_given() -> None:
 def test_settings_from_a_file_are_checked() -> None:
     good = SETTINGS.to_dict()
     assert ExportedSettings.from_dict(good) == SETTINGS
-    for change, message in [
+    changes: list[tuple[dict[str, Any], str]] = [
         ({"dimension": 0}, "dimension is 0"),
         ({"metric": "dot"}, "metric is 'dot'"),
         ({"partitions": "8"}, "partitions is '8'"),
         ({"colour": 1}, "unknown collection settings"),
         ({"keyword": {"k1": "x"}}, "keyword.k1"),
-    ]:
+    ]
+    for change, message in changes:
         with pytest.raises(ValueError, match=message):
             ExportedSettings.from_dict({**good, **change})
     other = ExportedSettings.from_dict({**good, "name": "else", "dimension": 8, "metric": "ip"})
