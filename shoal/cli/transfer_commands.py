@@ -7,7 +7,8 @@ which it upserts into an existing collection named on the command line.
 """
 
 import argparse
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,17 @@ def progress_bar(total: int | None, description: str) -> AbstractContextManager[
     return bar
 
 
+@contextmanager
+def _file_errors(file: str) -> Iterator[None]:
+    """A file that cannot be opened or written as one line, not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise SystemExit(f"error: {error.filename or file}: {error.strerror or error}") from None
+
+
 def cmd_export(args: argparse.Namespace) -> None:
-    with Client(address(args), timeout=args.timeout) as client:
+    with Client(address(args), timeout=args.timeout) as client, _file_errors(args.file):
         result = export_collection(
             client,
             args.collection,
@@ -82,7 +92,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         raise SystemExit("error: give the collection as COLLECTION or as --name, not both")
     name = args.name or collection
     created: bool | None  # None: plain lines into an existing collection
-    with Client(address(args), timeout=args.timeout) as client:
+    with Client(address(args), timeout=args.timeout) as client, _file_errors(args.file):
         if name is not None and _is_plain_jsonl(path, args.format):
             count = import_jsonl(client, name, path, args.batch_size)
             created = None

@@ -166,7 +166,7 @@ def ensure_collection(client: Client, settings: ExportedSettings) -> bool:
     if differences:
         raise AlreadyExists(
             f"collection {settings.name!r} exists with other settings than the file's"
-            f" ({'; '.join(f'collection vs file: {d}' for d in differences)}); import under"
+            f" (collection vs file: {'; '.join(differences)}); import under"
             " another name, or drop the collection first"
         )
     return False

@@ -194,6 +194,32 @@ def test_a_cut_or_foreign_parquet_file_is_refused(tmp_path: Path) -> None:
         ParquetExport(foreign)
 
 
+def test_a_bad_parquet_row_is_named(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shoal.sdk.export_parquet import schema
+
+    path = tmp_path / "rows.parquet"
+    file_schema = schema(HEADER)
+    vectors = pa.FixedSizeListArray.from_arrays(
+        pa.array(np.zeros(3 * DIMENSION, dtype=np.float32)), DIMENSION
+    )
+    table = pa.Table.from_arrays(
+        [
+            pa.array(["a", "b", "c"]),
+            vectors,
+            pa.array([None, None, None], pa.string()),
+            pa.array(['{"k": 1}', "{not json", None]),
+        ],
+        schema=file_schema,
+    )
+    pq.write_table(table, path)
+    export = ParquetExport(path)
+    with pytest.raises(ExportFileError, match=r"rows\.parquet: row 2: .*Expecting property"):
+        list(export.documents())
+
+
 def test_file_format_from_the_extension_or_given() -> None:
     assert file_format(Path("x.jsonl")) == "jsonl"
     assert file_format(Path("x.PARQUET")) == "parquet"
