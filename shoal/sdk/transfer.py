@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from shoal.errors import AlreadyExists, InvalidArgument, NotFound
+from shoal.errors import AlreadyExists, Internal, NotFound
 from shoal.sdk.client import Client
 from shoal.sdk.export_format import (
     ExportedDocument,
@@ -114,7 +114,7 @@ def export_collection(
             )
             for document in documents:
                 if document.vector is None:
-                    raise InvalidArgument(f"document {document.id!r} came without its vector")
+                    raise Internal(f"document {document.id!r} came without its vector")
                 vector = np.asarray(document.vector, dtype="<f4")
                 page.append(ExportedDocument(document.id, vector, document.text, document.metadata))
                 if len(page) == page_size:
@@ -125,6 +125,7 @@ def export_collection(
             bar.update(len(page))
 
         if kind == "parquet":
+            # Imported here: pyarrow takes a while to load, and JSONL does not need it.
             from shoal.sdk.export_parquet import write_parquet
 
             count = write_parquet(path, header, pages())

@@ -8,6 +8,7 @@ and an import of a damaged file are refused with nothing written.
 """
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,9 @@ def cluster(start_module_cluster: StartCluster) -> LocalCluster:
 
 
 @pytest.fixture(scope="module")
-def client(cluster: LocalCluster) -> Client:
-    return Client(cluster.address)
+def client(cluster: LocalCluster) -> Iterator[Client]:
+    with Client(cluster.address) as client:
+        yield client
 
 
 def vector_documents() -> list[dict[str, Any]]:
