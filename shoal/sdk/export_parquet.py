@@ -106,7 +106,14 @@ class ParquetExport:
                 )
 
     def count(self) -> int:
-        return int(self._file.metadata.num_rows)
+        """The documents in the file, every row checked (a pass over the whole file,
+        a batch at a time): an import calls it before writing anything, so a file
+        with a bad row is refused with nothing imported."""
+        count = sum(1 for _ in self.documents())
+        rows = int(self._file.metadata.num_rows)
+        if count != rows:
+            raise ExportFileError(self.path, f"the footer says {rows} rows, the file holds {count}")
+        return count
 
     def documents(self) -> Iterator[ExportedDocument]:
         """Every document, checked; ExportFileError naming the row (from 1) of the

@@ -196,16 +196,15 @@ def import_collection(
     """Upsert every document of an export into the collection it came from, or
     into `name`: created with the file's settings unless it exists with the same
     ones (AlreadyExists when its settings differ). ExportFileError naming the line
-    or row where a damaged or cut-short file stops: before any write for JSONL
-    (checked whole first), for Parquet when the footer is damaged, else after the
-    rows before the bad one."""
+    or row where a damaged or cut-short file goes wrong, before any write: the
+    file is checked whole first."""
     path = Path(path)
     kind = file_format(path, format)
     export = open_export(path, kind)
     settings = export.header.settings
     if name is not None:
         settings = replace(settings, name=name)
-    total = export.count()  # a JSONL file is checked whole here, before any write
+    total = export.count()  # the whole file checked, before any write
     created = ensure_collection(client, settings)
     count = 0
     with progress(total, f"importing into {settings.name}") as bar:

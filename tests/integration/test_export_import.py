@@ -18,7 +18,7 @@ import pytest
 from shoal import Client
 from shoal.cli.app import main as cli
 from shoal.cli.local_cluster import LocalCluster
-from shoal.sdk.export_format import ExportedSettings
+from shoal.sdk.export_format import ExportedSettings, ExportFileError
 from shoal.sdk.transfer import export_collection, import_collection
 from tests import datasets
 from tests.conftest import StartCluster
@@ -242,6 +242,23 @@ def test_a_cut_short_file_is_refused_naming_the_line_and_writes_nothing(
         run(capsys, cluster, "import", str(path), "--name", "cut")
     assert f"cut.jsonl:{line}: not JSON" in capsys.readouterr().err
     assert "cut" not in {c.name for c in client.list_collections()}
+
+
+def test_a_parquet_file_with_a_bad_row_is_refused_and_writes_nothing(
+    client: Client, vector_collection: str, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bad.parquet"
+    export_collection(client, vector_collection, path)
+    table = pq.read_table(path)
+    ids = table.column("id").to_pylist()
+    ids[200] = ""  # the last row group: the rows before it are good
+    table = table.set_column(0, table.schema.field("id"), [ids])
+    pq.write_table(table, path, row_group_size=64)
+    with pytest.raises(ExportFileError, match=r"bad\.parquet: row 201: id is ''"):
+        import_collection(client, path, name="bad")
+    assert "bad" not in {c.name for c in client.list_collections()}
 
 
 def test_get_and_scroll_print_exact_vectors(
