@@ -35,6 +35,8 @@ from shoal.sdk.export_jsonl import JsonlExport, write_jsonl
 EXPORT_PAGE_SIZE = 500
 #: Documents per Upsert of an import.
 IMPORT_BATCH_SIZE = 256
+#: Documents between progress updates while an import checks its file.
+CHECK_PROGRESS_STEP = 1024
 
 
 class ProgressBar(Protocol):
@@ -58,6 +60,7 @@ def no_progress(total: int | None, description: str) -> AbstractContextManager[P
 class ExportFile(Protocol):
     """An export opened for reading (JSONL or Parquet)."""
 
+    path: Path
     header: ExportHeader
 
     def count(self) -> int: ...
@@ -184,6 +187,17 @@ def _batches(documents: Iterator[ExportedDocument], size: int) -> Iterator[list[
         yield batch
 
 
+def check_export(export: ExportFile, progress: Progress = no_progress) -> int:
+    """Read every document of the file and check it, before an import writes
+    anything; how many it holds. ExportFileError at the first problem."""
+    count = 0
+    with progress(None, f"checking {export.path.name}") as bar:
+        for checked in _batches(export.documents(), CHECK_PROGRESS_STEP):
+            count += len(checked)
+            bar.update(len(checked))
+    return count
+
+
 def import_collection(
     client: Client,
     path: str | Path,
@@ -204,7 +218,7 @@ def import_collection(
     settings = export.header.settings
     if name is not None:
         settings = replace(settings, name=name)
-    total = export.count()  # the whole file checked, before any write
+    total = check_export(export, progress)
     created = ensure_collection(client, settings)
     count = 0
     with progress(total, f"importing into {settings.name}") as bar:
