@@ -173,6 +173,12 @@ def test_counts_say_one_or_many() -> None:
     assert cli_output.count_of(2, "replica", "replicas") == "2 replicas"
 
 
+def test_a_vector_shows_as_its_first_values_and_its_dimension() -> None:
+    assert cli_output.vector_preview([0.123456, -2.0, 3e-9, 4.0]) == "[0.1235, -2, 3e-09, ...] (4)"
+    assert cli_output.vector_preview([1.5]) == "[1.5] (1)"
+    assert cli_output.vector_preview(None) == "-"
+
+
 def test_messages_become_snake_case_json_with_numbers_and_enum_names() -> None:
     info = shoal_pb2.GetClusterInfoResponse(
         topology_version=2**40,
