@@ -228,7 +228,8 @@ class SdkBench:
             for data in calls.responses
             for row in _reply_rows(shoal_pb2.SearchResponse.FromString(data))
         ]
-        return Figure(len(rows) / calls.seconds, self._recall(rows))
+        cpu = calls.cpu["client"] / len(rows) * 1e6
+        return Figure(len(rows) / calls.seconds, self._recall(rows), cpu)
 
     def sdk_threads(self, client: Client, per_hit: bool = False) -> Figure:
         a = self.args
@@ -249,15 +250,18 @@ class SdkBench:
                     return
 
         workers = [threading.Thread(target=work, args=(i,)) for i in range(a.concurrency)]
+        cpu = own_cpu_seconds()
         began = time.perf_counter()
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
         seconds = time.perf_counter() - began
-        return self._partial(results, seconds)
+        return self._partial(results, seconds, own_cpu_seconds() - cpu)
 
-    def _partial(self, results: list[SearchResult | None], seconds: float) -> Figure:
+    def _partial(
+        self, results: list[SearchResult | None], seconds: float, cpu_seconds: float
+    ) -> Figure:
         """The figure of the queries answered before the time ran out."""
         done = [
             (row, _rows([found.ids.tolist()])[0])
@@ -265,7 +269,7 @@ class SdkBench:
             if found is not None
         ]
         recall = recall_at_k([found for _, found in done], self.truth[[row for row, _ in done]], K)
-        return Figure(len(done) / seconds, recall)
+        return Figure(len(done) / seconds, recall, cpu_seconds / len(done) * 1e6)
 
     def async_concurrent(self) -> Figure:
         return asyncio.run(self._async_concurrent())
@@ -292,10 +296,12 @@ class SdkBench:
                     )
                     results[row] = result
 
+            cpu = own_cpu_seconds()
             began = time.perf_counter()
             await asyncio.gather(*(work() for _ in range(a.concurrency)))
             seconds = time.perf_counter() - began
-        return self._partial(results, seconds)
+            cpu = own_cpu_seconds() - cpu
+        return self._partial(results, seconds, cpu)
 
 
 def _load(args: argparse.Namespace) -> VectorSet:
@@ -382,6 +388,7 @@ def report(args: argparse.Namespace, argv: Sequence[str], data: VectorSet, runs:
             qps(system, CONCURRENT),
             recall(system, CONCURRENT),
             number(runs.median(system, BATCH, lambda f: f.client_cpu_us), 1),
+            number(runs.median(system, CONCURRENT, lambda f: f.client_cpu_us), 1),
         ]
         for system in (HNSWLIB, RAW, SDK, SDK_HITS, ASYNC)
     ]
@@ -394,6 +401,7 @@ def report(args: argparse.Namespace, argv: Sequence[str], data: VectorSet, runs:
             f"single Search QPS ({c} concurrent)",
             "recall@10",
             "client CPU µs/query (SearchBatch)",
+            "client CPU µs/query (single Search)",
         ],
         rows,
     )
