@@ -13,8 +13,9 @@ from shoal.cli import output as out
 from shoal.cli.options import address, command, print_json
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
+from shoal.sdk.columnar import SearchResult
 from shoal.sdk.requests import Field
-from shoal.sdk.results import DocumentLike, SearchResult
+from shoal.sdk.results import DocumentLike
 from shoal.sdk.where import Where
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")

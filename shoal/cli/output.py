@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shoal.keyword import KeywordSettings
-from shoal.sdk.results import Collection, Document, Explanation, SearchResult
+from shoal.sdk.columnar import SearchResult
+from shoal.sdk.results import Collection, Document, Explanation
 from shoal.topology import Topology
 from shoal.v1 import shoal_pb2
 

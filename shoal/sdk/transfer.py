@@ -111,21 +111,26 @@ def export_collection(
     with progress(info.document_count, f"exporting {collection}") as bar:
 
         def pages() -> Iterator[list[ExportedDocument]]:
-            page: list[ExportedDocument] = []
-            documents = client.scroll(
+            # Columns per page: the vectors come as one float32 matrix, never as a
+            # list of Python floats per document.
+            for documents in client.scroll_pages(
                 collection, page_size=page_size, include=("vector", "text", "metadata")
-            )
-            for document in documents:
-                if document.vector is None:
-                    raise Internal(f"document {document.id!r} came without its vector")
-                vector = np.asarray(document.vector, dtype="<f4")
-                page.append(ExportedDocument(document.id, vector, document.text, document.metadata))
-                if len(page) == page_size:
-                    yield page
-                    bar.update(len(page))
-                    page = []
-            yield page
-            bar.update(len(page))
+            ):
+                try:
+                    vectors = documents.vectors
+                except ValueError:
+                    vectors = None
+                if vectors is None:
+                    if len(documents):
+                        raise Internal(f"a page from {documents.ids[0]!r} came without vectors")
+                    vectors = np.empty((0, 0), dtype=np.float32)
+                ids, texts, metadatas = documents.ids.tolist(), documents.texts, documents.metadatas
+                page = [
+                    ExportedDocument(ids[row], vectors[row], texts[row], metadatas[row])
+                    for row in range(len(documents))
+                ]
+                yield page
+                bar.update(len(page))
 
         if kind == "parquet":
             # Imported here: pyarrow takes a while to load, and JSONL does not need it.
