@@ -14,10 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.errors import InvalidArgument
-from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
 from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
-from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.status import from_rpc_error
+from shoal.sdk.connection import call_metadata, open_channel, resolve_api_key
 from shoal.sdk.requests import (
     CONSISTENCY,
     METRICS,
@@ -58,17 +57,18 @@ class Client:
     """A connection to a Shoal coordinator.
 
     `timeout` is the deadline in seconds each call gets; the services pass the
-    time that remains on to every shard and to the embedder.
+    time that remains on to every shard and to the embedder. `api_key` (else
+    the environment's SHOAL_API_KEY) goes with every call, for clusters that
+    require keys.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, api_key: str | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
-        # Round robin over every address the name resolves to: in Kubernetes, give
-        # the coordinators' headless Service to balance calls over all of them.
-        self._channel = grpc.insecure_channel(
-            address, options=[*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
-        )
+        self._metadata = call_metadata(resolve_api_key(api_key))
+        self._channel = open_channel(address)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
     def close(self) -> None:
@@ -87,7 +87,7 @@ class Client:
 
     def _call(self, method: Callable[..., R], request: object) -> R:
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
 
@@ -189,17 +189,24 @@ class Client:
         where: Where | None = None,
         where_document: Where | None = None,
         consistency: Consistency = "quorum",
+        delete_all: bool = False,
     ) -> WriteResult:
         """Delete documents by id, or every document matching a `where` (and/or
-        `where_document`) filter."""
+        `where_document`) filter; every document of the collection only with
+        `delete_all=True` (the server refuses a match-all delete without it)."""
         filtered = where is not None or where_document is not None
-        if bool(ids) == filtered:
-            raise InvalidArgument("give ids or a where filter to delete, not both")
+        if delete_all and ids:
+            raise InvalidArgument("delete_all deletes every document: give it without ids")
+        if not delete_all and bool(ids) == filtered:
+            raise InvalidArgument(
+                "give ids or a where filter to delete, not both (or delete_all=True for all)"
+            )
         request = shoal_pb2.DeleteRequest(
             collection=collection,
             ids=ids,
             filter=combined_filter(where, where_document),
             consistency=CONSISTENCY[consistency],
+            delete_all=delete_all,
         )
         reply = self._call(self._stub.Delete, request)
         return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)

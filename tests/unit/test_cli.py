@@ -47,7 +47,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
-    assert set(subcommands()) == {*CLIENT_COMMANDS, "up"}
+    assert set(subcommands()) == {*CLIENT_COMMANDS, "up", "keys"}
 
 
 @pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))
