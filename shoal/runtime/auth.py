@@ -57,6 +57,10 @@ def collection_named(request: object, path: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _ignore(data: bytes) -> None:
+    return None
+
+
 def _refusing(
     handler: grpc.RpcMethodHandler[Any, Any], code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
@@ -69,7 +73,8 @@ def _refusing(
         await context.abort(code, message)
         yield  # pragma: no cover: an async generator, as streaming handlers are
 
-    parse, serialize = handler.request_deserializer, handler.response_serializer
+    # The request is not even parsed: a refused caller costs no more than its bytes.
+    parse, serialize = _ignore, handler.response_serializer
     if handler.request_streaming and handler.response_streaming:
         return grpc.stream_stream_rpc_method_handler(streaming, parse, serialize)
     if handler.request_streaming:
