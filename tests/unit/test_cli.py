@@ -14,6 +14,8 @@ from coordinator import settings as coordinator_settings
 from embedder import __main__ as embedder_main
 from loadtest.command import target_host
 from shard import settings as shard_settings
+from shoal.access import Principal, Role
+from shoal.api_keys import key_hash, parse_keys
 from shoal.cli import output as cli_output
 from shoal.cli.app import build_parser, main
 from shoal.cli.collection_commands import keyword_settings
@@ -62,6 +64,11 @@ def test_global_options_go_before_or_after_the_command(command: str) -> None:
     # Given on both sides, the one after the command wins.
     both = parser.parse_args(["--address", "h:1", command, *rest, "--address", "h:2"])
     assert both.address == "h:2"
+    keyed = [
+        parser.parse_args(["--api-key", "k", command, *rest]),
+        parser.parse_args([command, *rest, "--api-key", "k"]),
+    ]
+    assert [args.api_key for args in keyed] == ["k", "k"] and neither.api_key is None
 
 
 def test_the_address_comes_from_the_option_then_the_environment(
@@ -280,3 +287,15 @@ def test_the_readmes_commands_parse(line: str) -> None:
 def test_search_needs_a_text_or_a_vector() -> None:
     with pytest.raises(SystemExit, match="give --text or --vector"):
         main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])
+
+
+def test_keys_create_prints_a_key_and_the_entry_that_admits_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["keys", "create", "--role", "read", "--collection", "c", "--name", "ci", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    table = parse_keys(json.dumps({"keys": [printed["entry"]]}))
+    assert table[key_hash(printed["key"])] == Principal("ci", Role.READ, frozenset({"c"}))
+    main(["keys", "create", "--role", "admin"])
+    text = capsys.readouterr().out
+    assert "shown only now" in text and '"role": "admin"}' in text
