@@ -54,6 +54,9 @@ def _cluster(role: Role) -> Rule:
     return Rule(role, None)
 
 
+#: The service the table is for; any other service's methods are UNKNOWN_METHOD.
+PUBLIC_SERVICE = "shoal.v1.ShoalService"
+
 #: ShoalService's methods by name.
 PUBLIC_RULES: Mapping[str, Rule] = {
     "GetCollection": _collection(Role.READ, "name"),
@@ -100,7 +103,9 @@ class Principal:
 
 def rule_for(method: str, rules: Mapping[str, Rule] = PUBLIC_RULES) -> Rule:
     """The rule of a method, by its bare name (`Search`) or full path
-    (`/shoal.v1.ShoalService/Search`)."""
+    (`/shoal.v1.ShoalService/Search`); a full path of another service has none."""
+    if method.startswith("/") and not method.startswith(f"/{PUBLIC_SERVICE}/"):
+        return UNKNOWN_METHOD
     return rules.get(method.rsplit("/", 1)[-1], UNKNOWN_METHOD)
 
 

@@ -56,6 +56,7 @@ def test_a_key_limited_to_collections_may_use_those_only(method: str) -> None:
 
 def test_an_unknown_method_needs_an_unlimited_admin_key() -> None:
     assert rule_for("/shoal.v1.ShoalService/SomethingNew") == UNKNOWN_METHOD
+    assert rule_for("/shoal.v1.OtherService/Search") == UNKNOWN_METHOD
     assert Principal("a", Role.ADMIN).may(UNKNOWN_METHOD, None)
     assert not Principal("w", Role.WRITE).may(UNKNOWN_METHOD, None)
     assert not Principal("a", Role.ADMIN, frozenset({"c"})).may(UNKNOWN_METHOD, "c")
