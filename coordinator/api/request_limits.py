@@ -11,7 +11,12 @@ from shoal.v1 import common_pb2, shoal_pb2
 
 
 def check_documents(limits: RequestLimits, documents: Sequence[common_pb2.Document]) -> None:
+    # A document's metadata, any one value and its text are each no larger than the
+    # whole document: one size per document settles the usual, small ones.
+    bound = min(limits.max_metadata_value_bytes, limits.max_metadata_bytes, limits.max_text_bytes)
     for document in documents:
+        if document.ByteSize() <= bound:
+            continue
         what = f"document {document.id[:64]!r}"
         if document.metadata:
             limits.check_metadata(
