@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from shoal.access import Role
-from shoal.api_keys import generate_key, key_entry
+from shoal.api_keys import KeysFileError, generate_key, key_entry, parse_keys
 from shoal.cli.demo import load_demo
 from shoal.cli.local_cluster import (
     DEFAULT_MODEL,
@@ -19,15 +19,27 @@ from shoal.cli.service_process import ClusterError
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
 
+ADMIN_KEY_NAME = "shoal-up-admin"
+
 
 def write_admin_key(root: Path) -> tuple[str, Path]:
-    """A new admin key for `--secure`, in ROOT/api-keys.json (hashed, owner-only);
-    each start makes a new one, so an old printed key stops working."""
+    """A new admin key for `--secure`, in ROOT/api-keys.json (hashed, owner-only).
+
+    Each start replaces the key it made before, so an old printed key stops
+    working; entries added by hand (`shoal keys create`) stay.
+    """
     key = generate_key()
     root.mkdir(parents=True, exist_ok=True)
     path = root / "api-keys.json"
+    kept: list[dict[str, object]] = []
+    if path.exists():
+        parse_keys(path.read_text())  # a broken file is an error, not something to overwrite
+        entries = json.loads(path.read_text())["keys"]
+        kept = [entry for entry in entries if entry.get("name") != ADMIN_KEY_NAME]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"keys": [key_entry(key, "shoal-up-admin", Role.ADMIN)]}) + "\n")
+    tmp.write_text(
+        json.dumps({"keys": [*kept, key_entry(key, ADMIN_KEY_NAME, Role.ADMIN)]}, indent=1) + "\n"
+    )
     tmp.chmod(0o600)
     tmp.replace(path)
     return key, path
@@ -38,7 +50,10 @@ def cmd_up(args: argparse.Namespace) -> None:
     api_key: str | None = None
     coordinator_args: tuple[str, ...] = ()
     if args.secure:
-        api_key, keys_path = write_admin_key(root)
+        try:
+            api_key, keys_path = write_admin_key(root)
+        except (OSError, KeysFileError) as error:
+            raise SystemExit(f"error: {root / 'api-keys.json'}: {error}") from None
         coordinator_args = ("--api-keys-file", str(keys_path))
     try:
         spec = ClusterSpec(

@@ -15,11 +15,12 @@ from embedder import __main__ as embedder_main
 from loadtest.command import target_host
 from shard import settings as shard_settings
 from shoal.access import Principal, Role
-from shoal.api_keys import key_hash, parse_keys
+from shoal.api_keys import KeysFileError, key_entry, key_hash, parse_keys
 from shoal.cli import output as cli_output
 from shoal.cli.app import build_parser, main
 from shoal.cli.collection_commands import keyword_settings
 from shoal.cli.options import address
+from shoal.cli.up import write_admin_key
 from shoal.v1 import shoal_pb2
 
 # One valid command line (after the command's name) for each command that talks
@@ -299,3 +300,18 @@ def test_keys_create_prints_a_key_and_the_entry_that_admits_it(
     main(["keys", "create", "--role", "admin"])
     text = capsys.readouterr().out
     assert "shown only now" in text and '"role": "admin"}' in text
+
+
+def test_shoal_up_secure_replaces_its_own_admin_key_and_keeps_others(tmp_path: Path) -> None:
+    first, path = write_admin_key(tmp_path)
+    mine = key_entry("shoal_added-by-hand", "reader", Role.READ)
+    entries = json.loads(path.read_text())["keys"]
+    path.write_text(json.dumps({"keys": [*entries, mine]}))
+    second, _ = write_admin_key(tmp_path)
+    table = parse_keys(path.read_text())
+    assert key_hash(first) not in table and key_hash("shoal_added-by-hand") in table
+    assert table[key_hash(second)].role == Role.ADMIN
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("{")
+    with pytest.raises(KeysFileError):
+        write_admin_key(tmp_path)
