@@ -19,11 +19,13 @@ from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
+from shoal.api_keys import KeyFile, KeysFileError
 from shoal.catalog import CatalogFollower
 from shoal.etcd.catalog_store import EtcdCatalog
 from shoal.etcd.client import EtcdClient
 from shoal.etcd.membership import MemberFollower
 from shoal.etcd.topology_store import EtcdTopology
+from shoal.runtime.auth import ApiKeyInterceptor
 from shoal.runtime.balancing import CONNECTION_AGE_OPTIONS
 from shoal.runtime.logs import configure_logging
 from shoal.runtime.server import ServerSpec, Service, serve
@@ -120,14 +122,37 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
 
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
-        servicer=ShoalServicer(core, settings.read_timeout_s, settings.write_timeout_s),
+        servicer=ShoalServicer(
+            core, settings.read_timeout_s, settings.write_timeout_s, settings.limits
+        ),
     )
     # Clients balancing per call resolve the coordinators' names again when their
     # connections age out, and so find coordinators the HPA added.
     spec = ServerSpec(
-        settings.server, [service], metrics, start, stop, options=CONNECTION_AGE_OPTIONS
+        settings.server,
+        [service],
+        metrics,
+        start,
+        stop,
+        options=CONNECTION_AGE_OPTIONS,
+        interceptors=api_key_interceptors(settings),
     )
     await serve(spec)
+
+
+def api_key_interceptors(settings: Settings) -> list[ApiKeyInterceptor]:
+    """Keys from --api-keys-file; none: every caller may do everything (said loudly)."""
+    if settings.api_keys_file is None:
+        log.warning(
+            "no --api-keys-file (SHOAL_API_KEYS_FILE): the API takes calls without API keys;"
+            " anyone who reaches this port may read, write and drop collections"
+        )
+        return []
+    try:
+        keys = KeyFile(settings.api_keys_file)
+    except (OSError, KeysFileError) as error:
+        raise SystemExit(f"--api-keys-file {settings.api_keys_file}: {error}") from None
+    return [ApiKeyInterceptor(keys)]
 
 
 def main() -> None:

@@ -3,13 +3,14 @@
 import argparse
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coordinator.api.servicer import DEFAULT_READ_TIMEOUT_S, DEFAULT_WRITE_TIMEOUT_S
 from coordinator.core.catalog import CONFIG_TTL_S
 from coordinator.core.clock import MAX_COORDINATOR_ID
 from coordinator.core.hints import HintLimits
+from shoal.limits import RequestLimits, add_limit_flags, limits_from_args
 from shoal.runtime.settings import (
     ServerSettings,
     add_server_flags,
@@ -33,6 +34,8 @@ class Settings:
     hint_max_writes: int = HintLimits.max_writes
     hint_max_age_s: float = HintLimits.max_age_s
     etcd: tuple[str, ...] = ()
+    api_keys_file: Path | None = None
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def _coordinator_id(text: str) -> int:
@@ -102,6 +105,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         help="etcd endpoints (IP:PORT,... or one DNS name) holding the collection catalog;"
         " without it the shards' own lists are used (no single source of truth)",
     )  # fmt: skip
+    parser.add_argument(
+        "--api-keys-file", type=Path, default=env("api-keys-file"),
+        help='JSON {"keys": [{"name", "sha256", "role", "collections"}]} (`shoal keys'
+        " create` makes entries); read again when it changes. Without it the API takes"
+        " calls without keys (a warning at start)",
+    )  # fmt: skip
+    add_limit_flags(parser, env)
     args = parser.parse_args(argv)
     return Settings(
         server=ServerSettings.from_args(args),
@@ -114,4 +124,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         hint_max_writes=args.hint_max_writes,
         hint_max_age_s=args.hint_max_age_s,
         etcd=tuple(e for e in args.etcd.split(",") if e.strip()),
+        api_keys_file=args.api_keys_file,
+        limits=limits_from_args(args),
     )

@@ -68,6 +68,14 @@ def target_host(args: argparse.Namespace) -> str | None:
     return args.host or getattr(args, "address", None) or os.environ.get(ADDRESS_ENV) or None
 
 
+def add_api_key(metadata: dict[str, str], api_key: str | None) -> None:
+    """`shoal --api-key`, else SHOAL_API_KEY, as every call's `authorization`, unless
+    the config's own metadata sets one (ghz configs take `"metadata"` the same way)."""
+    key = api_key or os.environ.get("SHOAL_API_KEY")
+    if key and not {"authorization", "api-key"} & set(metadata):
+        metadata["authorization"] = f"Bearer {key}"
+
+
 def cmd_loadtest(args: argparse.Namespace) -> None:
     overrides = _overrides(args)
     overrides["host"] = target_host(args)
@@ -75,6 +83,7 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     try:
         config = load_config(Path(args.config), overrides)
         config.host = config.host or DEFAULT_HOST
+        add_api_key(config.metadata, getattr(args, "api_key", None))
         config.check()
         if args.reflection:
             method = reflected_method(config.call, config.host, config.connect_timeout_s)

@@ -33,6 +33,7 @@ from shoal.runtime.logs import configure_logging
 from shoal.runtime.server import ServerSpec, Service, serve
 from shoal.topology_source import FollowedTopology, TopologyFile, TopologySource
 from shoal.topology_store import TopologyFollower
+from shoal.version_horizon import VersionHorizon
 
 log = logging.getLogger("shard")
 
@@ -96,6 +97,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
         peers.append(peer)
         return peer
 
+    horizon = VersionHorizon(settings.max_clock_skew_s)
     anti_entropy = AntiEntropy(
         CollectionsReplica(collections, executor, grace),
         directory.peers,
@@ -107,6 +109,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
         ),
         readiness,
         metrics.record_catch_up,
+        horizon,
     )
     purger = TombstonePurger(
         collections.open_collections,
@@ -119,7 +122,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     ownership = (
         PartitionOwnership(topology.current, advertised(settings)) if topology is not None else None
     )
-    servicer = ShardServicer(collections, executor, readiness, grace, health, ownership)
+    servicer = ShardServicer(collections, executor, readiness, grace, health, ownership, horizon)
 
     follower: CatalogFollower | None = None
     if etcd is not None:

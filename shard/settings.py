@@ -17,6 +17,7 @@ from shoal.runtime.settings import (
     positive_float,
     positive_int,
 )
+from shoal.version_horizon import DEFAULT_MAX_CLOCK_SKEW_S
 
 DEFAULT_PORT = 50061
 
@@ -37,6 +38,7 @@ class Settings:
     tombstone_grace_s: float = DEFAULT_GRACE_S
     tombstone_purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
     etcd: tuple[str, ...] = ()
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
 
 
 def default_threads() -> int:
@@ -113,6 +115,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         default=env("tombstone-purge-interval-s", str(DEFAULT_PURGE_INTERVAL_S)),
         help="seconds between purges of tombstones past the grace period",
     )  # fmt: skip
+    parser.add_argument(
+        "--max-clock-skew-s", type=positive_float,
+        default=env("max-clock-skew-s", str(DEFAULT_MAX_CLOCK_SKEW_S)),
+        help="refuse writes (and copies from peers) whose version is more than this far"
+        " ahead of this shard's clock, so no version can pin a document forever; keep"
+        " it above the clock skew between coordinators and shards",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be 0 (default) or positive")
@@ -131,4 +140,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         catch_up_wait_s=args.catch_up_wait_s,
         tombstone_grace_s=args.tombstone_grace_s,
         tombstone_purge_interval_s=args.tombstone_purge_interval_s,
+        max_clock_skew_s=args.max_clock_skew_s,
     )

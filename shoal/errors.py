@@ -59,6 +59,14 @@ class PartitionMoved(FailedPrecondition):
         self.topology = topology
 
 
+class Unauthenticated(ShoalError):
+    """No API key, or one the cluster does not know."""
+
+
+class PermissionDenied(ShoalError):
+    """The API key's role or collections do not allow the call."""
+
+
 class DataLoss(ShoalError):
     """A corrupt store or index."""
 

@@ -1,6 +1,9 @@
 """Limits and naming rules every Shoal service enforces the same way."""
 
+import argparse
 import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from shoal.errors import InvalidArgument, ResourceExhausted
 
@@ -56,3 +59,141 @@ def check_k(k: int) -> None:
 def check_ef(ef: int) -> None:
     if ef > MAX_EF:
         raise InvalidArgument(f"ef is {ef}; the limit is {MAX_EF}")
+
+
+# Bounded work per request (issue 14): the coordinator checks these before it
+# looks anything up or asks any shard, so a request that would take too much
+# memory or time is refused at once with the limit it broke. Each is a
+# coordinator flag (`python -m coordinator --help`, SHOAL_MAX_...).
+
+#: Bytes of a reply per hit besides stored fields: id, score, distance, framing.
+HIT_BYTES = 64
+#: What an included text or metadata is taken to cost per hit in the reply
+#: estimate (a document's real size is known only after the search).
+ESTIMATED_TEXT_BYTES = 1024
+ESTIMATED_METADATA_BYTES = 512
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """The configurable limits; the defaults are what `python -m coordinator` uses."""
+
+    #: A document's metadata: keys and values as sent (protobuf bytes).
+    max_metadata_bytes: int = 64 * 1024
+    #: One metadata value (a string, or a whole list).
+    max_metadata_value_bytes: int = 16 * 1024
+    #: A document's or a query's text in UTF-8 bytes (besides MAX_TEXT_CHARS).
+    max_text_bytes: int = 4 * MAX_TEXT_CHARS
+    #: queries x k (or candidates) x ef of one Search or SearchBatch.
+    max_search_work: int = 1 << 24
+    #: The estimated reply of a search (HIT_BYTES, vectors, ESTIMATED_*_BYTES per hit).
+    max_reply_bytes: int = 32 * 1024 * 1024
+
+    def check_metadata(self, what: str, entries: Iterable[tuple[str, int]]) -> None:
+        """`entries`: (key, the value's size in bytes) of one document."""
+        total = 0
+        for key, size in entries:
+            if size > self.max_metadata_value_bytes:
+                raise ResourceExhausted(
+                    f"{what}: metadata value {key[:64]!r} has {size} bytes; the limit is"
+                    f" {self.max_metadata_value_bytes} (--max-metadata-value-bytes)"
+                )
+            total += len(key.encode()) + size
+            if total > self.max_metadata_bytes:
+                raise ResourceExhausted(
+                    f"{what}: metadata has more than {self.max_metadata_bytes} bytes"
+                    " (--max-metadata-bytes)"
+                )
+
+    def check_text(self, what: str, text: str) -> None:
+        # Fewer characters than the byte limit / 4 cannot exceed it: skip the encode.
+        if len(text) * 4 <= self.max_text_bytes:
+            return
+        size = len(text.encode())
+        if size > self.max_text_bytes:
+            raise ResourceExhausted(
+                f"{what}: text has {size} bytes; the limit is {self.max_text_bytes}"
+                " (--max-text-bytes)"
+            )
+
+    def check_search(
+        self,
+        queries: int,
+        k: int,
+        ef: int,
+        candidates: int = 0,
+        dimension: int = 0,
+        text: bool = False,
+        metadata: bool = False,
+    ) -> None:
+        """Refuse a search whose work or estimated reply is over the limits.
+
+        `ef` 0 (the collection's default) counts as DEFAULT_HNSW_EF; any ef counts
+        as at least k, as the shards search that deep anyway. `dimension`: the
+        vector size when vectors are included, else 0.
+        """
+        work = search_work(queries, k, ef, candidates)
+        if work > self.max_search_work:
+            raise ResourceExhausted(
+                f"search asks for {queries} queries x k {k} x ef {max(ef or DEFAULT_HNSW_EF, k)}"
+                f"{f' (candidates {candidates})' if candidates > k else ''} = {work}; the"
+                f" limit is {self.max_search_work} (--max-search-work): ask for fewer queries"
+                " per batch, a smaller k or ef"
+            )
+        size = reply_bytes(queries * k, dimension, text, metadata)
+        if size > self.max_reply_bytes:
+            raise ResourceExhausted(
+                f"the reply to {queries} queries x k {k} would be about {size} bytes; the"
+                f" limit is {self.max_reply_bytes} (--max-reply-bytes): include fewer fields"
+                " (vectors cost 4 bytes per dimension), or ask for fewer queries or a smaller k"
+            )
+
+
+def search_work(queries: int, k: int, ef: int, candidates: int = 0) -> int:
+    """How much a search asks of the shards: queries x depth x ef."""
+    depth = max(k, candidates)
+    return queries * depth * max(ef or DEFAULT_HNSW_EF, depth)
+
+
+def reply_bytes(hits: int, dimension: int = 0, text: bool = False, metadata: bool = False) -> int:
+    per_hit = HIT_BYTES + 4 * dimension
+    per_hit += ESTIMATED_TEXT_BYTES if text else 0
+    per_hit += ESTIMATED_METADATA_BYTES if metadata else 0
+    return hits * per_hit
+
+
+_LIMIT_FLAGS: dict[str, str] = {
+    "max_metadata_bytes": "a document's metadata, keys and values, in bytes",
+    "max_metadata_value_bytes": "one metadata value (a string or a whole list) in bytes",
+    "max_text_bytes": "a document's or query's text in UTF-8 bytes",
+    "max_search_work": "queries x k (or hybrid candidates) x ef of one Search/SearchBatch",
+    "max_reply_bytes": "a search's estimated reply in bytes (hits x (64 + 4 x dimension"
+    " if vectors + 1024 if text + 512 if metadata))",
+}
+
+
+def add_limit_flags(
+    parser: argparse.ArgumentParser, env: Callable[[str, str | None], str | None]
+) -> None:
+    """--max-metadata-bytes, --max-metadata-value-bytes, --max-text-bytes,
+    --max-search-work, --max-reply-bytes; `env(flag, default)` gives the default."""
+    defaults = RequestLimits()
+    for name, help_text in _LIMIT_FLAGS.items():
+        flag = name.replace("_", "-")
+        parser.add_argument(
+            f"--{flag}",
+            type=_positive,
+            default=_positive(env(flag, str(getattr(defaults, name))) or "0"),
+            help=help_text,
+        )
+
+
+def limits_from_args(args: argparse.Namespace) -> RequestLimits:
+    return RequestLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value

@@ -9,11 +9,12 @@ from typing import Any
 
 import grpc.aio
 
-from coordinator.api import packed_public, public_messages
+from coordinator.api import packed_public, public_messages, request_limits
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
+from shoal.limits import RequestLimits
 from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
@@ -31,8 +32,10 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         core: Coordinator,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._core = core
+        self._limits = limits or RequestLimits()
         self._read_timeout_s = read_timeout_s
         self._write_timeout_s = write_timeout_s
 
@@ -80,6 +83,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     async def Upsert(
         self, request: shoal_pb2.UpsertRequest, context: Context
     ) -> shoal_pb2.UpsertResponse:
+        request_limits.check_documents(self._limits, request.documents)
         result = await self._core.writer.upsert(
             request.collection,
             public_messages.documents_from_proto(request.documents),
@@ -100,7 +104,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             list(request.ids),
             public_messages.consistency_from_proto(request.consistency),
             self._write_deadline(context),
-            filter=public_messages.filter_from_proto(request),
+            filter=request_limits.check_delete(request),
         )
         return shoal_pb2.DeleteResponse(
             deleted=result.deleted,
@@ -159,11 +163,15 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     async def Search(
         self, request: shoal_pb2.SearchRequest, context: Context
     ) -> shoal_pb2.SearchResponse:
+        deadline = self._read_deadline(context)
+        request_limits.check_queries(self._limits, [request.query])
+        dimension = await self._dimension_if_vectors(request, deadline)
+        request_limits.check_search(self._limits, request, 1, dimension)
         results = await self._core.reader.search(
             request.collection,
             [public_messages.query_from_proto(request.query, "query")],
             public_messages.search_options(request),
-            self._read_deadline(context),
+            deadline,
         )
         response = shoal_pb2.SearchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
@@ -178,11 +186,15 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     async def SearchBatch(
         self, request: shoal_pb2.SearchBatchRequest, context: Context
     ) -> shoal_pb2.SearchBatchResponse:
+        deadline = self._read_deadline(context)
+        request_limits.check_queries(self._limits, request.queries)
+        dimension = await self._dimension_if_vectors(request, deadline)
+        request_limits.check_search(self._limits, request, len(request.queries), dimension)
         results = await self._core.reader.search(
             request.collection,
             public_messages.queries_from_proto(request.queries),
             public_messages.search_options(request),
-            self._read_deadline(context),
+            deadline,
         )
         response = shoal_pb2.SearchBatchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
@@ -195,6 +207,15 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         for result in results.results:
             public_messages.add_hits(add(), result)
         return response
+
+    async def _dimension_if_vectors(
+        self, request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest, deadline: Deadline
+    ) -> int:
+        """The collection's dimension when the reply is to carry vectors (its size
+        depends on it); a cached settings lookup, no call to any shard."""
+        if not request.include.vector:
+            return 0
+        return (await self._core.catalog.config(request.collection, deadline)).dimension
 
     # Cluster
 

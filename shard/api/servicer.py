@@ -36,6 +36,7 @@ from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import with_request_context
 from shoal.runtime.proto_values import config_to_proto
 from shoal.v1 import shard_pb2, shard_pb2_grpc
+from shoal.version_horizon import VersionHorizon
 
 #: The service's full name, also its name in health checks.
 SERVICE = shard_pb2.DESCRIPTOR.services_by_name["ShardService"].full_name
@@ -58,8 +59,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         grace: TombstoneGrace | None = None,
         health: ServerHealth | None = None,
         ownership: PartitionOwnership | None = None,
+        horizon: VersionHorizon | None = None,
     ) -> None:
         self._collections = collections
+        self._horizon = horizon or VersionHorizon()
         self._health = health
         self._ownership = ownership
         self._executor = executor
@@ -123,6 +126,8 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     async def Write(
         self, request: shard_pb2.ShardWriteRequest, context: Context
     ) -> shard_pb2.ShardWriteResponse:
+        # Versions far in the future would pin documents forever: refused first.
+        self._horizon.check((write.id, write.version) for write in request.writes)
         # A dict lookup: unknown names and other incarnations fail here.
         collection = self._collections.get(request.collection, request.incarnation)
         if self._ownership is not None:

@@ -37,6 +37,7 @@ from shard.core.documents import WriteOp
 from shoal.errors import DeadlineExceeded, NotFound, ShoalError, Unavailable
 from shoal.replication import PartitionDigest, VersionState, differing_partitions, newer_than_mine
 from shoal.runtime.periodic import PeriodicTask
+from shoal.version_horizon import VersionHorizon
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +144,7 @@ class AntiEntropy:
         settings: AntiEntropySettings | None = None,
         readiness: Readiness | None = None,
         record: Callable[[str, int], None] | None = None,
+        horizon: VersionHorizon | None = None,
     ) -> None:
         """`peers` lists the peer addresses now; `connect` gives a client for one
         (called once per address). `record(collection, records)` counts copies."""
@@ -152,6 +154,7 @@ class AntiEntropy:
         self.settings = settings or AntiEntropySettings()
         self.readiness = readiness or Readiness()
         self._record = record
+        self._horizon = horizon or VersionHorizon()
         self._clients: dict[str, Peer] = {}
         self._periodic = PeriodicTask(
             "anti-entropy", self.pass_once, self.settings.interval_s, wait_first=True
@@ -268,11 +271,23 @@ class AntiEntropy:
                 my_versions = await self._local.versions(collection, chunk, incarnation)
             except NotFound:
                 return copied
-            wanted = newer_than_mine(my_versions, their_versions)
+            fresh = self._horizon.drop_future(their_versions)
+            if len(fresh) < len(their_versions):
+                log.warning(
+                    "collection %r: %s holds versions beyond this replica's clock + %g s;"
+                    " not copied",
+                    collection,
+                    peer.address,
+                    self._horizon.max_skew_s,
+                )
+            wanted = newer_than_mine(my_versions, fresh)
             for begin in range(0, len(wanted), self.settings.fetch_batch):
                 ids = wanted[begin : begin + self.settings.fetch_batch]
                 try:
                     records = await peer.fetch(collection, ids, timeout_s, incarnation)
+                    # A record changed since it was listed is checked again.
+                    limit = self._horizon.limit_ms()
+                    records = [r for r in records if self._horizon.within(r.version, limit)]
                     applied = await self._local.apply(collection, records, incarnation)
                 except NotFound:
                     return copied

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from shoal.cli.cluster_commands import add_cluster_commands
 from shoal.cli.collection_commands import add_collection_commands
 from shoal.cli.document_commands import add_document_commands
+from shoal.cli.key_commands import add_key_commands
 from shoal.cli.options import ENVIRONMENT, global_options, version
 from shoal.cli.transfer_commands import add_transfer_commands
 from shoal.cli.up import add_up_command
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_document_commands(commands)
     add_transfer_commands(commands)
     add_cluster_commands(commands)
+    add_key_commands(commands)
     return parser
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shoal.cli import output as out
-from shoal.cli.options import address, command, print_json
+from shoal.cli.options import command, connect, print_json
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
 from shoal.sdk.columnar import SearchResult
@@ -136,7 +136,7 @@ def vector_arg(text: str | None) -> list[float] | None:
 def cmd_search(args: argparse.Namespace) -> None:
     if args.text is None and args.vector is None:
         raise SystemExit("error: give --text or --vector (both only with --mode hybrid)")
-    with Client(address(args)) as client:
+    with connect(args) as client:
         result = client.search(
             args.collection,
             vector_arg(args.vector),
@@ -170,7 +170,7 @@ def include_fields(args: argparse.Namespace) -> list[Field]:
 
 def cmd_scroll(args: argparse.Namespace) -> None:
     """Streams: one line per document as it arrives, JSON Lines with --json."""
-    with Client(address(args)) as client:
+    with connect(args) as client:
         documents = client.scroll(
             args.collection,
             where_arg(args.where),
@@ -185,7 +185,7 @@ def cmd_scroll(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         documents = client.get(args.collection, args.ids, include=include_fields(args))
     if args.json:
         print_json([out.document_dict(document) for document in documents])
@@ -198,12 +198,13 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         result = client.delete(
             args.collection,
             args.ids,
             where=where_arg(args.where),
             where_document=where_document_arg(args),
+            delete_all=args.all,
         )
     if args.json:
         print_json({"collection": args.collection, "deleted": result.count})
@@ -212,7 +213,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_count(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         count = client.count(args.collection, where_arg(args.where), where_document_arg(args))
     if args.json:
         print_json({"collection": args.collection, "count": count})
@@ -295,6 +296,10 @@ def add_document_commands(commands: Any) -> None:
     )
     delete.add_argument("--where", help=WHERE_HELP)
     delete.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
+    delete.add_argument(
+        "--all", action="store_true",
+        help="delete every document (or every one matching an empty filter); refused without",
+    )  # fmt: skip
     delete.set_defaults(run=cmd_delete)
 
     for name, handler, text in [

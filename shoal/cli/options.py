@@ -1,7 +1,8 @@
-"""What every `shoal` command shares: the global options (--address, --json), how a
-command's parser is made, and how results are printed as JSON.
+"""What every `shoal` command shares: the global options (--address, --api-key,
+--json), how a command's parser is made, the client it calls with, and how
+results are printed as JSON.
 
---address and --json may come before or after the command's name.
+--address, --api-key and --json may come before or after the command's name.
 """
 
 import argparse
@@ -11,15 +12,18 @@ from importlib import metadata
 from typing import Any
 
 from shoal.runtime.help_format import HelpFormatter
-from shoal.sdk.client import DEFAULT_ADDRESS
+from shoal.sdk.client import DEFAULT_ADDRESS, Client
 
 ADDRESS_ENV = "SHOAL_ADDRESS"
+API_KEY_ENV = "SHOAL_API_KEY"
 JSON_HELP = "print JSON (snake_case keys, numbers as numbers) instead of tables and text"
 ENVIRONMENT = f"""\
 environment:
   {ADDRESS_ENV}   the coordinator's HOST:PORT where --address is not given
                   (else {DEFAULT_ADDRESS}); `shoal loadtest` calls it instead of a
                   config's host
+  {API_KEY_ENV}   the API key where --api-key is not given (clusters with
+                  --api-keys-file)
   SHOAL_<FLAG>    `shoal up` passes its environment to the services it starts, so
                   their SHOAL_ variables apply there (e.g. SHOAL_LOG_FORMAT=json;
                   `python -m shard --help` lists a service's), except for the
@@ -40,12 +44,20 @@ def address(args: argparse.Namespace) -> str:
     return str(args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS)
 
 
+def connect(args: argparse.Namespace, timeout: float | None = None) -> Client:
+    """A client for the coordinator of --address, with --api-key (else SHOAL_API_KEY)."""
+    api_key = getattr(args, "api_key", None)
+    if timeout is None:
+        return Client(address(args), api_key=api_key)
+    return Client(address(args), timeout=timeout, api_key=api_key)
+
+
 def print_json(value: object) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
 def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.ArgumentParser:
-    """--address and --json, for the top level and again for each command.
+    """--address, --api-key and --json, for the top level and again for each command.
 
     On a command their defaults are SUPPRESS, so a value given before the
     command's name is kept unless it is given again after it.
@@ -58,6 +70,12 @@ def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.Arg
         default=unset,
         metavar="HOST:PORT",
         help=f"the coordinator (default: ${ADDRESS_ENV}, else {DEFAULT_ADDRESS})",
+    )
+    group.add_argument(
+        "--api-key",
+        default=unset,
+        metavar="KEY",
+        help=f"the API key sent with every call (default: ${API_KEY_ENV})",
     )
     group.add_argument(
         "--json",

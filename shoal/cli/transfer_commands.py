@@ -16,9 +16,8 @@ from tqdm import tqdm
 
 from shoal.cli import output as out
 from shoal.cli.document_commands import import_jsonl
-from shoal.cli.options import address, command, print_json
+from shoal.cli.options import command, connect, print_json
 from shoal.errors import InvalidArgument
-from shoal.sdk.client import Client
 from shoal.sdk.export_format import FORMATS, NoExportHeader, file_format
 from shoal.sdk.transfer import (
     EXPORT_PAGE_SIZE,
@@ -45,7 +44,7 @@ def _file_errors(file: str) -> Iterator[None]:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    with Client(address(args), timeout=args.timeout) as client, _file_errors(args.file):
+    with connect(args, args.timeout) as client, _file_errors(args.file):
         result = export_collection(
             client,
             args.collection,
@@ -92,7 +91,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         raise SystemExit("error: give the collection as COLLECTION or as --name, not both")
     name = args.name or collection
     created: bool | None  # None: plain lines into an existing collection
-    with Client(address(args), timeout=args.timeout) as client, _file_errors(args.file):
+    with connect(args, args.timeout) as client, _file_errors(args.file):
         if name is not None and _is_plain_jsonl(path, args.format):
             count = import_jsonl(client, name, path, args.batch_size)
             created = None

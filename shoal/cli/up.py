@@ -1,9 +1,12 @@
 """`shoal up`: run a local cluster until Ctrl-C (see shoal.cli.local_cluster)."""
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
+from shoal.access import Role
+from shoal.api_keys import KeysFileError, generate_key, key_entry, parse_keys
 from shoal.cli.demo import load_demo
 from shoal.cli.local_cluster import (
     DEFAULT_MODEL,
@@ -16,8 +19,42 @@ from shoal.cli.service_process import ClusterError
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
 
+ADMIN_KEY_NAME = "shoal-up-admin"
+
+
+def write_admin_key(root: Path) -> tuple[str, Path]:
+    """A new admin key for `--secure`, in ROOT/api-keys.json (hashed, owner-only).
+
+    Each start replaces the key it made before, so an old printed key stops
+    working; entries added by hand (`shoal keys create`) stay.
+    """
+    key = generate_key()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "api-keys.json"
+    kept: list[dict[str, object]] = []
+    if path.exists():
+        parse_keys(path.read_text())  # a broken file is an error, not something to overwrite
+        entries = json.loads(path.read_text())["keys"]
+        kept = [entry for entry in entries if entry.get("name") != ADMIN_KEY_NAME]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"keys": [*kept, key_entry(key, ADMIN_KEY_NAME, Role.ADMIN)]}, indent=1) + "\n"
+    )
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return key, path
+
 
 def cmd_up(args: argparse.Namespace) -> None:
+    root = Path(args.data_dir).resolve()
+    api_key: str | None = None
+    coordinator_args: tuple[str, ...] = ()
+    if args.secure:
+        try:
+            api_key, keys_path = write_admin_key(root)
+        except (OSError, KeysFileError) as error:
+            raise SystemExit(f"error: {root / 'api-keys.json'}: {error}") from None
+        coordinator_args = ("--api-keys-file", str(keys_path))
     try:
         spec = ClusterSpec(
             groups=args.groups,
@@ -28,15 +65,24 @@ def cmd_up(args: argparse.Namespace) -> None:
             base_port=args.base_port,
             embedder_threads=args.embedder_threads,
             metrics_port_base=args.metrics_port_base,
+            coordinator_args=coordinator_args,
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    cluster = LocalCluster(Path(args.data_dir).resolve(), spec)
+    cluster = LocalCluster(root, spec)
 
     def when_serving() -> None:
         print(f"Shoal is serving at {cluster.address}", flush=True)
+        if api_key is not None:
+            print(
+                f"API keys are required (keys file {root / 'api-keys.json'}); admin key:\n"
+                f"  {api_key}\n"
+                f"connect: export SHOAL_API_KEY={api_key}  (or shoal --api-key,"
+                " shoal.Client(api_key=...)); more keys: shoal keys create --role read",
+                flush=True,
+            )
         if args.demo:
-            with Client(cluster.address, timeout=120) as client:
+            with Client(cluster.address, timeout=120, api_key=api_key) as client:
                 load_demo(client, args.model)
             print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
 
@@ -74,5 +120,10 @@ def add_up_command(commands: Any) -> None:
         "--metrics-port-base", type=int, default=0,
         help="Prometheus /metrics on consecutive ports from here: coordinator, embedder,"
         " shards (0: off)",
+    )  # fmt: skip
+    up.add_argument(
+        "--secure", action="store_true",
+        help="require API keys: write a new admin key to DATA_DIR/api-keys.json (hashed)"
+        " and print it",
     )  # fmt: skip
     up.set_defaults(run=cmd_up)

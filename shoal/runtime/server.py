@@ -76,6 +76,8 @@ class ServerSpec:
     health: ServerHealth | None = None
     #: More server options, e.g. shoal.runtime.balancing.CONNECTION_AGE_OPTIONS.
     options: Sequence[tuple[str, Any]] = ()
+    #: Around every call, e.g. shoal.runtime.auth.ApiKeyInterceptor.
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 
 
 def _write_port_file(spec: ServerSpec, port: int) -> None:
@@ -90,7 +92,10 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
-    server = grpc.aio.server(options=[*server_options(settings.keepalive), *spec.options])
+    server = grpc.aio.server(
+        options=[*server_options(settings.keepalive), *spec.options],
+        interceptors=list(spec.interceptors) or None,
+    )
     wrappers = (with_request_id, spec.metrics.measure, with_error_mapping)
     names = [service.name for service in spec.services]
     health = spec.health or ServerHealth(names)
@@ -106,7 +111,9 @@ async def serve(spec: ServerSpec) -> None:
     await server.start()
     metrics_server = None
     if settings.metrics_port:
-        metrics_server = serve_metrics(spec.metrics.registry, settings.metrics_port, settings.host)
+        metrics_server = serve_metrics(
+            spec.metrics.registry, settings.metrics_port, settings.metrics_host or settings.host
+        )
         log.info("metrics at %s", metrics_server.url)
     log.info("listening on %s:%d", settings.host, port)
     _write_port_file(spec, port)

@@ -65,6 +65,7 @@ class ServerSettings:
     log_format: str
     grace_seconds: float
     keepalive_ms: int = DEFAULT_INTERVAL_MS
+    metrics_host: str = ""  # empty: the same as host
 
     @property
     def keepalive(self) -> Keepalive:
@@ -81,11 +82,12 @@ class ServerSettings:
             log_format=args.log_format,
             grace_seconds=args.grace_seconds,
             keepalive_ms=args.keepalive_ms,
+            metrics_host=args.metrics_host,
         )
 
 
 def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None:
-    """--host, --port, --port-file, --metrics-port, --log-level, --log-format,
+    """--host, --port, --port-file, --metrics-port, --metrics-host, --log-level, --log-format,
     --grace-seconds, --keepalive-ms.
 
     Also makes the parser's --help show each flag's default and SHOAL_ variable.
@@ -103,6 +105,11 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     parser.add_argument(
         "--metrics-port", type=int, default=int(env("metrics-port", "0") or 0),
         help="serve Prometheus metrics on /metrics at this port (0: off)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--metrics-host", default=env("metrics-host", ""),
+        help="address the metrics endpoint binds (empty: --host); metrics carry no API"
+        " key check, so bind them to an interface only the monitoring can reach",
     )  # fmt: skip
     parser.add_argument(
         "--log-level", default=env("log-level", "INFO"),

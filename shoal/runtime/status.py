@@ -33,6 +33,8 @@ _CODE_BY_ERROR: dict[type[errors.ShoalError], grpc.StatusCode] = {
     errors.DataLoss: grpc.StatusCode.DATA_LOSS,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Internal: grpc.StatusCode.INTERNAL,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
 }
 _ERROR_BY_CODE = {code: error for error, code in _CODE_BY_ERROR.items()}
 # Codes with no domain twin of their own.

@@ -19,7 +19,7 @@ import numpy.typing as npt
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
-from shoal.sdk.channel import DEFAULT_ADDRESS, open_channel
+from shoal.sdk.channel import DEFAULT_ADDRESS, call_metadata, open_channel
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.requests import (
     Consistency,
@@ -43,12 +43,16 @@ class AsyncClient:
     awaited (`scroll` and `scroll_pages` are async iterators). Use it from one
     event loop; close it with `await client.close()` or `async with`.
 
-    `timeout` is the deadline in seconds each call gets.
+    `timeout` is the deadline in seconds each call gets; `api_key` (else
+    SHOAL_API_KEY) goes with every call.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, api_key: str | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
+        self._metadata = call_metadata(api_key)
         self._channel = open_channel(address, asynchronous=True)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
@@ -68,7 +72,9 @@ class AsyncClient:
 
     async def _call(self, call: Call[R]) -> R:
         try:
-            reply = await getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+            reply = await getattr(self._stub, call.method)(
+                call.request, timeout=self.timeout, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return call.decode(reply)
@@ -149,9 +155,12 @@ class AsyncClient:
         where: Where | None = None,
         where_document: Where | None = None,
         consistency: Consistency = "quorum",
+        delete_all: bool = False,
     ) -> WriteResult:
         """As `Client.delete`."""
-        return await self._call(calls.delete(collection, ids, where, where_document, consistency))
+        return await self._call(
+            calls.delete(collection, ids, where, where_document, consistency, delete_all)
+        )
 
     async def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None

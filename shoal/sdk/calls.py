@@ -153,15 +153,21 @@ def delete(
     where: Where | None,
     where_document: Where | None,
     consistency: Consistency,
+    delete_all: bool = False,
 ) -> Call[WriteResult]:
     filtered = where is not None or where_document is not None
-    if bool(ids) == filtered:
-        raise InvalidArgument("give ids or a where filter to delete, not both")
+    if delete_all and ids:
+        raise InvalidArgument("delete_all deletes every document: give it without ids")
+    if not delete_all and bool(ids) == filtered:
+        raise InvalidArgument(
+            "give ids or a where filter to delete, not both (or delete_all=True for all)"
+        )
     request = shoal_pb2.DeleteRequest(
         collection=collection,
         ids=ids,
         filter=combined_filter(where, where_document),
         consistency=CONSISTENCY[consistency],
+        delete_all=delete_all,
     )
     return Call("Delete", request, lambda reply: _write_result(reply, reply.deleted))
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
-from shoal.sdk.channel import DEFAULT_ADDRESS, open_channel
+from shoal.sdk.channel import DEFAULT_ADDRESS, call_metadata, open_channel
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.requests import (
     Consistency,
@@ -47,12 +47,17 @@ class Client:
     """A connection to a Shoal coordinator.
 
     `timeout` is the deadline in seconds each call gets; the services pass the
-    time that remains on to every shard and to the embedder.
+    time that remains on to every shard and to the embedder. `api_key` (else
+    the environment's SHOAL_API_KEY) goes with every call, for clusters that
+    require keys.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, api_key: str | None = None
+    ) -> None:
         self.address = address
         self.timeout = timeout
+        self._metadata = call_metadata(api_key)
         self._channel = open_channel(address)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
@@ -72,7 +77,9 @@ class Client:
 
     def _call(self, call: Call[R]) -> R:
         try:
-            reply = getattr(self._stub, call.method)(call.request, timeout=self.timeout)
+            reply = getattr(self._stub, call.method)(
+                call.request, timeout=self.timeout, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return call.decode(reply)
@@ -175,10 +182,14 @@ class Client:
         where: Where | None = None,
         where_document: Where | None = None,
         consistency: Consistency = "quorum",
+        delete_all: bool = False,
     ) -> WriteResult:
         """Delete documents by id, or every document matching a `where` (and/or
-        `where_document`) filter."""
-        return self._call(calls.delete(collection, ids, where, where_document, consistency))
+        `where_document`) filter; every document of the collection only with
+        `delete_all=True` (the server refuses a match-all delete without it)."""
+        return self._call(
+            calls.delete(collection, ids, where, where_document, consistency, delete_all)
+        )
 
     def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None

@@ -419,7 +419,10 @@ Global___GetResponse: _TypeAlias = GetResponse  # noqa: Y015
 
 @_typing.final
 class DeleteRequest(_message.Message):
-    """Delete by ids, or every document matching a filter (not both)."""
+    """Delete by ids, or every document matching a filter (not both). A filter that
+    matches everything (an empty one), or no ids and no filter, deletes every
+    document only with delete_all set; otherwise it is INVALID_ARGUMENT.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -427,8 +430,10 @@ class DeleteRequest(_message.Message):
     IDS_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    DELETE_ALL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     consistency: Global___WriteConsistency.ValueType
+    delete_all: _builtins.bool
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -440,10 +445,11 @@ class DeleteRequest(_message.Message):
         ids: _abc.Iterable[_builtins.str] | None = ...,
         consistency: Global___WriteConsistency.ValueType = ...,
         filter: _common_pb2.Filter | None = ...,
+        delete_all: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "consistency", b"consistency", "delete_all", b"delete_all", "filter", b"filter", "ids", b"ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

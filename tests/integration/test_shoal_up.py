@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from shoal import Client
+from shoal.cli.app import main
+from shoal.errors import Unauthenticated
 from shoal.runtime.wait import wait_for
 from tests.integration.shoal_up import TIMEOUT, ShoalUp, free_port_range
 
@@ -116,3 +118,36 @@ def test_without_etcd_shoal_up_says_how_to_install_it_in_one_line(
     assert error.startswith("error: etcd is not installed: run 'make install'"), output
     assert "apt-get install -y etcd-server" in error
     assert not any(child.alive for child in up.children)
+
+
+def test_shoal_up_secure_prints_an_admin_key_that_sdk_and_cli_use(
+    start_up: StartUp, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14: `--secure` makes the coordinator require keys and prints an admin key;
+    shoal.Client(api_key=), SHOAL_API_KEY and `shoal --api-key` send it."""
+    up = start_up("--secure")
+    up.wait_serving()
+    key_line = wait_for(
+        lambda: next(
+            (line for line in up.output.splitlines() if "export SHOAL_API_KEY=" in line), None
+        ),
+        TIMEOUT,
+        "the admin key to be printed",
+    )
+    assert key_line is not None
+    key = key_line.split("SHOAL_API_KEY=", 1)[1].split()[0]
+    monkeypatch.delenv("SHOAL_API_KEY", raising=False)
+    with Client(up.address()) as client, pytest.raises(Unauthenticated):
+        client.list_collections()
+    with Client(up.address(), api_key="shoal_wrong") as client, pytest.raises(Unauthenticated):
+        client.list_collections()
+    with Client(up.address(), api_key=key) as client:
+        client.create_collection("secured", dimension=4)
+    main(["--address", up.address(), "--api-key", key, "--json", "list"])
+    assert '"secured"' in capsys.readouterr().out
+    monkeypatch.setenv("SHOAL_API_KEY", key)
+    main(["list", "--address", up.address()])
+    assert "secured" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["drop", "secured", "--address", up.address(), "--api-key", "shoal_wrong"])
+    assert "Unauthenticated" in capsys.readouterr().err

@@ -14,10 +14,13 @@ from coordinator import settings as coordinator_settings
 from embedder import __main__ as embedder_main
 from loadtest.command import target_host
 from shard import settings as shard_settings
+from shoal.access import Principal, Role
+from shoal.api_keys import KeysFileError, key_entry, key_hash, parse_keys
 from shoal.cli import output as cli_output
 from shoal.cli.app import build_parser, main
 from shoal.cli.collection_commands import keyword_settings
 from shoal.cli.options import address
+from shoal.cli.up import write_admin_key
 from shoal.v1 import shoal_pb2
 
 # One valid command line (after the command's name) for each command that talks
@@ -48,7 +51,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
-    assert set(subcommands()) == {*CLIENT_COMMANDS, "up"}
+    assert set(subcommands()) == {*CLIENT_COMMANDS, "up", "keys"}
 
 
 def test_import_takes_an_export_alone_or_a_collection_and_a_file() -> None:
@@ -71,6 +74,11 @@ def test_global_options_go_before_or_after_the_command(command: str) -> None:
     # Given on both sides, the one after the command wins.
     both = parser.parse_args(["--address", "h:1", command, *rest, "--address", "h:2"])
     assert both.address == "h:2"
+    keyed = [
+        parser.parse_args(["--api-key", "k", command, *rest]),
+        parser.parse_args([command, *rest, "--api-key", "k"]),
+    ]
+    assert [args.api_key for args in keyed] == ["k", "k"] and neither.api_key is None
 
 
 def test_the_address_comes_from_the_option_then_the_environment(
@@ -295,3 +303,30 @@ def test_the_readmes_commands_parse(line: str) -> None:
 def test_search_needs_a_text_or_a_vector() -> None:
     with pytest.raises(SystemExit, match="give --text or --vector"):
         main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])
+
+
+def test_keys_create_prints_a_key_and_the_entry_that_admits_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    main(["keys", "create", "--role", "read", "--collection", "c", "--name", "ci", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    table = parse_keys(json.dumps({"keys": [printed["entry"]]}))
+    assert table[key_hash(printed["key"])] == Principal("ci", Role.READ, frozenset({"c"}))
+    main(["keys", "create", "--role", "admin"])
+    text = capsys.readouterr().out
+    assert "shown only now" in text and '"role": "admin"}' in text
+
+
+def test_shoal_up_secure_replaces_its_own_admin_key_and_keeps_others(tmp_path: Path) -> None:
+    first, path = write_admin_key(tmp_path)
+    mine = key_entry("shoal_added-by-hand", "reader", Role.READ)
+    entries = json.loads(path.read_text())["keys"]
+    path.write_text(json.dumps({"keys": [*entries, mine]}))
+    second, _ = write_admin_key(tmp_path)
+    table = parse_keys(path.read_text())
+    assert key_hash(first) not in table and key_hash("shoal_added-by-hand") in table
+    assert table[key_hash(second)].role == Role.ADMIN
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.write_text("{")
+    with pytest.raises(KeysFileError):
+        write_admin_key(tmp_path)

@@ -16,7 +16,7 @@ import pytest
 
 from loadtest import generate
 from loadtest.calls import Requests, build_request, builtin_method, method_path
-from loadtest.command import add_parser, cmd_loadtest
+from loadtest.command import add_api_key, add_parser, cmd_loadtest
 from loadtest.command import main as loadtest_main
 from loadtest.config import LoadConfig, LoadTestError, load_config, parse_duration
 from loadtest.report import Report, Result, format_duration
@@ -414,3 +414,22 @@ def test_a_missing_data_file_is_a_one_line_error(tiny_dataset: Path, removed: st
     message = str(exit_info.value.code)
     assert message.startswith("error: ") and "\n" not in message
     assert str(tiny_dataset / removed) in message and "No such file" in message
+
+
+def test_the_api_key_goes_into_every_calls_metadata_unless_the_config_sets_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    metadata: dict[str, str] = {}
+    add_api_key(metadata, "flag-key")
+    assert metadata == {"authorization": "Bearer flag-key"}
+    monkeypatch.setenv("SHOAL_API_KEY", "env-key")
+    metadata = {}
+    add_api_key(metadata, None)
+    assert metadata == {"authorization": "Bearer env-key"}
+    metadata = {"api-key": "config-key"}
+    add_api_key(metadata, "flag-key")
+    assert metadata == {"api-key": "config-key"}
+    monkeypatch.delenv("SHOAL_API_KEY")
+    metadata = {}
+    add_api_key(metadata, None)
+    assert metadata == {}

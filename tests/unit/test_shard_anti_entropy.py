@@ -17,10 +17,11 @@ from shard.core.documents import WriteOp
 from shard.core.peer_directory import PeerDirectory
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound, Unavailable
-from shoal.replication import PartitionDigest, VersionState, record_hash
+from shoal.replication import VERSION_MS_SHIFT, PartitionDigest, VersionState, record_hash
 from shoal.runtime.wait import async_wait_for
 from shoal.topology import Topology
 from shoal.topology_source import TopologyFile
+from shoal.version_horizon import VersionHorizon
 
 PARTITIONS = 8
 CONFIG = CollectionConfig(name="c", dimension=2, partitions=PARTITIONS)
@@ -118,6 +119,28 @@ class MemoryReplica:
 def engine(local: MemoryReplica, *peers: MemoryReplica) -> AntiEntropy:
     by_address = {peer.address: peer for peer in peers}
     return AntiEntropy(local, lambda: list(by_address), by_address.__getitem__, FAST, Readiness())
+
+
+async def test_versions_beyond_the_clock_skew_are_neither_fetched_nor_applied() -> None:
+    """A record with version 2^64 - 1 on one replica (written before shards checked
+    versions, or by hand) must not spread to the others (issue 14)."""
+    now_ms = 1_700_000_000_000
+    horizon = VersionHorizon(max_skew_s=60, now_ms=lambda: now_ms)
+    ok = (now_ms + 59_000) << VERSION_MS_SHIFT
+    local = MemoryReplica("me")
+    peer = MemoryReplica("peer")
+    local.add(CONFIG, live("pinned", 5))
+    peer.add(
+        CONFIG,
+        live("pinned", 2**64 - 1),
+        tombstone("tomb", (now_ms + 61_000) << VERSION_MS_SHIFT),
+        live("fine", ok),
+    )
+    pulling = AntiEntropy(local, lambda: ["peer"], lambda _: peer, FAST, Readiness(), None, horizon)
+    report = await pulling.pass_once()
+    assert report.copied == 1
+    assert {i: op.version for i, op in local.data["c"].items()} == {"pinned": 5, "fine": ok}
+    assert peer.fetched == ["fine"]
 
 
 async def test_a_pass_pulls_newer_versions_and_tombstones_and_nothing_else() -> None:

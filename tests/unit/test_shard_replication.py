@@ -19,6 +19,7 @@ from shard.storage.layout import DataDir
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
 from shoal.v1 import common_pb2, shard_pb2
+from shoal.version_horizon import VersionHorizon
 
 DIM = 4
 PARTITIONS = 4
@@ -174,7 +175,10 @@ async def test_an_empty_collections_registry_is_rebuilt_from_a_peer(tmp_path: Pa
         collection.write([WriteOp(f"d{i}", base + MS + i, True, b"", b"") for i in deleted])
         peer: Peer = LocalPeer("source", CollectionsReplica(source, executor, grace), source)
         engine = AntiEntropy(
-            CollectionsReplica(empty, executor, grace), lambda: ["source"], lambda _: peer
+            CollectionsReplica(empty, executor, grace),
+            lambda: ["source"],
+            lambda _: peer,
+            horizon=VersionHorizon(now_ms=lambda: int(NOW_S * 1000)),
         )
         report = await engine.first_catch_up()
         assert report is not None and report.learned == ["c"] and report.copied == 300

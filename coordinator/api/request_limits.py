@@ -1,0 +1,70 @@
+"""Bounded work per request, checked on the request as it came, before the core
+looks anything up: metadata and text sizes, the work and reply size of a
+search, and match-all deletes (shoal.limits.RequestLimits holds the numbers).
+"""
+
+from collections.abc import Sequence
+
+from shoal.errors import InvalidArgument
+from shoal.limits import RequestLimits
+from shoal.v1 import common_pb2, shoal_pb2
+
+
+def check_documents(limits: RequestLimits, documents: Sequence[common_pb2.Document]) -> None:
+    # A document's metadata, any one value and its text are each no larger than the
+    # whole document: one size per document settles the usual, small ones.
+    bound = min(limits.max_metadata_value_bytes, limits.max_metadata_bytes, limits.max_text_bytes)
+    for document in documents:
+        if document.ByteSize() <= bound:
+            continue
+        what = f"document {document.id[:64]!r}"
+        if document.metadata:
+            limits.check_metadata(
+                what, ((key, value.ByteSize()) for key, value in document.metadata.items())
+            )
+        if document.HasField("text"):
+            limits.check_text(what, document.text)
+
+
+def check_queries(limits: RequestLimits, queries: Sequence[shoal_pb2.Query]) -> None:
+    for position, query in enumerate(queries):
+        if query.text:
+            limits.check_text(f"query {position}", query.text)
+
+
+def check_search(
+    limits: RequestLimits,
+    request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest,
+    queries: int,
+    dimension: int,
+) -> None:
+    """`dimension`: the collection's, when the request includes vectors (else 0)."""
+    include = request.include
+    limits.check_search(
+        queries,
+        request.k,
+        request.ef,
+        candidates=request.hybrid.candidates,
+        dimension=dimension if include.vector else 0,
+        text=include.text,
+        metadata=include.metadata,
+    )
+
+
+def check_delete(request: shoal_pb2.DeleteRequest) -> common_pb2.Filter | None:
+    """The filter to delete by (None: by ids). Deleting everything, by an empty
+    filter or by neither ids nor filter, needs `delete_all`."""
+    matches_all = not request.ids and (
+        not request.HasField("filter") or request.filter.WhichOneof("kind") is None
+    )
+    if request.delete_all:
+        if request.ids:
+            raise InvalidArgument("delete_all deletes every document: give it without ids")
+        return request.filter
+    if matches_all:
+        raise InvalidArgument(
+            "this Delete would remove every document of the collection (no ids, and no"
+            " filter or an empty one); set delete_all (SDK delete_all=True, CLI --all) if"
+            " that is what you mean"
+        )
+    return request.filter if request.HasField("filter") else None
