@@ -14,10 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.errors import InvalidArgument
-from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
 from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
-from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.status import from_rpc_error
+from shoal.sdk.channel import PathLike, client_tls, open_channel
 from shoal.sdk.requests import (
     CONSISTENCY,
     METRICS,
@@ -61,14 +60,26 @@ class Client:
     time that remains on to every shard and to the embedder.
     """
 
-    def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout: float = 30.0,
+        *,
+        ca_file: PathLike | None = None,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
+        server_name: str | None = None,
+        tls: bool | None = None,
+    ) -> None:
+        """TLS: `ca_file` (the CA of the coordinator's certificate), `cert_file` and
+        `key_file` (a client certificate), `server_name` (the certificate's name,
+        if not the address's host), `tls=True` (TLS against the system's roots);
+        each defaults to its environment variable (shoal.sdk.channel), and with
+        none of them the connection is plaintext."""
         self.address = address
         self.timeout = timeout
-        # Round robin over every address the name resolves to: in Kubernetes, give
-        # the coordinators' headless Service to balance calls over all of them.
-        self._channel = grpc.insecure_channel(
-            address, options=[*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
-        )
+        self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
+        self._channel = open_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
     def close(self) -> None:

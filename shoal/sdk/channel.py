@@ -1,0 +1,70 @@
+"""The one place the SDK opens its channels to a coordinator (`shoal.Client` and
+any other client of the public API): the options every channel gets, and TLS.
+
+TLS comes from the arguments, else from the environment: SHOAL_CA_FILE (the CA
+that signed the coordinator's certificate), SHOAL_CLIENT_CERT and
+SHOAL_CLIENT_KEY (a client certificate, where the server asks for one),
+SHOAL_SERVER_NAME (the name the server's certificate carries, when the address
+is an IP or a port-forward) and SHOAL_TLS=1 (TLS checked against the system's
+roots, with no CA file). With none of them the channel is plaintext.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
+from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.settings import boolean
+from shoal.runtime.tls import ClientTls, aio_channel, sync_channel
+
+CA_FILE_ENV = "SHOAL_CA_FILE"
+CLIENT_CERT_ENV = "SHOAL_CLIENT_CERT"
+CLIENT_KEY_ENV = "SHOAL_CLIENT_KEY"
+SERVER_NAME_ENV = "SHOAL_SERVER_NAME"
+TLS_ENV = "SHOAL_TLS"
+
+#: Round robin over every address the name resolves to: in Kubernetes, give the
+#: coordinators' headless Service to balance calls over all of them.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
+
+PathLike = str | os.PathLike[str]
+
+
+def _given(value: PathLike | None, env_name: str) -> Path | None:
+    if value is not None:
+        return Path(value)
+    from_env = os.environ.get(env_name)
+    return Path(from_env) if from_env else None
+
+
+def client_tls(
+    ca_file: PathLike | None = None,
+    cert_file: PathLike | None = None,
+    key_file: PathLike | None = None,
+    server_name: str | None = None,
+    tls: bool | None = None,
+) -> ClientTls | None:
+    """The TLS a client uses: each argument, else its environment variable; None
+    (plaintext) when neither names a CA, a client certificate or `tls`."""
+    ca = _given(ca_file, CA_FILE_ENV)
+    cert = _given(cert_file, CLIENT_CERT_ENV)
+    key = _given(key_file, CLIENT_KEY_ENV)
+    name = server_name if server_name is not None else os.environ.get(SERVER_NAME_ENV) or None
+    wanted = tls if tls is not None else boolean(os.environ.get(TLS_ENV, ""))
+    if not (wanted or ca or cert or key):
+        return None
+    return ClientTls(ca=ca, cert=cert, key=key, server_name=name)
+
+
+def open_channel(address: str, tls: ClientTls | None) -> grpc.Channel:
+    """A blocking channel to a coordinator (plaintext when `tls` is None)."""
+    return sync_channel(address, tls, CHANNEL_OPTIONS)
+
+
+def open_aio_channel(address: str, tls: ClientTls | None) -> grpc.aio.Channel:
+    """An asyncio channel to a coordinator (plaintext when `tls` is None)."""
+    return aio_channel(address, tls, CHANNEL_OPTIONS)
