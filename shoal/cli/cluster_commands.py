@@ -7,15 +7,14 @@ from typing import Any
 
 from loadtest import command as loadtest
 from shoal.cli import output as out
-from shoal.cli.options import ENVIRONMENT, address, command, global_options, print_json
-from shoal.sdk.client import Client
+from shoal.cli.options import ENVIRONMENT, command, connect, global_options, print_json
 from shoal.topology import Topology, TopologyError
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
     """One report per collection; exits 2 when replicas still differ afterwards, or
     some could not be compared (unreachable)."""
-    with Client(address(args), timeout=args.timeout) as client:
+    with connect(args, timeout=args.timeout) as client:
         names = (
             [args.collection]
             if args.collection
@@ -34,7 +33,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_cluster(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         info = client.cluster_info()
     if args.json:
         print_json(out.message_dict(info))
@@ -48,7 +47,7 @@ def _topology_dict(topology: Topology) -> dict[str, Any]:
 
 
 def cmd_topology_show(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         topology = client.get_topology()
     if args.json:
         print_json(_topology_dict(topology))
@@ -75,13 +74,13 @@ def cmd_topology_set(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"error: {args.file} has no version: give --expected-version (shoal topology show)"
         )
-    with Client(address(args)) as client:
+    with connect(args) as client:
         updated = client.update_topology(topology, expected)
     _print_topology_change(args, updated, f"topology version {updated.version} stored")
 
 
 def cmd_topology_move(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         updated = client.move_partition(args.partition, args.group)
     _print_topology_change(
         args,

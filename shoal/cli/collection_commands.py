@@ -5,8 +5,7 @@ from typing import Any
 
 from shoal.cli import output as out
 from shoal.cli.local_cluster import DEFAULT_MODEL
-from shoal.cli.options import address, command, print_json
-from shoal.sdk.client import Client
+from shoal.cli.options import command, connect, print_json
 from shoal.sdk.results import Collection
 
 
@@ -17,7 +16,7 @@ def collection_dict(collection: Collection) -> dict[str, Any]:
 
 
 def cmd_create(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         collection = client.create_collection(
             args.name,
             dimension=args.dimension,
@@ -56,7 +55,7 @@ def keyword_settings(args: argparse.Namespace) -> bool | dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         collections = client.list_collections()
     if args.json:
         print_json([collection_dict(c) for c in collections])
@@ -65,7 +64,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         collection = client.get_collection(args.name)
     if args.json:
         print_json(collection_dict(collection))
@@ -74,7 +73,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_drop(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         client.delete_collection(args.name)
     if args.json:
         print_json({"collection": args.name, "deleted": True})

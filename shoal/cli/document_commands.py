@@ -9,7 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shoal.cli import output as out
-from shoal.cli.options import address, command, print_json
+from shoal.cli.options import command, connect, print_json
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
 from shoal.sdk.results import DocumentLike, SearchResult
@@ -96,7 +96,7 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> None:
-    with Client(address(args), timeout=args.timeout) as client:
+    with connect(args, timeout=args.timeout) as client:
         count = import_jsonl(client, args.collection, Path(args.file), args.batch_size)
     if args.json:
         print_json({"collection": args.collection, "upserted": count})
@@ -138,7 +138,7 @@ def vector_arg(text: str | None) -> list[float] | None:
 def cmd_search(args: argparse.Namespace) -> None:
     if args.text is None and args.vector is None:
         raise SystemExit("error: give --text or --vector (both only with --mode hybrid)")
-    with Client(address(args)) as client:
+    with connect(args) as client:
         result = client.search(
             args.collection,
             vector_arg(args.vector),
@@ -164,7 +164,7 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_scroll(args: argparse.Namespace) -> None:
     """Streams: one line per document as it arrives, JSON Lines with --json."""
-    with Client(address(args)) as client:
+    with connect(args) as client:
         documents = client.scroll(
             args.collection,
             where_arg(args.where),
@@ -179,7 +179,7 @@ def cmd_scroll(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         documents = client.get(args.collection, args.ids, include=["metadata", "text"])
     if args.json:
         print_json([out.document_dict(document) for document in documents])
@@ -192,7 +192,7 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         result = client.delete(
             args.collection,
             args.ids,
@@ -206,7 +206,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_count(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         count = client.count(args.collection, where_arg(args.where), where_document_arg(args))
     if args.json:
         print_json({"collection": args.collection, "count": count})

@@ -28,6 +28,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             base_port=args.base_port,
             embedder_threads=args.embedder_threads,
             metrics_port_base=args.metrics_port_base,
+            secure=args.secure,
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
@@ -35,10 +36,17 @@ def cmd_up(args: argparse.Namespace) -> None:
 
     def when_serving() -> None:
         print(f"Shoal is serving at {cluster.address}", flush=True)
+        ca = cluster.pki.ca if cluster.pki is not None else None
+        if ca is not None:
+            print(how_to_connect(cluster.address, ca), flush=True)
         if args.demo:
-            with Client(cluster.address, timeout=120) as client:
+            with Client(cluster.address, timeout=120, ca_file=ca) as client:
                 load_demo(client, args.model)
-            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
+            tls_flag = f" --ca-file {ca}" if ca is not None else ""
+            print(
+                f"\ntry: shoal --address {cluster.address}{tls_flag} search demo"
+                " --text 'audio editor'"
+            )
 
     print(
         f"starting {args.groups} shard groups x {args.replicas} replicas, "
@@ -49,6 +57,23 @@ def cmd_up(args: argparse.Namespace) -> None:
         run_until_stopped(cluster, when_serving)
     except ClusterError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def how_to_connect(address: str, ca: Path) -> str:
+    """What `shoal up --secure` prints: where the CA is and how clients use it.
+
+    (API keys, when `--secure` makes an admin key, are printed here too.)
+    """
+    return "\n".join(
+        [
+            f"TLS: the coordinator's certificate is signed by the local CA {ca};",
+            "the shards and the embedder accept only certificates of that CA (mTLS).",
+            "connect with:",
+            f"  export SHOAL_ADDRESS={address} SHOAL_CA_FILE={ca}",
+            "  shoal list               # or: shoal --ca-file CA --address HOST:PORT list",
+            f"  shoal.Client('{address}', ca_file='{ca}')",
+        ]
+    )
 
 
 def add_up_command(commands: Any) -> None:
@@ -70,6 +95,11 @@ def add_up_command(commands: Any) -> None:
     )  # fmt: skip
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")
+    up.add_argument(
+        "--secure", action="store_true",
+        help="TLS on the coordinator and mTLS between the services, with a local CA and"
+        " certificates made in DATA_DIR/tls (kept for the next start); prints how to connect",
+    )  # fmt: skip
     up.add_argument(
         "--metrics-port-base", type=int, default=0,
         help="Prometheus /metrics on consecutive ports from here: coordinator, embedder,"

@@ -7,7 +7,9 @@ a replaced certificate on new connections without a restart; and a whole
 local cluster with TLS outside and mTLS inside serves upserts and searches.
 """
 
+import json
 import os
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 from shoal import Client
+from shoal.cli.app import main as cli
 from shoal.cli.certs import Issued, PemFiles, issue, make_ca, write_pem
 from shoal.cli.service_process import ServiceProcess, health_status
 from shoal.errors import Unavailable
@@ -32,6 +35,7 @@ from shoal.runtime.tls import (
 from shoal.runtime.wait import wait_for
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 from tests.conftest import StartCluster
+from tests.integration.shoal_up import ShoalUp
 
 TIMEOUT = 60.0
 
@@ -228,3 +232,26 @@ def test_secure_cluster_serves_upserts_and_searches(start_cluster: StartCluster)
     # The public port is TLS: a plaintext client gets nowhere.
     with Client(cluster.address, timeout=5) as plaintext, pytest.raises(Unavailable):
         plaintext.list_collections()
+
+
+def test_shoal_up_secure_prints_how_to_connect_and_the_cli_connects_with_the_ca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    up = ShoalUp(tmp_path / "data", ["--port", "0", "--secure"], tmp_path)
+    try:
+        up.start()
+        up.wait_serving()
+        ca = (tmp_path / "data" / "tls" / "ca.pem").resolve()
+        wait_for(lambda: f"SHOAL_CA_FILE={ca}" in up.output, TIMEOUT, "how to connect")
+        address = up.address()
+        cli(["--address", address, "--ca-file", str(ca), "create", "notes", "--dimension", "4"])
+        capsys.readouterr()
+        cli(["list", "--address", address, "--ca-file", str(ca), "--json"])
+        assert [c["name"] for c in json.loads(capsys.readouterr().out)] == ["notes"]
+        with pytest.raises(SystemExit):  # plaintext against the TLS port
+            cli(["--address", address, "list"])
+    finally:
+        if up.process is not None and up.process.poll() is None:
+            up.signal(signal.SIGTERM)
+            up.wait()
+        up.clean_up()
