@@ -216,9 +216,12 @@ def test_replaced_certificate_is_served_to_new_connections_without_restart(
         shard.stop()
 
 
-def test_secure_cluster_serves_upserts_and_searches(start_cluster: StartCluster) -> None:
+def test_secure_cluster_serves_upserts_searches_and_loadtests(
+    start_cluster: StartCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """TLS to the coordinator; mTLS from it to the shards and the embedder, and
-    between the replicas of a group."""
+    between the replicas of a group; `shoal loadtest` with the CA, as ghz's
+    --cacert, on one of Shoal's ghz configs (which say insecure: true)."""
     cluster = start_cluster(groups=2, replicas=2, model="hash-16", secure=True)
     assert cluster.pki is not None
     with Client(cluster.address, timeout=TIMEOUT, ca_file=cluster.pki.ca) as client:
@@ -229,6 +232,16 @@ def test_secure_cluster_serves_upserts_and_searches(start_cluster: StartCluster)
         hits = client.search("docs", text="document number 7", k=3).hits
         assert hits[0].id == "7"
         assert client.count("docs") == 40
+        config = tmp_path / "search.json"
+        ghz = json.loads(Path("loadtest/ghz/search_text.json").read_text())
+        ghz.pop("data-file")
+        ghz["data"] = {"collection": "docs", "query": {"text": "document number 3"}, "k": 3}
+        config.write_text(json.dumps(ghz))
+        capsys.readouterr()
+        cli(["loadtest", "--config", str(config), "--address", cluster.address,
+             "--cacert", str(cluster.pki.ca), "-n", "20", "-c", "2", "--json"])  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+        assert report["count"] == 20 and report["statusCodeDistribution"] == {"OK": 20}
     # The public port is TLS: a plaintext client gets nowhere.
     with Client(cluster.address, timeout=5) as plaintext, pytest.raises(Unavailable):
         plaintext.list_collections()
