@@ -268,3 +268,13 @@ def test_shoal_up_secure_prints_how_to_connect_and_the_cli_connects_with_the_ca(
             up.signal(signal.SIGTERM)
             up.wait()
         up.clean_up()
+
+
+def test_plaintext_is_logged_as_a_warning_at_start(tmp_path: Path) -> None:
+    shard = start_shard(tmp_path, [], None)
+    try:
+        log = shard.log_path.read_text()
+    finally:
+        shard.stop()
+    (line,) = [line for line in log.splitlines() if "plaintext on" in line]
+    assert "WARNING" in line and "no --tls-cert" in line
