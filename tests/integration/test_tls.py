@@ -33,7 +33,7 @@ from shoal.runtime.tls import (
     sync_channel,
 )
 from shoal.runtime.wait import wait_for
-from shoal.v1 import shard_pb2, shard_pb2_grpc
+from shoal.v1 import embedder_pb2, embedder_pb2_grpc, shard_pb2, shard_pb2_grpc
 from tests.conftest import StartCluster
 from tests.integration.shoal_up import ShoalUp
 
@@ -278,3 +278,65 @@ def test_plaintext_is_logged_as_a_warning_at_start(tmp_path: Path) -> None:
         shard.stop()
     (line,) = [line for line in log.splitlines() if "plaintext on" in line]
     assert "WARNING" in line and "no --tls-cert" in line
+
+
+def test_replicas_catch_up_from_each_other_over_mtls(start_cluster: StartCluster) -> None:
+    """Anti-entropy alone (the coordinator, and its hints, gone) copies what a
+    replica missed from its peer: shard to shard with the shard's certificate."""
+    cluster = start_cluster(
+        groups=1, replicas=2, model="hash-8", secure=True,
+        shard_args=("--anti-entropy-interval-s", "0.5", "--catch-up-wait-s", "5"),
+    )  # fmt: skip
+    assert cluster.pki is not None
+    peer, victim = cluster.shards[0]
+    victim.kill()
+    with Client(cluster.address, timeout=TIMEOUT, ca_file=cluster.pki.ca) as client:
+        client.create_collection("docs", dimension=4)
+        documents = [{"id": str(i), "vector": [1.0, float(i), 0.0, 0.0]} for i in range(30)]
+        client.upsert("docs", documents, consistency="one")
+    cluster.coordinator.stop()  # its hints for the victim go with it
+    victim.start()
+    victim.wait_ready(TIMEOUT)
+    inside = ClientTls(cluster.pki.ca, cluster.pki.coordinator.cert, cluster.pki.coordinator.key)
+
+    def victim_count() -> int:
+        with sync_channel(victim.address, inside, GRPC_OPTIONS) as channel:
+            stub = shard_pb2_grpc.ShardServiceStub(channel)
+            try:
+                reply = stub.Count(shard_pb2.ShardCountRequest(collection="docs"), timeout=10)
+            except grpc.RpcError:
+                return 0
+            return int(reply.count)
+
+    wait_for(lambda: victim_count() == 30, TIMEOUT, "the victim to copy the documents")
+    assert "CERTIFICATE_VERIFY_FAILED" not in peer.log_path.read_text()
+
+
+def test_the_embedder_serves_only_the_coordinator(pki: Pki, tmp_path: Path) -> None:
+    args = [
+        "--model", "hash-8",
+        "--tls-cert", str(pki.embedder.cert), "--tls-key", str(pki.embedder.key),
+        "--tls-client-ca", str(pki.ca),
+    ]  # fmt: skip
+    embedder = ServiceProcess(
+        "embedder", "embedder", args, tmp_path, tls=pki.client(pki.coordinator)
+    )
+    embedder.start()
+    try:
+        embedder.wait_ready(TIMEOUT)
+
+        def embed(tls: ClientTls) -> int:
+            with sync_channel(embedder.address, tls, GRPC_OPTIONS) as channel:
+                stub = embedder_pb2_grpc.EmbedderServiceStub(channel)
+                reply = stub.Embed(embedder_pb2.EmbedRequest(texts=["a", "b"]), timeout=10)
+                return int(reply.dimension)
+
+        assert embed(pki.client(pki.coordinator)) == 8
+        with pytest.raises(grpc.RpcError) as raised:
+            embed(pki.client(pki.shard))
+        assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as raised:
+            embed(pki.client(pki.other_coordinator))
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        embedder.stop()
