@@ -27,7 +27,7 @@ from shoal.runtime.logs import with_request_id
 from shoal.runtime.metrics import Metrics, default_replica, serve_metrics
 from shoal.runtime.settings import ServerSettings
 from shoal.runtime.status import with_error_mapping
-from shoal.runtime.tls import require_identity, server_credentials
+from shoal.runtime.tls import TlsConfigError, require_identity, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,11 @@ def _add_port(server: grpc.aio.Server, settings: ServerSettings) -> int:
         log.warning("plaintext on %s (%s): anyone who reaches it can call it", address, why)
         port = server.add_insecure_port(address)
     else:
-        port = server.add_secure_port(address, server_credentials(tls))
+        try:
+            credentials = server_credentials(tls)
+        except TlsConfigError as error:
+            raise SystemExit(f"TLS: {error}") from None
+        port = server.add_secure_port(address, credentials)
         log.info(
             "TLS with %s%s",
             tls.cert,

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 if TYPE_CHECKING:
     from shoal.runtime.handlers import Handler, Wrapper
@@ -88,6 +90,25 @@ def _read(path: Path, what: str) -> bytes:
         raise TlsConfigError(f"cannot read the {what} {path}: {error.strerror}") from None
 
 
+def _check_pair(cert: bytes, key: bytes, path: Path) -> None:
+    """The certificate parses and belongs to the key: a rotation caught between
+    writing the two files must not be served (every handshake would fail)."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert)
+        private_key = serialization.load_pem_private_key(key, password=None)
+    except (ValueError, TypeError) as error:
+        raise TlsConfigError(
+            f"{path} or its key is not a PEM certificate and key: {error}"
+        ) from None
+
+    def der(key: Any) -> bytes:
+        info = serialization.PublicFormat.SubjectPublicKeyInfo
+        return bytes(key.public_bytes(serialization.Encoding.DER, info))
+
+    if der(certificate.public_key()) != der(private_key.public_key()):
+        raise TlsConfigError(f"{path} is not the certificate of its key file")
+
+
 def _stamp(paths: Iterable[Path | None]) -> tuple[tuple[int, int, int], ...]:
     """What changes when any of the files is replaced or rewritten (cert-manager
     swaps a Secret's files by renaming a directory link: the inode changes)."""
@@ -118,9 +139,10 @@ class CertificateFiles:
 
     def _load(self) -> Any:
         tls = self._tls
-        pair = (_read(tls.key, "private key"), _read(tls.cert, "certificate"))
+        key, cert = _read(tls.key, "private key"), _read(tls.cert, "certificate")
+        _check_pair(cert, key, tls.cert)
         client_ca = _read(tls.client_ca, "client CA") if tls.client_ca is not None else None
-        return grpc.ssl_server_certificate_configuration([pair], client_ca)
+        return grpc.ssl_server_certificate_configuration([(key, cert)], client_ca)
 
     def fetch(self) -> Any:
         """gRPC's fetcher: a new configuration when the files changed, else None
