@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from shoal.cli.certs import LocalPki
+from shoal.cli.certs import LOCAL_HOSTS, LocalPki
 from shoal.cli.service_process import ClusterError, ServiceProcess
 from shoal.errors import ShoalError
 from shoal.etcd.client import EtcdClient
@@ -161,7 +161,8 @@ class LocalCluster:
     def _pki(self) -> LocalPki:
         """The CA and certificates of an earlier secure run on this root, so clients
         that trust its CA keep working; else new ones."""
-        return LocalPki.existing(self.tls_dir) or LocalPki.create(self.tls_dir)
+        hosts = tuple(dict.fromkeys([*LOCAL_HOSTS, self.spec.host]))
+        return LocalPki.existing(self.tls_dir) or LocalPki.create(self.tls_dir, hosts)
 
     def _secure(self, pki: LocalPki) -> None:
         """TLS flags for every service: the coordinator serves the public API with
