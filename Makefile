@@ -113,6 +113,13 @@ GENERATE := $(PY) -m loadtest.generate $(if $(GHZ_DATA),--data $(GHZ_DATA))
 GHZ_CONFIGS := create_collection upsert search_vector search_text search_batch
 # GHZ_PROTO=1: describe the methods from proto/ instead of by server reflection.
 GHZ_PROTO_FLAGS := $(if $(GHZ_PROTO),--proto proto/shoal/v1/shoal.proto --import-paths proto)
+# TLS (a `shoal up --secure` cluster, or Kubernetes with the tls component):
+# GHZ_CACERT is the CA of the coordinator's certificate (default SHOAL_CA_FILE),
+# GHZ_CNAME the name it carries where GHZ_HOST is an IP or a port-forward.
+GHZ_CACERT ?= $(SHOAL_CA_FILE)
+GHZ_CNAME ?= $(SHOAL_SERVER_NAME)
+GHZ_TLS_FLAGS := $(if $(GHZ_CACERT),--no-insecure --cacert $(GHZ_CACERT)) $(if $(GHZ_CNAME),--cname $(GHZ_CNAME))
+LOADTEST_TLS_FLAGS := $(if $(GHZ_CACERT),--cacert $(GHZ_CACERT)) $(if $(GHZ_CNAME),--cname $(GHZ_CNAME))
 
 ghz: $(STAMP)
 	@command -v ghz >/dev/null || { \
@@ -122,14 +129,14 @@ ghz: $(STAMP)
 	  exit 1; }
 	$(GENERATE)
 	for config in $(GHZ_CONFIGS); do \
-	  ghz --config loadtest/ghz/$$config.json $(GHZ_PROTO_FLAGS) $(GHZ_HOST) || exit 1; \
+	  ghz --config loadtest/ghz/$$config.json $(GHZ_PROTO_FLAGS) $(GHZ_TLS_FLAGS) $(GHZ_HOST) || exit 1; \
 	done
 
 # The same configs and data through `shoal loadtest`, for machines without ghz.
 loadtest: $(STAMP)
 	$(GENERATE)
 	for config in $(GHZ_CONFIGS); do \
-	  $(VENV)/bin/shoal loadtest --config loadtest/ghz/$$config.json --host $(GHZ_HOST) || exit 1; \
+	  $(VENV)/bin/shoal loadtest --config loadtest/ghz/$$config.json --host $(GHZ_HOST) $(LOADTEST_TLS_FLAGS) || exit 1; \
 	done
 
 clean:

@@ -17,6 +17,7 @@ import grpc.aio
 
 from bench.procfs import cpu_seconds, own_cpu_seconds
 from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.tls import ClientTls, aio_channel, sync_channel
 
 CALL_TIMEOUT_S = 120.0
 
@@ -65,9 +66,10 @@ def sequential(
     max_seconds: float,
     warmup: int = 10,
     pids: Mapping[str, Sequence[int]] | None = None,
+    tls: ClientTls | None = None,
 ) -> Calls:
     """One call at a time on a blocking channel, until the requests or the time run out."""
-    with grpc.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+    with sync_channel(address, tls, GRPC_OPTIONS) as channel:
         # No serializers: bytes in, bytes out.
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         for request in requests[:warmup]:
@@ -97,8 +99,9 @@ async def _concurrent(
     max_seconds: float,
     warmup: int,
     pids: Mapping[str, Sequence[int]],
+    tls: ClientTls | None = None,
 ) -> Calls:
-    async with grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) as channel:
+    async with aio_channel(address, tls, GRPC_OPTIONS) as channel:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         await asyncio.gather(*(call(r, timeout=CALL_TIMEOUT_S) for r in requests[:warmup]))
         responses: list[bytes] = [b""] * len(requests)
@@ -130,8 +133,9 @@ def concurrent(
     max_seconds: float,
     warmup: int = 20,
     pids: Mapping[str, Sequence[int]] | None = None,
+    tls: ClientTls | None = None,
 ) -> Calls:
     """`in_flight` calls outstanding at all times (grpc.aio, one channel), bounded in time."""
     return asyncio.run(
-        _concurrent(address, method, requests, in_flight, max_seconds, warmup, pids or {})
+        _concurrent(address, method, requests, in_flight, max_seconds, warmup, pids or {}, tls)
     )

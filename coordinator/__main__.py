@@ -48,14 +48,17 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
     except TopologyError as error:
         raise SystemExit(str(error)) from error
     keepalive = settings.server.keepalive
+    cluster_tls = settings.server.tls.cluster()
+    if cluster_tls is None:
+        log.warning("plaintext to the shards and the embedder: no --cluster-ca (or --insecure)")
     channels: dict[str, grpc.aio.Channel] = {}
 
     def connect(address: str) -> ShardClient:
         """A client for a replica, also for one a later topology adds."""
-        channels[address] = open_channel(address, keepalive)
+        channels[address] = open_channel(address, keepalive, cluster_tls)
         return GrpcShardClient(address, channels[address])
 
-    embedder_channel = open_balanced_channel(settings.embedder, keepalive)
+    embedder_channel = open_balanced_channel(settings.embedder, keepalive, cluster_tls)
     etcd = EtcdClient(settings.etcd) if settings.etcd else None
     follower = CatalogFollower(EtcdCatalog(etcd)) if etcd is not None else None
     members = MemberFollower(etcd) if etcd is not None else None

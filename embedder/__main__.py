@@ -26,6 +26,7 @@ from shoal.runtime.settings import (
     non_negative_float,
     positive_int,
 )
+from shoal.runtime.tls import COORDINATOR_IDENTITY
 from shoal.v1 import embedder_pb2
 
 DEFAULT_PORT = 50071
@@ -41,7 +42,7 @@ def _model(text: str) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
-    add_server_flags(parser, DEFAULT_PORT)
+    add_server_flags(parser, DEFAULT_PORT, [COORDINATOR_IDENTITY])
     parser.add_argument(
         "--model", type=_model, default=env("model", MINILM),
         help=f"{MINILM} (real, offline) or hash-<dim> (a fake for tests)",

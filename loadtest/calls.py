@@ -19,6 +19,7 @@ from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
 
 from loadtest.config import LoadConfig, LoadTestError
+from shoal.runtime.tls import ClientTls, sync_channel
 
 _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -41,13 +42,15 @@ def builtin_method(call: str) -> MethodDescriptor:
     return _find_method(descriptor_pool.Default(), call)
 
 
-def reflected_method(call: str, host: str, timeout_s: float) -> MethodDescriptor:
+def reflected_method(
+    call: str, host: str, timeout_s: float, tls: ClientTls | None = None
+) -> MethodDescriptor:
     """The method as the server describes it through gRPC server reflection."""
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
         ProtoReflectionDescriptorDatabase,
     )
 
-    with grpc.insecure_channel(host) as channel:
+    with sync_channel(host, tls) as channel:
         try:
             grpc.channel_ready_future(channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:

@@ -48,6 +48,12 @@ from loadtest.config import (
 from loadtest.runner import run
 from shoal.runtime.help_format import HelpFormatter
 
+#: The SDK's TLS variables (shoal.sdk.channel), read here too.
+CA_FILE_ENV = "SHOAL_CA_FILE"
+CERT_ENV = "SHOAL_CLIENT_CERT"
+KEY_ENV = "SHOAL_CLIENT_KEY"
+NAME_ENV = "SHOAL_SERVER_NAME"
+
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
@@ -60,6 +66,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "connections": args.connections,
         "data-file": args.data_file,
         "name": args.name,
+        # TLS: ghz's flags, else `shoal`'s global ones, else their SHOAL_ variables.
+        "cacert": args.cacert or getattr(args, "ca_file", None) or os.environ.get(CA_FILE_ENV),
+        "cert": args.cert or getattr(args, "client_cert", None) or os.environ.get(CERT_ENV),
+        "key": args.key or getattr(args, "client_key", None) or os.environ.get(KEY_ENV),
+        "cname": args.cname or getattr(args, "server_name", None) or os.environ.get(NAME_ENV),
     }
 
 
@@ -86,7 +97,9 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
         add_api_key(config.metadata, getattr(args, "api_key", None))
         config.check()
         if args.reflection:
-            method = reflected_method(config.call, config.host, config.connect_timeout_s)
+            method = reflected_method(
+                config.call, config.host, config.connect_timeout_s, config.tls
+            )
         else:
             method = builtin_method(config.call)
         report = asyncio.run(run(config, method, parse_duration(args.max_duration)))
@@ -139,6 +152,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "-D", "--data-file", help="request data file (default: the config's data or data-file)"
     )
     parser.add_argument("--name", help="a name for the report (default: the config's)")
+    tls = parser.add_argument_group("TLS (as ghz's flags; any of them turns TLS on)")
+    tls.add_argument(
+        "--cacert", help=f"the CA of the server's certificate (default: ${CA_FILE_ENV})"
+    )
+    tls.add_argument("--cert", help=f"client certificate (default: ${CERT_ENV})")
+    tls.add_argument("--key", help=f"key of --cert (default: ${KEY_ENV})")
+    tls.add_argument(
+        "--cname", help=f"the name the server's certificate carries (default: ${NAME_ENV})"
+    )
     parser.add_argument(
         "--reflection",
         action="store_true",

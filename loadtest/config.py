@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shoal.runtime.tls import ClientTls, TlsConfigError
+
 ADDRESS_ENV = "SHOAL_ADDRESS"
 #: Where a config without a host goes, as for every `shoal` command.
 DEFAULT_HOST = "127.0.0.1:50051"
@@ -23,12 +25,12 @@ DEFAULT_CONNECT_TIMEOUT_S = 10.0
 DEFAULT_MAX_RUN_S = 300.0
 
 # ghz config keys: those this tool honours, and those that only matter to ghz
-# itself (how it finds descriptors, prints, connects with TLS) and are ignored
+# itself (how it finds descriptors, prints) and are ignored
 # here. Any other key is refused rather than silently changing the run.
 HONOURED_KEYS = {
     "call", "host", "total", "concurrency", "duration", "max-duration", "timeout", "rps",
     "connections", "data", "data-file", "metadata", "name", "skipFirst", "count-errors",
-    "insecure", "connect-timeout",
+    "insecure", "connect-timeout", "cacert", "cert", "key", "cname", "skipTLS",
 }  # fmt: skip
 IGNORED_KEYS = {
     "proto", "protoset", "import-paths", "format", "output", "cpus", "tags", "debug",
@@ -82,6 +84,8 @@ class LoadConfig:
     name: str = ""
     skip_first: int = 0
     count_errors: bool = False
+    #: TLS as ghz's insecure, cacert, cert, key and cname say; None: plaintext.
+    tls: ClientTls | None = None
 
     def check(self) -> None:
         if not self.call:
@@ -105,6 +109,30 @@ def _data_items(data: Any, origin: str) -> list[dict[str, Any]]:
     return items
 
 
+def _tls(raw: dict[str, Any], path: Path) -> ClientTls | None:
+    """ghz's TLS: plaintext with `insecure: true`; otherwise TLS, checked with
+    `cacert` (else the system's CAs), `cert` and `key` for a client certificate,
+    `cname` the name the server's certificate must carry. Unlike ghz, a config
+    that says neither `insecure` nor `cacert` is plaintext (as this tool has
+    always run it); `insecure: false` or any of cacert, cert, key turns TLS on,
+    as `shoal loadtest --cacert CA` does for Shoal's own configs."""
+    if "skipTLS" in raw:
+        raise LoadTestError(f"{path}: skipTLS is not supported: give the server's CA as cacert")
+    wants_tls = raw.get("insecure") is False or any(raw.get(k) for k in ("cacert", "cert", "key"))
+    if not wants_tls:
+        return None
+    paths = {key: Path(raw[key]) if raw.get(key) else None for key in ("cacert", "cert", "key")}
+    try:
+        return ClientTls(
+            ca=paths["cacert"],
+            cert=paths["cert"],
+            key=paths["key"],
+            server_name=str(raw["cname"]) if raw.get("cname") else None,
+        )
+    except TlsConfigError as error:
+        raise LoadTestError(f"{path}: {error}") from None
+
+
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConfig:
     """Read a ghz JSON config; `overrides` (ghz key -> value) win over the file.
 
@@ -118,8 +146,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConf
     unknown = set(raw) - HONOURED_KEYS - IGNORED_KEYS
     if unknown:
         raise LoadTestError(f"{path}: ghz options {sorted(unknown)} are not supported here")
-    if raw.get("insecure") is False:
-        raise LoadTestError(f"{path}: only plaintext (insecure) connections are supported")
+    tls = _tls(raw, path)
 
     if "data-file" in raw:
         data_path = Path(raw["data-file"])
@@ -158,5 +185,6 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConf
         name=str(raw.get("name", "")),
         skip_first=int(raw.get("skipFirst", 0)),
         count_errors=bool(raw.get("count-errors", False)),
+        tls=tls,
     )
     return config

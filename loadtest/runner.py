@@ -16,6 +16,7 @@ from loadtest.calls import Requests, method_path
 from loadtest.config import DEFAULT_MAX_RUN_S, LoadConfig, LoadTestError
 from loadtest.report import Report, Result
 from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.tls import aio_channel
 
 
 def go_status_name(code: grpc.StatusCode) -> str:
@@ -43,8 +44,7 @@ async def run(
     service, name = method_path(config.call)
     path = f"/{service}/{name}"
     channels = [
-        grpc.aio.insecure_channel(config.host, options=GRPC_OPTIONS)
-        for _ in range(config.connections)
+        aio_channel(config.host, config.tls, GRPC_OPTIONS) for _ in range(config.connections)
     ]
     results: list[Result] = []
     try:

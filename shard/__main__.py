@@ -93,7 +93,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     sizes = size_reporter(collections, executor, metrics, identity)
 
     def connect(address: str) -> GrpcPeer:
-        peer = GrpcPeer(address, settings.server.keepalive)
+        peer = GrpcPeer(address, settings.server.keepalive, settings.server.tls.cluster())
         peers.append(peer)
         return peer
 

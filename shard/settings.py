@@ -17,6 +17,7 @@ from shoal.runtime.settings import (
     positive_float,
     positive_int,
 )
+from shoal.runtime.tls import COORDINATOR_IDENTITY, SHARD_IDENTITY
 from shoal.version_horizon import DEFAULT_MAX_CLOCK_SKEW_S
 
 DEFAULT_PORT = 50061
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser = argparse.ArgumentParser(
         prog="python -m shard", description="Shoal shard server: one replica of one shard group."
     )
-    add_server_flags(parser, DEFAULT_PORT)
+    add_server_flags(parser, DEFAULT_PORT, [COORDINATOR_IDENTITY, SHARD_IDENTITY])
     data_dir = env("data-dir")
     parser.add_argument(
         "--data-dir", type=Path, default=data_dir, required=data_dir is None,

@@ -8,6 +8,7 @@ import grpc.aio
 from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS, dns_target
 from shoal.runtime.keepalive import Keepalive
 from shoal.runtime.server import channel_options
+from shoal.runtime.tls import ClientTls, aio_channel
 
 #: A replica that comes back (restarted on its port) should be used again within
 #: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
@@ -20,13 +21,18 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
-def open_channel(address: str, keepalive: Keepalive) -> grpc.aio.Channel:
-    """A channel to another Shoal service (calls on it pass `outgoing_metadata()`)."""
+def open_channel(
+    address: str, keepalive: Keepalive, tls: ClientTls | None = None
+) -> grpc.aio.Channel:
+    """A channel to another Shoal service (calls on it pass `outgoing_metadata()`);
+    mTLS with the cluster's certificates when `tls` is given."""
     options = [*channel_options(keepalive), *RECONNECT_OPTIONS]
-    return grpc.aio.insecure_channel(address, options=options)
+    return aio_channel(address, tls, options)
 
 
-def open_balanced_channel(address: str, keepalive: Keepalive | None = None) -> grpc.aio.Channel:
+def open_balanced_channel(
+    address: str, keepalive: Keepalive | None = None, tls: ClientTls | None = None
+) -> grpc.aio.Channel:
     """A channel that spreads its calls, one by one, over every address `address`
     resolves to (the pods behind a headless Service; shoal.runtime.balancing says why).
 
@@ -34,4 +40,4 @@ def open_balanced_channel(address: str, keepalive: Keepalive | None = None) -> g
     with one address it behaves like `open_channel`.
     """
     options = [*channel_options(keepalive), *RECONNECT_OPTIONS, *ROUND_ROBIN_OPTIONS]
-    return grpc.aio.insecure_channel(dns_target(address), options=options)
+    return aio_channel(dns_target(address), tls, options)

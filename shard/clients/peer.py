@@ -11,8 +11,6 @@ shared with the coordinator.
 from collections.abc import Sequence
 from typing import Any
 
-import grpc.aio
-
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.proto_config import config_from_proto
@@ -22,6 +20,7 @@ from shoal.runtime.keepalive import Keepalive
 from shoal.runtime.replication_client import ReplicationClient
 from shoal.runtime.server import channel_options
 from shoal.runtime.status import unary_call
+from shoal.runtime.tls import ClientTls, aio_channel
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
 #: A peer that comes back should be reached again within a second, not after
@@ -34,12 +33,11 @@ RECONNECT_OPTIONS: list[tuple[str, Any]] = [
 
 
 class GrpcPeer:
-    def __init__(self, address: str, keepalive: Keepalive | None = None) -> None:
+    def __init__(
+        self, address: str, keepalive: Keepalive | None = None, tls: ClientTls | None = None
+    ) -> None:
         self._address = address
-        self._channel = grpc.aio.insecure_channel(
-            address,
-            options=[*channel_options(keepalive), *RECONNECT_OPTIONS],
-        )
+        self._channel = aio_channel(address, tls, [*channel_options(keepalive), *RECONNECT_OPTIONS])
         self._stub = shard_pb2_grpc.ShardServiceStub(self._channel)
         self._replication = ReplicationClient(self._channel)
 

@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from shoal.cli.certs import LOCAL_HOSTS, LocalPki
 from shoal.cli.service_process import ClusterError, ServiceProcess
 from shoal.errors import ShoalError
 from shoal.etcd.client import EtcdClient
 from shoal.etcd.server import EtcdCluster, EtcdFailed
 from shoal.etcd.topology_store import EtcdTopology
 from shoal.runtime.data_lock import DataDirInUse, DataDirLock
+from shoal.runtime.tls import ClientTls
 from shoal.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,9 @@ class ClusterSpec:
     coordinator_args: tuple[str, ...] = ()
     # Members of the etcd (the collection catalog) started under ROOT/etcd; 0: none.
     etcd_members: int = 1
+    # TLS on the public API and mTLS inside, with a local CA and certificates made
+    # (once) under ROOT/tls (see shoal.cli.certs); False: plaintext everywhere.
+    secure: bool = False
 
     @property
     def service_count(self) -> int:
@@ -128,6 +133,7 @@ class LocalCluster:
         self.spec = spec or ClusterSpec()
         self._lock = DataDirLock(root, "shoal up")
         self._services = 0
+        self.pki = self._pki() if self.spec.secure else None
         self.coordinator = self._service(
             "coordinator",
             "coordinator",
@@ -147,8 +153,39 @@ class LocalCluster:
         if self.etcd is not None:
             for service in [self.coordinator, *self.all_shards]:
                 service.args = [*service.args, "--etcd", self.etcd.endpoints_flag]
+        if self.pki is not None:
+            self._secure(self.pki)
         # `start` adds the embedder's address to these once the embedder has bound it.
         self._coordinator_args = list(self.coordinator.args)
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    def _pki(self) -> LocalPki:
+        """The CA and certificates of an earlier secure run on this root, so clients
+        that trust its CA keep working; else new ones."""
+        hosts = tuple(dict.fromkeys([*LOCAL_HOSTS, self.spec.host]))
+        return LocalPki.existing(self.tls_dir) or LocalPki.create(self.tls_dir, hosts)
+
+    def _secure(self, pki: LocalPki) -> None:
+        """TLS flags for every service: the coordinator serves the public API with
+        TLS (no client certificate asked) and calls the rest with mTLS; shards and
+        the embedder require a certificate of the local CA."""
+        self.coordinator.args = [*self.coordinator.args, *pki.server_args(pki.coordinator, False)]
+        self.coordinator.tls = self.client_tls
+        # Health checks of the mTLS services show the coordinator's certificate.
+        inside = ClientTls(pki.ca, pki.coordinator.cert, pki.coordinator.key)
+        self.embedder.args = [*self.embedder.args, *pki.server_args(pki.embedder, True)]
+        self.embedder.tls = inside
+        for shard in self.all_shards:
+            shard.args = [*shard.args, *pki.server_args(pki.shard, True)]
+            shard.tls = inside
+
+    @property
+    def client_tls(self) -> ClientTls | None:
+        """How a client reaches the coordinator: TLS with the local CA, or plaintext."""
+        return ClientTls(self.pki.ca) if self.pki is not None else None
 
     @property
     def topology_path(self) -> Path:

@@ -12,10 +12,20 @@ from importlib import metadata
 from typing import Any
 
 from shoal.runtime.help_format import HelpFormatter
+from shoal.runtime.tls import ClientTls
+from shoal.sdk.channel import (
+    API_KEY_ENV,
+    CA_FILE_ENV,
+    CLIENT_CERT_ENV,
+    CLIENT_KEY_ENV,
+    SERVER_NAME_ENV,
+    TLS_ENV,
+    client_tls,
+)
 from shoal.sdk.client import DEFAULT_ADDRESS, Client
 
 ADDRESS_ENV = "SHOAL_ADDRESS"
-API_KEY_ENV = "SHOAL_API_KEY"
+
 JSON_HELP = "print JSON (snake_case keys, numbers as numbers) instead of tables and text"
 ENVIRONMENT = f"""\
 environment:
@@ -24,6 +34,9 @@ environment:
                   config's host
   {API_KEY_ENV}   the API key where --api-key is not given (clusters with
                   --api-keys-file)
+  {CA_FILE_ENV}, {CLIENT_CERT_ENV}, {CLIENT_KEY_ENV}, {SERVER_NAME_ENV}, {TLS_ENV}
+                  TLS to the coordinator where --ca-file, --client-cert,
+                  --client-key, --server-name, --tls are not given
   SHOAL_<FLAG>    `shoal up` passes its environment to the services it starts, so
                   their SHOAL_ variables apply there (e.g. SHOAL_LOG_FORMAT=json;
                   `python -m shard --help` lists a service's), except for the
@@ -44,12 +57,32 @@ def address(args: argparse.Namespace) -> str:
     return str(args.address or os.environ.get(ADDRESS_ENV) or DEFAULT_ADDRESS)
 
 
+def tls(args: argparse.Namespace) -> ClientTls | None:
+    """TLS from --ca-file, --client-cert, --client-key, --server-name and --tls, else
+    their SHOAL_ variables; None: plaintext."""
+    return client_tls(
+        getattr(args, "ca_file", None),
+        getattr(args, "client_cert", None),
+        getattr(args, "client_key", None),
+        getattr(args, "server_name", None),
+        getattr(args, "tls", None) or None,
+    )
+
+
 def connect(args: argparse.Namespace, timeout: float | None = None) -> Client:
-    """A client for the coordinator of --address, with --api-key (else SHOAL_API_KEY)."""
-    api_key = getattr(args, "api_key", None)
-    if timeout is None:
-        return Client(address(args), api_key=api_key)
-    return Client(address(args), timeout=timeout, api_key=api_key)
+    """A client of the coordinator the global options name, over TLS where they say
+    so, with --api-key (else SHOAL_API_KEY)."""
+    found = tls(args)
+    return Client(
+        address(args),
+        **({} if timeout is None else {"timeout": timeout}),
+        api_key=getattr(args, "api_key", None),
+        ca_file=found.ca if found else None,
+        cert_file=found.cert if found else None,
+        key_file=found.key if found else None,
+        server_name=found.server_name if found else None,
+        tls=found is not None,
+    )
 
 
 def print_json(value: object) -> None:
@@ -77,6 +110,27 @@ def global_options(subcommand: bool, json_help: str = JSON_HELP) -> argparse.Arg
         metavar="KEY",
         help=f"the API key sent with every call (default: ${API_KEY_ENV})",
     )
+    group.add_argument(
+        "--ca-file", default=unset, metavar="PEM",
+        help=f"TLS: the CA that signed the coordinator's certificate (default: ${CA_FILE_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--client-cert", default=unset, metavar="PEM",
+        help=f"TLS: a client certificate, where the server asks for one (${CLIENT_CERT_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--client-key", default=unset, metavar="PEM",
+        help=f"TLS: the key of --client-cert (${CLIENT_KEY_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--server-name", default=unset,
+        help="TLS: the name the coordinator's certificate carries, if not the address's host"
+        f" (${SERVER_NAME_ENV})",
+    )  # fmt: skip
+    group.add_argument(
+        "--tls", action="store_true", default=argparse.SUPPRESS if subcommand else False,
+        help=f"TLS checked against the system's CAs, without --ca-file (${TLS_ENV}=1)",
+    )  # fmt: skip
     group.add_argument(
         "--json",
         action="store_true",

@@ -18,6 +18,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2
 
+from shoal.runtime.tls import ClientTls, sync_channel
 from shoal.runtime.wait import wait_for
 
 log = logging.getLogger(__name__)
@@ -33,9 +34,9 @@ class ServiceFailed(ClusterError):
     """A service process exited or never became healthy."""
 
 
-def health_status(address: str, timeout: float = 1.0) -> int | None:
+def health_status(address: str, timeout: float = 1.0, tls: ClientTls | None = None) -> int | None:
     """The server's overall health status, or None if it cannot be reached."""
-    with grpc.insecure_channel(address) as channel:
+    with sync_channel(address, tls) as channel:
         check = channel.unary_unary(
             HEALTH_CHECK_METHOD,
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -50,8 +51,8 @@ def health_status(address: str, timeout: float = 1.0) -> int | None:
     return int(reply.status)
 
 
-def is_serving(address: str) -> bool:
-    return health_status(address) == health_pb2.HealthCheckResponse.SERVING
+def is_serving(address: str, tls: ClientTls | None = None) -> bool:
+    return health_status(address, tls=tls) == health_pb2.HealthCheckResponse.SERVING
 
 
 @dataclass
@@ -68,6 +69,8 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     #: End the process when this one ends, even by SIGKILL (see shoal.runtime.lifeline).
     die_with_parent: bool = True
+    #: How to reach it for its health check when it serves TLS.
+    tls: ClientTls | None = None
 
     @property
     def address(self) -> str:
@@ -125,7 +128,7 @@ class ServiceProcess:
 
     def _serving(self) -> bool:
         self._check_alive()
-        return is_serving(self.address)
+        return is_serving(self.address, self.tls)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait for the port file, then for the health check to say SERVING."""

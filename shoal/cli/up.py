@@ -66,6 +66,7 @@ def cmd_up(args: argparse.Namespace) -> None:
             embedder_threads=args.embedder_threads,
             metrics_port_base=args.metrics_port_base,
             coordinator_args=coordinator_args,
+            secure=args.secure,
         )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
@@ -73,18 +74,17 @@ def cmd_up(args: argparse.Namespace) -> None:
 
     def when_serving() -> None:
         print(f"Shoal is serving at {cluster.address}", flush=True)
-        if api_key is not None:
-            print(
-                f"API keys are required (keys file {root / 'api-keys.json'}); admin key:\n"
-                f"  {api_key}\n"
-                f"connect: export SHOAL_API_KEY={api_key}  (or shoal --api-key,"
-                " shoal.Client(api_key=...)); more keys: shoal keys create --role read",
-                flush=True,
-            )
+        ca = cluster.pki.ca if cluster.pki is not None else None
+        if args.secure:
+            print(how_to_connect(cluster.address, ca, api_key, root / "api-keys.json"), flush=True)
         if args.demo:
-            with Client(cluster.address, timeout=120, api_key=api_key) as client:
+            with Client(cluster.address, timeout=120, api_key=api_key, ca_file=ca) as client:
                 load_demo(client, args.model)
-            print(f"\ntry: shoal --address {cluster.address} search demo --text 'audio editor'")
+            tls_flag = f" --ca-file {ca}" if ca is not None else ""
+            print(
+                f"\ntry: shoal --address {cluster.address}{tls_flag} search demo"
+                " --text 'audio editor'"
+            )
 
     print(
         f"starting {args.groups} shard groups x {args.replicas} replicas, "
@@ -95,6 +95,31 @@ def cmd_up(args: argparse.Namespace) -> None:
         run_until_stopped(cluster, when_serving)
     except ClusterError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def how_to_connect(address: str, ca: Path | None, api_key: str | None, keys_file: Path) -> str:
+    """What `shoal up --secure` prints: where the CA is, the admin key, and how
+    clients use them."""
+    lines = []
+    if ca is not None:
+        lines += [
+            f"TLS: the coordinator's certificate is signed by the local CA {ca};",
+            "the shards and the embedder accept only certificates of that CA (mTLS).",
+        ]
+    if api_key is not None:
+        lines += [
+            f"API keys are required (keys file {keys_file}); admin key:",
+            f"  {api_key}",
+            "more keys: shoal keys create --role read",
+        ]
+    lines += ["connect with:", f"  export SHOAL_ADDRESS={address}"]
+    lines += [f"  export SHOAL_CA_FILE={ca}"] if ca is not None else []
+    lines += [f"  export SHOAL_API_KEY={api_key}"] if api_key is not None else []
+    lines += [
+        "  shoal list       # or: shoal --address HOST:PORT --ca-file CA --api-key KEY list",
+        "  shoal.Client(address, ca_file=..., api_key=...)  # or from the same variables",
+    ]
+    return "\n".join(lines)
 
 
 def add_up_command(commands: Any) -> None:
@@ -117,13 +142,14 @@ def add_up_command(commands: Any) -> None:
     up.add_argument("--model", default=DEFAULT_MODEL, help="embedder model")
     up.add_argument("--demo", action="store_true", help="load the demo collection")
     up.add_argument(
+        "--secure", action="store_true",
+        help="TLS on the coordinator and mTLS between the services, with a local CA and"
+        " certificates made in DATA_DIR/tls (kept for the next start), and API keys: a new"
+        " admin key in DATA_DIR/api-keys.json (hashed); prints how to connect",
+    )  # fmt: skip
+    up.add_argument(
         "--metrics-port-base", type=int, default=0,
         help="Prometheus /metrics on consecutive ports from here: coordinator, embedder,"
         " shards (0: off)",
-    )  # fmt: skip
-    up.add_argument(
-        "--secure", action="store_true",
-        help="require API keys: write a new admin key to DATA_DIR/api-keys.json (hashed)"
-        " and print it",
     )  # fmt: skip
     up.set_defaults(run=cmd_up)

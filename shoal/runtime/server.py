@@ -27,6 +27,7 @@ from shoal.runtime.logs import with_request_id
 from shoal.runtime.metrics import Metrics, default_replica, serve_metrics
 from shoal.runtime.settings import ServerSettings
 from shoal.runtime.status import with_error_mapping
+from shoal.runtime.tls import TlsConfigError, require_identity, server_credentials
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,56 @@ def _write_port_file(spec: ServerSpec, port: int) -> None:
         tmp.replace(path)
 
 
+def _add_port(server: grpc.aio.Server, settings: ServerSettings) -> int:
+    """Bind the API's port: TLS with the settings' certificate, else plaintext
+    (which is logged as a warning: anyone who reaches the port may call it)."""
+    address = f"{settings.host}:{settings.port}"
+    tls = settings.tls.server()
+    if tls is None:
+        why = "--insecure" if settings.tls.insecure else "no --tls-cert and --tls-key"
+        log.warning("plaintext on %s (%s): anyone who reaches it can call it", address, why)
+        port = server.add_insecure_port(address)
+    else:
+        try:
+            credentials = server_credentials(tls)
+        except TlsConfigError as error:
+            raise SystemExit(f"TLS: {error}") from None
+        port = server.add_secure_port(address, credentials)
+        log.info(
+            "TLS with %s%s",
+            tls.cert,
+            f"; client certificates of {tls.client_ca} required" if tls.client_ca else "",
+        )
+    if port == 0:
+        raise SystemExit(f"cannot bind {address}")
+    return port
+
+
+def _peer_check(settings: ServerSettings) -> list[Any]:
+    """The identity check for the API's services, where client certificates are required."""
+    tls = settings.tls.server()
+    if tls is None or tls.client_ca is None or not tls.allowed_clients:
+        return []
+    log.info("accepting client certificates of: %s", ", ".join(sorted(tls.allowed_clients)))
+    return [require_identity(tls.allowed_clients)]
+
+
+async def _serve_health_port(
+    settings: ServerSettings, health: ServerHealth, health_name: str
+) -> grpc.aio.Server | None:
+    """The health check alone, plaintext, on --health-port (probes without TLS)."""
+    if not settings.health_port:
+        return None
+    server = grpc.aio.server()
+    add_servicer(server, health.servicer, health_name, ())
+    address = f"{settings.host}:{settings.health_port}"
+    if server.add_insecure_port(address) == 0:
+        raise SystemExit(f"cannot bind the health port {address}")
+    await server.start()
+    log.info("health checks (only) on %s", address)
+    return server
+
+
 async def serve(spec: ServerSpec) -> None:
     """Run a server until SIGTERM/SIGINT, then shut it down gracefully."""
     settings = spec.settings
@@ -100,12 +151,12 @@ async def serve(spec: ServerSpec) -> None:
     names = [service.name for service in spec.services]
     health = spec.health or ServerHealth(names)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    for service in (Service(health_name, health.servicer), *spec.services):
-        add_servicer(server, service.servicer, service.name, wrappers)
+    add_servicer(server, health.servicer, health_name, wrappers)
+    for service in spec.services:
+        add_servicer(server, service.servicer, service.name, [*wrappers, *_peer_check(settings)])
     reflection.enable_server_reflection([*names, health_name, reflection.SERVICE_NAME], server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    if port == 0:
-        raise SystemExit(f"cannot bind {settings.host}:{settings.port}")
+    port = _add_port(server, settings)
+    health_server = await _serve_health_port(settings, health, health_name)
     spec.metrics.identify(default_replica(settings.host, port))  # a shard names itself later
     await health.set_serving(False)
     await server.start()
@@ -136,4 +187,6 @@ async def serve(spec: ServerSpec) -> None:
         await spec.stop()
     if metrics_server is not None:
         metrics_server.close()
+    if health_server is not None:
+        await health_server.stop(0)
     log.info("stopped")

@@ -19,7 +19,13 @@ import numpy.typing as npt
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
-from shoal.sdk.channel import DEFAULT_ADDRESS, call_metadata, open_channel
+from shoal.sdk.channel import (
+    DEFAULT_ADDRESS,
+    PathLike,
+    call_metadata,
+    client_tls,
+    open_aio_channel,
+)
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.requests import (
     Consistency,
@@ -43,17 +49,27 @@ class AsyncClient:
     awaited (`scroll` and `scroll_pages` are async iterators). Use it from one
     event loop; close it with `await client.close()` or `async with`.
 
-    `timeout` is the deadline in seconds each call gets; `api_key` (else
-    SHOAL_API_KEY) goes with every call.
+    `timeout` is the deadline in seconds each call gets.
     """
 
     def __init__(
-        self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0, api_key: str | None = None
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout: float = 30.0,
+        *,
+        api_key: str | None = None,
+        ca_file: PathLike | None = None,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
+        server_name: str | None = None,
+        tls: bool | None = None,
     ) -> None:
+        """As `Client`: TLS and the API key from the arguments, else the environment."""
         self.address = address
         self.timeout = timeout
         self._metadata = call_metadata(api_key)
-        self._channel = open_channel(address, asynchronous=True)
+        self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
+        self._channel = open_aio_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
     async def close(self) -> None:

@@ -1,21 +1,41 @@
-"""The one place the SDK opens a channel to a coordinator, for `Client` and `AsyncClient`.
+"""The one place the SDK opens its channels to a coordinator (`shoal.Client`,
+`shoal.AsyncClient`): the options every channel gets, TLS, and the metadata (the
+API key) every call carries.
 
-Both clients call `open_channel` and send `call_metadata` with every call, so what
-a connection needs (gRPC options, the round-robin policy, TLS, the API key) is
-decided here once and both clients get it alike.
+TLS comes from the arguments, else from the environment: SHOAL_CA_FILE (the CA
+that signed the coordinator's certificate), SHOAL_CLIENT_CERT and
+SHOAL_CLIENT_KEY (a client certificate, where the server asks for one),
+SHOAL_SERVER_NAME (the name the server's certificate carries, when the address
+is an IP or a port-forward) and SHOAL_TLS=1 (TLS checked against the system's
+roots, with no CA file). With none of them the channel is plaintext. The API
+key comes from the argument, else SHOAL_API_KEY.
 """
 
 import os
-from typing import Literal, overload
+from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
 
 from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
 from shoal.runtime.server import GRPC_OPTIONS
+from shoal.runtime.settings import boolean
+from shoal.runtime.tls import ClientTls, aio_channel, sync_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 API_KEY_ENV = "SHOAL_API_KEY"
+CA_FILE_ENV = "SHOAL_CA_FILE"
+CLIENT_CERT_ENV = "SHOAL_CLIENT_CERT"
+CLIENT_KEY_ENV = "SHOAL_CLIENT_KEY"
+SERVER_NAME_ENV = "SHOAL_SERVER_NAME"
+TLS_ENV = "SHOAL_TLS"
+
+#: Round robin over every address the name resolves to: in Kubernetes, give the
+#: coordinators' headless Service to balance calls over all of them.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
+
+PathLike = str | os.PathLike[str]
 
 #: Metadata: a tuple of (name, value) pairs, as grpc's `metadata=` takes it.
 Metadata = tuple[tuple[str, str], ...]
@@ -33,21 +53,37 @@ def call_metadata(api_key: str | None) -> Metadata:
     return (("authorization", f"Bearer {key}"),) if key else ()
 
 
-@overload
-def open_channel(address: str, asynchronous: Literal[False] = False) -> grpc.Channel: ...
+def _given(value: PathLike | None, env_name: str) -> Path | None:
+    if value is not None:
+        return Path(value)
+    from_env = os.environ.get(env_name)
+    return Path(from_env) if from_env else None
 
 
-@overload
-def open_channel(address: str, asynchronous: Literal[True]) -> grpc.aio.Channel: ...
+def client_tls(
+    ca_file: PathLike | None = None,
+    cert_file: PathLike | None = None,
+    key_file: PathLike | None = None,
+    server_name: str | None = None,
+    tls: bool | None = None,
+) -> ClientTls | None:
+    """The TLS a client uses: each argument, else its environment variable; None
+    (plaintext) when neither names a CA, a client certificate or `tls`."""
+    ca = _given(ca_file, CA_FILE_ENV)
+    cert = _given(cert_file, CLIENT_CERT_ENV)
+    key = _given(key_file, CLIENT_KEY_ENV)
+    name = server_name if server_name is not None else os.environ.get(SERVER_NAME_ENV) or None
+    wanted = tls if tls is not None else boolean(os.environ.get(TLS_ENV, ""))
+    if not (wanted or ca or cert or key):
+        return None
+    return ClientTls(ca=ca, cert=cert, key=key, server_name=name)
 
 
-def open_channel(address: str, asynchronous: bool = False) -> grpc.Channel | grpc.aio.Channel:
-    """A channel to `address`: blocking for `Client`, grpc.aio for `AsyncClient`.
+def open_channel(address: str, tls: ClientTls | None) -> grpc.Channel:
+    """A blocking channel to a coordinator (plaintext when `tls` is None)."""
+    return sync_channel(address, tls, CHANNEL_OPTIONS)
 
-    Round robin over every address the name resolves to: in Kubernetes, give the
-    coordinators' headless Service to balance calls over all of them.
-    """
-    options = [*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
-    if asynchronous:
-        return grpc.aio.insecure_channel(address, options=options)
-    return grpc.insecure_channel(address, options=options)
+
+def open_aio_channel(address: str, tls: ClientTls | None) -> grpc.aio.Channel:
+    """An asyncio channel to a coordinator (plaintext when `tls` is None)."""
+    return aio_channel(address, tls, CHANNEL_OPTIONS)

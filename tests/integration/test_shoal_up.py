@@ -137,6 +137,7 @@ def test_shoal_up_secure_prints_an_admin_key_that_sdk_and_cli_use(
     assert key_line is not None
     key = key_line.split("SHOAL_API_KEY=", 1)[1].split()[0]
     monkeypatch.delenv("SHOAL_API_KEY", raising=False)
+    monkeypatch.setenv("SHOAL_CA_FILE", str(up.data_dir / "tls" / "ca.pem"))  # --secure is TLS too
     with Client(up.address()) as client, pytest.raises(Unauthenticated):
         client.list_collections()
     with Client(up.address(), api_key="shoal_wrong") as client, pytest.raises(Unauthenticated):

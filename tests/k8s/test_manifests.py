@@ -33,9 +33,15 @@ OVERLAYS = sorted(path.parent for path in (REPO / "k8s" / "overlays").glob("*/ku
 PRODUCTION = REPO / "k8s" / "overlays" / "production"
 SMALL = REPO / "k8s" / "overlays" / "small"
 MONITORING = REPO / "k8s" / "components" / "monitoring"
+TLS = REPO / "k8s" / "components" / "tls"
+CERT_MANAGER = REPO / "k8s" / "components" / "cert-manager"
 # Objects of API groups whose schemas kubernetes-validate does not ship (CRDs):
-# test_the_service_monitor_scrapes_every_pod_once checks them instead.
-CUSTOM_API_GROUPS = {"monitoring.coreos.com"}
+# test_the_service_monitor_scrapes_every_pod_once and the TLS tests check them instead.
+CUSTOM_API_GROUPS = {"monitoring.coreos.com", "cert-manager.io"}
+#: Where Prometheus runs: the only namespace that may reach the metrics ports.
+MONITORING_NAMESPACE = "monitoring"
+#: The plaintext port that serves only the health check, where the pods serve TLS.
+HEALTH_PORT = 8081
 # The oldest Kubernetes the manifests promise to work on (docs/deploy.md), and the newest
 # whose schemas kubernetes-validate ships.
 KUBERNETES_VERSIONS = ["1.29", kubernetes_validate.latest_version()]
@@ -130,10 +136,19 @@ def test_grpc_and_metrics_ports_agree_everywhere(manifests: Manifests) -> None:
         assert flag(container, "host") == "0.0.0.0"
 
 
+def _env(container: Object) -> dict[str, str | None]:
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
 def test_probes_are_native_grpc_on_the_serving_port(manifests: Manifests) -> None:
+    """The serving port, or where it serves TLS (which the kubelet's gRPC probe
+    cannot speak) the plaintext health-only port."""
     for workload in manifests.workloads:
         (container,) = containers(workload)
         port = container_port(container, "grpc")
+        if "SHOAL_TLS_CERT" in _env(container):
+            port = container_port(container, "health")
+            assert _env(container)["SHOAL_HEALTH_PORT"] == str(port) == str(HEALTH_PORT)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == port, (_workload_id(workload), probe)
             # The overall health ("" service), which NOT_SERVING until loaded.
@@ -435,7 +450,9 @@ def test_only_the_coordinator_reaches_shards_and_embedder(manifests: Manifests) 
             sources = _ingress_sources(manifests, workload, container_port(container, "grpc"))
             callers = []
             for source in sources:
-                assert set(source) == {"podSelector"}, (_workload_id(workload), source)
+                # Labels alone can be set by any pod; the namespace's name cannot.
+                assert set(source) == {"podSelector", "namespaceSelector"}, source
+                assert source["namespaceSelector"] == _own_namespace(manifests), source
                 callers += manifests.pods_selected(source["podSelector"]["matchLabels"])
             assert coordinator in callers, _workload_id(workload)
             assert all(pod in allowed for pod in callers), _workload_id(workload)
@@ -462,10 +479,17 @@ def test_network_policies_name_real_pods_and_ports(manifests: Manifests) -> None
                 assert port["port"] in open_ports, policy["metadata"]["name"]
 
 
-def test_every_workload_can_be_scraped(manifests: Manifests) -> None:
-    for workload in manifests.workloads:
+def _own_namespace(manifests: Manifests) -> dict[str, Any]:
+    return {"matchLabels": {"kubernetes.io/metadata.name": manifests.namespace}}
+
+
+def test_every_workload_can_be_scraped_from_the_monitoring_namespace_only(
+    manifests: Manifests,
+) -> None:
+    monitoring = {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}
+    for workload in [*manifests.workloads, manifests.etcd]:
         sources = _ingress_sources(manifests, workload, METRICS_PORT)
-        assert {"namespaceSelector": {}} in sources, _workload_id(workload)
+        assert sources == [{"namespaceSelector": monitoring}], _workload_id(workload)
 
 
 # Read by shoal's logging set-up rather than by a command-line flag.
@@ -526,6 +550,7 @@ def test_coordinator_and_shards_reach_etcd(manifests: Manifests) -> None:
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert env.get("SHOAL_ETCD") == expected, _workload_id(workload)
     sources = _ingress_sources(manifests, manifests.etcd, 2379)
+    assert all(source["namespaceSelector"] == _own_namespace(manifests) for source in sources)
     callers = [
         pod
         for source in sources
@@ -534,3 +559,81 @@ def test_coordinator_and_shards_reach_etcd(manifests: Manifests) -> None:
     assert sorted(map(_workload_id, callers)) == sorted(
         map(_workload_id, [*manifests.component("coordinator"), *manifests.component("shard")])
     )
+
+
+def _with_components(tmp_path: Path, overlay: Path, *components: Path) -> Manifests:
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: shoal\n"
+        f"resources: [{os.path.relpath(overlay, tmp_path)}]\n"
+        f"components: [{', '.join(os.path.relpath(c, tmp_path) for c in components)}]\n"
+    )
+    return Manifests.render(tmp_path)
+
+
+def _tls_volume_secret(workload: Object) -> str:
+    (container,) = containers(workload)
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount["readOnly"] and "subPath" not in mount  # subPath mounts never update
+    env = _env(container)
+    for name in ("SHOAL_TLS_CERT", "SHOAL_TLS_KEY"):
+        assert str(env[name]).startswith(mount["mountPath"] + "/"), name
+    (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == "tls"]
+    return str(volume["secret"]["secretName"])
+
+
+def test_production_serves_tls_and_requires_cluster_certificates_inside() -> None:
+    manifests = _render(PRODUCTION)
+    (coordinator,) = manifests.component("coordinator")
+    (container,) = containers(coordinator)
+    env = _env(container)
+    # Public TLS without client certificates (API keys are the public gate); it
+    # checks the shards and the embedder against the cluster CA.
+    assert "SHOAL_TLS_CLIENT_CA" not in env and env["SHOAL_CLUSTER_CA"]
+    assert _tls_volume_secret(coordinator) == "coordinator-tls"
+    for component, secret in (("shard", "shard-tls"), ("embedder", "embedder-tls")):
+        for workload in manifests.component(component):
+            assert _tls_volume_secret(workload) == secret
+            (container,) = containers(workload)
+            assert _env(container)["SHOAL_TLS_CLIENT_CA"], _workload_id(workload)
+
+
+def _certificates(manifests: Manifests) -> dict[str, Object]:
+    return {c["spec"]["secretName"]: c for c in manifests.of_kind("Certificate")}
+
+
+def test_cert_manager_makes_every_secret_the_pods_mount_with_the_roles_identity() -> None:
+    manifests = _render(PRODUCTION)
+    certificates = _certificates(manifests)
+    identities = {
+        "coordinator-tls": "shoal-coordinator",
+        "shard-tls": "shoal-shard",
+        "embedder-tls": "shoal-embedder",
+    }
+    mounted = {_tls_volume_secret(w) for w in manifests.workloads}
+    assert mounted == set(identities)
+    issuers = {i["metadata"]["name"]: i for i in manifests.of_kind("Issuer")}
+    for secret, identity in identities.items():
+        spec = certificates[secret]["spec"]
+        assert spec["commonName"] == identity and identity in spec["dnsNames"]
+        assert set(spec["usages"]) == {"server auth", "client auth"}
+        issuer = issuers[spec["issuerRef"]["name"]]
+        assert certificates[issuer["spec"]["ca"]["secretName"]]["spec"]["isCA"] is True
+    # Each shard is called at <pod>.shard-gN.<namespace>.svc.cluster.local.
+    shard_names = certificates["shard-tls"]["spec"]["dnsNames"]
+    for group in manifests.shard_groups():
+        name = f"*.{group['metadata']['name']}.{manifests.namespace}.svc.cluster.local"
+        assert name in shard_names
+    embedder_target = flag(containers(manifests.component("coordinator")[0])[0], "embedder")
+    embedder_host = embedder_target.removeprefix("dns:///").rsplit(":", 1)[0]
+    assert embedder_host in certificates["embedder-tls"]["spec"]["dnsNames"]
+
+
+def test_the_tls_components_fit_the_small_overlay(tmp_path: Path) -> None:
+    """docs/deploy.md: add tls (and cert-manager) to any overlay."""
+    manifests = _with_components(tmp_path, SMALL, TLS, CERT_MANAGER)
+    secrets = set(_certificates(manifests)) - {"shoal-ca"}
+    assert {_tls_volume_secret(w) for w in manifests.workloads} == secrets
+    for workload in manifests.workloads:
+        (container,) = containers(workload)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["grpc"]["port"] == HEALTH_PORT

@@ -93,7 +93,8 @@ def test_duration_replaces_total_and_max_duration_caps_it(tmp_path: Path) -> Non
     ("settings", "message"),
     [
         ({"data": {}, "async": True}, "not supported"),
-        ({"data": {}, "insecure": False}, "plaintext"),
+        ({"data": {}, "skipTLS": True}, "cacert"),
+        ({"data": {}, "cert": "client.pem"}, "key"),
         ({"data": [1]}, "objects"),
         ({"data-file": "/nonexistent/data.json"}, "loadtest.generate"),
     ],
