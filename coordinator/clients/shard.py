@@ -23,6 +23,8 @@ from coordinator.core.ports import (
     CollectionListing,
     DocumentMessage,
     Health,
+    HybridAnswer,
+    HybridCall,
     Include,
     OpaqueFilter,
     RankedHits,
@@ -191,6 +193,34 @@ class GrpcShardClient:
             self._stub.KeywordSearch, request, timeout_s
         )
         return list(reply.results)
+
+    async def hybrid_search(
+        self, collection: str, call: HybridCall, timeout_s: float
+    ) -> HybridAnswer:
+        request = shard_pb2.ShardHybridSearchRequest(
+            collection=collection,
+            queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
+            ef=call.ef,
+            keyword_queries=[
+                shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
+                for query in call.keyword
+            ],
+            average_length=call.average_length,
+            statistics_terms=call.statistics_terms,
+            k=call.k,
+            include=include_to_proto(call.include),
+            filter=filter_to_proto(call.filter),
+            score_threshold=call.score_threshold,
+        )
+        reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
+            self._stub.HybridSearch, request, timeout_s
+        )
+        stats = reply.statistics
+        return HybridAnswer(
+            list(reply.vector_results),
+            list(reply.keyword_results),
+            TermStatistics(stats.documents, stats.total_length, list(stats.frequencies)),
+        )
 
     async def count(
         self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None

@@ -85,6 +85,11 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
                 _registered_method=True)
+        self.HybridSearch = channel.unary_unary(
+                '/shoal.v1.ShardService/HybridSearch',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.FromString,
+                _registered_method=True)
         self.Digest = channel.unary_unary(
                 '/shoal.v1.ShardService/Digest',
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.SerializeToString,
@@ -168,6 +173,15 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def HybridSearch(self, request, context):
+        """Both candidate lists of a hybrid (or keyword) search in one call, with the
+        statistics of the terms read where the keyword list was scored, so the
+        coordinator can score with statistics it remembers and check them after.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Digest(self, request, context):
         """Replication: compare replicas by partition, then move only what differs.
         """
@@ -239,6 +253,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.KeywordSearch,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
+            ),
+            'HybridSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.HybridSearch,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.SerializeToString,
             ),
             'Digest': grpc.unary_unary_rpc_method_handler(
                     servicer.Digest,
@@ -527,6 +546,33 @@ class ShardService:
             '/shoal.v1.ShardService/KeywordSearch',
             shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HybridSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/HybridSearch',
+            shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

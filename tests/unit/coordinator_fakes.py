@@ -50,6 +50,8 @@ from coordinator.core.ports import (
     DocumentMessage,
     EmbedderInfo,
     Health,
+    HybridAnswer,
+    HybridCall,
     Include,
     OpaqueFilter,
     RankedHits,
@@ -291,6 +293,17 @@ class FakeShard:
         score_threshold: float | None = None,
     ) -> list[RankedHits]:
         await self._enter("search", timeout_s)
+        return self._vector_lists(collection, queries, k, include, filter, score_threshold)
+
+    def _vector_lists(
+        self,
+        collection: str,
+        queries: Vector,
+        k: int,
+        include: Include,
+        filter: OpaqueFilter | None,
+        score_threshold: float | None,
+    ) -> list[RankedHits]:
         live = self._live(collection, filter)
         if not live:
             return [shard_pb2.ShardSearchResult() for _ in queries]
@@ -327,6 +340,9 @@ class FakeShard:
         self, collection: str, terms: Sequence[str], timeout_s: float
     ) -> TermStatistics:
         await self._enter("keyword_stats", timeout_s)
+        return self._statistics(collection, terms)
+
+    def _statistics(self, collection: str, terms: Sequence[str]) -> TermStatistics:
         texts = [
             self._terms(collection, op)
             for op in self._live(collection, None)
@@ -351,6 +367,20 @@ class FakeShard:
     ) -> list[RankedHits]:
         """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
         await self._enter("keyword_search", timeout_s)
+        return self._keyword_lists(
+            collection, queries, average_length, k, include, filter, score_threshold
+        )
+
+    def _keyword_lists(
+        self,
+        collection: str,
+        queries: Sequence[WeightedTerms],
+        average_length: float,
+        k: int,
+        include: Include,
+        filter: OpaqueFilter | None,
+        score_threshold: float | None,
+    ) -> list[RankedHits]:
         live = [(op, self._terms(collection, op)) for op in self._live(collection, filter)]
         results: list[RankedHits] = []
         for query in queries:
@@ -375,6 +405,29 @@ class FakeShard:
                 )
             results.append(result)
         return results
+
+    async def hybrid_search(
+        self, collection: str, call: HybridCall, timeout_s: float
+    ) -> HybridAnswer:
+        """Both lists and the statistics, from one look at the documents, as a shard
+        answers (the keyword list and the statistics under one index lock)."""
+        await self._enter("hybrid_search", timeout_s)
+        self._collection(collection)
+        keyword = self._keyword_lists(
+            collection,
+            call.keyword,
+            call.average_length,
+            call.k,
+            call.include,
+            call.filter,
+            call.score_threshold,
+        )
+        vector: list[RankedHits] = []
+        if call.vectors is not None:
+            vector = self._vector_lists(
+                collection, call.vectors, call.k, call.include, call.filter, call.score_threshold
+            )
+        return HybridAnswer(vector, keyword, self._statistics(collection, call.statistics_terms))
 
     def _live(self, collection: str, filter: OpaqueFilter | None) -> list[WriteOp]:
         """Live documents matching `filter`: the `Filter` message the coordinator passes

@@ -134,8 +134,37 @@ class Collection:
     ) -> list[QueryHits]:
         """Per query, the k best live documents by BM25 with the given (cluster-wide)
         weights and mean length, matching `root`; best first, ties by id."""
-        return search.keyword_search(
+        hits, _ = search.keyword_search(
             self._state, queries, average_length, k, include, root, score_threshold
+        )
+        return hits
+
+    def keyword_search_with_statistics(
+        self,
+        queries: Sequence[KeywordQuery],
+        average_length: float,
+        k: int,
+        include: Include,
+        root: Filter | None,
+        score_threshold: float | None,
+        statistics_terms: Sequence[str],
+        *,
+        wait: bool = True,
+    ) -> tuple[list[QueryHits], TermStatistics]:
+        """`keyword_search`, and this replica's statistics of `statistics_terms` as the
+        scoring saw them (one reading of the index): a caller that weighted the
+        queries with statistics it remembered checks them against these. With
+        `wait=False`, raises WouldBlock rather than wait for a write to the index."""
+        return search.keyword_search(
+            self._state,
+            queries,
+            average_length,
+            k,
+            include,
+            root,
+            score_threshold,
+            statistics_terms,
+            wait=wait,
         )
 
     # -- unranked reads --------------------------------------------------------

@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: Candidates read from the store per step of an exact search.
 EXACT_READ_CHUNK = 4096
+#: A keyword search that must not block (`wait=False`, on the event loop) reads at
+#: most this many postings entries; more is slow work, for the thread pool
+#: (numpy scores about 10^7 entries a second, so this is ~1 ms at most).
+INLINE_MAX_POSTINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -298,8 +302,12 @@ def keyword_search(
     include: Include,
     root: Filter | None = None,
     score_threshold: float | None = None,
-) -> list[QueryHits]:
-    """See `Collection.keyword_search`."""
+    statistics_terms: Sequence[str] = (),
+    *,
+    wait: bool = True,
+) -> tuple[list[QueryHits], TermStatistics]:
+    """See `Collection.keyword_search`. The statistics of `statistics_terms` are read
+    under the same gate as the scoring, so they are the ones the scores saw."""
     check_k(k)
     check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
     _check_score_threshold(score_threshold)
@@ -307,14 +315,17 @@ def keyword_search(
         validate(root)
     index = _keyword_index(state)
     with state.life.use():
-        with state.gate.read(None):
+        with state.gate.read(None, wait):
+            if not wait and sum(index.postings(q.terms) for q in queries) > INLINE_MAX_POSTINGS:
+                raise WouldBlock
+            statistics = keyword_stats(index, statistics_terms)
             allowed = None if root is None else state.payload.mask(root)[0]
             hits = ranked_keyword_hits(
                 index, state.ids, queries, average_length, k, allowed, score_threshold
             )
         if include.any:
             hits = _with_documents(state, hits, include)
-    return hits
+    return hits, statistics
 
 
 def _keyword_index(state: CollectionState) -> KeywordIndex:
