@@ -295,10 +295,10 @@ async def test_hybrid_search_answers_both_lists_and_the_statistics_it_scored_wit
 
     # Texts of d0, d1, d2, d4, d5; stop words ("the", "a") are not counted.
     assert answer.statistics == TermStatistics(5, 15, [3, 3, 0])
-    [vector] = answer.vector
+    [vector] = cast(list[shard_pb2.ShardSearchResult], list(answer.vector))
     top = vector.hits[0]
     assert (top.id, top.document.text) == ("d2", "brown bears sleep")
-    [keyword] = answer.keyword
+    [keyword] = cast(list[shard_pb2.ShardSearchResult], list(answer.keyword))
     # d0 and d5 hold both terms in 3 indexed tokens: 2 x 1 / (1 + 1.2), tied, by id.
     assert [hit.id for hit in keyword.hits] == ["d0", "d5"]
     assert [hit.score for hit in keyword.hits] == pytest.approx([2 / 2.2] * 2, rel=1e-5)

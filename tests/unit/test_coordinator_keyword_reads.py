@@ -1,6 +1,8 @@
 """Keyword and hybrid reads: round trips to the groups, and exact scores with remembered
 statistics (the coordinator's memory of them is checked by every answer)."""
 
+from typing import cast
+
 import numpy as np
 
 from coordinator.core.keyword_statistics import StatisticsMemory
@@ -14,6 +16,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.ports import Include
 from shoal.keyword import TermStatistics
+from shoal.v1 import common_pb2
 from tests.unit.coordinator_fakes import FakeCluster, deadline
 
 DIM = 8
@@ -88,7 +91,8 @@ async def test_a_hybrid_search_asks_each_group_once_with_the_stored_fields() -> 
 
     assert [shard.calls for shard in cluster.all_shards] == [["hybrid_search"]] * 2
     hits = results.results[0].hits
-    assert hits and all(hit.document.text == TEXTS[int(hit.id[1:])] for hit in hits)
+    texts = [cast(common_pb2.Document, hit.document).text for hit in hits]
+    assert hits and texts == [TEXTS[int(hit.id[1:])] for hit in hits]
 
 
 async def test_scores_stay_exact_when_writes_move_the_remembered_statistics() -> None:
