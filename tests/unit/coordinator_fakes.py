@@ -437,7 +437,8 @@ class FakeShard:
         if filter is None:
             return [s.op for s in store.values() if not s.op.deleted]
         assert isinstance(filter, common_pb2.Filter), f"filters are Filter messages: {filter!r}"
-        root: Filter | None = filter_from_proto(filter)
+        valid = filter_from_proto(filter)
+        root: Filter | None = None if valid is None else valid.root
         tokenizer = self._tokenizer(collection)
         return [
             s.op

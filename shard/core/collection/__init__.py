@@ -36,7 +36,7 @@ from shard.core.documents import (
     no_metadata,
     no_text,
 )
-from shard.core.filters import Filter
+from shard.core.filters import ValidFilter
 from shard.core.keyword_index import KeywordQuery
 from shard.core.search_plan import Strategy
 from shoal.keyword import TermStatistics
@@ -104,7 +104,7 @@ class Collection:
         k: int,
         ef: int,
         include: Include,
-        root: Filter | None = None,
+        root: ValidFilter | None = None,
         score_threshold: float | None = None,
         *,
         wait: bool = True,
@@ -129,7 +129,7 @@ class Collection:
         average_length: float,
         k: int,
         include: Include,
-        root: Filter | None = None,
+        root: ValidFilter | None = None,
         score_threshold: float | None = None,
     ) -> list[QueryHits]:
         """Per query, the k best live documents by BM25 with the given (cluster-wide)
@@ -145,7 +145,7 @@ class Collection:
         average_length: float,
         k: int,
         include: Include,
-        root: Filter | None,
+        root: ValidFilter | None,
         score_threshold: float | None,
         statistics_terms: Sequence[str],
         *,
@@ -169,7 +169,7 @@ class Collection:
 
     # -- unranked reads --------------------------------------------------------
 
-    def count(self, root: Filter | None = None) -> int:
+    def count(self, root: ValidFilter | None = None) -> int:
         """Live documents, or those matching `root` (exact)."""
         return scans.count(self._state, root)
 
@@ -181,7 +181,7 @@ class Collection:
         return scans.get(self._state, ids, include)
 
     def scroll(
-        self, root: Filter | None, after_id: str, limit: int, include: Include
+        self, root: ValidFilter | None, after_id: str, limit: int, include: Include
     ) -> tuple[list[StoredDocument], bool]:
         """Live documents with id > `after_id` (matching `root`), in id order, one page.
 

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from shard.core.collection.state import CollectionState
 from shard.core.documents import Include, QueryHits
-from shard.core.filters import Filter, validate
+from shard.core.filters import Filter, ValidFilter
 from shard.core.gate import WouldBlock
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.core.keyword_search import keyword_stats, ranked_keyword_hits
@@ -79,7 +79,7 @@ def search(
     k: int,
     ef: int,
     include: Include,
-    root: Filter | None = None,
+    valid: ValidFilter | None = None,
     score_threshold: float | None = None,
     *,
     wait: bool = True,
@@ -89,8 +89,7 @@ def search(
     check_k(k)
     check_ef(ef)
     _check_score_threshold(score_threshold)
-    if root is not None:
-        validate(root)
+    root = None if valid is None else valid.root
     if queries.size == 0 or queries.size % dimension:
         raise InvalidArgument(
             f"queries hold {queries.size} floats, not a whole number of"
@@ -300,7 +299,7 @@ def keyword_search(
     average_length: float,
     k: int,
     include: Include,
-    root: Filter | None = None,
+    valid: ValidFilter | None = None,
     score_threshold: float | None = None,
     statistics_terms: Sequence[str] = (),
     *,
@@ -311,8 +310,7 @@ def keyword_search(
     check_k(k)
     check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
     _check_score_threshold(score_threshold)
-    if root is not None:
-        validate(root)
+    root = None if valid is None else valid.root
     index = _keyword_index(state)
     with state.life.use():
         with state.gate.read(None, wait):
