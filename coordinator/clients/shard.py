@@ -31,7 +31,6 @@ from coordinator.core.ports import (
     ScrollPage,
     ShardCollection,
     Vector,
-    WeightedTerms,
     WriteAck,
     WriteOp,
 )
@@ -165,34 +164,6 @@ class GrpcShardClient:
             self._stub.KeywordStats, request, timeout_s
         )
         return TermStatistics(reply.documents, reply.total_length, list(reply.frequencies))
-
-    async def keyword_search(
-        self,
-        collection: str,
-        queries: Sequence[WeightedTerms],
-        average_length: float,
-        k: int,
-        include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
-    ) -> Sequence[RankedHits]:
-        request = shard_pb2.ShardKeywordSearchRequest(
-            collection=collection,
-            queries=[
-                shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
-                for query in queries
-            ],
-            average_length=average_length,
-            k=k,
-            include=include_to_proto(include),
-            filter=filter_to_proto(filter),
-            score_threshold=score_threshold,
-        )
-        reply: shard_pb2.ShardSearchResponse = await unary_call(
-            self._stub.KeywordSearch, request, timeout_s
-        )
-        return list(reply.results)
 
     async def hybrid_search(
         self, collection: str, call: HybridCall, timeout_s: float

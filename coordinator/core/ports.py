@@ -255,20 +255,6 @@ class ShardClient(Protocol):
         hold it."""
         ...
 
-    async def keyword_search(
-        self,
-        collection: str,
-        queries: Sequence[WeightedTerms],
-        average_length: float,
-        k: int,
-        include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
-    ) -> Sequence[RankedHits]:
-        """Per query, the replica's own top-k by BM25 with the given weights and mean length."""
-        ...
-
     async def hybrid_search(
         self, collection: str, call: HybridCall, timeout_s: float
     ) -> HybridAnswer:

@@ -162,6 +162,8 @@ class ShardServiceServicer:
     def KeywordStats(self, request, context):
         """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
         every group's term statistics, then every shard scores with the sums.
+        The coordinator asks for statistics with KeywordStats when it does not
+        remember them, and searches with HybridSearch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -44,6 +44,8 @@ class ShardServiceStub:
     KeywordStats: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]
     """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
     every group's term statistics, then every shard scores with the sums.
+    The coordinator asks for statistics with KeywordStats when it does not
+    remember them, and searches with HybridSearch.
     """
     KeywordSearch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]
     HybridSearch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardHybridSearchRequest, _shard_pb2.ShardHybridSearchResponse]
@@ -72,6 +74,8 @@ class ShardServiceAsyncStub(ShardServiceStub):
     KeywordStats: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]  # type: ignore[assignment]
     """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
     every group's term statistics, then every shard scores with the sums.
+    The coordinator asks for statistics with KeywordStats when it does not
+    remember them, and searches with HybridSearch.
     """
     KeywordSearch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
     HybridSearch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardHybridSearchRequest, _shard_pb2.ShardHybridSearchResponse]  # type: ignore[assignment]
@@ -151,6 +155,8 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_shard_pb2.ShardKeywordStatsResponse, _abc.Awaitable[_shard_pb2.ShardKeywordStatsResponse]]:
         """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
         every group's term statistics, then every shard scores with the sums.
+        The coordinator asks for statistics with KeywordStats when it does not
+        remember them, and searches with HybridSearch.
         """
 
     @_abc_1.abstractmethod

@@ -354,23 +354,6 @@ class FakeShard:
             [sum(term in t for t in texts) for term in terms],
         )
 
-    async def keyword_search(
-        self,
-        collection: str,
-        queries: Sequence[WeightedTerms],
-        average_length: float,
-        k: int,
-        include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
-    ) -> list[RankedHits]:
-        """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
-        await self._enter("keyword_search", timeout_s)
-        return self._keyword_lists(
-            collection, queries, average_length, k, include, filter, score_threshold
-        )
-
     def _keyword_lists(
         self,
         collection: str,
@@ -381,6 +364,7 @@ class FakeShard:
         filter: OpaqueFilter | None,
         score_threshold: float | None,
     ) -> list[RankedHits]:
+        """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
         live = [(op, self._terms(collection, op)) for op in self._live(collection, filter)]
         results: list[RankedHits] = []
         for query in queries:
