@@ -1,10 +1,14 @@
 """Keyword and hybrid reads: round trips to the groups, and exact scores with remembered
 statistics (the coordinator's memory of them is checked by every answer)."""
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import cast
 
 import numpy as np
+import pytest
 
+from coordinator.core.keyword_reads import MAX_KEYWORD_ATTEMPTS
 from coordinator.core.keyword_statistics import StatisticsMemory
 from coordinator.core.model import (
     DocumentInput,
@@ -17,7 +21,7 @@ from coordinator.core.model import (
 from coordinator.core.ports import Include
 from shoal.keyword import TermStatistics
 from shoal.v1 import common_pb2
-from tests.unit.coordinator_fakes import FakeCluster, deadline
+from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline
 
 DIM = 8
 TEXTS = [
@@ -137,3 +141,24 @@ def test_the_memory_recalls_only_terms_it_saw_and_stays_bounded() -> None:
     memory.remember(("e", 1), ["x"], TermStatistics(1, 1, [1]))
     assert memory.recall(("c", 1), ["x"]) is None  # the oldest collection went
     assert memory.recall(("e", 1), ["x"]) is not None
+
+
+async def test_statistics_that_never_settle_cost_a_bounded_number_of_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = await loaded(groups=2)
+    await keyword(cluster, "quick brown fox")
+    answers = iter(range(1, 1000))
+    original = FakeShard._statistics
+
+    def moving(self: FakeShard, collection: str, terms: Sequence[str]) -> TermStatistics:
+        stats = original(self, collection, terms)  # as if a write landed before every call
+        return replace(stats, documents=stats.documents + next(answers))
+
+    monkeypatch.setattr(FakeShard, "_statistics", moving)
+    forget_calls(cluster)
+
+    results = await keyword(cluster, "quick brown fox")
+
+    assert results.results[0].hits  # the last list stands
+    assert calls(cluster, "hybrid_search") == 2 * MAX_KEYWORD_ATTEMPTS
