@@ -10,8 +10,10 @@ from, the keyword list is scored again with the fresh sums (see
 `keyword_reads`). So a read-mostly workload pays one round trip, and a
 workload whose writes move the statistics pays two, as it did without memory.
 
-Bounded: at most `max_terms` terms per collection (past that its terms start
-over) and `max_collections` collections (the oldest remembered goes first).
+Bounded: at most `max_terms` terms over all collections (about 100 bytes each)
+and `max_collections` collections; past either, the collections used least
+recently are forgotten first (and a collection that alone holds too many
+terms starts over).
 Keyed by collection name and incarnation, so a recreated collection starts
 empty. One per coordinator, used from its event loop only (no locking).
 """
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 
 from shoal.keyword import TermStatistics
 
-#: Terms remembered per collection.
-MAX_TERMS = 100_000
+#: Terms remembered, over all collections.
+MAX_TERMS = 200_000
 #: Collections remembered.
 MAX_COLLECTIONS = 256
 
@@ -41,6 +43,7 @@ class StatisticsMemory:
         self._max_terms = max_terms
         self._max_collections = max_collections
         self._collections: dict[CollectionKey, _Remembered] = {}
+        self._terms = 0  # remembered, over all collections
 
     def recall(self, key: CollectionKey, terms: Sequence[str]) -> TermStatistics | None:
         """The last seen statistics of `terms`; None unless every term was seen."""
@@ -59,14 +62,23 @@ class StatisticsMemory:
         remembered = self._collections.pop(key, None)
         if remembered is None:
             remembered = _Remembered(stats.documents, stats.total_length)
-            while len(self._collections) >= self._max_collections:
-                del self._collections[next(iter(self._collections))]
-        self._collections[key] = remembered  # the most recently used goes last
-        remembered.documents = stats.documents
-        remembered.total_length = stats.total_length
+        self._terms -= len(remembered.frequencies)
+        # Least recently used first: make room for this collection and its new terms.
+        while self._collections and (
+            len(self._collections) >= self._max_collections
+            or self._terms + len(remembered.frequencies) + len(terms) > self._max_terms
+        ):
+            oldest = self._collections.pop(next(iter(self._collections)))
+            self._terms -= len(oldest.frequencies)
         if len(remembered.frequencies) + len(terms) > self._max_terms:
             remembered.frequencies.clear()
+        remembered.documents = stats.documents
+        remembered.total_length = stats.total_length
         remembered.frequencies.update(zip(terms, stats.frequencies, strict=True))
+        self._terms += len(remembered.frequencies)
+        self._collections[key] = remembered  # the most recently used goes last
 
-    def forget(self, key: CollectionKey) -> None:
-        self._collections.pop(key, None)
+    @property
+    def terms(self) -> int:
+        """Terms remembered, over all collections."""
+        return self._terms

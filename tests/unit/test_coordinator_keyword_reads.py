@@ -128,19 +128,23 @@ async def test_only_stop_words_give_no_keyword_call() -> None:
 
 
 def test_the_memory_recalls_only_terms_it_saw_and_stays_bounded() -> None:
-    memory = StatisticsMemory(max_terms=3, max_collections=2)
+    memory = StatisticsMemory(max_terms=4, max_collections=2)
     memory.remember(("c", 1), ["a", "b"], TermStatistics(10, 100, [2, 3]))
 
     assert memory.recall(("c", 1), ["b", "a"]) == TermStatistics(10, 100, [3, 2])
     assert memory.recall(("c", 1), ["a", "z"]) is None
     assert memory.recall(("c", 2), ["a"]) is None  # a recreated collection
-    memory.remember(("c", 1), ["x", "y"], TermStatistics(11, 110, [1, 1]))
-    assert memory.recall(("c", 1), ["a"]) is None  # past 3 terms it started over
+    memory.remember(("c", 1), ["x", "y", "z"], TermStatistics(11, 110, [1, 1, 1]))
+    assert memory.recall(("c", 1), ["a"]) is None  # past 4 terms it started over
     assert memory.recall(("c", 1), ["x"]) == TermStatistics(11, 110, [1])
     memory.remember(("d", 1), ["x"], TermStatistics(1, 1, [1]))
+    assert memory.terms == 4
     memory.remember(("e", 1), ["x"], TermStatistics(1, 1, [1]))
-    assert memory.recall(("c", 1), ["x"]) is None  # the oldest collection went
-    assert memory.recall(("e", 1), ["x"]) is not None
+    assert memory.recall(("c", 1), ["x"]) is None  # the least recently used went
+    assert memory.recall(("d", 1), ["x"]) is not None
+    memory.remember(("d", 1), ["p", "q", "r"], TermStatistics(1, 1, [1, 1, 1]))
+    assert memory.recall(("e", 1), ["x"]) is None  # room made for d's terms
+    assert memory.terms == 4
 
 
 async def test_statistics_that_never_settle_cost_a_bounded_number_of_calls(
