@@ -133,6 +133,24 @@ def test_hybrid_fuses_both_lists_and_explains_each_hit(client: Client) -> None:
     assert [h.id for h in only_keyword.hits] == [h.id for h in keyword_only[:K]]
 
 
+def test_hybrid_hits_carry_the_stored_fields_asked_for(client: Client) -> None:
+    data = datasets.load()
+    row = 11
+    text, vector = data.documents[row]["title"], data.document_vectors[row]
+    by_id = {document["id"]: (n, document) for n, document in enumerate(data.documents)}
+    for include in (["text", "metadata"], ["vector"]):
+        result = client.search(COLLECTION, vector, text=text, mode="hybrid", k=K, include=include)
+        assert len(result.hits) == K
+        for hit in result.hits:
+            n, document = by_id[hit.id]
+            if include == ["vector"]:
+                assert hit.vector == pytest.approx(data.document_vectors[n].tolist(), abs=1e-6)
+                assert hit.text is None
+            else:
+                assert (hit.text, hit.metadata) == (document["text"], document["metadata"])
+                assert hit.vector is None
+
+
 def test_filters_and_text_filters_apply_to_hybrid_results(client: Client) -> None:
     data = datasets.load()
     where = {"priority": "optional"}
