@@ -8,7 +8,7 @@ same tokens.
 
 import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import bm25s
 import numpy as np
@@ -138,7 +138,8 @@ def test_hybrid_hits_carry_the_stored_fields_asked_for(client: Client) -> None:
     row = 11
     text, vector = data.documents[row]["title"], data.document_vectors[row]
     by_id = {document["id"]: (n, document) for n, document in enumerate(data.documents)}
-    for include in (["text", "metadata"], ["vector"]):
+    cases: list[list[Literal["metadata", "text", "vector"]]] = [["text", "metadata"], ["vector"]]
+    for include in cases:
         result = client.search(COLLECTION, vector, text=text, mode="hybrid", k=K, include=include)
         assert len(result.hits) == K
         for hit in result.hits:
