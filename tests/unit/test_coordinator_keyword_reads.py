@@ -166,3 +166,23 @@ async def test_statistics_that_never_settle_cost_a_bounded_number_of_calls(
 
     assert results.results[0].hits  # the last list stands
     assert calls(cluster, "hybrid_search") == 2 * MAX_KEYWORD_ATTEMPTS
+
+
+async def test_a_text_only_hybrid_query_embeds_its_text_for_the_vector_list() -> None:
+    cluster = FakeCluster(groups=2, replicas=1)
+    await cluster.create("c", DIM, model=cluster.embedder.model, partitions=16)
+    docs = [DocumentInput(f"d{i}", text=text) for i, text in enumerate(TEXTS)]
+    await cluster.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+    options = SearchOptions(3, mode=SearchMode.HYBRID, explain=True)
+    query = [QueryInput(text=TEXTS[5])]
+    await cluster.core.reader.search("c", query, options, deadline())
+    forget_calls(cluster)
+
+    results = await cluster.core.reader.search("c", query, options, deadline())
+
+    [top, *_] = results.results[0].hits
+    # The document itself: first in both lists (its own embedding, its own words).
+    assert top.id == "d5"
+    assert top.explanation is not None
+    assert (top.explanation.vector_rank, top.explanation.keyword_rank) == (1, 1)
+    assert [shard.calls for shard in cluster.all_shards] == [["hybrid_search"]] * 2
