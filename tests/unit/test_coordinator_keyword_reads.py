@@ -12,6 +12,7 @@ from coordinator.core.keyword_reads import MAX_KEYWORD_ATTEMPTS
 from coordinator.core.keyword_statistics import StatisticsMemory
 from coordinator.core.model import (
     DocumentInput,
+    FusedHit,
     QueryInput,
     SearchMode,
     SearchOptions,
@@ -180,7 +181,7 @@ async def test_a_text_only_hybrid_query_embeds_its_text_for_the_vector_list() ->
 
     results = await cluster.core.reader.search("c", query, options, deadline())
 
-    [top, *_] = results.results[0].hits
+    top = cast(FusedHit, results.results[0].hits[0])
     # The document itself: first in both lists (its own embedding, its own words).
     assert top.id == "d5"
     assert top.explanation is not None
