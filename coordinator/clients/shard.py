@@ -182,6 +182,7 @@ class GrpcShardClient:
             include=include_to_proto(call.include),
             filter=filter_to_proto(call.filter),
             score_threshold=call.score_threshold,
+            bare_hits=call.bare_hits,
         )
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s

@@ -261,6 +261,7 @@ class KeywordReads:
                 include=include,
                 filter=options.filter,
                 score_threshold=threshold,
+                bare_hits=hybrid,  # fused hits are the coordinator's own
             )
             answers, call_coverage = await self._hybrid_call(collection, call, options, deadline)
             coverages.append(call_coverage)

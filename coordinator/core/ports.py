@@ -87,6 +87,9 @@ class HybridCall:
     include: "Include"
     filter: "OpaqueFilter | None" = None
     score_threshold: float | None = None
+    #: Hits without their `Document` message when `include` asks for no field (a
+    #: caller that builds its own hits from ids and scores: cheaper on both sides).
+    bare_hits: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -267,6 +267,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         root = filter_from_proto(request.filter)
         threshold = request.score_threshold if request.HasField("score_threshold") else None
         response = shard_pb2.ShardHybridSearchResponse()
+        ids = not request.bare_hits
         if request.keyword_queries or request.statistics_terms:
             keyword, stats = collection.keyword_search_with_statistics(
                 [proto_reads.keyword_query_from_proto(q) for q in request.keyword_queries],
@@ -279,7 +280,9 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
                 wait=wait,
             )
             for hits in keyword:
-                proto_reads.hits_to_proto(hits, request.include, response.keyword_results.add())
+                proto_reads.hits_to_proto(
+                    hits, request.include, response.keyword_results.add(), ids
+                )
             response.statistics.documents = stats.documents
             response.statistics.total_length = stats.total_length
             response.statistics.frequencies.extend(stats.frequencies)
@@ -294,7 +297,7 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
                 wait=wait,
             )
             for hits in vector:
-                proto_reads.hits_to_proto(hits, request.include, response.vector_results.add())
+                proto_reads.hits_to_proto(hits, request.include, response.vector_results.add(), ids)
         return response
 
     async def Count(

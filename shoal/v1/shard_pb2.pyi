@@ -600,6 +600,7 @@ class ShardHybridSearchRequest(_message.Message):
     INCLUDE_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    BARE_HITS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """the vector list's queries, n x dimension; empty: no vector list"""
@@ -610,6 +611,10 @@ class ShardHybridSearchRequest(_message.Message):
     k: _builtins.int
     score_threshold: _builtins.float
     """applies to both lists"""
+    bare_hits: _builtins.bool
+    """Hits without a Document (not even its id) when include asks for no field:
+    for a caller that builds hits of its own from the ids and scores.
+    """
     @_builtins.property
     def keyword_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordQuery]:
         """the keyword list's queries; empty: none"""
@@ -639,10 +644,11 @@ class ShardHybridSearchRequest(_message.Message):
         include: _common_pb2.Include | None = ...,
         filter: _common_pb2.Filter | None = ...,
         score_threshold: _builtins.float | None = ...,
+        bare_hits: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "statistics_terms", b"statistics_terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "statistics_terms", b"statistics_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

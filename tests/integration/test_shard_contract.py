@@ -303,6 +303,13 @@ async def test_hybrid_search_answers_both_lists_and_the_statistics_it_scored_wit
     assert [hit.id for hit in keyword.hits] == ["d0", "d5"]
     assert [hit.score for hit in keyword.hits] == pytest.approx([2 / 2.2] * 2, rel=1e-5)
     assert keyword.hits[0].document.text == "the quick brown fox"
+    # Bare hits: ids and scores, no Document, when no stored field is asked for.
+    bare = await shard.hybrid_search(
+        "hybrid", replace(call, include=IDS_ONLY, bare_hits=True), TIMEOUT
+    )
+    [bare_keyword] = cast(list[shard_pb2.ShardSearchResult], list(bare.keyword))
+    assert [hit.id for hit in bare_keyword.hits] == ["d0", "d5"]
+    assert not any(hit.HasField("document") for hit in bare_keyword.hits)
     # Statistics alone: no lists.
     only = await shard.hybrid_search(
         "hybrid", replace(call, vectors=None, keyword=[], statistics_terms=["fox"]), TIMEOUT

@@ -303,7 +303,9 @@ class FakeShard:
         include: Include,
         filter: OpaqueFilter | None,
         score_threshold: float | None,
+        bare: bool = False,
     ) -> list[RankedHits]:
+        any_field = include != Include()
         live = self._live(collection, filter)
         if not live:
             return [shard_pb2.ShardSearchResult() for _ in queries]
@@ -325,7 +327,7 @@ class FakeShard:
                     id=doc_id,
                     score=score,
                     distance=distance,
-                    document=document_message(op, include),
+                    document=None if bare and not any_field else document_message(op, include),
                 )
             results.append(result)
         return results
@@ -363,8 +365,10 @@ class FakeShard:
         include: Include,
         filter: OpaqueFilter | None,
         score_threshold: float | None,
+        bare: bool = False,
     ) -> list[RankedHits]:
         """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
+        any_field = include != Include()
         live = [(op, self._terms(collection, op)) for op in self._live(collection, filter)]
         results: list[RankedHits] = []
         for query in queries:
@@ -385,7 +389,7 @@ class FakeShard:
                     id=doc_id,
                     score=-negated,
                     distance=negated,
-                    document=document_message(op, include),
+                    document=None if bare and not any_field else document_message(op, include),
                 )
             results.append(result)
         return results
@@ -405,11 +409,18 @@ class FakeShard:
             call.include,
             call.filter,
             call.score_threshold,
+            call.bare_hits,
         )
         vector: list[RankedHits] = []
         if call.vectors is not None:
             vector = self._vector_lists(
-                collection, call.vectors, call.k, call.include, call.filter, call.score_threshold
+                collection,
+                call.vectors,
+                call.k,
+                call.include,
+                call.filter,
+                call.score_threshold,
+                call.bare_hits,
             )
         return HybridAnswer(vector, keyword, self._statistics(collection, call.statistics_terms))
 
