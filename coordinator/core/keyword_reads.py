@@ -267,7 +267,7 @@ class KeywordReads:
             coverages.append(call_coverage)
             if call.vectors is not None:
                 vector = _merged([a.vector for a in answers], len(terms), depth)
-            if not every_term:
+            if not every_term or not answers:  # nothing to score, or no group answered
                 break
             keyword = _merged([a.keyword for a in answers], len(terms), depth)
             seen = _summed_statistics([a.statistics for a in answers], len(every_term))
