@@ -20,6 +20,7 @@ from coordinator.core.model import (
     WriteConsistency,
 )
 from coordinator.core.ports import Include
+from shoal.errors import Unavailable
 from shoal.keyword import TermStatistics
 from shoal.v1 import common_pb2
 from tests.unit.coordinator_fakes import FakeCluster, FakeShard, deadline
@@ -187,3 +188,30 @@ async def test_a_text_only_hybrid_query_embeds_its_text_for_the_vector_list() ->
     assert top.explanation is not None
     assert (top.explanation.vector_rank, top.explanation.keyword_rank) == (1, 1)
     assert [shard.calls for shard in cluster.all_shards] == [["hybrid_search"]] * 2
+
+
+async def test_partial_keyword_results_score_with_the_answering_groups_statistics() -> None:
+    cluster = await loaded(groups=2)
+    await keyword(cluster, "brown dog")  # remembers the statistics of both groups
+    for shard in cluster.shards[1]:
+        shard.fail = Unavailable(f"{shard.address} is down")
+    options = SearchOptions(5, mode=SearchMode.KEYWORD, allow_partial=True)
+    query = [QueryInput(text="brown dog")]
+
+    partial = await cluster.core.reader.search("c", query, options, deadline())
+
+    assert (partial.coverage.asked, partial.coverage.answered) == (2, 1)
+    # As one index of the documents group 0 holds: scored again with their statistics.
+    held = {doc_id for doc_id in cluster.shards[0][0].documents["c"]}
+    alone = FakeCluster(groups=1, replicas=1)
+    await alone.create("c", DIM, partitions=16)
+    docs = [
+        DocumentInput(f"d{i}", VECTORS[i], text=t) for i, t in enumerate(TEXTS) if f"d{i}" in held
+    ]
+    await alone.core.writer.upsert("c", docs, WriteConsistency.ALL, deadline())
+    assert scored(partial) and scored(partial) == scored(await keyword(alone, "brown dog"))
+    for shard in cluster.shards[0]:
+        shard.fail = Unavailable(f"{shard.address} is down")
+    forget_calls(cluster)
+    nothing = await cluster.core.reader.search("c", query, options, deadline())
+    assert nothing.results[0].hits == [] and nothing.coverage.answered == 0
