@@ -10,8 +10,10 @@ from typing import Any
 import grpc.aio
 
 from coordinator.api import public_messages
+from coordinator.api.packed_replies import add_packed_results
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from coordinator.core.packed import PackedBatch
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
@@ -183,6 +185,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         response = shoal_pb2.SearchBatchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
         )
+        if isinstance(results.results, PackedBatch):
+            add_packed_results(response, results.results)
+            return response
         add = response.results.add
         for result in results.results:
             public_messages.add_hits(add(), result)

@@ -67,7 +67,7 @@ class FanOut(Protocol):
 Embed = Callable[[CollectionConfig, Sequence[QueryInput], Deadline], Awaitable[Vector]]
 Get = Callable[[str, Sequence[str], Include, bool, Deadline], Awaitable[FoundDocuments]]
 VectorSearch = Callable[
-    [str, Vector, SearchOptions, Deadline], Awaitable[tuple[list[RankedHits], Coverage]]
+    [str, Vector, SearchOptions, Deadline], Awaitable[tuple[Sequence[RankedHits], Coverage]]
 ]
 
 
@@ -177,7 +177,7 @@ class KeywordReads:
         options: SearchOptions,
         depth: int,
         deadline: Deadline,
-    ) -> tuple[list[RankedHits], Coverage]:
+    ) -> tuple[Sequence[RankedHits], Coverage]:
         vector_queries = [
             QueryInput(vector=q.vector) if q.vector is not None else QueryInput(text=q.text)
             for q in queries

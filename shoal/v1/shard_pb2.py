@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"_\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"A\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"j\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"5\n\x15ShardFailedCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\x12/\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x1f.shoal.v1.ShardFailedCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"|\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x18\n\x10topology_version\x18\x04 \x01(\x04\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xcc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"C\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\"=\n\x18ShardKeywordStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05terms\x18\x02 \x03(\t\"Y\n\x19ShardKeywordStatsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x14\n\x0ctotal_length\x18\x02 \x01(\x04\x12\x13\n\x0b\x66requencies\x18\x03 \x03(\x04\".\n\x0cKeywordQuery\x12\r\n\x05terms\x18\x01 \x03(\t\x12\x0f\n\x07weights\x18\x02 \x03(\x02\"\xf3\x01\n\x19ShardKeywordSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x07queries\x18\x02 \x03(\x0b\x32\x16.shoal.v1.KeywordQuery\x12\x16\n\x0e\x61verage_length\x18\x03 \x01(\x01\x12\t\n\x01k\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"=\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"W\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"I\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xa0\x08\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12W\n\x0cKeywordStats\x12\".shoal.v1.ShardKeywordStatsRequest\x1a#.shoal.v1.ShardKeywordStatsResponse\x12S\n\rKeywordSearch\x12#.shoal.v1.ShardKeywordSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14shoal/v1/shard.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"_\n\x1cShardCreateCollectionRequest\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"\\\n\x1dShardCreateCollectionResponse\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"A\n\x1cShardDeleteCollectionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"0\n\x1dShardDeleteCollectionResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\"\x1d\n\x1bShardListCollectionsRequest\"j\n\x0fShardCollection\x12*\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1a.shoal.v1.CollectionConfig\x12\x16\n\x0e\x64ocument_count\x18\x02 \x01(\x04\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"5\n\x15ShardFailedCollection\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x7f\n\x1cShardListCollectionsResponse\x12.\n\x0b\x63ollections\x18\x01 \x03(\x0b\x32\x19.shoal.v1.ShardCollection\x12/\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x1f.shoal.v1.ShardFailedCollection\"\xe2\x01\n\nShardWrite\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\x12\x12\n\nvector_f32\x18\x04 \x01(\x0c\x12\x11\n\x04text\x18\x05 \x01(\tH\x00\x88\x01\x01\x12\x34\n\x08metadata\x18\x06 \x03(\x0b\x32\".shoal.v1.ShardWrite.MetadataEntry\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.shoal.v1.Value:\x02\x38\x01\x42\x07\n\x05_text\"|\n\x11ShardWriteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12$\n\x06writes\x18\x02 \x03(\x0b\x32\x14.shoal.v1.ShardWrite\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\x12\x18\n\x10topology_version\x18\x04 \x01(\x04\"6\n\x12ShardWriteResponse\x12\x0f\n\x07\x61pplied\x18\x01 \x01(\r\x12\x0f\n\x07\x64\x65leted\x18\x02 \x01(\r\"V\n\x0fShardGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\"\n\x07include\x18\x03 \x01(\x0b\x32\x11.shoal.v1.Include\"9\n\x10ShardGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\"\xdc\x01\n\x12ShardSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bqueries_f32\x18\x02 \x01(\x0c\x12\t\n\x01k\x18\x03 \x01(\r\x12\n\n\x02\x65\x66\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x12\x0e\n\x06packed\x18\x08 \x01(\x08\x42\x12\n\x10_score_threshold\"0\n\x11ShardSearchResult\x12\x1b\n\x04hits\x18\x01 \x03(\x0b\x32\r.shoal.v1.Hit\"\xb6\x01\n\x13ShardSearchResponse\x12,\n\x07results\x18\x01 \x03(\x0b\x32\x1b.shoal.v1.ShardSearchResult\x12\x12\n\nhit_counts\x18\x02 \x03(\r\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x12\n\nscores_f32\x18\x04 \x01(\x0c\x12\x15\n\rdistances_f32\x18\x05 \x01(\x0c\x12%\n\tdocuments\x18\x06 \x03(\x0b\x32\x12.shoal.v1.Document\"=\n\x18ShardKeywordStatsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05terms\x18\x02 \x03(\t\"Y\n\x19ShardKeywordStatsResponse\x12\x11\n\tdocuments\x18\x01 \x01(\x04\x12\x14\n\x0ctotal_length\x18\x02 \x01(\x04\x12\x13\n\x0b\x66requencies\x18\x03 \x03(\x04\".\n\x0cKeywordQuery\x12\r\n\x05terms\x18\x01 \x03(\t\x12\x0f\n\x07weights\x18\x02 \x03(\x02\"\xf3\x01\n\x19ShardKeywordSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\'\n\x07queries\x18\x02 \x03(\x0b\x32\x16.shoal.v1.KeywordQuery\x12\x16\n\x0e\x61verage_length\x18\x03 \x01(\x01\x12\t\n\x01k\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\x12 \n\x06\x66ilter\x18\x06 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x1c\n\x0fscore_threshold\x18\x07 \x01(\x02H\x00\x88\x01\x01\x42\x12\n\x10_score_threshold\"I\n\x11ShardCountRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\"#\n\x12ShardCountResponse\x12\r\n\x05\x63ount\x18\x01 \x01(\x04\"\x8f\x01\n\x12ShardScrollRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12 \n\x06\x66ilter\x18\x02 \x01(\x0b\x32\x10.shoal.v1.Filter\x12\x10\n\x08\x61\x66ter_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\r\x12\"\n\x07include\x18\x05 \x01(\x0b\x32\x11.shoal.v1.Include\"J\n\x13ShardScrollResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Document\x12\x0c\n\x04more\x18\x02 \x01(\x08\"=\n\x12ShardDigestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\x04\"C\n\x0fPartitionDigest\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04hash\x18\x03 \x01(\x06\"D\n\x13ShardDigestResponse\x12-\n\npartitions\x18\x01 \x03(\x0b\x32\x19.shoal.v1.PartitionDigest\"W\n\x18ShardListVersionsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x12\n\npartitions\x18\x02 \x03(\r\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\"=\n\rRecordVersion\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0f\n\x07\x64\x65leted\x18\x03 \x01(\x08\"E\n\x19ShardListVersionsResponse\x12(\n\x07records\x18\x01 \x03(\x0b\x32\x17.shoal.v1.RecordVersion\"I\n\x11ShardFetchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x13\n\x0bincarnation\x18\x03 \x01(\x04\";\n\x12ShardFetchResponse\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.shoal.v1.ShardWrite2\xa0\x08\n\x0cShardService\x12\x63\n\x10\x43reateCollection\x12&.shoal.v1.ShardCreateCollectionRequest\x1a\'.shoal.v1.ShardCreateCollectionResponse\x12\x63\n\x10\x44\x65leteCollection\x12&.shoal.v1.ShardDeleteCollectionRequest\x1a\'.shoal.v1.ShardDeleteCollectionResponse\x12`\n\x0fListCollections\x12%.shoal.v1.ShardListCollectionsRequest\x1a&.shoal.v1.ShardListCollectionsResponse\x12\x42\n\x05Write\x12\x1b.shoal.v1.ShardWriteRequest\x1a\x1c.shoal.v1.ShardWriteResponse\x12<\n\x03Get\x12\x19.shoal.v1.ShardGetRequest\x1a\x1a.shoal.v1.ShardGetResponse\x12\x45\n\x06Search\x12\x1c.shoal.v1.ShardSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x42\n\x05\x43ount\x12\x1b.shoal.v1.ShardCountRequest\x1a\x1c.shoal.v1.ShardCountResponse\x12\x45\n\x06Scroll\x12\x1c.shoal.v1.ShardScrollRequest\x1a\x1d.shoal.v1.ShardScrollResponse\x12W\n\x0cKeywordStats\x12\".shoal.v1.ShardKeywordStatsRequest\x1a#.shoal.v1.ShardKeywordStatsResponse\x12S\n\rKeywordSearch\x12#.shoal.v1.ShardKeywordSearchRequest\x1a\x1d.shoal.v1.ShardSearchResponse\x12\x45\n\x06\x44igest\x12\x1c.shoal.v1.ShardDigestRequest\x1a\x1d.shoal.v1.ShardDigestResponse\x12W\n\x0cListVersions\x12\".shoal.v1.ShardListVersionsRequest\x1a#.shoal.v1.ShardListVersionsResponse\x12\x42\n\x05\x46\x65tch\x12\x1b.shoal.v1.ShardFetchRequest\x1a\x1c.shoal.v1.ShardFetchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -63,43 +63,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SHARDGETRESPONSE']._serialized_start=1187
   _globals['_SHARDGETRESPONSE']._serialized_end=1244
   _globals['_SHARDSEARCHREQUEST']._serialized_start=1247
-  _globals['_SHARDSEARCHREQUEST']._serialized_end=1451
-  _globals['_SHARDSEARCHRESULT']._serialized_start=1453
-  _globals['_SHARDSEARCHRESULT']._serialized_end=1501
-  _globals['_SHARDSEARCHRESPONSE']._serialized_start=1503
-  _globals['_SHARDSEARCHRESPONSE']._serialized_end=1570
-  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_start=1572
-  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_end=1633
-  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_start=1635
-  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_end=1724
-  _globals['_KEYWORDQUERY']._serialized_start=1726
-  _globals['_KEYWORDQUERY']._serialized_end=1772
-  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_start=1775
-  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_end=2018
-  _globals['_SHARDCOUNTREQUEST']._serialized_start=2020
-  _globals['_SHARDCOUNTREQUEST']._serialized_end=2093
-  _globals['_SHARDCOUNTRESPONSE']._serialized_start=2095
-  _globals['_SHARDCOUNTRESPONSE']._serialized_end=2130
-  _globals['_SHARDSCROLLREQUEST']._serialized_start=2133
-  _globals['_SHARDSCROLLREQUEST']._serialized_end=2276
-  _globals['_SHARDSCROLLRESPONSE']._serialized_start=2278
-  _globals['_SHARDSCROLLRESPONSE']._serialized_end=2352
-  _globals['_SHARDDIGESTREQUEST']._serialized_start=2354
-  _globals['_SHARDDIGESTREQUEST']._serialized_end=2415
-  _globals['_PARTITIONDIGEST']._serialized_start=2417
-  _globals['_PARTITIONDIGEST']._serialized_end=2484
-  _globals['_SHARDDIGESTRESPONSE']._serialized_start=2486
-  _globals['_SHARDDIGESTRESPONSE']._serialized_end=2554
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=2556
-  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=2643
-  _globals['_RECORDVERSION']._serialized_start=2645
-  _globals['_RECORDVERSION']._serialized_end=2706
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2708
-  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2777
-  _globals['_SHARDFETCHREQUEST']._serialized_start=2779
-  _globals['_SHARDFETCHREQUEST']._serialized_end=2852
-  _globals['_SHARDFETCHRESPONSE']._serialized_start=2854
-  _globals['_SHARDFETCHRESPONSE']._serialized_end=2913
-  _globals['_SHARDSERVICE']._serialized_start=2916
-  _globals['_SHARDSERVICE']._serialized_end=3972
+  _globals['_SHARDSEARCHREQUEST']._serialized_end=1467
+  _globals['_SHARDSEARCHRESULT']._serialized_start=1469
+  _globals['_SHARDSEARCHRESULT']._serialized_end=1517
+  _globals['_SHARDSEARCHRESPONSE']._serialized_start=1520
+  _globals['_SHARDSEARCHRESPONSE']._serialized_end=1702
+  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_start=1704
+  _globals['_SHARDKEYWORDSTATSREQUEST']._serialized_end=1765
+  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_start=1767
+  _globals['_SHARDKEYWORDSTATSRESPONSE']._serialized_end=1856
+  _globals['_KEYWORDQUERY']._serialized_start=1858
+  _globals['_KEYWORDQUERY']._serialized_end=1904
+  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_start=1907
+  _globals['_SHARDKEYWORDSEARCHREQUEST']._serialized_end=2150
+  _globals['_SHARDCOUNTREQUEST']._serialized_start=2152
+  _globals['_SHARDCOUNTREQUEST']._serialized_end=2225
+  _globals['_SHARDCOUNTRESPONSE']._serialized_start=2227
+  _globals['_SHARDCOUNTRESPONSE']._serialized_end=2262
+  _globals['_SHARDSCROLLREQUEST']._serialized_start=2265
+  _globals['_SHARDSCROLLREQUEST']._serialized_end=2408
+  _globals['_SHARDSCROLLRESPONSE']._serialized_start=2410
+  _globals['_SHARDSCROLLRESPONSE']._serialized_end=2484
+  _globals['_SHARDDIGESTREQUEST']._serialized_start=2486
+  _globals['_SHARDDIGESTREQUEST']._serialized_end=2547
+  _globals['_PARTITIONDIGEST']._serialized_start=2549
+  _globals['_PARTITIONDIGEST']._serialized_end=2616
+  _globals['_SHARDDIGESTRESPONSE']._serialized_start=2618
+  _globals['_SHARDDIGESTRESPONSE']._serialized_end=2686
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_start=2688
+  _globals['_SHARDLISTVERSIONSREQUEST']._serialized_end=2775
+  _globals['_RECORDVERSION']._serialized_start=2777
+  _globals['_RECORDVERSION']._serialized_end=2838
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_start=2840
+  _globals['_SHARDLISTVERSIONSRESPONSE']._serialized_end=2909
+  _globals['_SHARDFETCHREQUEST']._serialized_start=2911
+  _globals['_SHARDFETCHREQUEST']._serialized_end=2984
+  _globals['_SHARDFETCHRESPONSE']._serialized_start=2986
+  _globals['_SHARDFETCHRESPONSE']._serialized_end=3045
+  _globals['_SHARDSERVICE']._serialized_start=3048
+  _globals['_SHARDSERVICE']._serialized_end=4104
 # @@protoc_insertion_point(module_scope)
