@@ -128,8 +128,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
     parser.add_argument(
         "--rocksdb-block-cache-mib", type=positive_int,
         default=int(env("rocksdb-block-cache-mib", str(DEFAULT_BLOCK_CACHE_MIB)) or 0),
-        help="RocksDB block cache (MiB), shared by every collection of this shard; it also"
-        " holds the index and filter blocks of the stores",
+        help="RocksDB block cache (MiB), shared by every collection of this shard",
     )  # fmt: skip
     parser.add_argument(
         "--rocksdb-write-buffer-mib", type=positive_int,

@@ -90,3 +90,21 @@ def test_memtables_stay_within_the_write_buffers(tmp_path: Path) -> None:
 def test_allocator_calls_are_safe_to_make() -> None:
     limit_arenas(0)  # glibc's default: nothing to change
     assert isinstance(release_free_memory(), bool)
+
+
+def test_scans_leave_the_block_cache_to_point_reads(tmp_path: Path) -> None:
+    """Loading a collection scans every record; the cache keeps none of that."""
+    memory = StoreMemory(block_cache_bytes=4 * MIB, write_buffer_bytes=1 * MIB)
+    store = DocumentStore.open(tmp_path / "db", memory=memory)
+    _fill(store, 2000)
+    store.close()
+    store = DocumentStore.open(tmp_path / "db", memory=memory)
+    try:
+        before = memory.cache_usage()
+        assert sum(1 for _ in store.scan_payloads()) == 2000
+        assert sum(1 for _ in store.headers()) == 2000
+        assert memory.cache_usage() - before < 64 * 1024
+        store.get([f"doc-{i:06d}" for i in range(0, 2000, 10)])
+        assert memory.cache_usage() - before > 64 * 1024  # point reads do fill it
+    finally:
+        store.close()
