@@ -4,9 +4,14 @@ and the public reply made from it is the one the per-hit form gave."""
 import numpy as np
 import pytest
 
-from coordinator.api.packed_replies import add_packed_hits, add_packed_results
+from coordinator.api.packed_replies import (
+    add_packed_hits,
+    add_packed_results,
+    results_wire_bytes,
+)
 from coordinator.api.public_messages import add_hits
 from coordinator.clients.packed_results import packed_from_reply
+from coordinator.core.packed import PackedBatch
 from shard.api import proto_reads
 from shard.api.packed_hits import packed_response
 from shard.core.documents import QueryHits, StoredDocument
@@ -92,3 +97,56 @@ def test_a_reply_for_the_wrong_number_of_queries_is_an_internal_error() -> None:
     reply.scores_f32 = reply.scores_f32[:4]
     with pytest.raises(Internal, match="malformed"):
         packed_from_reply(reply, 3)
+
+
+def _plain(batch: PackedBatch) -> shoal_pb2.SearchBatchResponse:
+    """The reply built a `Hit` at a time (what the wire bytes must equal)."""
+    reply = shoal_pb2.SearchBatchResponse()
+    for hits in batch:
+        add_packed_hits(reply.results.add(), hits)
+    return reply
+
+
+def _random_batch(seed: int, counts: list[int], id_length: int = 12) -> PackedBatch:
+    rng = np.random.default_rng(seed)
+    total = sum(counts)
+    alphabet = "abcdéf-日本0123456789"
+    ids = [
+        "".join(rng.choice(list(alphabet), int(rng.integers(1, id_length + 1))))
+        for _ in range(total)
+    ]
+    scores = rng.standard_normal(total).astype(np.float32)
+    scores[::7] = 0.0  # proto3 leaves zeros out of its own serialization
+    return PackedBatch.from_counts(counts, ids, scores, -scores)
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [[10] * 20, [0, 5, 0, 0, 64], [1024], [1024, 0, 3], [0, 0]],
+    ids=["full", "empty queries", "k 1024", "large and small", "nothing found"],
+)
+def test_wire_bytes_parse_to_the_reply_a_hit_at_a_time_gives(counts: list[int]) -> None:
+    batch = _random_batch(sum(counts), counts)
+    encoded = results_wire_bytes(batch)
+    assert encoded is not None
+    reply = shoal_pb2.SearchBatchResponse.FromString(encoded)
+    assert reply == _plain(batch)
+    assert len(reply.results) == len(counts)
+    added = shoal_pb2.SearchBatchResponse(coverage=common_pb2.Coverage(groups_asked=2))
+    add_packed_results(added, batch)  # the wire path for 64 hits or more
+    assert added.results == _plain(batch).results and added.coverage.groups_asked == 2
+
+
+def test_long_ids_and_stored_fields_take_the_plain_path() -> None:
+    long_id = PackedBatch.from_counts(
+        [1], ["x" * 56], np.ones(1, np.float32), np.zeros(1, np.float32)
+    )
+    assert results_wire_bytes(long_id) is None
+    with_fields = PackedBatch.from_counts(
+        [1], ["a"], np.ones(1, np.float32), np.zeros(1, np.float32), [common_pb2.Document(id="a")]
+    )
+    assert results_wire_bytes(with_fields) is None
+    mixed = _random_batch(3, [40, 40], id_length=60)  # some ids over 55 bytes
+    reply = shoal_pb2.SearchBatchResponse()
+    add_packed_results(reply, mixed)
+    assert reply == _plain(mixed)
