@@ -124,3 +124,14 @@ def test_the_shard_answers_packed_when_asked(channels: list[grpc.Channel]) -> No
     distances = np.frombuffer(reply.distances_f32, dtype="<f4").reshape(QUERIES, K)
     assert (np.diff(scores, axis=1) <= 0).all()
     np.testing.assert_allclose(scores, 1 - distances, atol=1e-6)  # cosine
+
+
+def test_explained_vector_hits_carry_their_rank_and_score(channels: list[grpc.Channel]) -> None:
+    coordinator, *shards = channels
+    explained = _through_coordinator(coordinator, common_pb2.Include(), explain=True)
+    expected = _per_hit_merge(shards, common_pb2.Include())
+    for hits, plain in zip(explained, expected, strict=True):
+        assert [hit.id for hit in hits] == [hit.id for hit in plain]
+        assert [hit.explanation.vector_rank for hit in hits] == list(range(1, len(hits) + 1))
+        assert [hit.explanation.vector_score for hit in hits] == [hit.score for hit in plain]
+        assert [hit.score for hit in hits] == [hit.score for hit in plain]
