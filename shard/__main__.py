@@ -20,6 +20,7 @@ from shard.metrics import ShardMetrics
 from shard.proto_records import metadata_from_payload, text_from_payload
 from shard.settings import Settings, parse_args
 from shard.size_metrics import size_reporter
+from shard.storage.document_store import MIB, StoreMemory
 from shard.storage.layout import DataDir
 from shoal.catalog import CatalogFollower
 from shoal.errors import Unavailable
@@ -30,6 +31,7 @@ from shoal.etcd.topology_store import EtcdTopology
 from shoal.runtime.data_lock import DataDirInUse, DataDirLock
 from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import configure_logging
+from shoal.runtime.native_memory import limit_arenas, release_free_memory
 from shoal.runtime.server import ServerSpec, Service, serve
 from shoal.topology_source import FollowedTopology, TopologyFile, TopologySource
 from shoal.topology_store import TopologyFollower
@@ -64,6 +66,11 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
         read_metadata=metadata_from_payload,
         read_text=text_from_payload,
         filtered_search=settings.filtered_search,
+        store_memory=StoreMemory(
+            block_cache_bytes=settings.rocksdb_block_cache_mib * MIB,
+            write_buffer_bytes=settings.rocksdb_write_buffer_mib * MIB,
+            max_write_buffers=settings.rocksdb_write_buffers,
+        ),
     )
     checkpointer = Checkpointer(
         collections,
@@ -133,6 +140,8 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
 
     async def start() -> None:
         report = await loop.run_in_executor(executor, collections.load)
+        # Loading freed far more than it kept (records read, vectors batched).
+        release_free_memory()
         await servicer.report_failed()
         metrics.identify(*identity())
         details = {
@@ -192,6 +201,7 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
 
 def main() -> None:
     settings = parse_args()
+    limit_arenas(settings.malloc_arenas)  # before any thread starts
     configure_logging("shard", settings.server.log_level, settings.server.log_format)
     # Before anything opens RocksDB: a second shard on this directory would find every
     # store locked and serve without its collections. Held until the process ends.

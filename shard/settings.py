@@ -21,6 +21,14 @@ from shoal.runtime.tls import COORDINATOR_IDENTITY, SHARD_IDENTITY
 from shoal.version_horizon import DEFAULT_MAX_CLOCK_SKEW_S
 
 DEFAULT_PORT = 50061
+#: RocksDB's memory (see shard.storage.document_store.StoreMemory): small, since the
+#: indexes in memory answer searches and RocksDB is read for stored fields and loading.
+DEFAULT_BLOCK_CACHE_MIB = 8
+DEFAULT_WRITE_BUFFER_MIB = 4
+DEFAULT_WRITE_BUFFERS = 2
+#: glibc malloc arenas: its default (8 per core) lets every worker thread keep the
+#: memory it freed; Python threads allocate under the GIL, so few arenas cost little.
+DEFAULT_MALLOC_ARENAS = 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,10 @@ class Settings:
     tombstone_purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
     etcd: tuple[str, ...] = ()
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    rocksdb_block_cache_mib: int = DEFAULT_BLOCK_CACHE_MIB
+    rocksdb_write_buffer_mib: int = DEFAULT_WRITE_BUFFER_MIB
+    rocksdb_write_buffers: int = DEFAULT_WRITE_BUFFERS
+    malloc_arenas: int = DEFAULT_MALLOC_ARENAS
 
 
 def default_threads() -> int:
@@ -123,7 +135,30 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         " ahead of this shard's clock, so no version can pin a document forever; keep"
         " it above the clock skew between coordinators and shards",
     )  # fmt: skip
+    parser.add_argument(
+        "--rocksdb-block-cache-mib", type=positive_int,
+        default=int(env("rocksdb-block-cache-mib", str(DEFAULT_BLOCK_CACHE_MIB)) or 0),
+        help="RocksDB block cache (MiB), shared by every collection of this shard",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rocksdb-write-buffer-mib", type=positive_int,
+        default=int(env("rocksdb-write-buffer-mib", str(DEFAULT_WRITE_BUFFER_MIB)) or 0),
+        help="size of one RocksDB memtable (MiB), per collection",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rocksdb-write-buffers", type=positive_int,
+        default=int(env("rocksdb-write-buffers", str(DEFAULT_WRITE_BUFFERS)) or 0),
+        help="RocksDB memtables per collection at most (one filling, the others flushing)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--malloc-arenas", type=int,
+        default=int(env("malloc-arenas", str(DEFAULT_MALLOC_ARENAS)) or 0),
+        help="most glibc malloc arenas (0: glibc's default of 8 per core, which keeps more"
+        " freed memory resident)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.malloc_arenas < 0:
+        parser.error("--malloc-arenas must be 0 (glibc's default) or positive")
     if args.threads < 0:
         parser.error("--threads must be 0 (default) or positive")
     return Settings(
@@ -142,4 +177,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         tombstone_grace_s=args.tombstone_grace_s,
         tombstone_purge_interval_s=args.tombstone_purge_interval_s,
         max_clock_skew_s=args.max_clock_skew_s,
+        rocksdb_block_cache_mib=args.rocksdb_block_cache_mib,
+        rocksdb_write_buffer_mib=args.rocksdb_write_buffer_mib,
+        rocksdb_write_buffers=args.rocksdb_write_buffers,
+        malloc_arenas=args.malloc_arenas,
     )

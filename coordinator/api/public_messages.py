@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from coordinator.api.packed_replies import add_packed_hits
 from coordinator.core.model import (
     DEFAULT_ALPHA,
     DEFAULT_RRF_K,
@@ -28,6 +29,7 @@ from coordinator.core.model import (
     SearchOptions,
     WriteConsistency,
 )
+from coordinator.core.packed import PackedHits
 from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
@@ -223,9 +225,12 @@ def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: 
     A shard's own answer (no merge was needed) is copied as bytes: a shard's
     `ShardSearchResult` and the public `SearchResult` / `SearchResponse` share
     the wire form of field 1, `repeated Hit hits`, so no Python object is made
-    per hit. Merged hits are the shards' `Hit` messages and are copied as such.
+    per hit. Merged hits are the shards' `Hit` messages and are copied as such;
+    packed hits (a vector search) are written from their columns.
     """
-    if isinstance(result, shard_pb2.ShardSearchResult):
+    if isinstance(result, PackedHits):
+        add_packed_hits(target, result)
+    elif isinstance(result, shard_pb2.ShardSearchResult):
         target.MergeFromString(result.SerializeToString())
     elif result.hits and isinstance(result.hits[0], FusedHit):
         target.hits.extend(_fused_to_proto(cast(FusedHit, hit)) for hit in result.hits)

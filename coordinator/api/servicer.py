@@ -10,8 +10,10 @@ from typing import Any
 import grpc.aio
 
 from coordinator.api import packed_public, public_messages, request_limits
+from coordinator.api.packed_replies import add_packed_results
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from coordinator.core.packed import PackedBatch
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.limits import RequestLimits
@@ -202,6 +204,8 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         packed = packed_public.packed_hits(request, results.results)
         if packed is not None:
             response.packed.CopyFrom(packed)
+        elif isinstance(results.results, PackedBatch):
+            add_packed_results(response, results.results)
             return response
         add = response.results.add
         for result in results.results:

@@ -11,6 +11,7 @@ import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
 from coordinator.clients.health import HealthProbe
+from coordinator.clients.packed_results import packed_from_reply
 from coordinator.clients.shard_messages import (
     filter_to_proto,
     search_parameters,
@@ -18,6 +19,7 @@ from coordinator.clients.shard_messages import (
     write_from_proto,
     write_to_proto,
 )
+from coordinator.core.packed import PackedBatch
 from coordinator.core.ports import (
     CollectionConfig,
     CollectionListing,
@@ -150,11 +152,10 @@ class GrpcShardClient:
             return await self._search(key, queries, timeout_s)
         return await self._searches.search(key, queries, timeout_s)
 
-    async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> list[RankedHits]:
+    async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> PackedBatch:
         reply = await unary_call(self._search_call, search_request(key, queries), timeout_s)
-        # The results stay protobuf messages: the api layer copies them out as
-        # they are, without a Python object per hit where no merge is needed.
-        return list(reply.results)
+        # Columns, not a message per hit: merged with numpy (core.packed_merge).
+        return packed_from_reply(reply, len(queries))
 
     async def keyword_stats(
         self, collection: str, terms: Sequence[str], timeout_s: float

@@ -60,7 +60,8 @@ def search_parameters(
 ) -> bytes:
     """Everything of a `ShardSearchRequest` but its queries, serialized deterministically:
     equal parameters give equal bytes, so the bytes are the key concurrent searches
-    are joined by (see coalescer), and the start of the request sent."""
+    are joined by (see coalescer), and the start of the request sent. The shard is
+    asked for its packed answer (see `packed_results`)."""
     return shard_pb2.ShardSearchRequest(
         collection=collection,
         k=k,
@@ -68,6 +69,7 @@ def search_parameters(
         include=include,
         filter=filter,
         score_threshold=score_threshold,
+        packed=True,
     ).SerializeToString(deterministic=True)
 
 

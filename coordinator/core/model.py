@@ -2,7 +2,7 @@
 exchanges with shards and the embedder)."""
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.core.ports import (
@@ -173,7 +173,7 @@ class MergedHits:
 
 @dataclass(frozen=True, slots=True)
 class SearchResults:
-    results: list[RankedHits]  # results[i] answers query i
+    results: Sequence[RankedHits]  # results[i] answers query i (a `PackedBatch` when packed)
     coverage: Coverage
 
 

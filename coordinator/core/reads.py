@@ -12,7 +12,7 @@ import heapq
 import logging
 from collections.abc import Sequence
 from operator import attrgetter
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 
@@ -42,6 +42,8 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
+from coordinator.core.packed import PackedBatch
+from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
@@ -118,7 +120,7 @@ class Reader:
 
     async def _vector_candidates(
         self, collection: str, matrix: Vector, options: SearchOptions, deadline: Deadline
-    ) -> tuple[list[RankedHits], Coverage]:
+    ) -> tuple[Sequence[RankedHits], Coverage]:
         """Each query's merged top k (vector search) over every group."""
         k = options.k
         count = len(matrix)
@@ -143,6 +145,8 @@ class Reader:
         )
         if not per_group:
             return [MergedHits([]) for _ in range(count)], coverage
+        if all(isinstance(answers, PackedBatch) for answers in per_group):
+            return merge_packed(cast(list[PackedBatch], per_group), k), coverage
         return merge_batches(per_group, k), coverage
 
     async def get(

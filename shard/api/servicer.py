@@ -26,6 +26,7 @@ import grpc.aio
 
 from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
+from shard.api.packed_hits import packed_response
 from shard.api.proto_filters import filter_from_proto
 from shard.core.anti_entropy import Readiness
 from shard.core.collection_registry import Collections
@@ -197,6 +198,8 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             request.score_threshold if request.HasField("score_threshold") else None,
             wait=wait,
         )
+        if request.packed:
+            return packed_response(results, request.include)
         response = shard_pb2.ShardSearchResponse()
         for hits in results:
             proto_reads.hits_to_proto(hits, request.include, response.results.add())

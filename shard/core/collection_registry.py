@@ -11,6 +11,7 @@ from shard.core.collection import Collection, LoadInfo
 from shard.core.config import CollectionConfig
 from shard.core.documents import MetadataReader, TextReader, no_metadata, no_text
 from shard.core.search_plan import Strategy
+from shard.storage.document_store import StoreMemory
 from shard.storage.layout import DataDir
 from shoal.errors import AlreadyExists, DataLoss, NotFound, Unavailable
 from shoal.limits import COLLECTION_NAME, check_collection_name
@@ -61,8 +62,11 @@ class Collections:
         read_metadata: MetadataReader = no_metadata,
         filtered_search: Strategy = Strategy.AUTO,
         read_text: TextReader = no_text,
+        store_memory: StoreMemory | None = None,
     ) -> None:
         self._dir = data_dir
+        # One RocksDB budget (block cache) for every collection of this shard.
+        self._store_memory = store_memory if store_memory is not None else StoreMemory()
         self._read_text = read_text
         self._sync_writes = sync_writes
         self._read_metadata = read_metadata
@@ -113,7 +117,12 @@ class Collections:
 
     def _open_collection(self, path: Path) -> tuple[Collection, LoadInfo]:
         return Collection.open(
-            path, self._sync_writes, self._read_metadata, self._filtered_search, self._read_text
+            path,
+            self._sync_writes,
+            self._read_metadata,
+            self._filtered_search,
+            self._read_text,
+            self._store_memory,
         )
 
     def _require_ready(self) -> None:

@@ -10,18 +10,61 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    Options,
+    Rdict,
+    ReadOptions,
+    WriteBatch,
+    WriteOptions,
+)
 
 from shard.storage import records
 from shard.storage.records import Record
 from shoal.errors import DataLoss
 
+MIB = 2**20
 
-def _options() -> Options:
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_keep_log_file_num(2)
-    return options
+
+class StoreMemory:
+    """RocksDB's memory, bounded: one block cache for every collection of a shard,
+    and per collection at most `max_write_buffers` memtables of `write_buffer_bytes`.
+
+    RocksDB's defaults (64 MiB memtables, two of them, per collection) suit a
+    database that owns the machine; here RocksDB holds what the HNSW graph, the
+    payload index and the keyword index already have in memory, and is read only
+    for stored fields, exact scans and loading, so small buffers cost little (the
+    operating system's page cache still holds the files). Index blocks stay with
+    the table readers, outside the cache: about 1% of the data, and evicting them
+    would slow every read of a stored field.
+    """
+
+    def __init__(
+        self,
+        block_cache_bytes: int = 8 * MIB,
+        write_buffer_bytes: int = 4 * MIB,
+        max_write_buffers: int = 2,
+    ) -> None:
+        self.block_cache_bytes = block_cache_bytes
+        self.write_buffer_bytes = write_buffer_bytes
+        self.max_write_buffers = max_write_buffers
+        self._cache = Cache(block_cache_bytes)  # shared by every store opened with these
+
+    def options(self) -> Options:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_keep_log_file_num(2)
+        options.set_write_buffer_size(self.write_buffer_bytes)
+        options.set_max_write_buffer_number(self.max_write_buffers)
+        table = BlockBasedOptions()
+        table.set_block_cache(self._cache)
+        options.set_block_based_table_factory(table)
+        return options
+
+    def cache_usage(self) -> int:
+        """Bytes the shared block cache holds now."""
+        return int(self._cache.get_usage())
 
 
 class DocumentStore:
@@ -33,11 +76,21 @@ class DocumentStore:
         # The WAL is always on: a write acknowledged without sync survives a process
         # crash (SIGKILL); with sync it also survives losing the machine.
         self._write_options.sync = sync
+        self._scan_options = ReadOptions()
+        # rocksdict's stub omits the argument the method takes.
+        self._scan_options.fill_cache(False)  # type: ignore[call-arg]
 
     @classmethod
-    def open(cls, path: Path, sync: bool = False) -> "DocumentStore":
+    def open(
+        cls, path: Path, sync: bool = False, memory: StoreMemory | None = None
+    ) -> "DocumentStore":
+        """`memory`: the shard's RocksDB budget (None: a small one of this store's own)."""
+        options = (memory if memory is not None else StoreMemory()).options()
         try:
-            db = Rdict(str(path), _options())
+            # The column family's options too: without them rocksdict reopens a store
+            # with the ones saved in it, RocksDB's defaults (8 MiB cache of its own,
+            # 64 MiB memtables), whatever `options` say.
+            db = Rdict(str(path), options, column_families={"default": options})
         except Exception as error:  # rocksdict raises plain Exception on open failures
             raise DataLoss(f"cannot open the document store at {path}: {error}") from error
         return cls(db, sync)
@@ -109,8 +162,12 @@ class DocumentStore:
         self._db.write(batch, self._write_options)
 
     def _items(self, prefix: bytes, start: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Entries from `start` on while their keys begin with `prefix` (raw mode: bytes)."""
-        for key, data in self._db.items(from_key=start):
+        """Entries from `start` on while their keys begin with `prefix` (raw mode: bytes).
+
+        Scans (loading, replication, scroll) read past the block cache: they touch
+        every block once and would push out the ones point reads come back to.
+        """
+        for key, data in self._db.items(from_key=start, read_opt=self._scan_options):
             raw_key = cast(bytes, key)
             if not raw_key.startswith(prefix):
                 break
@@ -162,6 +219,18 @@ class DocumentStore:
         """(sequence, id) of every id whose latest write is newer than `seq`, oldest first."""
         for key, data in self._items(records.SEQ_PREFIX, records.seq_key(seq + 1)):
             yield records.seq_from_key(key), data.decode()
+
+    def memory_usage(self) -> dict[str, int]:
+        """RocksDB's own estimates of its memory (bytes): memtables, the block cache
+        (shared with the shard's other stores), table readers outside the cache."""
+        return {
+            name: int(self._db.property_int_value(f"rocksdb.{name}") or 0)
+            for name in (
+                "cur-size-all-mem-tables",
+                "block-cache-usage",
+                "estimate-table-readers-mem",
+            )
+        }
 
     def close(self) -> None:
         self._db.close()

@@ -384,6 +384,7 @@ class ShardSearchRequest(_message.Message):
     INCLUDE_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """n x dimension little-endian float32"""
@@ -391,6 +392,11 @@ class ShardSearchRequest(_message.Message):
     ef: _builtins.int
     """0: the collection's default"""
     score_threshold: _builtins.float
+    packed: _builtins.bool
+    """Answer in the packed form (ShardSearchResponse fields 2-6) instead of
+    `results`: no message per hit to build on the shard or to read in the
+    coordinator. A shard that predates it answers with `results`.
+    """
     @_builtins.property
     def include(self) -> _common_pb2.Include: ...
     @_builtins.property
@@ -405,10 +411,11 @@ class ShardSearchRequest(_message.Message):
         include: _common_pb2.Include | None = ...,
         filter: _common_pb2.Filter | None = ...,
         score_threshold: _builtins.float | None = ...,
+        packed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "packed", b"packed", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -438,19 +445,53 @@ Global___ShardSearchResult: _TypeAlias = ShardSearchResult  # noqa: Y015
 
 @_typing.final
 class ShardSearchResponse(_message.Message):
+    """Either `results` (a Hit per hit; keyword search, and a vector search that did
+    not ask for `packed`), or the packed form: the hits of all queries one after
+    the other, query i's being the hit_counts[i] hits after those of the queries
+    before it, best first.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RESULTS_FIELD_NUMBER: _builtins.int
+    HIT_COUNTS_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    SCORES_F32_FIELD_NUMBER: _builtins.int
+    DISTANCES_F32_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    scores_f32: _builtins.bytes
+    """per hit, little-endian float32 (higher is more similar)"""
+    distances_f32: _builtins.bytes
+    """per hit, little-endian float32 (lower is more similar)"""
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardSearchResult]: ...
+    @_builtins.property
+    def hit_counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """per query"""
+
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """per hit"""
+
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]:
+        """Per hit when the search asked for stored fields (each holds the id and
+        the fields asked for); empty otherwise.
+        """
+
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___ShardSearchResult] | None = ...,
+        hit_counts: _abc.Iterable[_builtins.int] | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        scores_f32: _builtins.bytes = ...,
+        distances_f32: _builtins.bytes = ...,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["distances_f32", b"distances_f32", "documents", b"documents", "hit_counts", b"hit_counts", "ids", b"ids", "results", b"results", "scores_f32", b"scores_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -40,6 +40,7 @@ def test_the_joined_bytes_are_the_request_with_its_queries(
         include=include,
         filter=filter,
         score_threshold=threshold,
+        packed=True,  # the coordinator reads the packed answer (coordinator.core.packed)
     )
     assert sent == expected
     assert np.array_equal(np.frombuffer(sent.queries_f32, "<f4").reshape(rows, dimension), queries)

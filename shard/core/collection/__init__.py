@@ -39,6 +39,7 @@ from shard.core.documents import (
 from shard.core.filters import ValidFilter
 from shard.core.keyword_index import KeywordQuery
 from shard.core.search_plan import Strategy
+from shard.storage.document_store import StoreMemory
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 
@@ -68,13 +69,17 @@ class Collection:
         read_metadata: MetadataReader = no_metadata,
         strategy: Strategy = Strategy.AUTO,
         read_text: TextReader = no_text,
+        memory: StoreMemory | None = None,
     ) -> tuple["Collection", LoadInfo]:
         """Open the store and bring back the index (checkpoint or rebuild), the payload
         index and the keyword index.
 
-        `read_metadata` and `read_text` decode a stored payload (the api layer's format).
+        `read_metadata` and `read_text` decode a stored payload (the api layer's format);
+        `memory` is the shard's RocksDB budget (see `StoreMemory`).
         """
-        state, info = maintenance.load(path, sync_writes, read_metadata, strategy, read_text)
+        state, info = maintenance.load(
+            path, sync_writes, read_metadata, strategy, read_text, memory
+        )
         return cls(state), info
 
     @property

@@ -17,7 +17,7 @@ from shard.core.documents import MetadataReader, TextReader, no_metadata, no_tex
 from shard.core.index_loading import load_index, load_payloads, rebuild
 from shard.core.search_plan import Strategy
 from shard.storage import checkpoints
-from shard.storage.document_store import DocumentStore
+from shard.storage.document_store import DocumentStore, StoreMemory
 from shard.storage.layout import DB_DIR, INDEX_DIR
 from shoal.errors import NotFound
 
@@ -42,10 +42,11 @@ def load(
     read_metadata: MetadataReader = no_metadata,
     strategy: Strategy = Strategy.AUTO,
     read_text: TextReader = no_text,
+    memory: StoreMemory | None = None,
 ) -> tuple[CollectionState, LoadInfo]:
     """Open the store and bring back the index (checkpoint or rebuild), the payload
     index and the keyword index. See `Collection.open`."""
-    store = DocumentStore.open(path / DB_DIR, sync_writes)
+    store = DocumentStore.open(path / DB_DIR, sync_writes, memory)
     try:
         config = CollectionConfig.from_json(store.config())
         loaded = load_index(config, store, path / INDEX_DIR)
