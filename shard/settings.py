@@ -3,12 +3,13 @@
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shard.core.anti_entropy import AntiEntropySettings
 from shard.core.search_plan import Strategy
 from shard.core.tombstones import DEFAULT_GRACE_S, DEFAULT_PURGE_INTERVAL_S
+from shoal.limits import WRITE_LIMITS, RequestLimits, add_limit_flags, limits_from_args
 from shoal.runtime.settings import (
     ServerSettings,
     add_server_flags,
@@ -40,6 +41,8 @@ class Settings:
     tombstone_purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
     etcd: tuple[str, ...] = ()
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S
+    #: Sizes a Write's documents must keep, whoever sent it (at least the coordinators').
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def default_threads() -> int:
@@ -123,6 +126,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         " ahead of this shard's clock, so no version can pin a document forever; keep"
         " it above the clock skew between coordinators and shards",
     )  # fmt: skip
+    # The same flags as the coordinator's: keep them at least as large here.
+    add_limit_flags(parser, env, WRITE_LIMITS)
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be 0 (default) or positive")
@@ -142,4 +147,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         tombstone_grace_s=args.tombstone_grace_s,
         tombstone_purge_interval_s=args.tombstone_purge_interval_s,
         max_clock_skew_s=args.max_clock_skew_s,
+        limits=limits_from_args(args),
     )

@@ -172,13 +172,22 @@ _LIMIT_FLAGS: dict[str, str] = {
 }
 
 
+#: The limits a shard also enforces on its own Write (defence in depth: a write that
+#: did not come through a coordinator is held to the same sizes).
+WRITE_LIMITS = ("max_metadata_bytes", "max_metadata_value_bytes", "max_text_bytes")
+
+
 def add_limit_flags(
-    parser: argparse.ArgumentParser, env: Callable[[str, str | None], str | None]
+    parser: argparse.ArgumentParser,
+    env: Callable[[str, str | None], str | None],
+    names: Iterable[str] = tuple(_LIMIT_FLAGS),
 ) -> None:
     """--max-metadata-bytes, --max-metadata-value-bytes, --max-text-bytes,
-    --max-search-work, --max-reply-bytes; `env(flag, default)` gives the default."""
+    --max-search-work, --max-reply-bytes (or those in `names`); `env(flag, default)`
+    gives the default."""
     defaults = RequestLimits()
-    for name, help_text in _LIMIT_FLAGS.items():
+    for name in names:
+        help_text = _LIMIT_FLAGS[name]
         flag = name.replace("_", "-")
         parser.add_argument(
             f"--{flag}",
@@ -189,7 +198,11 @@ def add_limit_flags(
 
 
 def limits_from_args(args: argparse.Namespace) -> RequestLimits:
-    return RequestLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
+    """The limits the parser's flags (all or some, see add_limit_flags) set; the
+    others keep their defaults."""
+    return RequestLimits(
+        **{name: getattr(args, name) for name in _LIMIT_FLAGS if hasattr(args, name)}
+    )
 
 
 def _positive(text: str) -> int:
