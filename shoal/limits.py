@@ -149,6 +149,26 @@ class RequestLimits:
             )
 
 
+def check_documents_reply(
+    limits: RequestLimits,
+    what: str,
+    documents: int,
+    dimension: int = 0,
+    text: bool = False,
+    metadata: bool = False,
+) -> None:
+    """Refuse a Get or a Scroll page whose estimated reply (as a search's, per
+    document) is over --max-reply-bytes, before any shard is asked."""
+    size = reply_bytes(documents, dimension, text, metadata)
+    if size > limits.max_reply_bytes:
+        raise ResourceExhausted(
+            f"the reply to {what} of {documents} documents would be about {size} bytes; the"
+            f" limit is {limits.max_reply_bytes} (--max-reply-bytes): ask for fewer"
+            " documents per call, or include fewer fields (vectors cost 4 bytes per"
+            " dimension)"
+        )
+
+
 def search_work(queries: int, k: int, ef: int, candidates: int = 0) -> int:
     """How much a search asks of the shards: queries x depth x ef."""
     depth = max(k, candidates)
@@ -167,7 +187,8 @@ _LIMIT_FLAGS: dict[str, str] = {
     "max_metadata_value_bytes": "one metadata value (a string or a whole list) in bytes",
     "max_text_bytes": "a document's or query's text in UTF-8 bytes",
     "max_search_work": "queries x k (or hybrid candidates) x ef of one Search/SearchBatch",
-    "max_reply_bytes": "a search's estimated reply in bytes (hits x (64 + 4 x dimension"
+    "max_reply_bytes": "the estimated reply of a search, Get or Scroll page in bytes"
+    " (hits or documents x (64 + 4 x dimension"
     " if vectors + 1024 if text + 512 if metadata))",
 }
 
