@@ -84,8 +84,9 @@ class RequestLimits:
     max_metadata_value_bytes: int = 16 * 1024
     #: A document's or a query's text in UTF-8 bytes (besides MAX_TEXT_CHARS).
     max_text_bytes: int = 4 * MAX_TEXT_CHARS
-    #: queries x k (or candidates) x ef of one Search or SearchBatch.
-    max_search_work: int = 1 << 24
+    #: queries x ef (at least k, or the hybrid candidates) of one Search or SearchBatch:
+    #: an HNSW search's cost grows with its ef, not with k x ef.
+    max_search_work: int = 1 << 21
     #: The estimated reply of a search (HIT_BYTES, vectors, ESTIMATED_*_BYTES per hit).
     max_reply_bytes: int = 32 * 1024 * 1024
 
@@ -129,16 +130,16 @@ class RequestLimits:
         """Refuse a search whose work or estimated reply is over the limits.
 
         `ef` 0 (the collection's default) counts as DEFAULT_HNSW_EF; any ef counts
-        as at least k, as the shards search that deep anyway. `dimension`: the
-        vector size when vectors are included, else 0.
+        as at least k (or the hybrid candidates), as the shards search that deep
+        anyway. `dimension`: the vector size when vectors are included, else 0.
         """
         work = search_work(queries, k, ef, candidates)
         if work > self.max_search_work:
             raise ResourceExhausted(
-                f"search asks for {queries} queries x k {k} x ef {max(ef or DEFAULT_HNSW_EF, k)}"
+                f"search asks for {queries} queries x ef {work // max(queries, 1)}"
                 f"{f' (candidates {candidates})' if candidates > k else ''} = {work}; the"
                 f" limit is {self.max_search_work} (--max-search-work): ask for fewer queries"
-                " per batch, a smaller k or ef"
+                " per batch, or a smaller ef or k"
             )
         size = reply_bytes(queries * k, dimension, text, metadata)
         if size > self.max_reply_bytes:
@@ -170,9 +171,9 @@ def check_documents_reply(
 
 
 def search_work(queries: int, k: int, ef: int, candidates: int = 0) -> int:
-    """How much a search asks of the shards: queries x depth x ef."""
-    depth = max(k, candidates)
-    return queries * depth * max(ef or DEFAULT_HNSW_EF, depth)
+    """How much a search asks of the shards: queries x the depth of each HNSW
+    search (ef, at least k or the hybrid candidates)."""
+    return queries * max(ef or DEFAULT_HNSW_EF, k, candidates)
 
 
 def reply_bytes(hits: int, dimension: int = 0, text: bool = False, metadata: bool = False) -> int:
@@ -186,7 +187,8 @@ _LIMIT_FLAGS: dict[str, str] = {
     "max_metadata_bytes": "a document's metadata, keys and values, in bytes",
     "max_metadata_value_bytes": "one metadata value (a string or a whole list) in bytes",
     "max_text_bytes": "a document's or query's text in UTF-8 bytes",
-    "max_search_work": "queries x k (or hybrid candidates) x ef of one Search/SearchBatch",
+    "max_search_work": "queries x ef (at least k or the hybrid candidates) of one"
+    " Search/SearchBatch",
     "max_reply_bytes": "the estimated reply of a search, Get or Scroll page in bytes"
     " (hits or documents x (64 + 4 x dimension"
     " if vectors + 1024 if text + 512 if metadata))",

@@ -23,13 +23,14 @@ from coordinator.core.ports import (
     CollectionListing,
     DocumentMessage,
     Health,
+    HybridAnswer,
+    HybridCall,
     Include,
     OpaqueFilter,
     RankedHits,
     ScrollPage,
     ShardCollection,
     Vector,
-    WeightedTerms,
     WriteAck,
     WriteOp,
 )
@@ -164,33 +165,34 @@ class GrpcShardClient:
         )
         return TermStatistics(reply.documents, reply.total_length, list(reply.frequencies))
 
-    async def keyword_search(
-        self,
-        collection: str,
-        queries: Sequence[WeightedTerms],
-        average_length: float,
-        k: int,
-        include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
-    ) -> Sequence[RankedHits]:
-        request = shard_pb2.ShardKeywordSearchRequest(
+    async def hybrid_search(
+        self, collection: str, call: HybridCall, timeout_s: float
+    ) -> HybridAnswer:
+        request = shard_pb2.ShardHybridSearchRequest(
             collection=collection,
-            queries=[
+            queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
+            ef=call.ef,
+            keyword_queries=[
                 shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
-                for query in queries
+                for query in call.keyword
             ],
-            average_length=average_length,
-            k=k,
-            include=include_to_proto(include),
-            filter=filter_to_proto(filter),
-            score_threshold=score_threshold,
+            average_length=call.average_length,
+            statistics_terms=call.statistics_terms,
+            k=call.k,
+            include=include_to_proto(call.include),
+            filter=filter_to_proto(call.filter),
+            score_threshold=call.score_threshold,
+            bare_hits=call.bare_hits,
         )
-        reply: shard_pb2.ShardSearchResponse = await unary_call(
-            self._stub.KeywordSearch, request, timeout_s
+        reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
+            self._stub.HybridSearch, request, timeout_s
         )
-        return list(reply.results)
+        stats = reply.statistics
+        return HybridAnswer(
+            list(reply.vector_results),
+            list(reply.keyword_results),
+            TermStatistics(stats.documents, stats.total_length, list(stats.frequencies)),
+        )
 
     async def count(
         self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None

@@ -13,6 +13,7 @@ A document only in a list whose weight is 0 is left out, so alpha 0 and 1 give
 exactly one list's documents. Ties break by id, as everywhere in Shoal.
 """
 
+import heapq
 from collections.abc import Sequence
 
 import numpy as np
@@ -35,14 +36,17 @@ def explained(hits: Sequence[HitMessage], keyword: bool) -> list[FusedHit]:
     ]
 
 
-def _normalized(hits: Sequence[HitMessage]) -> list[float]:
-    if not hits:
+def _normalized(scores: Sequence[float]) -> list[float]:
+    if not scores:
         return []
-    scores = [hit.score for hit in hits]
     low, high = min(scores), max(scores)
     if high <= low:
         return [1.0] * len(scores)
     return [(score - low) / (high - low) for score in scores]
+
+
+def _by_fused_score(item: tuple[str, float]) -> tuple[float, str]:
+    return -item[1], item[0]
 
 
 def fuse(
@@ -51,46 +55,56 @@ def fuse(
     k: int,
     options: HybridOptions,
     score_threshold: float | None = None,
+    explain: bool = True,
 ) -> list[FusedHit]:
-    """The fused top k of two best-first lists, each hit explained."""
+    """The fused top k of two best-first lists, each hit explained (when `explain`).
+
+    Each hit's id and score are read once (they are protobuf fields, which cost a
+    Python object per read), and only the top k are sorted and explained.
+    """
     alpha = options.alpha
+    vector_ids = [hit.id for hit in vector]
+    keyword_ids = [hit.id for hit in keyword]
+    vector_scores = [hit.score for hit in vector]
+    keyword_scores = [hit.score for hit in keyword]
     if options.fusion is Fusion.RRF:
-        vector_parts = [alpha / (options.rrf_k + rank) for rank in range(1, len(vector) + 1)]
-        keyword_parts = [
-            (1 - alpha) / (options.rrf_k + rank) for rank in range(1, len(keyword) + 1)
-        ]
+        rrf_k = options.rrf_k
+        vector_parts = [alpha / (rrf_k + rank) for rank in range(1, len(vector_ids) + 1)]
+        keyword_parts = [(1 - alpha) / (rrf_k + rank) for rank in range(1, len(keyword_ids) + 1)]
     else:
-        vector_parts = [alpha * value for value in _normalized(vector)]
-        keyword_parts = [(1 - alpha) * value for value in _normalized(keyword)]
+        vector_parts = [alpha * value for value in _normalized(vector_scores)]
+        keyword_parts = [(1 - alpha) * value for value in _normalized(keyword_scores)]
     fused: dict[str, float] = {}
-    found: dict[str, list[float | int | None]] = {}
-    for rank, (hit, part) in enumerate(zip(vector, vector_parts, strict=True), 1):
-        if alpha > 0:
-            fused[hit.id] = part
-        found[hit.id] = [rank, hit.score, None, None]
-    for rank, (hit, part) in enumerate(zip(keyword, keyword_parts, strict=True), 1):
-        if alpha < 1:
-            fused[hit.id] = fused.get(hit.id, 0.0) + part
-        entry = found.setdefault(hit.id, [None, None, None, None])
-        entry[2], entry[3] = rank, hit.score
-    ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+    if alpha > 0:
+        fused.update(zip(vector_ids, vector_parts, strict=True))
+    if alpha < 1:
+        get = fused.get
+        for doc_id, part in zip(keyword_ids, keyword_parts, strict=True):
+            fused[doc_id] = get(doc_id, 0.0) + part
+    ranked = heapq.nsmallest(k, fused.items(), key=_by_fused_score)
     if score_threshold is not None:
         # Judged in float32, as the caller receives scores and sends thresholds, so a
-        # hit's own score used as the threshold keeps that hit.
+        # hit's own score used as the threshold keeps that hit. Scores fall along the
+        # ranking, so what is kept is a prefix of the top k.
         threshold = np.float32(score_threshold)
         ranked = [(doc_id, score) for doc_id, score in ranked if np.float32(score) >= threshold]
+    if not explain:
+        return [FusedHit(doc_id, score) for doc_id, score in ranked]
+    vector_rank = {doc_id: rank for rank, doc_id in enumerate(vector_ids)}
+    keyword_rank = {doc_id: rank for rank, doc_id in enumerate(keyword_ids)}
     result = []
-    for doc_id, score in ranked[:k]:
-        vector_rank, vector_score, keyword_rank, keyword_score = found[doc_id]
+    for doc_id, score in ranked:
+        v = vector_rank.get(doc_id)
+        w = keyword_rank.get(doc_id)
         result.append(
             FusedHit(
                 doc_id,
                 score,
                 Explanation(
-                    None if vector_rank is None else int(vector_rank),
-                    None if vector_score is None else float(vector_score),
-                    None if keyword_rank is None else int(keyword_rank),
-                    None if keyword_score is None else float(keyword_score),
+                    None if v is None else v + 1,
+                    None if v is None else float(vector_scores[v]),
+                    None if w is None else w + 1,
+                    None if w is None else float(keyword_scores[w]),
                 ),
             )
         )

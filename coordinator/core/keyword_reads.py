@@ -1,20 +1,28 @@
 """Keyword and hybrid searches: cluster-wide BM25 statistics, candidate lists, fusion.
 
 Keyword scores must not depend on how documents are spread over shard groups,
-so a keyword search runs in two steps, as Elasticsearch's dfs_query_then_fetch
-does: every group reports the statistics of the query's terms (documents with
-text, their total length, documents per term), the coordinator sums them into
-the cluster's idf per term and mean length, and every group scores with those.
-The result equals one BM25 index holding every document.
+so shards score with the statistics of every group together, as
+Elasticsearch's dfs_query_then_fetch does: the documents with text, their total
+length and each query term's document frequency, summed over the groups,
+give the cluster's idf per term and mean length. The result equals one BM25
+index holding every document.
+
+The sums come from the coordinator's memory of them (`keyword_statistics`)
+when it holds every term of the queries, else from a statistics call to every
+group first (at the same time as the embedding of a hybrid query's text).
+Then one `HybridSearch` call per group returns, for the same queries, the
+vector list (hybrid), the keyword list scored with those sums, the stored
+fields asked for on every hit, and the statistics the keyword list was scored
+under. When the summed statistics differ from the ones used (a write came in
+meanwhile, or the memory was stale), only the keyword list is asked for again,
+with the fresh sums, at most `MAX_KEYWORD_ATTEMPTS` times in all. So a search
+costs one round trip to the groups when the memory is right, two otherwise.
 
 The query is tokenized here, once, with the collection's tokenizer (shared
-with the shards through `shoal.keyword`); shards receive index terms.
-
-A hybrid search runs the vector side (embedding the text when the collection
-has a model and no vector was given) at the same time as the statistics step,
-so the extra round trip hides behind the embedding; each side returns its top
-`candidates` (see `HybridOptions`), and `fusion` merges them. Stored fields of
-the fused hits are read afterwards by id, for the k hits only.
+with the shards through `shoal.keyword`); shards receive index terms. Each
+list is `candidates` deep (see `HybridOptions`) and `fusion` merges them.
+Stored fields travel with the candidates, except vectors: those are large, so
+with `include.vector` the fused hits' fields are read afterwards by id.
 """
 
 import asyncio
@@ -26,6 +34,7 @@ from typing import Protocol, TypeVar
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
 from coordinator.core.fusion import explained, fuse
+from coordinator.core.keyword_statistics import StatisticsMemory
 from coordinator.core.merge import merge_batches
 from coordinator.core.model import (
     Coverage,
@@ -39,6 +48,8 @@ from coordinator.core.model import (
 )
 from coordinator.core.ports import (
     CollectionConfig,
+    HybridAnswer,
+    HybridCall,
     Include,
     RankedHits,
     ShardClient,
@@ -66,9 +77,12 @@ class FanOut(Protocol):
 
 Embed = Callable[[CollectionConfig, Sequence[QueryInput], Deadline], Awaitable[Vector]]
 Get = Callable[[str, Sequence[str], Include, bool, Deadline], Awaitable[FoundDocuments]]
-VectorSearch = Callable[
-    [str, Vector, SearchOptions, Deadline], Awaitable[tuple[list[RankedHits], Coverage]]
-]
+
+#: Keyword lists asked for per search at most: the first, and re-scorings after the
+#: statistics moved. Past that (writes keep moving them) the last one stands: scored
+#: with the statistics of one call earlier, as a statistics step followed by a search
+#: step would score a search racing writes.
+MAX_KEYWORD_ATTEMPTS = 3
 
 
 def check_keyword_queries(
@@ -108,18 +122,44 @@ def _summed_statistics(statistics: Sequence[TermStatistics], terms: int) -> Term
     )
 
 
+def _same(one: TermStatistics, other: TermStatistics) -> bool:
+    return (
+        one.documents == other.documents
+        and one.total_length == other.total_length
+        and list(one.frequencies) == list(other.frequencies)
+    )
+
+
 def _coverage(*parts: Coverage) -> Coverage:
     return Coverage(max(p.asked for p in parts), min(p.answered for p in parts))
 
 
+def _weighted(
+    terms: list[list[str]], unique: list[list[str]], every_term: list[str], total: TermStatistics
+) -> list[WeightedTerms]:
+    """Each query's distinct terms with their weights under the summed statistics."""
+    position = {term: index for index, term in enumerate(every_term)}
+    weighted = []
+    for query_terms, query_unique in zip(terms, unique, strict=True):
+        frequencies = [total.frequencies[position[term]] for term in query_unique]
+        stats_of_query = TermStatistics(total.documents, total.total_length, frequencies)
+        weights = query_weights(query_terms, query_unique, stats_of_query)
+        weighted.append(WeightedTerms(query_unique, weights))
+    return weighted
+
+
 class KeywordReads:
     def __init__(
-        self, fan_out: FanOut, embed: Embed, get: Get, vector_search: VectorSearch
+        self,
+        fan_out: FanOut,
+        embed: Embed,
+        get: Get,
+        memory: StatisticsMemory | None = None,
     ) -> None:
         self._fan_out = fan_out
         self._embed = embed
         self._get = get
-        self._vector_search = vector_search
+        self._memory = memory if memory is not None else StatisticsMemory()
 
     async def search(
         self,
@@ -141,107 +181,130 @@ class KeywordReads:
                     f"query {position}: {len(query_terms)} words to search; the limit is"
                     f" {MAX_QUERY_TERMS}"
                 )
-        vector_task = None
+        if not hybrid and not any(terms):  # only stop words: no keyword hits, no call
+            return SearchResults([MergedHits([]) for _ in terms], Coverage(0, 0))
+        embedding = None
         if hybrid:
-            vector_task = asyncio.create_task(
-                self._vector_side(config, queries, options, depth, deadline)
-            )
+            embedding = asyncio.create_task(self._vectors(config, queries, deadline))
         try:
-            keyword, keyword_coverage = await self._keyword_side(
-                config.name, terms, options, depth, hybrid, deadline
+            vector, keyword, coverage = await self._candidates(
+                config, terms, embedding, options, depth, deadline
             )
-            if vector_task is None:
-                if options.explain:
-                    keyword = [MergedHits(list(explained(r.hits, True))) for r in keyword]
-                return SearchResults(keyword, keyword_coverage)
-            vector, vector_coverage = await vector_task
         finally:
-            if vector_task is not None and not vector_task.done():
-                vector_task.cancel()
+            if embedding is not None and not embedding.done():
+                embedding.cancel()
+        if vector is None:
+            if options.explain:
+                keyword = [MergedHits(list(explained(r.hits, True))) for r in keyword]
+            return SearchResults(keyword, coverage)
         fused = [
-            fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold)
+            fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
             for v, w in zip(vector, keyword, strict=True)
         ]
-        if not options.explain:
-            fused = [[replace(hit, explanation=None) for hit in hits] for hits in fused]
         include = options.include
-        if include.metadata or include.text or include.vector:
+        if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
+        elif include.metadata or include.text:
+            fused = _with_carried_documents(fused, vector, keyword)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
-        return SearchResults(results, _coverage(keyword_coverage, vector_coverage))
+        return SearchResults(results, coverage)
 
-    async def _vector_side(
-        self,
-        config: CollectionConfig,
-        queries: Sequence[QueryInput],
-        options: SearchOptions,
-        depth: int,
-        deadline: Deadline,
-    ) -> tuple[list[RankedHits], Coverage]:
+    async def _vectors(
+        self, config: CollectionConfig, queries: Sequence[QueryInput], deadline: Deadline
+    ) -> Vector:
         vector_queries = [
             QueryInput(vector=q.vector) if q.vector is not None else QueryInput(text=q.text)
             for q in queries
         ]
-        matrix = await self._embed(config, vector_queries, deadline)
-        candidates = replace(
-            options, k=depth, include=Include(), score_threshold=None, explain=False
-        )
-        return await self._vector_search(config.name, matrix, candidates, deadline)
+        return await self._embed(config, vector_queries, deadline)
 
-    async def _keyword_side(
+    async def _candidates(
         self,
-        collection: str,
+        config: CollectionConfig,
         terms: list[list[str]],
+        embedding: "asyncio.Task[Vector] | None",
         options: SearchOptions,
         depth: int,
-        hybrid: bool,
         deadline: Deadline,
-    ) -> tuple[list[RankedHits], Coverage]:
+    ) -> tuple[list[RankedHits] | None, list[RankedHits], Coverage]:
+        """The vector lists (None for a keyword search) and the keyword lists, merged
+        over the groups, each `depth` deep; see the module's docstring."""
+        collection, key = config.name, (config.name, config.incarnation)
+        hybrid = embedding is not None
         unique = [list(dict.fromkeys(query_terms)) for query_terms in terms]
         every_term = list(dict.fromkeys(chain.from_iterable(unique)))
-        if not every_term:  # only stop words (or nothing searchable): no keyword hits
-            return [MergedHits([]) for _ in terms], Coverage(0, 0)
+        coverages: list[Coverage] = []
+        total: TermStatistics | None = TermStatistics(0, 0, [])
+        if every_term:
+            total = self._memory.recall(key, every_term)
+        if total is None:
+            total, stats_coverage = await self._statistics(
+                collection, every_term, options, deadline
+            )
+            coverages.append(stats_coverage)
+            self._memory.remember(key, every_term, total)
+        matrix = None if embedding is None else await embedding
+        include = options.include
+        if hybrid and include.vector:
+            include = Include()  # read by id after fusing (see the module's docstring)
+        threshold = None if hybrid else options.score_threshold
+        vector: list[RankedHits] | None = None
+        keyword: list[RankedHits] = [MergedHits([]) for _ in terms]
+        for _ in range(MAX_KEYWORD_ATTEMPTS):
+            call = HybridCall(
+                vectors=matrix if vector is None else None,
+                keyword=_weighted(terms, unique, every_term, total) if every_term else [],
+                average_length=total.average_length,
+                statistics_terms=every_term,
+                k=depth,
+                ef=options.ef,
+                include=include,
+                filter=options.filter,
+                score_threshold=threshold,
+                bare_hits=hybrid,  # fused hits are the coordinator's own
+            )
+            answers, call_coverage = await self._hybrid_call(collection, call, options, deadline)
+            coverages.append(call_coverage)
+            if call.vectors is not None:
+                vector = _merged([a.vector for a in answers], len(terms), depth)
+            if not every_term or not answers:  # nothing to score, or no group answered
+                break
+            keyword = _merged([a.keyword for a in answers], len(terms), depth)
+            seen = _summed_statistics([a.statistics for a in answers], len(every_term))
+            if _same(seen, total):
+                break
+            # The weights were not the cluster's of the moment: score again with these.
+            self._memory.remember(key, every_term, seen)
+            total = seen
+        return vector, keyword, _coverage(*coverages)
 
+    async def _statistics(
+        self, collection: str, terms: list[str], options: SearchOptions, deadline: Deadline
+    ) -> tuple[TermStatistics, Coverage]:
         async def stats(client: ShardClient, timeout_s: float) -> TermStatistics:
-            return await client.keyword_stats(collection, every_term, timeout_s)
+            return await client.keyword_stats(collection, terms, timeout_s)
 
-        answers, stats_coverage = await self._fan_out(
+        answers, coverage = await self._fan_out(
             collection, "keyword_stats", stats, deadline, options.allow_partial
         )
-        total = _summed_statistics(answers, len(every_term))
-        position = {term: index for index, term in enumerate(every_term)}
-        weighted = []
-        for query_terms, query_unique in zip(terms, unique, strict=True):
-            frequencies = [total.frequencies[position[term]] for term in query_unique]
-            stats_of_query = TermStatistics(total.documents, total.total_length, frequencies)
-            weights = query_weights(query_terms, query_unique, stats_of_query)
-            weighted.append(WeightedTerms(query_unique, weights))
-        include = Include() if hybrid else options.include
-        threshold = None if hybrid else options.score_threshold
+        return _summed_statistics(answers, len(terms)), coverage
 
-        async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
-            results = await client.keyword_search(
-                collection,
-                weighted,
-                total.average_length,
-                depth,
-                include,
-                timeout_s,
-                options.filter,
-                threshold,
-            )
-            if len(results) != len(weighted):
+    async def _hybrid_call(
+        self, collection: str, call: HybridCall, options: SearchOptions, deadline: Deadline
+    ) -> tuple[list[HybridAnswer], Coverage]:
+        vectors = 0 if call.vectors is None else len(call.vectors)
+
+        async def search(client: ShardClient, timeout_s: float) -> HybridAnswer:
+            answer = await client.hybrid_search(collection, call, timeout_s)
+            if len(answer.vector) != vectors or len(answer.keyword) != len(call.keyword):
                 raise Internal(
-                    f"shard {client.address} answered {len(results)} of {len(weighted)} queries"
+                    f"shard {client.address} answered {len(answer.vector)} of {vectors} vector"
+                    f" and {len(answer.keyword)} of {len(call.keyword)} keyword queries"
                 )
-            return results
+            return answer
 
-        per_group, search_coverage = await self._fan_out(
-            collection, "keyword_search", search, deadline, options.allow_partial
-        )
-        if not per_group:
-            return [MergedHits([]) for _ in terms], search_coverage
-        return merge_batches(per_group, depth), _coverage(stats_coverage, search_coverage)
+        operation = "hybrid_search" if call.vectors is not None else "keyword_search"
+        return await self._fan_out(collection, operation, search, deadline, options.allow_partial)
 
     async def _with_documents(
         self,
@@ -260,3 +323,21 @@ class KeywordReads:
             [replace(hit, document=documents[hit.id]) for hit in hits if hit.id in documents]
             for hits in fused
         ]
+
+
+def _merged(per_group: list[Sequence[RankedHits]], queries: int, depth: int) -> list[RankedHits]:
+    if not per_group:
+        return [MergedHits([]) for _ in range(queries)]
+    return merge_batches(per_group, depth)
+
+
+def _with_carried_documents(
+    fused: list[list[FusedHit]], vector: list[RankedHits], keyword: list[RankedHits]
+) -> list[list[FusedHit]]:
+    """The fused hits with the stored fields their candidates carried."""
+    result = []
+    for hits, vector_hits, keyword_hits in zip(fused, vector, keyword, strict=True):
+        documents = {hit.id: hit.document for hit in keyword_hits.hits}
+        documents.update((hit.id, hit.document) for hit in vector_hits.hits)
+        result.append([replace(hit, document=documents[hit.id]) for hit in hits])
+    return result

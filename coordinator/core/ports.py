@@ -72,6 +72,37 @@ class WeightedTerms:
 
 
 @dataclass(frozen=True, slots=True)
+class HybridCall:
+    """What one `ShardClient.hybrid_search` asks a replica for: the vector list of
+    `vectors` (None: no vector list) and the keyword list of `keyword` (empty: none),
+    each `k` deep, and the statistics of `statistics_terms` as the keyword list saw
+    them. `filter` and `score_threshold` apply to both lists."""
+
+    vectors: "Vector | None"
+    keyword: Sequence[WeightedTerms]
+    average_length: float
+    statistics_terms: Sequence[str]
+    k: int
+    ef: int
+    include: "Include"
+    filter: "OpaqueFilter | None" = None
+    score_threshold: float | None = None
+    #: Hits without their `Document` message when `include` asks for no field (a
+    #: caller that builds its own hits from ids and scores: cheaper on both sides).
+    bare_hits: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HybridAnswer:
+    """One replica's answer to a `HybridCall`: per query its vector and keyword lists
+    (empty where that list was not asked for), and the statistics."""
+
+    vector: Sequence["RankedHits"]
+    keyword: Sequence["RankedHits"]
+    statistics: TermStatistics
+
+
+@dataclass(frozen=True, slots=True)
 class ShardCollection:
     """One collection as one replica holds it."""
 
@@ -128,6 +159,11 @@ class HitMessage(Protocol):
 
     @property
     def score(self) -> float: ...
+
+    @property
+    def document(self) -> "DocumentMessage | None":
+        """The stored fields asked for (the `Document` message; its id alone when none)."""
+        ...
 
 
 class RankedHits(Protocol):
@@ -222,18 +258,10 @@ class ShardClient(Protocol):
         hold it."""
         ...
 
-    async def keyword_search(
-        self,
-        collection: str,
-        queries: Sequence[WeightedTerms],
-        average_length: float,
-        k: int,
-        include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
-    ) -> Sequence[RankedHits]:
-        """Per query, the replica's own top-k by BM25 with the given weights and mean length."""
+    async def hybrid_search(
+        self, collection: str, call: HybridCall, timeout_s: float
+    ) -> HybridAnswer:
+        """The replica's own vector and keyword top-k in one call (see `HybridCall`)."""
         ...
 
     async def count(

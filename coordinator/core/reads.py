@@ -91,9 +91,7 @@ class Reader:
         self._observer = observer
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
-        self._keyword = KeywordReads(
-            self._fan_out, self._query_matrix, self.get, self._vector_candidates
-        )
+        self._keyword = KeywordReads(self._fan_out, self._query_matrix, self.get)
 
     async def search(
         self,

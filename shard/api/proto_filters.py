@@ -1,5 +1,6 @@
-"""Proto `Filter` -> the core's filter model, validated once (`shard.core.filters.validate`,
-which marks it, so the collection does not check it again).
+"""Proto `Filter` -> the core's filter model, validated: a `ValidFilter`
+(`shard.core.filters.validated`), the only form the collection takes, so the
+core does not check it again.
 
 Conversion itself rejects only what it cannot convert (an empty message, an
 unknown operator) and stops at the depth limit before recursing further.
@@ -18,7 +19,8 @@ from shard.core.filters import (
     Not,
     Op,
     TextContains,
-    validate,
+    ValidFilter,
+    validated,
 )
 from shoal.errors import InvalidArgument
 from shoal.v1 import common_pb2
@@ -81,7 +83,7 @@ def _convert(message: common_pb2.Filter, where: str, depth: int) -> Filter:
         )
     if kind == "negate":
         return Not(_convert(message.negate, f"{where}.negate", depth + 1))
-    parts = getattr(message, kind).filters  # none: `validate` says the list is empty
+    parts = getattr(message, kind).filters  # none: `validated` says the list is empty
     converted = tuple(
         _convert(part, f"{where}.{kind}[{position}]", depth + 1)
         for position, part in enumerate(parts)
@@ -89,10 +91,8 @@ def _convert(message: common_pb2.Filter, where: str, depth: int) -> Filter:
     return AllOf(converted) if kind == "all_of" else AnyOf(converted)
 
 
-def filter_from_proto(message: common_pb2.Filter, where: str = "filter") -> Filter | None:
+def filter_from_proto(message: common_pb2.Filter, where: str = "filter") -> ValidFilter | None:
     """The validated filter, or None when the message is unset or empty (no filter)."""
     if message.WhichOneof("kind") is None:
         return None
-    converted = _convert(message, where, 0)
-    validate(converted, where)
-    return converted
+    return validated(_convert(message, where, 0), where)

@@ -56,11 +56,20 @@ def document_to_proto(stored: StoredDocument, include: common_pb2.Include) -> co
 
 
 def hits_to_proto(
-    hits: QueryHits, include: common_pb2.Include, target: shard_pb2.ShardSearchResult
+    hits: QueryHits,
+    include: common_pb2.Include,
+    target: shard_pb2.ShardSearchResult,
+    document_ids: bool = True,
 ) -> None:
-    """One query's hits into `target`, one `add` per hit (this runs for every hit served)."""
+    """One query's hits into `target`, one `add` per hit (this runs for every hit served).
+    Without `document_ids` (and no stored fields) a hit's Document stays unset."""
     add = target.hits.add
-    for doc_id, score, distance in zip(hits.ids, hits.scores, hits.distances, strict=True):
+    zipped = zip(hits.ids, hits.scores, hits.distances, strict=True)
+    if not document_ids and hits.documents is None:
+        for doc_id, score, distance in zipped:
+            add(id=doc_id, score=score, distance=distance)
+        return
+    for doc_id, score, distance in zipped:
         add(id=doc_id, score=score, distance=distance).document.id = doc_id
     if hits.documents is not None:
         for hit, stored in zip(target.hits, hits.documents, strict=True):

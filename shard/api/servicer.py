@@ -248,6 +248,69 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
             proto_reads.hits_to_proto(hits, request.include, response.results.add())
         return response
 
+    async def HybridSearch(
+        self, request: shard_pb2.ShardHybridSearchRequest, context: Context
+    ) -> shard_pb2.ShardHybridSearchResponse:
+        self._readiness.require()
+        if self._hybrid_runs_inline(request):
+            with contextlib.suppress(WouldBlock):  # a write holds the index, or it is slow
+                return self._hybrid_search(request, wait=False)
+        return await self._run(lambda: self._hybrid_search(request))
+
+    def _hybrid_runs_inline(self, request: shard_pb2.ShardHybridSearchRequest) -> bool:
+        include = request.include
+        if request.HasField("filter") or include.vector or include.text or include.metadata:
+            return False
+        config = self._collections.get(request.collection).config
+        queries = len(request.queries_f32) // (4 * config.dimension)
+        ef = max(request.ef or config.hnsw_ef, request.k)
+        return (
+            max(queries, len(request.keyword_queries)) <= INLINE_MAX_QUERIES and ef <= INLINE_MAX_EF
+        )
+
+    def _hybrid_search(
+        self, request: shard_pb2.ShardHybridSearchRequest, wait: bool = True
+    ) -> shard_pb2.ShardHybridSearchResponse:
+        """The keyword list (and statistics) first: when it cannot run without waiting,
+        nothing has been spent on the vector list yet."""
+        collection = self._collections.get(request.collection)
+        include = proto_reads.include_from_proto(request.include)
+        root = filter_from_proto(request.filter)
+        threshold = request.score_threshold if request.HasField("score_threshold") else None
+        response = shard_pb2.ShardHybridSearchResponse()
+        ids = not request.bare_hits
+        if request.keyword_queries or request.statistics_terms:
+            keyword, stats = collection.keyword_search_with_statistics(
+                [proto_reads.keyword_query_from_proto(q) for q in request.keyword_queries],
+                request.average_length,
+                request.k,
+                include,
+                root,
+                threshold,
+                list(request.statistics_terms),
+                wait=wait,
+            )
+            for hits in keyword:
+                proto_reads.hits_to_proto(
+                    hits, request.include, response.keyword_results.add(), ids
+                )
+            response.statistics.documents = stats.documents
+            response.statistics.total_length = stats.total_length
+            response.statistics.frequencies.extend(stats.frequencies)
+        if request.queries_f32:
+            vector = collection.search(
+                proto_reads.queries_from_proto(request.queries_f32),
+                request.k,
+                request.ef,
+                include,
+                root,
+                threshold,
+                wait=wait,
+            )
+            for hits in vector:
+                proto_reads.hits_to_proto(hits, request.include, response.vector_results.add(), ids)
+        return response
+
     async def Count(
         self, request: shard_pb2.ShardCountRequest, context: Context
     ) -> shard_pb2.ShardCountResponse:

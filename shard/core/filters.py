@@ -21,7 +21,7 @@ nothing.
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 from shoal.errors import InvalidArgument, ResourceExhausted
@@ -59,39 +59,43 @@ class Condition:
     key: str
     op: Op
     value: FilterValue  # a scalar; a tuple for IN / NIN; a bool for EXISTS
-    #: Set by `validate` once this filter, as a root, passed (see there).
-    _validated: bool = field(default=False, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class TextContains:
     phrase: str
-    #: Set by `validate` once this filter, as a root, passed (see there).
-    _validated: bool = field(default=False, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class AllOf:
     parts: tuple["Filter", ...]
-    #: Set by `validate` once this filter, as a root, passed (see there).
-    _validated: bool = field(default=False, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class AnyOf:
     parts: tuple["Filter", ...]
-    #: Set by `validate` once this filter, as a root, passed (see there).
-    _validated: bool = field(default=False, init=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Not:
     inner: "Filter"
-    #: Set by `validate` once this filter, as a root, passed (see there).
-    _validated: bool = field(default=False, init=False, compare=False, repr=False)
 
 
 Filter = Condition | TextContains | AllOf | AnyOf | Not
+
+
+@dataclass(frozen=True, slots=True)
+class ValidFilter:
+    """A filter that passed `validated`, the one way to make one.
+
+    The collection's reads take filters only in this form, so whoever hands one
+    over has checked it, once: the shard's api layer while converting the
+    request, an in-process caller (a test) by calling `validated`. Frozen, and
+    validity depends on nothing but the filter, so it cannot go stale.
+    """
+
+    root: Filter
+
 
 #: Whether one document's text holds a phrase (see `matches`).
 TextMatcher = Callable[[str], bool]
@@ -167,17 +171,9 @@ def _check_condition(condition: Condition, where: str) -> None:
         _check_scalar(value, where, op, what)
 
 
-def validate(root: Filter, where: str = "filter") -> None:
-    """Raise InvalidArgument naming the offending part (e.g. `filter.all_of[1].condition`).
-
-    A filter is checked once: the shard's api layer validates what it converts, and
-    the collection validates what it is given (tests and in-process callers hand it
-    filters directly), so a filter that passed is marked and not walked again. The
-    mark cannot go stale: a filter is frozen, and whether it is valid depends on
-    nothing else.
-    """
-    if root._validated:
-        return
+def validated(root: Filter, where: str = "filter") -> ValidFilter:
+    """`root` as a ValidFilter; InvalidArgument naming the offending part otherwise
+    (e.g. `filter.all_of[1].condition`)."""
     conditions = 0
     # An explicit stack, so a deep filter fails on its depth, not on Python's recursion limit.
     stack: list[tuple[Filter, str, int]] = [(root, where, 0)]
@@ -214,7 +210,7 @@ def validate(root: Filter, where: str = "filter") -> None:
             raise InvalidArgument(f"{path}.{name}: empty; give at least one filter")
         for position, part in reversed(list(enumerate(node.parts))):
             stack.append((part, f"{path}.{name}[{position}]", depth + 1))
-    object.__setattr__(root, "_validated", True)  # frozen: set as __init__ would
+    return ValidFilter(root)
 
 
 # -- semantics on one document -----------------------------------------------------------

@@ -316,6 +316,11 @@ class KeywordIndex:
             frequencies.append(0 if term_id is None else int(df[term_id]))
         return TermStatistics(self._documents, self._total_length, frequencies)
 
+    def postings(self, terms: Sequence[str]) -> int:
+        """Postings entries (garbage included) that scoring `terms` reads: its cost."""
+        entries, ids = self._entries, self._term_ids
+        return sum(int(entries[ids[term]]) for term in terms if term in ids)
+
     def scores(
         self, query: KeywordQuery, average_length: float, allowed: Mask | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:

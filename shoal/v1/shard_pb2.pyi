@@ -583,6 +583,114 @@ class ShardKeywordSearchRequest(_message.Message):
 Global___ShardKeywordSearchRequest: _TypeAlias = ShardKeywordSearchRequest  # noqa: Y015
 
 @_typing.final
+class ShardHybridSearchRequest(_message.Message):
+    """The vector list, the keyword list, or both, for the same queries, each `k`
+    deep, with the stored fields `include` asks for on every hit.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    QUERIES_F32_FIELD_NUMBER: _builtins.int
+    EF_FIELD_NUMBER: _builtins.int
+    KEYWORD_QUERIES_FIELD_NUMBER: _builtins.int
+    AVERAGE_LENGTH_FIELD_NUMBER: _builtins.int
+    STATISTICS_TERMS_FIELD_NUMBER: _builtins.int
+    K_FIELD_NUMBER: _builtins.int
+    INCLUDE_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
+    BARE_HITS_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    queries_f32: _builtins.bytes
+    """the vector list's queries, n x dimension; empty: no vector list"""
+    ef: _builtins.int
+    """0: the collection's default"""
+    average_length: _builtins.float
+    """as in ShardKeywordSearchRequest"""
+    k: _builtins.int
+    score_threshold: _builtins.float
+    """applies to both lists"""
+    bare_hits: _builtins.bool
+    """Hits without a Document (not even its id) when include asks for no field:
+    for a caller that builds hits of its own from the ids and scores.
+    """
+    @_builtins.property
+    def keyword_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordQuery]:
+        """the keyword list's queries; empty: none"""
+
+    @_builtins.property
+    def statistics_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Terms whose statistics to return, read under the same index lock as the
+        keyword list was scored (empty: none asked).
+        """
+
+    @_builtins.property
+    def include(self) -> _common_pb2.Include: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter:
+        """applies to both lists"""
+
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        queries_f32: _builtins.bytes = ...,
+        ef: _builtins.int = ...,
+        keyword_queries: _abc.Iterable[Global___KeywordQuery] | None = ...,
+        average_length: _builtins.float = ...,
+        statistics_terms: _abc.Iterable[_builtins.str] | None = ...,
+        k: _builtins.int = ...,
+        include: _common_pb2.Include | None = ...,
+        filter: _common_pb2.Filter | None = ...,
+        score_threshold: _builtins.float | None = ...,
+        bare_hits: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "statistics_terms", b"statistics_terms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
+    _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score_threshold) -> _WhichOneofReturnType__score_threshold | None: ...
+
+Global___ShardHybridSearchRequest: _TypeAlias = ShardHybridSearchRequest  # noqa: Y015
+
+@_typing.final
+class ShardHybridSearchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VECTOR_RESULTS_FIELD_NUMBER: _builtins.int
+    KEYWORD_RESULTS_FIELD_NUMBER: _builtins.int
+    STATISTICS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def vector_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardSearchResult]:
+        """per query of queries_f32"""
+
+    @_builtins.property
+    def keyword_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardSearchResult]:
+        """per keyword query"""
+
+    @_builtins.property
+    def statistics(self) -> Global___ShardKeywordStatsResponse:
+        """of statistics_terms"""
+
+    def __init__(
+        self,
+        *,
+        vector_results: _abc.Iterable[Global___ShardSearchResult] | None = ...,
+        keyword_results: _abc.Iterable[Global___ShardSearchResult] | None = ...,
+        statistics: Global___ShardKeywordStatsResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["statistics", b"statistics"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keyword_results", b"keyword_results", "statistics", b"statistics", "vector_results", b"vector_results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardHybridSearchResponse: _TypeAlias = ShardHybridSearchResponse  # noqa: Y015
+
+@_typing.final
 class ShardCountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -85,6 +85,11 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
                 _registered_method=True)
+        self.HybridSearch = channel.unary_unary(
+                '/shoal.v1.ShardService/HybridSearch',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.FromString,
+                _registered_method=True)
         self.Digest = channel.unary_unary(
                 '/shoal.v1.ShardService/Digest',
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardDigestRequest.SerializeToString,
@@ -157,6 +162,8 @@ class ShardServiceServicer:
     def KeywordStats(self, request, context):
         """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
         every group's term statistics, then every shard scores with the sums.
+        The coordinator asks for statistics with KeywordStats when it does not
+        remember them, and searches with HybridSearch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +171,15 @@ class ShardServiceServicer:
 
     def KeywordSearch(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HybridSearch(self, request, context):
+        """Both candidate lists of a hybrid (or keyword) search in one call, with the
+        statistics of the terms read where the keyword list was scored, so the
+        coordinator can score with statistics it remembers and check them after.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -239,6 +255,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.KeywordSearch,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.SerializeToString,
+            ),
+            'HybridSearch': grpc.unary_unary_rpc_method_handler(
+                    servicer.HybridSearch,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.SerializeToString,
             ),
             'Digest': grpc.unary_unary_rpc_method_handler(
                     servicer.Digest,
@@ -527,6 +548,33 @@ class ShardService:
             '/shoal.v1.ShardService/KeywordSearch',
             shoal_dot_v1_dot_shard__pb2.ShardKeywordSearchRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardSearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HybridSearch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/HybridSearch',
+            shoal_dot_v1_dot_shard__pb2.ShardHybridSearchRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardHybridSearchResponse.FromString,
             options,
             channel_credentials,
             insecure,

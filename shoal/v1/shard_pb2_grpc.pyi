@@ -44,8 +44,15 @@ class ShardServiceStub:
     KeywordStats: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]
     """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
     every group's term statistics, then every shard scores with the sums.
+    The coordinator asks for statistics with KeywordStats when it does not
+    remember them, and searches with HybridSearch.
     """
     KeywordSearch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]
+    HybridSearch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardHybridSearchRequest, _shard_pb2.ShardHybridSearchResponse]
+    """Both candidate lists of a hybrid (or keyword) search in one call, with the
+    statistics of the terms read where the keyword list was scored, so the
+    coordinator can score with statistics it remembers and check them after.
+    """
     Digest: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]
@@ -67,8 +74,15 @@ class ShardServiceAsyncStub(ShardServiceStub):
     KeywordStats: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordStatsRequest, _shard_pb2.ShardKeywordStatsResponse]  # type: ignore[assignment]
     """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
     every group's term statistics, then every shard scores with the sums.
+    The coordinator asks for statistics with KeywordStats when it does not
+    remember them, and searches with HybridSearch.
     """
     KeywordSearch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardKeywordSearchRequest, _shard_pb2.ShardSearchResponse]  # type: ignore[assignment]
+    HybridSearch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardHybridSearchRequest, _shard_pb2.ShardHybridSearchResponse]  # type: ignore[assignment]
+    """Both candidate lists of a hybrid (or keyword) search in one call, with the
+    statistics of the terms read where the keyword list was scored, so the
+    coordinator can score with statistics it remembers and check them after.
+    """
     Digest: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardDigestRequest, _shard_pb2.ShardDigestResponse]  # type: ignore[assignment]
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]  # type: ignore[assignment]
@@ -141,6 +155,8 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_shard_pb2.ShardKeywordStatsResponse, _abc.Awaitable[_shard_pb2.ShardKeywordStatsResponse]]:
         """Keyword search in two steps (dfs_query_then_fetch): the coordinator sums
         every group's term statistics, then every shard scores with the sums.
+        The coordinator asks for statistics with KeywordStats when it does not
+        remember them, and searches with HybridSearch.
         """
 
     @_abc_1.abstractmethod
@@ -149,6 +165,17 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shard_pb2.ShardKeywordSearchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardSearchResponse, _abc.Awaitable[_shard_pb2.ShardSearchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def HybridSearch(
+        self,
+        request: _shard_pb2.ShardHybridSearchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardHybridSearchResponse, _abc.Awaitable[_shard_pb2.ShardHybridSearchResponse]]:
+        """Both candidate lists of a hybrid (or keyword) search in one call, with the
+        statistics of the terms read where the keyword list was scored, so the
+        coordinator can score with statistics it remembers and check them after.
+        """
 
     @_abc_1.abstractmethod
     def Digest(

@@ -8,7 +8,7 @@ same tokens.
 
 import shutil
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import bm25s
 import numpy as np
@@ -131,6 +131,25 @@ def test_hybrid_fuses_both_lists_and_explains_each_hit(client: Client) -> None:
         COLLECTION, vector, text=text, mode="hybrid", alpha=0.0, fusion="relative", k=K
     )
     assert [h.id for h in only_keyword.hits] == [h.id for h in keyword_only[:K]]
+
+
+def test_hybrid_hits_carry_the_stored_fields_asked_for(client: Client) -> None:
+    data = datasets.load()
+    row = 11
+    text, vector = data.documents[row]["title"], data.document_vectors[row]
+    by_id = {document["id"]: (n, document) for n, document in enumerate(data.documents)}
+    cases: list[list[Literal["metadata", "text", "vector"]]] = [["text", "metadata"], ["vector"]]
+    for include in cases:
+        result = client.search(COLLECTION, vector, text=text, mode="hybrid", k=K, include=include)
+        assert len(result.hits) == K
+        for hit in result.hits:
+            n, document = by_id[hit.id]
+            if include == ["vector"]:
+                assert hit.vector == pytest.approx(data.document_vectors[n].tolist(), abs=1e-6)
+                assert hit.text is None
+            else:
+                assert (hit.text, hit.metadata) == (document["text"], document["metadata"])
+                assert hit.vector is None
 
 
 def test_filters_and_text_filters_apply_to_hybrid_results(client: Client) -> None:

@@ -9,6 +9,7 @@ docstring (tests/unit/coordinator_fakes.py) says so.
 """
 
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Any, cast
 
 import grpc.aio
@@ -18,10 +19,19 @@ import pytest
 
 from coordinator.clients.shard import GrpcShardClient
 from coordinator.core.clock import HybridLogicalClock
-from coordinator.core.ports import CollectionConfig, Include, ShardClient, WriteAck, WriteOp
+from coordinator.core.ports import (
+    CollectionConfig,
+    HybridCall,
+    Include,
+    ShardClient,
+    WeightedTerms,
+    WriteAck,
+    WriteOp,
+)
 from shoal.cli.service_process import ServiceProcess
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
+from shoal.keyword import TermStatistics
 from shoal.replication import VersionState
 from shoal.runtime.proto_values import metadata_from_proto, metadata_to_proto
 from shoal.runtime.server import GRPC_OPTIONS
@@ -264,6 +274,48 @@ async def test_filters_select_the_same_documents_for_search_count_and_scroll(
     query = np.ones((1, DIM), dtype=np.float32)
     [result] = await search(shard, name, query, 10, spec=spec)
     assert {hit.id for hit in result.hits} == expected
+
+
+async def test_hybrid_search_answers_both_lists_and_the_statistics_it_scored_with(
+    shard: ShardClient,
+) -> None:
+    await create(shard, "hybrid")
+    await shard.write("hybrid", DOCUMENTS, TIMEOUT)
+    call = HybridCall(
+        vectors=np.eye(DIM, dtype=np.float32)[2:3],
+        keyword=[WeightedTerms(["quick", "brown"], [1.0, 1.0])],
+        average_length=3.0,
+        statistics_terms=["quick", "brown", "zzz"],
+        k=2,
+        ef=64,
+        include=Include(text=True),
+    )
+
+    answer = await shard.hybrid_search("hybrid", call, TIMEOUT)
+
+    # Texts of d0, d1, d2, d4, d5; stop words ("the", "a") are not counted.
+    assert answer.statistics == TermStatistics(5, 15, [3, 3, 0])
+    [vector] = cast(list[shard_pb2.ShardSearchResult], list(answer.vector))
+    top = vector.hits[0]
+    assert (top.id, top.document.text) == ("d2", "brown bears sleep")
+    [keyword] = cast(list[shard_pb2.ShardSearchResult], list(answer.keyword))
+    # d0 and d5 hold both terms in 3 indexed tokens: 2 x 1 / (1 + 1.2), tied, by id.
+    assert [hit.id for hit in keyword.hits] == ["d0", "d5"]
+    assert [hit.score for hit in keyword.hits] == pytest.approx([2 / 2.2] * 2, rel=1e-5)
+    assert keyword.hits[0].document.text == "the quick brown fox"
+    # Bare hits: ids and scores, no Document, when no stored field is asked for.
+    bare = await shard.hybrid_search(
+        "hybrid", replace(call, include=IDS_ONLY, bare_hits=True), TIMEOUT
+    )
+    [bare_keyword] = cast(list[shard_pb2.ShardSearchResult], list(bare.keyword))
+    assert [hit.id for hit in bare_keyword.hits] == ["d0", "d5"]
+    assert not any(hit.HasField("document") for hit in bare_keyword.hits)
+    # Statistics alone: no lists.
+    only = await shard.hybrid_search(
+        "hybrid", replace(call, vectors=None, keyword=[], statistics_terms=["fox"]), TIMEOUT
+    )
+    assert (list(only.vector), list(only.keyword)) == ([], [])
+    assert only.statistics == TermStatistics(5, 15, [2])
 
 
 async def test_a_filter_a_shard_cannot_evaluate_is_invalid_argument(shard: ShardClient) -> None:

@@ -50,6 +50,8 @@ from coordinator.core.ports import (
     DocumentMessage,
     EmbedderInfo,
     Health,
+    HybridAnswer,
+    HybridCall,
     Include,
     OpaqueFilter,
     RankedHits,
@@ -291,6 +293,19 @@ class FakeShard:
         score_threshold: float | None = None,
     ) -> list[RankedHits]:
         await self._enter("search", timeout_s)
+        return self._vector_lists(collection, queries, k, include, filter, score_threshold)
+
+    def _vector_lists(
+        self,
+        collection: str,
+        queries: Vector,
+        k: int,
+        include: Include,
+        filter: OpaqueFilter | None,
+        score_threshold: float | None,
+        bare: bool = False,
+    ) -> list[RankedHits]:
+        any_field = include != Include()
         live = self._live(collection, filter)
         if not live:
             return [shard_pb2.ShardSearchResult() for _ in queries]
@@ -312,7 +327,7 @@ class FakeShard:
                     id=doc_id,
                     score=score,
                     distance=distance,
-                    document=document_message(op, include),
+                    document=None if bare and not any_field else document_message(op, include),
                 )
             results.append(result)
         return results
@@ -327,6 +342,9 @@ class FakeShard:
         self, collection: str, terms: Sequence[str], timeout_s: float
     ) -> TermStatistics:
         await self._enter("keyword_stats", timeout_s)
+        return self._statistics(collection, terms)
+
+    def _statistics(self, collection: str, terms: Sequence[str]) -> TermStatistics:
         texts = [
             self._terms(collection, op)
             for op in self._live(collection, None)
@@ -338,19 +356,19 @@ class FakeShard:
             [sum(term in t for t in texts) for term in terms],
         )
 
-    async def keyword_search(
+    def _keyword_lists(
         self,
         collection: str,
         queries: Sequence[WeightedTerms],
         average_length: float,
         k: int,
         include: Include,
-        timeout_s: float,
-        filter: OpaqueFilter | None = None,
-        score_threshold: float | None = None,
+        filter: OpaqueFilter | None,
+        score_threshold: float | None,
+        bare: bool = False,
     ) -> list[RankedHits]:
         """BM25 (Lucene's, k1 1.2, b 0.75) with the given weights, as a shard scores."""
-        await self._enter("keyword_search", timeout_s)
+        any_field = include != Include()
         live = [(op, self._terms(collection, op)) for op in self._live(collection, filter)]
         results: list[RankedHits] = []
         for query in queries:
@@ -371,10 +389,40 @@ class FakeShard:
                     id=doc_id,
                     score=-negated,
                     distance=negated,
-                    document=document_message(op, include),
+                    document=None if bare and not any_field else document_message(op, include),
                 )
             results.append(result)
         return results
+
+    async def hybrid_search(
+        self, collection: str, call: HybridCall, timeout_s: float
+    ) -> HybridAnswer:
+        """Both lists and the statistics, from one look at the documents, as a shard
+        answers (the keyword list and the statistics under one index lock)."""
+        await self._enter("hybrid_search", timeout_s)
+        self._collection(collection)
+        keyword = self._keyword_lists(
+            collection,
+            call.keyword,
+            call.average_length,
+            call.k,
+            call.include,
+            call.filter,
+            call.score_threshold,
+            call.bare_hits,
+        )
+        vector: list[RankedHits] = []
+        if call.vectors is not None:
+            vector = self._vector_lists(
+                collection,
+                call.vectors,
+                call.k,
+                call.include,
+                call.filter,
+                call.score_threshold,
+                call.bare_hits,
+            )
+        return HybridAnswer(vector, keyword, self._statistics(collection, call.statistics_terms))
 
     def _live(self, collection: str, filter: OpaqueFilter | None) -> list[WriteOp]:
         """Live documents matching `filter`: the `Filter` message the coordinator passes
@@ -384,7 +432,8 @@ class FakeShard:
         if filter is None:
             return [s.op for s in store.values() if not s.op.deleted]
         assert isinstance(filter, common_pb2.Filter), f"filters are Filter messages: {filter!r}"
-        root: Filter | None = filter_from_proto(filter)
+        valid = filter_from_proto(filter)
+        root: Filter | None = None if valid is None else valid.root
         tokenizer = self._tokenizer(collection)
         return [
             s.op

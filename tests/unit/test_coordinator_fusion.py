@@ -12,6 +12,7 @@ from coordinator.core.model import Explanation, Fusion, HybridOptions
 class Hit:
     id: str
     score: float
+    document: None = None
 
 
 VECTOR = [Hit("a", 0.9), Hit("b", 0.8), Hit("c", 0.5)]

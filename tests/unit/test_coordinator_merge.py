@@ -12,6 +12,7 @@ from coordinator.core.merge import merge_batches, merge_top_k
 class Hit:
     id: str
     score: float
+    document: None = None
 
 
 @dataclass(frozen=True)

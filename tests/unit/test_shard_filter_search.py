@@ -16,7 +16,17 @@ from shard.core.collection import MAX_SCROLL_LIMIT, Collection, maintenance
 from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
-from shard.core.filters import AllOf, AnyOf, Condition, Filter, Not, Op, matches
+from shard.core.filters import (
+    AllOf,
+    AnyOf,
+    Condition,
+    Filter,
+    Not,
+    Op,
+    ValidFilter,
+    matches,
+    validated,
+)
 from shard.core.index_loading import LoadedIndex
 from shard.core.search_plan import Strategy
 from shard.storage.hnsw_index import HnswIndex, SearchIncomplete
@@ -127,7 +137,7 @@ def test_filtered_search_finds_the_exact_filtered_neighbours(
     k = 10
     for root in FILTERS:
         rows = [row for row in range(N) if matches(root, metadata_of(row))]
-        results = collection.search(queries, k, 0, Include(payload=True), root)
+        results = collection.search(queries, k, 0, Include(payload=True), validated(root))
         recall = []
         for query, hits in zip(queries, results, strict=True):
             assert len(hits) == min(k, len(rows)), root
@@ -148,7 +158,7 @@ def test_a_score_threshold_cuts_the_hits(registry: Collections) -> None:
     assert [hit.id for hit in cut] == [hit.id for hit in hits if hit.score >= threshold]
     assert len(cut) >= 6
     root = Condition("section", Op.EQ, "libs")
-    [cut] = collection.search(query, 20, 0, Include(), root, score_threshold=0.999)
+    [cut] = collection.search(query, 20, 0, Include(), validated(root), score_threshold=0.999)
     assert [hit.id for hit in cut] == [doc_id(0)]  # itself, a "libs" document
     with pytest.raises(InvalidArgument, match="score_threshold"):
         collection.search(query, 20, 0, Include(), score_threshold=float("nan"))
@@ -170,16 +180,16 @@ def test_a_walk_that_comes_up_short_is_answered_exactly(
     monkeypatch.setattr(HnswIndex, "search", short)
     root = Not(Condition("section", Op.EQ, "libs"))
     rows = [row for row in range(N) if matches(root, metadata_of(row))]
-    [hits] = collection.search(v[:1], 10, 0, Include(), root)
+    [hits] = collection.search(v[:1], 10, 0, Include(), validated(root))
     assert [hit.id for hit in hits] == exact_ids(v, v[0], rows, 10, Metric.COSINE)
 
 
 def test_count_and_search_follow_writes_overwrites_and_deletes(registry: Collections) -> None:
     collection, v = loaded(registry)
     libs = Condition("section", Op.EQ, "libs")
-    assert collection.count(libs) == N // 5
-    assert collection.count(Not(libs)) == N - N // 5
-    assert collection.count(Condition("section", Op.EXISTS, True)) == N
+    assert collection.count(validated(libs)) == N // 5
+    assert collection.count(validated(Not(libs))) == N - N // 5
+    assert collection.count(validated(Condition("section", Op.EXISTS, True))) == N
     # doc 1 becomes "libs"; doc 0 (libs) is deleted; doc 5 (libs) loses its section.
     collection.write(
         [
@@ -189,12 +199,12 @@ def test_count_and_search_follow_writes_overwrites_and_deletes(registry: Collect
             upsert(doc_id(10), 1, v[10], {"section": "doc"}),  # older: ignored
         ]
     )
-    assert collection.count(libs) == N // 5 - 1
-    assert collection.count(Condition("section", Op.EXISTS, False)) == 1
+    assert collection.count(validated(libs)) == N // 5 - 1
+    assert collection.count(validated(Condition("section", Op.EXISTS, False))) == 1
     assert collection.count() == N - 1
-    [hits] = collection.search(v[1:2], 1, 0, Include(), libs)
+    [hits] = collection.search(v[1:2], 1, 0, Include(), validated(libs))
     assert hits[0].id == doc_id(1)
-    [hits] = collection.search(v[0:1], 3, 0, Include(), libs)
+    [hits] = collection.search(v[0:1], 3, 0, Include(), validated(libs))
     assert doc_id(0) not in {hit.id for hit in hits}
 
 
@@ -211,8 +221,8 @@ def test_filters_work_after_a_restart(tmp_path: Path, checkpoint: bool) -> None:
     try:
         collection = registry.get("c")
         libs = Condition("section", Op.EQ, "libs")
-        assert collection.count(libs) == N // 5 + 1
-        [hits] = collection.search(v[2:3], 1, 0, Include(), libs)
+        assert collection.count(validated(libs)) == N // 5 + 1
+        [hits] = collection.search(v[2:3], 1, 0, Include(), validated(libs))
         assert hits[0].id == doc_id(2)
     finally:
         registry.close()
@@ -221,7 +231,8 @@ def test_filters_work_after_a_restart(tmp_path: Path, checkpoint: bool) -> None:
 def test_a_filter_the_api_validated_is_not_walked_again(
     registry: Collections, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The servicer validates while converting; the core must not check it once more."""
+    """The servicer validates while converting, into the one type the collection's reads
+    take (ValidFilter); the core trusts that type and never checks the filter again."""
     collection, v = loaded(registry)
     message = common_pb2.Filter(
         all_of=common_pb2.FilterList(
@@ -241,8 +252,6 @@ def test_a_filter_the_api_validated_is_not_walked_again(
             ]
         )
     )
-    root = filter_from_proto(message)
-    assert root is not None
     checked: list[Condition] = []
     check = filters._check_condition
 
@@ -251,26 +260,31 @@ def test_a_filter_the_api_validated_is_not_walked_again(
         check(condition, where)
 
     monkeypatch.setattr(filters, "_check_condition", counted)
+    valid = filter_from_proto(message)
+    assert isinstance(valid, ValidFilter)
+    assert len(checked) == 2  # converting checked each condition once
     expected = sum(1 for row in range(N) if row % 5 == 0 and row < 50)
-    assert collection.count(root) == expected
-    [hits] = collection.search(v[:1], 3, 0, Include(), root)
+    assert collection.count(valid) == expected
+    [hits] = collection.search(v[:1], 3, 0, Include(), valid)
     assert len(hits.ids) == 3
-    assert checked == []
-    # A filter made in-process (not through the api) is still checked, once.
+    page, _ = collection.scroll(valid, "", 100, Include())
+    assert len(page) == expected
+    assert len(checked) == 2  # and the reads did not check again
+    # A filter made in-process (not through the api) is checked when it is made valid.
     direct = AllOf((Condition("section", Op.EQ, "libs"), Condition("size", Op.LT, 50)))
-    assert collection.count(direct) == expected
-    assert collection.count(direct) == expected
-    assert len(checked) == 2
+    valid_direct = validated(direct)
+    assert collection.count(valid_direct) == collection.count(valid_direct) == expected
+    assert len(checked) == 4
 
 
 def test_bad_filters_are_rejected(registry: Collections) -> None:
     collection, v = loaded(registry)
     with pytest.raises(InvalidArgument, match=r"filter\.all_of: empty"):
-        collection.search(v[:1], 3, 0, Include(), AllOf(()))
+        collection.search(v[:1], 3, 0, Include(), validated(AllOf(())))
     with pytest.raises(InvalidArgument, match="operator IN needs a list"):
-        collection.count(Condition("a", Op.IN, 3))
+        collection.count(validated(Condition("a", Op.IN, 3)))
     with pytest.raises(InvalidArgument, match="operator GT needs a number or string"):
-        collection.scroll(Condition("a", Op.GT, True), "", 10, Include())
+        collection.scroll(validated(Condition("a", Op.GT, True)), "", 10, Include())
 
 
 # -- scroll ----------------------------------------------------------------------------
@@ -282,7 +296,8 @@ def scroll_all(
     seen: list[str] = []
     after = ""
     while True:
-        page, more = collection.scroll(root, after, limit, Include(payload=True))
+        valid = None if root is None else validated(root)
+        page, more = collection.scroll(valid, after, limit, Include(payload=True))
         assert len(page) <= limit
         if root is not None:
             assert all(matches(root, read_json(doc.payload)) for doc in page)
@@ -354,7 +369,7 @@ def test_scroll_checks_documents_newer_than_the_payload_index(registry: Collecti
         collection._state.payload.seq = 0  # every record now looks newer than the index
         try:
             assert scroll_all(collection, root, 50) == expected
-            results = collection.search(vectors(3, 5), 10, 0, Include(), root)
+            results = collection.search(vectors(3, 5), 10, 0, Include(), validated(root))
             assert all(len(hits) == 10 for hits in results)
         finally:
             collection._state.payload.seq = 10**9
@@ -386,10 +401,10 @@ def test_filtered_reads_racing_writes_see_only_matching_documents(registry: Coll
         queries = vectors(4, seed=9)
         try:
             while not stop.is_set():
-                for hits in collection.search(queries, 10, 0, Include(), libs):
+                for hits in collection.search(queries, 10, 0, Include(), validated(libs)):
                     assert len(hits) == 10 and {hit.id for hit in hits} <= stable
-                assert collection.count(libs) == len(stable)
-                page, _ = collection.scroll(libs, "", 50, Include())
+                assert collection.count(validated(libs)) == len(stable)
+                page, _ = collection.scroll(validated(libs), "", 50, Include())
                 assert {doc.id for doc in page} <= stable and len(page) == 50
         except BaseException as error:
             failures.append(error)
@@ -432,7 +447,9 @@ def test_an_index_that_disagrees_with_the_store_is_rebuilt_on_open(
     try:
         collection = registry.get("c")
         assert collection.count() == N
-        [hits] = collection.search(vectors(N)[:1], 1, 0, Include(), Condition("size", Op.EQ, 0))
+        [hits] = collection.search(
+            vectors(N)[:1], 1, 0, Include(), validated(Condition("size", Op.EQ, 0))
+        )
         assert hits[0].id == doc_id(0)
     finally:
         registry.close()

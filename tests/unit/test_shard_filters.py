@@ -13,8 +13,9 @@ from shard.core.filters import (
     Filter,
     Not,
     Op,
+    ValidFilter,
     matches,
-    validate,
+    validated,
 )
 from shoal.errors import InvalidArgument, ResourceExhausted
 from shoal.v1 import common_pb2
@@ -86,7 +87,7 @@ DOC = {
 def test_a_condition_matches_by_the_documented_semantics(
     condition: Condition, expected: bool
 ) -> None:
-    validate(condition)
+    validated(condition)
     assert matches(condition, DOC) is expected
 
 
@@ -139,18 +140,18 @@ NUMBER_OR_STRING = "needs a number or string"
 )
 def test_a_bad_filter_is_rejected_naming_the_part(bad: Filter, message: str) -> None:
     with pytest.raises(InvalidArgument, match=re.escape(message)):
-        validate(bad)
+        validated(bad)
 
 
 def test_nesting_up_to_the_limit_is_fine() -> None:
-    validate(_nested(MAX_FILTER_DEPTH))
+    validated(_nested(MAX_FILTER_DEPTH))
 
 
 def test_too_many_values_or_conditions_are_too_large() -> None:
     with pytest.raises(ResourceExhausted, match="limit is 10000"):
-        validate(Condition("a", Op.IN, tuple(range(10_001))))
+        validated(Condition("a", Op.IN, tuple(range(10_001))))
     with pytest.raises(ResourceExhausted, match="more than 256 conditions"):
-        validate(AnyOf(tuple(Condition("a", Op.EQ, i) for i in range(257))))
+        validated(AnyOf(tuple(Condition("a", Op.EQ, i) for i in range(257))))
 
 
 # -- proto parsing ---------------------------------------------------------------------
@@ -184,17 +185,19 @@ def test_a_proto_filter_becomes_the_domain_filter() -> None:
             ),
         )
     )
-    assert filter_from_proto(message) == AllOf(
-        (
-            Condition("section", Op.IN, ("libs", "doc")),
-            Not(Condition("size", Op.GTE, 100)),
-            AnyOf(
-                (
-                    Condition("free", Op.EQ, True),
-                    Condition("ratio", Op.LT, 0.25),
-                    Condition("arch", Op.EXISTS, False),
-                )
-            ),
+    assert filter_from_proto(message) == ValidFilter(
+        AllOf(
+            (
+                Condition("section", Op.IN, ("libs", "doc")),
+                Not(Condition("size", Op.GTE, 100)),
+                AnyOf(
+                    (
+                        Condition("free", Op.EQ, True),
+                        Condition("ratio", Op.LT, 0.25),
+                        Condition("arch", Op.EXISTS, False),
+                    )
+                ),
+            )
         )
     )
 

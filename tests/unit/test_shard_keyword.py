@@ -13,7 +13,7 @@ from shard.core.collection import Collection
 from shard.core.collection_registry import Collections
 from shard.core.config import CollectionConfig
 from shard.core.documents import Include, WriteOp
-from shard.core.filters import AllOf, Condition, Not, Op, TextContains
+from shard.core.filters import AllOf, Condition, Not, Op, TextContains, validated
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.proto_records import metadata_from_payload, text_from_payload, write_from_proto
 from shard.storage.layout import DataDir
@@ -132,19 +132,19 @@ def test_restart_rebuilds_the_same_index(tmp_path: Path) -> None:
 
 def test_text_filters_match_whole_words_and_phrases(collections: Collections) -> None:
     collection = make(collections)
-    assert collection.count(TextContains("audio")) == 3
-    assert collection.count(TextContains("command line")) == 2  # b and e, not c
-    assert collection.count(TextContains("command of line")) == 1
-    assert collection.count(TextContains("FOXES")) == 2  # stemmed: fox
-    assert collection.count(TextContains("aud")) == 0  # whole words only
-    assert collection.count(Not(TextContains("audio"))) == 2
+    assert collection.count(validated(TextContains("audio"))) == 3
+    assert collection.count(validated(TextContains("command line"))) == 2  # b and e, not c
+    assert collection.count(validated(TextContains("command of line"))) == 1
+    assert collection.count(validated(TextContains("FOXES"))) == 2  # stemmed: fox
+    assert collection.count(validated(TextContains("aud"))) == 0  # whole words only
+    assert collection.count(validated(Not(TextContains("audio")))) == 2
     both = AllOf((TextContains("audio"), Condition("n", Op.GTE, 2)))
-    assert collection.count(both) == 2
-    page, _ = collection.scroll(TextContains("command line"), "", 10, NONE)
+    assert collection.count(validated(both)) == 2
+    page, _ = collection.scroll(validated(TextContains("command line")), "", 10, NONE)
     assert [document.id for document in page] == ["b", "e"]
-    assert search(collection, "audio", root=Not(TextContains("player"))) == ["b", "c"]
+    assert search(collection, "audio", root=validated(Not(TextContains("player")))) == ["b", "c"]
     with pytest.raises(InvalidArgument, match="no words"):
-        collection.count(TextContains("the of"))
+        collection.count(validated(TextContains("the of")))
 
 
 def test_documents_without_text_have_no_keyword_score(collections: Collections) -> None:
@@ -152,7 +152,7 @@ def test_documents_without_text_have_no_keyword_score(collections: Collections) 
     collection.write([write("f", 1, None)])
     assert collection.keyword_statistics([]).documents == len(TEXTS)
     assert "f" not in search(collection, "audio fox command")
-    assert collection.count(Not(TextContains("audio"))) == 3
+    assert collection.count(validated(Not(TextContains("audio")))) == 3
 
 
 def test_a_collection_without_keyword_index_refuses_keyword_reads(
@@ -162,7 +162,7 @@ def test_a_collection_without_keyword_index_refuses_keyword_reads(
     with pytest.raises(InvalidArgument, match="no keyword index"):
         collection.keyword_statistics(["fox"])
     with pytest.raises(InvalidArgument, match="keyword index"):
-        collection.count(TextContains("fox"))
+        collection.count(validated(TextContains("fox")))
 
 
 def test_unknown_language_is_refused(collections: Collections) -> None:

@@ -36,7 +36,7 @@ from shard.core.documents import (
     no_metadata,
     no_text,
 )
-from shard.core.filters import Filter
+from shard.core.filters import ValidFilter
 from shard.core.keyword_index import KeywordQuery
 from shard.core.search_plan import Strategy
 from shoal.keyword import TermStatistics
@@ -104,7 +104,7 @@ class Collection:
         k: int,
         ef: int,
         include: Include,
-        root: Filter | None = None,
+        root: ValidFilter | None = None,
         score_threshold: float | None = None,
         *,
         wait: bool = True,
@@ -129,18 +129,47 @@ class Collection:
         average_length: float,
         k: int,
         include: Include,
-        root: Filter | None = None,
+        root: ValidFilter | None = None,
         score_threshold: float | None = None,
     ) -> list[QueryHits]:
         """Per query, the k best live documents by BM25 with the given (cluster-wide)
         weights and mean length, matching `root`; best first, ties by id."""
-        return search.keyword_search(
+        hits, _ = search.keyword_search(
             self._state, queries, average_length, k, include, root, score_threshold
+        )
+        return hits
+
+    def keyword_search_with_statistics(
+        self,
+        queries: Sequence[KeywordQuery],
+        average_length: float,
+        k: int,
+        include: Include,
+        root: ValidFilter | None,
+        score_threshold: float | None,
+        statistics_terms: Sequence[str],
+        *,
+        wait: bool = True,
+    ) -> tuple[list[QueryHits], TermStatistics]:
+        """`keyword_search`, and this replica's statistics of `statistics_terms` as the
+        scoring saw them (one reading of the index): a caller that weighted the
+        queries with statistics it remembered checks them against these. With
+        `wait=False`, raises WouldBlock rather than wait for a write to the index."""
+        return search.keyword_search(
+            self._state,
+            queries,
+            average_length,
+            k,
+            include,
+            root,
+            score_threshold,
+            statistics_terms,
+            wait=wait,
         )
 
     # -- unranked reads --------------------------------------------------------
 
-    def count(self, root: Filter | None = None) -> int:
+    def count(self, root: ValidFilter | None = None) -> int:
         """Live documents, or those matching `root` (exact)."""
         return scans.count(self._state, root)
 
@@ -152,7 +181,7 @@ class Collection:
         return scans.get(self._state, ids, include)
 
     def scroll(
-        self, root: Filter | None, after_id: str, limit: int, include: Include
+        self, root: ValidFilter | None, after_id: str, limit: int, include: Include
     ) -> tuple[list[StoredDocument], bool]:
         """Live documents with id > `after_id` (matching `root`), in id order, one page.
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from shard.core.collection.state import CollectionState
 from shard.core.digests import Entry, digest_entries, versions_in
 from shard.core.documents import Include, StoredDocument, WriteOp
-from shard.core.filters import Filter, validate
+from shard.core.filters import Filter, ValidFilter
 from shard.core.payload_columns import Mask
 from shard.storage import records
 from shard.storage.records import Record
@@ -38,14 +38,13 @@ class IndexStats:
     ef: int  # the index-wide ef now
 
 
-def count(state: CollectionState, root: Filter | None = None) -> int:
-    """Live documents, or those matching `root` (exact)."""
-    if root is None:
+def count(state: CollectionState, valid: ValidFilter | None = None) -> int:
+    """Live documents, or those matching the filter (exact)."""
+    if valid is None:
         with state.life.use():
             return len(state.labels)
-    validate(root)
     with state.life.use(), state.gate.read(None):
-        return state.payload.mask(root)[1]
+        return state.payload.mask(valid.root)[1]
 
 
 def index_stats(state: CollectionState) -> IndexStats:
@@ -76,14 +75,17 @@ def get(state: CollectionState, ids: Sequence[str], include: Include) -> list[St
 
 
 def scroll(
-    state: CollectionState, root: Filter | None, after_id: str, limit: int, include: Include
+    state: CollectionState,
+    valid: ValidFilter | None,
+    after_id: str,
+    limit: int,
+    include: Include,
 ) -> tuple[list[StoredDocument], bool]:
     """See `Collection.scroll`."""
     if after_id:
         check_document_id(after_id)
     limit = min(limit or DEFAULT_SCROLL_LIMIT, MAX_SCROLL_LIMIT)
-    if root is not None:
-        validate(root)
+    root = None if valid is None else valid.root
     with state.life.use():
         if root is None:
             return _one_page(state, _scan_store(state, None, after_id, None, 0), limit, include)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from shard.core.collection.state import CollectionState
 from shard.core.documents import Include, QueryHits
-from shard.core.filters import Filter, validate
+from shard.core.filters import Filter, ValidFilter
 from shard.core.gate import WouldBlock
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.core.keyword_search import keyword_stats, ranked_keyword_hits
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: Candidates read from the store per step of an exact search.
 EXACT_READ_CHUNK = 4096
+#: A keyword search that must not block (`wait=False`, on the event loop) reads at
+#: most this many postings entries; more is slow work, for the thread pool
+#: (numpy scores about 10^7 entries a second, so this is ~1 ms at most).
+INLINE_MAX_POSTINGS = 10_000
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def search(
     k: int,
     ef: int,
     include: Include,
-    root: Filter | None = None,
+    valid: ValidFilter | None = None,
     score_threshold: float | None = None,
     *,
     wait: bool = True,
@@ -85,8 +89,7 @@ def search(
     check_k(k)
     check_ef(ef)
     _check_score_threshold(score_threshold)
-    if root is not None:
-        validate(root)
+    root = None if valid is None else valid.root
     if queries.size == 0 or queries.size % dimension:
         raise InvalidArgument(
             f"queries hold {queries.size} floats, not a whole number of"
@@ -296,25 +299,31 @@ def keyword_search(
     average_length: float,
     k: int,
     include: Include,
-    root: Filter | None = None,
+    valid: ValidFilter | None = None,
     score_threshold: float | None = None,
-) -> list[QueryHits]:
-    """See `Collection.keyword_search`."""
+    statistics_terms: Sequence[str] = (),
+    *,
+    wait: bool = True,
+) -> tuple[list[QueryHits], TermStatistics]:
+    """See `Collection.keyword_search`. The statistics of `statistics_terms` are read
+    under the same gate as the scoring, so they are the ones the scores saw."""
     check_k(k)
     check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
     _check_score_threshold(score_threshold)
-    if root is not None:
-        validate(root)
+    root = None if valid is None else valid.root
     index = _keyword_index(state)
     with state.life.use():
-        with state.gate.read(None):
+        with state.gate.read(None, wait):
+            if not wait and sum(index.postings(q.terms) for q in queries) > INLINE_MAX_POSTINGS:
+                raise WouldBlock
+            statistics = keyword_stats(index, statistics_terms)
             allowed = None if root is None else state.payload.mask(root)[0]
             hits = ranked_keyword_hits(
                 index, state.ids, queries, average_length, k, allowed, score_threshold
             )
         if include.any:
             hits = _with_documents(state, hits, include)
-    return hits
+    return hits, statistics
 
 
 def _keyword_index(state: CollectionState) -> KeywordIndex:

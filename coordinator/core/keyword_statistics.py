@@ -1,0 +1,84 @@
+"""The cluster-wide keyword statistics a coordinator last saw, per collection.
+
+BM25 weights need, over every shard group, the documents with text, their
+total length and each query term's document frequency. Asking the groups for
+them before every keyword search costs a round trip; remembering them costs
+nothing, and is safe because they are never trusted: every shard answers a
+search with the statistics its keyword list was scored under (read under the
+same index lock), and when their sums differ from the ones the weights came
+from, the keyword list is scored again with the fresh sums (see
+`keyword_reads`). So a read-mostly workload pays one round trip, and a
+workload whose writes move the statistics pays two, as it did without memory.
+
+Bounded: at most `max_terms` terms over all collections (about 100 bytes each)
+and `max_collections` collections; past either, the collections used least
+recently are forgotten first (and a collection that alone holds too many
+terms starts over).
+Keyed by collection name and incarnation, so a recreated collection starts
+empty. One per coordinator, used from its event loop only (no locking).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from shoal.keyword import TermStatistics
+
+#: Terms remembered, over all collections.
+MAX_TERMS = 200_000
+#: Collections remembered.
+MAX_COLLECTIONS = 256
+
+CollectionKey = tuple[str, int]  # name, incarnation
+
+
+@dataclass
+class _Remembered:
+    documents: int
+    total_length: int
+    frequencies: dict[str, int] = field(default_factory=dict)
+
+
+class StatisticsMemory:
+    def __init__(self, max_terms: int = MAX_TERMS, max_collections: int = MAX_COLLECTIONS) -> None:
+        self._max_terms = max_terms
+        self._max_collections = max_collections
+        self._collections: dict[CollectionKey, _Remembered] = {}
+        self._terms = 0  # remembered, over all collections
+
+    def recall(self, key: CollectionKey, terms: Sequence[str]) -> TermStatistics | None:
+        """The last seen statistics of `terms`; None unless every term was seen."""
+        remembered = self._collections.get(key)
+        if remembered is None:
+            return None
+        known = remembered.frequencies
+        try:
+            frequencies = [known[term] for term in terms]
+        except KeyError:
+            return None
+        return TermStatistics(remembered.documents, remembered.total_length, frequencies)
+
+    def remember(self, key: CollectionKey, terms: Sequence[str], stats: TermStatistics) -> None:
+        """Statistics of `terms` just summed over the groups that answered."""
+        remembered = self._collections.pop(key, None)
+        if remembered is None:
+            remembered = _Remembered(stats.documents, stats.total_length)
+        self._terms -= len(remembered.frequencies)
+        # Least recently used first: make room for this collection and its new terms.
+        while self._collections and (
+            len(self._collections) >= self._max_collections
+            or self._terms + len(remembered.frequencies) + len(terms) > self._max_terms
+        ):
+            oldest = self._collections.pop(next(iter(self._collections)))
+            self._terms -= len(oldest.frequencies)
+        if len(remembered.frequencies) + len(terms) > self._max_terms:
+            remembered.frequencies.clear()
+        remembered.documents = stats.documents
+        remembered.total_length = stats.total_length
+        remembered.frequencies.update(zip(terms, stats.frequencies, strict=True))
+        self._terms += len(remembered.frequencies)
+        self._collections[key] = remembered  # the most recently used goes last
+
+    @property
+    def terms(self) -> int:
+        """Terms remembered, over all collections."""
+        return self._terms
