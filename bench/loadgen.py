@@ -67,13 +67,16 @@ def sequential(
     warmup: int = 10,
     pids: Mapping[str, Sequence[int]] | None = None,
     tls: ClientTls | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Calls:
-    """One call at a time on a blocking channel, until the requests or the time run out."""
+    """One call at a time on a blocking channel, until the requests or the time run out;
+    each call carries `metadata` (an API key)."""
+    sent_metadata = tuple(metadata) or None
     with sync_channel(address, tls, GRPC_OPTIONS) as channel:
         # No serializers: bytes in, bytes out.
         call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
         for request in requests[:warmup]:
-            call(request, timeout=CALL_TIMEOUT_S)
+            call(request, timeout=CALL_TIMEOUT_S, metadata=sent_metadata)
         latencies: list[float] = []
         responses: list[bytes] = []
         clock = time.perf_counter
@@ -82,7 +85,7 @@ def sequential(
             stop_at = start + max_seconds
             for request in requests:
                 sent = clock()
-                responses.append(call(request, timeout=CALL_TIMEOUT_S))
+                responses.append(call(request, timeout=CALL_TIMEOUT_S, metadata=sent_metadata))
                 done = clock()
                 latencies.append(done - sent)
                 if done >= stop_at:
@@ -100,10 +103,14 @@ async def _concurrent(
     warmup: int,
     pids: Mapping[str, Sequence[int]],
     tls: ClientTls | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Calls:
+    sent_metadata = tuple(metadata) or None
     async with aio_channel(address, tls, GRPC_OPTIONS) as channel:
         call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
-        await asyncio.gather(*(call(r, timeout=CALL_TIMEOUT_S) for r in requests[:warmup]))
+        await asyncio.gather(
+            *(call(r, timeout=CALL_TIMEOUT_S, metadata=sent_metadata) for r in requests[:warmup])
+        )
         responses: list[bytes] = [b""] * len(requests)
         latencies = [0.0] * len(requests)
         issued = 0
@@ -115,7 +122,9 @@ async def _concurrent(
                 index = issued
                 issued += 1
                 sent = clock()
-                responses[index] = await call(requests[index], timeout=CALL_TIMEOUT_S)
+                responses[index] = await call(
+                    requests[index], timeout=CALL_TIMEOUT_S, metadata=sent_metadata
+                )
                 latencies[index] = clock() - sent
 
         with CpuMeter(pids) as meter:
@@ -134,8 +143,12 @@ def concurrent(
     warmup: int = 20,
     pids: Mapping[str, Sequence[int]] | None = None,
     tls: ClientTls | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Calls:
-    """`in_flight` calls outstanding at all times (grpc.aio, one channel), bounded in time."""
+    """`in_flight` calls outstanding at all times (grpc.aio, one channel), bounded in time;
+    each call carries `metadata` (an API key)."""
     return asyncio.run(
-        _concurrent(address, method, requests, in_flight, max_seconds, warmup, pids or {}, tls)
+        _concurrent(
+            address, method, requests, in_flight, max_seconds, warmup, pids or {}, tls, metadata
+        )
     )

@@ -1,5 +1,6 @@
-"""What TLS on the public API and mTLS inside cost: search and upsert
-throughput, single and batch, plaintext against TLS + mTLS, in the same run.
+"""What TLS on the public API, mTLS inside and API keys cost: search and upsert
+throughput, single and batch, plaintext against TLS + mTLS + API keys, in the
+same run.
 
     python -m bench.security                                  # 1 group x 2 replicas
     python -m bench.security --documents 2000 --seconds 2 --runs 1   # a quick look
@@ -7,21 +8,23 @@ throughput, single and batch, plaintext against TLS + mTLS, in the same run.
 Two local clusters of the same shape start side by side (shoal.cli.local_cluster:
 etcd, the fake `hash-D` embedder, shards, a coordinator): one plaintext, one
 with `secure=True` (TLS to the coordinator, mTLS from it to every shard and
-between replicas, certificates of a local CA). Both are loaded with the same
-random vectors; then, alternating between them `--runs` times, each workload
-runs for at most `--seconds`: Search one call at a time and `--in-flight`
-calls outstanding, SearchBatch of `--batch` queries, Upsert of one document
+between replicas, certificates of a local CA) and a keys file (the
+coordinator checks the key every call carries, as `authorization: Bearer`
+metadata; the key's role is admin, which the collection's creation needs).
+Both are loaded with the same random vectors; then, alternating between them
+`--runs` times, each workload runs for at most `--seconds`: Search one call at
+a time and `--in-flight` calls outstanding, SearchBatch of `--batch` queries, Upsert of one document
 one at a time and in flight, and Upsert of `--batch` documents (write
 consistency QUORUM). Calls go out as pre-serialized bytes (bench.loadgen), so
 the client's own protobuf work is not what is measured; TLS connections are
 made once, before the clock starts, as a long-lived client's are.
 
 Prints the command it ran and a Markdown table: medians of the runs, and the
-TLS figure as a share of the plaintext one. (API keys, when they exist, are
-measured here too: add their metadata to the secure side.)
+secure figure as a share of the plaintext one.
 """
 
 import argparse
+import json
 import shlex
 import statistics
 import sys
@@ -35,6 +38,8 @@ import numpy.typing as npt
 
 from bench import loadgen
 from bench.stats import Latency
+from shoal.access import Role
+from shoal.api_keys import generate_key, key_entry
 from shoal.cli.local_cluster import ClusterSpec, LocalCluster
 from shoal.runtime.tls import ClientTls
 from shoal.sdk.client import Client
@@ -47,6 +52,8 @@ SEARCH_BATCH = "/shoal.v1.ShoalService/SearchBatch"
 UPSERT = "/shoal.v1.ShoalService/Upsert"
 NOTHING = common_pb2.Include()
 K = 10
+PLAINTEXT = "plaintext"
+SECURE = "TLS + mTLS + API keys"
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,41 @@ def workloads(args: argparse.Namespace, rng: np.random.Generator) -> list[Worklo
     ]  # fmt: skip
 
 
-def load(cluster: LocalCluster, tls: ClientTls | None, vectors: Matrix) -> None:
-    ca = tls.ca if tls is not None else None
-    with Client(cluster.address, timeout=300, ca_file=ca) as client:
+@dataclass(frozen=True)
+class Side:
+    """One of the two clusters, and what its clients show it."""
+
+    cluster: LocalCluster
+    tls: ClientTls | None
+    api_key: str | None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+
+def cluster_spec(
+    args: argparse.Namespace, secure: bool, root: Path
+) -> tuple[ClusterSpec, str | None]:
+    """The plaintext cluster's spec, or the secure one's: TLS + mTLS, and a keys file
+    in `root` with one new key (returned), which the coordinator then requires."""
+    coordinator_args: tuple[str, ...] = ()
+    key = None
+    if secure:
+        key = generate_key()
+        keys_file = root / "bench-api-keys.json"
+        keys_file.write_text(json.dumps({"keys": [key_entry(key, "bench", Role.ADMIN)]}))
+        coordinator_args = ("--api-keys-file", str(keys_file))
+    spec = ClusterSpec(
+        groups=args.groups, replicas=args.replicas, model=f"hash-{args.dimension}",
+        secure=secure, coordinator_args=coordinator_args,
+    )  # fmt: skip
+    return spec, key
+
+
+def load(side: Side, vectors: Matrix) -> None:
+    ca = side.tls.ca if side.tls is not None else None
+    with Client(side.cluster.address, timeout=300, ca_file=ca, api_key=side.api_key) as client:
         client.create_collection(COLLECTION, dimension=vectors.shape[1])
         for start in range(0, len(vectors), 500):
             chunk = vectors[start : start + 500]
@@ -135,18 +174,20 @@ def load(cluster: LocalCluster, tls: ClientTls | None, vectors: Matrix) -> None:
             client.upsert(COLLECTION, documents)
 
 
-def measure(
-    workload: Workload, cluster: LocalCluster, tls: ClientTls | None, run: int, seconds: float
-) -> tuple[float, Latency]:
+def measure(workload: Workload, side: Side, run: int, seconds: float) -> tuple[float, Latency]:
     """Items (queries or documents) per second, and the calls' latency."""
     # The secure cluster writes other ids than the plaintext one in the same run.
-    requests = workload.requests(2 * run + (tls is not None))
+    requests = workload.requests(2 * run + (side.tls is not None))
+    address, tls, metadata = side.cluster.address, side.tls, side.metadata
     if workload.in_flight:
         calls = loadgen.concurrent(
-            cluster.address, workload.method, requests, workload.in_flight, seconds, tls=tls
-        )
+            address, workload.method, requests, workload.in_flight, seconds, tls=tls,
+            metadata=metadata,
+        )  # fmt: skip
     else:
-        calls = loadgen.sequential(cluster.address, workload.method, requests, seconds, tls=tls)
+        calls = loadgen.sequential(
+            address, workload.method, requests, seconds, tls=tls, metadata=metadata
+        )
     return calls.count * workload.items / calls.seconds, Latency.of(calls.latencies)
 
 
@@ -172,42 +213,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     vectors = _vectors(rng, args.documents, args.dimension)
     plans = workloads(args, rng)
     with tempfile.TemporaryDirectory(prefix="bench-security-") as tmp:
-        clusters: dict[str, tuple[LocalCluster, ClientTls | None]] = {}
+        sides: dict[str, Side] = {}
         try:
-            for mode in ("plaintext", "TLS + mTLS"):
-                spec = ClusterSpec(
-                    groups=args.groups, replicas=args.replicas, model=f"hash-{args.dimension}",
-                    secure=mode != "plaintext",
-                )  # fmt: skip
+            for mode in (PLAINTEXT, SECURE):
+                spec, key = cluster_spec(args, mode == SECURE, Path(tmp))
                 cluster = LocalCluster(Path(tmp) / mode.split()[0], spec)
                 cluster.start()
-                clusters[mode] = (cluster, cluster.client_tls)
-                load(cluster, cluster.client_tls, vectors)
+                sides[mode] = Side(cluster, cluster.client_tls, key)
+                load(sides[mode], vectors)
             rates: dict[tuple[str, str], list[float]] = {}
             p50s: dict[tuple[str, str], list[float]] = {}
             for run in range(args.runs):
                 for plan in plans:
-                    for mode, (cluster, tls) in clusters.items():
-                        rate, latency = measure(plan, cluster, tls, run, args.seconds)
+                    for mode, side in sides.items():
+                        rate, latency = measure(plan, side, run, args.seconds)
                         rates.setdefault((plan.name, mode), []).append(rate)
                         p50s.setdefault((plan.name, mode), []).append(latency.p50)
         finally:
-            for cluster, _ in clusters.values():
-                cluster.stop()
+            for side in sides.values():
+                side.cluster.stop()
     label = f" ({args.label})" if args.label else ""
     print(
-        f"\n### TLS + mTLS against plaintext{label}: {args.groups} group(s) x {args.replicas}"
+        f"\n### {SECURE} against plaintext{label}: {args.groups} group(s) x {args.replicas}"
         f" replicas, {args.documents:,} vectors of {args.dimension}, median of {args.runs}"
         " run(s)\n"
     )
-    print("| workload | plaintext items/s | TLS + mTLS items/s | TLS / plaintext |"
-          " p50 ms plaintext | p50 ms TLS |")  # fmt: skip
+    print(f"| workload | plaintext items/s | {SECURE} items/s | secure / plaintext |"
+          " p50 ms plaintext | p50 ms secure |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|")
     for plan in plans:
-        plain = statistics.median(rates[(plan.name, "plaintext")])
-        secure = statistics.median(rates[(plan.name, "TLS + mTLS")])
-        p50_plain = statistics.median(p50s[(plan.name, "plaintext")])
-        p50_secure = statistics.median(p50s[(plan.name, "TLS + mTLS")])
+        plain = statistics.median(rates[(plan.name, PLAINTEXT)])
+        secure = statistics.median(rates[(plan.name, SECURE)])
+        p50_plain = statistics.median(p50s[(plan.name, PLAINTEXT)])
+        p50_secure = statistics.median(p50s[(plan.name, SECURE)])
         print(
             f"| {plan.name} | {plain:,.0f} | {secure:,.0f} | {100 * secure / plain:.0f}% |"
             f" {p50_plain:.2f} | {p50_secure:.2f} |"

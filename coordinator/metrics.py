@@ -3,7 +3,8 @@
 - shoal_fanout_seconds per method and shard group
 - shoal_failovers_total per group and reason, shoal_partial_results_total per method
 - replication: shoal_hinted_writes_total per replica and outcome,
-  shoal_replica_divergence_total per group, shoal_replica_repairs_total per
+  shoal_replica_divergence_total per group, shoal_replica_repairs_total and
+  shoal_replica_repairs_skipped_total (versions beyond the clock horizon) per
   group and source
 
 It satisfies core's `ReadObserver` and `ReplicationObserver`
@@ -60,6 +61,13 @@ class CoordinatorMetrics(Metrics):
             ["group", "source"],
             registry=r,
         )
+        self.repairs_skipped = Counter(
+            "shoal_replica_repairs_skipped",
+            "Records a repair did not copy because their version is beyond the clock"
+            " horizon (no replica would accept them), by source.",
+            ["group", "source"],
+            registry=r,
+        )
 
     def observe_fanout(self, method: str, group: int, seconds: float) -> None:
         self.fanout_seconds.labels(method, str(group)).observe(seconds)
@@ -79,3 +87,6 @@ class CoordinatorMetrics(Metrics):
 
     def record_repairs(self, group: int, source: str, documents: int) -> None:
         self.repairs.labels(str(group), source).inc(documents)
+
+    def record_repairs_skipped(self, group: int, source: str, documents: int) -> None:
+        self.repairs_skipped.labels(str(group), source).inc(documents)

@@ -9,6 +9,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,21 +43,49 @@ def builtin_method(call: str) -> MethodDescriptor:
     return _find_method(descriptor_pool.Default(), call)
 
 
+class _WithMetadata(grpc.StreamStreamClientInterceptor):
+    """Adds fixed metadata (the API key) to the reflection stream, which the
+    reflection client opens without any."""
+
+    def __init__(self, metadata: Sequence[tuple[str, str]]) -> None:
+        self._metadata = tuple(metadata)
+
+    def intercept_stream_stream(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        # grpc's own call details are a namedtuple (grpc._interceptor._ClientCallDetails).
+        details = client_call_details._replace(
+            metadata=(*(client_call_details.metadata or ()), *self._metadata)
+        )
+        return continuation(details, request_iterator)
+
+
 def reflected_method(
-    call: str, host: str, timeout_s: float, tls: ClientTls | None = None
+    call: str,
+    host: str,
+    timeout_s: float,
+    tls: ClientTls | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> MethodDescriptor:
-    """The method as the server describes it through gRPC server reflection."""
+    """The method as the server describes it through gRPC server reflection, asked
+    with `metadata` (a server with API keys answers reflection only with a key)."""
     from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
         ProtoReflectionDescriptorDatabase,
     )
 
-    with sync_channel(host, tls) as channel:
+    with sync_channel(host, tls) as raw_channel:
         try:
-            grpc.channel_ready_future(channel).result(timeout=timeout_s)
+            grpc.channel_ready_future(raw_channel).result(timeout=timeout_s)
         except grpc.FutureTimeoutError:
             raise LoadTestError(f"cannot connect to {host} within {timeout_s:g}s") from None
+        channel = grpc.intercept_channel(raw_channel, _WithMetadata(metadata))
         pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
-        method = _find_method(pool, call)
+        try:
+            method = _find_method(pool, call)
+        except grpc.RpcError as error:
+            raise LoadTestError(
+                f"server reflection at {host}: {error.code().name}: {error.details()}"
+            ) from None
         # Resolve the message types while the channel is open.
         message_factory.GetMessageClass(method.input_type)
         return method

@@ -41,6 +41,7 @@ from loadtest.config import (
     DEFAULT_MAX_RUN_S,
     DEFAULT_TIMEOUT_S,
     DEFAULT_TOTAL,
+    LoadConfig,
     LoadTestError,
     load_config,
     parse_duration,
@@ -87,6 +88,19 @@ def add_api_key(metadata: dict[str, str], api_key: str | None) -> None:
         metadata["authorization"] = f"Bearer {key}"
 
 
+def add_reflection_key(config: LoadConfig) -> None:
+    """Reflection follows the API's keys: without its own reflect-metadata, the
+    reflection calls carry the key the calls carry (from --api-key, SHOAL_API_KEY
+    or the config's metadata)."""
+    if config.reflect_metadata:
+        return
+    config.reflect_metadata.update(
+        (name, value)
+        for name, value in config.metadata.items()
+        if name in {"authorization", "api-key"} and "{{" not in value
+    )
+
+
 def cmd_loadtest(args: argparse.Namespace) -> None:
     overrides = _overrides(args)
     overrides["host"] = target_host(args)
@@ -95,10 +109,15 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
         config = load_config(Path(args.config), overrides)
         config.host = config.host or DEFAULT_HOST
         add_api_key(config.metadata, getattr(args, "api_key", None))
+        add_reflection_key(config)
         config.check()
         if args.reflection:
             method = reflected_method(
-                config.call, config.host, config.connect_timeout_s, config.tls
+                config.call,
+                config.host,
+                config.connect_timeout_s,
+                config.tls,
+                tuple(config.reflect_metadata.items()),
             )
         else:
             method = builtin_method(config.call)

@@ -31,11 +31,12 @@ HONOURED_KEYS = {
     "call", "host", "total", "concurrency", "duration", "max-duration", "timeout", "rps",
     "connections", "data", "data-file", "metadata", "name", "skipFirst", "count-errors",
     "insecure", "connect-timeout", "cacert", "cert", "key", "cname", "skipTLS",
+    "reflect-metadata",
 }  # fmt: skip
 IGNORED_KEYS = {
     "proto", "protoset", "import-paths", "format", "output", "cpus", "tags", "debug",
     "keepalive", "enable-compression", "max-recv-message-size", "max-send-message-size",
-    "reflect-metadata", "lb-strategy", "duration-stop", "disable-template-functions",
+    "lb-strategy", "duration-stop", "disable-template-functions",
 }  # fmt: skip
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -81,6 +82,9 @@ class LoadConfig:
     rps: int = 0
     connections: int = 1
     metadata: dict[str, str] = field(default_factory=dict)
+    #: What --reflection sends with its reflection calls (ghz's reflect-metadata);
+    #: a coordinator with API keys answers reflection only with a key.
+    reflect_metadata: dict[str, str] = field(default_factory=dict)
     name: str = ""
     skip_first: int = 0
     count_errors: bool = False
@@ -182,6 +186,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> LoadConf
         rps=int(raw.get("rps", 0)),
         connections=int(raw.get("connections", 1)),
         metadata={str(k): str(v) for k, v in (raw.get("metadata") or {}).items()},
+        reflect_metadata={str(k): str(v) for k, v in (raw.get("reflect-metadata") or {}).items()},
         name=str(raw.get("name", "")),
         skip_first=int(raw.get("skipFirst", 0)),
         count_errors=bool(raw.get("count-errors", False)),

@@ -129,7 +129,9 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     ownership = (
         PartitionOwnership(topology.current, advertised(settings)) if topology is not None else None
     )
-    servicer = ShardServicer(collections, executor, readiness, grace, health, ownership, horizon)
+    servicer = ShardServicer(
+        collections, executor, readiness, grace, health, ownership, horizon, settings.limits
+    )
 
     follower: CatalogFollower | None = None
     if etcd is not None:

@@ -3,12 +3,13 @@
 import argparse
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shard.core.anti_entropy import AntiEntropySettings
 from shard.core.search_plan import Strategy
 from shard.core.tombstones import DEFAULT_GRACE_S, DEFAULT_PURGE_INTERVAL_S
+from shoal.limits import WRITE_LIMITS, RequestLimits, add_limit_flags, limits_from_args
 from shoal.runtime.settings import (
     ServerSettings,
     add_server_flags,
@@ -52,6 +53,8 @@ class Settings:
     rocksdb_write_buffer_mib: int = DEFAULT_WRITE_BUFFER_MIB
     rocksdb_write_buffers: int = DEFAULT_WRITE_BUFFERS
     malloc_arenas: int = DEFAULT_MALLOC_ARENAS
+    #: Sizes a Write's documents must keep, whoever sent it (at least the coordinators').
+    limits: RequestLimits = field(default_factory=RequestLimits)
 
 
 def default_threads() -> int:
@@ -156,6 +159,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         help="most glibc malloc arenas (0: glibc's default of 8 per core, which keeps more"
         " freed memory resident)",
     )  # fmt: skip
+    # The same flags as the coordinator's: keep them at least as large here.
+    add_limit_flags(parser, env, WRITE_LIMITS)
     args = parser.parse_args(argv)
     if args.malloc_arenas < 0:
         parser.error("--malloc-arenas must be 0 (glibc's default) or positive")
@@ -181,4 +186,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         rocksdb_write_buffer_mib=args.rocksdb_write_buffer_mib,
         rocksdb_write_buffers=args.rocksdb_write_buffers,
         malloc_arenas=args.malloc_arenas,
+        limits=limits_from_args(args),
     )

@@ -150,6 +150,26 @@ class RequestLimits:
             )
 
 
+def check_documents_reply(
+    limits: RequestLimits,
+    what: str,
+    documents: int,
+    dimension: int = 0,
+    text: bool = False,
+    metadata: bool = False,
+) -> None:
+    """Refuse a Get or a Scroll page whose estimated reply (as a search's, per
+    document) is over --max-reply-bytes, before any shard is asked."""
+    size = reply_bytes(documents, dimension, text, metadata)
+    if size > limits.max_reply_bytes:
+        raise ResourceExhausted(
+            f"the reply to {what} of {documents} documents would be about {size} bytes; the"
+            f" limit is {limits.max_reply_bytes} (--max-reply-bytes): ask for fewer"
+            " documents per call, or include fewer fields (vectors cost 4 bytes per"
+            " dimension)"
+        )
+
+
 def search_work(queries: int, k: int, ef: int, candidates: int = 0) -> int:
     """How much a search asks of the shards: queries x the depth of each HNSW
     search (ef, at least k or the hybrid candidates)."""
@@ -169,18 +189,28 @@ _LIMIT_FLAGS: dict[str, str] = {
     "max_text_bytes": "a document's or query's text in UTF-8 bytes",
     "max_search_work": "queries x ef (at least k or the hybrid candidates) of one"
     " Search/SearchBatch",
-    "max_reply_bytes": "a search's estimated reply in bytes (hits x (64 + 4 x dimension"
+    "max_reply_bytes": "the estimated reply of a search, Get or Scroll page in bytes"
+    " (hits or documents x (64 + 4 x dimension"
     " if vectors + 1024 if text + 512 if metadata))",
 }
 
 
+#: The limits a shard also enforces on its own Write (defence in depth: a write that
+#: did not come through a coordinator is held to the same sizes).
+WRITE_LIMITS = ("max_metadata_bytes", "max_metadata_value_bytes", "max_text_bytes")
+
+
 def add_limit_flags(
-    parser: argparse.ArgumentParser, env: Callable[[str, str | None], str | None]
+    parser: argparse.ArgumentParser,
+    env: Callable[[str, str | None], str | None],
+    names: Iterable[str] = tuple(_LIMIT_FLAGS),
 ) -> None:
     """--max-metadata-bytes, --max-metadata-value-bytes, --max-text-bytes,
-    --max-search-work, --max-reply-bytes; `env(flag, default)` gives the default."""
+    --max-search-work, --max-reply-bytes (or those in `names`); `env(flag, default)`
+    gives the default."""
     defaults = RequestLimits()
-    for name, help_text in _LIMIT_FLAGS.items():
+    for name in names:
+        help_text = _LIMIT_FLAGS[name]
         flag = name.replace("_", "-")
         parser.add_argument(
             f"--{flag}",
@@ -191,7 +221,11 @@ def add_limit_flags(
 
 
 def limits_from_args(args: argparse.Namespace) -> RequestLimits:
-    return RequestLimits(**{name: getattr(args, name) for name in _LIMIT_FLAGS})
+    """The limits the parser's flags (all or some, see add_limit_flags) set; the
+    others keep their defaults."""
+    return RequestLimits(
+        **{name: getattr(args, name) for name in _LIMIT_FLAGS if hasattr(args, name)}
+    )
 
 
 def _positive(text: str) -> int:

@@ -5,8 +5,9 @@ search, and match-all deletes (shoal.limits.RequestLimits holds the numbers).
 
 from collections.abc import Sequence
 
+from coordinator.core.scroll_cursor import check_page_size
 from shoal.errors import InvalidArgument
-from shoal.limits import RequestLimits
+from shoal.limits import RequestLimits, check_documents_reply
 from shoal.v1 import common_pb2, shoal_pb2
 
 
@@ -48,6 +49,27 @@ def check_search(
         dimension=dimension if include.vector else 0,
         text=include.text,
         metadata=include.metadata,
+    )
+
+
+def check_get(limits: RequestLimits, request: shoal_pb2.GetRequest, dimension: int) -> None:
+    """`dimension`: the collection's, when the request includes vectors (else 0)."""
+    include = request.include
+    check_documents_reply(
+        limits, "a Get", len(request.ids), dimension, include.text, include.metadata
+    )
+
+
+def check_scroll(limits: RequestLimits, request: shoal_pb2.ScrollRequest, dimension: int) -> None:
+    """The page asked for (page_size, or its default) as if every place were filled."""
+    include = request.include
+    check_documents_reply(
+        limits,
+        "a Scroll page",
+        check_page_size(request.page_size),
+        dimension,
+        include.text,
+        include.metadata,
     )
 
 

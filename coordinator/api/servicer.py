@@ -116,12 +116,15 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
 
     async def Get(self, request: shoal_pb2.GetRequest, context: Context) -> shoal_pb2.GetResponse:
         include = include_from_proto(request.include)
+        deadline = self._read_deadline(context)
+        dimension = await self._dimension_if_vectors(request, deadline)
+        request_limits.check_get(self._limits, request, dimension)
         found = await self._core.reader.get(
             request.collection,
             list(request.ids),
             include,
             request.allow_partial,
-            self._read_deadline(context),
+            deadline,
             public_messages.read_consistency_from_proto(request.consistency),
         )
         return shoal_pb2.GetResponse(
@@ -145,6 +148,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     async def Scroll(
         self, request: shoal_pb2.ScrollRequest, context: Context
     ) -> shoal_pb2.ScrollResponse:
+        deadline = self._read_deadline(context)
+        dimension = await self._dimension_if_vectors(request, deadline)
+        request_limits.check_scroll(self._limits, request, dimension)
         page = await self._core.reader.scroll(
             request.collection,
             public_messages.filter_from_proto(request),
@@ -152,7 +158,7 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
             request.cursor,
             include_from_proto(request.include),
             request.allow_partial,
-            self._read_deadline(context),
+            deadline,
         )
         return shoal_pb2.ScrollResponse(
             documents=public_messages.documents_to_proto(page.documents),
@@ -213,7 +219,12 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         return response
 
     async def _dimension_if_vectors(
-        self, request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest, deadline: Deadline
+        self,
+        request: shoal_pb2.SearchRequest
+        | shoal_pb2.SearchBatchRequest
+        | shoal_pb2.GetRequest
+        | shoal_pb2.ScrollRequest,
+        deadline: Deadline,
     ) -> int:
         """The collection's dimension when the reply is to carry vectors (its size
         depends on it); a cached settings lookup, no call to any shard."""

@@ -30,6 +30,10 @@ class ReplicationObserver(Protocol):
         """Documents copied to replicas that were behind; `source`: verify or read_repair."""
         ...
 
+    def record_repairs_skipped(self, group: int, source: str, documents: int) -> None:
+        """Records a repair did not copy: their version is beyond the clock horizon."""
+        ...
+
 
 class _NoObserver:
     def observe_fanout(self, method: str, group: int, seconds: float) -> None:
@@ -48,6 +52,9 @@ class _NoObserver:
         pass
 
     def record_repairs(self, group: int, source: str, documents: int) -> None:
+        pass
+
+    def record_repairs_skipped(self, group: int, source: str, documents: int) -> None:
         pass
 
 

@@ -22,6 +22,7 @@ from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out
 from coordinator.core.fusion import explained
+from coordinator.core.future_versions import without_future
 from coordinator.core.keyword_reads import KeywordReads
 from coordinator.core.merge import merge_batches
 from coordinator.core.model import (
@@ -62,6 +63,7 @@ from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encod
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
 from shoal import limits
 from shoal.errors import DeadlineExceeded, Internal, NotFound, Unavailable
+from shoal.version_horizon import VersionHorizon
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,10 @@ class Reader:
         observer: ReadObserver = NO_OBSERVER,
         background: Background | None = None,
         replication_observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
+        horizon: VersionHorizon | None = None,
     ) -> None:
         self._routing = routing
+        self._horizon = horizon or VersionHorizon()
         self._catalog = catalog
         self._embedding = embedding
         self._observer = observer
@@ -249,7 +253,15 @@ class Reader:
     ) -> None:
         """Send the stale replicas the newest records, after the answer (in the background)."""
         clients = {replica.address: replica.client for replica, _ in answers}
-        for address, ops in repairs.items():
+        for address, stale in repairs.items():
+            where = f"read repair of {config.name!r} on {address}"
+            ops, skipped = without_future(self._horizon, stale, where)
+            if skipped:
+                self._replication_observer.record_repairs_skipped(
+                    group.group, "read_repair", len(skipped)
+                )
+            if not ops:
+                continue
             task = asyncio.create_task(self._repair_one(clients[address], config, group.group, ops))
             self._background.adopt(task, f"read repair of {len(ops)} records on {address}")
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import on_every_replica
+from coordinator.core.future_versions import without_future
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from coordinator.core.ports import CollectionConfig, ShardClient, WriteOp
 from coordinator.core.replicas import Replica, ReplicaGroup
@@ -28,6 +29,7 @@ from shoal import limits
 from shoal.errors import NotFound, ShoalError
 from shoal.partitioning import partition_of
 from shoal.replication import Divergence, PartitionDigest, diff, differing_partitions
+from shoal.version_horizon import VersionHorizon
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +80,12 @@ class Verifier:
         groups: Callable[[], Sequence[ReplicaGroup]],
         catalog: CollectionCatalog,
         observer: ReplicationObserver = NO_REPLICATION_OBSERVER,
+        horizon: VersionHorizon | None = None,
     ) -> None:
         self._groups = groups  # those of the topology routed with now
         self._catalog = catalog
         self._observer = observer
+        self._horizon = horizon or VersionHorizon()
 
     async def verify(self, collection: str, repair: bool, deadline: Deadline) -> VerifyReport:
         limits.check_collection_name(collection)
@@ -145,7 +149,7 @@ class Verifier:
                 )
                 if repair and found:
                     partition_report.repaired = await self._repair(
-                        config, reachable, found, deadline
+                        config, reachable, found, deadline, group.group
                     )
                 report.partitions.append(partition_report)
         differing_ids = sum(p.differing for p in report.partitions)
@@ -191,6 +195,7 @@ class Verifier:
         reachable: Sequence[tuple[Replica, list[PartitionDigest]]],
         divergences: list[Divergence],
         deadline: Deadline,
+        group: int,
     ) -> int:
         """Copy the newest record of each divergent id to the replicas behind; how many
         ids reached every replica that was behind."""
@@ -206,7 +211,12 @@ class Verifier:
                 records = await clients[source].fetch(
                     collection, [d.id for d in batch], deadline.check("fetching records")
                 )
-                fetched = {op.id: op for op in records}
+                copyable, skipped = without_future(
+                    self._horizon, records, f"repair of {collection!r} from {source}"
+                )
+                if skipped:
+                    self._observer.record_repairs_skipped(group, "verify", len(skipped))
+                fetched = {op.id: op for op in copyable}
                 writes: dict[str, list[WriteOp]] = {}
                 for divergence in batch:
                     op = fetched.get(divergence.id)

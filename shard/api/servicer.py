@@ -28,11 +28,13 @@ from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
 from shard.api.packed_hits import packed_response
 from shard.api.proto_filters import filter_from_proto
+from shard.api.write_limits import check_writes
 from shard.core.anti_entropy import Readiness
 from shard.core.collection_registry import Collections
 from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
+from shoal.limits import RequestLimits
 from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import with_request_context
 from shoal.runtime.proto_values import config_to_proto
@@ -61,8 +63,10 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
         health: ServerHealth | None = None,
         ownership: PartitionOwnership | None = None,
         horizon: VersionHorizon | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._collections = collections
+        self._limits = limits or RequestLimits()
         self._horizon = horizon or VersionHorizon()
         self._health = health
         self._ownership = ownership
@@ -129,6 +133,8 @@ class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
     ) -> shard_pb2.ShardWriteResponse:
         # Versions far in the future would pin documents forever: refused first.
         self._horizon.check((write.id, write.version) for write in request.writes)
+        # The coordinator's size limits again, behind mTLS: before any lookup or copy.
+        check_writes(self._limits, request.writes)
         # A dict lookup: unknown names and other incarnations fail here.
         collection = self._collections.get(request.collection, request.incarnation)
         if self._ownership is not None:

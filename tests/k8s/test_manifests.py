@@ -35,6 +35,7 @@ SMALL = REPO / "k8s" / "overlays" / "small"
 MONITORING = REPO / "k8s" / "components" / "monitoring"
 TLS = REPO / "k8s" / "components" / "tls"
 CERT_MANAGER = REPO / "k8s" / "components" / "cert-manager"
+API_KEYS = REPO / "k8s" / "components" / "api-keys"
 # Objects of API groups whose schemas kubernetes-validate does not ship (CRDs):
 # test_the_service_monitor_scrapes_every_pod_once and the TLS tests check them instead.
 CUSTOM_API_GROUPS = {"monitoring.coreos.com", "cert-manager.io"}
@@ -637,3 +638,35 @@ def test_the_tls_components_fit_the_small_overlay(tmp_path: Path) -> None:
         (container,) = containers(workload)
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert container[probe]["grpc"]["port"] == HEALTH_PORT
+
+
+def _api_keys_secret(workload: Object) -> tuple[str, str]:
+    """The Secret and key the coordinator's SHOAL_API_KEYS_FILE comes from."""
+    (container,) = containers(workload)
+    path = str(_env(container)["SHOAL_API_KEYS_FILE"])
+    mounts = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+    mount = max(mounts, key=lambda m: len(m["mountPath"]))  # the innermost holds the file
+    # A subPath mount never sees a new version of the Secret, and the coordinator
+    # reads the file again only when it changes: rotation needs the whole volume.
+    assert mount["readOnly"] and "subPath" not in mount
+    (volume,) = [v for v in pod_spec(workload)["volumes"] if v["name"] == mount["name"]]
+    assert "items" not in volume["secret"], "items would rename the file"
+    return str(volume["secret"]["secretName"]), path.removeprefix(mount["mountPath"] + "/")
+
+
+def test_production_coordinators_take_their_api_keys_from_a_secret() -> None:
+    """Issue 14: keys from a Kubernetes Secret, rotated without a restart."""
+    manifests = _render(PRODUCTION)
+    for coordinator in manifests.component("coordinator"):
+        assert _api_keys_secret(coordinator) == ("api-keys", "keys.json")
+    # Only the coordinators serve the public API; nothing else mounts the keys.
+    for workload in [*manifests.component("shard"), *manifests.component("embedder")]:
+        (container,) = containers(workload)
+        assert "SHOAL_API_KEYS_FILE" not in _env(container), _workload_id(workload)
+
+
+def test_the_api_keys_component_fits_the_small_overlay(tmp_path: Path) -> None:
+    """docs/deploy.md: add api-keys to any overlay."""
+    manifests = _with_components(tmp_path, SMALL, API_KEYS)
+    (coordinator,) = manifests.component("coordinator")
+    assert _api_keys_secret(coordinator) == ("api-keys", "keys.json")

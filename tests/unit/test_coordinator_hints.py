@@ -36,6 +36,9 @@ class Recorder:
     def record_repairs(self, group: int, source: str, documents: int) -> None:
         pass
 
+    def record_repairs_skipped(self, group: int, source: str, documents: int) -> None:
+        pass
+
 
 def ops(count: int, start: int = 0) -> list[WriteOp]:
     return [WriteOp(f"d{i}", version=i + 1) for i in range(start, start + count)]

@@ -434,3 +434,53 @@ def test_the_api_key_goes_into_every_calls_metadata_unless_the_config_sets_one(
     metadata = {}
     add_api_key(metadata, None)
     assert metadata == {}
+
+
+class _RequireKey(grpc.ServerInterceptor):
+    """Every call, reflection included, needs `authorization: Bearer KEY` (as
+    shoal.runtime.auth does on a coordinator with API keys)."""
+
+    def intercept_service(self, continuation: Any, details: grpc.HandlerCallDetails) -> Any:
+        if ("authorization", "Bearer the-key") in tuple(details.invocation_metadata or ()):
+            return continuation(details)
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "no API key")
+
+        return grpc.stream_stream_rpc_method_handler(deny)
+
+
+@pytest.fixture
+def keyed_shoal() -> Iterator[str]:
+    from grpc_reflection.v1alpha import reflection
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=4), interceptors=[_RequireKey()])
+    handler: grpc.RpcMethodHandler[bytes, bytes] = grpc.unary_unary_rpc_method_handler(
+        FakeShoal().search
+    )
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("shoal.v1.ShoalService", {"Search": handler})]
+    )
+    reflection.enable_server_reflection(["shoal.v1.ShoalService", reflection.SERVICE_NAME], server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(None)
+
+
+def test_reflection_sends_the_api_key(
+    keyed_shoal: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 14: `shoal loadtest --reflection` against a coordinator with API keys."""
+    config = _write_config(tmp_path, data={"collection": "docs"}, total=4, concurrency=1)
+    argv = ["--config", str(config), "--host", keyed_shoal, "--reflection", "-n", "4"]
+    monkeypatch.delenv("SHOAL_API_KEY", raising=False)
+    with pytest.raises(SystemExit):
+        loadtest_main(argv)
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    monkeypatch.setenv("SHOAL_API_KEY", "the-key")
+    loadtest_main(argv)
+    assert "[OK]   4 responses" in capsys.readouterr().out
