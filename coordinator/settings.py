@@ -33,6 +33,8 @@ class Settings:
     hint_max_writes: int = HintLimits.max_writes
     hint_max_age_s: float = HintLimits.max_age_s
     etcd: tuple[str, ...] = ()
+    snapshot_location: str = ""
+    snapshot_staging: Path | None = None
 
 
 def _coordinator_id(text: str) -> int:
@@ -102,6 +104,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         help="etcd endpoints (IP:PORT,... or one DNS name) holding the collection catalog;"
         " without it the shards' own lists are used (no single source of truth)",
     )  # fmt: skip
+    parser.add_argument(
+        "--snapshot-location", default=env("snapshot-location", ""),
+        help="where snapshots live: a directory, or s3://BUCKET/PREFIX (endpoint and"
+        " credentials from boto3's usual sources, e.g. AWS_ENDPOINT_URL); empty: no snapshots",
+    )  # fmt: skip
+    staging = env("snapshot-staging", "")
+    parser.add_argument(
+        "--snapshot-staging", type=Path, default=Path(staging) if staging else None,
+        help="local directory for a snapshot's files before they are stored, and for a"
+        " restore's downloads (default: the system's temporary directory)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return Settings(
         server=ServerSettings.from_args(args),
@@ -114,4 +127,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         hint_max_writes=args.hint_max_writes,
         hint_max_age_s=args.hint_max_age_s,
         etcd=tuple(e for e in args.etcd.split(",") if e.strip()),
+        snapshot_location=args.snapshot_location,
+        snapshot_staging=args.snapshot_staging,
     )

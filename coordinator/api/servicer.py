@@ -10,8 +10,10 @@ from typing import Any
 import grpc.aio
 
 from coordinator.api import public_messages
+from coordinator.api.snapshot_handlers import SnapshotHandlers
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from coordinator.core.snapshots import SnapshotService
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
@@ -25,14 +27,16 @@ DEFAULT_WRITE_TIMEOUT_S = 10.0
 VERIFY_TIMEOUT_S = 300.0
 
 
-class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
+class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
     def __init__(
         self,
         core: Coordinator,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        snapshots: SnapshotService | None = None,
     ) -> None:
         self._core = core
+        self._snapshots = snapshots
         self._read_timeout_s = read_timeout_s
         self._write_timeout_s = write_timeout_s
 

@@ -27,6 +27,7 @@ import grpc.aio
 from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
 from shard.api.proto_filters import filter_from_proto
+from shard.api.snapshot_handlers import SnapshotHandlers
 from shard.core.anti_entropy import Readiness
 from shard.core.collection_registry import Collections
 from shard.core.gate import WouldBlock
@@ -49,7 +50,7 @@ INLINE_MAX_QUERIES = 4
 INLINE_MAX_EF = 256
 
 
-class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
+class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     def __init__(
         self,
         collections: Collections,

@@ -13,6 +13,7 @@ from shoal.cli.cluster_commands import add_cluster_commands
 from shoal.cli.collection_commands import add_collection_commands
 from shoal.cli.document_commands import add_document_commands
 from shoal.cli.options import ENVIRONMENT, global_options, version
+from shoal.cli.snapshot_commands import add_snapshot_commands
 from shoal.cli.up import add_up_command
 from shoal.errors import ShoalError
 from shoal.runtime.help_format import HelpFormatter
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_collection_commands(commands)
     add_document_commands(commands)
     add_cluster_commands(commands)
+    add_snapshot_commands(commands)
     return parser
 
 

@@ -44,6 +44,7 @@ from shoal.sdk.results import (
     document_from_proto,
     hit_from_proto,
 )
+from shoal.sdk.snapshots import SnapshotMethods
 from shoal.sdk.where import Where, combined_filter
 from shoal.topology import Topology
 from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
@@ -54,7 +55,7 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 R = TypeVar("R")
 
 
-class Client:
+class Client(SnapshotMethods):
     """A connection to a Shoal coordinator.
 
     `timeout` is the deadline in seconds each call gets; the services pass the
