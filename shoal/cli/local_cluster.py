@@ -88,6 +88,8 @@ class ClusterSpec:
     metrics_port_base: int = 0
     # More flags for every shard (e.g. a shorter --anti-entropy-interval-s in tests).
     shard_args: tuple[str, ...] = ()
+    # More flags for the coordinator (e.g. --snapshot-location).
+    coordinator_args: tuple[str, ...] = ()
     # Members of the etcd (the collection catalog) started under ROOT/etcd; 0: none.
     etcd_members: int = 1
 
@@ -127,7 +129,9 @@ class LocalCluster:
         self._lock = DataDirLock(root, "shoal up")
         self._services = 0
         self.coordinator = self._service(
-            "coordinator", "coordinator", ["--topology", str(self.topology_path)]
+            "coordinator",
+            "coordinator",
+            ["--topology", str(self.topology_path), *self.spec.coordinator_args],
         )
         embedder_args = ["--model", self.spec.model]
         if self.spec.embedder_threads is not None:
