@@ -133,14 +133,14 @@ def add_snapshot_commands(commands: Any) -> None:
         run=cmd_list
     )
     delete = command(actions, "delete", "delete a snapshot")
-    delete.add_argument("name")
+    delete.add_argument("name", help="the snapshot to delete")
     delete.set_defaults(run=cmd_delete)
     restore = command(
         actions,
         "restore",
         "restore a snapshot into this cluster (any shape); checks every checksum first",
     )
-    restore.add_argument("name")
+    restore.add_argument("name", help="the snapshot to restore (shoal snapshot list)")
     restore.add_argument(
         "--collection", action="append", help="a collection to restore (repeat; default: all)"
     )
