@@ -230,6 +230,8 @@ def test_snapshot_under_load_restores_into_another_shape(
             if state != ABSENT:
                 assert_same_document(restored[doc_id], documents[(doc_id, state)])
         assert client.count("loaded") == len(restored) == loaded.collections[0].documents
+        report = client.verify_replicas("loaded")
+        assert report.differing == 0 and not any(g.unreachable for g in report.groups)
 
         # Quiet: the same documents, counts, replicas in agreement and top-10.
         assert client.count("quiet") == source_count

@@ -66,12 +66,20 @@ def test_snapshot_to_s3_and_restore_from_it(
         coordinator_args=("--snapshot-location", f"s3://{BUCKET}/backups"),
     )
     address = cluster.address
+    vectors_only: list[dict[str, Any]] = [
+        {"id": f"v{n}", "vector": np.full(3, n / 7, dtype=np.float32)} for n in range(50)
+    ]
     with Client(address, timeout=120) as client:
         client.create_collection(COLLECTION, dimension=384, partitions=8)
         client.upsert(COLLECTION, originals, "all")
+        client.create_collection("vectors", dimension=3, metric="l2", hnsw_m=8)
+        client.upsert("vectors", vectors_only, "all")
 
-    created = shoal(address, capsys, "snapshot", "create", "nightly", "--collection", COLLECTION)
-    assert created["collections"][0]["documents"] == DOCUMENTS
+    created = shoal(address, capsys, "snapshot", "create", "nightly")  # every collection
+    assert {c["name"]: c["documents"] for c in created["collections"]} == {
+        COLLECTION: DOCUMENTS,
+        "vectors": len(vectors_only),
+    }
     keys = {
         item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET)["Contents"]
     }  # written by the coordinator process, through boto3
@@ -100,6 +108,18 @@ def test_snapshot_to_s3_and_restore_from_it(
                 == np.asarray(original["vector"], dtype=np.float32).tobytes()
             )
             assert copy.text == original["text"] and copy.metadata == original["metadata"]
+
+        # Every collection back under its own name, settings included.
+        settings = client.get_collection("vectors")
+        client.delete_collection(COLLECTION)
+        client.delete_collection("vectors")
+        client.restore_snapshot("nightly")
+        assert client.count(COLLECTION) == DOCUMENTS
+        assert client.get_collection("vectors") == settings
+        back = client.get("vectors", [d["id"] for d in vectors_only])
+        assert [np.asarray(d.vector, dtype=np.float32).tobytes() for d in back] == [
+            d["vector"].tobytes() for d in vectors_only
+        ]
 
         # One object damaged in the store: refused, naming it, before anything exists.
         damaged = files[0]["name"]
