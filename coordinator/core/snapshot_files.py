@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -120,28 +121,70 @@ def collection_entry(
 
 
 class DataFileWriter:
-    """Appends records to one data file, hashing as it goes."""
+    """Appends records to one data file, hashing as it goes. The file may be closed
+    between appends (`suspend`) and is reopened to append: a collection can have
+    more partitions than a process may hold files open."""
 
     def __init__(self, path: Path, name: str, partition: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
         self.path = path
         self.name = name
         self.partition = partition
-        self._file: BinaryIO = path.open("wb")
+        self._file: BinaryIO | None = None
         self._hash = hashlib.sha256()
         self.records = 0
         self.bytes = 0
 
     def append(self, data: bytes) -> None:
+        if self._file is None:
+            self._file = self.path.open("ab")
         chunk = _LENGTH.pack(len(data)) + data
         self._file.write(chunk)
         self._hash.update(chunk)
         self.records += 1
         self.bytes += len(chunk)
 
+    def suspend(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def close(self) -> DataFile:
-        self._file.close()
+        self.suspend()
         return DataFile(self.name, self.partition, self.records, self.bytes, self._hash.hexdigest())
+
+
+#: Data files a snapshot keeps open at once (the least recently written is closed).
+MAX_OPEN_FILES = 64
+
+
+class DataFiles:
+    """The data files of one collection, one per partition, made as records arrive."""
+
+    def __init__(self, root: Path, collection_index: int, max_open: int = MAX_OPEN_FILES) -> None:
+        self._root = root
+        self._index = collection_index
+        self._max_open = max_open
+        self._writers: dict[int, DataFileWriter] = {}
+        self._open: OrderedDict[int, None] = OrderedDict()
+
+    def append(self, partition: int, data: bytes) -> None:
+        writer = self._writers.get(partition)
+        if writer is None:
+            name = data_file_name(self._index, partition)
+            writer = self._writers[partition] = DataFileWriter(self._root / name, name, partition)
+        writer.append(data)
+        self._open[partition] = None
+        self._open.move_to_end(partition)
+        if len(self._open) > self._max_open:
+            oldest, _ = self._open.popitem(last=False)
+            self._writers[oldest].suspend()
+
+    def close(self) -> list[DataFile]:
+        """Every file, in partition order."""
+        self._open.clear()
+        return [self._writers[p].close() for p in sorted(self._writers)]
 
 
 def check_file(snapshot: str, expected: DataFile, path: Path) -> None:

@@ -12,11 +12,11 @@ Taking one (see docs/snapshots.md for why it is exact):
 3. Once the wall clock is `SETTLE_MS` past C, writes stamped at or before C have
    landed or timed out; each replica seals the pin (refusing any later write at
    or before C) and streams its records as of C in id order.
-4. Per group the replicas' streams are merged by id, the newest version of each
-   id wins (so a write a majority acknowledged is there even if one replica
-   missed it), tombstones are dropped, and each live record goes to the data
-   file of its partition. Records of partitions the group no longer owns are
-   left to their owner.
+4. The streams of every pinned replica of every group are merged by id and
+   the newest version of each id wins (so a write a majority acknowledged is
+   there even if one replica missed it, and documents of a partition moved to
+   another group are found where they are); tombstones are dropped, and each
+   live record goes to the data file of its partition.
 5. The files go to the store, the manifest (settings, partitions, cut, sha256
    of every file, Shoal version, time) last: a snapshot without one is incomplete.
 
@@ -48,12 +48,11 @@ from coordinator.core.ports import CollectionConfig
 from coordinator.core.snapshot_files import (
     CollectionEntry,
     DataFile,
-    DataFileWriter,
+    DataFiles,
     Manifest,
     check_file,
     check_snapshot_name,
     collection_entry,
-    data_file_name,
     read_records,
 )
 from coordinator.core.snapshot_ports import SnapshotRecord, SnapshotShardClient, SnapshotStore
@@ -186,27 +185,23 @@ class SnapshotService:
                 total = 0
                 total_bytes = 0
                 for index, config in enumerate(configs):
-                    files: dict[int, DataFileWriter] = {}
+                    files = DataFiles(staging, index)
                     documents = 0
-                    for group in topology.groups:
-                        replicas = pinned[(config.name, group.group)]
-                        async for record in self._merged(config, cut, replicas):
-                            partition = partition_of(record.id, config.partitions)
-                            if topology.group_of_partition(partition) != group.group:
-                                continue
-                            writer = files.get(partition)
-                            if writer is None:
-                                file_name = data_file_name(index, partition)
-                                writer = files[partition] = DataFileWriter(
-                                    staging / file_name, file_name, partition
-                                )
-                            writer.append(record.data)
-                            documents += 1
-                            total_bytes += len(record.data) + 4
-                            if documents % RESTORE_BATCH == 0:
-                                yield Progress("copying", total + documents, 0, total_bytes)
-                    closed = [files[p].close() for p in sorted(files)]
-                    entries.append(collection_entry(config, documents, closed))
+                    # Every pinned replica of every group in one merge: the newest
+                    # version of each id wherever it lives (a partition moved to
+                    # another group keeps its older documents where they were).
+                    replicas = [
+                        client
+                        for group in topology.groups
+                        for client in pinned[(config.name, group.group)]
+                    ]
+                    async for record in self._merged(config, cut, replicas):
+                        files.append(partition_of(record.id, config.partitions), record.data)
+                        documents += 1
+                        total_bytes += len(record.data) + 4
+                        if documents % RESTORE_BATCH == 0:
+                            yield Progress("copying", total + documents, 0, total_bytes)
+                    entries.append(collection_entry(config, documents, files.close()))
                     total += documents
                     yield Progress("copying", total, 0, total_bytes)
                 read_from = {

@@ -8,6 +8,7 @@ import pytest
 from coordinator.core.collection_config import with_defaults
 from coordinator.core.ports import CollectionConfig
 from coordinator.core.snapshot_files import (
+    DataFiles,
     DataFileWriter,
     Manifest,
     check_file,
@@ -34,6 +35,19 @@ def test_records_and_manifest_round_trip(tmp_path: Path) -> None:
     assert again == manifest
     assert again.collections[0].config == config
     assert again.total_bytes == data_file.bytes
+
+
+def test_more_partitions_than_open_files(tmp_path: Path) -> None:
+    files = DataFiles(tmp_path, 0, max_open=2)
+    for n in range(40):
+        files.append(n % 5, f"record {n}".encode())
+    closed = files.close()
+    assert [f.partition for f in closed] == list(range(5))
+    for data_file in closed:
+        path = tmp_path / data_file.name
+        check_file("s", data_file, path)
+        expected = [f"record {n}".encode() for n in range(40) if n % 5 == data_file.partition]
+        assert list(read_records("s", data_file.name, path)) == expected
 
 
 def test_a_damaged_file_is_named(tmp_path: Path) -> None:
