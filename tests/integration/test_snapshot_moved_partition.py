@@ -1,0 +1,49 @@
+"""A snapshot after a partition moved to another group (its older documents stay
+where they were): the restored collection has every document at its newest
+version, wherever it lived, and none that was deleted after the move."""
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from shoal import Client
+from shoal.partitioning import partition_of
+from tests.conftest import StartCluster
+
+DIM = 4
+PARTITIONS = 4
+DOCUMENTS = 120
+
+
+def document(n: int, text: str) -> dict[str, Any]:
+    vector = np.random.default_rng(n).standard_normal(DIM).astype(np.float32)
+    return {"id": f"d{n}", "vector": vector, "text": text}
+
+
+def test_snapshot_finds_documents_of_a_moved_partition_where_they_are(
+    start_cluster: StartCluster, tmp_path: Path
+) -> None:
+    location = ("--snapshot-location", str(tmp_path / "snapshots"))
+    cluster = start_cluster(groups=2, replicas=1, model="hash-8", coordinator_args=location)
+    ids = [f"d{n}" for n in range(DOCUMENTS)]
+    moved = [n for n in range(DOCUMENTS) if partition_of(f"d{n}", PARTITIONS) == 0]
+    updated, deleted, untouched = moved[0::3], moved[1::3], moved[2::3]
+    assert updated and deleted and untouched
+    with Client(cluster.address, timeout=60) as client:
+        client.create_collection("c", dimension=DIM, partitions=PARTITIONS)
+        client.upsert("c", [document(n, "before") for n in range(DOCUMENTS)], "all")
+        assert client.get_topology().group_of_partition(0) == 0
+        client.move_partition(0, 1)  # routing moves; the stored documents stay in group 0
+        client.upsert("c", [document(n, "after") for n in updated], "all")
+        client.delete("c", [f"d{n}" for n in deleted], consistency="all")
+
+        client.create_snapshot("moved", ["c"])
+        client.restore_snapshot("moved", ["c"], new_name="restored")
+        restored = {d.id: d for d in client.get("restored", ids)}
+    expected_absent = {f"d{n}" for n in deleted}
+    assert set(restored) == set(ids) - expected_absent
+    for n in updated:
+        assert restored[f"d{n}"].text == "after"
+    for n in untouched:  # still only in group 0, which no longer owns partition 0
+        assert restored[f"d{n}"].text == "before"
