@@ -132,5 +132,12 @@ def test_snapshot_to_s3_and_restore_from_it(
         with pytest.raises(NotFound):
             client.get_collection("broken")
 
+    # Without --json: a progress bar per phase on stderr, a sentence on stdout.
+    capsys.readouterr()
+    cli(["--address", address, "snapshot", "create", "again", "--collection", COLLECTION])
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"snapshot again: {DOCUMENTS} documents of {COLLECTION}")
+    assert "copying" in printed.err and "doc" in printed.err
+
     assert shoal(address, capsys, "snapshot", "delete", "nightly") == {"deleted": True}
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="backups/nightly/")
