@@ -7,13 +7,14 @@ Taking one (see docs/snapshots.md for why it is exact):
 2. Every reachable replica of every group pins C for every collection: from then
    on a write newer than C keeps the record it replaces. A replica holding a
    version newer than C (a coordinator's clock ahead by more than the lead)
-   refuses, and the snapshot starts again with a later cut. Each group needs a
-   majority of its replicas pinned.
+   refuses, and the snapshot starts again with a later cut. Each group needs
+   `replicas_to_read(R)` of its R replicas pinned: enough that every set of
+   replicas a QUORUM write reached holds one of them.
 3. Once the wall clock is `SETTLE_MS` past C, writes stamped at or before C have
    landed or timed out; each replica seals the pin (refusing any later write at
    or before C) and streams its records as of C in id order.
 4. The streams of every pinned replica of every group are merged by id and
-   the newest version of each id wins (so a write a majority acknowledged is
+   the newest version of each id wins (so a write a quorum acknowledged is
    there even if one replica missed it, and documents of a partition moved to
    another group are found where they are); tombstones are dropped, and each
    live record goes to the data file of its partition.
@@ -44,6 +45,7 @@ from pathlib import Path
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.clock import MS_SHIFT, wall_clock_ms
 from coordinator.core.deadline import Deadline
+from coordinator.core.model import WriteConsistency
 from coordinator.core.ports import CollectionConfig
 from coordinator.core.snapshot_files import (
     CollectionEntry,
@@ -95,6 +97,12 @@ class Progress:
 class SnapshotTiming:
     lead_ms: int = LEAD_MS
     settle_ms: int = SETTLE_MS
+
+
+def replicas_to_read(replicas: int) -> int:
+    """Replicas of a group a snapshot must read so that every QUORUM write is on one
+    of them: R - quorum + 1."""
+    return replicas - WriteConsistency.QUORUM.required(replicas) + 1
 
 
 def cut_at(ms: int) -> int:
@@ -247,7 +255,8 @@ class SnapshotService:
     async def _pin_all(
         self, topology: Topology, configs: Sequence[CollectionConfig]
     ) -> tuple[int, dict[tuple[str, int], list[SnapshotShardClient]]]:
-        """Pin a cut on a majority of every group's replicas, for every collection."""
+        """Pin a cut on enough of every group's replicas (`replicas_to_read`), for
+        every collection."""
         newest = 0
         for _ in range(CUT_ATTEMPTS):
             cut = cut_at(max(wall_clock_ms(), newest >> MS_SHIFT) + self._timing.lead_ms)
@@ -277,11 +286,12 @@ class SnapshotService:
                         pinned[(config.name, group.group)] = ok
                         if ahead:
                             raise _CutTooEarly(ahead)
-                        if len(ok) < len(clients) // 2 + 1:
+                        needed = replicas_to_read(len(clients))
+                        if len(ok) < needed:
                             raise Unavailable(
                                 f"snapshot of {config.name!r}: only {len(ok)} of the"
                                 f" {len(clients)} replicas of group {group.group} could be"
-                                f" pinned ({'; '.join(failures)}); a majority must be"
+                                f" pinned ({'; '.join(failures)}); {needed} must be"
                             )
             except _CutTooEarly as early:
                 await self._release_all(cut, configs, pinned)

@@ -47,3 +47,25 @@ def test_snapshot_finds_documents_of_a_moved_partition_where_they_are(
         assert restored[f"d{n}"].text == "after"
     for n in untouched:  # still only in group 0, which no longer owns partition 0
         assert restored[f"d{n}"].text == "before"
+
+
+def test_snapshot_with_a_replica_down_reads_the_one_that_holds_every_quorum_write(
+    start_cluster: StartCluster, tmp_path: Path
+) -> None:
+    """With 2 replicas a QUORUM write is on both, so one replica is enough to read;
+    a restore needs every replica of a group up, so the replica comes back first."""
+    location = ("--snapshot-location", str(tmp_path / "snapshots"))
+    cluster = start_cluster(groups=1, replicas=2, model="hash-8", coordinator_args=location)
+    ids = [f"d{n}" for n in range(DOCUMENTS)]
+    with Client(cluster.address, timeout=60) as client:
+        client.create_collection("c", dimension=DIM, partitions=PARTITIONS)
+        client.upsert("c", [document(n, "before") for n in range(DOCUMENTS)], "quorum")
+        down = cluster.shards[0][1]
+        down.kill()
+        snapshot = client.create_snapshot("one-down", ["c"])
+        assert snapshot.collections[0].documents == DOCUMENTS
+        down.start()
+        down.wait_ready(60)
+        client.restore_snapshot("one-down", ["c"], new_name="restored")
+        restored = client.get("restored", ids, consistency="all")
+    assert [d.id for d in restored] == ids

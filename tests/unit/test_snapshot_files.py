@@ -1,11 +1,13 @@
 """Snapshot data files and manifests: a round trip, and damage named by file."""
 
 import re
+from itertools import combinations
 from pathlib import Path
 
 import pytest
 
 from coordinator.core.collection_config import with_defaults
+from coordinator.core.model import WriteConsistency
 from coordinator.core.ports import CollectionConfig
 from coordinator.core.snapshot_files import (
     DataFiles,
@@ -16,6 +18,7 @@ from coordinator.core.snapshot_files import (
     collection_entry,
     read_records,
 )
+from coordinator.core.snapshots import replicas_to_read
 from shoal.errors import DataLoss, InvalidArgument
 
 
@@ -70,3 +73,13 @@ def test_an_unreadable_manifest_is_data_loss() -> None:
 def test_snapshot_names_stay_inside_the_location(name: str) -> None:
     with pytest.raises(InvalidArgument):
         check_snapshot_name(name)
+
+
+def test_a_snapshot_reads_enough_replicas_to_see_every_quorum_write() -> None:
+    for replicas in range(1, 8):
+        quorum = WriteConsistency.QUORUM.required(replicas)
+        read = replicas_to_read(replicas)
+        assert read <= replicas
+        for written in combinations(range(replicas), quorum):
+            for seen in combinations(range(replicas), read):
+                assert set(written) & set(seen), (replicas, written, seen)
