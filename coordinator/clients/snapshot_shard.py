@@ -10,8 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 import grpc.aio
 
+from coordinator.core.ports import CollectionConfig
 from coordinator.core.snapshot_ports import SnapshotRecord
 from shoal.runtime.logs import outgoing_metadata
+from shoal.runtime.proto_values import config_to_proto
 from shoal.runtime.status import from_rpc_error, unary_call
 from shoal.v1 import shard_pb2, shard_pb2_grpc
 
@@ -33,11 +35,17 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-def bulk_load_request(collection: str, incarnation: int, records: Sequence[bytes]) -> bytes:
+def bulk_load_request(
+    collection: str,
+    incarnation: int,
+    records: Sequence[bytes],
+    config: CollectionConfig | None = None,
+) -> bytes:
     """A ShardBulkLoadRequest's bytes, the records appended as they are."""
-    head = shard_pb2.ShardBulkLoadRequest(
-        collection=collection, incarnation=incarnation
-    ).SerializeToString()
+    request = shard_pb2.ShardBulkLoadRequest(collection=collection, incarnation=incarnation)
+    if config is not None:
+        request.config.CopyFrom(config_to_proto(config))
+    head = request.SerializeToString()
     parts = [head]
     for record in records:
         parts += (_WRITES_TAG, _varint(len(record)), record)
@@ -99,11 +107,17 @@ class GrpcSnapshotShardClient:
         return reply.released
 
     async def bulk_load(
-        self, collection: str, incarnation: int, batches: AsyncIterator[Sequence[bytes]]
+        self, config: CollectionConfig, batches: AsyncIterator[Sequence[bytes]]
     ) -> int:
         async def requests() -> AsyncIterator[bytes]:
+            # The first message creates the collection where the catalog's push
+            # has not (a replica that just came back).
+            first: CollectionConfig | None = config
             async for batch in batches:
-                yield bulk_load_request(collection, incarnation, batch)
+                yield bulk_load_request(config.name, config.incarnation, batch, first)
+                first = None
+            if first is not None:  # no records: still create it
+                yield bulk_load_request(config.name, config.incarnation, [], first)
 
         try:
             reply: shard_pb2.ShardBulkLoadResponse = await self._bulk_load(

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from coordinator.core.ports import CollectionConfig
+
 
 @dataclass(frozen=True, slots=True)
 class SnapshotRecord:
@@ -41,10 +43,11 @@ class SnapshotShardClient(Protocol):
     ) -> bool: ...
 
     async def bulk_load(
-        self, collection: str, incarnation: int, batches: AsyncIterator[Sequence[bytes]]
+        self, config: CollectionConfig, batches: AsyncIterator[Sequence[bytes]]
     ) -> int:
-        """Apply every batch of records (`SnapshotRecord.data`) as one write each;
-        how many were applied."""
+        """Create the collection (`config`, with its incarnation) unless the replica
+        holds it, then apply every batch of records (`SnapshotRecord.data`) as one
+        write each; how many were applied."""
         ...
 
 

@@ -446,17 +446,14 @@ class SnapshotService:
                         progress.put_nowait(len(batch))
                     yield batch
 
-        loads = []
+        loads: list[asyncio.Task[int]] = []
         for group_id, files in by_group.items():
             group = topology.groups[group_id]
             for position, address in enumerate(group.replicas):
                 client = self._shard(address)
-                loads.append(
-                    client.bulk_load(
-                        config.name, config.incarnation, batches(files, report=position == 0)
-                    )
-                )
-        task: asyncio.Future[list[int]] = asyncio.ensure_future(asyncio.gather(*loads))
+                stream = batches(files, report=position == 0)
+                loads.append(asyncio.create_task(client.bulk_load(config, stream)))
+        task: asyncio.Future[list[int]] = asyncio.gather(*loads)
         try:
             while not task.done():
                 getter: asyncio.Future[int] = asyncio.ensure_future(progress.get())
@@ -470,8 +467,11 @@ class SnapshotService:
             while not progress.empty():
                 yield progress.get_nowait()
         finally:
-            if not task.done():
-                task.cancel()
+            # One load failed (or the caller went away): stop the others before the
+            # collection is deleted under them.
+            for load in loads:
+                load.cancel()
+            await asyncio.gather(*loads, return_exceptions=True)
 
 
 class _CutTooEarly(Exception):

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
-from shard import proto_records
+from shard import proto_config, proto_records
 from shard.core.collection.snapshots import DEFAULT_PAGE_SIZE, DEFAULT_PIN_TTL_S, ScanPosition
 from shard.core.collection_registry import Collections
 from shoal.errors import InvalidArgument
@@ -84,6 +84,9 @@ class SnapshotHandlers:
                 name, incarnation = request.collection, request.incarnation
                 if not name:
                     raise InvalidArgument("the first bulk load message must name the collection")
+                if request.HasField("config"):
+                    config = proto_config.config_from_proto(request.config, incarnation)
+                    await self._run(functools.partial(self._collections.create, config))
             collection = self._collections.get(name, incarnation)
             ops = [proto_records.write_from_proto(write) for write in request.writes]
             queue = self._write_queues.setdefault(name, asyncio.Lock())

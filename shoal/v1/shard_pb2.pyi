@@ -1033,7 +1033,9 @@ Global___ShardReleaseSnapshotResponse: _TypeAlias = ShardReleaseSnapshotResponse
 @_typing.final
 class ShardBulkLoadRequest(_message.Message):
     """The first message names the collection; every message's writes are applied
-    as one batch (last writer wins, one hnswlib add_items per batch).
+    as one batch (last writer wins, one hnswlib add_items per batch). With config,
+    the first message also creates the collection (as CreateCollection does) on a
+    replica that has yet to learn of it from the catalog.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1041,20 +1043,24 @@ class ShardBulkLoadRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     INCARNATION_FIELD_NUMBER: _builtins.int
     WRITES_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     incarnation: _builtins.int
     @_builtins.property
     def writes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
+    @_builtins.property
+    def config(self) -> _common_pb2.CollectionConfig: ...
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         incarnation: _builtins.int = ...,
         writes: _abc.Iterable[Global___ShardWrite] | None = ...,
+        config: _common_pb2.CollectionConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "incarnation", b"incarnation", "writes", b"writes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "config", b"config", "incarnation", b"incarnation", "writes", b"writes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

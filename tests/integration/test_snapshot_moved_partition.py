@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from shoal import Client
+from shoal.errors import NotFound, Unavailable
 from shoal.partitioning import partition_of
 from tests.conftest import StartCluster
 
@@ -53,7 +55,8 @@ def test_snapshot_with_a_replica_down_reads_the_one_that_holds_every_quorum_writ
     start_cluster: StartCluster, tmp_path: Path
 ) -> None:
     """With 2 replicas a QUORUM write is on both, so one replica is enough to read;
-    a restore needs every replica of a group up, so the replica comes back first."""
+    a restore needs every replica of a group up: refused, and nothing left, until
+    the replica is back."""
     location = ("--snapshot-location", str(tmp_path / "snapshots"))
     cluster = start_cluster(groups=1, replicas=2, model="hash-8", coordinator_args=location)
     ids = [f"d{n}" for n in range(DOCUMENTS)]
@@ -64,6 +67,11 @@ def test_snapshot_with_a_replica_down_reads_the_one_that_holds_every_quorum_writ
         down.kill()
         snapshot = client.create_snapshot("one-down", ["c"])
         assert snapshot.collections[0].documents == DOCUMENTS
+        # A load that fails halfway (a replica is down) leaves no collection behind.
+        with pytest.raises(Unavailable):
+            client.restore_snapshot("one-down", ["c"], new_name="restored")
+        with pytest.raises(NotFound):
+            client.get_collection("restored")
         down.start()
         down.wait_ready(60)
         client.restore_snapshot("one-down", ["c"], new_name="restored")
