@@ -77,17 +77,21 @@ class InProcessIndex:
         seconds = clock() - started
         return Measured(len(queries), seconds, rows, latencies, time.process_time() - cpu)
 
-    def threads_one_at_a_time(self, queries: Matrix, k: int, ef: int) -> Measured:
-        """`threads` Python threads, each making one knn_query call per query."""
+    def threads_one_at_a_time(
+        self, queries: Matrix, k: int, ef: int, threads: int | None = None
+    ) -> Measured:
+        """`threads` (default: the index's) Python threads, each making one knn_query
+        call per query."""
         self.index.set_ef(ef)
         rows: list[list[int]] = [[] for _ in range(len(queries))]
+        count = threads or self.threads
 
         def work(first: int) -> None:
-            for row in range(first, len(queries), self.threads):
+            for row in range(first, len(queries), count):
                 labels, _ = self.index.knn_query(queries[row : row + 1], k=k, num_threads=1)
                 rows[row] = labels[0].tolist()
 
-        workers = [threading.Thread(target=work, args=(i,)) for i in range(self.threads)]
+        workers = [threading.Thread(target=work, args=(i,)) for i in range(count)]
         cpu = time.process_time()
         started = time.perf_counter()
         for worker in workers:

@@ -1,4 +1,5 @@
-"""Shoal: a distributed vector search service. `shoal.Client` is its Python SDK.
+"""Shoal: a distributed vector search service. `shoal.Client` is its Python SDK
+(`shoal.AsyncClient` for asyncio code).
 
 The SDK's names are loaded on first use (PEP 562): every Shoal service imports
 `shoal.errors` and the other domain modules of this package, and importing them
@@ -22,32 +23,39 @@ from shoal.errors import (
 )
 
 if TYPE_CHECKING:
+    from shoal.sdk.async_client import AsyncClient
     from shoal.sdk.client import Client
-    from shoal.sdk.results import Collection, Coverage, Document, Hit, SearchResult, WriteResult
+    from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
+    from shoal.sdk.results import Collection, Coverage, Document, Hit, WriteResult
 
 #: Where each lazily loaded name lives.
 _SDK = {
+    "AsyncClient": "shoal.sdk.async_client",
     "Client": "shoal.sdk.client",
     **{
         name: "shoal.sdk.results"
-        for name in ("Collection", "Coverage", "Document", "Hit", "SearchResult", "WriteResult")
+        for name in ("Collection", "Coverage", "Document", "Hit", "WriteResult")
     },
+    **{name: "shoal.sdk.columnar" for name in ("Documents", "SearchBatchResult", "SearchResult")},
 }
 
 __all__ = [
     "AlreadyExists",
+    "AsyncClient",
     "Client",
     "Collection",
     "Coverage",
     "DataLoss",
     "DeadlineExceeded",
     "Document",
+    "Documents",
     "FailedPrecondition",
     "Hit",
     "Internal",
     "InvalidArgument",
     "NotFound",
     "ResourceExhausted",
+    "SearchBatchResult",
     "SearchResult",
     "ShoalError",
     "Unavailable",

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc.aio
 
-from coordinator.api import public_messages
+from coordinator.api import packed_public, public_messages
 from coordinator.api.snapshot_handlers import SnapshotHandlers
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
@@ -172,6 +172,10 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         response = shoal_pb2.SearchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
         )
+        packed = packed_public.packed_hits(request, results.results)
+        if packed is not None:
+            response.packed.CopyFrom(packed)
+            return response
         public_messages.add_hits(response, results.results[0])
         return response
 
@@ -187,6 +191,10 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         response = shoal_pb2.SearchBatchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
         )
+        packed = packed_public.packed_hits(request, results.results)
+        if packed is not None:
+            response.packed.CopyFrom(packed)
+            return response
         add = response.results.add
         for result in results.results:
             public_messages.add_hits(add(), result)

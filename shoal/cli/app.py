@@ -1,4 +1,4 @@
-"""The `shoal` command: run a local cluster, manage collections, import, search.
+"""The `shoal` command: run a local cluster, manage collections, import, search, export.
 
 Every command that prints data prints a table or a sentence, or JSON with
 --json (shoal.cli.output says how). --address and --json may come before or
@@ -14,6 +14,7 @@ from shoal.cli.collection_commands import add_collection_commands
 from shoal.cli.document_commands import add_document_commands
 from shoal.cli.options import ENVIRONMENT, global_options, version
 from shoal.cli.snapshot_commands import add_snapshot_commands
+from shoal.cli.transfer_commands import add_transfer_commands
 from shoal.cli.up import add_up_command
 from shoal.errors import ShoalError
 from shoal.runtime.help_format import HelpFormatter
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_up_command(commands)
     add_collection_commands(commands)
     add_document_commands(commands)
+    add_transfer_commands(commands)
     add_cluster_commands(commands)
     add_snapshot_commands(commands)
     return parser

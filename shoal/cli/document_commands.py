@@ -1,4 +1,5 @@
-"""`shoal import | search | get | delete | count | scroll`: documents."""
+"""`shoal search | get | delete | count | scroll`: documents (and the JSONL reading
+that `shoal import` and the demo use for plain document lines)."""
 
 import argparse
 import json
@@ -12,7 +13,9 @@ from shoal.cli import output as out
 from shoal.cli.options import address, command, print_json
 from shoal.runtime.settings import positive_int
 from shoal.sdk.client import Client
-from shoal.sdk.results import DocumentLike, SearchResult
+from shoal.sdk.columnar import SearchResult
+from shoal.sdk.requests import Field
+from shoal.sdk.results import DocumentLike
 from shoal.sdk.where import Where
 
 DOCUMENT_KEYS = ("id", "vector", "text", "metadata")
@@ -23,6 +26,10 @@ WHERE_DOCUMENT_HELP = (
     'a text filter as JSON: whole words or phrases, e.g. \'{"$contains": "command line"}\','
     ' \'{"$not_contains": "gui"}\', "$and"/"$or" of them; needs the keyword index;'
     " with --where both must hold (default: none)"
+)
+VECTORS_HELP = (
+    "also read each document's vector: with --json as a list of numbers that convert back"
+    " to the same float32 values; in text, its first values and its dimension"
 )
 
 
@@ -95,15 +102,6 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
         )
 
 
-def cmd_import(args: argparse.Namespace) -> None:
-    with Client(address(args), timeout=args.timeout) as client:
-        count = import_jsonl(client, args.collection, Path(args.file), args.batch_size)
-    if args.json:
-        print_json({"collection": args.collection, "upserted": count})
-    else:
-        print(f"upserted {out.count_of(count, 'document')} into {args.collection!r}")
-
-
 def where_arg(text: str | None, option: str = "--where") -> Where | None:
     """A `--where` or `--where-document` JSON object (the SDK checks what it says)."""
     if text is None:
@@ -162,30 +160,38 @@ def cmd_search(args: argparse.Namespace) -> None:
         print_hits(result, args.explain)
 
 
+def include_fields(args: argparse.Namespace) -> list[Field]:
+    """What `get` and `scroll` read: metadata and text, and the vector with --vectors."""
+    fields: list[Field] = ["metadata", "text"]
+    if args.vectors:
+        fields.append("vector")
+    return fields
+
+
 def cmd_scroll(args: argparse.Namespace) -> None:
     """Streams: one line per document as it arrives, JSON Lines with --json."""
     with Client(address(args)) as client:
         documents = client.scroll(
             args.collection,
             where_arg(args.where),
-            include=["metadata", "text"],
+            include=include_fields(args),
             where_document=where_document_arg(args),
         )
         for document in documents:
             if args.json:
                 out.print_json_line(out.document_dict(document))
             else:
-                print(out.document_line(document))
+                print(out.document_line(document, vectors=args.vectors))
 
 
 def cmd_get(args: argparse.Namespace) -> None:
     with Client(address(args)) as client:
-        documents = client.get(args.collection, args.ids, include=["metadata", "text"])
+        documents = client.get(args.collection, args.ids, include=include_fields(args))
     if args.json:
         print_json([out.document_dict(document) for document in documents])
         return
     if documents:
-        out.print_documents(documents)
+        out.print_documents(documents, vectors=args.vectors)
     missing = [id_ for id_ in args.ids if id_ not in {d.id for d in documents}]
     if missing:
         print(f"not found: {', '.join(missing)}")
@@ -215,13 +221,6 @@ def cmd_count(args: argparse.Namespace) -> None:
 
 
 def add_document_commands(commands: Any) -> None:
-    imp = command(commands, "import", "upsert documents from a JSONL file")
-    imp.add_argument("collection", help="the collection")
-    imp.add_argument("file", help='lines of {"id", "vector"?, "text"?, "metadata"?}')
-    imp.add_argument("--batch-size", type=int, default=256, help="documents per Upsert call")
-    imp.add_argument("--timeout", type=float, default=120.0, help="seconds per batch")
-    imp.set_defaults(run=cmd_import)
-
     search = command(
         commands, "search", "search by vector similarity, by keywords (BM25), or both (hybrid)"
     )
@@ -286,6 +285,7 @@ def add_document_commands(commands: Any) -> None:
     get = command(commands, "get", "get documents by id")
     get.add_argument("collection", help="the collection")
     get.add_argument("ids", nargs="+", help="document ids")
+    get.add_argument("--vectors", action="store_true", help=VECTORS_HELP)
     get.set_defaults(run=cmd_get)
 
     delete = command(commands, "delete", "delete documents by id or by --where / --where-document")
@@ -303,11 +303,13 @@ def add_document_commands(commands: Any) -> None:
             "scroll",
             cmd_scroll,
             "print every document (matching --where and --where-document), one per line;"
-            " with --json as JSON Lines, the format `shoal import` reads",
+            " with --json as JSON Lines, which `shoal import COLLECTION FILE` reads back",
         ),
     ]:
         sub = command(commands, name, text)
         sub.add_argument("collection", help="the collection")
         sub.add_argument("--where", help=WHERE_HELP)
         sub.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
+        if name == "scroll":
+            sub.add_argument("--vectors", action="store_true", help=VECTORS_HELP)
         sub.set_defaults(run=handler)

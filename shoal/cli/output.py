@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 from shoal.keyword import KeywordSettings
-from shoal.sdk.results import Collection, Document, Explanation, SearchResult
+from shoal.sdk.columnar import SearchResult
+from shoal.sdk.results import Collection, Document, Explanation
 from shoal.topology import Topology
 from shoal.v1 import shoal_pb2
 
@@ -259,17 +260,36 @@ def print_collection(collection: Collection) -> None:
     print_fields(fields)
 
 
-def print_documents(documents: Sequence[Document]) -> None:
+def vector_preview(vector: Sequence[float] | None, shown: int = 3) -> str:
+    """'[0.1036, 2.465, -0.9913, ...] (384)': the first values and the dimension."""
+    if vector is None:
+        return "-"
+    values = ", ".join(f"{value:.4g}" for value in vector[:shown])
+    more = ", ..." if len(vector) > shown else ""
+    return f"[{values}{more}] ({len(vector)})"
+
+
+def print_documents(documents: Sequence[Document], vectors: bool = False) -> None:
     print_table(
-        ("id", "metadata", "text"),
-        ((d.id, compact_json(d.metadata), snippet(d.text)) for d in documents),
+        ("id", "metadata", *(("vector",) if vectors else ()), "text"),
+        (
+            (
+                d.id,
+                compact_json(d.metadata),
+                *((vector_preview(d.vector),) if vectors else ()),
+                snippet(d.text),
+            )
+            for d in documents
+        ),
         wide=("text",),
     )
 
 
-def document_line(document: Document) -> str:
-    """One scrolled document as a line of text: id, metadata, the start of its text."""
-    return f"{document.id}  {compact_json(document.metadata)}  {snippet(document.text)}"
+def document_line(document: Document, vectors: bool = False) -> str:
+    """One scrolled document as a line of text: id, metadata, (the start of its
+    vector,) the start of its text."""
+    vector = f"  {vector_preview(document.vector)}" if vectors else ""
+    return f"{document.id}  {compact_json(document.metadata)}{vector}  {snippet(document.text)}"
 
 
 def print_cluster(info: shoal_pb2.GetClusterInfoResponse) -> None:

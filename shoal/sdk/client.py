@@ -2,10 +2,16 @@
 
 Metadata goes in and comes out as Python values, vectors as lists or numpy
 arrays, and failures are raised as `shoal.errors` exceptions (NotFound,
-InvalidArgument, Unavailable, ...) carrying the server's message.
+InvalidArgument, Unavailable, ...) carrying the server's message. Search, get
+and scroll results are columns (`shoal.sdk.columnar`): ids and scores as numpy
+arrays, the rest decoded when first used.
+
+Requests and replies are made in `shoal.sdk.calls`, shared with
+`shoal.AsyncClient`; this module only sends them, blocking.
 """
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -13,44 +19,27 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
-from shoal.errors import InvalidArgument
-from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
-from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
-from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.status import from_rpc_error
+from shoal.sdk import calls
+from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
+from shoal.sdk.channel import DEFAULT_ADDRESS, open_channel
+from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.requests import (
-    CONSISTENCY,
-    METRICS,
-    READ_CONSISTENCY,
     Consistency,
     Field,
     FusionName,
     MetricName,
     SearchModeName,
-    document_to_proto,
-    include_to_proto,
-    keyword_config,
-    query_to_proto,
     search_fields,
 )
-from shoal.sdk.results import (
-    Collection,
-    Document,
-    DocumentLike,
-    SearchResult,
-    WriteResult,
-    collection_from_proto,
-    coverage_from_proto,
-    document_from_proto,
-    hit_from_proto,
-)
+from shoal.sdk.results import Collection, Document, DocumentLike, WriteResult
 from shoal.sdk.snapshots import SnapshotMethods
-from shoal.sdk.where import Where, combined_filter
+from shoal.sdk.where import Where
 from shoal.topology import Topology
-from shoal.v1 import common_pb2, shoal_pb2, shoal_pb2_grpc
-from shoal.vectors import VectorLike, vector_to_f32
+from shoal.v1 import shoal_pb2, shoal_pb2_grpc
+from shoal.vectors import VectorLike
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+__all__ = ["DEFAULT_ADDRESS", "Client"]
 
 R = TypeVar("R")
 
@@ -65,11 +54,7 @@ class Client(SnapshotMethods):
     def __init__(self, address: str = DEFAULT_ADDRESS, timeout: float = 30.0) -> None:
         self.address = address
         self.timeout = timeout
-        # Round robin over every address the name resolves to: in Kubernetes, give
-        # the coordinators' headless Service to balance calls over all of them.
-        self._channel = grpc.insecure_channel(
-            address, options=[*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
-        )
+        self._channel = open_channel(address)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
 
     def close(self) -> None:
@@ -86,11 +71,38 @@ class Client(SnapshotMethods):
     ) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., R], request: object) -> R:
+    def _call(self, call: Call[R]) -> R:
         try:
-            return method(request, timeout=self.timeout)
+            reply = getattr(self._stub, call.method)(call.request, timeout=self.timeout)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
+        return call.decode(reply)
+
+    def _pipelined(self, batch: Sequence[Call[R]], in_flight: int) -> list[R]:
+        """Every call's answer in order, `in_flight` of them outstanding at a time; the
+        first call (in order) that fails raises, and the ones still out are cancelled."""
+        replies: list[R] = []
+        pending: deque[tuple[Call[R], grpc.Future[Any]]] = deque()
+        try:
+            for call in batch:
+                if len(pending) >= in_flight:
+                    replies.append(self._finish(*pending.popleft()))
+                method = getattr(self._stub, call.method)
+                pending.append((call, method.future(call.request, timeout=self.timeout)))
+            while pending:
+                replies.append(self._finish(*pending.popleft()))
+        finally:
+            for _, future in pending:
+                future.cancel()
+        return replies
+
+    @staticmethod
+    def _finish(call: Call[R], future: "grpc.Future[Any]") -> R:
+        try:
+            reply = future.result()
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        return call.decode(reply)
 
     # Collections
 
@@ -115,34 +127,20 @@ class Client(SnapshotMethods):
         False for none, or a dict of `enabled`, `language`, `stemming`,
         `stop_words`, `k1`, `b`.
         """
-        if metric not in METRICS:
-            raise InvalidArgument(f"metric {metric!r}: use one of {sorted(METRICS)}")
-        config = common_pb2.CollectionConfig(
-            name=name,
-            dimension=dimension,
-            metric=METRICS[metric],
-            embedding_model=embedding_model,
-            hnsw_m=hnsw_m,
-            hnsw_ef_construction=hnsw_ef_construction,
-            hnsw_ef=hnsw_ef,
-            partitions=partitions,
-            keyword=keyword_config(keyword),
-        )
-        reply = self._call(
-            self._stub.CreateCollection, shoal_pb2.CreateCollectionRequest(config=config)
-        )
-        return collection_from_proto(reply.config)
+        call = calls.create_collection(
+            name, dimension, metric, embedding_model, hnsw_m, hnsw_ef_construction,
+            hnsw_ef, partitions, keyword,
+        )  # fmt: skip
+        return self._call(call)
 
     def get_collection(self, name: str) -> Collection:
-        reply = self._call(self._stub.GetCollection, shoal_pb2.GetCollectionRequest(name=name))
-        return collection_from_proto(reply.config, reply.document_count)
+        return self._call(calls.get_collection(name))
 
     def list_collections(self) -> list[Collection]:
-        reply = self._call(self._stub.ListCollections, shoal_pb2.ListCollectionsRequest())
-        return [collection_from_proto(config) for config in reply.collections]
+        return self._call(calls.list_collections())
 
     def delete_collection(self, name: str) -> None:
-        self._call(self._stub.DeleteCollection, shoal_pb2.DeleteCollectionRequest(name=name))
+        self._call(calls.delete_collection(name))
 
     # Documents
 
@@ -153,13 +151,7 @@ class Client(SnapshotMethods):
         consistency: Consistency = "quorum",
     ) -> WriteResult:
         """Insert or replace documents (dicts with id, vector, text, metadata)."""
-        request = shoal_pb2.UpsertRequest(
-            collection=collection,
-            documents=[document_to_proto(document) for document in documents],
-            consistency=CONSISTENCY[consistency],
-        )
-        reply = self._call(self._stub.Upsert, request)
-        return WriteResult(reply.upserted, reply.replicas_acknowledged, reply.replicas)
+        return self._call(calls.upsert(collection, documents, consistency))
 
     def get(
         self,
@@ -167,20 +159,14 @@ class Client(SnapshotMethods):
         ids: Sequence[str],
         include: Iterable[Field] = ("metadata", "text", "vector"),
         consistency: Consistency = "one",
-    ) -> list[Document]:
-        """The documents that exist among `ids`, in the order asked.
+    ) -> Documents:
+        """The documents that exist among `ids`, in the order asked: a sequence of
+        `Document`s, with `ids`, `metadatas`, `texts` and `vectors` as columns.
 
         At "quorum" or "all" the coordinator reads that many replicas of each
         shard group, answers with the newest version and repairs stale replicas.
         """
-        request = shoal_pb2.GetRequest(
-            collection=collection,
-            ids=ids,
-            include=include_to_proto(include),
-            consistency=READ_CONSISTENCY[consistency],
-        )
-        reply = self._call(self._stub.Get, request)
-        return [document_from_proto(document) for document in reply.documents]
+        return self._call(calls.get(collection, ids, include, consistency))
 
     def delete(
         self,
@@ -193,26 +179,13 @@ class Client(SnapshotMethods):
     ) -> WriteResult:
         """Delete documents by id, or every document matching a `where` (and/or
         `where_document`) filter."""
-        filtered = where is not None or where_document is not None
-        if bool(ids) == filtered:
-            raise InvalidArgument("give ids or a where filter to delete, not both")
-        request = shoal_pb2.DeleteRequest(
-            collection=collection,
-            ids=ids,
-            filter=combined_filter(where, where_document),
-            consistency=CONSISTENCY[consistency],
-        )
-        reply = self._call(self._stub.Delete, request)
-        return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)
+        return self._call(calls.delete(collection, ids, where, where_document, consistency))
 
     def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None
     ) -> int:
         """Live documents, or those matching `where` and `where_document`."""
-        request = shoal_pb2.CountRequest(
-            collection=collection, filter=combined_filter(where, where_document)
-        )
-        return self._call(self._stub.Count, request).count
+        return self._call(calls.count(collection, where, where_document))
 
     def scroll(
         self,
@@ -225,20 +198,31 @@ class Client(SnapshotMethods):
     ) -> Iterator[Document]:
         """Every document (matching `where` and `where_document`) once, in id order,
         fetched a page at a time."""
+        for page in self.scroll_pages(
+            collection, where, page_size=page_size, include=include, where_document=where_document
+        ):
+            yield from page
+
+    def scroll_pages(
+        self,
+        collection: str,
+        where: Where | None = None,
+        *,
+        page_size: int = 100,
+        include: Iterable[Field] = ("metadata",),
+        where_document: Where | None = None,
+    ) -> Iterator[Documents]:
+        """As `scroll`, a page (columns: `ids`, `metadatas`, `texts`, `vectors`) at a
+        time: for large listings, no object per document unless asked."""
         cursor = ""
         while True:
-            request = shoal_pb2.ScrollRequest(
-                collection=collection,
-                filter=combined_filter(where, where_document),
-                page_size=page_size,
-                cursor=cursor,
-                include=include_to_proto(include),
+            page = self._call(
+                calls.scroll_page(collection, where, page_size, include, where_document, cursor)
             )
-            reply = self._call(self._stub.Scroll, request)
-            yield from (document_from_proto(document) for document in reply.documents)
-            if not reply.next_cursor:
+            yield page.documents
+            if not page.next_cursor:
                 return
-            cursor = reply.next_cursor
+            cursor = page.next_cursor
 
     # Search
 
@@ -262,7 +246,9 @@ class Client(SnapshotMethods):
         candidates: int = 0,
         explain: bool = False,
     ) -> SearchResult:
-        """The k best documents for a vector or a text.
+        """The k best documents for a vector or a text: `ids` and `scores` as numpy
+        arrays, `hits` (a `Hit` each), `distances`, `metadatas`, `texts`, `vectors`
+        decoded when first used.
 
         `mode`: "vector" (default) ranks by similarity to the vector, or to the
         text the server embeds; "keyword" ranks the document texts by BM25 with
@@ -282,13 +268,7 @@ class Client(SnapshotMethods):
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        request = shoal_pb2.SearchRequest(
-            collection=collection, query=query_to_proto(vector, text, mode), **fields
-        )
-        reply = self._call(self._stub.Search, request)
-        return SearchResult(
-            [hit_from_proto(hit) for hit in reply.hits], coverage_from_proto(reply.coverage)
-        )
+        return self._call(calls.search(collection, vector, text, mode, fields))
 
     def search_batch(
         self,
@@ -309,51 +289,41 @@ class Client(SnapshotMethods):
         rrf_k: int = 0,
         candidates: int = 0,
         explain: bool = False,
-    ) -> list[SearchResult]:
-        """Many searches in one call; result i answers query i (options as in `search`;
-        hybrid takes texts, and vectors too when the server cannot embed)."""
-        if mode == "hybrid" and texts is not None:
-            if vectors is not None and len(vectors) != len(texts):
-                raise InvalidArgument(f"{len(texts)} texts but {len(vectors)} vectors")
-            queries = [
-                query_to_proto(None if vectors is None else vectors[i], text, mode)
-                for i, text in enumerate(texts)
-            ]
-        elif vectors is not None and texts is None:
-            queries = [shoal_pb2.Query(vector_f32=vector_to_f32(vector)) for vector in vectors]
-        elif texts is not None and vectors is None:
-            queries = [shoal_pb2.Query(text=text) for text in texts]
-        else:
-            raise InvalidArgument("give vectors or texts to search with, not both")
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        in_flight: int = DEFAULT_IN_FLIGHT,
+    ) -> SearchBatchResult:
+        """Many searches; result i answers query i (options as in `search`; hybrid
+        takes texts, and vectors too when the server cannot embed).
+
+        The result holds `ids` and `scores` as (queries, k) numpy matrices (and
+        `counts` per query), and reads as a list of `SearchResult`s. The queries
+        go `batch_size` per SearchBatch call with `in_flight` calls outstanding;
+        a failing call raises its error, as one call would.
+        """
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        request = shoal_pb2.SearchBatchRequest(collection=collection, queries=queries, **fields)
-        reply = self._call(self._stub.SearchBatch, request)
-        coverage = coverage_from_proto(reply.coverage)
-        return [
-            SearchResult([hit_from_proto(hit) for hit in result.hits], coverage)
-            for result in reply.results
-        ]
+        batch = calls.search_batches(
+            collection, vectors, texts, mode, fields, batch_size, in_flight
+        )
+        return SearchBatchResult(self._pipelined(batch, in_flight))
 
     def verify_replicas(
         self, collection: str, repair: bool = False
     ) -> shoal_pb2.VerifyReplicasResponse:
         """Compare the replicas of every shard group by partition (and repair them)."""
-        request = shoal_pb2.VerifyReplicasRequest(collection=collection, repair=repair)
-        return self._call(self._stub.VerifyReplicas, request)
+        return self._call(calls.verify_replicas(collection, repair))
 
     def cluster_info(self) -> shoal_pb2.GetClusterInfoResponse:
         """Shard groups, replicas, their health and document counts."""
-        return self._call(self._stub.GetClusterInfo, shoal_pb2.GetClusterInfoRequest())
+        return self._call(calls.cluster_info())
 
     # Topology
 
     def get_topology(self) -> Topology:
         """The partition -> shard group -> replica map the coordinator routes with."""
-        reply = self._call(self._stub.GetTopology, shoal_pb2.GetTopologyRequest())
-        return topology_from_proto(reply.topology)
+        return self._call(calls.get_topology())
 
     def update_topology(self, topology: Topology, expected_version: int) -> Topology:
         """Replace the topology (in etcd) with `topology`'s groups and partition map;
@@ -362,17 +332,10 @@ class Client(SnapshotMethods):
         cluster runs without etcd.
 
         Routing follows at once; documents already stored are not moved."""
-        request = shoal_pb2.UpdateTopologyRequest(
-            expected_version=expected_version, topology=topology_to_proto(topology)
-        )
-        reply = self._call(self._stub.UpdateTopology, request)
-        return topology_from_proto(reply.topology)
+        return self._call(calls.update_topology(topology, expected_version))
 
     def move_partition(self, partition: int, group: int) -> Topology:
         """Route `partition` (of every collection) to shard group `group` from now
         on: read the topology, change that one entry, store it (see update_topology)."""
         current = self.get_topology()
-        moved = {**current.partition_groups, partition: group}
-        return self.update_topology(
-            Topology(current.version, current.groups, moved), current.version
-        )
+        return self.update_topology(calls.moved(current, partition, group), current.version)

@@ -128,6 +128,9 @@ def search_fields(
         "mode": MODES[mode],
         "hybrid": hybrid,
         "explain": explain,
+        # Columns instead of a message per hit where the server has them (see
+        # shoal.sdk.columnar, which reads either form).
+        "packed": True,
     }
 
 

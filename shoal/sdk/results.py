@@ -1,5 +1,7 @@
 """What the SDK hands back: plain values (dataclasses, lists, Python metadata), made
-from the public API's reply messages once, here."""
+from the public API's reply messages once, here. Search, get and scroll results
+hold their hits and documents as columns (`shoal.sdk.columnar`) and make these
+per-hit and per-document values from the messages only when asked."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -71,12 +73,6 @@ class Coverage:
     @property
     def complete(self) -> bool:
         return self.groups_answered == self.groups_asked
-
-
-@dataclass(frozen=True)
-class SearchResult:
-    hits: list[Hit]
-    coverage: Coverage
 
 
 @dataclass(frozen=True)

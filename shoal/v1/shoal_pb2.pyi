@@ -608,6 +608,7 @@ class SearchRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     HYBRID_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -621,6 +622,10 @@ class SearchRequest(_message.Message):
     mode: Global___SearchMode.ValueType
     explain: _builtins.bool
     """set Hit.explanation"""
+    packed: _builtins.bool
+    """Answer with `packed` instead of `hits` where the server has the hits as
+    columns (a vector search without explain); it may answer with `hits` anyway.
+    """
     @_builtins.property
     def query(self) -> Global___Query: ...
     @_builtins.property
@@ -643,10 +648,11 @@ class SearchRequest(_message.Message):
         mode: Global___SearchMode.ValueType = ...,
         hybrid: Global___HybridOptions | None = ...,
         explain: _builtins.bool = ...,
+        packed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -660,25 +666,80 @@ class SearchResponse(_message.Message):
 
     HITS_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hits(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Hit]:
         """best first"""
 
     @_builtins.property
     def coverage(self) -> _common_pb2.Coverage: ...
+    @_builtins.property
+    def packed(self) -> Global___PackedHits:
+        """set instead of `hits` when the request asked for packed"""
+
     def __init__(
         self,
         *,
         hits: _abc.Iterable[_common_pb2.Hit] | None = ...,
         coverage: _common_pb2.Coverage | None = ...,
+        packed: Global___PackedHits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "packed", b"packed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "hits", b"hits"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "hits", b"hits", "packed", b"packed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchResponse: _TypeAlias = SearchResponse  # noqa: Y015
+
+@_typing.final
+class PackedHits(_message.Message):
+    """Search hits as columns, no message per hit: the hits of every query one
+    after the other, best first, query i's being the counts[i] hits after those
+    of the queries before it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNTS_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    SCORES_F32_FIELD_NUMBER: _builtins.int
+    DISTANCES_F32_FIELD_NUMBER: _builtins.int
+    DOCUMENTS_FIELD_NUMBER: _builtins.int
+    scores_f32: _builtins.bytes
+    """per hit, little-endian float32 (higher is more similar)"""
+    distances_f32: _builtins.bytes
+    """per hit, little-endian float32 (lower is more similar)"""
+    @_builtins.property
+    def counts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """per query"""
+
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """per hit"""
+
+    @_builtins.property
+    def documents(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Document]:
+        """Per hit when the search asked for stored fields (each holds the id and the
+        fields asked for); empty otherwise.
+        """
+
+    def __init__(
+        self,
+        *,
+        counts: _abc.Iterable[_builtins.int] | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        scores_f32: _builtins.bytes = ...,
+        distances_f32: _builtins.bytes = ...,
+        documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "distances_f32", b"distances_f32", "documents", b"documents", "ids", b"ids", "scores_f32", b"scores_f32"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PackedHits: _TypeAlias = PackedHits  # noqa: Y015
 
 @_typing.final
 class SearchBatchRequest(_message.Message):
@@ -695,6 +756,7 @@ class SearchBatchRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     HYBRID_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -702,6 +764,8 @@ class SearchBatchRequest(_message.Message):
     score_threshold: _builtins.float
     mode: Global___SearchMode.ValueType
     explain: _builtins.bool
+    packed: _builtins.bool
+    """as in SearchRequest"""
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Query]: ...
     @_builtins.property
@@ -726,10 +790,11 @@ class SearchBatchRequest(_message.Message):
         mode: Global___SearchMode.ValueType = ...,
         hybrid: Global___HybridOptions | None = ...,
         explain: _builtins.bool = ...,
+        packed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -763,21 +828,27 @@ class SearchBatchResponse(_message.Message):
 
     RESULTS_FIELD_NUMBER: _builtins.int
     COVERAGE_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]:
         """results[i] answers queries[i]"""
 
     @_builtins.property
     def coverage(self) -> _common_pb2.Coverage: ...
+    @_builtins.property
+    def packed(self) -> Global___PackedHits:
+        """set instead of `results` when the request asked for packed"""
+
     def __init__(
         self,
         *,
         results: _abc.Iterable[Global___SearchResult] | None = ...,
         coverage: _common_pb2.Coverage | None = ...,
+        packed: Global___PackedHits | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "packed", b"packed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "results", b"results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coverage", b"coverage", "packed", b"packed", "results", b"results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

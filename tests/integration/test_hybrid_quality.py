@@ -14,7 +14,7 @@ stemming the keyword ranking is stronger than the issue assumed (0.743, not
 clears the bar by a wide margin. The asserts say what holds.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import bm25s
 import grpc
@@ -25,7 +25,7 @@ import pytest
 from shoal import Client
 from shoal.cli.local_cluster import DEFAULT_MODEL
 from shoal.keyword import KeywordSettings, tokenizer_for
-from shoal.sdk.results import SearchResult
+from shoal.sdk.columnar import SearchResult
 from shoal.v1 import embedder_pb2, embedder_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster
@@ -60,7 +60,7 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
         for start in range(0, len(data.documents), 1000):
             client.upsert("debian", datasets.with_vectors(data, start, start + 1000))
 
-        def run(search: Callable[[list[str]], list[SearchResult]]) -> list[list[str]]:
+        def run(search: Callable[[list[str]], Sequence[SearchResult]]) -> list[list[str]]:
             found: list[list[str]] = []
             for start in range(0, len(texts), BATCH):
                 results = search(texts[start : start + BATCH])
@@ -72,8 +72,8 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
 
         def batch(
             with_vectors: bool, **options: object
-        ) -> Callable[[list[str]], list[SearchResult]]:
-            def search(chunk: list[str]) -> list[SearchResult]:
+        ) -> Callable[[list[str]], Sequence[SearchResult]]:
+            def search(chunk: list[str]) -> Sequence[SearchResult]:
                 chunk_vectors = vectors[[row_of[text] for text in chunk]]
                 if options.get("mode") is None:  # vector mode: the vectors alone
                     return client.search_batch("debian", chunk_vectors, k=K, include=[])

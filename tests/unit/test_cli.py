@@ -28,6 +28,7 @@ CLIENT_COMMANDS = {
     "info": ["c"],
     "drop": ["c"],
     "import": ["c", "docs.jsonl"],
+    "export": ["c", "c.parquet"],
     "search": ["c", "--text", "audio"],
     "get": ["c", "a", "b"],
     "delete": ["c", "a"],
@@ -49,6 +50,14 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_command_that_talks_to_a_coordinator_is_listed_here() -> None:
     assert set(subcommands()) == {*CLIENT_COMMANDS, "up"}
+
+
+def test_import_takes_an_export_alone_or_a_collection_and_a_file() -> None:
+    parser = build_parser()
+    alone = parser.parse_args(["import", "x.parquet", "--name", "copy"])
+    assert (alone.collection, alone.file, alone.name) == (None, "x.parquet", "copy")
+    both = parser.parse_args(["import", "c", "docs.jsonl"])
+    assert (both.collection, both.file, both.name) == ("c", "docs.jsonl", None)
 
 
 @pytest.mark.parametrize("command", sorted(CLIENT_COMMANDS))
@@ -163,6 +172,12 @@ def test_counts_say_one_or_many() -> None:
     assert cli_output.count_of(0, "document") == "0 documents"
     assert cli_output.count_of(1000, "document") == "1,000 documents"
     assert cli_output.count_of(2, "replica", "replicas") == "2 replicas"
+
+
+def test_a_vector_shows_as_its_first_values_and_its_dimension() -> None:
+    assert cli_output.vector_preview([0.123456, -2.0, 3e-9, 4.0]) == "[0.1235, -2, 3e-09, ...] (4)"
+    assert cli_output.vector_preview([1.5]) == "[1.5] (1)"
+    assert cli_output.vector_preview(None) == "-"
 
 
 def test_messages_become_snake_case_json_with_numbers_and_enum_names() -> None:

@@ -1,0 +1,295 @@
+"""Every call the SDK makes, as a value: the RPC, its request, how to read its reply.
+
+`Client` and `AsyncClient` differ only in how they send a `Call` (blocking, or
+awaited on grpc.aio); what goes into a request, which names are allowed and
+what comes back are decided here once, so both clients take the same arguments,
+raise the same errors and return the same results.
+"""
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
+from shoal.sdk.columnar import Documents, SearchResult
+from shoal.sdk.requests import (
+    CONSISTENCY,
+    METRICS,
+    READ_CONSISTENCY,
+    Consistency,
+    Field,
+    MetricName,
+    SearchModeName,
+    document_to_proto,
+    include_to_proto,
+    keyword_config,
+    query_to_proto,
+)
+from shoal.sdk.results import (
+    Collection,
+    DocumentLike,
+    WriteResult,
+    collection_from_proto,
+)
+from shoal.sdk.where import Where, combined_filter
+from shoal.topology import Topology
+from shoal.v1 import common_pb2, shoal_pb2
+from shoal.vectors import VectorLike, vector_to_f32
+
+R = TypeVar("R")
+
+#: How many queries `search_batch` sends per call by default: the server's limit
+#: (shoal.limits.MAX_BATCH_QUERIES), so a set it accepts in one call still takes one.
+DEFAULT_BATCH_SIZE = 1_000
+#: How many of those calls `search_batch` keeps in flight by default: one
+#: answering while the next is on its way is most of what pipelining gains.
+DEFAULT_IN_FLIGHT = 2
+
+
+@dataclass(frozen=True)
+class Call(Generic[R]):
+    """One unary call: the stub's method name, the request, and the reply's reading."""
+
+    method: str
+    request: Any
+    decode: Callable[[Any], R]
+
+
+def _same(reply: R) -> R:
+    return reply
+
+
+# Collections
+
+
+def create_collection(
+    name: str,
+    dimension: int,
+    metric: MetricName,
+    embedding_model: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    hnsw_ef: int,
+    partitions: int,
+    keyword: bool | Mapping[str, Any] | None,
+) -> Call[Collection]:
+    if metric not in METRICS:
+        raise InvalidArgument(f"metric {metric!r}: use one of {sorted(METRICS)}")
+    config = common_pb2.CollectionConfig(
+        name=name,
+        dimension=dimension,
+        metric=METRICS[metric],
+        embedding_model=embedding_model,
+        hnsw_m=hnsw_m,
+        hnsw_ef_construction=hnsw_ef_construction,
+        hnsw_ef=hnsw_ef,
+        partitions=partitions,
+        keyword=keyword_config(keyword),
+    )
+    return Call(
+        "CreateCollection",
+        shoal_pb2.CreateCollectionRequest(config=config),
+        lambda reply: collection_from_proto(reply.config),
+    )
+
+
+def get_collection(name: str) -> Call[Collection]:
+    return Call(
+        "GetCollection",
+        shoal_pb2.GetCollectionRequest(name=name),
+        lambda reply: collection_from_proto(reply.config, reply.document_count),
+    )
+
+
+def list_collections() -> Call[list[Collection]]:
+    return Call(
+        "ListCollections",
+        shoal_pb2.ListCollectionsRequest(),
+        lambda reply: [collection_from_proto(config) for config in reply.collections],
+    )
+
+
+def delete_collection(name: str) -> Call[None]:
+    return Call("DeleteCollection", shoal_pb2.DeleteCollectionRequest(name=name), lambda _: None)
+
+
+# Documents
+
+
+def _write_result(reply: Any, count: int) -> WriteResult:
+    return WriteResult(count, reply.replicas_acknowledged, reply.replicas)
+
+
+def upsert(
+    collection: str, documents: Iterable[DocumentLike], consistency: Consistency
+) -> Call[WriteResult]:
+    request = shoal_pb2.UpsertRequest(
+        collection=collection,
+        documents=[document_to_proto(document) for document in documents],
+        consistency=CONSISTENCY[consistency],
+    )
+    return Call("Upsert", request, lambda reply: _write_result(reply, reply.upserted))
+
+
+def get(
+    collection: str, ids: Sequence[str], include: Iterable[Field], consistency: Consistency
+) -> Call[Documents]:
+    request = shoal_pb2.GetRequest(
+        collection=collection,
+        ids=ids,
+        include=include_to_proto(include),
+        consistency=READ_CONSISTENCY[consistency],
+    )
+    return Call("Get", request, lambda reply: Documents(reply.documents))
+
+
+def delete(
+    collection: str,
+    ids: Sequence[str],
+    where: Where | None,
+    where_document: Where | None,
+    consistency: Consistency,
+) -> Call[WriteResult]:
+    filtered = where is not None or where_document is not None
+    if bool(ids) == filtered:
+        raise InvalidArgument("give ids or a where filter to delete, not both")
+    request = shoal_pb2.DeleteRequest(
+        collection=collection,
+        ids=ids,
+        filter=combined_filter(where, where_document),
+        consistency=CONSISTENCY[consistency],
+    )
+    return Call("Delete", request, lambda reply: _write_result(reply, reply.deleted))
+
+
+def count(collection: str, where: Where | None, where_document: Where | None) -> Call[int]:
+    request = shoal_pb2.CountRequest(
+        collection=collection, filter=combined_filter(where, where_document)
+    )
+    return Call("Count", request, lambda reply: int(reply.count))
+
+
+@dataclass(frozen=True)
+class Page:
+    documents: Documents
+    next_cursor: str  # empty: the last page
+
+
+def scroll_page(
+    collection: str,
+    where: Where | None,
+    page_size: int,
+    include: Iterable[Field],
+    where_document: Where | None,
+    cursor: str,
+) -> Call[Page]:
+    request = shoal_pb2.ScrollRequest(
+        collection=collection,
+        filter=combined_filter(where, where_document),
+        page_size=page_size,
+        cursor=cursor,
+        include=include_to_proto(include),
+    )
+    return Call(
+        "Scroll", request, lambda reply: Page(Documents(reply.documents), reply.next_cursor)
+    )
+
+
+# Search
+
+
+def search(
+    collection: str,
+    vector: VectorLike | None,
+    text: str | None,
+    mode: SearchModeName,
+    fields: dict[str, Any],
+) -> Call[SearchResult]:
+    request = shoal_pb2.SearchRequest(
+        collection=collection, query=query_to_proto(vector, text, mode), **fields
+    )
+    return Call("Search", request, SearchResult.from_reply)
+
+
+def _queries(
+    vectors: Sequence[VectorLike] | npt.NDArray[np.floating] | None,
+    texts: Sequence[str] | None,
+    mode: SearchModeName,
+) -> list[shoal_pb2.Query]:
+    if mode == "hybrid" and texts is not None:
+        if vectors is not None and len(vectors) != len(texts):
+            raise InvalidArgument(f"{len(texts)} texts but {len(vectors)} vectors")
+        return [
+            query_to_proto(None if vectors is None else vectors[i], text, mode)
+            for i, text in enumerate(texts)
+        ]
+    if vectors is not None and texts is None:
+        return [shoal_pb2.Query(vector_f32=vector_to_f32(vector)) for vector in vectors]
+    if texts is not None and vectors is None:
+        return [shoal_pb2.Query(text=text) for text in texts]
+    raise InvalidArgument("give vectors or texts to search with, not both")
+
+
+def search_batches(
+    collection: str,
+    vectors: Sequence[VectorLike] | npt.NDArray[np.floating] | None,
+    texts: Sequence[str] | None,
+    mode: SearchModeName,
+    fields: dict[str, Any],
+    batch_size: int,
+    in_flight: int,
+) -> list[Call[shoal_pb2.SearchBatchResponse]]:
+    """The SearchBatch calls for a query set, `batch_size` queries each, in order
+    (one call, as before, for a set of up to `batch_size`, even an empty one)."""
+    if batch_size < 1 or in_flight < 1:
+        raise InvalidArgument(
+            f"batch_size {batch_size} and in_flight {in_flight}: both must be at least 1"
+        )
+    queries = _queries(vectors, texts, mode)
+    starts = range(0, len(queries), batch_size) if queries else range(1)
+    return [
+        Call(
+            "SearchBatch",
+            shoal_pb2.SearchBatchRequest(
+                collection=collection, queries=queries[start : start + batch_size], **fields
+            ),
+            _same,
+        )
+        for start in starts
+    ]
+
+
+# Cluster and topology
+
+
+def verify_replicas(collection: str, repair: bool) -> Call[shoal_pb2.VerifyReplicasResponse]:
+    request = shoal_pb2.VerifyReplicasRequest(collection=collection, repair=repair)
+    return Call("VerifyReplicas", request, _same)
+
+
+def cluster_info() -> Call[shoal_pb2.GetClusterInfoResponse]:
+    return Call("GetClusterInfo", shoal_pb2.GetClusterInfoRequest(), _same)
+
+
+def get_topology() -> Call[Topology]:
+    return Call(
+        "GetTopology",
+        shoal_pb2.GetTopologyRequest(),
+        lambda reply: topology_from_proto(reply.topology),
+    )
+
+
+def update_topology(topology: Topology, expected_version: int) -> Call[Topology]:
+    request = shoal_pb2.UpdateTopologyRequest(
+        expected_version=expected_version, topology=topology_to_proto(topology)
+    )
+    return Call("UpdateTopology", request, lambda reply: topology_from_proto(reply.topology))
+
+
+def moved(current: Topology, partition: int, group: int) -> Topology:
+    """`current` with `partition` routed to `group`."""
+    return Topology(current.version, current.groups, {**current.partition_groups, partition: group})

@@ -1,0 +1,151 @@
+"""`Client` and `AsyncClient`: one API, and search_batch's pipelined calls.
+
+The pipelining tests talk to an in-process gRPC server (threads, 127.0.0.1:0)
+whose SearchBatch answers each query with the id of its first value, so the
+order of the answers shows, and which holds its first two calls until both
+have arrived, so a client that sent one call at a time would fail them.
+"""
+
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+
+import grpc
+import numpy as np
+import pytest
+
+from shoal import AsyncClient, Client
+from shoal.errors import InvalidArgument
+from shoal.v1 import common_pb2, shoal_pb2
+
+FAIL_AT = 666.0  # a query whose first value is this fails its call with INVALID_ARGUMENT
+TOGETHER_TIMEOUT_S = 10.0
+
+
+def _public(cls: type) -> dict[str, Callable[..., object]]:
+    return {
+        name: member
+        for name, member in vars(cls).items()
+        if not name.startswith("_") and callable(member)
+    }
+
+
+def test_both_clients_have_the_same_methods_with_the_same_parameters() -> None:
+    sync, asynchronous = _public(Client), _public(AsyncClient)
+    assert sorted(sync) == sorted(asynchronous)
+    for name, method in sync.items():
+        other = asynchronous[name]
+        assert inspect.iscoroutinefunction(other) or inspect.isasyncgenfunction(other), name
+        ours = inspect.signature(method)
+        theirs = inspect.signature(other)
+        assert list(ours.parameters.values()) == list(theirs.parameters.values()), name
+        if name not in ("scroll", "scroll_pages"):  # Iterator vs AsyncIterator
+            assert ours.return_annotation == theirs.return_annotation, name
+
+
+class _Batches:
+    """A ShoalService that answers SearchBatch only."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.calls = 0
+        self.first_two = threading.Barrier(2)
+
+    def SearchBatch(
+        self, request: shoal_pb2.SearchBatchRequest, context: grpc.ServicerContext
+    ) -> shoal_pb2.SearchBatchResponse:
+        with self.lock:
+            self.calls += 1
+            number = self.calls
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if number <= 2:
+                self.first_two.wait(TOGETHER_TIMEOUT_S)  # BrokenBarrierError: sent one by one
+            firsts = [float(np.frombuffer(q.vector_f32, dtype="<f4")[0]) for q in request.queries]
+            if FAIL_AT in firsts:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query 666 is not allowed")
+            reply = shoal_pb2.SearchBatchResponse(
+                coverage=common_pb2.Coverage(groups_asked=1, groups_answered=1)
+            )
+            for first in firsts:
+                reply.results.add().hits.add(id=str(int(first)), score=first)
+            return reply
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, _Batches]]:
+    servicer = _Batches()
+    running = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    method = grpc.unary_unary_rpc_method_handler(
+        servicer.SearchBatch,
+        request_deserializer=shoal_pb2.SearchBatchRequest.FromString,
+        response_serializer=shoal_pb2.SearchBatchResponse.SerializeToString,
+    )
+    running.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("shoal.v1.ShoalService", {"SearchBatch": method}),)
+    )
+    port = running.add_insecure_port("127.0.0.1:0")
+    running.start()
+    yield f"127.0.0.1:{port}", servicer
+    running.stop(grace=None)
+
+
+def _queries(count: int) -> np.ndarray:
+    return np.repeat(np.arange(count, dtype=np.float32)[:, None], 4, axis=1)
+
+
+def test_search_batch_keeps_calls_in_flight_and_answers_in_order(
+    server: tuple[str, _Batches],
+) -> None:
+    address, servicer = server
+    with Client(address, timeout=30) as client:
+        result = client.search_batch("c", _queries(10), batch_size=3, in_flight=2)
+    assert servicer.calls == 4 and servicer.most_in_flight == 2
+    assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+    assert result.counts.tolist() == [1] * 10
+
+
+async def test_the_async_client_pipelines_alike(server: tuple[str, _Batches]) -> None:
+    address, servicer = server
+    async with AsyncClient(address, timeout=30) as client:
+        result = await client.search_batch("c", _queries(10), batch_size=3, in_flight=2)
+    assert servicer.calls == 4 and servicer.most_in_flight == 2
+    assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+
+
+def test_a_failing_call_raises_its_error(server: tuple[str, _Batches]) -> None:
+    address, _ = server
+    queries = _queries(10)
+    queries[7] = FAIL_AT
+    with (
+        Client(address, timeout=30) as client,
+        pytest.raises(InvalidArgument, match="query 666"),
+    ):
+        client.search_batch("c", queries, batch_size=3, in_flight=2)
+
+
+async def test_a_failing_call_raises_its_error_in_the_async_client(
+    server: tuple[str, _Batches],
+) -> None:
+    address, _ = server
+    queries = _queries(10)
+    queries[7] = FAIL_AT
+    async with AsyncClient(address, timeout=30) as client:
+        with pytest.raises(InvalidArgument, match="query 666"):
+            await client.search_batch("c", queries, batch_size=3, in_flight=2)
+
+
+@pytest.mark.parametrize(("batch_size", "in_flight"), [(0, 2), (10, 0)])
+def test_batch_size_and_in_flight_must_be_positive(batch_size: int, in_flight: int) -> None:
+    with (
+        Client("127.0.0.1:1") as client,
+        pytest.raises(InvalidArgument, match="at least 1"),
+    ):
+        client.search_batch("c", _queries(2), batch_size=batch_size, in_flight=in_flight)
