@@ -1,6 +1,5 @@
-"""A snapshot after a partition moved to another group (its older documents stay
-where they were): the restored collection has every document at its newest
-version, wherever it lived, and none that was deleted after the move."""
+"""Snapshots while the cluster is not in its plain state: after a partition moved to
+another group (its older documents stay where they were), and with a replica down."""
 
 from pathlib import Path
 from typing import Any
