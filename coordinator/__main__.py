@@ -12,11 +12,15 @@ from coordinator.api.servicer import ShoalServicer
 from coordinator.clients.channels import open_balanced_channel, open_channel
 from coordinator.clients.embedder import GrpcEmbedderClient
 from coordinator.clients.shard import GrpcShardClient
+from coordinator.clients.snapshot_shard import GrpcSnapshotShardClient
+from coordinator.clients.snapshot_stores import snapshot_store
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.hints import HintLimits
 from coordinator.core.ports import ShardClient
 from coordinator.core.replicas import NO_MEMBERSHIP
+from coordinator.core.snapshot_ports import SnapshotShardClient
+from coordinator.core.snapshots import SnapshotService
 from coordinator.metrics import CoordinatorMetrics
 from coordinator.settings import Settings, parse_args
 from shoal.api_keys import KeyFile, KeysFileError
@@ -123,10 +127,27 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
         if etcd is not None:
             await etcd.close()
 
+    def snapshot_client(address: str) -> SnapshotShardClient:
+        channel = channels.get(address)
+        if channel is None:
+            channel = channels[address] = open_channel(address, keepalive)
+        return GrpcSnapshotShardClient(address, channel)
+
+    snapshots = SnapshotService(
+        lambda: core.routing.topology,
+        core.catalog,
+        snapshot_client,
+        snapshot_store(settings.snapshot_location),
+        settings.snapshot_staging,
+    )
     service = Service(
         name=shoal_pb2.DESCRIPTOR.services_by_name["ShoalService"].full_name,
         servicer=ShoalServicer(
-            core, settings.read_timeout_s, settings.write_timeout_s, settings.limits
+            core,
+            settings.read_timeout_s,
+            settings.write_timeout_s,
+            settings.limits,
+            snapshots=snapshots,
         ),
     )
     # Clients balancing per call resolve the coordinators' names again when their

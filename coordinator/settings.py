@@ -36,6 +36,8 @@ class Settings:
     etcd: tuple[str, ...] = ()
     api_keys_file: Path | None = None
     limits: RequestLimits = field(default_factory=RequestLimits)
+    snapshot_location: str = ""
+    snapshot_staging: Path | None = None
 
 
 def _coordinator_id(text: str) -> int:
@@ -112,6 +114,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         " calls without keys (a warning at start)",
     )  # fmt: skip
     add_limit_flags(parser, env)
+    parser.add_argument(
+        "--snapshot-location", default=env("snapshot-location", ""),
+        help="where snapshots live: a directory, or s3://BUCKET/PREFIX (endpoint and"
+        " credentials from boto3's usual sources, e.g. AWS_ENDPOINT_URL); empty: no snapshots",
+    )  # fmt: skip
+    staging = env("snapshot-staging", "")
+    parser.add_argument(
+        "--snapshot-staging", type=Path, default=Path(staging) if staging else None,
+        help="local directory for a snapshot's files before they are stored, and for a"
+        " restore's downloads (default: the system's temporary directory)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return Settings(
         server=ServerSettings.from_args(args),
@@ -126,4 +139,6 @@ def parse_args(argv: Sequence[str] | None = None) -> Settings:
         etcd=tuple(e for e in args.etcd.split(",") if e.strip()),
         api_keys_file=args.api_keys_file,
         limits=limits_from_args(args),
+        snapshot_location=args.snapshot_location,
+        snapshot_staging=args.snapshot_staging,
     )

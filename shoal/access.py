@@ -74,6 +74,11 @@ PUBLIC_RULES: Mapping[str, Rule] = {
     "DeleteCollection": _collection(Role.ADMIN, "name"),
     "VerifyReplicas": _collection(Role.ADMIN),
     "UpdateTopology": _cluster(Role.ADMIN),
+    # Snapshots may hold every collection and restores create them: cluster admins.
+    "CreateSnapshot": _cluster(Role.ADMIN),
+    "ListSnapshots": _cluster(Role.ADMIN),
+    "DeleteSnapshot": _cluster(Role.ADMIN),
+    "RestoreSnapshot": _cluster(Role.ADMIN),
 }
 
 #: A method the table does not know.

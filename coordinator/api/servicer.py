@@ -11,9 +11,11 @@ import grpc.aio
 
 from coordinator.api import packed_public, public_messages, request_limits
 from coordinator.api.packed_replies import add_packed_results
+from coordinator.api.snapshot_handlers import SnapshotHandlers
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.packed import PackedBatch
+from coordinator.core.snapshots import SnapshotService
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.limits import RequestLimits
@@ -28,16 +30,18 @@ DEFAULT_WRITE_TIMEOUT_S = 10.0
 VERIFY_TIMEOUT_S = 300.0
 
 
-class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
+class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
     def __init__(
         self,
         core: Coordinator,
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
         limits: RequestLimits | None = None,
+        snapshots: SnapshotService | None = None,
     ) -> None:
         self._core = core
         self._limits = limits or RequestLimits()
+        self._snapshots = snapshots
         self._read_timeout_s = read_timeout_s
         self._write_timeout_s = write_timeout_s
 

@@ -28,6 +28,7 @@ from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
 from shard.api.packed_hits import packed_response
 from shard.api.proto_filters import filter_from_proto
+from shard.api.snapshot_handlers import SnapshotHandlers
 from shard.api.write_limits import check_writes
 from shard.core.anti_entropy import Readiness
 from shard.core.collection_registry import Collections
@@ -53,7 +54,7 @@ INLINE_MAX_QUERIES = 4
 INLINE_MAX_EF = 256
 
 
-class ShardServicer(shard_pb2_grpc.ShardServiceServicer):
+class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     def __init__(
         self,
         collections: Collections,

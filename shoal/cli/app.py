@@ -14,6 +14,7 @@ from shoal.cli.collection_commands import add_collection_commands
 from shoal.cli.document_commands import add_document_commands
 from shoal.cli.key_commands import add_key_commands
 from shoal.cli.options import ENVIRONMENT, global_options, version
+from shoal.cli.snapshot_commands import add_snapshot_commands
 from shoal.cli.transfer_commands import add_transfer_commands
 from shoal.cli.up import add_up_command
 from shoal.errors import ShoalError
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_transfer_commands(commands)
     add_cluster_commands(commands)
     add_key_commands(commands)
+    add_snapshot_commands(commands)
     return parser
 
 

@@ -90,7 +90,7 @@ class ClusterSpec:
     metrics_port_base: int = 0
     # More flags for every shard (e.g. a shorter --anti-entropy-interval-s in tests).
     shard_args: tuple[str, ...] = ()
-    # More flags for the coordinator (e.g. --api-keys-file for `shoal up --secure`).
+    # More flags for the coordinator (e.g. --api-keys-file, --snapshot-location).
     coordinator_args: tuple[str, ...] = ()
     # Members of the etcd (the collection catalog) started under ROOT/etcd; 0: none.
     etcd_members: int = 1

@@ -33,6 +33,7 @@ from shoal.sdk.requests import (
     search_fields,
 )
 from shoal.sdk.results import Collection, Document, DocumentLike, WriteResult
+from shoal.sdk.snapshots import SnapshotMethods
 from shoal.sdk.where import Where
 from shoal.topology import Topology
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
@@ -43,7 +44,7 @@ __all__ = ["DEFAULT_ADDRESS", "Client"]
 R = TypeVar("R")
 
 
-class Client:
+class Client(SnapshotMethods):
     """A connection to a Shoal coordinator.
 
     `timeout` is the deadline in seconds each call gets; the services pass the

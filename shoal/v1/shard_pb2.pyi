@@ -1026,3 +1026,210 @@ class ShardFetchResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ShardFetchResponse: _TypeAlias = ShardFetchResponse  # noqa: Y015
+
+@_typing.final
+class ShardPinSnapshotRequest(_message.Message):
+    """From now until released (or ttl_s passes without a scan), a write that replaces
+    a record with version <= cut keeps the replaced record for the snapshot.
+    FAILED_PRECONDITION when the replica already holds a version newer than the cut.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    CUT_FIELD_NUMBER: _builtins.int
+    TTL_S_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    incarnation: _builtins.int
+    cut: _builtins.int
+    ttl_s: _builtins.int
+    """0: the shard's default"""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        incarnation: _builtins.int = ...,
+        cut: _builtins.int = ...,
+        ttl_s: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "cut", b"cut", "incarnation", b"incarnation", "ttl_s", b"ttl_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardPinSnapshotRequest: _TypeAlias = ShardPinSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class ShardPinSnapshotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MAX_VERSION_FIELD_NUMBER: _builtins.int
+    max_version: _builtins.int
+    """the newest version the replica holds"""
+    def __init__(
+        self,
+        *,
+        max_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_version", b"max_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardPinSnapshotResponse: _TypeAlias = ShardPinSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class ShardScanSnapshotRequest(_message.Message):
+    """Seals the pin (from now a write with version <= cut is refused with
+    UNAVAILABLE), then streams every record, tombstones included, as it was at
+    the cut, in id order, followed by records kept for ids that left the store.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    CUT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    incarnation: _builtins.int
+    cut: _builtins.int
+    page_size: _builtins.int
+    """records per response; 0: the shard's default"""
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        incarnation: _builtins.int = ...,
+        cut: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "cut", b"cut", "incarnation", b"incarnation", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardScanSnapshotRequest: _TypeAlias = ShardScanSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class ShardScanSnapshotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
+    def __init__(
+        self,
+        *,
+        records: _abc.Iterable[Global___ShardWrite] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardScanSnapshotResponse: _TypeAlias = ShardScanSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class ShardReleaseSnapshotRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    CUT_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    incarnation: _builtins.int
+    cut: _builtins.int
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        incarnation: _builtins.int = ...,
+        cut: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "cut", b"cut", "incarnation", b"incarnation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardReleaseSnapshotRequest: _TypeAlias = ShardReleaseSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class ShardReleaseSnapshotResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELEASED_FIELD_NUMBER: _builtins.int
+    released: _builtins.bool
+    def __init__(
+        self,
+        *,
+        released: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["released", b"released"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardReleaseSnapshotResponse: _TypeAlias = ShardReleaseSnapshotResponse  # noqa: Y015
+
+@_typing.final
+class ShardBulkLoadRequest(_message.Message):
+    """The first message names the collection; every message's writes are applied
+    as one batch (last writer wins, one hnswlib add_items per batch). With config,
+    the first message also creates the collection (as CreateCollection does) on a
+    replica that has yet to learn of it from the catalog.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    INCARNATION_FIELD_NUMBER: _builtins.int
+    WRITES_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    incarnation: _builtins.int
+    @_builtins.property
+    def writes(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
+    @_builtins.property
+    def config(self) -> _common_pb2.CollectionConfig: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        incarnation: _builtins.int = ...,
+        writes: _abc.Iterable[Global___ShardWrite] | None = ...,
+        config: _common_pb2.CollectionConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "config", b"config", "incarnation", b"incarnation", "writes", b"writes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardBulkLoadRequest: _TypeAlias = ShardBulkLoadRequest  # noqa: Y015
+
+@_typing.final
+class ShardBulkLoadResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    applied: _builtins.int
+    def __init__(
+        self,
+        *,
+        applied: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ShardBulkLoadResponse: _TypeAlias = ShardBulkLoadResponse  # noqa: Y015

@@ -105,6 +105,26 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.FromString,
                 _registered_method=True)
+        self.PinSnapshot = channel.unary_unary(
+                '/shoal.v1.ShardService/PinSnapshot',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ScanSnapshot = channel.unary_stream(
+                '/shoal.v1.ShardService/ScanSnapshot',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotResponse.FromString,
+                _registered_method=True)
+        self.ReleaseSnapshot = channel.unary_unary(
+                '/shoal.v1.ShardService/ReleaseSnapshot',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotResponse.FromString,
+                _registered_method=True)
+        self.BulkLoad = channel.stream_unary(
+                '/shoal.v1.ShardService/BulkLoad',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -203,6 +223,33 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PinSnapshot(self, request, context):
+        """Snapshots (see docs/snapshots.md): pin a cut, stream the records as of the
+        cut while writes go on, release the pin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ScanSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BulkLoad(self, request_iterator, context):
+        """Restore: batches of records into a collection, each batch indexed at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +322,26 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.Fetch,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.SerializeToString,
+            ),
+            'PinSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.PinSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotResponse.SerializeToString,
+            ),
+            'ScanSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScanSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotResponse.SerializeToString,
+            ),
+            'ReleaseSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotResponse.SerializeToString,
+            ),
+            'BulkLoad': grpc.stream_unary_rpc_method_handler(
+                    servicer.BulkLoad,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -656,6 +723,114 @@ class ShardService:
             '/shoal.v1.ShardService/Fetch',
             shoal_dot_v1_dot_shard__pb2.ShardFetchRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardFetchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PinSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/PinSnapshot',
+            shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardPinSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.ShardService/ScanSnapshot',
+            shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardScanSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/ReleaseSnapshot',
+            shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardReleaseSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BulkLoad(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/shoal.v1.ShardService/BulkLoad',
+            shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.FromString,
             options,
             channel_credentials,
             insecure,

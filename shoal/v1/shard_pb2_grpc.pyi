@@ -57,6 +57,14 @@ class ShardServiceStub:
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]
     Fetch: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardFetchRequest, _shard_pb2.ShardFetchResponse]
+    PinSnapshot: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardPinSnapshotRequest, _shard_pb2.ShardPinSnapshotResponse]
+    """Snapshots (see docs/snapshots.md): pin a cut, stream the records as of the
+    cut while writes go on, release the pin.
+    """
+    ScanSnapshot: _grpc.UnaryStreamMultiCallable[_shard_pb2.ShardScanSnapshotRequest, _shard_pb2.ShardScanSnapshotResponse]
+    ReleaseSnapshot: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardReleaseSnapshotRequest, _shard_pb2.ShardReleaseSnapshotResponse]
+    BulkLoad: _grpc.StreamUnaryMultiCallable[_shard_pb2.ShardBulkLoadRequest, _shard_pb2.ShardBulkLoadResponse]
+    """Restore: batches of records into a collection, each batch indexed at once."""
 
 @_typing.type_check_only
 class ShardServiceAsyncStub(ShardServiceStub):
@@ -87,6 +95,14 @@ class ShardServiceAsyncStub(ShardServiceStub):
     """Replication: compare replicas by partition, then move only what differs."""
     ListVersions: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardListVersionsRequest, _shard_pb2.ShardListVersionsResponse]  # type: ignore[assignment]
     Fetch: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardFetchRequest, _shard_pb2.ShardFetchResponse]  # type: ignore[assignment]
+    PinSnapshot: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardPinSnapshotRequest, _shard_pb2.ShardPinSnapshotResponse]  # type: ignore[assignment]
+    """Snapshots (see docs/snapshots.md): pin a cut, stream the records as of the
+    cut while writes go on, release the pin.
+    """
+    ScanSnapshot: _aio.UnaryStreamMultiCallable[_shard_pb2.ShardScanSnapshotRequest, _shard_pb2.ShardScanSnapshotResponse]  # type: ignore[assignment]
+    ReleaseSnapshot: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardReleaseSnapshotRequest, _shard_pb2.ShardReleaseSnapshotResponse]  # type: ignore[assignment]
+    BulkLoad: _aio.StreamUnaryMultiCallable[_shard_pb2.ShardBulkLoadRequest, _shard_pb2.ShardBulkLoadResponse]  # type: ignore[assignment]
+    """Restore: batches of records into a collection, each batch indexed at once."""
 
 class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: coordinator -> one replica of one shard group."""
@@ -198,5 +214,37 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shard_pb2.ShardFetchRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardFetchResponse, _abc.Awaitable[_shard_pb2.ShardFetchResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PinSnapshot(
+        self,
+        request: _shard_pb2.ShardPinSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardPinSnapshotResponse, _abc.Awaitable[_shard_pb2.ShardPinSnapshotResponse]]:
+        """Snapshots (see docs/snapshots.md): pin a cut, stream the records as of the
+        cut while writes go on, release the pin.
+        """
+
+    @_abc_1.abstractmethod
+    def ScanSnapshot(
+        self,
+        request: _shard_pb2.ShardScanSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_shard_pb2.ShardScanSnapshotResponse], _abc.AsyncIterator[_shard_pb2.ShardScanSnapshotResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReleaseSnapshot(
+        self,
+        request: _shard_pb2.ShardReleaseSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardReleaseSnapshotResponse, _abc.Awaitable[_shard_pb2.ShardReleaseSnapshotResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def BulkLoad(
+        self,
+        request_iterator: _MaybeAsyncIterator[_shard_pb2.ShardBulkLoadRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardBulkLoadResponse, _abc.Awaitable[_shard_pb2.ShardBulkLoadResponse]]:
+        """Restore: batches of records into a collection, each batch indexed at once."""
 
 def add_ShardServiceServicer_to_server(servicer: ShardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

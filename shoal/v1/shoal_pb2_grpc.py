@@ -110,6 +110,26 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.FromString,
                 _registered_method=True)
+        self.CreateSnapshot = channel.unary_stream(
+                '/shoal.v1.ShoalService/CreateSnapshot',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.CreateSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
+                _registered_method=True)
+        self.ListSnapshots = channel.unary_unary(
+                '/shoal.v1.ShoalService/ListSnapshots',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.ListSnapshotsRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.ListSnapshotsResponse.FromString,
+                _registered_method=True)
+        self.DeleteSnapshot = channel.unary_unary(
+                '/shoal.v1.ShoalService/DeleteSnapshot',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotResponse.FromString,
+                _registered_method=True)
+        self.RestoreSnapshot = channel.unary_stream(
+                '/shoal.v1.ShoalService/RestoreSnapshot',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
+                _registered_method=True)
 
 
 class ShoalServiceServicer:
@@ -211,6 +231,33 @@ class ShoalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSnapshot(self, request, context):
+        """Snapshots in the coordinator's snapshot location (--snapshot-location): a
+        consistent cut of one collection or all, and restore into any cluster shape.
+        The long ones stream their progress; the last message has done set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSnapshots(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreSnapshot(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShoalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -288,6 +335,26 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.UpdateTopology,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.SerializeToString,
+            ),
+            'CreateSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.CreateSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.CreateSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.SerializeToString,
+            ),
+            'ListSnapshots': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSnapshots,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.ListSnapshotsRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.ListSnapshotsResponse.SerializeToString,
+            ),
+            'DeleteSnapshot': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'RestoreSnapshot': grpc.unary_stream_rpc_method_handler(
+                    servicer.RestoreSnapshot,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -696,6 +763,114 @@ class ShoalService:
             '/shoal.v1.ShoalService/UpdateTopology',
             shoal_dot_v1_dot_shoal__pb2.UpdateTopologyRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.UpdateTopologyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.ShoalService/CreateSnapshot',
+            shoal_dot_v1_dot_shoal__pb2.CreateSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSnapshots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/ListSnapshots',
+            shoal_dot_v1_dot_shoal__pb2.ListSnapshotsRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.ListSnapshotsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/DeleteSnapshot',
+            shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreSnapshot(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.ShoalService/RestoreSnapshot',
+            shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,14 @@ class ShoalServiceStub:
     """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
     version. Routing moves only; the documents already stored stay where they are.
     """
+    CreateSnapshot: _grpc.UnaryStreamMultiCallable[_shoal_pb2.CreateSnapshotRequest, _shoal_pb2.SnapshotProgress]
+    """Snapshots in the coordinator's snapshot location (--snapshot-location): a
+    consistent cut of one collection or all, and restore into any cluster shape.
+    The long ones stream their progress; the last message has done set.
+    """
+    ListSnapshots: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ListSnapshotsRequest, _shoal_pb2.ListSnapshotsResponse]
+    DeleteSnapshot: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.DeleteSnapshotRequest, _shoal_pb2.DeleteSnapshotResponse]
+    RestoreSnapshot: _grpc.UnaryStreamMultiCallable[_shoal_pb2.RestoreSnapshotRequest, _shoal_pb2.SnapshotProgress]
 
 @_typing.type_check_only
 class ShoalServiceAsyncStub(ShoalServiceStub):
@@ -81,6 +89,14 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
     version. Routing moves only; the documents already stored stay where they are.
     """
+    CreateSnapshot: _aio.UnaryStreamMultiCallable[_shoal_pb2.CreateSnapshotRequest, _shoal_pb2.SnapshotProgress]  # type: ignore[assignment]
+    """Snapshots in the coordinator's snapshot location (--snapshot-location): a
+    consistent cut of one collection or all, and restore into any cluster shape.
+    The long ones stream their progress; the last message has done set.
+    """
+    ListSnapshots: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ListSnapshotsRequest, _shoal_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
+    DeleteSnapshot: _aio.UnaryUnaryMultiCallable[_shoal_pb2.DeleteSnapshotRequest, _shoal_pb2.DeleteSnapshotResponse]  # type: ignore[assignment]
+    RestoreSnapshot: _aio.UnaryStreamMultiCallable[_shoal_pb2.RestoreSnapshotRequest, _shoal_pb2.SnapshotProgress]  # type: ignore[assignment]
 
 class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by the coordinator."""
@@ -195,5 +211,37 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
         version. Routing moves only; the documents already stored stay where they are.
         """
+
+    @_abc_1.abstractmethod
+    def CreateSnapshot(
+        self,
+        request: _shoal_pb2.CreateSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_shoal_pb2.SnapshotProgress], _abc.AsyncIterator[_shoal_pb2.SnapshotProgress]]:
+        """Snapshots in the coordinator's snapshot location (--snapshot-location): a
+        consistent cut of one collection or all, and restore into any cluster shape.
+        The long ones stream their progress; the last message has done set.
+        """
+
+    @_abc_1.abstractmethod
+    def ListSnapshots(
+        self,
+        request: _shoal_pb2.ListSnapshotsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.ListSnapshotsResponse, _abc.Awaitable[_shoal_pb2.ListSnapshotsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteSnapshot(
+        self,
+        request: _shoal_pb2.DeleteSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.DeleteSnapshotResponse, _abc.Awaitable[_shoal_pb2.DeleteSnapshotResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def RestoreSnapshot(
+        self,
+        request: _shoal_pb2.RestoreSnapshotRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_shoal_pb2.SnapshotProgress], _abc.AsyncIterator[_shoal_pb2.SnapshotProgress]]: ...
 
 def add_ShoalServiceServicer_to_server(servicer: ShoalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

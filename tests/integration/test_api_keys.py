@@ -149,7 +149,15 @@ REQUESTS: dict[str, tuple[Message, Code]] = {
         shoal_pb2.UpdateTopologyRequest(expected_version=999_999),
         Code.INVALID_ARGUMENT,
     ),
+    # This cluster has no --snapshot-location: allowed callers get FAILED_PRECONDITION.
+    "CreateSnapshot": (shoal_pb2.CreateSnapshotRequest(name="s"), Code.FAILED_PRECONDITION),
+    "ListSnapshots": (shoal_pb2.ListSnapshotsRequest(), Code.FAILED_PRECONDITION),
+    "DeleteSnapshot": (shoal_pb2.DeleteSnapshotRequest(name="s"), Code.FAILED_PRECONDITION),
+    "RestoreSnapshot": (shoal_pb2.RestoreSnapshotRequest(name="s"), Code.FAILED_PRECONDITION),
 }
+
+#: Methods that answer with a stream: the status comes with reading it.
+STREAMING = {"CreateSnapshot", "RestoreSnapshot"}
 
 
 def expected(method: str, caller: str) -> Code:
@@ -164,7 +172,9 @@ def expected(method: str, caller: str) -> Code:
 def call(channel: grpc.Channel, method: str, request: Message, md: object) -> Code:
     stub = shoal_pb2_grpc.ShoalServiceStub(channel)
     try:
-        getattr(stub, method)(request, metadata=md, timeout=30)
+        answer = getattr(stub, method)(request, metadata=md, timeout=30)
+        if method in STREAMING:
+            list(answer)
     except grpc.RpcError as error:
         assert isinstance(error, grpc.Call)
         return error.code()

@@ -21,7 +21,13 @@ READS = {"GetCollection", "Get", "Count", "Scroll", "Search", "SearchBatch"}
 WRITES = {"Upsert", "Delete"}
 ADMIN = {"CreateCollection", "DeleteCollection", "VerifyReplicas"}
 CLUSTER_READS = {"ListCollections", "GetClusterInfo", "GetTopology"}
-CLUSTER_ADMIN = {"UpdateTopology"}
+CLUSTER_ADMIN = {
+    "UpdateTopology",
+    "CreateSnapshot",
+    "ListSnapshots",
+    "DeleteSnapshot",
+    "RestoreSnapshot",
+}
 
 
 def test_every_public_rpc_has_a_rule() -> None:

@@ -40,6 +40,7 @@ CLIENT_COMMANDS = {
     "cluster": [],
     "verify": [],
     "topology": ["show"],
+    "snapshot": ["list"],
     "loadtest": ["--config", "loadtest/ghz/search_vector.json"],
 }
 

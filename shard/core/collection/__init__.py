@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from shard.core.collection import maintenance, scans, search, writes
+from shard.core.collection import maintenance, scans, search, snapshots, writes
 from shard.core.collection.maintenance import LoadInfo
 from shard.core.collection.scans import DEFAULT_SCROLL_LIMIT, MAX_SCROLL_LIMIT, IndexStats
 from shard.core.collection.state import CollectionState
@@ -100,6 +100,25 @@ class Collection:
     def write(self, ops: Sequence[WriteOp]) -> WriteResult:
         """Apply the writes that are newer than what is stored; durable on return."""
         return writes.write(self._state, ops)
+
+    # -- snapshots (see `snapshots`) -------------------------------------------
+
+    def pin_snapshot(self, cut: int, ttl_s: float) -> int:
+        """Keep the records as of `cut` from now on; the newest version held."""
+        return snapshots.pin(self._state, cut, ttl_s)
+
+    def seal_snapshot(self, cut: int, ttl_s: float) -> None:
+        """Refuse writes at or before `cut` from now on: its state is final."""
+        snapshots.seal(self._state, cut, ttl_s)
+
+    def snapshot_page(
+        self, cut: int, position: snapshots.ScanPosition, limit: int, ttl_s: float
+    ) -> list[WriteOp]:
+        """The next records as of `cut` (tombstones included); `position` moves on."""
+        return snapshots.scan_page(self._state, cut, position, limit, ttl_s)
+
+    def release_snapshot(self, cut: int) -> bool:
+        return snapshots.release(self._state, cut)
 
     # -- ranked reads ----------------------------------------------------------
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shard.core.collection.snapshot_pins import SnapshotPins
 from shard.core.config import CollectionConfig
 from shard.core.documents import (
     Include,
@@ -80,6 +81,8 @@ class CollectionState:
         self.read_metadata = read_metadata
         self.read_text = read_text
         self.strategy = strategy
+        # Snapshot pins (see `snapshots`); changed under `write_lock`.
+        self.pins = SnapshotPins()
 
     def set_index_ef(self, ef: int) -> None:
         """The gate's hook: the index may have been replaced (rebuilt) since it was made."""

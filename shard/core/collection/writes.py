@@ -93,6 +93,9 @@ def _text_for_keywords(state: CollectionState, payload: bytes) -> str | None:
 def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult:
     """Decide, commit and index one batch (one op per id); runs under the write lock."""
     stored = state.store.get([op.id for op in ops])
+    pins = state.pins
+    if pins.active():
+        pins.check_writes(ops, stored)
     seq, next_label = state.seq, state.next_label
     written: list[tuple[str, Record]] = []
     superseded: list[int] = []
@@ -101,6 +104,8 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
         if not supersedes(op, old):
             continue
         seq += 1
+        if pins.active() or pins.max_version is not None:
+            pins.note_replaced(op.id, old, op.version)
         if old is not None:
             superseded.append(old.seq)
         live_label = state.labels.get(op.id)
