@@ -15,6 +15,7 @@ the core's payload readers (wired in shard/__main__.py) all use these.
 """
 
 from collections.abc import Mapping
+from functools import partial
 
 from google.protobuf.message import DecodeError
 
@@ -74,9 +75,33 @@ def text_from_payload(payload: bytes) -> str | None:
     return document.text if document.HasField("text") else None
 
 
+def patch_payload(write: shard_pb2.ShardWrite, stored: bytes) -> bytes:
+    """The stored payload with a partial update applied: metadata keys set and
+    removed, the text replaced if the write has one; checked like a whole write."""
+    try:
+        document = common_pb2.Document.FromString(stored)
+    except DecodeError as error:
+        raise DataLoss(f"stored text/metadata of document {write.id!r} is corrupt") from error
+    merged = shard_pb2.ShardWrite(id=write.id, metadata=document.metadata)
+    for key in write.remove_metadata:
+        merged.metadata.pop(key, None)
+    for key, value in write.metadata.items():
+        merged.metadata[key].CopyFrom(value)
+    if write.HasField("text"):
+        merged.text = write.text
+    elif document.HasField("text"):
+        merged.text = document.text
+    return payload_from_write(merged)
+
+
 def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:
     if write.deleted:
         return WriteOp(write.id, write.version, True, b"", b"")
+    if write.patch:
+        payload_from_write(write)  # the patch's own values checked before any lock
+        return WriteOp(
+            write.id, write.version, False, write.vector_f32, b"", partial(patch_payload, write)
+        )
     return WriteOp(write.id, write.version, False, write.vector_f32, payload_from_write(write))
 
 

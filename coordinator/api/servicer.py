@@ -12,6 +12,7 @@ import grpc.aio
 from coordinator.api import public_messages
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from coordinator.core.updates import MetadataChange
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
@@ -104,6 +105,27 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         )
         return shoal_pb2.DeleteResponse(
             deleted=result.deleted,
+            replicas_acknowledged=result.acknowledged,
+            replicas=result.replicas,
+        )
+
+    async def Update(
+        self, request: shoal_pb2.UpdateRequest, context: Context
+    ) -> shoal_pb2.UpdateResponse:
+        result = await self._core.updater.update(
+            request.collection,
+            list(request.ids),
+            public_messages.filter_from_proto(request),
+            MetadataChange(
+                set_metadata=request.set_metadata,
+                remove_metadata=list(request.remove_metadata),
+                text=request.text if request.HasField("text") else None,
+            ),
+            public_messages.consistency_from_proto(request.consistency),
+            self._write_deadline(context),
+        )
+        return shoal_pb2.UpdateResponse(
+            updated=result.applied,
             replicas_acknowledged=result.acknowledged,
             replicas=result.replicas,
         )

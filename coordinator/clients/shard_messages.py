@@ -47,6 +47,8 @@ def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
         vector_f32=op.vector_f32,
         text=op.text,
         metadata=metadata,
+        patch=op.patch,
+        remove_metadata=op.remove_metadata,
     )
 
 

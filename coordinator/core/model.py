@@ -122,6 +122,7 @@ class WriteResult:
     acknowledged: int
     replicas: int
     deleted: int = 0
+    applied: int = 0  # writes some replica found newer than what it held
 
 
 @dataclass(frozen=True, slots=True)

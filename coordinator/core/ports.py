@@ -102,6 +102,9 @@ class WriteOp:
     """One versioned change to one document, as sent to every replica of its group.
 
     `metadata` is the caller's metadata exactly as the api layer received it.
+    A `patch` is a partial update: each replica merges `metadata` into the record
+    it holds, removes `remove_metadata`, replaces the text if given and the vector
+    if non-empty.
     """
 
     id: str
@@ -110,6 +113,8 @@ class WriteOp:
     vector_f32: bytes = b""
     text: str | None = None
     metadata: Mapping[str, object] = field(default_factory=dict)
+    patch: bool = False
+    remove_metadata: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)

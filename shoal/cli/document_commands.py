@@ -1,4 +1,4 @@
-"""`shoal import | search | get | delete | count | scroll`: documents."""
+"""`shoal import | search | get | delete | update | count | scroll`: documents."""
 
 import argparse
 import json
@@ -205,6 +205,38 @@ def cmd_delete(args: argparse.Namespace) -> None:
         print(f"deleted {out.count_of(result.count, 'document')}")
 
 
+def _set_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, VALUE read as JSON when it parses (numbers, true, lists),
+    else as a string."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def cmd_update(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        result = client.update(
+            args.collection,
+            args.ids,
+            where=where_arg(args.where),
+            where_document=where_document_arg(args),
+            set_metadata=_set_pairs(args.set),
+            remove_metadata=args.unset,
+            text=args.text,
+        )
+    if args.json:
+        print_json({"collection": args.collection, "updated": result.count})
+    else:
+        print(f"updated {out.count_of(result.count, 'document')}")
+
+
 def cmd_count(args: argparse.Namespace) -> None:
     with Client(address(args)) as client:
         count = client.count(args.collection, where_arg(args.where), where_document_arg(args))
@@ -296,6 +328,34 @@ def add_document_commands(commands: Any) -> None:
     delete.add_argument("--where", help=WHERE_HELP)
     delete.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
     delete.set_defaults(run=cmd_delete)
+
+    update = command(
+        commands,
+        "update",
+        "set or remove metadata keys (or replace the text) of existing documents, by id or"
+        " by --where / --where-document, keeping their vectors",
+    )
+    update.add_argument("collection", help="the collection")
+    update.add_argument(
+        "ids", nargs="*", help="document ids (or give --where and/or --where-document)"
+    )
+    update.add_argument("--where", help=WHERE_HELP)
+    update.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
+    update.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a metadata key; VALUE is JSON if it parses (42, true, [1,2]), else a string"
+        " (repeatable)",
+    )
+    update.add_argument(
+        "--unset", action="append", default=[], metavar="KEY", help="remove a metadata key"
+    )
+    update.add_argument(
+        "--text", help="new text (with ids only); embedded again by the collection's model"
+    )
+    update.set_defaults(run=cmd_update)
 
     for name, handler, text in [
         ("count", cmd_count, "count documents (matching --where and --where-document)"),

@@ -15,7 +15,11 @@ import numpy.typing as npt
 
 from shoal.errors import InvalidArgument
 from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
-from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
+from shoal.runtime.proto_values import (
+    metadata_to_proto,
+    topology_from_proto,
+    topology_to_proto,
+)
 from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk.requests import (
@@ -203,6 +207,38 @@ class Client:
         )
         reply = self._call(self._stub.Delete, request)
         return WriteResult(reply.deleted, reply.replicas_acknowledged, reply.replicas)
+
+    def update(
+        self,
+        collection: str,
+        ids: Sequence[str] = (),
+        *,
+        where: Where | None = None,
+        where_document: Where | None = None,
+        set_metadata: Mapping[str, Any] | None = None,
+        remove_metadata: Sequence[str] = (),
+        text: str | None = None,
+        consistency: Consistency = "quorum",
+    ) -> WriteResult:
+        """Partial update of existing documents by id, or of every document matching
+        a `where` (and/or `where_document`) filter: set the keys of `set_metadata`,
+        remove those in `remove_metadata`, keep the vector. A `text` (with ids only)
+        replaces the text and, for a collection with a model, is embedded again.
+        The result's count is how many documents existed and changed."""
+        filtered = where is not None or where_document is not None
+        if bool(ids) == filtered:
+            raise InvalidArgument("give ids or a where filter to update, not both")
+        request = shoal_pb2.UpdateRequest(
+            collection=collection,
+            ids=ids,
+            filter=combined_filter(where, where_document),
+            set_metadata=metadata_to_proto(set_metadata or {}),
+            remove_metadata=remove_metadata,
+            text=text,
+            consistency=CONSISTENCY[consistency],
+        )
+        reply = self._call(self._stub.Update, request)
+        return WriteResult(reply.updated, reply.replicas_acknowledged, reply.replicas)
 
     def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None

@@ -239,6 +239,8 @@ class ShardWrite(_message.Message):
     VECTOR_F32_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    PATCH_FIELD_NUMBER: _builtins.int
+    REMOVE_METADATA_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     version: _builtins.int
     """hybrid logical clock: ms << 20 | counter << 8 | coordinator id"""
@@ -246,8 +248,16 @@ class ShardWrite(_message.Message):
     """a tombstone"""
     vector_f32: _builtins.bytes
     text: _builtins.str
+    patch: _builtins.bool
+    """A partial update: applied to the record the replica holds (skipped when it
+    holds none or a tombstone). metadata is merged in, remove_metadata removed,
+    text replaced if set, vector_f32 replaced if non-empty. The result is stored
+    as an ordinary record of this version.
+    """
     @_builtins.property
     def metadata(self) -> _containers.MessageMap[_builtins.str, _common_pb2.Value]: ...
+    @_builtins.property
+    def remove_metadata(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -257,10 +267,12 @@ class ShardWrite(_message.Message):
         vector_f32: _builtins.bytes = ...,
         text: _builtins.str | None = ...,
         metadata: _abc.Mapping[_builtins.str, _common_pb2.Value] | None = ...,
+        patch: _builtins.bool = ...,
+        remove_metadata: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "deleted", b"deleted", "id", b"id", "metadata", b"metadata", "text", b"text", "vector_f32", b"vector_f32", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "deleted", b"deleted", "id", b"id", "metadata", b"metadata", "patch", b"patch", "remove_metadata", b"remove_metadata", "text", b"text", "vector_f32", b"vector_f32", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__text: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
     _WhichOneofArgType__text: _TypeAlias = _typing.Literal["_text", b"_text"]  # noqa: Y015

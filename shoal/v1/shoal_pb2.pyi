@@ -476,6 +476,105 @@ class DeleteResponse(_message.Message):
 Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
 
 @_typing.final
+class UpdateRequest(_message.Message):
+    """Partial update of existing documents (Chroma's update, Qdrant's set_payload),
+    by ids or by a filter (not both). Each replica applies it to the record it holds
+    under its write lock, as a new version: metadata keys in set_metadata are set,
+    keys in remove_metadata removed, the vector kept (the HNSW index is untouched)
+    unless a text is given, which replaces the text and, with an embedding model,
+    the vector. Ids that do not exist are skipped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SetMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _common_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _common_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SET_METADATA_FIELD_NUMBER: _builtins.int
+    REMOVE_METADATA_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    text: _builtins.str
+    """with ids only"""
+    consistency: Global___WriteConsistency.ValueType
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def set_metadata(self) -> _containers.MessageMap[_builtins.str, _common_pb2.Value]: ...
+    @_builtins.property
+    def remove_metadata(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        filter: _common_pb2.Filter | None = ...,
+        set_metadata: _abc.Mapping[_builtins.str, _common_pb2.Value] | None = ...,
+        remove_metadata: _abc.Iterable[_builtins.str] | None = ...,
+        text: _builtins.str | None = ...,
+        consistency: Global___WriteConsistency.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "filter", b"filter", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids", "remove_metadata", b"remove_metadata", "set_metadata", b"set_metadata", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__text: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
+    _WhichOneofArgType__text: _TypeAlias = _typing.Literal["_text", b"_text"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__text) -> _WhichOneofReturnType__text | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATED_FIELD_NUMBER: _builtins.int
+    REPLICAS_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    updated: _builtins.int
+    """documents that existed and were changed"""
+    replicas_acknowledged: _builtins.int
+    replicas: _builtins.int
+    def __init__(
+        self,
+        *,
+        updated: _builtins.int = ...,
+        replicas_acknowledged: _builtins.int = ...,
+        replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replicas", b"replicas", "replicas_acknowledged", b"replicas_acknowledged", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
 class CountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -292,3 +292,34 @@ def test_loadtest_calls_shoal_address(
     report = json.loads(capsys.readouterr().out)
     assert report["options"]["host"] == cluster.address
     assert report["count"] == 5 and report["statusCodeDistribution"] == {"OK": 5}
+
+
+def test_update_sets_and_unsets_metadata_by_id_and_by_where(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run(cluster, capsys, "update", COLLECTION, "n1", "--set", "prio=9", "--set", "who=me")
+        == "updated 1 document\n"
+    )
+    updated = run(
+        cluster,
+        capsys,
+        "update",
+        COLLECTION,
+        "--where",
+        '{"prio": {"$lt": 4}}',
+        "--unset",
+        "tags",
+        "--json",
+    )
+    assert json.loads(updated) == {"collection": COLLECTION, "updated": 2}
+    documents = [
+        json.loads(line)
+        for line in run(cluster, capsys, "scroll", COLLECTION, "--json").splitlines()
+    ]
+    assert [doc["metadata"] for doc in documents] == [
+        {"tags": ["home"], "prio": 9, "who": "me"},
+        {"prio": 1},
+        {"prio": 3},
+    ]
+    assert [doc["text"] for doc in documents] == [note["text"] for note in NOTES]

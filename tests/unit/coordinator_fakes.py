@@ -36,7 +36,7 @@ real shard server through the `ShardClient` port. Where it still differs:
 import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -259,6 +259,10 @@ class FakeShard:
         applied = deleted = 0
         for op in writes:
             old = store.get(op.id)
+            if op.patch:
+                if old is None or old.op.deleted:
+                    continue  # a partial update of nothing: skipped, as a shard does
+                op = _patched(old.op, op)
             if old is not None and (old.version, old.op.deleted) >= (op.version, op.deleted):
                 continue
             applied += 1
@@ -523,3 +527,18 @@ class FakeCluster:
         )
         result = await self.core.catalog.create(config, deadline())
         return result.config
+
+
+def _patched(stored: WriteOp, patch: WriteOp) -> WriteOp:
+    """A partial update applied to a stored write, as a shard applies it."""
+    metadata = {
+        key: value for key, value in stored.metadata.items() if key not in patch.remove_metadata
+    }
+    metadata.update(patch.metadata)
+    return replace(
+        stored,
+        version=patch.version,
+        vector_f32=patch.vector_f32 or stored.vector_f32,
+        text=stored.text if patch.text is None else patch.text,
+        metadata=metadata,
+    )

@@ -31,6 +31,7 @@ CLIENT_COMMANDS = {
     "search": ["c", "--text", "audio"],
     "get": ["c", "a", "b"],
     "delete": ["c", "a"],
+    "update": ["c", "a", "--set", "k=1"],
     "count": ["c"],
     "scroll": ["c"],
     "cluster": [],

@@ -67,6 +67,8 @@ def _validated_writes(state: CollectionState, ops: Sequence[WriteOp]) -> list[Wr
             raise InvalidArgument(f"document {op.id!r}: version 0; versions start at 1")
         if op.deleted:
             op = replace(op, vector=b"", payload=b"") if op.vector or op.payload else op
+        elif op.patch is not None and not op.vector:
+            pass  # a partial update keeping the stored vector
         else:
             if len(op.vector) != 4 * dimension:
                 raise InvalidArgument(
@@ -98,6 +100,14 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
     superseded: list[int] = []
     change = _IndexChange()
     for op, old in zip(ops, stored, strict=True):
+        keeps_vector = False
+        if op.patch is not None:
+            if old is None or old.deleted:
+                continue  # nothing to update here; anti-entropy brings the result
+            keeps_vector = not op.vector
+            op = replace(
+                op, vector=op.vector or old.vector, payload=op.patch(old.payload), patch=None
+            )
         if not supersedes(op, old):
             continue
         seq += 1
@@ -117,7 +127,9 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
             next_label += 1
         else:
             record = Record(op.version, False, seq, live_label, op.vector, op.payload)
-            change.updated.append((live_label, op.vector))
+            if not keeps_vector:
+                # A partial update of the metadata leaves the HNSW index alone.
+                change.updated.append((live_label, op.vector))
             change.metadata.append((live_label, state.metadata_of(op.payload)))
             change.text_labels.append(live_label)
             change.texts.append(_text_for_keywords(state, op.payload))
