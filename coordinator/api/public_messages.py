@@ -116,7 +116,9 @@ def documents_from_proto(documents: Sequence[common_pb2.Document]) -> list[Docum
 
 def query_from_proto(query: shoal_pb2.Query, what: str) -> QueryInput:
     return QueryInput(
-        vector=_optional_vector(query.vector, query.vector_f32, what), text=query.text or None
+        vector=_optional_vector(query.vector, query.vector_f32, what),
+        text=query.text or None,
+        like_id=query.like_id or None,
     )
 
 
@@ -129,7 +131,7 @@ def queries_from_proto(queries: Sequence[shoal_pb2.Query]) -> list[QueryInput] |
         size
         and size % 4 == 0
         and all(len(blob) == size for blob in blobs)
-        and not any(query.text or len(query.vector) for query in queries)
+        and not any(query.text or query.like_id or len(query.vector) for query in queries)
     ):
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), size // 4)
     return [query_from_proto(query, f"query {i}") for i, query in enumerate(queries)]

@@ -67,6 +67,9 @@ class QueryInput:
 
     vector: Vector | None = None
     text: str | None = None
+    #: More-like-this: the stored vector of this document is the query, and the
+    #: document is left out of the hits (see `more_like_this`).
+    like_id: str | None = None
 
 
 class SearchMode(enum.Enum):

@@ -154,6 +154,17 @@ class DocumentMessage(Protocol):
     def id(self) -> str: ...
 
 
+class VectorMessage(Protocol):
+    """A stored document read with its vector: the `Document` message (or a
+    replica's record) as a shard returned it, its vector as float32 bytes."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def vector_f32(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ScrollPage:
     documents: list[DocumentMessage]  # in id order

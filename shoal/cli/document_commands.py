@@ -136,8 +136,8 @@ def vector_arg(text: str | None) -> list[float] | None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    if args.text is None and args.vector is None:
-        raise SystemExit("error: give --text or --vector (both only with --mode hybrid)")
+    if args.text is None and args.vector is None and args.like is None:
+        raise SystemExit("error: give --text, --vector (both only with --mode hybrid) or --like ID")
     with Client(address(args)) as client:
         result = client.search(
             args.collection,
@@ -155,6 +155,7 @@ def cmd_search(args: argparse.Namespace) -> None:
             rrf_k=args.rrf_k or 0,
             candidates=args.candidates or 0,
             explain=args.explain,
+            like=args.like,
         )
     if args.json:
         print_json(out.search_dict(result))
@@ -267,6 +268,11 @@ def add_document_commands(commands: Any) -> None:
         "--vector",
         help="query vector as a JSON list of numbers; with --mode hybrid and --text, the"
         " vector side's query (for a collection without a model)",
+    )
+    search.add_argument(
+        "--like",
+        metavar="ID",
+        help="more-like-this: search with the stored vector of document ID, leaving it out",
     )
     search.add_argument("-k", type=int, default=10, help="hits to return")
     search.add_argument("--ef", type=int, default=0, help="HNSW ef (0: the collection's)")

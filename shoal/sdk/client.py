@@ -296,8 +296,9 @@ class Client:
         rrf_k: int = 0,
         candidates: int = 0,
         explain: bool = False,
+        like: str | None = None,
     ) -> SearchResult:
-        """The k best documents for a vector or a text.
+        """The k best documents for a vector or a text, or `like` a stored document.
 
         `mode`: "vector" (default) ranks by similarity to the vector, or to the
         text the server embeds; "keyword" ranks the document texts by BM25 with
@@ -312,14 +313,21 @@ class Client:
         `where_document` those whose text matches (`{"$contains": "phrase"}`);
         `score_threshold` drops hits scoring below it (BM25 in keyword mode,
         the fused score in hybrid mode); `explain` sets each hit's `explanation`.
+        `like`: more-like-this, the id of a stored document whose vector (for a
+        chunked document the mean of its chunks') is the query; that document is
+        left out of the hits. Unknown id: NotFound.
         """
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        request = shoal_pb2.SearchRequest(
-            collection=collection, query=query_to_proto(vector, text, mode), **fields
-        )
+        if like is not None:
+            if vector is not None or text is not None:
+                raise InvalidArgument("give a vector, a text or `like`, one of them")
+            query = shoal_pb2.Query(like_id=like)
+        else:
+            query = query_to_proto(vector, text, mode)
+        request = shoal_pb2.SearchRequest(collection=collection, query=query, **fields)
         reply = self._call(self._stub.Search, request)
         return SearchResult(
             [hit_from_proto(hit) for hit in reply.hits], coverage_from_proto(reply.coverage)

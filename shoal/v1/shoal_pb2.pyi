@@ -629,6 +629,11 @@ class Query(_message.Message):
     for a collection with an embedding model, exactly one. Keyword search: a
     text. Hybrid search: a text, and a vector for the vector side unless the
     collection's model embeds the text.
+
+    More-like-this: like_id names a stored document whose vector (for a chunked
+    document, the mean of its chunk vectors) is the query; that document is left out
+    of the hits. Vector mode only, alone (no vector or text); NOT_FOUND if no such
+    document exists.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -636,8 +641,10 @@ class Query(_message.Message):
     VECTOR_FIELD_NUMBER: _builtins.int
     VECTOR_F32_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    LIKE_ID_FIELD_NUMBER: _builtins.int
     vector_f32: _builtins.bytes
     text: _builtins.str
+    like_id: _builtins.str
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -646,10 +653,11 @@ class Query(_message.Message):
         vector: _abc.Iterable[_builtins.float] | None = ...,
         vector_f32: _builtins.bytes = ...,
         text: _builtins.str = ...,
+        like_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["like_id", b"like_id", "text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -323,3 +323,13 @@ def test_update_sets_and_unsets_metadata_by_id_and_by_where(
         {"prio": 3},
     ]
     assert [doc["text"] for doc in documents] == [note["text"] for note in NOTES]
+
+
+def test_search_like_a_stored_document_leaves_it_out(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = json.loads(run(cluster, capsys, "search", COLLECTION, "--like", "n1", "--json"))
+    assert sorted(hit["id"] for hit in found["hits"]) == ["n2", "n3"]
+    with pytest.raises(SystemExit):
+        run(cluster, capsys, "search", COLLECTION, "--like", "nope")
+    assert "no document 'nope'" in capsys.readouterr().err

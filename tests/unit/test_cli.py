@@ -279,5 +279,5 @@ def test_the_readmes_commands_parse(line: str) -> None:
 
 
 def test_search_needs_a_text_or_a_vector() -> None:
-    with pytest.raises(SystemExit, match="give --text or --vector"):
+    with pytest.raises(SystemExit, match="give --text, --vector"):
         main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])
