@@ -59,7 +59,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.GetCollectionResponse:
         stats = await self._core.catalog.get(request.name, self._read_deadline(context))
         return shoal_pb2.GetCollectionResponse(
-            config=config_to_proto(stats.config), document_count=stats.document_count
+            config=config_to_proto(stats.config),
+            document_count=stats.document_count,
+            chunk_count=stats.chunk_count,
         )
 
     async def ListCollections(

@@ -92,6 +92,7 @@ class GrpcShardClient:
                 ShardCollection(
                     replace(config_from_proto(c.config), incarnation=c.incarnation),
                     c.document_count,
+                    c.chunk_count,
                 )
                 for c in reply.collections
             ],

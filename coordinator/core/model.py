@@ -204,6 +204,7 @@ class CountResult:
 class CollectionStats:
     config: CollectionConfig
     document_count: int
+    chunk_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.keyword import KeywordSettings, TermStatistics
 from shoal.replication import PartitionDigest, VersionState
@@ -60,6 +61,7 @@ class CollectionConfig:
     #: The catalog's id of this collection, new on every create (0: no catalog).
     incarnation: int = 0
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class ShardCollection:
 
     config: CollectionConfig
     document_count: int
+    chunk_count: int = 0  # indexed vectors: chunks, and 1 per unchunked document
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,9 @@ class WriteOp:
     metadata: Mapping[str, object] = field(default_factory=dict)
     patch: bool = False
     remove_metadata: Sequence[str] = ()
+    #: A chunked document: `vector_f32` holds one vector per chunk, in the order of
+    #: these (start, end) character spans of its text.
+    chunks: Sequence[tuple[int, int]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +183,7 @@ class EmbedderInfo:
     dimension: int
     max_batch: int
     max_input_chars: int
+    max_seq_tokens: int = 0
 
 
 class ShardClient(Protocol):
@@ -288,6 +295,15 @@ class ShardClient(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkedText:
+    """One text as the embedder chunked it: (start, end) character spans, and a
+    (len(spans), dimension) matrix of their vectors."""
+
+    spans: list[tuple[int, int]]
+    vectors: Vector
+
+
 class EmbedderClient(Protocol):
     @property
     def address(self) -> str: ...
@@ -296,6 +312,18 @@ class EmbedderClient(Protocol):
 
     async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
         """A (len(texts), dimension) float32 matrix, row i embedding texts[i]."""
+        ...
+
+    async def embed_chunks(
+        self,
+        texts: Sequence[str],
+        model: str,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        timeout_s: float,
+    ) -> list[ChunkedText]:
+        """Each text split into chunks of at most `chunk_tokens` model tokens, each
+        chunk embedded."""
         ...
 
     async def health(self, timeout_s: float) -> Health: ...

@@ -99,7 +99,12 @@ class Updater:
             raise InvalidArgument("a new text can be given with ids only, not with a filter")
         config = await self._catalog.config(collection, deadline)
         vector = b""
-        if change.text is not None and config.embedding_model:
+        spans: list[tuple[int, int]] = []
+        if change.text is not None and config.chunking.enabled:
+            [chunked] = await self._embedding.embed_chunks([change.text], config, deadline)
+            vector = np.ascontiguousarray(chunked.vectors, "<f4").tobytes()
+            spans = chunked.spans
+        elif change.text is not None and config.embedding_model:
             embedded = await self._embedding.embed(
                 [change.text], config.embedding_model, config.dimension, deadline
             )
@@ -115,6 +120,7 @@ class Updater:
                     metadata=change.set_metadata,
                     patch=True,
                     remove_metadata=change.remove_metadata,
+                    chunks=spans,
                 )
                 for doc_id, version in zip(page, versions, strict=True)
             ]

@@ -130,7 +130,15 @@ class Writer:
             b"" if document.vector is None else np.asarray(document.vector, "<f4").tobytes()
             for document in documents
         ]
-        if to_embed:
+        spans: dict[int, list[tuple[int, int]]] = {}
+        if to_embed and config.chunking.enabled:
+            chunked = await self._embedding.embed_chunks(
+                [documents[position].text or "" for position in to_embed], config, deadline
+            )
+            for position, text in zip(to_embed, chunked, strict=True):
+                vectors[position] = np.ascontiguousarray(text.vectors, "<f4").tobytes()
+                spans[position] = text.spans
+        elif to_embed:
             texts = [documents[position].text or "" for position in to_embed]
             embedded = await self._embedding.embed(
                 texts, config.embedding_model, config.dimension, deadline
@@ -145,6 +153,7 @@ class Writer:
                 vector_f32=vectors[position],
                 text=document.text,
                 metadata=document.metadata,
+                chunks=spans.get(position, ()),
             )
             for position, document in enumerate(documents)
         ]

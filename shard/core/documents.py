@@ -87,6 +87,9 @@ class QueryHits:
     scores: list[float]
     distances: list[float]
     documents: list[StoredDocument] | None = None
+    #: In a collection holding chunked documents: per hit, the chunk that scored it
+    #: (its index among the document's chunks); None otherwise.
+    chunks: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

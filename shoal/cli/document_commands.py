@@ -81,7 +81,7 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
                     f"{hit.score:.4f}",
                     hit.id,
                     *(out.explanation_cells(hit.explanation) if explain else ()),
-                    out.snippet(hit.text),
+                    out.snippet(hit.chunk_text or hit.text),
                 )
                 for rank, hit in enumerate(result.hits, 1)
             ),

@@ -31,6 +31,7 @@ from shoal.sdk.requests import (
     FusionName,
     MetricName,
     SearchModeName,
+    chunking_config,
     document_to_proto,
     include_to_proto,
     keyword_config,
@@ -108,6 +109,7 @@ class Client:
         hnsw_ef: int = 0,
         partitions: int = 0,
         keyword: bool | Mapping[str, Any] | None = None,
+        chunking: bool | Mapping[str, int] | None = None,
     ) -> Collection:
         """Create a collection; zeros take the server's defaults.
 
@@ -117,6 +119,10 @@ class Client:
         or True for the defaults (English, stemming, stop words, k1 1.2, b 0.75),
         False for none, or a dict of `enabled`, `language`, `stemming`,
         `stop_words`, `k1`, `b`.
+        `chunking` (needs `embedding_model`): True to split long texts into chunks
+        of the model's input length (overlapping by an eighth), or a dict of
+        `chunk_tokens` and `overlap_tokens` (in the model's tokens); search then
+        returns documents scored by their best chunk.
         """
         if metric not in METRICS:
             raise InvalidArgument(f"metric {metric!r}: use one of {sorted(METRICS)}")
@@ -130,6 +136,7 @@ class Client:
             hnsw_ef=hnsw_ef,
             partitions=partitions,
             keyword=keyword_config(keyword),
+            chunking=chunking_config(chunking),
         )
         reply = self._call(
             self._stub.CreateCollection, shoal_pb2.CreateCollectionRequest(config=config)
@@ -138,7 +145,7 @@ class Client:
 
     def get_collection(self, name: str) -> Collection:
         reply = self._call(self._stub.GetCollection, shoal_pb2.GetCollectionRequest(name=name))
-        return collection_from_proto(reply.config, reply.document_count)
+        return collection_from_proto(reply.config, reply.document_count, reply.chunk_count)
 
     def list_collections(self) -> list[Collection]:
         reply = self._call(self._stub.ListCollections, shoal_pb2.ListCollectionsRequest())

@@ -217,7 +217,10 @@ class GetCollectionResponse(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     DOCUMENT_COUNT_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     document_count: _builtins.int
+    chunk_count: _builtins.int
+    """indexed vectors: chunks of chunked documents, 1 per other document"""
     @_builtins.property
     def config(self) -> _common_pb2.CollectionConfig: ...
     def __init__(
@@ -225,10 +228,11 @@ class GetCollectionResponse(_message.Message):
         *,
         config: _common_pb2.CollectionConfig | None = ...,
         document_count: _builtins.int = ...,
+        chunk_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "document_count", b"document_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "config", b"config", "document_count", b"document_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -45,6 +45,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from coordinator.core.ports import (
+    ChunkedText,
     CollectionConfig,
     CollectionListing,
     DocumentMessage,
@@ -479,6 +480,27 @@ class FakeEmbedder:
         self.batches.append(len(texts))
         self.texts += texts
         return np.stack([hash_embedding(text, self.dimension) for text in texts])
+
+    async def embed_chunks(
+        self,
+        texts: Sequence[str],
+        model: str,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        timeout_s: float,
+    ) -> list[ChunkedText]:
+        """Chunks of `chunk_tokens` characters (no overlap): enough for the core's tests."""
+        if self.fail is not None:
+            raise self.fail
+        result = []
+        for text in texts:
+            spans = [
+                (start, min(len(text), start + chunk_tokens))
+                for start in range(0, max(len(text), 1), chunk_tokens)
+            ]
+            vectors = np.stack([hash_embedding(text[a:b], self.dimension) for a, b in spans])
+            result.append(ChunkedText(spans, vectors))
+        return result
 
     async def health(self, timeout_s: float) -> Health:
         return Health.UNREACHABLE if self.fail is not None else Health.SERVING

@@ -62,7 +62,7 @@ def load(
             payload.live_count,
         )
         try:
-            index, labels = rebuild(config, store)
+            index, labels, chunks = rebuild(config, store)
         except BaseException:
             store.close()
             raise
@@ -73,6 +73,7 @@ def load(
             checkpoint_seq=0,
             source="rebuild",
             applied=len(labels),
+            chunks=chunks,
         )
     state = CollectionState(
         config,
@@ -87,6 +88,7 @@ def load(
         strategy=strategy,
         keyword=keyword,
         read_text=read_text,
+        chunks=loaded.chunks,
     )
     return state, LoadInfo(len(loaded.labels), loaded.source, loaded.applied)
 
