@@ -7,7 +7,7 @@ shards are already the public messages and go out as they are.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -21,6 +21,8 @@ from coordinator.core.model import (
     Explanation,
     FusedHit,
     Fusion,
+    GroupBy,
+    GroupedHits,
     HybridOptions,
     QueryInput,
     ReadConsistency,
@@ -32,6 +34,7 @@ from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
     Health,
+    HitMessage,
     Include,
     RankedHits,
     Vector,
@@ -196,7 +199,41 @@ def search_options(
         mode=mode,
         hybrid=hybrid_from_proto(request.hybrid),
         explain=request.explain,
+        group_by=_group_by(request),
     )
+
+
+def _group_by(request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest) -> GroupBy | None:
+    if not isinstance(request, shoal_pb2.SearchRequest) or not request.group_by:
+        return None
+    return GroupBy(request.group_by, request.group_size or 1, group_values)
+
+
+_LIST_KINDS = {
+    "string_list": "string_value",
+    "int_list": "int_value",
+    "float_list": "float_value",
+    "bool_list": "bool_value",
+}
+
+
+def group_values(hit: HitMessage, key: str) -> list[tuple[Hashable, object]]:
+    """A hit's values of metadata `key`, as (hashable key, `Value` to show): one
+    per element of a list value, none when the hit lacks the key."""
+    document = cast(common_pb2.Document | None, getattr(hit, "document", None))
+    if document is None or key not in document.metadata:
+        return []
+    value = document.metadata[key]
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return []
+    if kind in _LIST_KINDS:
+        scalar = _LIST_KINDS[kind]
+        return [
+            ((scalar, element), common_pb2.Value(**{scalar: element}))
+            for element in getattr(value, kind).values
+        ]
+    return [((kind, getattr(value, kind)), value)]
 
 
 def _explanation_to_proto(explanation: Explanation) -> common_pb2.HitExplanation:
@@ -219,7 +256,30 @@ def _fused_to_proto(hit: FusedHit) -> common_pb2.Hit:
     return message
 
 
-def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: RankedHits) -> None:
+def _add_grouped(
+    target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse,
+    result: GroupedHits,
+    keep_metadata: bool,
+) -> None:
+    """Grouped hits, each with its group's value; the metadata fetched for grouping
+    is dropped unless the caller asked for it."""
+    for hit, value in zip(result.hits, result.groups, strict=True):
+        if isinstance(hit, FusedHit):
+            message = _fused_to_proto(hit)
+        else:
+            message = common_pb2.Hit()
+            message.CopyFrom(cast(common_pb2.Hit, hit))
+        message.group.CopyFrom(cast(common_pb2.Value, value))
+        if not keep_metadata:
+            message.document.ClearField("metadata")
+        target.hits.append(message)
+
+
+def add_hits(
+    target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse,
+    result: RankedHits,
+    keep_metadata: bool = True,
+) -> None:
     """Put one query's hits into a reply message.
 
     A shard's own answer (no merge was needed) is copied as bytes: a shard's
@@ -227,7 +287,9 @@ def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: 
     the wire form of field 1, `repeated Hit hits`, so no Python object is made
     per hit. Merged hits are the shards' `Hit` messages and are copied as such.
     """
-    if isinstance(result, shard_pb2.ShardSearchResult):
+    if isinstance(result, GroupedHits):
+        _add_grouped(target, result, keep_metadata)
+    elif isinstance(result, shard_pb2.ShardSearchResult):
         target.MergeFromString(result.SerializeToString())
     elif result.hits and isinstance(result.hits[0], FusedHit):
         target.hits.extend(_fused_to_proto(cast(FusedHit, hit)) for hit in result.hits)

@@ -192,7 +192,9 @@ class ShoalServicer(shoal_pb2_grpc.ShoalServiceServicer):
         response = shoal_pb2.SearchResponse(
             coverage=public_messages.coverage_to_proto(results.coverage)
         )
-        public_messages.add_hits(response, results.results[0])
+        public_messages.add_hits(
+            response, results.results[0], keep_metadata=request.include.metadata
+        )
         return response
 
     async def SearchBatch(

@@ -2,7 +2,7 @@
 exchanges with shards and the embedder)."""
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.core.ports import (
@@ -128,6 +128,27 @@ class WriteResult:
     applied: int = 0  # writes some replica found newer than what it held
 
 
+#: The groups one hit belongs to under a group_by key: (a hashable key, the value
+#: as the api layer will show it) per value; none when the hit lacks the key.
+GroupValues = Callable[[HitMessage, str], Sequence[tuple[Hashable, object]]]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBy:
+    key: str
+    size: int  # hits per group at most
+    values: GroupValues  # reads a hit's values of `key` (the api layer's hit format)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedHits:
+    """Hits group after group, groups in the order of their best hit; `groups[i]`
+    is the value of the group `hits[i]` belongs to."""
+
+    hits: list[HitMessage]
+    groups: list[object]
+
+
 @dataclass(frozen=True, slots=True)
 class SearchOptions:
     """Everything about a search besides its queries."""
@@ -141,6 +162,8 @@ class SearchOptions:
     mode: SearchMode = SearchMode.VECTOR
     hybrid: HybridOptions = field(default_factory=HybridOptions)
     explain: bool = False
+    #: Group search: group the hits by this metadata key (see `grouping`).
+    group_by: GroupBy | None = None
 
 
 @dataclass(frozen=True, slots=True)

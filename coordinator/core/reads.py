@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from coordinator.core import more_like_this
+from coordinator.core import grouping, more_like_this
 from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
@@ -106,6 +106,8 @@ class Reader:
         the api layer builds it from the request's bytes in one piece.
         """
         limits.check_collection_name(collection)
+        if options.group_by is not None:
+            return await self._grouped(collection, queries, options, deadline)
         config = await self._catalog.config(collection, deadline)
         liked: list[str | None] = []
         wanted_k = options.k
@@ -126,6 +128,34 @@ class Reader:
         if options.explain:
             results = [MergedHits(list(explained(result.hits, False))) for result in results]
         return SearchResults(results, coverage)
+
+    async def _grouped(
+        self,
+        collection: str,
+        queries: Sequence[QueryInput] | Vector,
+        options: SearchOptions,
+        deadline: Deadline,
+    ) -> SearchResults:
+        """Group search: deeper searches with the metadata, grouped by the key (see
+        `grouping`); deeper again while a query's k groups are not all there and
+        full, and more candidates may exist."""
+        group_by = options.group_by
+        assert group_by is not None
+        grouping.check_group_by(group_by, options.k)
+        depth = grouping.first_depth(options.k, group_by.size)
+        include = replace(options.include, metadata=True)
+        while True:
+            inner = replace(options, k=depth, include=include, group_by=None)
+            found = await self.search(collection, queries, inner, deadline)
+            results: list[RankedHits] = []
+            deeper = False
+            for result in found.results:
+                grouped, complete = grouping.group(result.hits, group_by, options.k)
+                results.append(grouped)
+                deeper = deeper or (not complete and len(result.hits) >= depth)
+            if not deeper or depth >= limits.MAX_K:
+                return SearchResults(results, found.coverage)
+            depth = min(limits.MAX_K, depth * 2)
 
     async def _resolve_likes(
         self,

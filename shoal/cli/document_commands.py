@@ -71,6 +71,9 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
         print("no hits")
     else:
         columns: tuple[str, ...] = ("#", "score", "id")
+        grouped = any(hit.group is not None for hit in result.hits)
+        if grouped:
+            columns += ("group",)
         if explain:
             columns += out.EXPLAIN_COLUMNS
         out.print_table(
@@ -80,6 +83,7 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
                     rank,
                     f"{hit.score:.4f}",
                     hit.id,
+                    *((str(hit.group),) if grouped else ()),
                     *(out.explanation_cells(hit.explanation) if explain else ()),
                     out.snippet(hit.chunk_text or hit.text),
                 )
@@ -156,6 +160,8 @@ def cmd_search(args: argparse.Namespace) -> None:
             candidates=args.candidates or 0,
             explain=args.explain,
             like=args.like,
+            group_by=args.group_by or "",
+            group_size=args.group_size,
         )
     if args.json:
         print_json(out.search_dict(result))
@@ -274,7 +280,15 @@ def add_document_commands(commands: Any) -> None:
         metavar="ID",
         help="more-like-this: search with the stored vector of document ID, leaving it out",
     )
-    search.add_argument("-k", type=int, default=10, help="hits to return")
+    search.add_argument("-k", type=int, default=10, help="hits (with --group-by: groups) to return")
+    search.add_argument(
+        "--group-by",
+        metavar="KEY",
+        help="group the hits by this metadata key: k groups, best first (default: none)",
+    )
+    search.add_argument(
+        "--group-size", type=positive_int, default=1, help="with --group-by: hits per group"
+    )
     search.add_argument("--ef", type=int, default=0, help="HNSW ef (0: the collection's)")
     search.add_argument("--where", help=WHERE_HELP)
     search.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)

@@ -304,6 +304,8 @@ class Client:
         candidates: int = 0,
         explain: bool = False,
         like: str | None = None,
+        group_by: str = "",
+        group_size: int = 1,
     ) -> SearchResult:
         """The k best documents for a vector or a text, or `like` a stored document.
 
@@ -323,6 +325,9 @@ class Client:
         `like`: more-like-this, the id of a stored document whose vector (for a
         chunked document the mean of its chunks') is the query; that document is
         left out of the hits. Unknown id: NotFound.
+        `group_by`: group search, the hits grouped by this metadata key: `k`
+        groups in the order of their best hit, each with at most `group_size`
+        hits; hits come group after group, each with `hit.group` set.
         """
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
@@ -334,7 +339,13 @@ class Client:
             query = shoal_pb2.Query(like_id=like)
         else:
             query = query_to_proto(vector, text, mode)
-        request = shoal_pb2.SearchRequest(collection=collection, query=query, **fields)
+        request = shoal_pb2.SearchRequest(
+            collection=collection,
+            query=query,
+            group_by=group_by,
+            group_size=group_size if group_by else 0,
+            **fields,
+        )
         reply = self._call(self._stub.Search, request)
         return SearchResult(
             [hit_from_proto(hit) for hit in reply.hits], coverage_from_proto(reply.coverage)

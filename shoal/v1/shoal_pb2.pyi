@@ -719,6 +719,8 @@ class SearchRequest(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     HYBRID_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -732,6 +734,14 @@ class SearchRequest(_message.Message):
     mode: Global___SearchMode.ValueType
     explain: _builtins.bool
     """set Hit.explanation"""
+    group_by: _builtins.str
+    """Group search (as Qdrant's): the hits grouped by the value of this metadata key,
+    k groups in the order of their best hit, each with at most group_size hits
+    (best first; 0: 1). Hits come group after group, each with Hit.group set; a
+    document without the key is left out, one with a list value joins a group per
+    element.
+    """
+    group_size: _builtins.int
     @_builtins.property
     def query(self) -> Global___Query: ...
     @_builtins.property
@@ -754,10 +764,12 @@ class SearchRequest(_message.Message):
         mode: Global___SearchMode.ValueType = ...,
         hybrid: Global___HybridOptions | None = ...,
         explain: _builtins.bool = ...,
+        group_by: _builtins.str = ...,
+        group_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "group_by", b"group_by", "group_size", b"group_size", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

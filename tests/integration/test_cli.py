@@ -333,3 +333,32 @@ def test_search_like_a_stored_document_leaves_it_out(
     with pytest.raises(SystemExit):
         run(cluster, capsys, "search", COLLECTION, "--like", "nope")
     assert "no document 'nope'" in capsys.readouterr().err
+
+
+def test_search_grouped_by_a_list_valued_key(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = json.loads(
+        run(
+            cluster,
+            capsys,
+            "search",
+            COLLECTION,
+            "--text",
+            "coffee",
+            "--group-by",
+            "tags",
+            "--group-size",
+            "2",
+            "-k",
+            "5",
+            "--json",
+        )
+    )
+    groups: dict[str, list[str]] = {}
+    for hit in found["hits"]:
+        groups.setdefault(hit["group"], []).append(hit["id"])
+    assert {group: sorted(ids) for group, ids in groups.items()} == {
+        "home": ["n1", "n3"],
+        "money": ["n2"],
+    }
