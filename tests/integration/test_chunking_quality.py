@@ -25,14 +25,15 @@ from shoal.cli.local_cluster import DEFAULT_MODEL
 from tests import datasets
 from tests.conftest import StartCluster
 
-pytestmark = [
-    pytest.mark.model,
-    pytest.mark.skipif(not datasets.available("debian-20k"), reason="debian-20k not found"),
-]
+pytestmark = pytest.mark.model
 
 K = 10
 BATCH = 250
-UPSERT_BATCH = 64
+#: Long documents per Upsert: each makes about 8 chunks to embed, and one call must
+#: end well within the server's connection age (5 minutes) on a loaded machine.
+UPSERT_BATCH = 8
+#: The issue's targets for (b), on debian-20k.
+TARGETS = {"debian-20k": (0.80, 0.57)}
 
 
 def ranked(client: Client, collection: str, vectors: object) -> list[list[str]]:
@@ -50,29 +51,34 @@ def ranked(client: Client, collection: str, vectors: object) -> list[list[str]]:
 
 
 @pytest.mark.timeout(3600)  # about 20,000 chunks and 2,500 documents embedded on 2 cores
-def test_chunking_finds_what_whole_documents_hide(start_cluster: StartCluster) -> None:
-    data = datasets.load("debian-20k")
+@pytest.mark.parametrize("name", ["debian-dev", "debian-20k"])
+def test_chunking_finds_what_whole_documents_hide(start_cluster: StartCluster, name: str) -> None:
+    if not datasets.available(name):
+        pytest.skip(f"{name} not found")
+    data = datasets.load(name)
     long = long_documents.build(data.documents)
     relevant = long_documents.relevant_documents(data.queries, long)
     cluster = start_cluster(groups=2, replicas=1, model=DEFAULT_MODEL)
     figures = {}
     with Client(cluster.address, timeout=1800) as client:
-        for name, chunking in (("whole", None), ("chunked", True)):
-            client.create_collection(name, embedding_model=DEFAULT_MODEL, chunking=chunking)
+        for collection, chunking in (("whole", None), ("chunked", True)):
+            client.create_collection(collection, embedding_model=DEFAULT_MODEL, chunking=chunking)
             started = time.monotonic()
             for start in range(0, len(long.documents), UPSERT_BATCH):
-                client.upsert(name, long.documents[start : start + UPSERT_BATCH])
+                client.upsert(collection, long.documents[start : start + UPSERT_BATCH])
             seconds = time.monotonic() - started
-            info = client.get_collection(name)
+            info = client.get_collection(collection)
             recall, mrr = long_documents.recall_and_mrr(
-                ranked(client, name, data.query_vectors), relevant, K
+                ranked(client, collection, data.query_vectors), relevant, K
             )
-            figures[name] = (recall, mrr)
+            figures[collection] = (recall, mrr)
             print(
-                f"{name}: {info.document_count} documents, {info.chunk_count} chunks"
-                f" ({info.chunking}), ingested in {seconds:.0f}s;"
-                f" recall@10 {recall:.4f}, MRR@10 {mrr:.4f}"
+                f"{name} {collection}: {info.document_count} documents, {info.chunk_count}"
+                f" chunks ({info.chunking}), ingested in {seconds:.0f}s;"
+                f" recall@10 {recall:.4f}, MRR@10 {mrr:.4f}",
+                flush=True,
             )
     recall, mrr = figures["chunked"]
-    assert recall >= 0.80 and mrr >= 0.57, figures
-    assert recall > figures["whole"][0] and mrr > figures["whole"][1]
+    assert recall > figures["whole"][0] and mrr > figures["whole"][1], figures
+    if name in TARGETS:
+        assert (recall, mrr) >= TARGETS[name] and mrr >= TARGETS[name][1], figures
