@@ -12,6 +12,7 @@ the api layer never imports the clients.
 from coordinator.core.ports import CollectionConfig, Include
 from shoal.distance_metric import Metric
 from shoal.runtime.proto_values import (
+    chunking_from_proto,
     keyword_from_proto,
     metric_from_proto,
 )
@@ -32,6 +33,7 @@ def config_from_proto(
         embedding_model=config.embedding_model,
         partitions=config.partitions,
         keyword=keyword_from_proto(config.keyword),
+        chunking=chunking_from_proto(config.chunking),
     )
 
 

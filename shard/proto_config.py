@@ -10,6 +10,7 @@ The servicer (shard.api) reads and answers them, and the peer client
 from shard.core.config import CollectionConfig
 from shoal.errors import InvalidArgument
 from shoal.runtime.proto_values import (
+    chunking_from_proto,
     keyword_from_proto,
     metric_from_proto,
 )
@@ -32,5 +33,6 @@ def config_from_proto(
         embedding_model=config.embedding_model,
         partitions=config.partitions,
         keyword=keyword_from_proto(config.keyword),
+        chunking=chunking_from_proto(config.chunking),
         incarnation=incarnation,
     )

@@ -70,6 +70,7 @@ PUBLIC_RULES: Mapping[str, Rule] = {
     "GetTopology": _cluster(Role.READ),
     "Upsert": _collection(Role.WRITE),
     "Delete": _collection(Role.WRITE),
+    "Update": _collection(Role.WRITE),
     "CreateCollection": _collection(Role.ADMIN, "config.name"),
     "DeleteCollection": _collection(Role.ADMIN, "name"),
     "VerifyReplicas": _collection(Role.ADMIN),

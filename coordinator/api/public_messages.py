@@ -7,7 +7,7 @@ shards are already the public messages and go out as they are.
 """
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -22,6 +22,8 @@ from coordinator.core.model import (
     Explanation,
     FusedHit,
     Fusion,
+    GroupBy,
+    GroupedHits,
     HybridOptions,
     QueryInput,
     ReadConsistency,
@@ -29,11 +31,12 @@ from coordinator.core.model import (
     SearchOptions,
     WriteConsistency,
 )
-from coordinator.core.packed import PackedHits
+from coordinator.core.packed import PackedHit, PackedHits
 from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
     Health,
+    HitMessage,
     Include,
     RankedHits,
     Vector,
@@ -118,7 +121,9 @@ def documents_from_proto(documents: Sequence[common_pb2.Document]) -> list[Docum
 
 def query_from_proto(query: shoal_pb2.Query, what: str) -> QueryInput:
     return QueryInput(
-        vector=_optional_vector(query.vector, query.vector_f32, what), text=query.text or None
+        vector=_optional_vector(query.vector, query.vector_f32, what),
+        text=query.text or None,
+        like_id=query.like_id or None,
     )
 
 
@@ -131,7 +136,7 @@ def queries_from_proto(queries: Sequence[shoal_pb2.Query]) -> list[QueryInput] |
         size
         and size % 4 == 0
         and all(len(blob) == size for blob in blobs)
-        and not any(query.text or len(query.vector) for query in queries)
+        and not any(query.text or query.like_id or len(query.vector) for query in queries)
     ):
         return np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(blobs), size // 4)
     return [query_from_proto(query, f"query {i}") for i, query in enumerate(queries)]
@@ -196,7 +201,41 @@ def search_options(
         mode=mode,
         hybrid=hybrid_from_proto(request.hybrid),
         explain=request.explain,
+        group_by=_group_by(request),
     )
+
+
+def _group_by(request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest) -> GroupBy | None:
+    if not isinstance(request, shoal_pb2.SearchRequest) or not request.group_by:
+        return None
+    return GroupBy(request.group_by, request.group_size or 1, group_values)
+
+
+_LIST_KINDS = {
+    "string_list": "string_value",
+    "int_list": "int_value",
+    "float_list": "float_value",
+    "bool_list": "bool_value",
+}
+
+
+def group_values(hit: HitMessage, key: str) -> list[tuple[Hashable, object]]:
+    """A hit's values of metadata `key`, as (hashable key, `Value` to show): one
+    per element of a list value, none when the hit lacks the key."""
+    document = cast(common_pb2.Document | None, getattr(hit, "document", None))
+    if document is None or key not in document.metadata:
+        return []
+    value = document.metadata[key]
+    kind = value.WhichOneof("kind")
+    if kind is None:
+        return []
+    if kind in _LIST_KINDS:
+        scalar = _LIST_KINDS[kind]
+        return [
+            ((scalar, element), common_pb2.Value(**{scalar: element}))
+            for element in getattr(value, kind).values
+        ]
+    return [((kind, getattr(value, kind)), value)]
 
 
 def _explanation_to_proto(explanation: Explanation) -> common_pb2.HitExplanation:
@@ -219,7 +258,27 @@ def _fused_to_proto(hit: FusedHit) -> common_pb2.Hit:
     return message
 
 
-def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: RankedHits) -> None:
+def _add_grouped(
+    target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse,
+    result: GroupedHits,
+    keep_metadata: bool,
+) -> None:
+    """Grouped hits, each with its group's value; the metadata fetched for grouping
+    is dropped unless the caller asked for it."""
+    for hit, value in zip(result.hits, result.groups, strict=True):
+        message = common_pb2.Hit()
+        message.CopyFrom(hit_to_proto(hit))
+        message.group.CopyFrom(cast(common_pb2.Value, value))
+        if not keep_metadata:
+            message.document.ClearField("metadata")
+        target.hits.append(message)
+
+
+def add_hits(
+    target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse,
+    result: RankedHits,
+    keep_metadata: bool = True,
+) -> None:
     """Put one query's hits into a reply message.
 
     A shard's own answer (no merge was needed) is copied as bytes: a shard's
@@ -230,12 +289,30 @@ def add_hits(target: shoal_pb2.SearchResult | shoal_pb2.SearchResponse, result: 
     """
     if isinstance(result, PackedHits):
         add_packed_hits(target, result)
+        return
+    if isinstance(result, GroupedHits):
+        _add_grouped(target, result, keep_metadata)
     elif isinstance(result, shard_pb2.ShardSearchResult):
         target.MergeFromString(result.SerializeToString())
-    elif result.hits and isinstance(result.hits[0], FusedHit):
-        target.hits.extend(_fused_to_proto(cast(FusedHit, hit)) for hit in result.hits)
     else:
-        target.hits.extend(cast(list[common_pb2.Hit], result.hits))
+        target.hits.extend(hit_to_proto(hit) for hit in result.hits)
+
+
+def hit_to_proto(hit: HitMessage) -> common_pb2.Hit:
+    """A hit as the public `Hit`: a shard's message as it is, a hit the coordinator
+    fused or read out of packed columns (more-like-this, group search) built."""
+    if isinstance(hit, common_pb2.Hit):
+        return hit
+    if isinstance(hit, FusedHit):
+        return _fused_to_proto(hit)
+    if isinstance(hit, PackedHit):
+        message = common_pb2.Hit(id=hit.id, score=hit.score, distance=hit.distance)
+        if hit.document is not None:
+            message.document.CopyFrom(cast(common_pb2.Document, hit.document))
+        else:
+            message.document.id = hit.id
+        return message
+    raise TypeError(f"a hit of unknown kind: {type(hit).__name__}")
 
 
 def coverage_to_proto(coverage: Coverage) -> common_pb2.Coverage:

@@ -16,6 +16,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.packed import PackedBatch
 from coordinator.core.snapshots import SnapshotService
+from coordinator.core.updates import MetadataChange
 from coordinator.proto_config import include_from_proto
 from shoal.errors import InvalidArgument
 from shoal.limits import RequestLimits
@@ -67,7 +68,9 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.GetCollectionResponse:
         stats = await self._core.catalog.get(request.name, self._read_deadline(context))
         return shoal_pb2.GetCollectionResponse(
-            config=config_to_proto(stats.config), document_count=stats.document_count
+            config=config_to_proto(stats.config),
+            document_count=stats.document_count,
+            chunk_count=stats.chunk_count,
         )
 
     async def ListCollections(
@@ -114,6 +117,27 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         )
         return shoal_pb2.DeleteResponse(
             deleted=result.deleted,
+            replicas_acknowledged=result.acknowledged,
+            replicas=result.replicas,
+        )
+
+    async def Update(
+        self, request: shoal_pb2.UpdateRequest, context: Context
+    ) -> shoal_pb2.UpdateResponse:
+        result = await self._core.updater.update(
+            request.collection,
+            list(request.ids),
+            public_messages.filter_from_proto(request),
+            MetadataChange(
+                set_metadata=request.set_metadata,
+                remove_metadata=list(request.remove_metadata),
+                text=request.text if request.HasField("text") else None,
+            ),
+            public_messages.consistency_from_proto(request.consistency),
+            self._write_deadline(context),
+        )
+        return shoal_pb2.UpdateResponse(
+            updated=result.applied,
             replicas_acknowledged=result.acknowledged,
             replicas=result.replicas,
         )
@@ -192,7 +216,9 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         if packed is not None:
             response.packed.CopyFrom(packed)
             return response
-        public_messages.add_hits(response, results.results[0])
+        public_messages.add_hits(
+            response, results.results[0], keep_metadata=request.include.metadata
+        )
         return response
 
     async def SearchBatch(

@@ -1,9 +1,11 @@
-"""A shard's Search reply as a `PackedBatch`, whichever form the shard answered in.
+"""A shard's Search reply: a `PackedBatch`, or its `Hit` messages where the shard
+answered per hit.
 
 The coordinator asks for the packed form (`ShardSearchRequest.packed`); its
 columns are read with `np.frombuffer`, without a Python object per hit. A shard
-that predates the packed form answers with a `Hit` per hit, which is packed
-here so that the rest of the coordinator sees one form.
+answers per hit where the packed form cannot carry what it found (the chunk of a
+chunking collection each hit scored by) or where it predates the packed form;
+those answers are kept as they are, and merged hit by hit.
 """
 
 from collections.abc import Sequence
@@ -15,10 +17,12 @@ from shoal.errors import Internal
 from shoal.v1 import shard_pb2
 
 
-def packed_from_reply(reply: shard_pb2.ShardSearchResponse, queries: int) -> PackedBatch:
-    """The reply to `queries` queries, packed."""
+def packed_from_reply(
+    reply: shard_pb2.ShardSearchResponse, queries: int
+) -> PackedBatch | Sequence[shard_pb2.ShardSearchResult]:
+    """The reply to `queries` queries: packed, or the per-hit results as they are."""
     if len(reply.hit_counts) != queries and len(reply.results) == queries:
-        return _pack_hits(reply.results)
+        return reply.results
     if len(reply.hit_counts) != queries:
         raise Internal(f"the shard answered {len(reply.hit_counts)} of {queries} queries")
     ids = list(reply.ids)
@@ -30,16 +34,3 @@ def packed_from_reply(reply: shard_pb2.ShardSearchResponse, queries: int) -> Pac
         return PackedBatch.from_counts(counts, ids, scores, distances, documents)
     except ValueError as error:
         raise Internal(f"the shard's packed search reply is malformed: {error}") from None
-
-
-def _pack_hits(results: Sequence[shard_pb2.ShardSearchResult]) -> PackedBatch:
-    """A reply in the per-hit form, packed (a shard of an older version); each hit's
-    `Document` is kept, as it holds whatever stored fields were asked for."""
-    hits = [hit for result in results for hit in result.hits]
-    return PackedBatch.from_counts(
-        [len(result.hits) for result in results],
-        [hit.id for hit in hits],
-        np.array([hit.score for hit in hits], dtype=np.float32),
-        np.array([hit.distance for hit in hits], dtype=np.float32),
-        [hit.document for hit in hits],
-    )

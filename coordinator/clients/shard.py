@@ -19,7 +19,6 @@ from coordinator.clients.shard_messages import (
     write_from_proto,
     write_to_proto,
 )
-from coordinator.core.packed import PackedBatch
 from coordinator.core.ports import (
     CollectionConfig,
     CollectionListing,
@@ -95,6 +94,7 @@ class GrpcShardClient:
                 ShardCollection(
                     replace(config_from_proto(c.config), incarnation=c.incarnation),
                     c.document_count,
+                    c.chunk_count,
                 )
                 for c in reply.collections
             ],
@@ -152,9 +152,10 @@ class GrpcShardClient:
             return await self._search(key, queries, timeout_s)
         return await self._searches.search(key, queries, timeout_s)
 
-    async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> PackedBatch:
+    async def _search(self, key: bytes, queries: Vector, timeout_s: float) -> Sequence[RankedHits]:
         reply = await unary_call(self._search_call, search_request(key, queries), timeout_s)
-        # Columns, not a message per hit: merged with numpy (core.packed_merge).
+        # Columns, not a message per hit, where the shard could: merged with numpy
+        # (core.packed_merge).
         return packed_from_reply(reply, len(queries))
 
     async def keyword_stats(

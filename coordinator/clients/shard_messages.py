@@ -34,6 +34,7 @@ def write_from_proto(write: shard_pb2.ShardWrite) -> WriteOp:
         vector_f32=write.vector_f32,
         text=write.text if write.HasField("text") else None,
         metadata=write.metadata,
+        chunks=[(span.start, span.end) for span in write.chunks],
     )
 
 
@@ -47,6 +48,9 @@ def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
         vector_f32=op.vector_f32,
         text=op.text,
         metadata=metadata,
+        patch=op.patch,
+        remove_metadata=op.remove_metadata,
+        chunks=[common_pb2.ChunkSpan(start=start, end=end) for start, end in op.chunks],
     )
 
 

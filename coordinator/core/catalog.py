@@ -172,6 +172,9 @@ class CollectionCatalog:
                     f"embedding model {config.embedding_model!r} is not served here;"
                     f" the embedder serves {info.model!r}"
                 )
+            config = dataclasses.replace(
+                config, chunking=config.chunking.with_defaults(info.max_seq_tokens)
+            )
             if config.dimension == 0:
                 config = dataclasses.replace(config, dimension=info.dimension)
             elif config.dimension != info.dimension:
@@ -288,13 +291,17 @@ class CollectionCatalog:
                 "ListCollections",
                 allow_partial=False,
             )
-            count = sum(
-                c.document_count
+            mine = [
+                c
                 for collections in answers
                 for c in collections
                 if c.config.name == name and c.config.incarnation == config.incarnation
+            ]
+            return CollectionStats(
+                config,
+                sum(c.document_count for c in mine),
+                sum(c.chunk_count or c.document_count for c in mine),
             )
-            return CollectionStats(config, count)
         answers, _ = await fan_out(
             every_group(self._groups(), _listing_with(name)),
             deadline,
@@ -306,7 +313,11 @@ class CollectionCatalog:
             self.invalidate(name)
             raise not_found(name)
         self._remember(found[:1])
-        return CollectionStats(found[0].config, sum(c.document_count for c in found))
+        return CollectionStats(
+            found[0].config,
+            sum(c.document_count for c in found),
+            sum(c.chunk_count or c.document_count for c in found),
+        )
 
     async def list_all(self, deadline: Deadline) -> list[CollectionConfig]:
         """Every collection; one group answering is enough, as each holds them all."""

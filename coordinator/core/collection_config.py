@@ -10,6 +10,7 @@ import dataclasses
 from coordinator.core.ports import CollectionConfig
 from shoal import limits
 from shoal.catalog import CatalogEntry
+from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.keyword import KeywordSettings
@@ -55,6 +56,12 @@ def check_config(config: CollectionConfig) -> None:
             f"partitions is {config.partitions}; it must be between 1 and {limits.MAX_PARTITIONS}"
         )
     config.keyword.validate()
+    config.chunking.validate()
+    if config.chunking.enabled and not config.embedding_model:
+        raise InvalidArgument(
+            "chunking needs an embedding model: chunks are measured with the model's"
+            " tokenizer and embedded by it; give embedding_model"
+        )
 
 
 def to_settings(config: CollectionConfig) -> dict[str, object]:
@@ -68,6 +75,7 @@ def to_settings(config: CollectionConfig) -> dict[str, object]:
         "embedding_model": config.embedding_model,
         "partitions": config.partitions,
         "keyword": config.keyword.to_dict(),
+        "chunking": config.chunking.to_dict(),
     }
 
 
@@ -85,6 +93,7 @@ def from_entry(entry: CatalogEntry) -> CollectionConfig:
             partitions=int(str(settings["partitions"])),
             incarnation=entry.incarnation,
             keyword=KeywordSettings.from_dict(settings.get("keyword")),
+            chunking=ChunkingSettings.from_dict(settings.get("chunking")),
         )
     except (KeyError, ValueError, TypeError) as error:
         raise DataLoss(f"catalog entry for {entry.name!r} is unreadable: {error}") from error

@@ -19,6 +19,7 @@ from coordinator.core.ports import EmbedderClient, ShardClient
 from coordinator.core.reads import Reader
 from coordinator.core.replicas import NO_MEMBERSHIP, Membership, ReplicaGroup
 from coordinator.core.routing import Routing, ShardConnector
+from coordinator.core.updates import Updater
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
 from shoal.catalog import CatalogFollower
@@ -31,6 +32,7 @@ class Coordinator:
     routing: Routing
     catalog: CollectionCatalog
     writer: Writer
+    updater: Updater
     reader: Reader
     inspector: ClusterInspector
     verifier: Verifier
@@ -73,10 +75,12 @@ class Coordinator:
         catalog = CollectionCatalog(groups, embedding, ttl=config_ttl, follower=catalog_follower)
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
+        writer = Writer(routing, catalog, embedding, clock, background, hints)
         return cls(
             routing=routing,
             catalog=catalog,
-            writer=Writer(routing, catalog, embedding, clock, background, hints),
+            writer=writer,
+            updater=Updater(writer, catalog, embedding, clock),
             reader=Reader(routing, catalog, embedding, observer, background, replication_observer),
             inspector=ClusterInspector(routing, embedder, membership),
             verifier=Verifier(groups, catalog, replication_observer),

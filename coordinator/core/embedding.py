@@ -11,13 +11,22 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from coordinator.core.deadline import Deadline
-from coordinator.core.ports import EmbedderClient, EmbedderInfo, Vector
+from coordinator.core.ports import (
+    ChunkedText,
+    CollectionConfig,
+    EmbedderClient,
+    EmbedderInfo,
+    Vector,
+)
 from shoal.errors import DataLoss, DeadlineExceeded, Internal, ShoalError, Unavailable
 
 #: How long the embedder's GetInfo answer is trusted before asking again.
 INFO_TTL_S = 30.0
 #: Embed calls in flight for one request.
 PARALLEL_BATCHES = 4
+#: Texts per EmbedChunks call: a long text makes many chunks, and the embedder
+#: bounds the chunks one call may queue.
+CHUNKING_BATCH = 16
 
 
 class Embedding:
@@ -85,3 +94,39 @@ class Embedding:
         if isinstance(error, Unavailable | DeadlineExceeded | Internal | DataLoss):
             return type(error)(f"embedder {self.address}: {error}")
         return error
+
+    async def embed_chunks(
+        self, texts: Sequence[str], config: CollectionConfig, deadline: Deadline
+    ) -> list[ChunkedText]:
+        """Each text split by the embedder into chunks of the collection's size (in the
+        model's tokens) and every chunk embedded; whole texts go, not cut to the
+        embedder's input limit, since each chunk is what the model reads."""
+        chunking = config.chunking
+        batches = [
+            texts[start : start + CHUNKING_BATCH] for start in range(0, len(texts), CHUNKING_BATCH)
+        ]
+        gate = asyncio.Semaphore(PARALLEL_BATCHES)
+
+        async def one(batch: Sequence[str]) -> list[ChunkedText]:
+            async with gate:
+                try:
+                    return await self.client.embed_chunks(
+                        batch,
+                        config.embedding_model,
+                        chunking.chunk_tokens,
+                        chunking.overlap_tokens or 0,
+                        deadline.check("chunking and embedding texts"),
+                    )
+                except ShoalError as error:
+                    raise self._blame(error) from error
+
+        parts = await asyncio.gather(*(one(batch) for batch in batches))
+        result = [text for part in parts for text in part]
+        if len(result) != len(texts) or any(
+            text.vectors.shape != (len(text.spans), config.dimension) for text in result
+        ):
+            raise Internal(
+                f"the embedder chunked {len(result)} of {len(texts)} texts, or returned"
+                f" vectors of another dimension than {config.dimension}"
+            )
+        return result

@@ -2,7 +2,7 @@
 exchanges with shards and the embedder)."""
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.core.ports import (
@@ -67,6 +67,9 @@ class QueryInput:
 
     vector: Vector | None = None
     text: str | None = None
+    #: More-like-this: the stored vector of this document is the query, and the
+    #: document is left out of the hits (see `more_like_this`).
+    like_id: str | None = None
 
 
 class SearchMode(enum.Enum):
@@ -122,6 +125,28 @@ class WriteResult:
     acknowledged: int
     replicas: int
     deleted: int = 0
+    applied: int = 0  # writes some replica found newer than what it held
+
+
+#: The groups one hit belongs to under a group_by key: (a hashable key, the value
+#: as the api layer will show it) per value; none when the hit lacks the key.
+GroupValues = Callable[[HitMessage, str], Sequence[tuple[Hashable, object]]]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupBy:
+    key: str
+    size: int  # hits per group at most
+    values: GroupValues  # reads a hit's values of `key` (the api layer's hit format)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupedHits:
+    """Hits group after group, groups in the order of their best hit; `groups[i]`
+    is the value of the group `hits[i]` belongs to."""
+
+    hits: list[HitMessage]
+    groups: list[object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +162,8 @@ class SearchOptions:
     mode: SearchMode = SearchMode.VECTOR
     hybrid: HybridOptions = field(default_factory=HybridOptions)
     explain: bool = False
+    #: Group search: group the hits by this metadata key (see `grouping`).
+    group_by: GroupBy | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +227,7 @@ class CountResult:
 class CollectionStats:
     config: CollectionConfig
     document_count: int
+    chunk_count: int = 0
 
 
 @dataclass(frozen=True, slots=True)

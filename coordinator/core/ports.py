@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.keyword import KeywordSettings, TermStatistics
 from shoal.replication import PartitionDigest, VersionState
@@ -60,6 +61,7 @@ class CollectionConfig:
     #: The catalog's id of this collection, new on every create (0: no catalog).
     incarnation: int = 0
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class ShardCollection:
 
     config: CollectionConfig
     document_count: int
+    chunk_count: int = 0  # indexed vectors: chunks, and 1 per unchunked document
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +136,9 @@ class WriteOp:
     """One versioned change to one document, as sent to every replica of its group.
 
     `metadata` is the caller's metadata exactly as the api layer received it.
+    A `patch` is a partial update: each replica merges `metadata` into the record
+    it holds, removes `remove_metadata`, replaces the text if given and the vector
+    if non-empty.
     """
 
     id: str
@@ -141,6 +147,11 @@ class WriteOp:
     vector_f32: bytes = b""
     text: str | None = None
     metadata: Mapping[str, object] = field(default_factory=dict)
+    patch: bool = False
+    remove_metadata: Sequence[str] = ()
+    #: A chunked document: `vector_f32` holds one vector per chunk, in the order of
+    #: these (start, end) character spans of its text.
+    chunks: Sequence[tuple[int, int]] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +196,17 @@ class DocumentMessage(Protocol):
     def id(self) -> str: ...
 
 
+class VectorMessage(Protocol):
+    """A stored document read with its vector: the `Document` message (or a
+    replica's record) as a shard returned it, its vector as float32 bytes."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def vector_f32(self) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ScrollPage:
     documents: list[DocumentMessage]  # in id order
@@ -197,6 +219,7 @@ class EmbedderInfo:
     dimension: int
     max_batch: int
     max_input_chars: int
+    max_seq_tokens: int = 0
 
 
 class ShardClient(Protocol):
@@ -300,6 +323,15 @@ class ShardClient(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class ChunkedText:
+    """One text as the embedder chunked it: (start, end) character spans, and a
+    (len(spans), dimension) matrix of their vectors."""
+
+    spans: list[tuple[int, int]]
+    vectors: Vector
+
+
 class EmbedderClient(Protocol):
     @property
     def address(self) -> str: ...
@@ -308,6 +340,18 @@ class EmbedderClient(Protocol):
 
     async def embed(self, texts: Sequence[str], model: str, timeout_s: float) -> Vector:
         """A (len(texts), dimension) float32 matrix, row i embedding texts[i]."""
+        ...
+
+    async def embed_chunks(
+        self,
+        texts: Sequence[str],
+        model: str,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        timeout_s: float,
+    ) -> list[ChunkedText]:
+        """Each text split into chunks of at most `chunk_tokens` model tokens, each
+        chunk embedded."""
         ...
 
     async def health(self, timeout_s: float) -> Health: ...

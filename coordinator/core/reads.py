@@ -11,11 +11,13 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from operator import attrgetter
 from typing import TypeVar, cast
 
 import numpy as np
 
+from coordinator.core import grouping, more_like_this
 from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
@@ -62,7 +64,7 @@ from coordinator.core.routing import Routing, RoutingTable
 from coordinator.core.scroll_cursor import check_page_size, decode_cursor, encode_cursor
 from coordinator.core.validation import check_ids, check_query_matrix, check_search
 from shoal import limits
-from shoal.errors import DeadlineExceeded, Internal, NotFound, Unavailable
+from shoal.errors import DeadlineExceeded, Internal, InvalidArgument, NotFound, Unavailable
 from shoal.version_horizon import VersionHorizon
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,14 @@ class Reader:
         the api layer builds it from the request's bytes in one piece.
         """
         limits.check_collection_name(collection)
+        if options.group_by is not None:
+            return await self._grouped(collection, queries, options, deadline)
         config = await self._catalog.config(collection, deadline)
+        liked: list[str | None] = []
+        wanted_k = options.k
+        if not isinstance(queries, np.ndarray) and any(q.like_id is not None for q in queries):
+            liked = more_like_this.liked_ids(queries)
+            queries, options = await self._resolve_likes(collection, queries, options, deadline)
         k = options.k
         check_search(config, queries, k, options.ef, options.mode)
         if len(queries) == 0:
@@ -118,9 +127,67 @@ class Reader:
             return await self._keyword.search(config, queries, options, deadline)
         matrix = await self._query_matrix(config, queries, deadline)
         results, coverage = await self._vector_candidates(collection, matrix, options, deadline)
+        if liked:
+            results = more_like_this.exclude(results, liked, wanted_k)
         if options.explain:
             results = [MergedHits(list(explained(result.hits, False))) for result in results]
         return SearchResults(results, coverage)
+
+    async def _grouped(
+        self,
+        collection: str,
+        queries: Sequence[QueryInput] | Vector,
+        options: SearchOptions,
+        deadline: Deadline,
+    ) -> SearchResults:
+        """Group search: deeper searches with the metadata, grouped by the key (see
+        `grouping`); deeper again while a query's k groups are not all there and
+        full, and more candidates may exist."""
+        group_by = options.group_by
+        assert group_by is not None
+        grouping.check_group_by(group_by, options.k)
+        depth = grouping.first_depth(options.k, group_by.size)
+        include = replace(options.include, metadata=True)
+        while True:
+            inner = replace(options, k=depth, include=include, group_by=None)
+            found = await self.search(collection, queries, inner, deadline)
+            results: list[RankedHits] = []
+            deeper = False
+            for result in found.results:
+                grouped, complete = grouping.group(result.hits, group_by, options.k)
+                results.append(grouped)
+                deeper = deeper or (not complete and len(result.hits) >= depth)
+            if not deeper or depth >= limits.MAX_K:
+                return SearchResults(results, found.coverage)
+            depth = min(limits.MAX_K, depth * 2)
+
+    async def _resolve_likes(
+        self,
+        collection: str,
+        queries: Sequence[QueryInput],
+        options: SearchOptions,
+        deadline: Deadline,
+    ) -> tuple[list[QueryInput], SearchOptions]:
+        """More-like-this queries as vector queries, searched one deeper (the liked
+        document itself is dropped afterwards)."""
+        if options.mode is not SearchMode.VECTOR:
+            raise InvalidArgument(
+                f"more-like-this searches by vector only, not in {options.mode.value} mode"
+            )
+        for position, query in enumerate(queries):
+            if query.like_id is not None:
+                more_like_this.check_like(query, f"query {position}")
+        limits.check_k(options.k)
+
+        async def get(
+            ids: Sequence[str], include: Include, allow_partial: bool, deadline: Deadline
+        ) -> FoundDocuments:
+            return await self.get(collection, ids, include, allow_partial, deadline)
+
+        resolved = await more_like_this.resolve(
+            collection, queries, get, options.allow_partial, deadline
+        )
+        return resolved, replace(options, k=more_like_this.deeper(options.k))
 
     async def _vector_candidates(
         self, collection: str, matrix: Vector, options: SearchOptions, deadline: Deadline

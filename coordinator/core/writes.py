@@ -23,7 +23,7 @@ read best in one place.
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +69,9 @@ FAILURE_GRACE_S = 0.5
 
 #: Errors that say the request itself is wrong, whichever replica answers.
 CALLER_ERRORS = (NotFound, InvalidArgument, ResourceExhausted, AlreadyExists)
+
+#: The writes for a page of matching ids, given a fresh version for each.
+OpsForIds = Callable[[Sequence[str], Sequence[int]], list[WriteOp]]
 
 #: Routings of one write: the first, and retries after replicas refused it for
 #: partitions that had moved under a newer topology.
@@ -127,7 +130,15 @@ class Writer:
             b"" if document.vector is None else np.asarray(document.vector, "<f4").tobytes()
             for document in documents
         ]
-        if to_embed:
+        spans: dict[int, list[tuple[int, int]]] = {}
+        if to_embed and config.chunking.enabled:
+            chunked = await self._embedding.embed_chunks(
+                [documents[position].text or "" for position in to_embed], config, deadline
+            )
+            for position, text in zip(to_embed, chunked, strict=True):
+                vectors[position] = np.ascontiguousarray(text.vectors, "<f4").tobytes()
+                spans[position] = text.spans
+        elif to_embed:
             texts = [documents[position].text or "" for position in to_embed]
             embedded = await self._embedding.embed(
                 texts, config.embedding_model, config.dimension, deadline
@@ -142,6 +153,7 @@ class Writer:
                 vector_f32=vectors[position],
                 text=document.text,
                 metadata=document.metadata,
+                chunks=spans.get(position, ()),
             )
             for position, document in enumerate(documents)
         ]
@@ -178,17 +190,33 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
     ) -> WriteResult:
-        """Tombstones for every document matching `filter`, group by group.
+        """Tombstones for every document matching `filter`, group by group."""
 
-        Each group lists its matching ids a page at a time (from one replica,
-        with failover) and tombstones them on all of its replicas.
-        """
+        def tombstones(ids: Sequence[str], versions: Sequence[int]) -> list[WriteOp]:
+            return [
+                WriteOp(id=doc_id, version=version, deleted=True)
+                for doc_id, version in zip(ids, versions, strict=True)
+            ]
+
+        return await self.write_matching(collection, filter, tombstones, consistency, deadline)
+
+    async def write_matching(
+        self,
+        collection: str,
+        filter: OpaqueFilter,
+        make_ops: OpsForIds,
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> WriteResult:
+        """The writes `make_ops` builds for every document matching `filter`, group
+        by group: each group lists its matching ids a page at a time (from one
+        replica, with failover) and writes them to all of its replicas."""
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         per_group = await asyncio.gather(
             *(
-                self._delete_matching_in(
-                    group, collection, filter, consistency, deadline, config.incarnation
+                self._write_matching_in(
+                    group, collection, filter, make_ops, consistency, deadline, config.incarnation
                 )
                 for group in self._routing.groups
             )
@@ -204,13 +232,15 @@ class Writer:
             acknowledged=min(len(outcome.acks) for outcome in outcomes),
             replicas=max(outcome.replicas for outcome in outcomes),
             deleted=deleted,
+            applied=sum(max((a.applied for a in outcome.acks), default=0) for outcome in outcomes),
         )
 
-    async def _delete_matching_in(
+    async def _write_matching_in(
         self,
         group: ReplicaGroup,
         collection: str,
         filter: OpaqueFilter,
+        make_ops: OpsForIds,
         consistency: WriteConsistency,
         deadline: Deadline,
         incarnation: int = 0,
@@ -224,11 +254,7 @@ class Writer:
             if not page.documents:
                 return outcomes
             ids = [document.id for document in page.documents]
-            versions = self._clock.next_many(len(ids))
-            ops = [
-                WriteOp(id=doc_id, version=version, deleted=True)
-                for doc_id, version in zip(ids, versions, strict=True)
-            ]
+            ops = make_ops(ids, self._clock.next_many(len(ids)))
             outcome = await self._write_group(
                 group, collection, ops, consistency, deadline, incarnation
             )
@@ -236,6 +262,17 @@ class Writer:
             if not outcome.met or not page.more:
                 return outcomes
             after_id = ids[-1]
+
+    async def write_ops(
+        self,
+        collection: str,
+        config: CollectionConfig,
+        ops: list[WriteOp],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> WriteResult:
+        """`ops` (versions already drawn) to the replicas of their groups."""
+        return await self._write(collection, config, ops, consistency, deadline)
 
     async def _write(
         self,
@@ -294,6 +331,9 @@ class Writer:
             replicas=max(outcome.replicas for outcome in outcomes),
             deleted=sum(
                 max((ack.deleted for ack in outcome.acks), default=0) for outcome in outcomes
+            ),
+            applied=sum(
+                max((ack.applied for ack in outcome.acks), default=0) for outcome in outcomes
             ),
         )
 

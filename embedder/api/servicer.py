@@ -31,6 +31,28 @@ class EmbedderServicer(embedder_pb2_grpc.EmbedderServiceServicer):
             vectors_f32=vector_to_f32(result.vectors),
         )
 
+    async def EmbedChunks(
+        self, request: embedder_pb2.EmbedChunksRequest, context: Context
+    ) -> embedder_pb2.EmbedChunksResponse:
+        result = await self._service.embed_chunks(
+            list(request.texts),
+            request.chunk_tokens,
+            request.overlap_tokens,
+            request.model,
+            time_left=context.time_remaining(),
+        )
+        return embedder_pb2.EmbedChunksResponse(
+            model=result.model,
+            dimension=result.dimension,
+            texts=[
+                embedder_pb2.ChunkedText(
+                    starts=[chunk.start for chunk in chunks], ends=[chunk.end for chunk in chunks]
+                )
+                for chunks in result.chunks
+            ],
+            vectors_f32=vector_to_f32(result.vectors),
+        )
+
     async def GetInfo(
         self, request: embedder_pb2.GetInfoRequest, context: Context
     ) -> embedder_pb2.GetInfoResponse:

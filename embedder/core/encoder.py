@@ -10,6 +10,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from embedder.core.chunker import Splitter
+
 
 class Encoder(Protocol):
     """A text model that turns a batch of texts into unit-length float32 rows."""
@@ -25,6 +27,10 @@ class Encoder(Protocol):
     @property
     def max_seq_tokens(self) -> int:
         """Tokens the model reads per text; it silently truncates longer texts."""
+        ...
+
+    def splitter(self, chunk_tokens: int, overlap_tokens: int) -> Splitter:
+        """A text splitter that measures chunks in this model's tokens."""
         ...
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:

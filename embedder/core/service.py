@@ -12,8 +12,10 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 
 from embedder.core.batcher import BatchObserver, DynamicBatcher, Vectors
+from embedder.core.chunker import Chunk, Chunker
 from embedder.core.encoder import Encoder
 from shoal.errors import InvalidArgument, NotFound, ResourceExhausted, Unavailable
+from shoal.limits import MAX_TEXT_CHARS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,14 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class ChunkedEmbeddings:
+    model: str
+    dimension: int
+    chunks: list[list[Chunk]]  # per text, in order
+    vectors: Vectors  # (all chunks, dimension), text after text
+
+
+@dataclass(frozen=True)
 class Embeddings:
     model: str
     dimension: int
@@ -72,6 +82,7 @@ class EmbeddingService:
         self._limits = limits
         self._executor = executor
         self._encoder: Encoder | None = None
+        self._chunker: Chunker | None = None
         self._batcher: DynamicBatcher | None = None
 
     @property
@@ -100,6 +111,7 @@ class EmbeddingService:
         )
         batcher.start()
         self._encoder, self._batcher = encoder, batcher
+        self._chunker = Chunker(encoder.splitter)
 
     async def stop(self) -> None:
         if self._batcher is not None:
@@ -154,3 +166,46 @@ class EmbeddingService:
         deadline = None if time_left is None else loop.time() + time_left
         vectors = await batcher.embed(texts, deadline)
         return Embeddings(model=encoder.model_id, dimension=encoder.dimension, vectors=vectors)
+
+    async def embed_chunks(
+        self,
+        texts: Sequence[str],
+        chunk_tokens: int,
+        overlap_tokens: int,
+        model: str = "",
+        time_left: float | None = None,
+    ) -> ChunkedEmbeddings:
+        """Each text split into chunks of at most `chunk_tokens` model tokens, and every
+        chunk embedded (through the batcher, with everyone else's texts).
+
+        Texts may be as long as a document (MAX_TEXT_CHARS), not just what one
+        embedding call takes: their chunks are what the model reads.
+        """
+        encoder, batcher = self._ready()
+        if model and model != encoder.model_id:
+            raise NotFound(f"model {model} is not served; this embedder serves {encoder.model_id}")
+        if not texts:
+            raise InvalidArgument("texts is empty; give at least one text")
+        if len(texts) > self._limits.max_texts:
+            raise ResourceExhausted(
+                f"{len(texts)} texts in one call; the limit is {self._limits.max_texts} per call"
+            )
+        for index, text in enumerate(texts):
+            if len(text) > MAX_TEXT_CHARS:
+                raise InvalidArgument(
+                    f"texts[{index}] has {len(text)} characters; the limit is {MAX_TEXT_CHARS}"
+                )
+        chunker = self._chunker
+        assert chunker is not None
+        loop = asyncio.get_running_loop()
+        deadline = None if time_left is None else loop.time() + time_left
+        # Tokenizing long texts takes a while: off the event loop, beside the encoder.
+        chunks = await asyncio.to_thread(chunker.split, texts, chunk_tokens, overlap_tokens)
+        pieces = [chunk.text for text_chunks in chunks for chunk in text_chunks]
+        if len(pieces) > self._limits.max_queued_texts:
+            raise ResourceExhausted(
+                f"{len(pieces)} chunks in one call; the limit is"
+                f" {self._limits.max_queued_texts}: send fewer texts per call"
+            )
+        vectors = await batcher.embed(pieces, deadline)
+        return ChunkedEmbeddings(encoder.model_id, encoder.dimension, chunks, vectors)

@@ -13,6 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+from semantic_text_splitter import TextSplitter
+
+from embedder.core.chunker import Splitter
 
 MAX_DIMENSION = 4096
 _WORD = re.compile(r"\w+")
@@ -32,6 +35,12 @@ class HashEncoder:
     def _slot(self, token: str) -> tuple[int, float]:
         digest = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
         return (digest >> 1) % self.dimension, 1.0 if digest & 1 else -1.0
+
+    def splitter(self, chunk_tokens: int, overlap_tokens: int) -> Splitter:
+        """Chunks measured in this model's tokens: its words."""
+        return TextSplitter.from_callback(
+            lambda text: len(_WORD.findall(text)), chunk_tokens, overlap_tokens
+        )
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embedder.core.chunker import Splitter
+
 log = logging.getLogger(__name__)
 
 #: Texts per forward pass within one `encode` call. sentence-transformers sorts
@@ -33,6 +35,17 @@ class SentenceTransformerEncoder:
             raise ValueError(f"{model_id}: the model does not report its dimension")
         self.dimension = int(dimension)
         self.max_seq_tokens = int(model.max_seq_length)
+
+    def splitter(self, chunk_tokens: int, overlap_tokens: int) -> Splitter:
+        """Chunks measured with the model's own tokenizer (word pieces, without the
+        special tokens), truncation and padding off so that long texts count whole."""
+        from semantic_text_splitter import TextSplitter
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_str(self._model.tokenizer.backend_tokenizer.to_str())
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return TextSplitter.from_huggingface_tokenizer(tokenizer, chunk_tokens, overlap_tokens)
 
     def encode(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         vectors = self._model.encode(

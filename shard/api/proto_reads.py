@@ -47,6 +47,7 @@ def fill_document(
         target.text = extra.text
     if include.metadata:
         target.metadata.MergeFrom(extra.metadata)
+    target.chunks.extend(extra.chunks)
 
 
 def document_to_proto(stored: StoredDocument, include: common_pb2.Include) -> common_pb2.Document:
@@ -74,3 +75,32 @@ def hits_to_proto(
     if hits.documents is not None:
         for hit, stored in zip(target.hits, hits.documents, strict=True):
             fill_document(hit.document, stored, include)
+        if hits.chunks is not None:
+            _add_chunks(target, hits.chunks, hits.documents, include.text)
+
+
+def _add_chunks(
+    target: shard_pb2.ShardSearchResult,
+    chunks: list[int],
+    documents: list[StoredDocument],
+    with_text: bool,
+) -> None:
+    """Each hit's best chunk: its index, its span of the text, and its text if asked."""
+    for hit, chunk, stored in zip(target.hits, chunks, documents, strict=True):
+        if not stored.payload:
+            continue
+        try:
+            document = common_pb2.Document.FromString(stored.payload)
+        except DecodeError as error:
+            raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
+        if not document.chunks:
+            continue
+        if chunk >= len(document.chunks):
+            raise DataLoss(
+                f"document {stored.id!r}: chunk {chunk} of {len(document.chunks)} was hit"
+            )
+        span = document.chunks[chunk]
+        hit.chunk = chunk
+        hit.chunk_span.CopyFrom(span)
+        if with_text:
+            hit.chunk_text = document.text[span.start : span.end]

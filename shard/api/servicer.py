@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import grpc.aio
@@ -114,12 +115,14 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardListCollectionsRequest, context: Context
     ) -> shard_pb2.ShardListCollectionsResponse:
         listed = await self._run(self._collections.list_collections)
+        chunks = self._collections.chunk_counts()
         return shard_pb2.ShardListCollectionsResponse(
             collections=[
                 shard_pb2.ShardCollection(
                     config=config_to_proto(config),
                     document_count=count,
                     incarnation=config.incarnation,
+                    chunk_count=chunks.get(config.name, count),
                 )
                 for config, count in listed
             ],
@@ -187,6 +190,8 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         if request.HasField("filter") or include.vector or include.text or include.metadata:
             return False
         config = self._collections.get(request.collection).config
+        if config.chunking.enabled:
+            return False  # hits need their chunks' spans, from the stored payloads
         queries = len(request.queries_f32) // (4 * config.dimension)
         ef = max(request.ef or config.hnsw_ef, request.k)
         return queries <= INLINE_MAX_QUERIES and ef <= INLINE_MAX_EF
@@ -196,16 +201,20 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     ) -> shard_pb2.ShardSearchResponse:
         collection = self._collections.get(request.collection)
         queries = proto_reads.queries_from_proto(request.queries_f32)
+        include = proto_reads.include_from_proto(request.include)
+        if collection.config.chunking.enabled:  # for the spans of the chunks hit
+            include = replace(include, payload=True)
         results = collection.search(
             queries,
             request.k,
             request.ef,
-            proto_reads.include_from_proto(request.include),
+            include,
             filter_from_proto(request.filter),
             request.score_threshold if request.HasField("score_threshold") else None,
             wait=wait,
         )
-        if request.packed:
+        # The packed form has no chunk fields: a chunking collection answers per hit.
+        if request.packed and not collection.config.chunking.enabled:
             return packed_response(results, request.include)
         response = shard_pb2.ShardSearchResponse()
         for hits in results:

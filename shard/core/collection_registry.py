@@ -232,6 +232,11 @@ class Collections:
                 log.debug("collection %r deleted while listing", name)
         return result
 
+    def chunk_counts(self) -> dict[str, int]:
+        """Indexed vectors per open collection: chunks of chunked documents, 1 per other."""
+        self._require_ready()
+        return {name: collection.chunk_count() for name, collection in self._open.items()}
+
     def failed(self) -> dict[str, str]:
         """Collections on disk that could not be loaded, and why; calls on them
         answer DATA_LOSS until the collection is deleted."""

@@ -4,6 +4,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 
+from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.errors import DataLoss, InvalidArgument
 from shoal.keyword import KeywordSettings
@@ -33,6 +34,7 @@ class CollectionConfig:
     #: made without a catalog (before the cluster had one).
     incarnation: int = 0
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
 
     def same_settings(self, other: "CollectionConfig") -> bool:
         """Equal in everything but the incarnation."""
@@ -44,6 +46,7 @@ class CollectionConfig:
         del settings["name"], settings["incarnation"]
         settings["metric"] = self.metric.value
         settings["keyword"] = self.keyword.to_dict()
+        settings["chunking"] = self.chunking.to_dict()
         return settings
 
     @classmethod
@@ -54,6 +57,7 @@ class CollectionConfig:
             fields = dict(settings)
             fields["metric"] = Metric(str(fields["metric"]))
             fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
+            fields["chunking"] = ChunkingSettings.from_dict(fields.get("chunking"))
             return cls(name=name, incarnation=incarnation, **fields)  # type: ignore[arg-type]
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"catalog entry for {name!r} is unreadable: {error}") from error
@@ -98,6 +102,7 @@ class CollectionConfig:
             fields["metric"] = Metric(fields["metric"])
             # Collections stored before keyword indexes existed get the defaults.
             fields["keyword"] = KeywordSettings.from_dict(fields.get("keyword"))
+            fields["chunking"] = ChunkingSettings.from_dict(fields.get("chunking"))
             return cls(**fields)
         except (ValueError, KeyError, TypeError) as error:
             raise DataLoss(f"stored collection config is unreadable: {error}") from error

@@ -23,6 +23,10 @@ def no_text(payload: bytes) -> str | None:
     return None
 
 
+#: A partial update of a stored payload (see WriteOp.patch).
+PayloadPatch = Callable[[bytes], bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class WriteOp:
     """One versioned change to one document, as the coordinator sent it."""
@@ -32,6 +36,10 @@ class WriteOp:
     deleted: bool
     vector: bytes  # little-endian float32; empty for a tombstone
     payload: bytes  # text and metadata, encoded by the api layer; opaque to the core
+    #: A partial update: the stored payload -> the new one (built by the api layer,
+    #: which owns the payload's encoding). Applied under the write lock to the live
+    #: record held; an empty `vector` keeps the stored one. None: a whole record.
+    patch: PayloadPatch | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +87,9 @@ class QueryHits:
     scores: list[float]
     distances: list[float]
     documents: list[StoredDocument] | None = None
+    #: In a collection holding chunked documents: per hit, the chunk that scored it
+    #: (its index among the document's chunks); None otherwise.
+    chunks: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -8,7 +8,7 @@ checkpoint the index is rebuilt from every live record.
 
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
@@ -37,6 +37,7 @@ class LoadedIndex:
     checkpoint_seq: int  # the checkpoint it started from; 0 when rebuilt
     source: str  # "checkpoint" or "rebuild"
     applied: int  # records applied on top of the checkpoint, or live records rebuilt
+    chunks: dict[str, int] = field(default_factory=dict)  # live id -> chunks, when not 1
 
 
 def _chunks(items: Iterable[tuple[int, str]], size: int) -> Iterator[list[tuple[int, str]]]:
@@ -49,10 +50,11 @@ def _vectors(vectors: list[bytes], dimension: int) -> Vectors:
     return np.frombuffer(b"".join(vectors), dtype="<f4").reshape(-1, dimension)
 
 
-def _check_live(doc_id: str, record: Record, dimension: int) -> None:
+def _check_live(doc_id: str, record: Record, dimension: int, chunked: bool = False) -> None:
     if record.label == NO_LABEL:
         raise DataLoss(f"live record of document {doc_id!r} has no index label")
-    if len(record.vector) != 4 * dimension:
+    whole = len(record.vector) % (4 * dimension) == 0 and len(record.vector) > 0
+    if len(record.vector) != 4 * dimension and not (chunked and whole):
         raise DataLoss(
             f"record of document {doc_id!r} has a {len(record.vector)}-byte vector;"
             f" the collection's dimension is {dimension}"
@@ -97,8 +99,11 @@ def catch_up(
     return applied
 
 
-def rebuild(config: CollectionConfig, store: DocumentStore) -> tuple[HnswIndex, dict[str, int]]:
-    """A fresh index of every live record, with the labels the records carry."""
+def rebuild(
+    config: CollectionConfig, store: DocumentStore
+) -> tuple[HnswIndex, dict[str, int], dict[str, int]]:
+    """A fresh index of every live record, with the labels the records carry, and
+    the chunk counts of chunked documents (whose chunks hold consecutive labels)."""
     index = HnswIndex.create(
         config.metric.value,
         config.dimension,
@@ -107,27 +112,35 @@ def rebuild(config: CollectionConfig, store: DocumentStore) -> tuple[HnswIndex, 
         config.hnsw_ef,
     )
     labels: dict[str, int] = {}
+    chunks: dict[str, int] = {}
     batch: list[int] = []
     vectors: list[bytes] = []
     for doc_id, record in store.scan():
         if record.deleted:
             continue
-        _check_live(doc_id, record, config.dimension)
+        _check_live(doc_id, record, config.dimension, chunked=True)
         labels[doc_id] = record.label
-        batch.append(record.label)
+        count = len(record.vector) // (4 * config.dimension)
+        if count != 1:
+            chunks[doc_id] = count
+        batch.extend(range(record.label, record.label + count))
         vectors.append(record.vector)
         if len(batch) >= LOAD_CHUNK:
             index.add(np.array(batch, dtype=np.uint64), _vectors(vectors, config.dimension))
             batch, vectors = [], []
     index.add(np.array(batch, dtype=np.uint64), _vectors(vectors, config.dimension))
-    return index, labels
+    return index, labels, chunks
 
 
 def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) -> LoadedIndex:
     last_seq, _ = store.state()
-    checkpoint = checkpoints.load_newest(
-        directory, config.metric.value, config.dimension, config.hnsw_ef, max_seq=last_seq
-    )
+    # A chunking collection's checkpoints would not say how many chunks each document
+    # held when they were taken: its index is rebuilt from the store instead.
+    checkpoint = None
+    if not config.chunking.enabled:
+        checkpoint = checkpoints.load_newest(
+            directory, config.metric.value, config.dimension, config.hnsw_ef, max_seq=last_seq
+        )
     if checkpoint is not None:
         try:
             applied = catch_up(
@@ -138,8 +151,8 @@ def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) 
             )
         except (RuntimeError, ValueError) as error:  # hnswlib refused the checkpoint's state
             log.warning("collection %r: checkpoint unusable, rebuilding: %s", config.name, error)
-    index, labels = rebuild(config, store)
-    return LoadedIndex(index, labels, 0, "rebuild", len(labels))
+    index, labels, chunks = rebuild(config, store)
+    return LoadedIndex(index, labels, 0, "rebuild", len(labels), chunks)
 
 
 #: Texts the keyword index takes at a time while a collection opens.

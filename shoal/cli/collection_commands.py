@@ -12,6 +12,7 @@ from shoal.sdk.results import Collection
 def collection_dict(collection: Collection) -> dict[str, Any]:
     values = {key: value for key, value in collection.__dict__.items() if value is not None}
     values["keyword"] = collection.keyword.to_dict()
+    values["chunking"] = collection.chunking.to_dict()
     return values
 
 
@@ -27,6 +28,7 @@ def cmd_create(args: argparse.Namespace) -> None:
             hnsw_ef=args.ef,
             partitions=args.partitions,
             keyword=keyword_settings(args),
+            chunking=chunking_settings(args),
         )
     if args.json:
         print_json(collection_dict(collection))
@@ -52,6 +54,20 @@ def keyword_settings(args: argparse.Namespace) -> bool | dict[str, Any]:
             raise SystemExit(f"error: --no-keyword leaves no keyword index for {flags}")
         return False
     return settings
+
+
+def chunking_settings(args: argparse.Namespace) -> bool | dict[str, int]:
+    sizes = {
+        name: value
+        for name, value in (
+            ("chunk_tokens", args.chunk_tokens),
+            ("overlap_tokens", args.overlap_tokens),
+        )
+        if value is not None
+    }
+    if sizes and not args.chunking:
+        raise SystemExit("error: --chunk-tokens and --overlap-tokens need --chunking")
+    return sizes or bool(args.chunking)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -101,6 +117,26 @@ def add_collection_commands(commands: Any) -> None:
     create.add_argument("--ef", type=int, default=0, help="default search ef (0: the server's)")
     create.add_argument(
         "--partitions", type=int, default=0, help="partitions per shard group (0: the server's)"
+    )
+    chunking = create.add_argument_group(
+        "chunking (long documents: split on ingest, search returns documents by their best chunk)"
+    )
+    chunking.add_argument(
+        "--chunking",
+        action="store_true",
+        help="split each text into chunks of the model's tokens and embed every chunk"
+        " (needs --model)",
+    )
+    chunking.add_argument(
+        "--chunk-tokens",
+        type=int,
+        help="tokens per chunk at most (default: the model's input length, 254 for"
+        " all-MiniLM-L6-v2)",
+    )
+    chunking.add_argument(
+        "--overlap-tokens",
+        type=int,
+        help="tokens neighbouring chunks may share (default: an eighth of a chunk)",
     )
     keyword = create.add_argument_group(
         "keyword index (BM25 of the texts for keyword and hybrid search and --where-document)"

@@ -1,5 +1,5 @@
-"""`shoal search | get | delete | count | scroll`: documents (and the JSONL reading
-that `shoal import` and the demo use for plain document lines)."""
+"""`shoal search | get | delete | update | count | scroll`: documents (and the JSONL
+reading that `shoal import` and the demo use for plain document lines)."""
 
 import argparse
 import json
@@ -78,6 +78,9 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
         print("no hits")
     else:
         columns: tuple[str, ...] = ("#", "score", "id")
+        grouped = any(hit.group is not None for hit in result.hits)
+        if grouped:
+            columns += ("group",)
         if explain:
             columns += out.EXPLAIN_COLUMNS
         out.print_table(
@@ -87,8 +90,9 @@ def print_hits(result: SearchResult, explain: bool = False) -> None:
                     rank,
                     f"{hit.score:.4f}",
                     hit.id,
+                    *((str(hit.group),) if grouped else ()),
                     *(out.explanation_cells(hit.explanation) if explain else ()),
-                    out.snippet(hit.text),
+                    out.snippet(hit.chunk_text or hit.text),
                 )
                 for rank, hit in enumerate(result.hits, 1)
             ),
@@ -134,8 +138,8 @@ def vector_arg(text: str | None) -> list[float] | None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    if args.text is None and args.vector is None:
-        raise SystemExit("error: give --text or --vector (both only with --mode hybrid)")
+    if args.text is None and args.vector is None and args.like is None:
+        raise SystemExit("error: give --text, --vector (both only with --mode hybrid) or --like ID")
     with connect(args) as client:
         result = client.search(
             args.collection,
@@ -153,6 +157,9 @@ def cmd_search(args: argparse.Namespace) -> None:
             rrf_k=args.rrf_k or 0,
             candidates=args.candidates or 0,
             explain=args.explain,
+            like=args.like,
+            group_by=args.group_by or "",
+            group_size=args.group_size,
         )
     if args.json:
         print_json(out.search_dict(result))
@@ -212,6 +219,38 @@ def cmd_delete(args: argparse.Namespace) -> None:
         print(f"deleted {out.count_of(result.count, 'document')}")
 
 
+def _set_pairs(pairs: Iterable[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs, VALUE read as JSON when it parses (numbers, true, lists),
+    else as a string."""
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set {pair!r}: expected KEY=VALUE")
+        try:
+            values[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key] = raw
+    return values
+
+
+def cmd_update(args: argparse.Namespace) -> None:
+    with connect(args) as client:
+        result = client.update(
+            args.collection,
+            args.ids,
+            where=where_arg(args.where),
+            where_document=where_document_arg(args),
+            set_metadata=_set_pairs(args.set),
+            remove_metadata=args.unset,
+            text=args.text,
+        )
+    if args.json:
+        print_json({"collection": args.collection, "updated": result.count})
+    else:
+        print(f"updated {out.count_of(result.count, 'document')}")
+
+
 def cmd_count(args: argparse.Namespace) -> None:
     with connect(args) as client:
         count = client.count(args.collection, where_arg(args.where), where_document_arg(args))
@@ -236,7 +275,20 @@ def add_document_commands(commands: Any) -> None:
         help="query vector as a JSON list of numbers; with --mode hybrid and --text, the"
         " vector side's query (for a collection without a model)",
     )
-    search.add_argument("-k", type=int, default=10, help="hits to return")
+    search.add_argument(
+        "--like",
+        metavar="ID",
+        help="more-like-this: search with the stored vector of document ID, leaving it out",
+    )
+    search.add_argument("-k", type=int, default=10, help="hits (with --group-by: groups) to return")
+    search.add_argument(
+        "--group-by",
+        metavar="KEY",
+        help="group the hits by this metadata key: k groups, best first (default: none)",
+    )
+    search.add_argument(
+        "--group-size", type=positive_int, default=1, help="with --group-by: hits per group"
+    )
     search.add_argument("--ef", type=int, default=0, help="HNSW ef (0: the collection's)")
     search.add_argument("--where", help=WHERE_HELP)
     search.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
@@ -301,6 +353,34 @@ def add_document_commands(commands: Any) -> None:
         help="delete every document (or every one matching an empty filter); refused without",
     )  # fmt: skip
     delete.set_defaults(run=cmd_delete)
+
+    update = command(
+        commands,
+        "update",
+        "set or remove metadata keys (or replace the text) of existing documents, by id or"
+        " by --where / --where-document, keeping their vectors",
+    )
+    update.add_argument("collection", help="the collection")
+    update.add_argument(
+        "ids", nargs="*", help="document ids (or give --where and/or --where-document)"
+    )
+    update.add_argument("--where", help=WHERE_HELP)
+    update.add_argument("--where-document", help=WHERE_DOCUMENT_HELP)
+    update.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a metadata key; VALUE is JSON if it parses (42, true, [1,2]), else a string"
+        " (repeatable)",
+    )
+    update.add_argument(
+        "--unset", action="append", default=[], metavar="KEY", help="remove a metadata key"
+    )
+    update.add_argument(
+        "--text", help="new text (with ids only); embedded again by the collection's model"
+    )
+    update.set_defaults(run=cmd_update)
 
     for name, handler, text in [
         ("count", cmd_count, "count documents (matching --where and --where-document)"),

@@ -111,6 +111,8 @@ def document_dict(document: Document) -> dict[str, Any]:
     }
     if document.vector is not None:
         values["vector"] = document.vector
+    if document.chunks:
+        values["chunks"] = [list(span) for span in document.chunks]
     return {key: value for key, value in values.items() if value is not None}
 
 
@@ -139,6 +141,16 @@ def search_dict(result: SearchResult) -> dict[str, Any]:
                     if hit.explanation is not None
                     else {}
                 ),
+                **(
+                    {
+                        "chunk": hit.chunk,
+                        "chunk_span": list(hit.chunk_span or ()),
+                        "chunk_text": hit.chunk_text,
+                    }
+                    if hit.chunk is not None
+                    else {}
+                ),
+                **({"group": hit.group} if hit.group is not None else {}),
             }
             for hit in result.hits
         ],
@@ -257,6 +269,12 @@ def print_collection(collection: Collection) -> None:
     fields = {k: v for k, v in collection.__dict__.items() if v is not None}
     fields["embedding_model"] = collection.embedding_model or "-"
     fields["keyword"] = keyword_summary(collection.keyword)
+    chunking = collection.chunking
+    fields["chunking"] = (
+        f"{chunking.chunk_tokens} tokens, overlap {chunking.overlap_tokens or 0}"
+        if chunking.enabled
+        else "off"
+    )
     print_fields(fields)
 
 

@@ -9,8 +9,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shoal.cli import output as out
-from shoal.cli.options import address, command, print_json
-from shoal.sdk.client import Client
+from shoal.cli.options import command, connect, print_json
 from shoal.sdk.snapshots import Snapshot, SnapshotProgress
 
 
@@ -56,7 +55,7 @@ def _summary(snapshot: Snapshot) -> str:
 def cmd_create(args: argparse.Namespace) -> None:
     bar = _Bar(not args.json)
     try:
-        with Client(address(args)) as client:
+        with connect(args) as client:
             snapshot = client.create_snapshot(args.name or "", args.collection or (), bar)
     finally:
         bar.close()
@@ -64,7 +63,7 @@ def cmd_create(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         snapshots = client.list_snapshots()
     if args.json:
         print_json([asdict(s) for s in snapshots])
@@ -89,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> None:
-    with Client(address(args)) as client:
+    with connect(args) as client:
         deleted = client.delete_snapshot(args.name)
     if args.json:
         print_json({"deleted": deleted})
@@ -100,7 +99,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 def cmd_restore(args: argparse.Namespace) -> None:
     bar = _Bar(not args.json)
     try:
-        with Client(address(args)) as client:
+        with connect(args) as client:
             snapshot = client.restore_snapshot(
                 args.name, args.collection or (), args.new_name or "", bar
             )

@@ -7,6 +7,7 @@ layers, so each conversion exists once.
 from collections.abc import Mapping
 from typing import Protocol
 
+from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
 from shoal.keyword import KeywordSettings
@@ -158,6 +159,8 @@ class CollectionSettings(Protocol):
     def partitions(self) -> int: ...
     @property
     def keyword(self) -> KeywordSettings: ...
+    @property
+    def chunking(self) -> ChunkingSettings: ...
 
 
 def config_to_proto(config: CollectionSettings) -> common_pb2.CollectionConfig:
@@ -171,4 +174,24 @@ def config_to_proto(config: CollectionSettings) -> common_pb2.CollectionConfig:
         embedding_model=config.embedding_model,
         partitions=config.partitions,
         keyword=keyword_to_proto(config.keyword),
+        chunking=chunking_to_proto(config.chunking),
+    )
+
+
+def chunking_to_proto(settings: ChunkingSettings) -> common_pb2.ChunkingConfig:
+    return common_pb2.ChunkingConfig(
+        enabled=settings.enabled,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.overlap_tokens or 0,
+    )
+
+
+def chunking_from_proto(config: common_pb2.ChunkingConfig) -> ChunkingSettings:
+    """A zero overlap in a request means "the default" (as every zero field does)."""
+    if not config.enabled:
+        return ChunkingSettings()
+    return ChunkingSettings(
+        enabled=True,
+        chunk_tokens=config.chunk_tokens,
+        overlap_tokens=config.overlap_tokens or None,
     )

@@ -125,11 +125,12 @@ class AsyncClient:
         hnsw_ef: int = 0,
         partitions: int = 0,
         keyword: bool | Mapping[str, Any] | None = None,
+        chunking: bool | Mapping[str, int] | None = None,
     ) -> Collection:
         """As `Client.create_collection`."""
         call = calls.create_collection(
             name, dimension, metric, embedding_model, hnsw_m, hnsw_ef_construction,
-            hnsw_ef, partitions, keyword,
+            hnsw_ef, partitions, keyword, chunking,
         )  # fmt: skip
         return await self._call(call)
 
@@ -177,6 +178,25 @@ class AsyncClient:
         return await self._call(
             calls.delete(collection, ids, where, where_document, consistency, delete_all)
         )
+
+    async def update(
+        self,
+        collection: str,
+        ids: Sequence[str] = (),
+        *,
+        where: Where | None = None,
+        where_document: Where | None = None,
+        set_metadata: Mapping[str, Any] | None = None,
+        remove_metadata: Sequence[str] = (),
+        text: str | None = None,
+        consistency: Consistency = "quorum",
+    ) -> WriteResult:
+        """As `Client.update`."""
+        call = calls.update(
+            collection, ids, where, where_document, set_metadata, remove_metadata,
+            text, consistency,
+        )  # fmt: skip
+        return await self._call(call)
 
     async def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None
@@ -241,13 +261,18 @@ class AsyncClient:
         rrf_k: int = 0,
         candidates: int = 0,
         explain: bool = False,
+        like: str | None = None,
+        group_by: str = "",
+        group_size: int = 1,
     ) -> SearchResult:
         """As `Client.search`."""
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        return await self._call(calls.search(collection, vector, text, mode, fields))
+        return await self._call(
+            calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
+        )
 
     async def search_batch(
         self,

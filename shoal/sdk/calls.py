@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.errors import InvalidArgument
-from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
+from shoal.runtime.proto_values import metadata_to_proto, topology_from_proto, topology_to_proto
 from shoal.sdk.columnar import Documents, SearchResult
 from shoal.sdk.requests import (
     CONSISTENCY,
@@ -24,6 +24,7 @@ from shoal.sdk.requests import (
     Field,
     MetricName,
     SearchModeName,
+    chunking_config,
     document_to_proto,
     include_to_proto,
     keyword_config,
@@ -76,6 +77,7 @@ def create_collection(
     hnsw_ef: int,
     partitions: int,
     keyword: bool | Mapping[str, Any] | None,
+    chunking: bool | Mapping[str, int] | None = None,
 ) -> Call[Collection]:
     if metric not in METRICS:
         raise InvalidArgument(f"metric {metric!r}: use one of {sorted(METRICS)}")
@@ -89,6 +91,7 @@ def create_collection(
         hnsw_ef=hnsw_ef,
         partitions=partitions,
         keyword=keyword_config(keyword),
+        chunking=chunking_config(chunking),
     )
     return Call(
         "CreateCollection",
@@ -101,7 +104,7 @@ def get_collection(name: str) -> Call[Collection]:
     return Call(
         "GetCollection",
         shoal_pb2.GetCollectionRequest(name=name),
-        lambda reply: collection_from_proto(reply.config, reply.document_count),
+        lambda reply: collection_from_proto(reply.config, reply.document_count, reply.chunk_count),
     )
 
 
@@ -172,6 +175,31 @@ def delete(
     return Call("Delete", request, lambda reply: _write_result(reply, reply.deleted))
 
 
+def update(
+    collection: str,
+    ids: Sequence[str],
+    where: Where | None,
+    where_document: Where | None,
+    set_metadata: Mapping[str, Any] | None,
+    remove_metadata: Sequence[str],
+    text: str | None,
+    consistency: Consistency,
+) -> Call[WriteResult]:
+    filtered = where is not None or where_document is not None
+    if bool(ids) == filtered:
+        raise InvalidArgument("give ids or a where filter to update, not both")
+    request = shoal_pb2.UpdateRequest(
+        collection=collection,
+        ids=ids,
+        filter=combined_filter(where, where_document),
+        set_metadata=metadata_to_proto(set_metadata or {}),
+        remove_metadata=remove_metadata,
+        text=text,
+        consistency=CONSISTENCY[consistency],
+    )
+    return Call("Update", request, lambda reply: _write_result(reply, reply.updated))
+
+
 def count(collection: str, where: Where | None, where_document: Where | None) -> Call[int]:
     request = shoal_pb2.CountRequest(
         collection=collection, filter=combined_filter(where, where_document)
@@ -214,9 +242,22 @@ def search(
     text: str | None,
     mode: SearchModeName,
     fields: dict[str, Any],
+    like: str | None = None,
+    group_by: str = "",
+    group_size: int = 1,
 ) -> Call[SearchResult]:
+    if like is not None:
+        if vector is not None or text is not None:
+            raise InvalidArgument("give a vector, a text or `like`, one of them")
+        query = shoal_pb2.Query(like_id=like)
+    else:
+        query = query_to_proto(vector, text, mode)
     request = shoal_pb2.SearchRequest(
-        collection=collection, query=query_to_proto(vector, text, mode), **fields
+        collection=collection,
+        query=query,
+        group_by=group_by,
+        group_size=group_size if group_by else 0,
+        **fields,
     )
     return Call("Search", request, SearchResult.from_reply)
 

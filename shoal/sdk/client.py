@@ -140,6 +140,7 @@ class Client(SnapshotMethods):
         hnsw_ef: int = 0,
         partitions: int = 0,
         keyword: bool | Mapping[str, Any] | None = None,
+        chunking: bool | Mapping[str, int] | None = None,
     ) -> Collection:
         """Create a collection; zeros take the server's defaults.
 
@@ -149,10 +150,14 @@ class Client(SnapshotMethods):
         or True for the defaults (English, stemming, stop words, k1 1.2, b 0.75),
         False for none, or a dict of `enabled`, `language`, `stemming`,
         `stop_words`, `k1`, `b`.
+        `chunking` (needs `embedding_model`): True to split long texts into chunks
+        of the model's input length (overlapping by an eighth), or a dict of
+        `chunk_tokens` and `overlap_tokens` (in the model's tokens); search then
+        returns documents scored by their best chunk.
         """
         call = calls.create_collection(
             name, dimension, metric, embedding_model, hnsw_m, hnsw_ef_construction,
-            hnsw_ef, partitions, keyword,
+            hnsw_ef, partitions, keyword, chunking,
         )  # fmt: skip
         return self._call(call)
 
@@ -207,6 +212,29 @@ class Client(SnapshotMethods):
         return self._call(
             calls.delete(collection, ids, where, where_document, consistency, delete_all)
         )
+
+    def update(
+        self,
+        collection: str,
+        ids: Sequence[str] = (),
+        *,
+        where: Where | None = None,
+        where_document: Where | None = None,
+        set_metadata: Mapping[str, Any] | None = None,
+        remove_metadata: Sequence[str] = (),
+        text: str | None = None,
+        consistency: Consistency = "quorum",
+    ) -> WriteResult:
+        """Partial update of existing documents by id, or of every document matching
+        a `where` (and/or `where_document`) filter: set the keys of `set_metadata`,
+        remove those in `remove_metadata`, keep the vector. A `text` (with ids only)
+        replaces the text and, for a collection with a model, is embedded again.
+        The result's count is how many documents existed and changed."""
+        call = calls.update(
+            collection, ids, where, where_document, set_metadata, remove_metadata,
+            text, consistency,
+        )  # fmt: skip
+        return self._call(call)
 
     def count(
         self, collection: str, where: Where | None = None, where_document: Where | None = None
@@ -272,10 +300,13 @@ class Client(SnapshotMethods):
         rrf_k: int = 0,
         candidates: int = 0,
         explain: bool = False,
+        like: str | None = None,
+        group_by: str = "",
+        group_size: int = 1,
     ) -> SearchResult:
-        """The k best documents for a vector or a text: `ids` and `scores` as numpy
-        arrays, `hits` (a `Hit` each), `distances`, `metadatas`, `texts`, `vectors`
-        decoded when first used.
+        """The k best documents for a vector or a text, or `like` a stored document:
+        `ids` and `scores` as numpy arrays, `hits` (a `Hit` each), `distances`,
+        `metadatas`, `texts`, `vectors` decoded when first used.
 
         `mode`: "vector" (default) ranks by similarity to the vector, or to the
         text the server embeds; "keyword" ranks the document texts by BM25 with
@@ -290,12 +321,20 @@ class Client(SnapshotMethods):
         `where_document` those whose text matches (`{"$contains": "phrase"}`);
         `score_threshold` drops hits scoring below it (BM25 in keyword mode,
         the fused score in hybrid mode); `explain` sets each hit's `explanation`.
+        `like`: more-like-this, the id of a stored document whose vector (for a
+        chunked document the mean of its chunks') is the query; that document is
+        left out of the hits. Unknown id: NotFound.
+        `group_by`: group search, the hits grouped by this metadata key: `k`
+        groups in the order of their best hit, each with at most `group_size`
+        hits; hits come group after group, each with `hit.group` set.
         """
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        return self._call(calls.search(collection, vector, text, mode, fields))
+        return self._call(
+            calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
+        )
 
     def search_batch(
         self,

@@ -95,6 +95,23 @@ def keyword_config(keyword: bool | Mapping[str, Any] | None) -> common_pb2.Keywo
     return keyword_to_proto(KeywordSettings(**keyword))
 
 
+def chunking_config(chunking: bool | Mapping[str, int] | None) -> common_pb2.ChunkingConfig:
+    if not chunking:
+        return common_pb2.ChunkingConfig()
+    if chunking is True:
+        return common_pb2.ChunkingConfig(enabled=True)
+    unknown = set(chunking) - {"chunk_tokens", "overlap_tokens"}
+    if unknown:
+        raise InvalidArgument(
+            f"chunking: unknown settings {sorted(unknown)}; use chunk_tokens, overlap_tokens"
+        )
+    return common_pb2.ChunkingConfig(
+        enabled=True,
+        chunk_tokens=int(chunking.get("chunk_tokens", 0)),
+        overlap_tokens=int(chunking.get("overlap_tokens", 0)),
+    )
+
+
 def search_fields(
     k: int,
     ef: int,

@@ -9,8 +9,15 @@ from typing import Any
 
 import numpy as np
 
+from shoal.chunking import ChunkingSettings
 from shoal.keyword import KeywordSettings
-from shoal.runtime.proto_values import Metadata, keyword_from_proto, metadata_from_proto
+from shoal.runtime.proto_values import (
+    Metadata,
+    chunking_from_proto,
+    keyword_from_proto,
+    metadata_from_proto,
+    value_from_proto,
+)
 from shoal.v1 import common_pb2
 
 #: The metrics by the names the SDK and the CLI use.
@@ -33,6 +40,9 @@ class Collection:
     partitions: int
     document_count: int | None = None
     keyword: KeywordSettings = field(default_factory=KeywordSettings)
+    chunking: ChunkingSettings = field(default_factory=ChunkingSettings)
+    #: Indexed vectors (chunks, and 1 per unchunked document); from get_collection only.
+    chunk_count: int | None = None
 
 
 @dataclass
@@ -41,6 +51,8 @@ class Document:
     vector: list[float] | None = None
     text: str | None = None
     metadata: Metadata = field(default_factory=dict)
+    #: A chunked document's chunks as (start, end) character spans of its text.
+    chunks: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,13 @@ class Hit:
     text: str | None
     vector: list[float] | None
     explanation: Explanation | None = None
+    #: In a chunking collection: the best chunk's index, (start, end) span of the
+    #: text, and its text (when text was included).
+    chunk: int | None = None
+    chunk_span: tuple[int, int] | None = None
+    chunk_text: str | None = None
+    #: With group_by: the value of the key that this hit's group shares.
+    group: object = None
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ DocumentLike = Document | Mapping[str, Any]
 
 
 def collection_from_proto(
-    config: common_pb2.CollectionConfig, count: int | None = None
+    config: common_pb2.CollectionConfig, count: int | None = None, chunks: int | None = None
 ) -> Collection:
     return Collection(
         name=config.name,
@@ -99,6 +118,8 @@ def collection_from_proto(
         partitions=config.partitions,
         document_count=count,
         keyword=keyword_from_proto(config.keyword),
+        chunking=chunking_from_proto(config.chunking),
+        chunk_count=chunks,
     )
 
 
@@ -114,6 +135,7 @@ def document_from_proto(document: common_pb2.Document) -> Document:
         vector=vector_list(document),
         text=document.text if document.HasField("text") else None,
         metadata=metadata_from_proto(document.metadata),
+        chunks=[(span.start, span.end) for span in document.chunks],
     )
 
 
@@ -139,6 +161,10 @@ def hit_from_proto(hit: common_pb2.Hit) -> Hit:
         document.text,
         document.vector,
         explanation_from_proto(hit),
+        hit.chunk if hit.HasField("chunk") else None,
+        (hit.chunk_span.start, hit.chunk_span.end) if hit.HasField("chunk_span") else None,
+        hit.chunk_text or None,
+        value_from_proto(hit.group) if hit.HasField("group") else None,
     )
 
 

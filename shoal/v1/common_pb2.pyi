@@ -240,6 +240,7 @@ class Document(_message.Message):
     VECTOR_F32_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    CHUNKS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     vector_f32: _builtins.bytes
     text: _builtins.str
@@ -247,6 +248,12 @@ class Document(_message.Message):
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def metadata(self) -> _containers.MessageMap[_builtins.str, Global___Value]: ...
+    @_builtins.property
+    def chunks(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChunkSpan]:
+        """Of a document in a chunking collection: its chunks, in text order (set by the
+        service, read-only; returned when text or metadata is included).
+        """
+
     def __init__(
         self,
         *,
@@ -255,10 +262,11 @@ class Document(_message.Message):
         vector_f32: _builtins.bytes = ...,
         text: _builtins.str | None = ...,
         metadata: _abc.Mapping[_builtins.str, Global___Value] | None = ...,
+        chunks: _abc.Iterable[Global___ChunkSpan] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "id", b"id", "metadata", b"metadata", "text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "chunks", b"chunks", "id", b"id", "metadata", b"metadata", "text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__text: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
     _WhichOneofArgType__text: _TypeAlias = _typing.Literal["_text", b"_text"]  # noqa: Y015
@@ -281,6 +289,7 @@ class CollectionConfig(_message.Message):
     EMBEDDING_MODEL_FIELD_NUMBER: _builtins.int
     PARTITIONS_FIELD_NUMBER: _builtins.int
     KEYWORD_FIELD_NUMBER: _builtins.int
+    CHUNKING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     dimension: _builtins.int
     metric: Global___Metric.ValueType
@@ -295,6 +304,10 @@ class CollectionConfig(_message.Message):
     def keyword(self) -> Global___KeywordConfig:
         """unset: the defaults (a keyword index, English)"""
 
+    @_builtins.property
+    def chunking(self) -> Global___ChunkingConfig:
+        """unset: documents are embedded whole"""
+
     def __init__(
         self,
         *,
@@ -307,14 +320,73 @@ class CollectionConfig(_message.Message):
         embedding_model: _builtins.str = ...,
         partitions: _builtins.int = ...,
         keyword: Global___KeywordConfig | None = ...,
+        chunking: Global___ChunkingConfig | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["keyword", b"keyword"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunking", b"chunking", "keyword", b"keyword"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dimension", b"dimension", "embedding_model", b"embedding_model", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construction", b"hnsw_ef_construction", "hnsw_m", b"hnsw_m", "keyword", b"keyword", "metric", b"metric", "name", b"name", "partitions", b"partitions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunking", b"chunking", "dimension", b"dimension", "embedding_model", b"embedding_model", "hnsw_ef", b"hnsw_ef", "hnsw_ef_construction", b"hnsw_ef_construction", "hnsw_m", b"hnsw_m", "keyword", b"keyword", "metric", b"metric", "name", b"name", "partitions", b"partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CollectionConfig: _TypeAlias = CollectionConfig  # noqa: Y015
+
+@_typing.final
+class ChunkingConfig(_message.Message):
+    """Chunking on ingest (needs an embedding model): each document's text is split by
+    the embedder, on paragraph, sentence and word boundaries where it can, into
+    chunks of at most chunk_tokens of the model's own tokens, consecutive chunks
+    sharing up to overlap_tokens; each chunk is embedded and indexed as a record of
+    its document. Search then returns documents scored by their best chunk.
+    Zero sizes take the defaults: chunk_tokens the model's input length less its
+    two special tokens (254 for all-MiniLM-L6-v2), overlap_tokens an eighth of that.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    CHUNK_TOKENS_FIELD_NUMBER: _builtins.int
+    OVERLAP_TOKENS_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    chunk_tokens: _builtins.int
+    overlap_tokens: _builtins.int
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        chunk_tokens: _builtins.int = ...,
+        overlap_tokens: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_tokens", b"chunk_tokens", "enabled", b"enabled", "overlap_tokens", b"overlap_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkingConfig: _TypeAlias = ChunkingConfig  # noqa: Y015
+
+@_typing.final
+class ChunkSpan(_message.Message):
+    """One chunk of a chunked document: its characters [start, end) of the text."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    start: _builtins.int
+    end: _builtins.int
+    def __init__(
+        self,
+        *,
+        start: _builtins.int = ...,
+        end: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChunkSpan: _TypeAlias = ChunkSpan  # noqa: Y015
 
 @_typing.final
 class KeywordConfig(_message.Message):
@@ -415,11 +487,20 @@ class Hit(_message.Message):
     DISTANCE_FIELD_NUMBER: _builtins.int
     DOCUMENT_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    CHUNK_SPAN_FIELD_NUMBER: _builtins.int
+    CHUNK_TEXT_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     score: _builtins.float
     """higher is more similar: cosine similarity, dot product, or -distance for l2"""
     distance: _builtins.float
     """lower is more similar: 1 - cosine, 1 - dot, or Euclidean distance"""
+    chunk: _builtins.int
+    """In a chunking collection: the chunk that scored the hit (its index among the
+    document's chunks and its span of the text), and its text when text is included.
+    """
+    chunk_text: _builtins.str
     @_builtins.property
     def document(self) -> Global___Document:
         """id always; vector, text, metadata as asked by Include"""
@@ -427,6 +508,12 @@ class Hit(_message.Message):
     @_builtins.property
     def explanation(self) -> Global___HitExplanation:
         """set when the search asked to explain"""
+
+    @_builtins.property
+    def chunk_span(self) -> Global___ChunkSpan: ...
+    @_builtins.property
+    def group(self) -> Global___Value:
+        """With group_by: the value of the group_by key of this hit's group."""
 
     def __init__(
         self,
@@ -436,12 +523,18 @@ class Hit(_message.Message):
         distance: _builtins.float = ...,
         document: Global___Document | None = ...,
         explanation: Global___HitExplanation | None = ...,
+        chunk: _builtins.int | None = ...,
+        chunk_span: Global___ChunkSpan | None = ...,
+        chunk_text: _builtins.str = ...,
+        group: Global___Value | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "explanation", b"explanation"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_chunk", b"_chunk", "chunk", b"chunk", "chunk_span", b"chunk_span", "document", b"document", "explanation", b"explanation", "group", b"group"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distance", b"distance", "document", b"document", "explanation", b"explanation", "id", b"id", "score", b"score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_chunk", b"_chunk", "chunk", b"chunk", "chunk_span", b"chunk_span", "chunk_text", b"chunk_text", "distance", b"distance", "document", b"document", "explanation", b"explanation", "group", b"group", "id", b"id", "score", b"score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__chunk: _TypeAlias = _typing.Literal["chunk"]  # noqa: Y015
+    _WhichOneofArgType__chunk: _TypeAlias = _typing.Literal["_chunk", b"_chunk"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__chunk) -> _WhichOneofReturnType__chunk | None: ...
 
 Global___Hit: _TypeAlias = Hit  # noqa: Y015
 

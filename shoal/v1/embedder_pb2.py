@@ -24,21 +24,27 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/embedder.proto\x12\x08shoal.v1\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"F\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x13\n\x0bvectors_f32\x18\x03 \x01(\x0c\"\x10\n\x0eGetInfoRequest\"w\n\x0fGetInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x17\n\x0fmax_input_chars\x18\x04 \x01(\r\x12\x16\n\x0emax_seq_tokens\x18\x05 \x01(\r2\x8b\x01\n\x0f\x45mbedderService\x12\x38\n\x05\x45mbed\x12\x16.shoal.v1.EmbedRequest\x1a\x17.shoal.v1.EmbedResponse\x12>\n\x07GetInfo\x12\x18.shoal.v1.GetInfoRequest\x1a\x19.shoal.v1.GetInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/embedder.proto\x12\x08shoal.v1\"`\n\x12\x45mbedChunksRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x14\n\x0c\x63hunk_tokens\x18\x03 \x01(\r\x12\x16\n\x0eoverlap_tokens\x18\x04 \x01(\r\"+\n\x0b\x43hunkedText\x12\x0e\n\x06starts\x18\x01 \x03(\r\x12\x0c\n\x04\x65nds\x18\x02 \x03(\r\"r\n\x13\x45mbedChunksResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12$\n\x05texts\x18\x03 \x03(\x0b\x32\x15.shoal.v1.ChunkedText\x12\x13\n\x0bvectors_f32\x18\x04 \x01(\x0c\",\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\"F\n\rEmbedResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x13\n\x0bvectors_f32\x18\x03 \x01(\x0c\"\x10\n\x0eGetInfoRequest\"w\n\x0fGetInfoResponse\x12\r\n\x05model\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x11\n\tmax_batch\x18\x03 \x01(\r\x12\x17\n\x0fmax_input_chars\x18\x04 \x01(\r\x12\x16\n\x0emax_seq_tokens\x18\x05 \x01(\r2\xd7\x01\n\x0f\x45mbedderService\x12\x38\n\x05\x45mbed\x12\x16.shoal.v1.EmbedRequest\x1a\x17.shoal.v1.EmbedResponse\x12>\n\x07GetInfo\x12\x18.shoal.v1.GetInfoRequest\x1a\x19.shoal.v1.GetInfoResponse\x12J\n\x0b\x45mbedChunks\x12\x1c.shoal.v1.EmbedChunksRequest\x1a\x1d.shoal.v1.EmbedChunksResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.embedder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EMBEDREQUEST']._serialized_start=37
-  _globals['_EMBEDREQUEST']._serialized_end=81
-  _globals['_EMBEDRESPONSE']._serialized_start=83
-  _globals['_EMBEDRESPONSE']._serialized_end=153
-  _globals['_GETINFOREQUEST']._serialized_start=155
-  _globals['_GETINFOREQUEST']._serialized_end=171
-  _globals['_GETINFORESPONSE']._serialized_start=173
-  _globals['_GETINFORESPONSE']._serialized_end=292
-  _globals['_EMBEDDERSERVICE']._serialized_start=295
-  _globals['_EMBEDDERSERVICE']._serialized_end=434
+  _globals['_EMBEDCHUNKSREQUEST']._serialized_start=37
+  _globals['_EMBEDCHUNKSREQUEST']._serialized_end=133
+  _globals['_CHUNKEDTEXT']._serialized_start=135
+  _globals['_CHUNKEDTEXT']._serialized_end=178
+  _globals['_EMBEDCHUNKSRESPONSE']._serialized_start=180
+  _globals['_EMBEDCHUNKSRESPONSE']._serialized_end=294
+  _globals['_EMBEDREQUEST']._serialized_start=296
+  _globals['_EMBEDREQUEST']._serialized_end=340
+  _globals['_EMBEDRESPONSE']._serialized_start=342
+  _globals['_EMBEDRESPONSE']._serialized_end=412
+  _globals['_GETINFOREQUEST']._serialized_start=414
+  _globals['_GETINFOREQUEST']._serialized_end=430
+  _globals['_GETINFORESPONSE']._serialized_start=432
+  _globals['_GETINFORESPONSE']._serialized_end=551
+  _globals['_EMBEDDERSERVICE']._serialized_start=554
+  _globals['_EMBEDDERSERVICE']._serialized_end=769
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class EmbedderServiceStub:
                 request_serializer=shoal_dot_v1_dot_embedder__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_embedder__pb2.GetInfoResponse.FromString,
                 _registered_method=True)
+        self.EmbedChunks = channel.unary_unary(
+                '/shoal.v1.EmbedderService/EmbedChunks',
+                request_serializer=shoal_dot_v1_dot_embedder__pb2.EmbedChunksRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_embedder__pb2.EmbedChunksResponse.FromString,
+                _registered_method=True)
 
 
 class EmbedderServiceServicer:
@@ -63,6 +68,15 @@ class EmbedderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EmbedChunks(self, request, context):
+        """Split each text into chunks of at most chunk_tokens model tokens (paragraph,
+        sentence, then word boundaries), overlapping by up to overlap_tokens, and embed
+        every chunk (batched with all other calls).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EmbedderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +89,11 @@ def add_EmbedderServiceServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=shoal_dot_v1_dot_embedder__pb2.GetInfoRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_embedder__pb2.GetInfoResponse.SerializeToString,
+            ),
+            'EmbedChunks': grpc.unary_unary_rpc_method_handler(
+                    servicer.EmbedChunks,
+                    request_deserializer=shoal_dot_v1_dot_embedder__pb2.EmbedChunksRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_embedder__pb2.EmbedChunksResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +151,33 @@ class EmbedderService:
             '/shoal.v1.EmbedderService/GetInfo',
             shoal_dot_v1_dot_embedder__pb2.GetInfoRequest.SerializeToString,
             shoal_dot_v1_dot_embedder__pb2.GetInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedChunks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.EmbedderService/EmbedChunks',
+            shoal_dot_v1_dot_embedder__pb2.EmbedChunksRequest.SerializeToString,
+            shoal_dot_v1_dot_embedder__pb2.EmbedChunksResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -35,6 +35,11 @@ class EmbedderServiceStub:
     def __new__(cls, channel: _aio.Channel) -> EmbedderServiceAsyncStub: ...
     Embed: _grpc.UnaryUnaryMultiCallable[_embedder_pb2.EmbedRequest, _embedder_pb2.EmbedResponse]
     GetInfo: _grpc.UnaryUnaryMultiCallable[_embedder_pb2.GetInfoRequest, _embedder_pb2.GetInfoResponse]
+    EmbedChunks: _grpc.UnaryUnaryMultiCallable[_embedder_pb2.EmbedChunksRequest, _embedder_pb2.EmbedChunksResponse]
+    """Split each text into chunks of at most chunk_tokens model tokens (paragraph,
+    sentence, then word boundaries), overlapping by up to overlap_tokens, and embed
+    every chunk (batched with all other calls).
+    """
 
 @_typing.type_check_only
 class EmbedderServiceAsyncStub(EmbedderServiceStub):
@@ -43,6 +48,11 @@ class EmbedderServiceAsyncStub(EmbedderServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Embed: _aio.UnaryUnaryMultiCallable[_embedder_pb2.EmbedRequest, _embedder_pb2.EmbedResponse]  # type: ignore[assignment]
     GetInfo: _aio.UnaryUnaryMultiCallable[_embedder_pb2.GetInfoRequest, _embedder_pb2.GetInfoResponse]  # type: ignore[assignment]
+    EmbedChunks: _aio.UnaryUnaryMultiCallable[_embedder_pb2.EmbedChunksRequest, _embedder_pb2.EmbedChunksResponse]  # type: ignore[assignment]
+    """Split each text into chunks of at most chunk_tokens model tokens (paragraph,
+    sentence, then word boundaries), overlapping by up to overlap_tokens, and embed
+    every chunk (batched with all other calls).
+    """
 
 class EmbedderServiceServicer(metaclass=_abc_1.ABCMeta):
     """Turns text into vectors. Concurrent calls are batched together."""
@@ -60,5 +70,16 @@ class EmbedderServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _embedder_pb2.GetInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_embedder_pb2.GetInfoResponse, _abc.Awaitable[_embedder_pb2.GetInfoResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def EmbedChunks(
+        self,
+        request: _embedder_pb2.EmbedChunksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_embedder_pb2.EmbedChunksResponse, _abc.Awaitable[_embedder_pb2.EmbedChunksResponse]]:
+        """Split each text into chunks of at most chunk_tokens model tokens (paragraph,
+        sentence, then word boundaries), overlapping by up to overlap_tokens, and embed
+        every chunk (batched with all other calls).
+        """
 
 def add_EmbedderServiceServicer_to_server(servicer: EmbedderServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

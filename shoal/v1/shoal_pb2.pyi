@@ -217,7 +217,10 @@ class GetCollectionResponse(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     DOCUMENT_COUNT_FIELD_NUMBER: _builtins.int
+    CHUNK_COUNT_FIELD_NUMBER: _builtins.int
     document_count: _builtins.int
+    chunk_count: _builtins.int
+    """indexed vectors: chunks of chunked documents, 1 per other document"""
     @_builtins.property
     def config(self) -> _common_pb2.CollectionConfig: ...
     def __init__(
@@ -225,10 +228,11 @@ class GetCollectionResponse(_message.Message):
         *,
         config: _common_pb2.CollectionConfig | None = ...,
         document_count: _builtins.int = ...,
+        chunk_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "document_count", b"document_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_count", b"chunk_count", "config", b"config", "document_count", b"document_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -482,6 +486,105 @@ class DeleteResponse(_message.Message):
 Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
 
 @_typing.final
+class UpdateRequest(_message.Message):
+    """Partial update of existing documents (Chroma's update, Qdrant's set_payload),
+    by ids or by a filter (not both). Each replica applies it to the record it holds
+    under its write lock, as a new version: metadata keys in set_metadata are set,
+    keys in remove_metadata removed, the vector kept (the HNSW index is untouched)
+    unless a text is given, which replaces the text and, with an embedding model,
+    the vector. Ids that do not exist are skipped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class SetMetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> _common_pb2.Value: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _common_pb2.Value | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
+    SET_METADATA_FIELD_NUMBER: _builtins.int
+    REMOVE_METADATA_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_FIELD_NUMBER: _builtins.int
+    collection: _builtins.str
+    text: _builtins.str
+    """with ids only"""
+    consistency: Global___WriteConsistency.ValueType
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def set_metadata(self) -> _containers.MessageMap[_builtins.str, _common_pb2.Value]: ...
+    @_builtins.property
+    def remove_metadata(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        collection: _builtins.str = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
+        filter: _common_pb2.Filter | None = ...,
+        set_metadata: _abc.Mapping[_builtins.str, _common_pb2.Value] | None = ...,
+        remove_metadata: _abc.Iterable[_builtins.str] | None = ...,
+        text: _builtins.str | None = ...,
+        consistency: Global___WriteConsistency.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "filter", b"filter", "text", b"text"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids", "remove_metadata", b"remove_metadata", "set_metadata", b"set_metadata", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__text: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
+    _WhichOneofArgType__text: _TypeAlias = _typing.Literal["_text", b"_text"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__text) -> _WhichOneofReturnType__text | None: ...
+
+Global___UpdateRequest: _TypeAlias = UpdateRequest  # noqa: Y015
+
+@_typing.final
+class UpdateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATED_FIELD_NUMBER: _builtins.int
+    REPLICAS_ACKNOWLEDGED_FIELD_NUMBER: _builtins.int
+    REPLICAS_FIELD_NUMBER: _builtins.int
+    updated: _builtins.int
+    """documents that existed and were changed"""
+    replicas_acknowledged: _builtins.int
+    replicas: _builtins.int
+    def __init__(
+        self,
+        *,
+        updated: _builtins.int = ...,
+        replicas_acknowledged: _builtins.int = ...,
+        replicas: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replicas", b"replicas", "replicas_acknowledged", b"replicas_acknowledged", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateResponse: _TypeAlias = UpdateResponse  # noqa: Y015
+
+@_typing.final
 class CountRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -536,6 +639,11 @@ class Query(_message.Message):
     for a collection with an embedding model, exactly one. Keyword search: a
     text. Hybrid search: a text, and a vector for the vector side unless the
     collection's model embeds the text.
+
+    More-like-this: like_id names a stored document whose vector (for a chunked
+    document, the mean of its chunk vectors) is the query; that document is left out
+    of the hits. Vector mode only, alone (no vector or text); NOT_FOUND if no such
+    document exists.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -543,8 +651,10 @@ class Query(_message.Message):
     VECTOR_FIELD_NUMBER: _builtins.int
     VECTOR_F32_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
+    LIKE_ID_FIELD_NUMBER: _builtins.int
     vector_f32: _builtins.bytes
     text: _builtins.str
+    like_id: _builtins.str
     @_builtins.property
     def vector(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -553,10 +663,11 @@ class Query(_message.Message):
         vector: _abc.Iterable[_builtins.float] | None = ...,
         vector_f32: _builtins.bytes = ...,
         text: _builtins.str = ...,
+        like_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["like_id", b"like_id", "text", b"text", "vector", b"vector", "vector_f32", b"vector_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -615,6 +726,8 @@ class SearchRequest(_message.Message):
     HYBRID_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
     PACKED_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -632,6 +745,14 @@ class SearchRequest(_message.Message):
     """Answer with `packed` instead of `hits` where the server has the hits as
     columns (a vector search without explain); it may answer with `hits` anyway.
     """
+    group_by: _builtins.str
+    """Group search (as Qdrant's): the hits grouped by the value of this metadata key,
+    k groups in the order of their best hit, each with at most group_size hits
+    (best first; 0: 1). Hits come group after group, each with Hit.group set; a
+    document without the key is left out, one with a list value joins a group per
+    element.
+    """
+    group_size: _builtins.int
     @_builtins.property
     def query(self) -> Global___Query: ...
     @_builtins.property
@@ -655,10 +776,12 @@ class SearchRequest(_message.Message):
         hybrid: Global___HybridOptions | None = ...,
         explain: _builtins.bool = ...,
         packed: _builtins.bool = ...,
+        group_by: _builtins.str = ...,
+        group_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "group_by", b"group_by", "group_size", b"group_size", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "query", b"query", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -80,6 +80,11 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.ScrollRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.ScrollResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/shoal.v1.ShoalService/Update',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateResponse.FromString,
+                _registered_method=True)
         self.Search = channel.unary_unary(
                 '/shoal.v1.ShoalService/Search',
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.SearchRequest.SerializeToString,
@@ -186,6 +191,14 @@ class ShoalServiceServicer:
 
     def Scroll(self, request, context):
         """Filtered listing in pages, ordered by id; pass next_cursor back for more.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Update(self, request, context):
+        """Partial update: set or remove metadata keys (and optionally replace the text,
+        re-embedded) of existing documents by ids or by filter, keeping their vectors.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,6 +318,11 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.Scroll,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.ScrollRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.ScrollResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.UpdateRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.UpdateResponse.SerializeToString,
             ),
             'Search': grpc.unary_unary_rpc_method_handler(
                     servicer.Search,
@@ -601,6 +619,33 @@ class ShoalService:
             '/shoal.v1.ShoalService/Scroll',
             shoal_dot_v1_dot_shoal__pb2.ScrollRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.ScrollResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/Update',
+            shoal_dot_v1_dot_shoal__pb2.UpdateRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.UpdateResponse.FromString,
             options,
             channel_credentials,
             insecure,

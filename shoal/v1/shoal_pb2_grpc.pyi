@@ -43,6 +43,10 @@ class ShoalServiceStub:
     Count: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.CountRequest, _shoal_pb2.CountResponse]
     Scroll: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ScrollRequest, _shoal_pb2.ScrollResponse]
     """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
+    Update: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.UpdateRequest, _shoal_pb2.UpdateResponse]
+    """Partial update: set or remove metadata keys (and optionally replace the text,
+    re-embedded) of existing documents by ids or by filter, keeping their vectors.
+    """
     Search: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]
     SearchBatch: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]
     GetClusterInfo: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]
@@ -78,6 +82,10 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     Count: _aio.UnaryUnaryMultiCallable[_shoal_pb2.CountRequest, _shoal_pb2.CountResponse]  # type: ignore[assignment]
     Scroll: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ScrollRequest, _shoal_pb2.ScrollResponse]  # type: ignore[assignment]
     """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
+    Update: _aio.UnaryUnaryMultiCallable[_shoal_pb2.UpdateRequest, _shoal_pb2.UpdateResponse]  # type: ignore[assignment]
+    """Partial update: set or remove metadata keys (and optionally replace the text,
+    re-embedded) of existing documents by ids or by filter, keeping their vectors.
+    """
     Search: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchRequest, _shoal_pb2.SearchResponse]  # type: ignore[assignment]
     SearchBatch: _aio.UnaryUnaryMultiCallable[_shoal_pb2.SearchBatchRequest, _shoal_pb2.SearchBatchResponse]  # type: ignore[assignment]
     GetClusterInfo: _aio.UnaryUnaryMultiCallable[_shoal_pb2.GetClusterInfoRequest, _shoal_pb2.GetClusterInfoResponse]  # type: ignore[assignment]
@@ -164,6 +172,16 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shoal_pb2.ScrollResponse, _abc.Awaitable[_shoal_pb2.ScrollResponse]]:
         """Filtered listing in pages, ordered by id; pass next_cursor back for more."""
+
+    @_abc_1.abstractmethod
+    def Update(
+        self,
+        request: _shoal_pb2.UpdateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.UpdateResponse, _abc.Awaitable[_shoal_pb2.UpdateResponse]]:
+        """Partial update: set or remove metadata keys (and optionally replace the text,
+        re-embedded) of existing documents by ids or by filter, keeping their vectors.
+        """
 
     @_abc_1.abstractmethod
     def Search(

@@ -128,6 +128,12 @@ REQUESTS: dict[str, tuple[Message, Code]] = {
         Code.OK,
     ),
     "Get": (shoal_pb2.GetRequest(collection=MAIN, ids=["d1"]), Code.OK),
+    "Update": (
+        shoal_pb2.UpdateRequest(
+            collection=MAIN, ids=["d1"], set_metadata={"seen": common_pb2.Value(bool_value=True)}
+        ),
+        Code.OK,
+    ),
     "Delete": (shoal_pb2.DeleteRequest(collection=MAIN, ids=["matrix"]), Code.OK),
     "Count": (shoal_pb2.CountRequest(collection=MAIN), Code.OK),
     "Scroll": (shoal_pb2.ScrollRequest(collection=MAIN), Code.OK),

@@ -292,3 +292,73 @@ def test_loadtest_calls_shoal_address(
     report = json.loads(capsys.readouterr().out)
     assert report["options"]["host"] == cluster.address
     assert report["count"] == 5 and report["statusCodeDistribution"] == {"OK": 5}
+
+
+def test_update_sets_and_unsets_metadata_by_id_and_by_where(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        run(cluster, capsys, "update", COLLECTION, "n1", "--set", "prio=9", "--set", "who=me")
+        == "updated 1 document\n"
+    )
+    updated = run(
+        cluster,
+        capsys,
+        "update",
+        COLLECTION,
+        "--where",
+        '{"prio": {"$lt": 4}}',
+        "--unset",
+        "tags",
+        "--json",
+    )
+    assert json.loads(updated) == {"collection": COLLECTION, "updated": 2}
+    documents = [
+        json.loads(line)
+        for line in run(cluster, capsys, "scroll", COLLECTION, "--json").splitlines()
+    ]
+    assert [doc["metadata"] for doc in documents] == [
+        {"tags": ["home"], "prio": 9, "who": "me"},
+        {"prio": 1},
+        {"prio": 3},
+    ]
+    assert [doc["text"] for doc in documents] == [note["text"] for note in NOTES]
+
+
+def test_search_like_a_stored_document_leaves_it_out(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = json.loads(run(cluster, capsys, "search", COLLECTION, "--like", "n1", "--json"))
+    assert sorted(hit["id"] for hit in found["hits"]) == ["n2", "n3"]
+    with pytest.raises(SystemExit):
+        run(cluster, capsys, "search", COLLECTION, "--like", "nope")
+    assert "no document 'nope'" in capsys.readouterr().err
+
+
+def test_search_grouped_by_a_list_valued_key(
+    cluster: LocalCluster, notes: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = json.loads(
+        run(
+            cluster,
+            capsys,
+            "search",
+            COLLECTION,
+            "--text",
+            "coffee",
+            "--group-by",
+            "tags",
+            "--group-size",
+            "2",
+            "-k",
+            "5",
+            "--json",
+        )
+    )
+    groups: dict[str, list[str]] = {}
+    for hit in found["hits"]:
+        groups.setdefault(hit["group"], []).append(hit["id"])
+    assert {group: sorted(ids) for group, ids in groups.items()} == {
+        "home": ["n1", "n3"],
+        "money": ["n2"],
+    }

@@ -34,6 +34,11 @@ class CountingEmbedder(embedder_pb2_grpc.EmbedderServiceServicer):
             model="fake", dimension=DIMENSION, vectors_f32=vector_to_f32(vectors)
         )
 
+    async def EmbedChunks(
+        self, request: embedder_pb2.EmbedChunksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> embedder_pb2.EmbedChunksResponse:
+        raise NotImplementedError("not called by this test")
+
     async def GetInfo(
         self, request: embedder_pb2.GetInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> embedder_pb2.GetInfoResponse:

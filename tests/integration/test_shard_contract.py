@@ -167,6 +167,28 @@ async def test_the_newest_version_wins_and_get_returns_what_include_asks(
     }
 
 
+async def test_a_patch_updates_the_record_held_and_keeps_its_vector(shard: ShardClient) -> None:
+    await create(shard, "patch", dimension=4)
+    await shard.write("patch", [live("a", NOW + 10, [1, 0, 0, 0], "text", k="x", n=1)], TIMEOUT)
+    patch = WriteOp(
+        "a",
+        NOW + 20,
+        metadata=metadata_to_proto({"k": "y", "new": True}),
+        patch=True,
+        remove_metadata=["n"],
+    )
+    absent = WriteOp("gone", NOW + 20, metadata=metadata_to_proto({"k": "y"}), patch=True)
+    assert await shard.write("patch", [patch, absent], TIMEOUT) == WriteAck(1, 0)
+    [document] = await shard.get("patch", ["a"], EVERYTHING, TIMEOUT)
+    assert fields(document) == ("a", "text", [1.0, 0.0, 0.0, 0.0], {"k": "y", "new": True})
+    assert await shard.get("patch", ["gone"], EVERYTHING, TIMEOUT) == []
+    older = WriteOp("a", NOW + 15, metadata=metadata_to_proto({"k": "z"}), patch=True)
+    assert await shard.write("patch", [older], TIMEOUT) == WriteAck(0, 0)
+    assert (await shard.list_versions("patch", range(8), TIMEOUT))["a"] == VersionState(
+        NOW + 20, False
+    )
+
+
 # -- search scores per metric ------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ real shard server through the `ShardClient` port. Where it still differs:
 import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,6 +45,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
 from coordinator.core.ports import (
+    ChunkedText,
     CollectionConfig,
     CollectionListing,
     DocumentMessage,
@@ -261,6 +262,10 @@ class FakeShard:
         applied = deleted = 0
         for op in writes:
             old = store.get(op.id)
+            if op.patch:
+                if old is None or old.op.deleted:
+                    continue  # a partial update of nothing: skipped, as a shard does
+                op = _patched(old.op, op)
             if old is not None and (old.version, old.op.deleted) >= (op.version, op.deleted):
                 continue
             applied += 1
@@ -525,6 +530,27 @@ class FakeEmbedder:
         self.texts += texts
         return np.stack([hash_embedding(text, self.dimension) for text in texts])
 
+    async def embed_chunks(
+        self,
+        texts: Sequence[str],
+        model: str,
+        chunk_tokens: int,
+        overlap_tokens: int,
+        timeout_s: float,
+    ) -> list[ChunkedText]:
+        """Chunks of `chunk_tokens` characters (no overlap): enough for the core's tests."""
+        if self.fail is not None:
+            raise self.fail
+        result = []
+        for text in texts:
+            spans = [
+                (start, min(len(text), start + chunk_tokens))
+                for start in range(0, max(len(text), 1), chunk_tokens)
+            ]
+            vectors = np.stack([hash_embedding(text[a:b], self.dimension) for a, b in spans])
+            result.append(ChunkedText(spans, vectors))
+        return result
+
     async def health(self, timeout_s: float) -> Health:
         return Health.UNREACHABLE if self.fail is not None else Health.SERVING
 
@@ -572,3 +598,18 @@ class FakeCluster:
         )
         result = await self.core.catalog.create(config, deadline())
         return result.config
+
+
+def _patched(stored: WriteOp, patch: WriteOp) -> WriteOp:
+    """A partial update applied to a stored write, as a shard applies it."""
+    metadata = {
+        key: value for key, value in stored.metadata.items() if key not in patch.remove_metadata
+    }
+    metadata.update(patch.metadata)
+    return replace(
+        stored,
+        version=patch.version,
+        vector_f32=patch.vector_f32 or stored.vector_f32,
+        text=stored.text if patch.text is None else patch.text,
+        metadata=metadata,
+    )

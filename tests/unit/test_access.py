@@ -18,7 +18,7 @@ from shoal.runtime.auth import collection_named, key_from_metadata
 from shoal.v1 import common_pb2, shoal_pb2
 
 READS = {"GetCollection", "Get", "Count", "Scroll", "Search", "SearchBatch"}
-WRITES = {"Upsert", "Delete"}
+WRITES = {"Upsert", "Delete", "Update"}
 ADMIN = {"CreateCollection", "DeleteCollection", "VerifyReplicas"}
 CLUSTER_READS = {"ListCollections", "GetClusterInfo", "GetTopology"}
 CLUSTER_ADMIN = {

@@ -35,6 +35,7 @@ CLIENT_COMMANDS = {
     "search": ["c", "--text", "audio"],
     "get": ["c", "a", "b"],
     "delete": ["c", "a"],
+    "update": ["c", "a", "--set", "k=1"],
     "count": ["c"],
     "scroll": ["c"],
     "cluster": [],
@@ -302,7 +303,7 @@ def test_the_readmes_commands_parse(line: str) -> None:
 
 
 def test_search_needs_a_text_or_a_vector() -> None:
-    with pytest.raises(SystemExit, match="give --text or --vector"):
+    with pytest.raises(SystemExit, match="give --text, --vector"):
         main(["search", "c", "--mode", "hybrid", "--address", "127.0.0.1:1"])
 
 

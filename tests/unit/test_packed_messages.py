@@ -42,6 +42,7 @@ def test_packed_round_trip() -> None:
     reply = shard_pb2.ShardSearchResponse.FromString(wire)
     assert not reply.results  # nothing per hit
     batch = packed_from_reply(reply, 3)
+    assert isinstance(batch, PackedBatch)
     assert batch.counts.tolist() == [2, 0, 1]
     assert batch.ids == ["a", "b", "c"]
     assert batch.scores.dtype == np.float32
@@ -57,11 +58,13 @@ def test_the_public_reply_is_the_one_the_per_hit_form_gave() -> None:
     reply = shard_pb2.ShardSearchResponse.FromString(
         packed_response(answers(), NO_FIELDS).SerializeToString()
     )
+    batch = packed_from_reply(reply, 3)
+    assert isinstance(batch, PackedBatch)
     new = shoal_pb2.SearchBatchResponse()
-    add_packed_results(new, packed_from_reply(reply, 3))
+    add_packed_results(new, batch)
     assert new == old
     single = shoal_pb2.SearchResponse()
-    add_packed_hits(single, packed_from_reply(reply, 3)[0])
+    add_packed_hits(single, batch[0])
     assert list(single.hits) == list(old.results[0].hits)
 
 
@@ -73,7 +76,7 @@ def test_stored_fields_ride_along_per_hit() -> None:
         packed_response(results, METADATA).SerializeToString()
     )
     batch = packed_from_reply(reply, 1)
-    assert batch.documents is not None
+    assert isinstance(batch, PackedBatch) and batch.documents is not None
     public = shoal_pb2.SearchBatchResponse()
     add_packed_results(public, batch)
     old = shoal_pb2.SearchBatchResponse()
@@ -82,12 +85,16 @@ def test_stored_fields_ride_along_per_hit() -> None:
     assert public.results[0].hits[0].document.text == "hello"
 
 
-def test_a_shard_answering_per_hit_is_packed_by_the_coordinator() -> None:
-    """A shard of an older version ignores `packed` and answers a Hit per hit."""
-    batch = packed_from_reply(per_hit(answers(), NO_FIELDS), 3)
-    assert batch.counts.tolist() == [2, 0, 1]
-    assert batch.ids == ["a", "b", "c"]
-    assert batch.scores.tolist() == pytest.approx([0.9, 0.25, -1.5])
+def test_a_shard_answering_per_hit_keeps_its_hit_messages() -> None:
+    """A shard answers a Hit per hit where the packed form cannot carry its hits
+    (the chunk each hit of a chunking collection scored by), or where it predates
+    the packed form: the coordinator keeps those messages, chunk fields and all."""
+    reply = per_hit(answers(), NO_FIELDS)
+    reply.results[0].hits[0].chunk = 2
+    results = packed_from_reply(reply, 3)
+    assert not isinstance(results, PackedBatch)
+    assert [[hit.id for hit in result.hits] for result in results] == [["a", "b"], [], ["c"]]
+    assert results[0].hits[0].chunk == 2
 
 
 def test_a_reply_for_the_wrong_number_of_queries_is_an_internal_error() -> None:

@@ -197,6 +197,10 @@ class Collection:
         """Live documents, or those matching `root` (exact)."""
         return scans.count(self._state, root)
 
+    def chunk_count(self) -> int:
+        """Live labels in the index: one per chunk, one per unchunked document."""
+        return len(self._state.ids)
+
     def index_stats(self) -> IndexStats:
         return scans.index_stats(self._state)
 

@@ -63,7 +63,7 @@ def load(
             payload.live_count,
         )
         try:
-            index, labels = rebuild(config, store)
+            index, labels, chunks = rebuild(config, store)
         except BaseException:
             store.close()
             raise
@@ -74,6 +74,7 @@ def load(
             checkpoint_seq=0,
             source="rebuild",
             applied=len(labels),
+            chunks=chunks,
         )
     state = CollectionState(
         config,
@@ -88,6 +89,7 @@ def load(
         strategy=strategy,
         keyword=keyword,
         read_text=read_text,
+        chunks=loaded.chunks,
     )
     return state, LoadInfo(len(loaded.labels), loaded.source, loaded.applied)
 

@@ -51,6 +51,7 @@ class _Neighbours:
 
     ids: list[list[str]]
     distances: npt.NDArray[np.float32]  # n x width, in hnswlib's convention
+    chunks: list[list[int]] | None = None  # per hit, its best chunk (chunked collections)
 
     @staticmethod
     def none(queries: int) -> "_Neighbours":
@@ -121,6 +122,8 @@ def _nearest(
     if live == 0:
         return _Neighbours.none(len(queries))
     k = min(k, live)
+    if state.chunks:
+        return _nearest_documents(state, queries, k, None, wait)
     try:
         labels, distances = state.index.search(queries, k)
     except SearchIncomplete as error:
@@ -131,6 +134,101 @@ def _nearest(
         live_labels = np.fromiter(state.ids, dtype=np.uint64, count=len(state.ids))
         labels, distances = state.index.exact_search(queries, live_labels, k)
     return _neighbours_by_id(state, labels, distances)
+
+
+def _nearest_documents(
+    state: CollectionState,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    allowed: tuple[bytes, int] | None,
+    wait: bool,
+) -> _Neighbours:
+    """The k nearest distinct documents per query, when documents hold several chunks
+    (labels): the walk goes deeper, doubling, until every query has k documents or
+    every allowed label was returned. `allowed`: the filter's label mask and how many
+    labels it allows. Runs inside the read gate."""
+    total = len(state.ids) if allowed is None else allowed[1]
+    depth = min(total, max(2 * k, k + 16))
+    exact: Labels | None = None
+    while True:
+        try:
+            if exact is not None:
+                labels, distances = state.index.exact_search(queries, exact, depth)
+            else:
+                labels, distances = state.index.search(
+                    queries, depth, None if allowed is None else allowed[0]
+                )
+        except SearchIncomplete as error:
+            if exact is not None or (allowed is None and not wait):
+                raise WouldBlock from error
+            log.info("collection %r: exact search of chunks (%s)", state.config.name, error)
+            exact = _allowed_labels(state, allowed)
+            continue
+        found = _distinct_documents(state, labels, distances, k, whole=depth >= total)
+        if found is not None:
+            return found
+        depth = min(total, depth * 2)
+
+
+def _allowed_labels(state: CollectionState, allowed: tuple[bytes, int] | None) -> Labels:
+    if allowed is None:
+        return np.fromiter(state.ids, dtype=np.uint64, count=len(state.ids))
+    return np.flatnonzero(np.frombuffer(allowed[0], dtype=np.uint8)).astype(np.uint64)
+
+
+def _distinct_documents(
+    state: CollectionState,
+    labels: Labels,
+    distances: npt.NDArray[np.float32],
+    k: int,
+    whole: bool,
+) -> _Neighbours | None:
+    """Per row (nearest first), the first k distinct documents with the chunk that
+    reached each; None if a row has fewer and a deeper search may find more (`whole`
+    False). With `whole`, rows are cut to the shortest."""
+    ids, firsts = state.ids, state.labels
+    rows: list[list[tuple[str, float, int]]] = []
+    try:
+        for row_labels, row_distances in zip(labels.tolist(), distances.tolist(), strict=True):
+            seen: dict[str, tuple[str, float, int]] = {}
+            for label, distance in zip(row_labels, row_distances, strict=True):
+                doc_id = ids[label]
+                if doc_id not in seen:
+                    seen[doc_id] = (doc_id, distance, label - firsts[doc_id])
+                    if len(seen) == k:
+                        break
+            if len(seen) < k and not whole:
+                return None
+            rows.append(list(seen.values()))
+    except KeyError as error:
+        raise DataLoss(f"the index returned label {error} that maps to no document") from None
+    width = min(len(row) for row in rows) if rows else 0
+    return _Neighbours(
+        [[doc_id for doc_id, _, _ in row[:width]] for row in rows],
+        np.array([[d for _, d, _ in row[:width]] for row in rows], dtype=np.float32).reshape(
+            len(rows), width
+        ),
+        [[chunk for _, _, chunk in row[:width]] for row in rows],
+    )
+
+
+def _chunk_mask(state: CollectionState, mask: Mask) -> tuple[bytes, int]:
+    """A filter's mask over documents (their first labels) spread to every chunk's
+    label, as hnswlib's allowed bytes covering every label; and how many it allows."""
+    size = max(len(mask), state.next_label)
+    allowed = np.zeros(size, dtype=np.bool_)
+    allowed[: len(mask)] = mask
+    firsts, counts = [], []
+    for doc_id, chunks in state.chunks.items():
+        first = state.labels[doc_id]
+        if first < len(mask) and mask[first]:
+            firsts.append(first)
+            counts.append(chunks)
+    if firsts:
+        starts = np.repeat(np.array(firsts, dtype=np.int64), counts)
+        offsets = np.arange(len(starts)) - np.repeat(np.cumsum(counts) - counts, counts)
+        allowed[starts + offsets] = True
+    return allowed.view(np.uint8).tobytes(), int(np.count_nonzero(allowed))
 
 
 def _neighbours_by_id(
@@ -166,6 +264,17 @@ def _nearest_filtered(
                 planned = _plan_filtered(state, root, k, ef)
             if planned.plan.exact:
                 candidates = state.ids_in_mask(planned.mask)
+            elif planned.plan.matching and state.chunks:
+                try:
+                    return _nearest_documents(
+                        state,
+                        queries,
+                        min(k, planned.plan.matching),
+                        _chunk_mask(state, planned.mask),
+                        True,
+                    )
+                except WouldBlock:
+                    candidates = state.ids_in_mask(planned.mask)
             elif planned.plan.matching:
                 allowed = planned.mask.view(np.uint8).tobytes()
                 try:
@@ -199,6 +308,7 @@ def _exact_nearest(
     best_ids: list[str] = []
     best = np.empty((len(queries), 0), dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
+    best_chunks = np.empty((len(queries), 0), dtype=np.int64)  # per query and candidate
     for start in range(0, len(candidates), EXACT_READ_CHUNK):
         chunk = candidates[start : start + EXACT_READ_CHUNK]
         found: list[tuple[str, bytes]] = []
@@ -209,7 +319,7 @@ def _exact_nearest(
             header = records.decode_header(data, doc_id)
             if header.deleted:
                 continue
-            if header.vector_bytes != 4 * dimension:
+            if not header.vector_bytes or header.vector_bytes % (4 * dimension):
                 raise DataLoss(f"record of document {doc_id!r} has a wrong-sized vector")
             # A record newer than the payload index is judged by itself.
             if header.seq > seq and not state.payload_matches(
@@ -220,7 +330,16 @@ def _exact_nearest(
         if not found:
             continue
         vectors = np.frombuffer(b"".join(vector for _, vector in found), dtype="<f4")
-        distances = exact_distances(space, queries, vectors.reshape(len(found), -1))
+        distances = exact_distances(space, queries, vectors.reshape(-1, dimension))
+        counts = [len(vector) // (4 * dimension) for _, vector in found]
+        chunk_of = np.zeros((len(queries), len(found)), dtype=np.int64)
+        if len(counts) != distances.shape[1]:  # chunked documents: each by its best chunk
+            starts = np.cumsum([0, *counts[:-1]])
+            for column, (start, count) in enumerate(zip(starts.tolist(), counts, strict=True)):
+                if count > 1:
+                    chunk_of[:, column] = distances[:, start : start + count].argmin(axis=1)
+            distances = np.minimum.reduceat(distances, starts, axis=1)
+        best_chunks = np.concatenate([best_chunks, chunk_of], axis=1)
         rows = np.broadcast_to(np.arange(len(found)) + len(best_ids), distances.shape)
         best_ids.extend(doc_id for doc_id, _ in found)
         best_rows, best = nearest_k(
@@ -228,7 +347,16 @@ def _exact_nearest(
             np.concatenate([best, distances], axis=1),
             k,
         )
-    return _Neighbours([[best_ids[row] for row in rows] for rows in best_rows.tolist()], best)
+    return _Neighbours(
+        [[best_ids[row] for row in rows] for rows in best_rows.tolist()],
+        best,
+        None
+        if not state.chunks
+        else [
+            [int(best_chunks[query, row]) for row in rows]
+            for query, rows in enumerate(best_rows.tolist())
+        ],
+    )
 
 
 def _rank_hits(
@@ -248,15 +376,26 @@ def _rank_hits(
     if score_threshold is not None:  # scores fall along a sorted row: keep a prefix
         kept = (scores >= score_threshold).sum(axis=1).tolist()
     ranked = []
-    for ids, row_scores, row_distances, sort, keep in zip(
-        neighbours.ids, scores.tolist(), distances.tolist(), unsorted, kept, strict=True
+    chunk_rows: list[list[int] | None] = (
+        [None] * len(neighbours.ids) if neighbours.chunks is None else list(neighbours.chunks)
+    )
+    for ids, row_scores, row_distances, sort, keep, chunks in zip(
+        neighbours.ids, scores.tolist(), distances.tolist(), unsorted, kept, chunk_rows, strict=True
     ):
         if sort:
             order = sorted(range(len(ids)), key=lambda i: (row_distances[i], ids[i]))
             ids = [ids[i] for i in order]
             row_scores = [row_scores[i] for i in order]
             row_distances = [row_distances[i] for i in order]
-        ranked.append(QueryHits(ids[:keep], row_scores[:keep], row_distances[:keep]))
+            chunks = None if chunks is None else [chunks[i] for i in order]
+        ranked.append(
+            QueryHits(
+                ids[:keep],
+                row_scores[:keep],
+                row_distances[:keep],
+                chunks=None if chunks is None else chunks[:keep],
+            )
+        )
     return ranked
 
 
@@ -279,6 +418,7 @@ def _with_documents(
                 [row.scores[i] for i, _ in kept],
                 [row.distances[i] for i, _ in kept],
                 [state.stored_document(row.ids[i], record, include) for i, record in kept],
+                None if row.chunks is None else [row.chunks[i] for i, _ in kept],
             )
         )
     return result

@@ -61,14 +61,17 @@ class CollectionState:
         strategy: Strategy = Strategy.AUTO,
         keyword: KeywordIndex | None = None,
         read_text: TextReader = no_text,
+        chunks: dict[str, int] | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.store_closed = False
         self.index = index
         self.index_dir = path / INDEX_DIR
-        self.labels = labels  # live id -> label
-        self.ids = {label: doc_id for doc_id, label in labels.items()}  # label -> live id
+        self.labels: dict[str, int] = {}  # live id -> label (a chunked one's first)
+        self.ids: dict[int, str] = {}  # label -> live id, every chunk's label included
+        self.chunks: dict[str, int] = {}  # live id -> its chunks, for documents with more than 1
+        self.set_labels(labels, chunks or {})
         self.seq, self.next_label = store.state()
         self.checkpoint_seq = checkpoint_seq
         self.checkpoint_time = time.monotonic()
@@ -83,6 +86,35 @@ class CollectionState:
         self.strategy = strategy
         # Snapshot pins (see `snapshots`); changed under `write_lock`.
         self.pins = SnapshotPins()
+
+    def set_labels(self, labels: dict[str, int], chunks: dict[str, int]) -> None:
+        """The id <-> label maps of an index (loaded or rebuilt): a document with n
+        chunks holds the n consecutive labels from its first."""
+        self.labels = labels
+        self.chunks = {doc_id: n for doc_id, n in chunks.items() if n != 1}
+        self.ids = {label: doc_id for doc_id, label in labels.items()}
+        for doc_id, n in self.chunks.items():
+            first = labels[doc_id]
+            for i in range(1, n):
+                self.ids[first + i] = doc_id
+
+    def chunk_count(self, doc_id: str) -> int:
+        """How many labels (chunks) a live document holds in the index."""
+        return self.chunks.get(doc_id, 1)
+
+    def remember(self, doc_id: str, first: int, chunks: int) -> None:
+        """A document added to the index at labels first .. first + chunks - 1 (gate held)."""
+        self.labels[doc_id] = first
+        for i in range(chunks):
+            self.ids[first + i] = doc_id
+        if chunks != 1:
+            self.chunks[doc_id] = chunks
+
+    def forget(self, doc_id: str, first: int) -> None:
+        """A document's labels gone from the index (gate held)."""
+        for i in range(self.chunks.pop(doc_id, 1)):
+            del self.ids[first + i]
+        del self.labels[doc_id]
 
     def set_index_ef(self, ef: int) -> None:
         """The gate's hook: the index may have been replaced (rebuilt) since it was made."""
@@ -113,10 +145,23 @@ class CollectionState:
 
     def stored_document(self, doc_id: str, record: Record, include: Include) -> StoredDocument:
         """A read's answer for one live record: the fields `include` asks for."""
-        if include.vector and len(record.vector) != 4 * self.config.dimension:
-            raise DataLoss(f"record of document {doc_id!r} has a {len(record.vector)}-byte vector")
+        vector = b""
+        if include.vector:
+            vector = self.document_vector(doc_id, record.vector)
         return StoredDocument(
             id=doc_id,
-            vector=record.vector if include.vector else b"",
+            vector=vector,
             payload=record.payload if include.payload else b"",
         )
+
+    def document_vector(self, doc_id: str, stored: bytes) -> bytes:
+        """A document's one vector: the stored one, or for a chunked document the
+        mean of its chunk vectors (what more-like-this searches with)."""
+        dimension = self.config.dimension
+        if not stored or len(stored) % (4 * dimension):
+            raise DataLoss(f"record of document {doc_id!r} has a {len(stored)}-byte vector")
+        if len(stored) == 4 * dimension:
+            return stored
+        vectors = np.frombuffer(stored, dtype="<f4").reshape(-1, dimension)
+        mean: bytes = vectors.mean(axis=0, dtype=np.float64).astype("<f4").tobytes()
+        return mean

@@ -22,6 +22,7 @@ from shard.core.keyword_index import Analyzed
 from shard.core.lww import newest_per_id, supersedes
 from shard.storage.hnsw_index import Labels
 from shard.storage.records import NO_LABEL, Record
+from shoal.chunking import MAX_CHUNKS
 from shoal.errors import InvalidArgument
 from shoal.limits import MAX_BATCH_DOCUMENTS, check_batch_size, check_document_id
 
@@ -32,7 +33,9 @@ log = logging.getLogger(__name__)
 class _IndexChange:
     """What one committed batch does to the indexes."""
 
-    deleted: list[tuple[str, int]] = field(default_factory=list)
+    # Deleted: (id, first label, chunks); added: (id, first label, vectors), a
+    # chunked document's chunks taking consecutive labels from its first.
+    deleted: list[tuple[str, int, int]] = field(default_factory=list)
     added: list[tuple[str, int, bytes]] = field(default_factory=list)
     updated: list[tuple[int, bytes]] = field(default_factory=list)
     metadata: list[tuple[int, Metadata]] = field(default_factory=list)  # added and updated
@@ -67,20 +70,26 @@ def _validated_writes(state: CollectionState, ops: Sequence[WriteOp]) -> list[Wr
             raise InvalidArgument(f"document {op.id!r}: version 0; versions start at 1")
         if op.deleted:
             op = replace(op, vector=b"", payload=b"") if op.vector or op.payload else op
+        elif op.patch is not None and not op.vector:
+            pass  # a partial update keeping the stored vector
         else:
-            if len(op.vector) != 4 * dimension:
+            if len(op.vector) % (4 * dimension) or not op.vector:
                 raise InvalidArgument(
                     f"document {op.id!r}: dimension {len(op.vector) / 4:g},"
                     f" collection expects {dimension}"
+                    + (" (or a multiple: one vector per chunk)" if len(op.vector) else "")
+                )
+            if len(op.vector) > 4 * dimension * MAX_CHUNKS:
+                raise InvalidArgument(
+                    f"document {op.id!r}: {len(op.vector) // (4 * dimension)} chunk vectors;"
+                    f" the limit is {MAX_CHUNKS}"
                 )
             live.append(op)
         valid.append(op)
     if live:
-        vectors = np.frombuffer(b"".join(op.vector for op in live), dtype="<f4")
-        finite = np.isfinite(vectors.reshape(len(live), dimension)).all(axis=1)
-        if not finite.all():
-            bad = live[int(np.argmin(finite))]
-            raise InvalidArgument(f"document {bad.id!r}: vector contains NaN or infinity")
+        for op in live:
+            if not np.isfinite(np.frombuffer(op.vector, dtype="<f4")).all():
+                raise InvalidArgument(f"document {op.id!r}: vector contains NaN or infinity")
     return valid
 
 
@@ -100,7 +109,16 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
     written: list[tuple[str, Record]] = []
     superseded: list[int] = []
     change = _IndexChange()
+    removed = 0  # live documents tombstoned
     for op, old in zip(ops, stored, strict=True):
+        keeps_vector = False
+        if op.patch is not None:
+            if old is None or old.deleted:
+                continue  # nothing to update here; anti-entropy brings the result
+            keeps_vector = not op.vector
+            op = replace(
+                op, vector=op.vector or old.vector, payload=op.patch(old.payload), patch=None
+            )
         if not supersedes(op, old):
             continue
         seq += 1
@@ -109,20 +127,35 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
         if old is not None:
             superseded.append(old.seq)
         live_label = state.labels.get(op.id)
+        chunks = len(op.vector) // (4 * state.config.dimension)
         if op.deleted:
             record = Record(op.version, True, seq, NO_LABEL, b"", b"")
             if live_label is not None:
-                change.deleted.append((op.id, live_label))
-        elif live_label is None:
+                change.deleted.append((op.id, live_label, state.chunk_count(op.id)))
+                removed += 1
+            written.append((op.id, record))
+            continue
+        if (
+            live_label is not None
+            and not keeps_vector
+            and (chunks != 1 or state.chunk_count(op.id) != 1)
+        ):
+            # A chunked document's vectors are replaced whole: its old labels go and
+            # the new chunks take fresh consecutive ones, in the same committed batch.
+            change.deleted.append((op.id, live_label, state.chunk_count(op.id)))
+            live_label = None
+        if live_label is None:
             record = Record(op.version, False, seq, next_label, op.vector, op.payload)
             change.added.append((op.id, next_label, op.vector))
             change.metadata.append((next_label, state.metadata_of(op.payload)))
             change.text_labels.append(next_label)
             change.texts.append(_text_for_keywords(state, op.payload))
-            next_label += 1
+            next_label += chunks
         else:
             record = Record(op.version, False, seq, live_label, op.vector, op.payload)
-            change.updated.append((live_label, op.vector))
+            if not keeps_vector:
+                # A partial update of the metadata leaves the HNSW index alone.
+                change.updated.append((live_label, op.vector))
             change.metadata.append((live_label, state.metadata_of(op.payload)))
             change.text_labels.append(live_label)
             change.texts.append(_text_for_keywords(state, op.payload))
@@ -143,7 +176,7 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
         # The batch is durable; only the derived index is off. Rebuild it from the store.
         log.exception("collection %r: index update failed; rebuilding", state.config.name)
         _rebuild_index(state)
-    return WriteResult(applied=len(written), deleted=len(change.deleted))
+    return WriteResult(applied=len(written), deleted=removed)
 
 
 def _apply_to_indexes(state: CollectionState, change: _IndexChange) -> None:
@@ -151,29 +184,32 @@ def _apply_to_indexes(state: CollectionState, change: _IndexChange) -> None:
     # The payload index first: it cannot fail halfway, and if the HNSW update
     # does, the rebuild from the store leaves the two in agreement again.
     payload = state.payload
-    for _, label in change.deleted:
+    for _, label, _ in change.deleted:
         payload.remove(label)
     for label, metadata in change.metadata:
         payload.put(label, metadata)
     payload.seq = change.seq
     if state.keyword is not None:
-        state.keyword.remove([label for _, label in change.deleted])
+        state.keyword.remove([label for _, label, _ in change.deleted])
         if change.analyzed is not None:
             state.keyword.put(change.text_labels, change.analyzed)
     dimension = state.config.dimension
     if change.deleted:
-        state.index.delete(_label_array([label for _, label in change.deleted]))
-        for doc_id, label in change.deleted:
-            del state.labels[doc_id]
-            del state.ids[label]
+        gone = [first + i for _, first, chunks in change.deleted for i in range(chunks)]
+        state.index.delete(_label_array(gone))
+        for doc_id, label, _ in change.deleted:
+            state.forget(doc_id, label)
     if change.added:
         vectors = np.frombuffer(b"".join(v for _, _, v in change.added), dtype="<f4")
-        state.index.add(
-            _label_array([label for _, label, _ in change.added]), vectors.reshape(-1, dimension)
-        )
-        for doc_id, label, _ in change.added:
-            state.labels[doc_id] = label
-            state.ids[label] = doc_id
+        chunk_counts = [len(v) // (4 * dimension) for _, _, v in change.added]
+        labels = [
+            first + i
+            for (_, first, _), chunks in zip(change.added, chunk_counts, strict=True)
+            for i in range(chunks)
+        ]
+        state.index.add(_label_array(labels), vectors.reshape(-1, dimension))
+        for (doc_id, label, _), chunks in zip(change.added, chunk_counts, strict=True):
+            state.remember(doc_id, label, chunks)
     if change.updated:
         vectors = np.frombuffer(b"".join(v for _, v in change.updated), dtype="<f4")
         state.index.update(
@@ -183,9 +219,8 @@ def _apply_to_indexes(state: CollectionState, change: _IndexChange) -> None:
 
 def _rebuild_index(state: CollectionState) -> None:
     """Replace the index by one rebuilt from the store (write lock held)."""
-    index, labels = rebuild(state.config, state.store)
+    index, labels, chunks = rebuild(state.config, state.store)
     with state.gate.write():
         index.set_ef(state.gate.ef)
         state.index = index
-        state.labels = labels
-        state.ids = {label: doc_id for doc_id, label in labels.items()}
+        state.set_labels(labels, chunks)

@@ -1,0 +1,169 @@
+"""Chunking on ingest, end to end: 2 shard groups x 2 replicas, the hash model.
+
+Long documents (Debian descriptions joined 8 at a time) go into a chunking
+collection: each document keeps its id, text and metadata, its chunks are
+indexed as records of it, search returns distinct documents scored by their best
+chunk (with that chunk's span and text), replacing or deleting a document
+replaces or deletes all of its chunks on every replica.
+"""
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from bench import long_documents
+from shoal import Client
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
+from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
+from tests import datasets
+from tests.conftest import StartCluster
+
+pytestmark = pytest.mark.skipif(not datasets.available(), reason="shared test data not found")
+
+COLLECTION = "manuals"
+MODEL = "hash-64"
+CHUNK_TOKENS = 40  # words, for the hash model: several chunks per document
+
+
+@pytest.fixture(scope="module")
+def cluster(start_module_cluster: StartCluster) -> LocalCluster:
+    cluster = start_module_cluster(groups=2, replicas=2, model=MODEL)
+    long = long_documents.build(datasets.load().documents)
+    with Client(cluster.address, timeout=120) as client:
+        client.create_collection(
+            COLLECTION,
+            embedding_model=MODEL,
+            chunking={"chunk_tokens": CHUNK_TOKENS, "overlap_tokens": 5},
+        )
+        client.upsert(COLLECTION, long.documents, "all")
+    return cluster
+
+
+@pytest.fixture
+def client(cluster: LocalCluster) -> Iterator[Client]:
+    with Client(cluster.address, timeout=60) as client:
+        yield client
+
+
+def replica_chunks(shard: ServiceProcess) -> tuple[int, int]:
+    """(documents, chunks) one replica holds in the collection."""
+    with grpc.insecure_channel(shard.address) as channel:
+        reply = shard_pb2_grpc.ShardServiceStub(channel).ListCollections(
+            shard_pb2.ShardListCollectionsRequest(), timeout=30
+        )
+    [listed] = [c for c in reply.collections if c.config.name == COLLECTION]
+    return listed.document_count, listed.chunk_count
+
+
+def replica_document(shard: ServiceProcess, doc_id: str) -> common_pb2.Document | None:
+    with grpc.insecure_channel(shard.address) as channel:
+        reply = shard_pb2_grpc.ShardServiceStub(channel).Get(
+            shard_pb2.ShardGetRequest(
+                collection=COLLECTION,
+                ids=[doc_id],
+                include=common_pb2.Include(text=True, metadata=True),
+            ),
+            timeout=30,
+        )
+    return reply.documents[0] if reply.documents else None
+
+
+def test_documents_keep_their_text_and_have_chunks(client: Client) -> None:
+    long = long_documents.build(datasets.load().documents)
+    info = client.get_collection(COLLECTION)
+    assert info.document_count == len(long.documents)
+    assert info.chunk_count is not None and info.chunk_count > 2 * len(long.documents)
+    assert info.chunking.enabled and info.chunking.chunk_tokens == CHUNK_TOKENS
+    assert client.count(COLLECTION) == len(long.documents)
+    first = long.documents[0]
+    [document] = client.get(COLLECTION, [first["id"]], include=["text", "metadata"])
+    assert document.text == first["text"]
+    assert document.metadata == first["metadata"]
+    assert len(document.chunks) > 1
+    assert document.chunks[0][0] == 0 and document.chunks[-1][1] <= len(first["text"])
+    assert all(a[0] < b[0] for a, b in zip(document.chunks, document.chunks[1:], strict=False))
+
+
+def test_search_returns_distinct_documents_by_their_best_chunk(client: Client) -> None:
+    data = datasets.load()
+    long = long_documents.build(data.documents)
+    total = len(long.documents)
+    for query in data.queries[:30]:
+        hits = client.search(COLLECTION, text=query["text"], k=25, include=["text"]).hits
+        ids = [hit.id for hit in hits]
+        assert len(ids) == 25 and len(set(ids)) == 25, "a document came back twice"
+        for hit in hits:
+            assert hit.chunk is not None and hit.chunk_span is not None
+            start, end = hit.chunk_span
+            assert hit.text is not None and hit.chunk_text == hit.text[start:end]
+        assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
+    everything = client.search(COLLECTION, text="the", k=total + 50, include=[]).hits
+    assert len({hit.id for hit in everything}) == len(everything) == total
+
+
+def test_filters_keyword_hybrid_and_more_like_this_work_on_chunks(client: Client) -> None:
+    long = long_documents.build(datasets.load().documents)
+    section = long.documents[0]["metadata"]["section"]
+    in_section = sum(1 for doc in long.documents if doc["metadata"]["section"] == section)
+    hits = client.search(
+        COLLECTION, text="library", k=50, where={"section": section}, include=["metadata"]
+    ).hits
+    assert len(hits) == min(50, in_section)
+    assert all(hit.metadata["section"] == section for hit in hits)
+    assert len({hit.id for hit in hits}) == len(hits)
+    keyword = client.search(COLLECTION, text="python library", k=10, mode="keyword").hits
+    hybrid = client.search(COLLECTION, text="python library", k=10, mode="hybrid").hits
+    assert len(keyword) == 10 and len({hit.id for hit in hybrid}) == len(hybrid) == 10
+    alike = client.search(COLLECTION, like=long.documents[0]["id"], k=10, include=[]).hits
+    assert len(alike) == 10 and long.documents[0]["id"] not in {hit.id for hit in alike}
+
+
+def test_replacing_and_deleting_a_document_replaces_its_chunks_everywhere(
+    cluster: LocalCluster, client: Client
+) -> None:
+    long = long_documents.build(datasets.load().documents)
+    target = max(long.documents, key=lambda doc: len(doc["text"]))
+    before = {shard.address: replica_chunks(shard) for group in cluster.shards for shard in group}
+    old = replica_document(cluster.shards[0][0], target["id"]) or replica_document(
+        cluster.shards[1][0], target["id"]
+    )
+    assert old is not None and len(old.chunks) > 3
+    client.upsert(COLLECTION, [{"id": target["id"], "text": "one short line now"}], "all")
+    for group in cluster.shards:
+        for shard in group:
+            documents, chunks = replica_chunks(shard)
+            was_documents, was_chunks = before[shard.address]
+            assert documents == was_documents
+            held = replica_document(shard, target["id"])
+            if held is None:
+                assert chunks == was_chunks  # the other group
+                continue
+            assert [(s.start, s.end) for s in held.chunks] == [(0, 18)]
+            assert chunks == was_chunks - len(old.chunks) + 1
+    hits = client.search(COLLECTION, text="one short line now", k=3, include=["text"]).hits
+    assert hits[0].id == target["id"] and hits[0].chunk == 0
+    assert hits[0].chunk_text == "one short line now"
+    client.delete(COLLECTION, [target["id"]], consistency="all")
+    for group in cluster.shards:
+        for shard in group:
+            documents, chunks = replica_chunks(shard)
+            assert replica_document(shard, target["id"]) is None
+    total = sum(replica_chunks(group[0])[1] for group in cluster.shards)
+    assert total == sum(before[group[0].address][1] for group in cluster.shards) - len(old.chunks)
+    client.upsert(COLLECTION, [target], "all")  # the other tests expect the whole set
+
+
+def test_updating_the_text_re_chunks_and_metadata_only_keeps_chunks(client: Client) -> None:
+    long = long_documents.build(datasets.load().documents)
+    doc = long.documents[3]
+    [before] = client.get(COLLECTION, [doc["id"]], include=["text", "metadata"])
+    client.update(COLLECTION, [doc["id"]], set_metadata={"reviewed": True}, consistency="all")
+    [after] = client.get(COLLECTION, [doc["id"]], include=["text", "metadata"])
+    assert after.chunks == before.chunks and after.metadata["reviewed"] is True
+    client.update(COLLECTION, [doc["id"]], text="a brand new text", consistency="all")
+    [rewritten] = client.get(COLLECTION, [doc["id"]], include=["text", "metadata"])
+    assert rewritten.text == "a brand new text" and rewritten.chunks == [(0, 16)]
+    assert rewritten.metadata["reviewed"] is True
+    client.upsert(COLLECTION, [doc], "all")
