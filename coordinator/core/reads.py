@@ -42,6 +42,7 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
+from coordinator.core.owned_hits import over_fetch, owned_only
 from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
@@ -140,12 +141,62 @@ class Reader:
                 raise Internal(f"shard {client.address} answered {len(results)} of {count} queries")
             return results
 
+        table = self._routing.table
+        if table.topology.moves_in_flight:
+            return await self._vector_candidates_moving(
+                collection, matrix, options, deadline, table
+            )
         per_group, coverage = await self._fan_out(
             collection, "search", search, deadline, options.allow_partial
         )
         if not per_group:
             return [MergedHits([]) for _ in range(count)], coverage
         return merge_batches(per_group, k), coverage
+
+    async def _vector_candidates_moving(
+        self,
+        collection: str,
+        matrix: Vector,
+        options: SearchOptions,
+        deadline: Deadline,
+        table: RoutingTable,
+    ) -> tuple[list[RankedHits], Coverage]:
+        """`_vector_candidates` while partitions move (see `owned_hits`)."""
+        count = len(matrix)
+        topology = table.topology
+        config = await self._catalog.config(collection, deadline)
+        wanted = over_fetch(options.k, topology)
+
+        def owned_by(group: int) -> ShardCall[Sequence[RankedHits]]:
+            async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
+                results = await client.search(
+                    collection,
+                    matrix,
+                    wanted,
+                    options.ef,
+                    options.include,
+                    timeout_s,
+                    options.filter,
+                    options.score_threshold,
+                )
+                if len(results) != count:
+                    raise Internal(
+                        f"shard {client.address} answered {len(results)} of {count} queries"
+                    )
+                return owned_only(results, group, topology, config.partitions)
+
+            return search
+
+        per_group, coverage = await self._fan_out_to(
+            [(group, owned_by(group.group)) for group in table.groups],
+            collection,
+            "search",
+            deadline,
+            options.allow_partial,
+        )
+        if not per_group:
+            return [MergedHits([]) for _ in range(count)], coverage
+        return merge_batches(per_group, options.k), coverage
 
     async def get(
         self,

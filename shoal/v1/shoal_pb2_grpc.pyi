@@ -54,6 +54,13 @@ class ShoalServiceStub:
     """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
     version. Routing moves only; the documents already stored stay where they are.
     """
+    StartMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.StartMovesRequest, _shoal_pb2.StartMovesResponse]
+    """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+    one after another by the coordinator holding the move lock, state in etcd),
+    list them with their progress, cancel the unfinished ones.
+    """
+    ListMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ListMovesRequest, _shoal_pb2.ListMovesResponse]
+    CancelMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.CancelMovesRequest, _shoal_pb2.CancelMovesResponse]
 
 @_typing.type_check_only
 class ShoalServiceAsyncStub(ShoalServiceStub):
@@ -81,6 +88,13 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
     version. Routing moves only; the documents already stored stay where they are.
     """
+    StartMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.StartMovesRequest, _shoal_pb2.StartMovesResponse]  # type: ignore[assignment]
+    """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+    one after another by the coordinator holding the move lock, state in etcd),
+    list them with their progress, cancel the unfinished ones.
+    """
+    ListMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ListMovesRequest, _shoal_pb2.ListMovesResponse]  # type: ignore[assignment]
+    CancelMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.CancelMovesRequest, _shoal_pb2.CancelMovesResponse]  # type: ignore[assignment]
 
 class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by the coordinator."""
@@ -195,5 +209,30 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         """Change it (in etcd): FAILED_PRECONDITION unless expected_version is the current
         version. Routing moves only; the documents already stored stay where they are.
         """
+
+    @_abc_1.abstractmethod
+    def StartMoves(
+        self,
+        request: _shoal_pb2.StartMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.StartMovesResponse, _abc.Awaitable[_shoal_pb2.StartMovesResponse]]:
+        """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+        one after another by the coordinator holding the move lock, state in etcd),
+        list them with their progress, cancel the unfinished ones.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMoves(
+        self,
+        request: _shoal_pb2.ListMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.ListMovesResponse, _abc.Awaitable[_shoal_pb2.ListMovesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelMoves(
+        self,
+        request: _shoal_pb2.CancelMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.CancelMovesResponse, _abc.Awaitable[_shoal_pb2.CancelMovesResponse]]: ...
 
 def add_ShoalServiceServicer_to_server(servicer: ShoalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
