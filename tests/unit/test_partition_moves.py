@@ -19,7 +19,8 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.model import DocumentInput, SearchOptions, WriteConsistency
 from coordinator.core.move_runner import MoveRunner
 from coordinator.core.mover import PartitionMover, drive
-from coordinator.core.ports import CollectionConfig, Metric
+from coordinator.core.ports import CollectionConfig
+from shoal.distance_metric import Metric
 from shoal.errors import FailedPrecondition
 from shoal.moves import (
     MoveRecord,
@@ -150,7 +151,7 @@ class Cluster:
         return record.at(record.phase, cancel=record.cancel or stored.cancel)
 
 
-def vector(seed: int) -> np.ndarray:  # type: ignore[type-arg]
+def vector(seed: int) -> "np.typing.NDArray[np.float32]":
     return np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
 
 
