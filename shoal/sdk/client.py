@@ -6,6 +6,7 @@ InvalidArgument, Unavailable, ...) carrying the server's message.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from shoal import moves as partition_moves
 from shoal.errors import InvalidArgument
 from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
 from shoal.runtime.proto_values import topology_from_proto, topology_to_proto
@@ -372,6 +374,55 @@ class Client:
         on: read the topology, change that one entry, store it (see update_topology)."""
         current = self.get_topology()
         moved = {**current.partition_groups, partition: group}
-        return self.update_topology(
-            Topology(current.version, current.groups, moved), current.version
+        return self.update_topology(replace(current, partition_groups=moved), current.version)
+
+    # Growing and shrinking: partition moves that copy the data
+
+    def partition_count(self) -> int:
+        """The most partitions any collection has: the partitions a plan spreads."""
+        return max((c.partitions for c in self.list_collections()), default=0)
+
+    def add_group(self, replicas: Sequence[str]) -> Topology:
+        """Add an empty shard group of `replicas` (HOST:PORT, started already); every
+        partition stays where it is until a rebalance moves some onto it."""
+        current = self.get_topology()
+        added = partition_moves.with_group_added(current, list(replicas), self.partition_count())
+        return self.update_topology(added, current.version)
+
+    def remove_group(self, group: int) -> Topology:
+        """Take a drained shard group (it owns no partition) out of the topology;
+        the groups after it move down one place."""
+        current = self.get_topology()
+        removed = partition_moves.with_group_removed(current, group, self.partition_count())
+        return self.update_topology(removed, current.version)
+
+    def plan_rebalance(self, drain: Sequence[int] = ()) -> list[partition_moves.PlannedMove]:
+        """The moves that even out the partitions over the groups (emptying `drain`)."""
+        return partition_moves.plan_rebalance(self.get_topology(), self.partition_count(), drain)
+
+    def start_moves(
+        self, planned: Sequence[partition_moves.PlannedMove]
+    ) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Start partition moves (run one after another by a coordinator); their status."""
+        request = shoal_pb2.StartMovesRequest(
+            moves=[
+                shoal_pb2.PartitionMove(partition=m.partition, source=m.source, target=m.target)
+                for m in planned
+            ]
         )
+        return list(self._call(self._stub.StartMoves, request).moves)
+
+    def rebalance(self, drain: Sequence[int] = ()) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Plan and start the moves that even out the groups; [] when even already."""
+        planned = self.plan_rebalance(drain)
+        return self.start_moves(planned) if planned else []
+
+    def moves(self, forget_finished: bool = False) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Every partition move the cluster knows, with its phase and progress."""
+        request = shoal_pb2.ListMovesRequest(forget_finished=forget_finished)
+        return list(self._call(self._stub.ListMoves, request).moves)
+
+    def cancel_moves(self) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Stop the unfinished moves: those before their switch roll back, the others
+        finish."""
+        return list(self._call(self._stub.CancelMoves, shoal_pb2.CancelMovesRequest()).moves)
