@@ -10,6 +10,7 @@ lock over resumes each move at the phase its record names.
 
 import asyncio
 import logging
+import time
 import uuid
 
 from coordinator.core.mover import PartitionMover, drive
@@ -44,9 +45,11 @@ class MoveRunner:
     async def submit(self, moves: list[PlannedMove]) -> list[MoveRecord]:
         """Store `moves` to be run in order; their records."""
         records = []
+        # Ids sort in the order the moves were asked for: the store lists them so.
+        plan = f"{time.time_ns():020d}-{uuid.uuid4().hex[:6]}"
         for position, move in enumerate(moves):
             record = MoveRecord(
-                id=f"{uuid.uuid4().hex[:12]}-{position:04d}",
+                id=f"{plan}-{position:04d}",
                 partition=move.partition,
                 source=move.source,
                 target=move.target,

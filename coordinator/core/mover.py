@@ -176,12 +176,19 @@ class PartitionMover:
                     count.add(ops)
 
     async def _clean(self, record: MoveRecord) -> int:
-        """Tombstone the partition's live records on every source replica; all must answer."""
+        """Tombstone the partition's records on every source replica (all must answer),
+        the same tombstones everywhere, so the replicas stay equal."""
         cleaned = 0
         for config in await self._collections(record.partition):
-            for source in self._replicas(record.source):
-                held = await source.list_versions(config.name, [record.partition], CALL_TIMEOUT_S)
-                ops = _tombstones(held)
+            sources = self._replicas(record.source)
+            held: dict[str, VersionState] = {}
+            for source in sources:
+                listed = await source.list_versions(config.name, [record.partition], CALL_TIMEOUT_S)
+                for doc_id, state in listed.items():
+                    if doc_id not in held or state > held[doc_id]:
+                        held[doc_id] = state
+            ops = _tombstones(held)
+            for source in sources:
                 for start in range(0, len(ops), COPY_BATCH):
                     await source.write(
                         config.name,
@@ -189,15 +196,16 @@ class PartitionMover:
                         CALL_TIMEOUT_S,
                         incarnation=config.incarnation,
                     )
-                cleaned += len(ops)
+            cleaned += sum(not state.deleted for state in held.values())
         return cleaned
 
 
 def _tombstones(held: dict[str, VersionState]) -> list[WriteOp]:
+    """A tombstone above each live record; a deleted one as it is (for replicas
+    that lack it)."""
     return [
-        WriteOp(id=doc_id, version=state.version + 1, deleted=True)
+        WriteOp(id=doc_id, version=state.version + (0 if state.deleted else 1), deleted=True)
         for doc_id, state in sorted(held.items())
-        if not state.deleted
     ]
 
 

@@ -303,7 +303,11 @@ class Writer:
             if not refused:
                 break
             moved = refused[0].moved[0]
-            if routing == MAX_ROUTINGS or not await self._routing.learn(moved.topology):
+            learnt = await self._routing.learn(moved.topology)
+            # The watch may have brought the newer topology while the write was on
+            # its way: routing has moved on since, though learning changed nothing.
+            newer = learnt or self._routing.table.version > table.version
+            if routing == MAX_ROUTINGS or not newer:
                 raise Unavailable(
                     f"shard group {refused[0].group} refused the write as routed with topology"
                     f" version {table.version} ({moved}), and no newer topology could be"

@@ -10,6 +10,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.model import DocumentInput, SearchOptions, WriteConsistency
 from coordinator.core.move_runner import MoveRunner
 from coordinator.core.mover import PartitionMover, drive
-from coordinator.core.ports import CollectionConfig
+from coordinator.core.ports import CollectionConfig, WriteAck
 from shoal.distance_metric import Metric
 from shoal.errors import FailedPrecondition
 from shoal.moves import (
@@ -33,6 +34,7 @@ from shoal.moves import (
     with_group_added,
     with_group_removed,
 )
+from shoal.partitioning import partition_of
 from shoal.topology import Topology
 from shoal.topology_store import TopologyFollower
 from tests.unit.coordinator_fakes import FakeEmbedder, FakeShard, deadline
@@ -287,3 +289,29 @@ async def test_a_cancel_before_the_switch_rolls_back() -> None:
     assert finished.phase == "cancelled"
     assert not cluster.topology.moves_in_flight
     assert cluster.topology.group_of_partition(1) == 1
+
+
+async def test_a_write_refused_for_a_move_the_watch_brought_meanwhile_is_retried() -> None:
+    """The topology that marks a move can reach the coordinator (its watch) after
+    a write was routed and before the replica's refusal comes back: the retry
+    must go ahead, routed with the newer version, not fail as unlearnable."""
+    cluster = Cluster()
+    await cluster.start()
+    await cluster.add_group()
+    before = cluster.topology
+    moving = await cluster.store.update(before.version, begin_move(before, 1, 1, 2))
+    target = cluster.shards[1][0]
+    original = target.write
+
+    async def write_after_the_watch(*args: Any, **kwargs: Any) -> WriteAck:
+        target.topology = moving
+        await cluster.core.routing.learn(moving)  # as the watch would deliver it
+        return await original(*args, **kwargs)
+
+    target.write = write_after_the_watch  # type: ignore[method-assign]
+    doc_id = next(f"x{n}" for n in range(1000) if partition_of(f"x{n}", PARTITIONS) == 1)
+    result = await cluster.core.writer.upsert(
+        "c", [DocumentInput(doc_id, vector=vector(1))], WriteConsistency.QUORUM, deadline()
+    )
+    assert result.written == 1
+    assert all(live_in(shard, doc_id) for shard in cluster.shards[2])

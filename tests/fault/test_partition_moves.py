@@ -1,0 +1,219 @@
+"""Growing the cluster online (issue 16), on real processes with etcd.
+
+Two shard groups of two replicas hold debian-dev's 2,000 documents; a third
+group is started, added and rebalanced onto while one client keeps writing
+(QUORUM upserts of new and existing ids, deletes) and searching. Afterwards
+every id is checked on every replica of every group: each acknowledged write
+is where its partition now lives, on every replica, and nowhere else; nothing
+deleted came back; no search failed or saw an id twice; the groups hold
+within 10% of an even share; `verify` finds the replicas equal.
+"""
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from shoal import Client
+from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
+from shoal.moves import FINAL, owner_counts
+from shoal.runtime.wait import wait_for
+from tests import datasets
+from tests.conftest import StartCluster
+from tests.fault import replicas
+
+pytestmark = pytest.mark.skipif(not datasets.available(), reason="needs the debian-dev data")
+
+COLLECTION = "growing"
+#: Divisible by 2 and by 3: an even share before and after the new group.
+PARTITIONS = 12
+#: Bounds of the load that runs during the moves.
+LOAD_MAX_S = 240.0
+LOAD_MAX_OPS = 20_000
+MOVES_TIMEOUT_S = 240.0
+
+
+@dataclass
+class Load:
+    """One client's writes and searches while the moves run, and what they saw."""
+
+    client: Client
+    vectors: np.ndarray
+    queries: np.ndarray
+    #: id -> the row of `vectors` it was last written with (acknowledged), None: deleted.
+    expected: dict[str, int | None]
+    stop: threading.Event = field(default_factory=threading.Event)
+    searches: int = 0
+    writes: int = 0
+    failures: list[str] = field(default_factory=list)
+    duplicates: list[list[str]] = field(default_factory=list)
+
+    def run(self) -> None:
+        rng = random.Random(16)
+        started = time.monotonic()
+        ops = 0
+        while not self.stop.is_set() and ops < LOAD_MAX_OPS:
+            if time.monotonic() - started > LOAD_MAX_S:
+                break
+            ops += 1
+            choice = rng.random()
+            try:
+                if choice < 0.35:
+                    self._upsert(rng)
+                elif choice < 0.45:
+                    doc_id = rng.choice(list(self.expected))
+                    self.client.delete(COLLECTION, [doc_id], consistency="quorum")
+                    self.expected[doc_id] = None
+                    self.writes += 1
+                else:
+                    query = self.queries[rng.randrange(len(self.queries))]
+                    result = self.client.search(COLLECTION, query, k=10, include=())
+                    ids = [hit.id for hit in result.hits]
+                    if len(ids) != len(set(ids)):
+                        self.duplicates.append(ids)
+                    self.searches += 1
+            except Exception as error:  # every failure is a finding
+                self.failures.append(f"{type(error).__name__}: {error}")
+
+    def _upsert(self, rng: random.Random) -> None:
+        batch: dict[str, int] = {}
+        for _ in range(8):
+            if rng.random() < 0.5:
+                doc_id = f"new-{rng.randrange(3_000)}"
+            else:
+                doc_id = rng.choice(list(self.expected))
+            batch[doc_id] = rng.randrange(len(self.vectors))
+        self.client.upsert(
+            COLLECTION,
+            [{"id": i, "vector": self.vectors[row]} for i, row in batch.items()],
+            consistency="quorum",
+        )
+        self.expected.update(batch)
+        self.writes += 1
+
+
+def start_group(cluster: LocalCluster, group: int, replicas_count: int) -> list[ServiceProcess]:
+    """Shard processes for a new group, started and serving (in no group yet)."""
+    assert cluster.etcd is not None
+    shards = []
+    for replica in range(replicas_count):
+        name = f"shard-{group}-{replica}"
+        args = [
+            "--data-dir", str(cluster.root / "data" / name),
+            "--topology", str(cluster.topology_path),
+            "--etcd", cluster.etcd.endpoints_flag,
+        ]  # fmt: skip
+        shard = ServiceProcess(name, "shard", args, cluster.log_dir)
+        shard.start()
+        shards.append(shard)
+    for shard in shards:
+        shard.wait_ready(60)
+    return shards
+
+
+def moves_finished(client: Client) -> bool:
+    return all(status.phase in FINAL for status in client.moves())
+
+
+def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
+    start_cluster: StartCluster,
+) -> None:
+    data = datasets.load()
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8")
+    new_group = start_group(cluster, 2, 2)
+    try:
+        with Client(cluster.address, timeout=60) as client:
+            client.create_collection(COLLECTION, dimension=384, partitions=PARTITIONS)
+            ids = data.ids
+            for start in range(0, len(ids), 500):
+                client.upsert(
+                    COLLECTION,
+                    [
+                        {"id": ids[row], "vector": data.document_vectors[row]}
+                        for row in range(start, min(start + 500, len(ids)))
+                    ],
+                    consistency="all",
+                )
+            expected: dict[str, int | None] = {doc_id: row for row, doc_id in enumerate(ids)}
+            added = client.add_group([shard.address for shard in new_group])
+            assert len(added.groups) == 3
+            assert owner_counts(added, PARTITIONS) == {0: 6, 1: 6, 2: 0}
+            plan = client.plan_rebalance()
+            assert len(plan) == 4 and {move.target for move in plan} == {2}
+
+            load = Load(
+                Client(cluster.address, timeout=60),
+                data.document_vectors,
+                data.query_vectors,
+                expected,
+            )
+            worker = threading.Thread(target=load.run, name="load")
+            worker.start()
+            try:
+                wait_for(lambda: load.searches > 20, 60, "the load to get going")
+                started = client.start_moves(plan)
+                assert len(started) == 4
+                wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
+                # Some load after the last switch and clean-up, too.
+                after = load.writes
+                wait_for(lambda: load.writes > after + 20, 60, "writes after the moves")
+            finally:
+                load.stop.set()
+                worker.join(LOAD_MAX_S)
+                load.client.close()
+            statuses = client.moves()
+            print(
+                "MOVES",
+                [
+                    (s.move.partition, s.copied, s.cleaned, round(s.updated_s - s.created_s, 2))
+                    for s in statuses
+                ],
+                "searches",
+                load.searches,
+                "writes",
+                load.writes,
+            )
+            assert [s.phase for s in statuses] == ["done"] * 4, statuses
+            topology = client.get_topology()
+            assert not topology.moving and not topology.leaving
+            assert owner_counts(topology, PARTITIONS) == {0: 4, 1: 4, 2: 4}
+            assert not load.failures, load.failures[:5]
+            assert not load.duplicates, load.duplicates[:3]
+            assert load.searches > 20 and load.writes > 20
+            report = client.verify_replicas(COLLECTION)
+            assert report.differing == 0, report
+            info = client.cluster_info()
+            assert not info.moves
+
+        # Every id on every replica: where it lives now, as last acknowledged.
+        groups = [list(cluster.shards[0]), list(cluster.shards[1]), new_group]
+        all_ids = sorted(expected)
+        held = [[replicas.documents(s.address, COLLECTION, all_ids) for s in g] for g in groups]
+        lost, resurrected, misplaced = [], [], []
+        for doc_id, row in expected.items():
+            owner = topology.group_of(doc_id, PARTITIONS)
+            for group, per_replica in enumerate(held):
+                for stored in per_replica:
+                    found = stored.get(doc_id)
+                    if group != owner:
+                        if found is not None:
+                            misplaced.append((doc_id, group))
+                    elif row is None:
+                        if found is not None:
+                            resurrected.append(doc_id)
+                    elif found is None:
+                        lost.append(doc_id)
+                    else:
+                        assert found.vector == data.document_vectors[row].astype("<f4").tobytes()
+        assert (lost, resurrected, misplaced) == ([], [], [])
+        live = sum(row is not None for row in expected.values())
+        per_group = [replicas.count(g[0].address, COLLECTION) for g in groups]
+        assert sum(per_group) == live
+        assert all(abs(n - live / 3) <= 0.1 * live / 3 for n in per_group), per_group
+    finally:
+        for shard in new_group:
+            shard.stop()
