@@ -22,6 +22,7 @@ from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
 from shoal.moves import FINAL, owner_counts
 from shoal.runtime.wait import wait_for
+from shoal.topology import Topology
 from tests import datasets
 from tests.conftest import StartCluster
 from tests.fault import replicas
@@ -189,31 +190,124 @@ def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
             info = client.cluster_info()
             assert not info.moves
 
-        # Every id on every replica: where it lives now, as last acknowledged.
         groups = [list(cluster.shards[0]), list(cluster.shards[1]), new_group]
-        all_ids = sorted(expected)
-        held = [[replicas.documents(s.address, COLLECTION, all_ids) for s in g] for g in groups]
-        lost, resurrected, misplaced = [], [], []
-        for doc_id, row in expected.items():
-            owner = topology.group_of(doc_id, PARTITIONS)
-            for group, per_replica in enumerate(held):
-                for stored in per_replica:
-                    found = stored.get(doc_id)
-                    if group != owner:
-                        if found is not None:
-                            misplaced.append((doc_id, group))
-                    elif row is None:
-                        if found is not None:
-                            resurrected.append(doc_id)
-                    elif found is None:
-                        lost.append(doc_id)
-                    else:
-                        assert found.vector == data.document_vectors[row].astype("<f4").tobytes()
-        assert (lost, resurrected, misplaced) == ([], [], [])
+        check_every_replica(groups, topology, expected, data.document_vectors)
         live = sum(row is not None for row in expected.values())
         per_group = [replicas.count(g[0].address, COLLECTION) for g in groups]
         assert sum(per_group) == live
         assert all(abs(n - live / 3) <= 0.1 * live / 3 for n in per_group), per_group
     finally:
+        for shard in new_group:
+            shard.stop()
+
+
+def second_coordinator(cluster: LocalCluster) -> ServiceProcess:
+    process = ServiceProcess(
+        "coordinator-2", "coordinator", list(cluster.coordinator.args), cluster.root
+    )
+    process.start()
+    process.wait_ready(60)
+    return process
+
+
+def check_every_replica(
+    groups: list[list[ServiceProcess]],
+    topology: Topology,
+    expected: dict[str, int | None],
+    vectors: np.ndarray,
+) -> None:
+    """Each id live exactly on the replicas of the group owning it, as last written."""
+    all_ids = sorted(expected)
+    held = [[replicas.documents(s.address, COLLECTION, all_ids) for s in g] for g in groups]
+    lost, resurrected, misplaced, stale = [], [], [], []
+    for doc_id, row in expected.items():
+        owner = topology.group_of(doc_id, PARTITIONS)
+        for group, per_replica in enumerate(held):
+            for stored in per_replica:
+                found = stored.get(doc_id)
+                if group != owner:
+                    if found is not None:
+                        misplaced.append((doc_id, group))
+                elif row is None:
+                    if found is not None:
+                        resurrected.append(doc_id)
+                elif found is None:
+                    lost.append(doc_id)
+                elif found.vector != vectors[row].astype("<f4").tobytes():
+                    stale.append(doc_id)
+    assert (lost, resurrected, misplaced, stale) == ([], [], [], [])
+
+
+def test_moves_survive_a_killed_coordinator_and_a_group_is_drained_and_removed(
+    start_cluster: StartCluster,
+) -> None:
+    """The coordinator driving the moves is SIGKILLed mid-move; another takes the
+    move lock and resumes them. Then group 0 is drained onto the others under
+    load, removed from the topology and stopped, and nothing is lost."""
+    data = datasets.load()
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8")
+    new_group = start_group(cluster, 2, 2)
+    other = second_coordinator(cluster)
+    try:
+        with Client(other.address, timeout=60) as client:
+            client.create_collection(COLLECTION, dimension=384, partitions=PARTITIONS)
+            ids = data.ids
+            client.upsert(
+                COLLECTION,
+                [{"id": i, "vector": data.document_vectors[row]} for row, i in enumerate(ids)],
+                consistency="all",
+            )
+            expected: dict[str, int | None] = {doc_id: row for row, doc_id in enumerate(ids)}
+            client.add_group([shard.address for shard in new_group])
+            load = Load(
+                Client(other.address, timeout=60),
+                data.document_vectors,
+                data.query_vectors,
+                expected,
+            )
+            worker = threading.Thread(target=load.run, name="load")
+            worker.start()
+            try:
+                wait_for(lambda: load.searches > 10, 60, "the load to get going")
+                # The first coordinator holds the move lock (it started first).
+                client.rebalance()
+                wait_for(
+                    lambda: any(s.phase in ("copying", "switched") for s in client.moves()),
+                    60,
+                    "a move to be under way",
+                    interval=0.05,
+                )
+                cluster.coordinator.kill()
+                wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
+                assert owner_counts(client.get_topology(), PARTITIONS) == {0: 4, 1: 4, 2: 4}
+                assert "took the move lock" in other.log_path.read_text()
+
+                # Drain group 0 onto the others, then take it out.
+                client.rebalance(drain=[0])
+                wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the drain to end")
+                drained = client.get_topology()
+                assert owner_counts(drained, PARTITIONS)[0] == 0
+                after = load.writes
+                wait_for(lambda: load.writes > after + 10, 60, "writes after the drain")
+                removed = client.remove_group(0)
+                assert len(removed.groups) == 2
+                after = load.writes
+                wait_for(lambda: load.writes > after + 10, 60, "writes after the removal")
+            finally:
+                load.stop.set()
+                worker.join(LOAD_MAX_S)
+                load.client.close()
+            assert not load.failures, load.failures[:5]
+            assert not load.duplicates, load.duplicates[:3]
+            topology = client.get_topology()
+            assert owner_counts(topology, PARTITIONS) == {0: 6, 1: 6}
+            for shard in cluster.shards[0]:
+                shard.stop()
+            assert client.verify_replicas(COLLECTION).differing == 0
+        check_every_replica(
+            [list(cluster.shards[1]), new_group], topology, expected, data.document_vectors
+        )
+    finally:
+        other.stop()
         for shard in new_group:
             shard.stop()
