@@ -59,6 +59,8 @@ class MoveRecord:
     cancel: bool = False
     error: str = ""
     created_s: float = field(default_factory=time.time)
+    #: When a driver began it (0: not yet).
+    started_s: float = 0.0
     updated_s: float = field(default_factory=time.time)
 
     @property

@@ -22,6 +22,7 @@ def move_to_proto(record: MoveRecord) -> shoal_pb2.PartitionMoveStatus:
         error=record.error,
         created_s=record.created_s,
         updated_s=record.updated_s,
+        started_s=record.started_s,
     )
 
 

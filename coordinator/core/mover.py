@@ -16,6 +16,7 @@ owns the partition no more, so no copy ever reads them from there again.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ class PartitionMover:
             if record.cancel:
                 return record.at("cancelled")
             await self._change(lambda t: begin_move(t, p, source, target))
-            return record.at("copying")
+            return record.at("copying", started_s=record.started_s or time.time())
         if record.phase == "copying":
             if record.cancel:
                 await self._change(lambda t: abort_move(t, p))

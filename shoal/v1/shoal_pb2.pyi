@@ -1397,6 +1397,7 @@ class PartitionMoveStatus(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     CREATED_S_FIELD_NUMBER: _builtins.int
     UPDATED_S_FIELD_NUMBER: _builtins.int
+    STARTED_S_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     phase: _builtins.str
     """started, copying, switched, cleaning, done, cancelled"""
@@ -1412,6 +1413,8 @@ class PartitionMoveStatus(_message.Message):
     created_s: _builtins.float
     """unix seconds"""
     updated_s: _builtins.float
+    started_s: _builtins.float
+    """when a coordinator began driving it (0: not yet)"""
     @_builtins.property
     def move(self) -> Global___PartitionMove: ...
     def __init__(
@@ -1427,10 +1430,11 @@ class PartitionMoveStatus(_message.Message):
         error: _builtins.str = ...,
         created_s: _builtins.float = ...,
         updated_s: _builtins.float = ...,
+        started_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["move", b"move"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "cleaned", b"cleaned", "copied", b"copied", "copied_bytes", b"copied_bytes", "created_s", b"created_s", "error", b"error", "id", b"id", "move", b"move", "phase", b"phase", "updated_s", b"updated_s"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "cleaned", b"cleaned", "copied", b"copied", "copied_bytes", b"copied_bytes", "created_s", b"created_s", "error", b"error", "id", b"id", "move", b"move", "phase", b"phase", "started_s", b"started_s", "updated_s", b"updated_s"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
