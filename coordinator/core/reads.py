@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from operator import attrgetter
 from typing import TypeVar
 
@@ -344,13 +345,30 @@ class Reader:
         limits.check_collection_name(collection)
         size = check_page_size(page_size)
         after_id = decode_cursor(cursor)
-        await self._catalog.config(collection, deadline)
+        config = await self._catalog.config(collection, deadline)
+        table = self._routing.table
 
         async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
             return await client.scroll(collection, filter, after_id, size, include, timeout_s)
 
-        pages, coverage = await self._fan_out(collection, "scroll", scroll, deadline, allow_partial)
+        if table.topology.moves_in_flight:
+            pages, coverage = await self._fan_out_to(
+                [(group, owned_page(scroll, group.group, table, config)) for group in table.groups],
+                collection,
+                "scroll",
+                deadline,
+                allow_partial,
+            )
+        else:
+            pages, coverage = await self._fan_out(
+                collection, "scroll", scroll, deadline, allow_partial
+            )
         merged = list(heapq.merge(*(page.documents for page in pages), key=_BY_ID))
+        # A page cut to what its group owns may end short of where the group's
+        # listing stopped: nothing past the first such stop is certain yet.
+        stops = [page.last_listed for page in pages if page.more and page.last_listed]
+        if stops:
+            merged = [document for document in merged if document.id <= min(stops)]
         more = len(merged) > size or any(page.more for page in pages)
         documents = merged[:size]
         next_cursor = encode_cursor(documents[-1].id) if more and documents else ""
@@ -417,3 +435,22 @@ class Reader:
         if coverage.answered < coverage.asked:
             self._observer.record_partial_result(operation)
         return answers, coverage
+
+
+def owned_page(
+    call: ShardCall[ScrollPage], group: int, table: RoutingTable, config: CollectionConfig
+) -> ShardCall[ScrollPage]:
+    """`call`'s page without documents of partitions `group` does not own (moves)."""
+
+    async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
+        page = await call(client, timeout_s)
+        topology = table.topology
+        kept = [
+            document
+            for document in page.documents
+            if topology.group_of(document.id, config.partitions) == group
+        ]
+        last = page.documents[-1].id if page.documents else ""
+        return replace(page, documents=kept, last_listed=last)
+
+    return scroll

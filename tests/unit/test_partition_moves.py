@@ -20,7 +20,7 @@ from coordinator.core.coordinator import Coordinator
 from coordinator.core.model import DocumentInput, SearchOptions, WriteConsistency
 from coordinator.core.move_runner import MoveRunner
 from coordinator.core.mover import PartitionMover, drive
-from coordinator.core.ports import CollectionConfig, WriteAck
+from coordinator.core.ports import CollectionConfig, Include, WriteAck
 from shoal.distance_metric import Metric
 from shoal.errors import FailedPrecondition
 from shoal.moves import (
@@ -315,3 +315,33 @@ async def test_a_write_refused_for_a_move_the_watch_brought_meanwhile_is_retried
     )
     assert result.written == 1
     assert all(live_in(shard, doc_id) for shard in cluster.shards[2])
+
+
+async def test_scrolls_between_switch_and_clean_up_list_each_document_once() -> None:
+    """After the switch the source still holds the partition until its clean-up:
+    a scroll in small pages lists every document exactly once all the same."""
+    cluster = Cluster()
+    await cluster.start()
+    ids = [f"d{n:03d}" for n in range(120)]
+    await cluster.core.writer.upsert(
+        "c",
+        [DocumentInput(i, vector=vector(n)) for n, i in enumerate(ids)],
+        WriteConsistency.ALL,
+        deadline(),
+    )
+    await cluster.add_group()
+    [record] = await cluster.runner.submit([PlannedMove(1, 1, 2)])
+    record = await cluster.mover.step(record, cluster.moves.put)  # marked moving
+    record = await cluster.mover.step(record, cluster.moves.put)  # copied, switched
+    assert record.phase == "switched" and cluster.topology.leaving == {1: 1}
+    moved = [i for i in ids if partition_of(i, PARTITIONS) == 1]
+    assert moved and all(live_in(cluster.shards[1][0], i) for i in moved)  # not cleaned yet
+    listed: list[str] = []
+    cursor = ""
+    for _ in range(100):
+        page = await cluster.core.reader.scroll("c", None, 7, cursor, Include(), False, deadline())
+        listed += [document.id for document in page.documents]
+        cursor = page.cursor
+        if not cursor:
+            break
+    assert listed == ids
