@@ -12,6 +12,7 @@ within 10% of an even share; `verify` finds the replicas equal.
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ import pytest
 from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
+from shoal.errors import DeadlineExceeded, Unavailable
 from shoal.moves import FINAL, owner_counts
 from shoal.runtime.wait import wait_for
 from shoal.topology import Topology
@@ -52,6 +54,11 @@ class Load:
     writes: int = 0
     failures: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
+    #: Replicas get killed: a failed write is then allowed (counted), and leaves
+    #: each of its ids in either state until a later write succeeds.
+    replicas_killed: bool = False
+    failed_writes: int = 0
+    uncertain: dict[str, set[int | None]] = field(default_factory=dict)
 
     def run(self) -> None:
         rng = random.Random(16)
@@ -67,9 +74,7 @@ class Load:
                     self._upsert(rng)
                 elif choice < 0.45:
                     doc_id = rng.choice(list(self.expected))
-                    self.client.delete(COLLECTION, [doc_id], consistency="quorum")
-                    self.expected[doc_id] = None
-                    self.writes += 1
+                    self._write({doc_id: None})
                 else:
                     query = self.queries[rng.randrange(len(self.queries))]
                     result = self.client.search(COLLECTION, query, k=10, include=())
@@ -81,19 +86,37 @@ class Load:
                 self.failures.append(f"{type(error).__name__}: {error}")
 
     def _upsert(self, rng: random.Random) -> None:
-        batch: dict[str, int] = {}
+        batch: dict[str, int | None] = {}
         for _ in range(8):
             if rng.random() < 0.5:
                 doc_id = f"new-{rng.randrange(3_000)}"
             else:
                 doc_id = rng.choice(list(self.expected))
             batch[doc_id] = rng.randrange(len(self.vectors))
-        self.client.upsert(
-            COLLECTION,
-            [{"id": i, "vector": self.vectors[row]} for i, row in batch.items()],
-            consistency="quorum",
-        )
-        self.expected.update(batch)
+        self._write(batch)
+
+    def _write(self, batch: dict[str, int | None]) -> None:
+        try:
+            upserts = [
+                {"id": i, "vector": self.vectors[row]}
+                for i, row in batch.items()
+                if row is not None
+            ]
+            if upserts:
+                self.client.upsert(COLLECTION, upserts, consistency="quorum")
+            deletes = [i for i, row in batch.items() if row is None]
+            if deletes:
+                self.client.delete(COLLECTION, deletes, consistency="quorum")
+        except (Unavailable, DeadlineExceeded):
+            if not self.replicas_killed:
+                raise
+            self.failed_writes += 1
+            for doc_id, row in batch.items():
+                self.uncertain.setdefault(doc_id, {self.expected.get(doc_id)}).add(row)
+            return
+        for doc_id, row in batch.items():
+            self.expected[doc_id] = row
+            self.uncertain.pop(doc_id, None)
         self.writes += 1
 
 
@@ -215,16 +238,31 @@ def check_every_replica(
     topology: Topology,
     expected: dict[str, int | None],
     vectors: np.ndarray,
+    uncertain: dict[str, set[int | None]] | None = None,
 ) -> None:
-    """Each id live exactly on the replicas of the group owning it, as last written."""
-    all_ids = sorted(expected)
+    """Each id live exactly on the replicas of the group owning it, as last written
+    (`uncertain` ids: in one of the states a failed write may have left)."""
+    uncertain = uncertain or {}
+    all_ids = sorted(set(expected) | set(uncertain))
     held = [[replicas.documents(s.address, COLLECTION, all_ids) for s in g] for g in groups]
     lost, resurrected, misplaced, stale = [], [], [], []
-    for doc_id, row in expected.items():
+    for doc_id in all_ids:
         owner = topology.group_of(doc_id, PARTITIONS)
         for group, per_replica in enumerate(held):
             for stored in per_replica:
                 found = stored.get(doc_id)
+                if doc_id in uncertain:
+                    allowed = {
+                        None if row is None else vectors[row].astype("<f4").tobytes()
+                        for row in uncertain[doc_id]
+                    }
+                    state = None if found is None else found.vector
+                    if group == owner and state not in allowed:
+                        stale.append(doc_id)
+                    elif group != owner and found is not None:
+                        misplaced.append((doc_id, group))
+                    continue
+                row = expected[doc_id]
                 if group != owner:
                     if found is not None:
                         misplaced.append((doc_id, group))
@@ -309,5 +347,97 @@ def test_moves_survive_a_killed_coordinator_and_a_group_is_drained_and_removed(
         )
     finally:
         other.stop()
+        for shard in new_group:
+            shard.stop()
+
+
+def replicas_agree(check: Callable[[], None]) -> bool:
+    try:
+        check()
+    except AssertionError:
+        return False
+    return True
+
+
+def test_moves_survive_source_and_target_replicas_killed_mid_move(
+    start_cluster: StartCluster,
+) -> None:
+    """In each of the rebalance's moves a replica of its source or of its target is
+    SIGKILLed at a random point of the move and restarted on its data: the move
+    waits or goes on, and nothing acknowledged is lost, resurrected or misplaced
+    (writes that fail while a replica is down, at QUORUM of 2, are not acknowledged;
+    their ids may hold either state). Searches never fail: a group fails over."""
+    data = datasets.load()
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8")
+    new_group = start_group(cluster, 2, 2)
+    groups = [list(cluster.shards[0]), list(cluster.shards[1]), new_group]
+    rng = random.Random(7)
+    kills: list[str] = []
+    try:
+        with Client(cluster.address, timeout=60) as client:
+            client.create_collection(COLLECTION, dimension=384, partitions=PARTITIONS)
+            client.upsert(
+                COLLECTION,
+                [{"id": i, "vector": data.document_vectors[row]} for row, i in enumerate(data.ids)],
+                consistency="all",
+            )
+            expected: dict[str, int | None] = {i: row for row, i in enumerate(data.ids)}
+            client.add_group([shard.address for shard in new_group])
+            load = Load(
+                Client(cluster.address, timeout=60),
+                data.document_vectors,
+                data.query_vectors,
+                expected,
+                replicas_killed=True,
+            )
+            worker = threading.Thread(target=load.run, name="load")
+            worker.start()
+            try:
+                wait_for(lambda: load.searches > 10, 60, "the load to get going")
+                started = client.start_moves(client.plan_rebalance())
+                for status in started:
+
+                    def under_way(move_id: str = status.id) -> bool:
+                        [now] = [s for s in client.moves() if s.id == move_id]
+                        return now.phase in ("copying", "switched", "cleaning", *FINAL)
+
+                    wait_for(under_way, MOVES_TIMEOUT_S, f"move {status.id} to be under way")
+                    time.sleep(rng.uniform(0, 0.5))  # a random point in the move
+                    side = rng.choice(["source", "target"])
+                    group = status.move.source if side == "source" else status.move.target
+                    victim = rng.choice(groups[group])
+                    victim.kill()
+                    kills.append(f"{victim.name} ({side} of partition {status.move.partition})")
+                    time.sleep(rng.uniform(0.5, 2.0))
+                    victim.start()
+                    victim.wait_ready(60)
+                wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
+                after = load.writes
+                wait_for(lambda: load.writes > after + 10, 60, "writes after the moves")
+            finally:
+                load.stop.set()
+                worker.join(LOAD_MAX_S)
+                load.client.close()
+            assert len(kills) == len(started) == 4, kills
+            assert [s.phase for s in client.moves()] == ["done"] * 4
+            assert not load.failures, load.failures[:5]
+            assert not load.duplicates, load.duplicates[:3]
+            topology = client.get_topology()
+            assert owner_counts(topology, PARTITIONS) == {0: 4, 1: 4, 2: 4}
+
+            def check() -> None:
+                check_every_replica(
+                    groups, topology, expected, data.document_vectors, load.uncertain
+                )
+
+            # Replicas that were down catch up (hints, anti-entropy) within a bound.
+            wait_for(lambda: replicas_agree(check), 120, "every replica to hold what it should")
+            check()
+            wait_for(
+                lambda: client.verify_replicas(COLLECTION).differing == 0,
+                60,
+                "verify to find the replicas equal",
+            )
+    finally:
         for shard in new_group:
             shard.stop()
