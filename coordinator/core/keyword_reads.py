@@ -114,9 +114,16 @@ def _coverage(*parts: Coverage) -> Coverage:
 
 class KeywordReads:
     def __init__(
-        self, fan_out: FanOut, embed: Embed, get: Get, vector_search: VectorSearch
+        self,
+        fan_out: FanOut,
+        embed: Embed,
+        get: Get,
+        vector_search: VectorSearch,
+        fan_out_ranked: FanOut | None = None,
     ) -> None:
         self._fan_out = fan_out
+        #: For ranked hits: while partitions move, each group's cut to what it owns.
+        self._fan_out_ranked = fan_out_ranked or fan_out
         self._embed = embed
         self._get = get
         self._vector_search = vector_search
@@ -236,7 +243,7 @@ class KeywordReads:
                 )
             return results
 
-        per_group, search_coverage = await self._fan_out(
+        per_group, search_coverage = await self._fan_out_ranked(
             collection, "keyword_search", search, deadline, options.allow_partial
         )
         if not per_group:

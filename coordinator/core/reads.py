@@ -90,7 +90,11 @@ class Reader:
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
         self._keyword = KeywordReads(
-            self._fan_out, self._query_matrix, self.get, self._vector_candidates
+            self._fan_out,
+            self._query_matrix,
+            self.get,
+            self._vector_candidates,
+            self._fan_out_ranked,  # type: ignore[arg-type]
         )
 
     async def search(
@@ -410,6 +414,36 @@ class Reader:
     ) -> tuple[list[T], Coverage]:
         return await self._fan_out_to(
             every_group(self._routing.groups, call),
+            collection,
+            operation,
+            deadline,
+            allow_partial,
+        )
+
+    async def _fan_out_ranked(
+        self,
+        collection: str,
+        operation: str,
+        call: ShardCall[Sequence[RankedHits]],
+        deadline: Deadline,
+        allow_partial: bool,
+    ) -> tuple[list[Sequence[RankedHits]], Coverage]:
+        """`_fan_out` of a ranked search; while partitions move, each group's hits cut
+        to the partitions it owns (see `owned_hits`)."""
+        table = self._routing.table
+        if not table.topology.moves_in_flight:
+            return await self._fan_out(collection, operation, call, deadline, allow_partial)
+        config = await self._catalog.config(collection, deadline)
+
+        def owned_by(group: int) -> ShardCall[Sequence[RankedHits]]:
+            async def ranked(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
+                answers = await call(client, timeout_s)
+                return owned_only(answers, group, table.topology, config.partitions)
+
+            return ranked
+
+        return await self._fan_out_to(
+            [(group, owned_by(group.group)) for group in table.groups],
             collection,
             operation,
             deadline,

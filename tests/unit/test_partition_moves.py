@@ -17,7 +17,13 @@ import pytest
 
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
-from coordinator.core.model import DocumentInput, SearchOptions, WriteConsistency
+from coordinator.core.model import (
+    DocumentInput,
+    QueryInput,
+    SearchMode,
+    SearchOptions,
+    WriteConsistency,
+)
 from coordinator.core.move_runner import MoveRunner
 from coordinator.core.mover import PartitionMover, drive
 from coordinator.core.ports import CollectionConfig, Include, WriteAck
@@ -345,3 +351,28 @@ async def test_scrolls_between_switch_and_clean_up_list_each_document_once() -> 
         if not cursor:
             break
     assert listed == ids
+
+
+async def test_keyword_searches_between_switch_and_clean_up_count_each_document_once() -> None:
+    cluster = Cluster()
+    await cluster.start()
+    ids = [f"d{n:03d}" for n in range(60)]
+    await cluster.core.writer.upsert(
+        "c",
+        [DocumentInput(i, vector=vector(n), text=f"apple pie {n}") for n, i in enumerate(ids)],
+        WriteConsistency.ALL,
+        deadline(),
+    )
+    await cluster.add_group()
+    [record] = await cluster.runner.submit([PlannedMove(1, 1, 2)])
+    record = await cluster.mover.step(record, cluster.moves.put)  # marked moving
+    record = await cluster.mover.step(record, cluster.moves.put)  # copied, switched
+    assert cluster.topology.leaving == {1: 1}
+    found = await cluster.core.reader.search(
+        "c",
+        [QueryInput(text="apple")],
+        SearchOptions(k=100, mode=SearchMode.KEYWORD),
+        deadline(),
+    )
+    hit_ids = [hit.id for hit in found.results[0].hits]
+    assert sorted(hit_ids) == ids
