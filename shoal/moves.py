@@ -257,3 +257,42 @@ class MoveLock(Protocol):
         ...
 
     async def release(self) -> None: ...
+
+
+def _with_replicas(topology: Topology, group: int, replicas: Sequence[str]) -> Topology:
+    if not 0 <= group < len(topology.groups):
+        raise InvalidArgument(
+            f"there is no shard group {group}: the topology has groups 0-{len(topology.groups) - 1}"
+        )
+    if not replicas:
+        raise FailedPrecondition(f"shard group {group} would have no replica left")
+    groups = tuple(
+        ShardGroup(g.group, tuple(replicas)) if g.group == group else g for g in topology.groups
+    )
+    return _normalized(topology, groups=groups)
+
+
+def with_replica_added(topology: Topology, group: int, address: str) -> Topology:
+    """`address` as one more replica of `group`. Start its process after this change:
+    a shard that finds itself in a group catches up from its peers before it serves
+    reads, and takes writes meanwhile."""
+    if topology.group_with(address) is not None:
+        raise InvalidArgument(f"{address} is a replica already")
+    return _with_replicas(topology, group, [*topology.groups[group].replicas, address])
+
+
+def with_replica_replaced(topology: Topology, old: str, new: str) -> Topology:
+    """`new` in `old`'s place (same group, same position)."""
+    group = topology.group_with(old)
+    if group is None:
+        raise InvalidArgument(f"{old} is not a replica of any shard group")
+    if topology.group_with(new) is not None:
+        raise InvalidArgument(f"{new} is a replica already")
+    return _with_replicas(topology, group.group, [new if a == old else a for a in group.replicas])
+
+
+def with_replica_removed(topology: Topology, address: str) -> Topology:
+    group = topology.group_with(address)
+    if group is None:
+        raise InvalidArgument(f"{address} is not a replica of any shard group")
+    return _with_replicas(topology, group.group, [a for a in group.replicas if a != address])

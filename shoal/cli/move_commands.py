@@ -50,6 +50,30 @@ def cmd_remove_group(args: argparse.Namespace) -> None:
     print(f"shard group {args.group} removed at topology version {topology.version}")
 
 
+def cmd_add_replica(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        topology = client.add_replica(args.group, args.replica)
+    print(
+        f"{args.replica} added to shard group {args.group} at topology version"
+        f" {topology.version}: start it now; it catches up before it serves reads"
+    )
+
+
+def cmd_replace_replica(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        topology = client.replace_replica(args.old, args.new)
+    print(
+        f"{args.new} replaces {args.old} at topology version {topology.version}: start it"
+        " now (it catches up before it serves reads), then stop the old one"
+    )
+
+
+def cmd_remove_replica(args: argparse.Namespace) -> None:
+    with Client(address(args)) as client:
+        topology = client.remove_replica(args.replica)
+    print(f"{args.replica} removed at topology version {topology.version}")
+
+
 def cmd_plan(args: argparse.Namespace) -> None:
     with Client(address(args)) as client:
         _print_plan(args, client.plan_rebalance(args.drain))
@@ -159,6 +183,17 @@ def add_move_commands(actions: Any) -> None:
     )
     remove.add_argument("group", type=int, help="the group number")
     remove.set_defaults(run=cmd_remove_group)
+    add_replica = command(actions, "add-replica", "one more replica for a shard group")
+    add_replica.add_argument("group", type=int)
+    add_replica.add_argument("replica", help="HOST:PORT (start it after this)")
+    add_replica.set_defaults(run=cmd_add_replica)
+    replace_replica = command(actions, "replace-replica", "a new replica in an old one's place")
+    replace_replica.add_argument("old", help="HOST:PORT now in the topology")
+    replace_replica.add_argument("new", help="HOST:PORT (start it after this)")
+    replace_replica.set_defaults(run=cmd_replace_replica)
+    remove_replica = command(actions, "remove-replica", "take a replica out of its group")
+    remove_replica.add_argument("replica", help="HOST:PORT")
+    remove_replica.set_defaults(run=cmd_remove_replica)
     for name, help_text, run in (
         ("plan", "show the partition moves a rebalance would make", cmd_plan),
         ("rebalance", "move partitions (copying their data) to even out the groups", cmd_rebalance),

@@ -396,6 +396,24 @@ class Client:
         removed = partition_moves.with_group_removed(current, group, self.partition_count())
         return self.update_topology(removed, current.version)
 
+    def add_replica(self, group: int, address: str) -> Topology:
+        """One more replica for `group`; start its process (empty data dir) after:
+        it catches up from its peers before it serves reads."""
+        current = self.get_topology()
+        changed = partition_moves.with_replica_added(current, group, address)
+        return self.update_topology(changed, current.version)
+
+    def replace_replica(self, old: str, new: str) -> Topology:
+        """`new` in `old`'s place; start `new` (empty data dir) after, stop `old`."""
+        current = self.get_topology()
+        changed = partition_moves.with_replica_replaced(current, old, new)
+        return self.update_topology(changed, current.version)
+
+    def remove_replica(self, address: str) -> Topology:
+        current = self.get_topology()
+        changed = partition_moves.with_replica_removed(current, address)
+        return self.update_topology(changed, current.version)
+
     def plan_rebalance(self, drain: Sequence[int] = ()) -> list[partition_moves.PlannedMove]:
         """The moves that even out the partitions over the groups (emptying `drain`)."""
         return partition_moves.plan_rebalance(self.get_topology(), self.partition_count(), drain)

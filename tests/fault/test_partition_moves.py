@@ -1,4 +1,4 @@
-"""Growing the cluster online (issue 16), on real processes with etcd.
+"""Growing and shrinking the cluster online (issue 16), on real processes with etcd.
 
 Two shard groups of two replicas hold debian-dev's 2,000 documents; a third
 group is started, added and rebalanced onto while one client keeps writing
@@ -10,6 +10,7 @@ within 10% of an even share; `verify` finds the replicas equal.
 """
 
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -441,3 +442,77 @@ def test_moves_survive_source_and_target_replicas_killed_mid_move(
     finally:
         for shard in new_group:
             shard.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_replica_replaced_by_one_on_an_empty_data_dir_serves_after_catching_up(
+    start_cluster: StartCluster,
+) -> None:
+    """Under load, replica 1 of group 0 is replaced (`replace_replica`) by a new
+    process on an empty data dir, started right after the topology change: it
+    catches up from its peer before it serves, and then holds everything."""
+    data = datasets.load()
+    cluster = start_cluster(groups=2, replicas=2, model="hash-8")
+    assert cluster.etcd is not None
+    old = cluster.shards[0][1]
+    args = [
+        "--data-dir", str(cluster.root / "data" / "shard-0-1-new"),
+        "--topology", str(cluster.topology_path),
+        "--etcd", cluster.etcd.endpoints_flag,
+    ]  # fmt: skip
+    new = ServiceProcess("shard-0-1-new", "shard", args, cluster.log_dir, port=free_port())
+    try:
+        with Client(cluster.address, timeout=60) as client:
+            client.create_collection(COLLECTION, dimension=384, partitions=PARTITIONS)
+            client.upsert(
+                COLLECTION,
+                [{"id": i, "vector": data.document_vectors[row]} for row, i in enumerate(data.ids)],
+                consistency="all",
+            )
+            expected: dict[str, int | None] = {i: row for row, i in enumerate(data.ids)}
+            load = Load(
+                Client(cluster.address, timeout=60),
+                data.document_vectors,
+                data.query_vectors,
+                expected,
+                replicas_killed=True,  # QUORUM of 2 fails until the new one takes writes
+            )
+            worker = threading.Thread(target=load.run, name="load")
+            worker.start()
+            try:
+                wait_for(lambda: load.searches > 10, 60, "the load to get going")
+                replaced = client.replace_replica(old.address, new.address)
+                new.start()
+                new.wait_ready(120)  # SERVING only once it has caught up
+                assert replaced.groups[0].replicas == (cluster.shards[0][0].address, new.address)
+                old.stop()
+                after = load.writes
+                wait_for(lambda: load.writes > after + 20, 60, "writes after the replacement")
+            finally:
+                load.stop.set()
+                worker.join(LOAD_MAX_S)
+                load.client.close()
+            assert not load.failures, load.failures[:5]
+            assert "caught up with" in new.log_path.read_text()
+            topology = client.get_topology()
+            groups = [[cluster.shards[0][0], new], list(cluster.shards[1])]
+
+            def check() -> None:
+                check_every_replica(
+                    groups, topology, expected, data.document_vectors, load.uncertain
+                )
+
+            wait_for(lambda: replicas_agree(check), 120, "every replica to hold what it should")
+            check()
+            wait_for(
+                lambda: client.verify_replicas(COLLECTION).differing == 0,
+                60,
+                "verify to find the replicas equal",
+            )
+    finally:
+        new.stop()
