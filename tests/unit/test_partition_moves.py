@@ -28,7 +28,7 @@ from coordinator.core.move_runner import MoveRunner
 from coordinator.core.mover import PartitionMover, drive
 from coordinator.core.ports import CollectionConfig, Include, WriteAck
 from shoal.distance_metric import Metric
-from shoal.errors import FailedPrecondition
+from shoal.errors import FailedPrecondition, InvalidArgument
 from shoal.moves import (
     MoveRecord,
     PlannedMove,
@@ -39,6 +39,9 @@ from shoal.moves import (
     switch_move,
     with_group_added,
     with_group_removed,
+    with_replica_added,
+    with_replica_removed,
+    with_replica_replaced,
 )
 from shoal.partitioning import partition_of
 from shoal.topology import Topology
@@ -376,3 +379,16 @@ async def test_keyword_searches_between_switch_and_clean_up_count_each_document_
     )
     hit_ids = [hit.id for hit in found.results[0].hits]
     assert sorted(hit_ids) == ids
+
+
+def test_replicas_are_added_replaced_and_removed_in_place() -> None:
+    topology = Topology.of([["h:1", "h:2"], ["h:3", "h:4"]])
+    replaced = with_replica_replaced(topology, "h:2", "h:9")
+    assert [g.replicas for g in replaced.groups] == [("h:1", "h:9"), ("h:3", "h:4")]
+    added = with_replica_added(replaced, 1, "h:5")
+    assert added.groups[1].replicas == ("h:3", "h:4", "h:5")
+    assert with_replica_removed(added, "h:3").groups[1].replicas == ("h:4", "h:5")
+    with pytest.raises(InvalidArgument, match="is a replica already"):
+        with_replica_added(topology, 0, "h:3")
+    with pytest.raises(FailedPrecondition, match="no replica left"):
+        with_replica_removed(Topology.of([["h:1"], ["h:2"]]), "h:2")
