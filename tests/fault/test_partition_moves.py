@@ -9,6 +9,7 @@ deleted came back; no search failed or saw an id twice; the groups hold
 within 10% of an even share; `verify` finds the replicas equal.
 """
 
+import json
 import random
 import socket
 import threading
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 
 from shoal import Client
+from shoal.cli.app import main as cli
 from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
 from shoal.errors import DeadlineExceeded, Unavailable
@@ -145,7 +147,7 @@ def moves_finished(client: Client) -> bool:
 
 
 def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
-    start_cluster: StartCluster,
+    start_cluster: StartCluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = datasets.load()
     cluster = start_cluster(groups=2, replicas=2, model="hash-8")
@@ -182,6 +184,9 @@ def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
                 wait_for(lambda: load.searches > 20, 60, "the load to get going")
                 started = client.start_moves(plan)
                 assert len(started) == 4
+                # GetClusterInfo lists the moves in progress.
+                in_progress = client.cluster_info().moves
+                assert [m.move.partition for m in in_progress] == [m.partition for m in plan]
                 wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
                 # Some load after the last switch and clean-up, too.
                 after = load.writes
@@ -191,17 +196,6 @@ def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
                 worker.join(LOAD_MAX_S)
                 load.client.close()
             statuses = client.moves()
-            print(
-                "MOVES",
-                [
-                    (s.move.partition, s.copied, s.cleaned, round(s.updated_s - s.created_s, 2))
-                    for s in statuses
-                ],
-                "searches",
-                load.searches,
-                "writes",
-                load.writes,
-            )
             assert [s.phase for s in statuses] == ["done"] * 4, statuses
             topology = client.get_topology()
             assert not topology.moving and not topology.leaving
@@ -213,6 +207,12 @@ def test_adding_a_group_and_rebalancing_under_load_loses_nothing(
             assert report.differing == 0, report
             info = client.cluster_info()
             assert not info.moves
+        # The CLI shows the same.
+        cli(["topology", "moves", "--json", "--address", cluster.address])
+        shown = json.loads(capsys.readouterr().out)
+        assert [m["phase"] for m in shown] == ["done"] * 4
+        cli(["topology", "plan", "--address", cluster.address])
+        assert "nothing to move" in capsys.readouterr().out
 
         groups = [list(cluster.shards[0]), list(cluster.shards[1]), new_group]
         check_every_replica(groups, topology, expected, data.document_vectors)
