@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
@@ -170,8 +170,11 @@ class PartitionMover:
             # A target replica that cannot be reached fails the phase: it is run again.
             mine = await target.list_versions(name, [partition], CALL_TIMEOUT_S)
             missing = newer_than_mine(mine, theirs)
-            for start in range(0, len(missing), COPY_BATCH):
-                ops = await source.fetch(name, missing[start : start + COPY_BATCH], CALL_TIMEOUT_S)
+            hidden = frozenset(_hidden_by_clean_up(mine, theirs))
+            wanted = sorted({*missing, *hidden})
+            for start in range(0, len(wanted), COPY_BATCH):
+                ops = await source.fetch(name, wanted[start : start + COPY_BATCH], CALL_TIMEOUT_S)
+                ops = [replace(op, version=op.version + 2) if op.id in hidden else op for op in ops]
                 if ops:
                     await target.write(name, ops, CALL_TIMEOUT_S, incarnation=config.incarnation)
                     count.add(ops)
@@ -199,6 +202,23 @@ class PartitionMover:
                     )
             cleaned += sum(not state.deleted for state in held.values())
         return cleaned
+
+
+def _hidden_by_clean_up(
+    mine: dict[str, VersionState], theirs: dict[str, VersionState]
+) -> list[str]:
+    """Ids the target holds a clean-up tombstone of (one version above the source's
+    live record: this group gave the partition away before and has not purged
+    them yet). The source's record goes over it two versions up: still older than
+    any write made since, which carries a newer clock."""
+    return [
+        doc_id
+        for doc_id, state in theirs.items()
+        if not state.deleted
+        and (held := mine.get(doc_id)) is not None
+        and held.deleted
+        and held.version == state.version + 1
+    ]
 
 
 def _tombstones(held: dict[str, VersionState]) -> list[WriteOp]:
