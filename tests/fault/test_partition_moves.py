@@ -363,8 +363,9 @@ def replicas_agree(check: Callable[[], None]) -> bool:
 def test_moves_survive_source_and_target_replicas_killed_mid_move(
     start_cluster: StartCluster,
 ) -> None:
-    """In each of the rebalance's moves a replica of its source or of its target is
-    SIGKILLed at a random point of the move and restarted on its data: the move
+    """In each of 12 moves (a rebalance onto a new group, a drain of it, a rebalance
+    again) a replica of its source or of its target is SIGKILLed at a random
+    point of the move and restarted on its data: the move
     waits or goes on, and nothing acknowledged is lost, resurrected or misplaced
     (writes that fail while a replica is down, at QUORUM of 2, are not acknowledged;
     their ids may hold either state). Searches never fail: a group fails over."""
@@ -395,32 +396,36 @@ def test_moves_survive_source_and_target_replicas_killed_mid_move(
             worker.start()
             try:
                 wait_for(lambda: load.searches > 10, 60, "the load to get going")
-                started = client.start_moves(client.plan_rebalance())
-                for status in started:
+                # Three rounds: onto the new group, off it again (moving partitions
+                # back before the clean-up tombstones are purged), onto it again.
+                for drain in ([], [2], []):
+                    started = client.start_moves(client.plan_rebalance(drain))
+                    assert len(started) == 4
+                    for status in started:
 
-                    def under_way(move_id: str = status.id) -> bool:
-                        [now] = [s for s in client.moves() if s.id == move_id]
-                        return now.phase in ("copying", "switched", "cleaning", *FINAL)
+                        def under_way(move_id: str = status.id) -> bool:
+                            [now] = [s for s in client.moves() if s.id == move_id]
+                            return now.phase in ("copying", "switched", "cleaning", *FINAL)
 
-                    wait_for(under_way, MOVES_TIMEOUT_S, f"move {status.id} to be under way")
-                    time.sleep(rng.uniform(0, 0.5))  # a random point in the move
-                    side = rng.choice(["source", "target"])
-                    group = status.move.source if side == "source" else status.move.target
-                    victim = rng.choice(groups[group])
-                    victim.kill()
-                    kills.append(f"{victim.name} ({side} of partition {status.move.partition})")
-                    time.sleep(rng.uniform(0.5, 2.0))
-                    victim.start()
-                    victim.wait_ready(60)
-                wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
+                        wait_for(under_way, MOVES_TIMEOUT_S, f"move {status.id} under way")
+                        time.sleep(rng.uniform(0, 0.5))  # a random point in the move
+                        side = rng.choice(["source", "target"])
+                        group = status.move.source if side == "source" else status.move.target
+                        victim = rng.choice(groups[group])
+                        victim.kill()
+                        kills.append(f"{victim.name} ({side}, partition {status.move.partition})")
+                        time.sleep(rng.uniform(0.5, 2.0))
+                        victim.start()
+                        victim.wait_ready(60)
+                    wait_for(lambda: moves_finished(client), MOVES_TIMEOUT_S, "the moves to end")
                 after = load.writes
                 wait_for(lambda: load.writes > after + 10, 60, "writes after the moves")
             finally:
                 load.stop.set()
                 worker.join(LOAD_MAX_S)
                 load.client.close()
-            assert len(kills) == len(started) == 4, kills
-            assert [s.phase for s in client.moves()] == ["done"] * 4
+            assert len(kills) == 12, kills
+            assert [s.phase for s in client.moves()] == ["done"] * 12
             assert not load.failures, load.failures[:5]
             assert not load.duplicates, load.duplicates[:3]
             topology = client.get_topology()
