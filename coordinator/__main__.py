@@ -5,6 +5,7 @@
 
 import asyncio
 import logging
+import os
 
 import grpc.aio
 
@@ -28,6 +29,7 @@ from shoal.catalog import CatalogFollower
 from shoal.etcd.catalog_store import EtcdCatalog
 from shoal.etcd.client import EtcdClient
 from shoal.etcd.membership import MemberFollower
+from shoal.etcd.move_store import EtcdMoveLock, EtcdMoveStore
 from shoal.etcd.topology_store import EtcdTopology
 from shoal.runtime.auth import ApiKeyInterceptor
 from shoal.runtime.balancing import CONNECTION_AGE_OPTIONS
@@ -85,6 +87,12 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
         membership=members if members is not None else NO_MEMBERSHIP,
         connect=connect,
         topology_follower=topology_follower,
+        move_store=EtcdMoveStore(etcd) if etcd is not None else None,
+        move_lock=(
+            EtcdMoveLock(etcd, f"coordinator {settings.coordinator_id} pid {os.getpid()}")
+            if etcd is not None
+            else None
+        ),
     )
     log.info(
         "topology version %d: %d shard groups x %d replicas; embedder %s; coordinator id %d",
@@ -112,8 +120,12 @@ async def run(settings: Settings, metrics: CoordinatorMetrics) -> None:
             follower.start()
         if members is not None:
             members.start()
+        if core.moves is not None:
+            core.moves.start()
 
     async def stop() -> None:
+        if core.moves is not None:
+            await core.moves.stop()
         if topology_follower is not None:
             await topology_follower.stop()
         if follower is not None:

@@ -68,6 +68,7 @@ PUBLIC_RULES: Mapping[str, Rule] = {
     "SearchBatch": _collection(Role.READ),
     "GetClusterInfo": _cluster(Role.READ),
     "GetTopology": _cluster(Role.READ),
+    "ListMoves": _cluster(Role.READ),
     "Upsert": _collection(Role.WRITE),
     "Delete": _collection(Role.WRITE),
     "Update": _collection(Role.WRITE),
@@ -75,6 +76,8 @@ PUBLIC_RULES: Mapping[str, Rule] = {
     "DeleteCollection": _collection(Role.ADMIN, "name"),
     "VerifyReplicas": _collection(Role.ADMIN),
     "UpdateTopology": _cluster(Role.ADMIN),
+    "StartMoves": _cluster(Role.ADMIN),
+    "CancelMoves": _cluster(Role.ADMIN),
     # Snapshots may hold every collection and restores create them: cluster admins.
     "CreateSnapshot": _cluster(Role.ADMIN),
     "ListSnapshots": _cluster(Role.ADMIN),

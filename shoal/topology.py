@@ -46,6 +46,12 @@ class Topology:
     groups: tuple[ShardGroup, ...]
     #: Partitions that do not follow the default `p mod len(groups)`: partition -> group.
     partition_groups: Mapping[int, int] = field(default_factory=dict, hash=False)
+    #: Partitions being copied to another group (partition -> target group): the
+    #: owner above still answers for them, writes go to the owner and the target.
+    moving: Mapping[int, int] = field(default_factory=dict, hash=False)
+    #: Partitions whose former group still holds their records until a clean-up
+    #: (partition -> former group): searches count only the owner's hits.
+    leaving: Mapping[int, int] = field(default_factory=dict, hash=False)
 
     @property
     def replication_factor(self) -> int:
@@ -66,6 +72,27 @@ class Topology:
         group = self.partition_groups.get(partition)
         return partition % len(self.groups) if group is None else group
 
+    @property
+    def moves_in_flight(self) -> bool:
+        """Whether some partition's records are (or were just) in two groups."""
+        return bool(self.moving or self.leaving)
+
+    def write_groups_of_partition(self, partition: int) -> tuple[int, ...]:
+        """The groups a write of `partition` goes to: the owner, and a move's target."""
+        owner = self.group_of_partition(partition)
+        target = self.moving.get(partition)
+        return (owner,) if target is None or target == owner else (owner, target)
+
+    def split_for_write(self, ids: Iterable[str], partitions: int) -> dict[int, list[int]]:
+        """`split_by_group`, plus each moving partition's ids for its target group too."""
+        if not self.moving:
+            return self.split_by_group(ids, partitions)
+        by_group: dict[int, list[int]] = {}
+        for position, doc_id in enumerate(ids):
+            for group in self.write_groups_of_partition(stable_hash(doc_id) % partitions):
+                by_group.setdefault(group, []).append(position)
+        return by_group
+
     def group_of(self, doc_id: str, partitions: int) -> int:
         return self.group_of_partition(partition_of(doc_id, partitions))
 
@@ -82,8 +109,11 @@ class Topology:
 
     def same_layout(self, other: "Topology") -> bool:
         """The same groups, replicas and partition map, whatever the versions."""
-        return self.groups == other.groups and dict(self.partition_groups) == dict(
-            other.partition_groups
+        return (
+            self.groups == other.groups
+            and dict(self.partition_groups) == dict(other.partition_groups)
+            and dict(self.moving) == dict(other.moving)
+            and dict(self.leaving) == dict(other.leaving)
         )
 
     def with_version(self, version: int) -> "Topology":
@@ -99,6 +129,9 @@ class Topology:
             data["partition_groups"] = {
                 str(partition): group for partition, group in sorted(self.partition_groups.items())
             }
+        for key, moves in (("moving", self.moving), ("leaving", self.leaving)):
+            if moves:
+                data[key] = {str(p): group for p, group in sorted(moves.items())}
         return data
 
     @classmethod
@@ -123,7 +156,13 @@ class Topology:
                     raise TopologyError(f"replica {address} appears twice in the topology")
                 seen.add(address)
             parsed.append(ShardGroup(position, tuple(replicas)))
-        return cls(version, tuple(parsed), _partition_groups(data, len(parsed)))
+        return cls(
+            version,
+            tuple(parsed),
+            _partition_groups(data, len(parsed)),
+            _partition_map(data, "moving", len(parsed)),
+            _partition_map(data, "leaving", len(parsed)),
+        )
 
     @classmethod
     def load(cls, path: Path) -> "Topology":
@@ -142,23 +181,30 @@ class Topology:
 
 
 def _partition_groups(data: dict[str, Any], groups: int) -> dict[int, int]:
-    raw = data.get("partition_groups", {})
+    return {
+        partition: group
+        for partition, group in _partition_map(data, "partition_groups", groups).items()
+        if group != partition % groups  # the default needs no entry
+    }
+
+
+def _partition_map(data: dict[str, Any], key: str, groups: int) -> dict[int, int]:
+    raw = data.get(key, {})
     if not isinstance(raw, dict):
-        raise TopologyError("'partition_groups' must map partition numbers to group numbers")
+        raise TopologyError(f"{key!r} must map partition numbers to group numbers")
     moved: dict[int, int] = {}
-    for key, group in raw.items():
-        partition = int(key) if isinstance(key, str) and key.isdigit() else -1
+    for name, group in raw.items():
+        partition = int(name) if isinstance(name, str) and name.isdigit() else -1
         if not 0 <= partition < MAX_PARTITIONS:
             raise TopologyError(
-                f"partition_groups: {key!r} is not a partition number (0-{MAX_PARTITIONS - 1})"
+                f"{key}: {name!r} is not a partition number (0-{MAX_PARTITIONS - 1})"
             )
         if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < groups:
             raise TopologyError(
-                f"partition_groups: partition {partition} is given group {group!r};"
+                f"{key}: partition {partition} is given group {group!r};"
                 f" the topology has groups 0-{groups - 1}"
             )
-        if group != partition % groups:  # the default needs no entry
-            moved[partition] = group
+        moved[partition] = group
     return moved
 
 

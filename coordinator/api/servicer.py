@@ -5,20 +5,23 @@ mapping, so nothing here deals with status codes. Each call's deadline is
 the caller's, or a default when the caller set none.
 """
 
+import contextlib
 from typing import Any
 
 import grpc.aio
 
 from coordinator.api import packed_public, public_messages, request_limits
+from coordinator.api.move_messages import check_moves, move_to_proto
 from coordinator.api.packed_replies import add_packed_results
 from coordinator.api.snapshot_handlers import SnapshotHandlers
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
+from coordinator.core.move_runner import MoveRunner
 from coordinator.core.packed import PackedBatch
 from coordinator.core.snapshots import SnapshotService
 from coordinator.core.updates import MetadataChange
 from coordinator.proto_config import include_from_proto
-from shoal.errors import InvalidArgument
+from shoal.errors import FailedPrecondition, InvalidArgument, ShoalError
 from shoal.limits import RequestLimits
 from shoal.runtime.proto_values import config_to_proto, topology_from_proto, topology_to_proto
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
@@ -268,7 +271,12 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         self, request: shoal_pb2.GetClusterInfoRequest, context: Context
     ) -> shoal_pb2.GetClusterInfoResponse:
         info = await self._core.inspector.describe(self._read_deadline(context))
-        return public_messages.cluster_info_to_proto(info)
+        reply = public_messages.cluster_info_to_proto(info)
+        if self._core.moves is not None:
+            with contextlib.suppress(ShoalError):  # etcd away: the rest still answers
+                records = await self._core.moves.store.list()
+                reply.moves.extend(move_to_proto(r) for r in records if not r.finished)
+        return reply
 
     async def VerifyReplicas(
         self, request: shoal_pb2.VerifyReplicasRequest, context: Context
@@ -297,3 +305,35 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         topology = topology_from_proto(request.topology)
         updated = await self._core.routing.update(request.expected_version, topology)
         return shoal_pb2.UpdateTopologyResponse(topology=topology_to_proto(updated))
+
+    # Partition moves
+
+    def _moves(self) -> MoveRunner:
+        if self._core.moves is None:
+            raise FailedPrecondition(
+                "this coordinator runs without etcd (--etcd): partition moves keep their"
+                " state in etcd"
+            )
+        return self._core.moves
+
+    async def StartMoves(
+        self, request: shoal_pb2.StartMovesRequest, context: Context
+    ) -> shoal_pb2.StartMovesResponse:
+        moves = check_moves(self._core.routing.topology, request.moves)
+        records = await self._moves().submit(moves)
+        return shoal_pb2.StartMovesResponse(moves=[move_to_proto(r) for r in records])
+
+    async def ListMoves(
+        self, request: shoal_pb2.ListMovesRequest, context: Context
+    ) -> shoal_pb2.ListMovesResponse:
+        store = self._moves().store
+        records = await store.list()
+        if request.forget_finished:
+            await store.delete_finished()
+        return shoal_pb2.ListMovesResponse(moves=[move_to_proto(r) for r in records])
+
+    async def CancelMoves(
+        self, request: shoal_pb2.CancelMovesRequest, context: Context
+    ) -> shoal_pb2.CancelMovesResponse:
+        records = await self._moves().cancel()
+        return shoal_pb2.CancelMovesResponse(moves=[move_to_proto(r) for r in records])

@@ -9,6 +9,8 @@ from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.cluster_info import ClusterInspector
 from coordinator.core.embedding import Embedding
 from coordinator.core.hints import HintLimits, HintReplayer, HintStore
+from coordinator.core.move_runner import MoveRunner
+from coordinator.core.mover import PartitionMover
 from coordinator.core.observer import (
     NO_OBSERVER,
     NO_REPLICATION_OBSERVER,
@@ -23,6 +25,7 @@ from coordinator.core.updates import Updater
 from coordinator.core.verify import Verifier
 from coordinator.core.writes import Writer
 from shoal.catalog import CatalogFollower
+from shoal.moves import MoveLock, MoveStore
 from shoal.topology import Topology
 from shoal.topology_store import TopologyFollower
 
@@ -39,6 +42,8 @@ class Coordinator:
     hints: HintStore
     hint_replayer: HintReplayer
     background: Background
+    #: Partition moves (None without etcd: there is no store for them).
+    moves: MoveRunner | None = None
 
     @classmethod
     def build(
@@ -55,6 +60,8 @@ class Coordinator:
         membership: Membership = NO_MEMBERSHIP,
         connect: ShardConnector | None = None,
         topology_follower: TopologyFollower | None = None,
+        move_store: MoveStore | None = None,
+        move_lock: MoveLock | None = None,
     ) -> "Coordinator":
         """`shards` has a client for every replica address in the topology, or
         `connect` makes the ones missing (also for replicas a later topology adds).
@@ -76,6 +83,9 @@ class Coordinator:
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
         writer = Writer(routing, catalog, embedding, clock, background, hints)
+        moves = None
+        if move_store is not None and move_lock is not None:
+            moves = MoveRunner(PartitionMover(routing, catalog), move_store, move_lock)
         return cls(
             routing=routing,
             catalog=catalog,
@@ -87,4 +97,5 @@ class Coordinator:
             hints=hints,
             hint_replayer=HintReplayer(hints, routing.client),
             background=background,
+            moves=moves,
         )

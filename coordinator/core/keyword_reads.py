@@ -75,6 +75,12 @@ class FanOut(Protocol):
     ) -> Awaitable[tuple[list[T], Coverage]]: ...
 
 
+#: The fan-out of the candidate searches (while partitions move, each group's
+#: lists cut to what it owns).
+HybridFanOut = Callable[
+    [str, str, ShardCall[HybridAnswer], Deadline, bool],
+    Awaitable[tuple[list[HybridAnswer], Coverage]],
+]
 Embed = Callable[[CollectionConfig, Sequence[QueryInput], Deadline], Awaitable[Vector]]
 Get = Callable[[str, Sequence[str], Include, bool, Deadline], Awaitable[FoundDocuments]]
 
@@ -155,8 +161,11 @@ class KeywordReads:
         embed: Embed,
         get: Get,
         memory: StatisticsMemory | None = None,
+        fan_out_owned: HybridFanOut | None = None,
     ) -> None:
         self._fan_out = fan_out
+        #: For the candidate lists: while partitions move, each group's cut to what it owns.
+        self._fan_out_owned = fan_out_owned or fan_out
         self._embed = embed
         self._get = get
         self._memory = memory if memory is not None else StatisticsMemory()
@@ -304,7 +313,9 @@ class KeywordReads:
             return answer
 
         operation = "hybrid_search" if call.vectors is not None else "keyword_search"
-        return await self._fan_out(collection, operation, search, deadline, options.allow_partial)
+        return await self._fan_out_owned(
+            collection, operation, search, deadline, options.allow_partial
+        )
 
     async def _with_documents(
         self,

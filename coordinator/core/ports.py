@@ -211,6 +211,9 @@ class VectorMessage(Protocol):
 class ScrollPage:
     documents: list[DocumentMessage]  # in id order
     more: bool  # documents remain after the last one returned
+    #: The last id the replica listed, when `documents` was cut afterwards
+    #: (to the partitions its group owns, during moves); "" when it was not.
+    last_listed: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,10 @@ newest version of each document, whatever order writes arrive in. A replica
 that fails its part with UNAVAILABLE or a timeout gets it later as a hint
 (see `hints`).
 
+While a partition moves to another group, its documents go to both groups,
+the target counted as a group of its own: the write is acknowledged only once
+both meet the consistency, so a move's copy never has to find it later.
+
 Each write is routed with the topology held when it starts (`routing`) and
 carries that version. A replica whose group no longer owns a partition under
 a newer version it knows refuses the write (PartitionMoved, with its topology):
@@ -216,7 +220,7 @@ class Writer:
         per_group = await asyncio.gather(
             *(
                 self._write_matching_in(
-                    group, collection, filter, make_ops, consistency, deadline, config.incarnation
+                    group, collection, filter, make_ops, consistency, deadline, config
                 )
                 for group in self._routing.groups
             )
@@ -243,7 +247,7 @@ class Writer:
         make_ops: OpsForIds,
         consistency: WriteConsistency,
         deadline: Deadline,
-        incarnation: int = 0,
+        config: CollectionConfig,
     ) -> list[GroupOutcome]:
         outcomes: list[GroupOutcome] = []
         after_id = ""
@@ -255,11 +259,18 @@ class Writer:
                 return outcomes
             ids = [document.id for document in page.documents]
             ops = make_ops(ids, self._clock.next_many(len(ids)))
-            outcome = await self._write_group(
-                group, collection, ops, consistency, deadline, incarnation
-            )
-            outcomes.append(outcome)
-            if not outcome.met or not page.more:
+            if self._routing.topology.moves_in_flight:
+                # A moving partition's documents are in two groups: route the
+                # writes like any other, so both get them.
+                routed = await self._route_and_write(collection, config, ops, consistency, deadline)
+            else:
+                routed = [
+                    await self._write_group(
+                        group, collection, ops, consistency, deadline, config.incarnation
+                    )
+                ]
+            outcomes += routed
+            if not all(outcome.met for outcome in routed) or not page.more:
                 return outcomes
             after_id = ids[-1]
 
@@ -287,11 +298,34 @@ class Writer:
         if not ops:
             replicas = self._routing.topology.replication_factor
             return WriteResult(0, consistency.required(replicas), replicas)
+        outcomes = await self._route_and_write(collection, config, ops, consistency, deadline)
+        self._raise_unmet(collection, outcomes, deadline)
+        return WriteResult(
+            written=len(ops),
+            acknowledged=min(len(outcome.acks) for outcome in outcomes),
+            replicas=max(outcome.replicas for outcome in outcomes),
+            deleted=sum(
+                max((ack.deleted for ack in outcome.acks), default=0) for outcome in outcomes
+            ),
+            applied=sum(
+                max((ack.applied for ack in outcome.acks), default=0) for outcome in outcomes
+            ),
+        )
+
+    async def _route_and_write(
+        self,
+        collection: str,
+        config: CollectionConfig,
+        ops: list[WriteOp],
+        consistency: WriteConsistency,
+        deadline: Deadline,
+    ) -> list[GroupOutcome]:
+        """Each group's outcome, after routing again what a group refused."""
         outcomes: list[GroupOutcome] = []
         todo = ops
         for routing in range(1, MAX_ROUTINGS + 1):
             table = self._routing.table
-            by_group = table.topology.split_by_group((op.id for op in todo), config.partitions)
+            by_group = table.topology.split_for_write((op.id for op in todo), config.partitions)
             routed = await asyncio.gather(
                 *(
                     self._write_group(
@@ -311,7 +345,11 @@ class Writer:
             if not refused:
                 break
             moved = refused[0].moved[0]
-            if routing == MAX_ROUTINGS or not await self._routing.learn(moved.topology):
+            learnt = await self._routing.learn(moved.topology)
+            # The watch may have brought the newer topology while the write was on
+            # its way: routing has moved on since, though learning changed nothing.
+            newer = learnt or self._routing.table.version > table.version
+            if routing == MAX_ROUTINGS or not newer:
                 raise Unavailable(
                     f"shard group {refused[0].group} refused the write as routed with topology"
                     f" version {table.version} ({moved}), and no newer topology could be"
@@ -323,19 +361,8 @@ class Writer:
                 moved,
                 self._routing.table.version,
             )
-            todo = [op for outcome in refused for op in outcome.ops]
-        self._raise_unmet(collection, outcomes, deadline)
-        return WriteResult(
-            written=len(ops),
-            acknowledged=min(len(outcome.acks) for outcome in outcomes),
-            replicas=max(outcome.replicas for outcome in outcomes),
-            deleted=sum(
-                max((ack.deleted for ack in outcome.acks), default=0) for outcome in outcomes
-            ),
-            applied=sum(
-                max((ack.applied for ack in outcome.acks), default=0) for outcome in outcomes
-            ),
-        )
+            todo = list({op.id: op for outcome in refused for op in outcome.ops}.values())
+        return outcomes
 
     async def _write_group(
         self,

@@ -7,6 +7,10 @@ no group at all, the whole write is refused before anything is stored: the
 coordinator routed with a map that is out of date. It then routes again with a
 newer topology (passed back with the refusal) and retries.
 
+While a partition moves (the topology's `moving`), a write for it routed with
+an older version is refused by the source and the target alike: it may have
+been routed to the source alone, and the copy to the target must not miss it.
+
 A write routed with the current version or a newer one is taken: the
 coordinator knows at least as much as this shard. Version 0 means "not routed
 by partition" (a write addressed to this group for what it already holds, as a
@@ -49,6 +53,14 @@ class PartitionOwnership:
         for doc_id in ids:
             partition = stable_hash(doc_id) % partitions
             owner = topology.group_of_partition(partition)
+            target = topology.moving.get(partition)
+            if target is not None and mine.group in (owner, target):
+                raise PartitionMoved(
+                    f"partition {partition} of collection {collection!r} is moving from shard"
+                    f" group {owner} to {target} as of topology version {topology.version}:"
+                    f" its writes go to both, and this one was routed with version {routed}",
+                    topology,
+                )
             if owner != mine.group:
                 raise PartitionMoved(
                     f"partition {partition} of collection {collection!r} moved to shard group"

@@ -7,6 +7,7 @@ from typing import Any
 
 from loadtest import command as loadtest
 from shoal.cli import output as out
+from shoal.cli.move_commands import add_move_commands
 from shoal.cli.options import ENVIRONMENT, command, connect, global_options, print_json
 from shoal.topology import Topology, TopologyError
 
@@ -128,7 +129,11 @@ def add_topology_commands(commands: Any) -> None:
         "show or change the partition -> shard group -> replica map (in etcd)",
     )
     actions = topology.add_subparsers(
-        dest="topology_command", required=True, metavar="ACTION", help="show, set or move"
+        dest="topology_command",
+        required=True,
+        metavar="ACTION",
+        help="show, set, move (routing only), add-group, plan, rebalance, moves, cancel,"
+        " remove-group",
     )
     command(actions, "show", "the topology the coordinator routes with").set_defaults(
         run=cmd_topology_show
@@ -152,3 +157,4 @@ def add_topology_commands(commands: Any) -> None:
     move.add_argument("partition", type=int, help="the partition number")
     move.add_argument("group", type=int, help="the shard group that owns it from now on")
     move.set_defaults(run=cmd_topology_move)
+    add_move_commands(actions)

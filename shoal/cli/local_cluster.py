@@ -11,6 +11,7 @@ nothing behind.
 """
 
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -56,8 +57,10 @@ async def publish_topology(endpoints: Sequence[str], topology: Topology) -> int:
         if current.groups == topology.groups:
             return current.version
         same_groups = len(current.groups) == len(topology.groups)
-        moved = current.partition_groups if same_groups else {}
-        replaced = Topology(topology.version, topology.groups, dict(moved))
+        if same_groups:  # moves, done and in flight, stay as they are
+            replaced = dataclasses.replace(current, groups=topology.groups)
+        else:
+            replaced = Topology(topology.version, topology.groups, {})
         return (await store.update(current.version, replaced)).version
     finally:
         await client.close()

@@ -335,6 +335,11 @@ def print_cluster(info: shoal_pb2.GetClusterInfoResponse) -> None:
         ),
         right=("group",),
     )
+    for move in info.moves:
+        print(
+            f"moving partition {move.move.partition}: group {move.move.source} ->"
+            f" {move.move.target}, {move.phase}, {move.copied} records copied"
+        )
 
 
 def _member(replica: shoal_pb2.ReplicaInfo) -> str:

@@ -91,6 +91,8 @@ def topology_to_proto(topology: Topology) -> shoal_pb2.Topology:
         version=topology.version,
         groups=[shoal_pb2.TopologyGroup(replicas=group.replicas) for group in topology.groups],
         partition_groups=dict(topology.partition_groups),
+        moving=dict(topology.moving),
+        leaving=dict(topology.leaving),
     )
 
 
@@ -102,6 +104,8 @@ def topology_from_proto(message: shoal_pb2.Topology) -> Topology:
                 "version": message.version,
                 "groups": [{"replicas": list(group.replicas)} for group in message.groups],
                 "partition_groups": {str(p): g for p, g in message.partition_groups.items()},
+                "moving": {str(p): g for p, g in message.moving.items()},
+                "leaving": {str(p): g for p, g in message.leaving.items()},
             }
         )
     except TopologyError as error:

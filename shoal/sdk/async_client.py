@@ -16,6 +16,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from shoal import moves as partition_moves
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
@@ -330,3 +331,68 @@ class AsyncClient:
         """As `Client.move_partition`."""
         current = await self.get_topology()
         return await self.update_topology(calls.moved(current, partition, group), current.version)
+
+    # Growing and shrinking: partition moves that copy the data
+
+    async def partition_count(self) -> int:
+        """The most partitions any collection has: the partitions a plan spreads."""
+        return max((c.partitions for c in await self.list_collections()), default=0)
+
+    async def add_group(self, replicas: Sequence[str]) -> Topology:
+        """Add an empty shard group of `replicas` (HOST:PORT, started already); every
+        partition stays where it is until a rebalance moves some onto it."""
+        current = await self.get_topology()
+        added = partition_moves.with_group_added(
+            current, list(replicas), await self.partition_count()
+        )
+        return await self.update_topology(added, current.version)
+
+    async def remove_group(self, group: int) -> Topology:
+        """Take a drained shard group (it owns no partition) out of the topology;
+        the groups after it move down one place."""
+        current = await self.get_topology()
+        removed = partition_moves.with_group_removed(current, group, await self.partition_count())
+        return await self.update_topology(removed, current.version)
+
+    async def add_replica(self, group: int, address: str) -> Topology:
+        """One more replica for `group`; start its process (empty data dir) after:
+        it catches up from its peers before it serves reads."""
+        current = await self.get_topology()
+        changed = partition_moves.with_replica_added(current, group, address)
+        return await self.update_topology(changed, current.version)
+
+    async def replace_replica(self, old: str, new: str) -> Topology:
+        """`new` in `old`'s place; start `new` (empty data dir) after, stop `old`."""
+        current = await self.get_topology()
+        changed = partition_moves.with_replica_replaced(current, old, new)
+        return await self.update_topology(changed, current.version)
+
+    async def remove_replica(self, address: str) -> Topology:
+        current = await self.get_topology()
+        changed = partition_moves.with_replica_removed(current, address)
+        return await self.update_topology(changed, current.version)
+
+    async def plan_rebalance(self, drain: Sequence[int] = ()) -> list[partition_moves.PlannedMove]:
+        """The moves that even out the partitions over the groups (emptying `drain`)."""
+        topology = await self.get_topology()
+        return partition_moves.plan_rebalance(topology, await self.partition_count(), drain)
+
+    async def start_moves(
+        self, planned: Sequence[partition_moves.PlannedMove]
+    ) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Start partition moves (run one after another by a coordinator); their status."""
+        return await self._call(calls.start_moves(planned))
+
+    async def rebalance(self, drain: Sequence[int] = ()) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Plan and start the moves that even out the groups; [] when even already."""
+        planned = await self.plan_rebalance(drain)
+        return await self.start_moves(planned) if planned else []
+
+    async def moves(self, forget_finished: bool = False) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Every partition move the cluster knows, with its phase and progress."""
+        return await self._call(calls.list_moves(forget_finished))
+
+    async def cancel_moves(self) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Stop the unfinished moves: those before their switch roll back, the others
+        finish."""
+        return await self._call(calls.cancel_moves())

@@ -7,13 +7,14 @@ raise the same errors and return the same results.
 """
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from shoal.errors import InvalidArgument
+from shoal.moves import PlannedMove
 from shoal.runtime.proto_values import metadata_to_proto, topology_from_proto, topology_to_proto
 from shoal.sdk.columnar import Documents, SearchResult
 from shoal.sdk.requests import (
@@ -339,4 +340,26 @@ def update_topology(topology: Topology, expected_version: int) -> Call[Topology]
 
 def moved(current: Topology, partition: int, group: int) -> Topology:
     """`current` with `partition` routed to `group`."""
-    return Topology(current.version, current.groups, {**current.partition_groups, partition: group})
+    return replace(current, partition_groups={**current.partition_groups, partition: group})
+
+
+# Partition moves
+
+
+def start_moves(planned: Sequence[PlannedMove]) -> Call[list[shoal_pb2.PartitionMoveStatus]]:
+    request = shoal_pb2.StartMovesRequest(
+        moves=[
+            shoal_pb2.PartitionMove(partition=m.partition, source=m.source, target=m.target)
+            for m in planned
+        ]
+    )
+    return Call("StartMoves", request, lambda reply: list(reply.moves))
+
+
+def list_moves(forget_finished: bool) -> Call[list[shoal_pb2.PartitionMoveStatus]]:
+    request = shoal_pb2.ListMovesRequest(forget_finished=forget_finished)
+    return Call("ListMoves", request, lambda reply: list(reply.moves))
+
+
+def cancel_moves() -> Call[list[shoal_pb2.PartitionMoveStatus]]:
+    return Call("CancelMoves", shoal_pb2.CancelMovesRequest(), lambda reply: list(reply.moves))

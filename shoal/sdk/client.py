@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 import numpy.typing as npt
 
+from shoal import moves as partition_moves
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
@@ -405,3 +406,65 @@ class Client(SnapshotMethods):
         on: read the topology, change that one entry, store it (see update_topology)."""
         current = self.get_topology()
         return self.update_topology(calls.moved(current, partition, group), current.version)
+
+    # Growing and shrinking: partition moves that copy the data
+
+    def partition_count(self) -> int:
+        """The most partitions any collection has: the partitions a plan spreads."""
+        return max((c.partitions for c in self.list_collections()), default=0)
+
+    def add_group(self, replicas: Sequence[str]) -> Topology:
+        """Add an empty shard group of `replicas` (HOST:PORT, started already); every
+        partition stays where it is until a rebalance moves some onto it."""
+        current = self.get_topology()
+        added = partition_moves.with_group_added(current, list(replicas), self.partition_count())
+        return self.update_topology(added, current.version)
+
+    def remove_group(self, group: int) -> Topology:
+        """Take a drained shard group (it owns no partition) out of the topology;
+        the groups after it move down one place."""
+        current = self.get_topology()
+        removed = partition_moves.with_group_removed(current, group, self.partition_count())
+        return self.update_topology(removed, current.version)
+
+    def add_replica(self, group: int, address: str) -> Topology:
+        """One more replica for `group`; start its process (empty data dir) after:
+        it catches up from its peers before it serves reads."""
+        current = self.get_topology()
+        changed = partition_moves.with_replica_added(current, group, address)
+        return self.update_topology(changed, current.version)
+
+    def replace_replica(self, old: str, new: str) -> Topology:
+        """`new` in `old`'s place; start `new` (empty data dir) after, stop `old`."""
+        current = self.get_topology()
+        changed = partition_moves.with_replica_replaced(current, old, new)
+        return self.update_topology(changed, current.version)
+
+    def remove_replica(self, address: str) -> Topology:
+        current = self.get_topology()
+        changed = partition_moves.with_replica_removed(current, address)
+        return self.update_topology(changed, current.version)
+
+    def plan_rebalance(self, drain: Sequence[int] = ()) -> list[partition_moves.PlannedMove]:
+        """The moves that even out the partitions over the groups (emptying `drain`)."""
+        return partition_moves.plan_rebalance(self.get_topology(), self.partition_count(), drain)
+
+    def start_moves(
+        self, planned: Sequence[partition_moves.PlannedMove]
+    ) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Start partition moves (run one after another by a coordinator); their status."""
+        return self._call(calls.start_moves(planned))
+
+    def rebalance(self, drain: Sequence[int] = ()) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Plan and start the moves that even out the groups; [] when even already."""
+        planned = self.plan_rebalance(drain)
+        return self.start_moves(planned) if planned else []
+
+    def moves(self, forget_finished: bool = False) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Every partition move the cluster knows, with its phase and progress."""
+        return self._call(calls.list_moves(forget_finished))
+
+    def cancel_moves(self) -> list[shoal_pb2.PartitionMoveStatus]:
+        """Stop the unfinished moves: those before their switch roll back, the others
+        finish."""
+        return self._call(calls.cancel_moves())

@@ -1182,12 +1182,17 @@ class GetClusterInfoResponse(_message.Message):
     GROUPS_FIELD_NUMBER: _builtins.int
     EMBEDDER_ADDRESS_FIELD_NUMBER: _builtins.int
     EMBEDDER_HEALTH_FIELD_NUMBER: _builtins.int
+    MOVES_FIELD_NUMBER: _builtins.int
     topology_version: _builtins.int
     replication_factor: _builtins.int
     embedder_address: _builtins.str
     embedder_health: Global___ReplicaHealth.ValueType
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardGroupInfo]: ...
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMoveStatus]:
+        """unfinished partition moves"""
+
     def __init__(
         self,
         *,
@@ -1196,10 +1201,11 @@ class GetClusterInfoResponse(_message.Message):
         groups: _abc.Iterable[Global___ShardGroupInfo] | None = ...,
         embedder_address: _builtins.str = ...,
         embedder_health: Global___ReplicaHealth.ValueType = ...,
+        moves: _abc.Iterable[Global___PartitionMoveStatus] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedder_address", b"embedder_address", "embedder_health", b"embedder_health", "groups", b"groups", "replication_factor", b"replication_factor", "topology_version", b"topology_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["embedder_address", b"embedder_address", "embedder_health", b"embedder_health", "groups", b"groups", "moves", b"moves", "replication_factor", b"replication_factor", "topology_version", b"topology_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1373,9 +1379,51 @@ class Topology(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class MovingEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class LeavingEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.int
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.int = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     VERSION_FIELD_NUMBER: _builtins.int
     GROUPS_FIELD_NUMBER: _builtins.int
     PARTITION_GROUPS_FIELD_NUMBER: _builtins.int
+    MOVING_FIELD_NUMBER: _builtins.int
+    LEAVING_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     @_builtins.property
     def groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___TopologyGroup]:
@@ -1383,16 +1431,26 @@ class Topology(_message.Message):
 
     @_builtins.property
     def partition_groups(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]: ...
+    @_builtins.property
+    def moving(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """partition -> target group of a move in progress"""
+
+    @_builtins.property
+    def leaving(self) -> _containers.ScalarMap[_builtins.int, _builtins.int]:
+        """partition -> former group not yet cleaned up"""
+
     def __init__(
         self,
         *,
         version: _builtins.int = ...,
         groups: _abc.Iterable[Global___TopologyGroup] | None = ...,
         partition_groups: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        moving: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
+        leaving: _abc.Mapping[_builtins.int, _builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "partition_groups", b"partition_groups", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["groups", b"groups", "leaving", b"leaving", "moving", b"moving", "partition_groups", b"partition_groups", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1734,3 +1792,201 @@ class RestoreSnapshotRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RestoreSnapshotRequest: _TypeAlias = RestoreSnapshotRequest  # noqa: Y015
+
+@_typing.final
+class PartitionMove(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARTITION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    partition: _builtins.int
+    source: _builtins.int
+    """the group that owns it now"""
+    target: _builtins.int
+    def __init__(
+        self,
+        *,
+        partition: _builtins.int = ...,
+        source: _builtins.int = ...,
+        target: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["partition", b"partition", "source", b"source", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionMove: _TypeAlias = PartitionMove  # noqa: Y015
+
+@_typing.final
+class PartitionMoveStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MOVE_FIELD_NUMBER: _builtins.int
+    PHASE_FIELD_NUMBER: _builtins.int
+    COPIED_FIELD_NUMBER: _builtins.int
+    COPIED_BYTES_FIELD_NUMBER: _builtins.int
+    CLEANED_FIELD_NUMBER: _builtins.int
+    CANCEL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    CREATED_S_FIELD_NUMBER: _builtins.int
+    UPDATED_S_FIELD_NUMBER: _builtins.int
+    STARTED_S_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    phase: _builtins.str
+    """started, copying, switched, cleaning, done, cancelled"""
+    copied: _builtins.int
+    """records (documents and tombstones) copied to the target"""
+    copied_bytes: _builtins.int
+    cleaned: _builtins.int
+    """records removed from the source"""
+    cancel: _builtins.bool
+    """a cancel was asked for"""
+    error: _builtins.str
+    """the last step's failure, retried"""
+    created_s: _builtins.float
+    """unix seconds"""
+    updated_s: _builtins.float
+    started_s: _builtins.float
+    """when a coordinator began driving it (0: not yet)"""
+    @_builtins.property
+    def move(self) -> Global___PartitionMove: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        move: Global___PartitionMove | None = ...,
+        phase: _builtins.str = ...,
+        copied: _builtins.int = ...,
+        copied_bytes: _builtins.int = ...,
+        cleaned: _builtins.int = ...,
+        cancel: _builtins.bool = ...,
+        error: _builtins.str = ...,
+        created_s: _builtins.float = ...,
+        updated_s: _builtins.float = ...,
+        started_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["move", b"move"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel", b"cancel", "cleaned", b"cleaned", "copied", b"copied", "copied_bytes", b"copied_bytes", "created_s", b"created_s", "error", b"error", "id", b"id", "move", b"move", "phase", b"phase", "started_s", b"started_s", "updated_s", b"updated_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PartitionMoveStatus: _TypeAlias = PartitionMoveStatus  # noqa: Y015
+
+@_typing.final
+class StartMovesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMove]: ...
+    def __init__(
+        self,
+        *,
+        moves: _abc.Iterable[Global___PartitionMove] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves", b"moves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartMovesRequest: _TypeAlias = StartMovesRequest  # noqa: Y015
+
+@_typing.final
+class StartMovesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMoveStatus]: ...
+    def __init__(
+        self,
+        *,
+        moves: _abc.Iterable[Global___PartitionMoveStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves", b"moves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartMovesResponse: _TypeAlias = StartMovesResponse  # noqa: Y015
+
+@_typing.final
+class ListMovesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORGET_FINISHED_FIELD_NUMBER: _builtins.int
+    forget_finished: _builtins.bool
+    """drop the records of finished moves after listing them"""
+    def __init__(
+        self,
+        *,
+        forget_finished: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forget_finished", b"forget_finished"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMovesRequest: _TypeAlias = ListMovesRequest  # noqa: Y015
+
+@_typing.final
+class ListMovesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMoveStatus]: ...
+    def __init__(
+        self,
+        *,
+        moves: _abc.Iterable[Global___PartitionMoveStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves", b"moves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMovesResponse: _TypeAlias = ListMovesResponse  # noqa: Y015
+
+@_typing.final
+class CancelMovesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelMovesRequest: _TypeAlias = CancelMovesRequest  # noqa: Y015
+
+@_typing.final
+class CancelMovesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MOVES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def moves(self) -> _containers.RepeatedCompositeFieldContainer[Global___PartitionMoveStatus]: ...
+    def __init__(
+        self,
+        *,
+        moves: _abc.Iterable[Global___PartitionMoveStatus] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["moves", b"moves"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelMovesResponse: _TypeAlias = CancelMovesResponse  # noqa: Y015

@@ -135,6 +135,21 @@ class ShoalServiceStub:
                 request_serializer=shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
                 _registered_method=True)
+        self.StartMoves = channel.unary_unary(
+                '/shoal.v1.ShoalService/StartMoves',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.StartMovesRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.StartMovesResponse.FromString,
+                _registered_method=True)
+        self.ListMoves = channel.unary_unary(
+                '/shoal.v1.ShoalService/ListMoves',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.ListMovesRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.ListMovesResponse.FromString,
+                _registered_method=True)
+        self.CancelMoves = channel.unary_unary(
+                '/shoal.v1.ShoalService/CancelMoves',
+                request_serializer=shoal_dot_v1_dot_shoal__pb2.CancelMovesRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shoal__pb2.CancelMovesResponse.FromString,
+                _registered_method=True)
 
 
 class ShoalServiceServicer:
@@ -271,6 +286,27 @@ class ShoalServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartMoves(self, request, context):
+        """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+        one after another by the coordinator holding the move lock, state in etcd),
+        list them with their progress, cancel the unfinished ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMoves(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelMoves(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShoalServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -373,6 +409,21 @@ def add_ShoalServiceServicer_to_server(servicer, server):
                     servicer.RestoreSnapshot,
                     request_deserializer=shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.SerializeToString,
+            ),
+            'StartMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartMoves,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.StartMovesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.StartMovesResponse.SerializeToString,
+            ),
+            'ListMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMoves,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.ListMovesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.ListMovesResponse.SerializeToString,
+            ),
+            'CancelMoves': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelMoves,
+                    request_deserializer=shoal_dot_v1_dot_shoal__pb2.CancelMovesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shoal__pb2.CancelMovesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -916,6 +967,87 @@ class ShoalService:
             '/shoal.v1.ShoalService/RestoreSnapshot',
             shoal_dot_v1_dot_shoal__pb2.RestoreSnapshotRequest.SerializeToString,
             shoal_dot_v1_dot_shoal__pb2.SnapshotProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/StartMoves',
+            shoal_dot_v1_dot_shoal__pb2.StartMovesRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.StartMovesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/ListMoves',
+            shoal_dot_v1_dot_shoal__pb2.ListMovesRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.ListMovesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelMoves(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShoalService/CancelMoves',
+            shoal_dot_v1_dot_shoal__pb2.CancelMovesRequest.SerializeToString,
+            shoal_dot_v1_dot_shoal__pb2.CancelMovesResponse.FromString,
             options,
             channel_credentials,
             insecure,

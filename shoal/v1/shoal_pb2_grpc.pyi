@@ -66,6 +66,13 @@ class ShoalServiceStub:
     ListSnapshots: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ListSnapshotsRequest, _shoal_pb2.ListSnapshotsResponse]
     DeleteSnapshot: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.DeleteSnapshotRequest, _shoal_pb2.DeleteSnapshotResponse]
     RestoreSnapshot: _grpc.UnaryStreamMultiCallable[_shoal_pb2.RestoreSnapshotRequest, _shoal_pb2.SnapshotProgress]
+    StartMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.StartMovesRequest, _shoal_pb2.StartMovesResponse]
+    """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+    one after another by the coordinator holding the move lock, state in etcd),
+    list them with their progress, cancel the unfinished ones.
+    """
+    ListMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.ListMovesRequest, _shoal_pb2.ListMovesResponse]
+    CancelMoves: _grpc.UnaryUnaryMultiCallable[_shoal_pb2.CancelMovesRequest, _shoal_pb2.CancelMovesResponse]
 
 @_typing.type_check_only
 class ShoalServiceAsyncStub(ShoalServiceStub):
@@ -105,6 +112,13 @@ class ShoalServiceAsyncStub(ShoalServiceStub):
     ListSnapshots: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ListSnapshotsRequest, _shoal_pb2.ListSnapshotsResponse]  # type: ignore[assignment]
     DeleteSnapshot: _aio.UnaryUnaryMultiCallable[_shoal_pb2.DeleteSnapshotRequest, _shoal_pb2.DeleteSnapshotResponse]  # type: ignore[assignment]
     RestoreSnapshot: _aio.UnaryStreamMultiCallable[_shoal_pb2.RestoreSnapshotRequest, _shoal_pb2.SnapshotProgress]  # type: ignore[assignment]
+    StartMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.StartMovesRequest, _shoal_pb2.StartMovesResponse]  # type: ignore[assignment]
+    """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+    one after another by the coordinator holding the move lock, state in etcd),
+    list them with their progress, cancel the unfinished ones.
+    """
+    ListMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.ListMovesRequest, _shoal_pb2.ListMovesResponse]  # type: ignore[assignment]
+    CancelMoves: _aio.UnaryUnaryMultiCallable[_shoal_pb2.CancelMovesRequest, _shoal_pb2.CancelMovesResponse]  # type: ignore[assignment]
 
 class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
     """The public API, served by the coordinator."""
@@ -261,5 +275,30 @@ class ShoalServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _shoal_pb2.RestoreSnapshotRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_shoal_pb2.SnapshotProgress], _abc.AsyncIterator[_shoal_pb2.SnapshotProgress]]: ...
+
+    @_abc_1.abstractmethod
+    def StartMoves(
+        self,
+        request: _shoal_pb2.StartMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.StartMovesResponse, _abc.Awaitable[_shoal_pb2.StartMovesResponse]]:
+        """Partition moves that copy the data (docs/deploy.md "Scaling"): start moves (run
+        one after another by the coordinator holding the move lock, state in etcd),
+        list them with their progress, cancel the unfinished ones.
+        """
+
+    @_abc_1.abstractmethod
+    def ListMoves(
+        self,
+        request: _shoal_pb2.ListMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.ListMovesResponse, _abc.Awaitable[_shoal_pb2.ListMovesResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def CancelMoves(
+        self,
+        request: _shoal_pb2.CancelMovesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shoal_pb2.CancelMovesResponse, _abc.Awaitable[_shoal_pb2.CancelMovesResponse]]: ...
 
 def add_ShoalServiceServicer_to_server(servicer: ShoalServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

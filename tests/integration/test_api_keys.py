@@ -155,6 +155,10 @@ REQUESTS: dict[str, tuple[Message, Code]] = {
         shoal_pb2.UpdateTopologyRequest(expected_version=999_999),
         Code.INVALID_ARGUMENT,
     ),
+    # No moves: allowed callers get INVALID_ARGUMENT (start) and empty lists.
+    "StartMoves": (shoal_pb2.StartMovesRequest(), Code.INVALID_ARGUMENT),
+    "ListMoves": (shoal_pb2.ListMovesRequest(), Code.OK),
+    "CancelMoves": (shoal_pb2.CancelMovesRequest(), Code.OK),
     # This cluster has no --snapshot-location: allowed callers get FAILED_PRECONDITION.
     "CreateSnapshot": (shoal_pb2.CreateSnapshotRequest(name="s"), Code.FAILED_PRECONDITION),
     "ListSnapshots": (shoal_pb2.ListSnapshotsRequest(), Code.FAILED_PRECONDITION),

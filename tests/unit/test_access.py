@@ -20,9 +20,11 @@ from shoal.v1 import common_pb2, shoal_pb2
 READS = {"GetCollection", "Get", "Count", "Scroll", "Search", "SearchBatch"}
 WRITES = {"Upsert", "Delete", "Update"}
 ADMIN = {"CreateCollection", "DeleteCollection", "VerifyReplicas"}
-CLUSTER_READS = {"ListCollections", "GetClusterInfo", "GetTopology"}
+CLUSTER_READS = {"ListCollections", "GetClusterInfo", "GetTopology", "ListMoves"}
 CLUSTER_ADMIN = {
     "UpdateTopology",
+    "StartMoves",
+    "CancelMoves",
     "CreateSnapshot",
     "ListSnapshots",
     "DeleteSnapshot",

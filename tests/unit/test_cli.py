@@ -218,6 +218,7 @@ def test_messages_become_snake_case_json_with_numbers_and_enum_names() -> None:
         "replication_factor": 2,
         "embedder_address": "e:1",
         "embedder_health": "not_serving",
+        "moves": [],
         "groups": [
             {
                 "group": 0,
