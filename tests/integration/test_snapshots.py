@@ -38,7 +38,7 @@ MAX_OPS_PER_WORKER = 600
 MAX_LOAD_SECONDS = 60.0
 OPS_BEFORE_SNAPSHOT = 40
 OPS_AFTER_SNAPSHOT = 40
-QUERIES = 200
+QUERIES = 1000
 BASE = "base"  # the state of a dataset document nobody wrote to
 ABSENT = "absent"
 
@@ -145,10 +145,8 @@ Ranking = list[tuple[str, float]]
 
 
 def top10(client: Client, collection: str, queries: np.ndarray) -> list[Ranking]:
-    return [
-        [(hit.id, hit.score) for hit in client.search(collection, query, k=10, ef=500).hits]
-        for query in queries
-    ]
+    results = client.search_batch(collection, queries, k=10, ef=500, include=[])
+    return [[(hit.id, hit.score) for hit in result.hits] for result in results]
 
 
 def assert_same_rankings(before: list[Ranking], after: list[Ranking]) -> None:
