@@ -10,10 +10,13 @@ settings: the coordinator asks the embedder for chunks, shards keep them in
 the collection's config, and the SDK shows them.
 
 Defaults, on principle rather than tuned on any query set: a chunk is as long
-as the model reads (its input length less the two special tokens [CLS] and
-[SEP] that every input carries), and chunks overlap by an eighth of that, in
-the 10-20% range the usual guidance gives, so a sentence cut at a chunk's end
-is read whole at the next chunk's start.
+as the inputs the model was trained on, 128 word pieces (the sentence-transformers
+models, all-MiniLM-L6-v2 among them, were fine-tuned on pairs cut at 128, and
+read up to 256 only because truncation allows it), or the model's input length
+where that is shorter, less the two special tokens [CLS] and [SEP] that every
+input carries; chunks overlap by an eighth of that, in the 10-20% range the
+usual guidance gives, so a sentence cut at a chunk's end is read whole at the
+next chunk's start.
 """
 
 from collections.abc import Mapping
@@ -25,6 +28,9 @@ from shoal.errors import InvalidArgument
 SPECIAL_TOKENS = 2
 #: The model's input length when the embedder does not report one.
 FALLBACK_SEQ_TOKENS = 256
+#: The input length sentence-transformers models are trained on: a default
+#: chunk is no longer, even where the model reads more.
+TRAINED_SEQ_TOKENS = 128
 #: Bounds on a chunk's size, in tokens.
 MIN_CHUNK_TOKENS = 8
 MAX_CHUNK_TOKENS = 8192
@@ -35,7 +41,7 @@ MAX_CHUNKS = 1024
 @dataclass(frozen=True, slots=True)
 class ChunkingSettings:
     enabled: bool = False
-    chunk_tokens: int = 0  # 0: the default (the model's input length)
+    chunk_tokens: int = 0  # 0: the default (the model's trained input length)
     overlap_tokens: int | None = None  # None: the default (an eighth of a chunk)
 
     def with_defaults(self, max_seq_tokens: int) -> "ChunkingSettings":
@@ -43,7 +49,8 @@ class ChunkingSettings:
         if not self.enabled:
             return ChunkingSettings()
         seq = max_seq_tokens or FALLBACK_SEQ_TOKENS
-        chunk = self.chunk_tokens or max(MIN_CHUNK_TOKENS, seq - SPECIAL_TOKENS)
+        trained = min(seq, TRAINED_SEQ_TOKENS)
+        chunk = self.chunk_tokens or max(MIN_CHUNK_TOKENS, trained - SPECIAL_TOKENS)
         overlap = chunk // 8 if self.overlap_tokens is None else self.overlap_tokens
         return replace(self, chunk_tokens=chunk, overlap_tokens=overlap)
 

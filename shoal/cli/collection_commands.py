@@ -130,8 +130,8 @@ def add_collection_commands(commands: Any) -> None:
     chunking.add_argument(
         "--chunk-tokens",
         type=int,
-        help="tokens per chunk at most (default: the model's input length, 254 for"
-        " all-MiniLM-L6-v2)",
+        help="tokens per chunk at most (default: the length the model was trained on,"
+        " 128 less its two special tokens: 126 for all-MiniLM-L6-v2)",
     )
     chunking.add_argument(
         "--overlap-tokens",

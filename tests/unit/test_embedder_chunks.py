@@ -63,8 +63,10 @@ async def test_the_service_embeds_every_chunk(executor: ThreadPoolExecutor) -> N
     np.testing.assert_array_equal(result.vectors, HashEncoder(32).encode(pieces))
 
 
-def test_defaults_follow_the_model_input_length() -> None:
+def test_defaults_follow_the_trained_input_length_or_a_shorter_model_input() -> None:
     settings = ChunkingSettings(enabled=True).with_defaults(256)
-    assert (settings.chunk_tokens, settings.overlap_tokens) == (254, 31)
+    assert (settings.chunk_tokens, settings.overlap_tokens) == (126, 15)
+    short = ChunkingSettings(enabled=True).with_defaults(64)
+    assert (short.chunk_tokens, short.overlap_tokens) == (62, 7)
     assert ChunkingSettings().with_defaults(256) == ChunkingSettings()
     assert ChunkingSettings(True, 100, 0).with_defaults(256).overlap_tokens == 0
