@@ -231,7 +231,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardKeywordStatsRequest
     ) -> shard_pb2.ShardKeywordStatsResponse:
         collection = self._collections.get(request.collection)
-        stats = collection.keyword_statistics(list(request.terms))
+        stats = collection.keyword_statistics(list(request.terms), list(request.skip_partitions))
         return shard_pb2.ShardKeywordStatsResponse(
             documents=stats.documents,
             total_length=stats.total_length,
@@ -302,6 +302,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 threshold,
                 list(request.statistics_terms),
                 wait=wait,
+                skip=list(request.skip_partitions),
             )
             for hits in keyword:
                 proto_reads.hits_to_proto(
@@ -333,7 +334,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     def _count(self, request: shard_pb2.ShardCountRequest) -> shard_pb2.ShardCountResponse:
         collection = self._collections.get(request.collection)
         return shard_pb2.ShardCountResponse(
-            count=collection.count(filter_from_proto(request.filter))
+            count=collection.count(filter_from_proto(request.filter), list(request.skip_partitions))
         )
 
     async def Scroll(
