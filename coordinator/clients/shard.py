@@ -85,9 +85,12 @@ class GrpcShardClient:
         )
         return reply.deleted
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing:
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
+        request = shard_pb2.ShardListCollectionsRequest(skip_partitions=skip_partitions)
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
-            self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
+            self._stub.ListCollections, request, timeout_s
         )
         return CollectionListing(
             [

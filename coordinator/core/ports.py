@@ -244,7 +244,12 @@ class ShardClient(Protocol):
         """Whether the replica held the collection (an incarnation up to `incarnation`)."""
         ...
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing: ...
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
+        """The replica's collections; their counts leave out the documents of
+        `skip_partitions` (see `count`)."""
+        ...
 
     async def write(
         self,

@@ -118,12 +118,19 @@ Global___ShardDeleteCollectionResponse: _TypeAlias = ShardDeleteCollectionRespon
 class ShardListCollectionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def skip_partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions whose documents the counts leave out (see ShardCountRequest)."""
+
     def __init__(
         self,
+        *,
+        skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skip_partitions", b"skip_partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

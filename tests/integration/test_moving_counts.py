@@ -4,10 +4,11 @@ The coordinator core runs in the test (its mover driven a step at a time, the
 topology in memory) over three real shard processes, one group each: while
 partition 1 is copied to the third group (writes reach both), and between the
 switch and the clean-up (the source still holds it), Count with and without a
-filter and the BM25 scores of a keyword search are those of the cluster after
-the move: each document counted once. The unit tests show the same over fake
-shards (tests/unit/test_partition_moves.py); this shows the shards' side of it,
-the partitions they leave out of their sums, through gRPC.
+filter, GetCollection's document and chunk counts and the BM25 scores of a
+keyword search are those of the cluster after the move: each document counted
+once. The unit tests show the same over fake shards
+(tests/unit/test_partition_moves.py); this shows the shards' side of it, the
+partitions they leave out of their sums, through gRPC.
 """
 
 from collections.abc import AsyncIterator, Iterator
@@ -44,7 +45,7 @@ PARTITIONS = 8
 DIMENSION = 8
 COLLECTION = "moving"
 
-Snapshot = tuple[int, int, dict[str, float]]
+Snapshot = tuple[int, int, int, dict[str, float]]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def documents(numbers: range) -> list[DocumentInput]:
 
 
 async def counts_and_scores(core: Coordinator) -> Snapshot:
-    """Count, count of texts holding "apple", and the keyword scores of "apple pie"."""
+    """Count, count of texts holding "apple", GetCollection's document count, and
+    the keyword scores of "apple pie"."""
     every = await core.reader.count(COLLECTION, False, deadline())
     apples = await core.reader.count(
         COLLECTION, False, deadline(), common_pb2.Filter(text_contains="apple")
@@ -109,7 +111,10 @@ async def counts_and_scores(core: Coordinator) -> Snapshot:
         SearchOptions(k=200, mode=SearchMode.KEYWORD),
         deadline(),
     )
-    return every.count, apples.count, {hit.id: hit.score for hit in found.results[0].hits}
+    info = await core.catalog.get(COLLECTION, deadline())
+    assert info.chunk_count == info.document_count  # no chunking: one vector each
+    scores = {hit.id: hit.score for hit in found.results[0].hits}
+    return every.count, apples.count, info.document_count, scores
 
 
 async def test_counts_and_keyword_scores_count_a_moving_partition_once(
@@ -161,8 +166,8 @@ async def test_counts_and_keyword_scores_count_a_moving_partition_once(
     assert not core.routing.topology.moves_in_flight
     after = await counts_and_scores(core)
 
-    assert after[:2] == (150, 100) and len(after[2]) == 100
+    assert after[:3] == (150, 100, 150) and len(after[3]) == 100
     for during in (while_copying, between_switch_and_clean_up):
-        assert during[:2] == after[:2]
-        assert during[2].keys() == after[2].keys()
-        assert all(during[2][i] == pytest.approx(after[2][i], rel=1e-6) for i in after[2])
+        assert during[:3] == after[:3]
+        assert during[3].keys() == after[3].keys()
+        assert all(during[3][i] == pytest.approx(after[3][i], rel=1e-6) for i in after[3])

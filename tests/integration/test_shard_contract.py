@@ -352,6 +352,9 @@ async def test_counts_and_statistics_leave_out_the_partitions_asked(shard: Shard
     assert await shard.count("skipped", TIMEOUT, None, [2, 4]) == 1
     assert await shard.count("skipped", TIMEOUT, red, [4]) == 1
     assert await shard.count("skipped", TIMEOUT, None, [9]) == 6  # no such partition
+    listed = await shard.list_collections(TIMEOUT, [4])
+    [info] = [c for c in listed.collections if c.config.name == "skipped"]
+    assert (info.document_count, info.chunk_count or info.document_count) == (3, 3)
     terms = ["quick", "brown", "fox", "zzz"]
     # Left: d0 "the quick brown fox" (3 indexed tokens), d4 "green things" (2), d3 no text.
     without = TermStatistics(2, 5, [1, 1, 1, 0])

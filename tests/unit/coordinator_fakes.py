@@ -220,11 +220,13 @@ class FakeShard:
         self.documents.pop(name, None)
         return self.collections.pop(name, None) is not None
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing:
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
         await self._enter("list_collections", timeout_s)
         return CollectionListing(
             [
-                ShardCollection(config, self.live_count(name))
+                ShardCollection(config, len(self._live(name, None, skip_partitions)))
                 for name, config in self.collections.items()
                 if name not in self.broken
             ],

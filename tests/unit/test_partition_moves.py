@@ -424,11 +424,12 @@ async def test_a_partition_moved_back_before_the_tombstones_are_purged_keeps_its
     assert sorted(d.id for d in found.documents) == moved
 
 
-Snapshot = tuple[int, int, dict[str, float]]
+Snapshot = tuple[int, int, int, dict[str, float]]
 
 
 async def _counts_and_scores(cluster: Cluster) -> Snapshot:
-    """Count, count of texts holding "apple", and the keyword scores of "apple pie"."""
+    """Count, count of texts holding "apple", GetCollection's document count, and
+    the keyword scores of "apple pie"."""
     reader = cluster.core.reader
     every = await reader.count("c", False, deadline())
     apples = await reader.count("c", False, deadline(), common_pb2.Filter(text_contains="apple"))
@@ -439,7 +440,8 @@ async def _counts_and_scores(cluster: Cluster) -> Snapshot:
         deadline(),
     )
     scores = {hit.id: hit.score for hit in found.results[0].hits}
-    return every.count, apples.count, scores
+    info = await cluster.core.catalog.get("c", deadline())
+    return every.count, apples.count, info.document_count, scores
 
 
 async def _through_a_move() -> tuple[Snapshot, Snapshot, Snapshot]:
@@ -480,19 +482,20 @@ async def _through_a_move() -> tuple[Snapshot, Snapshot, Snapshot]:
 
 
 async def test_counts_during_a_move_count_each_document_once() -> None:
-    """Count, with and without a filter, while partition 1 is copied and between the
-    switch and the clean-up: each document once, as after the move."""
+    """Count, with and without a filter, and GetCollection's document count while
+    partition 1 is copied and between the switch and the clean-up: each document
+    once, as after the move."""
     while_copying, between_switch_and_clean_up, after = await _through_a_move()
-    assert after[:2] == (150, 100)
-    assert while_copying[:2] == after[:2]
-    assert between_switch_and_clean_up[:2] == after[:2]
+    assert after[:3] == (150, 100, 150)
+    assert while_copying[:3] == after[:3]
+    assert between_switch_and_clean_up[:3] == after[:3]
 
 
 async def test_keyword_scores_during_a_move_are_the_clusters_without_one() -> None:
     """The BM25 statistics (documents, total length, document frequencies) count each
     document once during a move: every score equals the one after the move."""
     while_copying, between_switch_and_clean_up, after = await _through_a_move()
-    assert len(after[2]) == 100
+    assert len(after[3]) == 100
     for during in (while_copying, between_switch_and_clean_up):
-        assert during[2].keys() == after[2].keys()
-        assert all(during[2][i] == pytest.approx(after[2][i], rel=1e-6) for i in after[2])
+        assert during[3].keys() == after[3].keys()
+        assert all(during[3][i] == pytest.approx(after[3][i], rel=1e-6) for i in after[3])

@@ -203,9 +203,10 @@ class Collection:
         `skip` left out."""
         return scans.count(self._state, root, skip)
 
-    def chunk_count(self) -> int:
-        """Live labels in the index: one per chunk, one per unchunked document."""
-        return len(self._state.ids)
+    def chunk_count(self, skip: Sequence[int] = ()) -> int:
+        """Live labels in the index: one per chunk, one per unchunked document; those of
+        documents in the partitions `skip` left out."""
+        return scans.chunk_count(self._state, skip)
 
     def index_stats(self) -> IndexStats:
         return scans.index_stats(self._state)

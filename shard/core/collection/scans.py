@@ -60,6 +60,19 @@ def count(
         return matching - int(np.count_nonzero(mask & skipped))
 
 
+def chunk_count(state: CollectionState, skip: Sequence[int] = ()) -> int:
+    """See `Collection.chunk_count`."""
+    if not skip:
+        return len(state.ids)
+    with state.life.use(), state.gate.read(None):
+        labels = np.fromiter(state.ids, dtype=np.int64, count=len(state.ids))
+        size = int(labels.max()) + 1 if len(labels) else 0
+        skipped = state.skipped_labels(skip, size)
+        if skipped is None:
+            return len(labels)
+        return len(labels) - int(np.count_nonzero(skipped[labels]))
+
+
 def index_stats(state: CollectionState) -> IndexStats:
     with state.life.use(), state.gate.read(None):
         return IndexStats(
