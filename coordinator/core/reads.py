@@ -438,22 +438,6 @@ class Reader:
         matrix[[row for row, _ in texts]] = embedded
         return matrix
 
-    async def _fan_out(
-        self,
-        collection: str,
-        operation: str,
-        call: ShardCall[T],
-        deadline: Deadline,
-        allow_partial: bool,
-    ) -> tuple[list[T], Coverage]:
-        return await self._fan_out_to(
-            every_group(self._routing.groups, call),
-            collection,
-            operation,
-            deadline,
-            allow_partial,
-        )
-
     async def _fan_out_owned(
         self,
         collection: str,
