@@ -41,6 +41,11 @@ class PartitionLabels:
         self._partitions = partitions
         self._of: npt.NDArray[np.int32] | None = None
 
+    @property
+    def built(self) -> bool:
+        """Whether the map exists (else the next read that skips builds it)."""
+        return self._of is not None
+
     def reset(self) -> None:
         """The labels were rebuilt: build the map again on next use."""
         self._of = None

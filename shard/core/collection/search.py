@@ -468,6 +468,8 @@ def keyword_search(
         with state.gate.read(None, wait):
             if not wait and sum(index.postings(q.terms) for q in queries) > INLINE_MAX_POSTINGS:
                 raise WouldBlock
+            if not wait and skip and not state.partition_labels.built:
+                raise WouldBlock  # building the map hashes every id: not on the event loop
             statistics = _statistics(state, index, statistics_terms, skip)
             allowed = None if root is None else state.payload.mask(root)[0]
             hits = ranked_keyword_hits(
