@@ -85,9 +85,12 @@ class GrpcShardClient:
         )
         return reply.deleted
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing:
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
+        request = shard_pb2.ShardListCollectionsRequest(skip_partitions=skip_partitions)
         reply: shard_pb2.ShardListCollectionsResponse = await unary_call(
-            self._stub.ListCollections, shard_pb2.ShardListCollectionsRequest(), timeout_s
+            self._stub.ListCollections, request, timeout_s
         )
         return CollectionListing(
             [
@@ -159,9 +162,15 @@ class GrpcShardClient:
         return packed_from_reply(reply, len(queries))
 
     async def keyword_stats(
-        self, collection: str, terms: Sequence[str], timeout_s: float
+        self,
+        collection: str,
+        terms: Sequence[str],
+        timeout_s: float,
+        skip_partitions: Sequence[int] = (),
     ) -> TermStatistics:
-        request = shard_pb2.ShardKeywordStatsRequest(collection=collection, terms=terms)
+        request = shard_pb2.ShardKeywordStatsRequest(
+            collection=collection, terms=terms, skip_partitions=skip_partitions
+        )
         reply: shard_pb2.ShardKeywordStatsResponse = await unary_call(
             self._stub.KeywordStats, request, timeout_s
         )
@@ -185,6 +194,7 @@ class GrpcShardClient:
             filter=filter_to_proto(call.filter),
             score_threshold=call.score_threshold,
             bare_hits=call.bare_hits,
+            skip_partitions=call.skip_partitions,
         )
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s
@@ -197,9 +207,15 @@ class GrpcShardClient:
         )
 
     async def count(
-        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
+        self,
+        collection: str,
+        timeout_s: float,
+        filter: OpaqueFilter | None = None,
+        skip_partitions: Sequence[int] = (),
     ) -> int:
-        request = shard_pb2.ShardCountRequest(collection=collection, filter=filter_to_proto(filter))
+        request = shard_pb2.ShardCountRequest(
+            collection=collection, filter=filter_to_proto(filter), skip_partitions=skip_partitions
+        )
         reply: shard_pb2.ShardCountResponse = await unary_call(self._stub.Count, request, timeout_s)
         return reply.count
 

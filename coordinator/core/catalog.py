@@ -39,6 +39,7 @@ from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
+from coordinator.core.owned_hits import Ownership
 from coordinator.core.ports import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
@@ -51,6 +52,7 @@ from shoal.errors import (
     ShoalError,
     Unavailable,
 )
+from shoal.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +84,11 @@ class CollectionCatalog:
         ttl: float = CONFIG_TTL_S,
         clock: Callable[[], float] = time.monotonic,
         follower: CatalogFollower | None = None,
+        topology: Callable[[], Topology] | None = None,
     ) -> None:
         self._groups = groups  # the groups of the topology routed with now
+        #: That topology (None: no partition ever moves).
+        self._topology = topology
         self._embedding = embedding
         self._ttl = ttl
         self._clock = clock
@@ -285,12 +290,7 @@ class CollectionCatalog:
         limits.check_collection_name(name)
         if self._follower is not None:
             config = await self.config(name, deadline)
-            answers, _ = await fan_out(
-                every_group(self._groups(), _listing_with(name)),
-                deadline,
-                "ListCollections",
-                allow_partial=False,
-            )
+            answers = await self._listings(name, config.partitions, deadline)
             mine = [
                 c
                 for collections in answers
@@ -302,12 +302,10 @@ class CollectionCatalog:
                 sum(c.document_count for c in mine),
                 sum(c.chunk_count or c.document_count for c in mine),
             )
-        answers, _ = await fan_out(
-            every_group(self._groups(), _listing_with(name)),
-            deadline,
-            "ListCollections",
-            allow_partial=False,
-        )
+        partitions = 0
+        if self._topology is not None and self._topology().moves_in_flight:
+            partitions = (await self.config(name, deadline)).partitions
+        answers = await self._listings(name, partitions, deadline)
         found = [c for collections in answers for c in collections if c.config.name == name]
         if not found:
             self.invalidate(name)
@@ -318,6 +316,23 @@ class CollectionCatalog:
             sum(c.document_count for c in found),
             sum(c.chunk_count or c.document_count for c in found),
         )
+
+    async def _listings(
+        self, name: str, partitions: int, deadline: Deadline
+    ) -> list[list[ShardCollection]]:
+        """Every group's listing (see `_listing_with`); while partitions move, each
+        group's counts leave out what it holds without owning (see `owned_hits`)."""
+        groups = self._groups()
+        topology = self._topology() if self._topology is not None else None
+        if topology is None or not topology.moves_in_flight:
+            targets = every_group(groups, _listing_with(name))
+        else:
+            targets = [
+                (group, _listing_with(name, Ownership(group.group, topology, partitions).skipped))
+                for group in groups
+            ]
+        answers, _ = await fan_out(targets, deadline, "ListCollections", allow_partial=False)
+        return answers
 
     async def list_all(self, deadline: Deadline) -> list[CollectionConfig]:
         """Every collection; one group answering is enough, as each holds them all."""
@@ -376,12 +391,13 @@ async def _list_collections(client: ShardClient, timeout_s: float) -> list[Shard
     return (await client.list_collections(timeout_s)).collections
 
 
-def _listing_with(name: str) -> ShardCall[list[ShardCollection]]:
+def _listing_with(name: str, skip: Sequence[int] = ()) -> ShardCall[list[ShardCollection]]:
     """A replica's collections, as long as it could load `name`: DATA_LOSS (so
-    another replica is asked) if it holds `name` but could not load it."""
+    another replica is asked) if it holds `name` but could not load it. The counts
+    leave out the partitions `skip`."""
 
     async def listing(client: ShardClient, timeout_s: float) -> list[ShardCollection]:
-        listed = await client.list_collections(timeout_s)
+        listed = await client.list_collections(timeout_s, skip)
         reason = listed.failed.get(name)
         if reason is not None:
             raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")

@@ -79,7 +79,13 @@ class Coordinator:
             return routing.groups
 
         embedding = Embedding(embedder)
-        catalog = CollectionCatalog(groups, embedding, ttl=config_ttl, follower=catalog_follower)
+        catalog = CollectionCatalog(
+            groups,
+            embedding,
+            ttl=config_ttl,
+            follower=catalog_follower,
+            topology=lambda: routing.topology,
+        )
         background = Background()
         hints = HintStore(hint_limits, observer=replication_observer)
         writer = Writer(routing, catalog, embedding, clock, background, hints)

@@ -46,6 +46,7 @@ from coordinator.core.model import (
     SearchOptions,
     SearchResults,
 )
+from coordinator.core.owned_hits import OwnedCall, Ownership
 from coordinator.core.ports import (
     CollectionConfig,
     HybridAnswer,
@@ -62,25 +63,21 @@ from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, query_weights, tokeni
 T = TypeVar("T")
 
 
-class FanOut(Protocol):
-    """The reader's fan-out: one call on every shard group, with failover."""
+class OwnedFanOut(Protocol):
+    """The reader's fan-out: one call on every shard group, with failover, made for
+    each group (while partitions move, for what it owns: see `owned_hits`), so the
+    statistics and the lists count each document once."""
 
     def __call__(
         self,
         collection: str,
         operation: str,
-        call: ShardCall[T],
+        call: OwnedCall[T],
         deadline: Deadline,
         allow_partial: bool,
     ) -> Awaitable[tuple[list[T], Coverage]]: ...
 
 
-#: The fan-out of the candidate searches (while partitions move, each group's
-#: lists cut to what it owns).
-HybridFanOut = Callable[
-    [str, str, ShardCall[HybridAnswer], Deadline, bool],
-    Awaitable[tuple[list[HybridAnswer], Coverage]],
-]
 Embed = Callable[[CollectionConfig, Sequence[QueryInput], Deadline], Awaitable[Vector]]
 Get = Callable[[str, Sequence[str], Include, bool, Deadline], Awaitable[FoundDocuments]]
 
@@ -157,15 +154,12 @@ def _weighted(
 class KeywordReads:
     def __init__(
         self,
-        fan_out: FanOut,
+        fan_out: OwnedFanOut,
         embed: Embed,
         get: Get,
         memory: StatisticsMemory | None = None,
-        fan_out_owned: HybridFanOut | None = None,
     ) -> None:
         self._fan_out = fan_out
-        #: For the candidate lists: while partitions move, each group's cut to what it owns.
-        self._fan_out_owned = fan_out_owned or fan_out
         self._embed = embed
         self._get = get
         self._memory = memory if memory is not None else StatisticsMemory()
@@ -290,8 +284,13 @@ class KeywordReads:
     async def _statistics(
         self, collection: str, terms: list[str], options: SearchOptions, deadline: Deadline
     ) -> tuple[TermStatistics, Coverage]:
-        async def stats(client: ShardClient, timeout_s: float) -> TermStatistics:
-            return await client.keyword_stats(collection, terms, timeout_s)
+        def stats(owned: Ownership | None) -> ShardCall[TermStatistics]:
+            skipped = () if owned is None else owned.skipped
+
+            async def stats(client: ShardClient, timeout_s: float) -> TermStatistics:
+                return await client.keyword_stats(collection, terms, timeout_s, skipped)
+
+            return stats
 
         answers, coverage = await self._fan_out(
             collection, "keyword_stats", stats, deadline, options.allow_partial
@@ -303,19 +302,22 @@ class KeywordReads:
     ) -> tuple[list[HybridAnswer], Coverage]:
         vectors = 0 if call.vectors is None else len(call.vectors)
 
-        async def search(client: ShardClient, timeout_s: float) -> HybridAnswer:
-            answer = await client.hybrid_search(collection, call, timeout_s)
-            if len(answer.vector) != vectors or len(answer.keyword) != len(call.keyword):
-                raise Internal(
-                    f"shard {client.address} answered {len(answer.vector)} of {vectors} vector"
-                    f" and {len(answer.keyword)} of {len(call.keyword)} keyword queries"
-                )
-            return answer
+        def search(owned: Ownership | None) -> ShardCall[HybridAnswer]:
+            group_call = call if owned is None else replace(call, skip_partitions=owned.skipped)
+
+            async def search(client: ShardClient, timeout_s: float) -> HybridAnswer:
+                answer = await client.hybrid_search(collection, group_call, timeout_s)
+                if len(answer.vector) != vectors or len(answer.keyword) != len(call.keyword):
+                    raise Internal(
+                        f"shard {client.address} answered {len(answer.vector)} of {vectors}"
+                        f" vector and {len(answer.keyword)} of {len(call.keyword)} keyword queries"
+                    )
+                return answer if owned is None else owned.hybrid(answer)
+
+            return search
 
         operation = "hybrid_search" if call.vectors is not None else "keyword_search"
-        return await self._fan_out_owned(
-            collection, operation, search, deadline, options.allow_partial
-        )
+        return await self._fan_out(collection, operation, search, deadline, options.allow_partial)
 
     async def _with_documents(
         self,

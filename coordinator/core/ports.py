@@ -92,6 +92,8 @@ class HybridCall:
     #: Hits without their `Document` message when `include` asks for no field (a
     #: caller that builds its own hits from ids and scores: cheaper on both sides).
     bare_hits: bool = False
+    #: Partitions whose documents the statistics leave out (see `ShardClient.count`).
+    skip_partitions: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,7 +244,12 @@ class ShardClient(Protocol):
         """Whether the replica held the collection (an incarnation up to `incarnation`)."""
         ...
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing: ...
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
+        """The replica's collections; their counts leave out the documents of
+        `skip_partitions` (see `count`)."""
+        ...
 
     async def write(
         self,
@@ -278,10 +285,14 @@ class ShardClient(Protocol):
         ...
 
     async def keyword_stats(
-        self, collection: str, terms: Sequence[str], timeout_s: float
+        self,
+        collection: str,
+        terms: Sequence[str],
+        timeout_s: float,
+        skip_partitions: Sequence[int] = (),
     ) -> TermStatistics:
         """The replica's documents with text, their total length, and per term how many
-        hold it."""
+        hold it; documents of `skip_partitions` left out (see `count`)."""
         ...
 
     async def hybrid_search(
@@ -291,8 +302,15 @@ class ShardClient(Protocol):
         ...
 
     async def count(
-        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
-    ) -> int: ...
+        self,
+        collection: str,
+        timeout_s: float,
+        filter: OpaqueFilter | None = None,
+        skip_partitions: Sequence[int] = (),
+    ) -> int:
+        """Live documents (matching `filter`), those of `skip_partitions` left out:
+        partitions a group holds copies of during a move without owning them."""
+        ...
 
     async def scroll(
         self,

@@ -45,13 +45,12 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
-from coordinator.core.owned_hits import over_fetch, owned_hybrid, owned_only
+from coordinator.core.owned_hits import OwnedCall, Ownership, over_fetch
 from coordinator.core.packed import PackedBatch
 from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
     CollectionConfig,
     DocumentMessage,
-    HybridAnswer,
     Include,
     OpaqueFilter,
     RankedHits,
@@ -97,9 +96,7 @@ class Reader:
         self._observer = observer
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
-        self._keyword = KeywordReads(
-            self._fan_out, self._query_matrix, self.get, fan_out_owned=self._fan_out_hybrid
-        )
+        self._keyword = KeywordReads(self._fan_out_owned, self._query_matrix, self.get)
 
     async def search(
         self,
@@ -200,55 +197,14 @@ class Reader:
         k = options.k
         count = len(matrix)
 
-        async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
-            results = await client.search(
-                collection,
-                matrix,
-                k,
-                options.ef,
-                options.include,
-                timeout_s,
-                options.filter,
-                options.score_threshold,
-            )
-            if len(results) != count:
-                raise Internal(f"shard {client.address} answered {len(results)} of {count} queries")
-            return results
+        def search(owned: Ownership | None) -> ShardCall[Sequence[RankedHits]]:
+            depth = k if owned is None else over_fetch(k, owned.topology)
 
-        table = self._routing.table
-        if table.topology.moves_in_flight:
-            return await self._vector_candidates_moving(
-                collection, matrix, options, deadline, table
-            )
-        per_group, coverage = await self._fan_out(
-            collection, "search", search, deadline, options.allow_partial
-        )
-        if not per_group:
-            return [MergedHits([]) for _ in range(count)], coverage
-        if all(isinstance(answers, PackedBatch) for answers in per_group):
-            return merge_packed(cast(list[PackedBatch], per_group), k), coverage
-        return merge_batches(per_group, k), coverage
-
-    async def _vector_candidates_moving(
-        self,
-        collection: str,
-        matrix: Vector,
-        options: SearchOptions,
-        deadline: Deadline,
-        table: RoutingTable,
-    ) -> tuple[list[RankedHits], Coverage]:
-        """`_vector_candidates` while partitions move (see `owned_hits`)."""
-        count = len(matrix)
-        topology = table.topology
-        config = await self._catalog.config(collection, deadline)
-        wanted = over_fetch(options.k, topology)
-
-        def owned_by(group: int) -> ShardCall[Sequence[RankedHits]]:
             async def search(client: ShardClient, timeout_s: float) -> Sequence[RankedHits]:
                 results = await client.search(
                     collection,
                     matrix,
-                    wanted,
+                    depth,
                     options.ef,
                     options.include,
                     timeout_s,
@@ -259,20 +215,18 @@ class Reader:
                     raise Internal(
                         f"shard {client.address} answered {len(results)} of {count} queries"
                     )
-                return owned_only(results, group, topology, config.partitions)
+                return results if owned is None else owned.hits(results)
 
             return search
 
-        per_group, coverage = await self._fan_out_to(
-            [(group, owned_by(group.group)) for group in table.groups],
-            collection,
-            "search",
-            deadline,
-            options.allow_partial,
+        per_group, coverage = await self._fan_out_owned(
+            collection, "search", search, deadline, options.allow_partial
         )
         if not per_group:
             return [MergedHits([]) for _ in range(count)], coverage
-        return merge_batches(per_group, options.k), coverage
+        if all(isinstance(answers, PackedBatch) for answers in per_group):
+            return merge_packed(cast(list[PackedBatch], per_group), k), coverage
+        return merge_batches(per_group, k), coverage
 
     async def get(
         self,
@@ -403,10 +357,17 @@ class Reader:
         limits.check_collection_name(collection)
         await self._catalog.config(collection, deadline)
 
-        async def count(client: ShardClient, timeout_s: float) -> int:
-            return await client.count(collection, timeout_s, filter)
+        def count(owned: Ownership | None) -> ShardCall[int]:
+            skipped = () if owned is None else owned.skipped
 
-        counts, coverage = await self._fan_out(collection, "count", count, deadline, allow_partial)
+            async def count(client: ShardClient, timeout_s: float) -> int:
+                return await client.count(collection, timeout_s, filter, skipped)
+
+            return count
+
+        counts, coverage = await self._fan_out_owned(
+            collection, "count", count, deadline, allow_partial
+        )
         return CountResult(sum(counts), coverage)
 
     async def scroll(
@@ -428,24 +389,18 @@ class Reader:
         limits.check_collection_name(collection)
         size = check_page_size(page_size)
         after_id = decode_cursor(cursor)
-        config = await self._catalog.config(collection, deadline)
-        table = self._routing.table
+        await self._catalog.config(collection, deadline)
 
-        async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
-            return await client.scroll(collection, filter, after_id, size, include, timeout_s)
+        def scroll(owned: Ownership | None) -> ShardCall[ScrollPage]:
+            async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
+                page = await client.scroll(collection, filter, after_id, size, include, timeout_s)
+                return page if owned is None else owned.page(page)
 
-        if table.topology.moves_in_flight:
-            pages, coverage = await self._fan_out_to(
-                [(group, owned_page(scroll, group.group, table, config)) for group in table.groups],
-                collection,
-                "scroll",
-                deadline,
-                allow_partial,
-            )
-        else:
-            pages, coverage = await self._fan_out(
-                collection, "scroll", scroll, deadline, allow_partial
-            )
+            return scroll
+
+        pages, coverage = await self._fan_out_owned(
+            collection, "scroll", scroll, deadline, allow_partial
+        )
         merged = list(heapq.merge(*(page.documents for page in pages), key=_BY_ID))
         # A page cut to what its group owns may end short of where the group's
         # listing stopped: nothing past the first such stop is certain yet.
@@ -483,46 +438,30 @@ class Reader:
         matrix[[row for row, _ in texts]] = embedded
         return matrix
 
-    async def _fan_out(
+    async def _fan_out_owned(
         self,
         collection: str,
         operation: str,
-        call: ShardCall[T],
+        call: OwnedCall[T],
         deadline: Deadline,
         allow_partial: bool,
     ) -> tuple[list[T], Coverage]:
-        return await self._fan_out_to(
-            every_group(self._routing.groups, call),
-            collection,
-            operation,
-            deadline,
-            allow_partial,
-        )
-
-    async def _fan_out_hybrid(
-        self,
-        collection: str,
-        operation: str,
-        call: ShardCall[HybridAnswer],
-        deadline: Deadline,
-        allow_partial: bool,
-    ) -> tuple[list[HybridAnswer], Coverage]:
-        """`_fan_out` of a keyword or hybrid search; while partitions move, each
-        group's lists cut to the partitions it owns (see `owned_hits`)."""
+        """`_fan_out` of `call(None)` while no partition moves; while some do, each
+        group gets `call(what it owns)`, which cuts the group's answer to that or
+        asks the shard to leave the rest out (see `owned_hits`)."""
         table = self._routing.table
-        if not table.topology.moves_in_flight:
-            return await self._fan_out(collection, operation, call, deadline, allow_partial)
-        config = await self._catalog.config(collection, deadline)
-
-        def owned_by(group: int) -> ShardCall[HybridAnswer]:
-            async def owned(client: ShardClient, timeout_s: float) -> HybridAnswer:
-                answer = await call(client, timeout_s)
-                return owned_hybrid(answer, group, table.topology, config.partitions)
-
-            return owned
-
+        topology = table.topology
+        if not topology.moves_in_flight:
+            return await self._fan_out_to(
+                every_group(table.groups, call(None)),
+                collection,
+                operation,
+                deadline,
+                allow_partial,
+            )
+        partitions = (await self._catalog.config(collection, deadline)).partitions
         return await self._fan_out_to(
-            [(group, owned_by(group.group)) for group in table.groups],
+            [(group, call(Ownership(group.group, topology, partitions))) for group in table.groups],
             collection,
             operation,
             deadline,
@@ -548,22 +487,3 @@ class Reader:
         if coverage.answered < coverage.asked:
             self._observer.record_partial_result(operation)
         return answers, coverage
-
-
-def owned_page(
-    call: ShardCall[ScrollPage], group: int, table: RoutingTable, config: CollectionConfig
-) -> ShardCall[ScrollPage]:
-    """`call`'s page without documents of partitions `group` does not own (moves)."""
-
-    async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
-        page = await call(client, timeout_s)
-        topology = table.topology
-        kept = [
-            document
-            for document in page.documents
-            if topology.group_of(document.id, config.partitions) == group
-        ]
-        last = page.documents[-1].id if page.documents else ""
-        return replace(page, documents=kept, last_listed=last)
-
-    return scroll

@@ -33,9 +33,11 @@ from shard.api.snapshot_handlers import SnapshotHandlers
 from shard.api.write_limits import check_writes
 from shard.core.anti_entropy import Readiness
 from shard.core.collection_registry import Collections
+from shard.core.config import CollectionConfig
 from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
+from shoal.errors import NotFound
 from shoal.limits import RequestLimits
 from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import with_request_context
@@ -114,8 +116,12 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     async def ListCollections(
         self, request: shard_pb2.ShardListCollectionsRequest, context: Context
     ) -> shard_pb2.ShardListCollectionsResponse:
-        listed = await self._run(self._collections.list_collections)
-        chunks = self._collections.chunk_counts()
+        skip = list(request.skip_partitions)
+        if skip:
+            listed, chunks = await self._run(lambda: self._counts_without(skip))
+        else:
+            listed = await self._run(self._collections.list_collections)
+            chunks = self._collections.chunk_counts()
         return shard_pb2.ShardListCollectionsResponse(
             collections=[
                 shard_pb2.ShardCollection(
@@ -131,6 +137,21 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 for name, reason in sorted(self._collections.failed().items())
             ],
         )
+
+    def _counts_without(
+        self, skip: list[int]
+    ) -> tuple[list[tuple[CollectionConfig, int]], dict[str, int]]:
+        """`list_collections` and `chunk_counts`, the partitions `skip` left out."""
+        listed: list[tuple[CollectionConfig, int]] = []
+        chunks: dict[str, int] = {}
+        for config, _ in self._collections.list_collections():
+            try:
+                collection = self._collections.get(config.name)
+                listed.append((config, collection.count(None, skip)))
+                chunks[config.name] = collection.chunk_count(skip)
+            except NotFound:
+                continue  # deleted while listing
+        return listed, chunks
 
     async def Write(
         self, request: shard_pb2.ShardWriteRequest, context: Context
@@ -231,7 +252,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardKeywordStatsRequest
     ) -> shard_pb2.ShardKeywordStatsResponse:
         collection = self._collections.get(request.collection)
-        stats = collection.keyword_statistics(list(request.terms))
+        stats = collection.keyword_statistics(list(request.terms), list(request.skip_partitions))
         return shard_pb2.ShardKeywordStatsResponse(
             documents=stats.documents,
             total_length=stats.total_length,
@@ -302,6 +323,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 threshold,
                 list(request.statistics_terms),
                 wait=wait,
+                skip=list(request.skip_partitions),
             )
             for hits in keyword:
                 proto_reads.hits_to_proto(
@@ -333,7 +355,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     def _count(self, request: shard_pb2.ShardCountRequest) -> shard_pb2.ShardCountResponse:
         collection = self._collections.get(request.collection)
         return shard_pb2.ShardCountResponse(
-            count=collection.count(filter_from_proto(request.filter))
+            count=collection.count(filter_from_proto(request.filter), list(request.skip_partitions))
         )
 
     async def Scroll(

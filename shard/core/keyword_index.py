@@ -316,6 +316,28 @@ class KeywordIndex:
             frequencies.append(0 if term_id is None else int(df[term_id]))
         return TermStatistics(self._documents, self._total_length, frequencies)
 
+    def statistics_without(self, terms: Sequence[str], without: Mask) -> TermStatistics:
+        """`statistics`, the documents of the labels set in `without` left out (the
+        partitions a replica holds copies of during a move without owning them)."""
+        stats = self.statistics(terms)
+        size = min(len(without), len(self._starts))
+        gone = np.flatnonzero(without[:size] & (self._starts[:size] != _NO_TEXT))
+        if not len(gone):
+            return stats
+        frequencies = list(stats.frequencies)
+        for position, term in enumerate(terms):
+            term_id = self._term_ids.get(term)
+            if term_id is None or not frequencies[position]:
+                continue
+            labels, _ = self._live(term_id)
+            labels = labels[labels < size]
+            frequencies[position] -= int(np.count_nonzero(without[labels]))
+        return TermStatistics(
+            stats.documents - len(gone),
+            stats.total_length - int(self._lengths[gone].sum()),
+            frequencies,
+        )
+
     def postings(self, terms: Sequence[str]) -> int:
         """Postings entries (garbage included) that scoring `terms` reads: its cost."""
         entries, ids = self._entries, self._term_ids

@@ -23,10 +23,15 @@ def _check_terms(count: int) -> None:
         raise InvalidArgument(f"a keyword query has {count} terms; the limit is {MAX_QUERY_TERMS}")
 
 
-def keyword_stats(index: KeywordIndex, terms: Sequence[str]) -> TermStatistics:
+def keyword_stats(
+    index: KeywordIndex, terms: Sequence[str], without: Mask | None = None
+) -> TermStatistics:
+    """The statistics of `terms`, the labels set in `without` left out."""
     # A statistics request carries the distinct terms of a whole batch of queries.
     check_batch_size(len(terms), MAX_QUERY_TERMS * MAX_BATCH_QUERIES, "terms")
-    return index.statistics(terms)
+    if without is None:
+        return index.statistics(terms)
+    return index.statistics_without(terms, without)
 
 
 def ranked_keyword_hits(

@@ -118,12 +118,19 @@ Global___ShardDeleteCollectionResponse: _TypeAlias = ShardDeleteCollectionRespon
 class ShardListCollectionsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def skip_partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions whose documents the counts leave out (see ShardCountRequest)."""
+
     def __init__(
         self,
+        *,
+        skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["skip_partitions", b"skip_partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -529,18 +536,24 @@ class ShardKeywordStatsRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     TERMS_FIELD_NUMBER: _builtins.int
+    SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     @_builtins.property
     def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def skip_partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions whose documents the statistics leave out (see ShardCountRequest)."""
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         terms: _abc.Iterable[_builtins.str] | None = ...,
+        skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "terms", b"terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "skip_partitions", b"skip_partitions", "terms", b"terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -666,6 +679,7 @@ class ShardHybridSearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _builtins.int
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     BARE_HITS_FIELD_NUMBER: _builtins.int
+    SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """the vector list's queries, n x dimension; empty: no vector list"""
@@ -696,6 +710,12 @@ class ShardHybridSearchRequest(_message.Message):
     def filter(self) -> _common_pb2.Filter:
         """applies to both lists"""
 
+    @_builtins.property
+    def skip_partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions whose documents the statistics leave out (see ShardCountRequest);
+        the lists are not cut.
+        """
+
     def __init__(
         self,
         *,
@@ -710,10 +730,11 @@ class ShardHybridSearchRequest(_message.Message):
         filter: _common_pb2.Filter | None = ...,
         score_threshold: _builtins.float | None = ...,
         bare_hits: _builtins.bool = ...,
+        skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "statistics_terms", b"statistics_terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "skip_partitions", b"skip_partitions", "statistics_terms", b"statistics_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -761,18 +782,27 @@ class ShardCountRequest(_message.Message):
 
     COLLECTION_FIELD_NUMBER: _builtins.int
     FILTER_FIELD_NUMBER: _builtins.int
+    SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     @_builtins.property
     def filter(self) -> _common_pb2.Filter: ...
+    @_builtins.property
+    def skip_partitions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Partitions whose documents the count leaves out: while partitions move, those
+        this replica's group holds copies of without owning them in the coordinator's
+        topology, so the groups' sum counts each document once.
+        """
+
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         filter: _common_pb2.Filter | None = ...,
+        skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "skip_partitions", b"skip_partitions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

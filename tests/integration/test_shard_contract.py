@@ -340,6 +340,61 @@ async def test_hybrid_search_answers_both_lists_and_the_statistics_it_scored_wit
     assert only.statistics == TermStatistics(5, 15, [2])
 
 
+async def test_counts_and_statistics_leave_out_the_partitions_asked(shard: ShardClient) -> None:
+    """What a group holds of a moving partition without owning it is left out of its
+    counts and keyword statistics (`skip_partitions`); of 8 partitions d0 and d4 are
+    in partition 2, d3 in 3, and d1, d2 and d5 in 4."""
+    await create(shard, "skipped")
+    await shard.write("skipped", DOCUMENTS, TIMEOUT)
+    red = where_to_filter({"tag": "red"})  # d0, d2
+
+    assert await shard.count("skipped", TIMEOUT, None, [4]) == 3
+    assert await shard.count("skipped", TIMEOUT, None, [2, 4]) == 1
+    assert await shard.count("skipped", TIMEOUT, red, [4]) == 1
+    assert await shard.count("skipped", TIMEOUT, None, [9]) == 6  # no such partition
+    listed = await shard.list_collections(TIMEOUT, [4])
+    [info] = [c for c in listed.collections if c.config.name == "skipped"]
+    assert (info.document_count, info.chunk_count or info.document_count) == (3, 3)
+    terms = ["quick", "brown", "fox", "zzz"]
+    # Left: d0 "the quick brown fox" (3 indexed tokens), d4 "green things" (2), d3 no text.
+    without = TermStatistics(2, 5, [1, 1, 1, 0])
+    assert await shard.keyword_stats("skipped", terms, TIMEOUT, [4]) == without
+    assert await shard.keyword_stats("skipped", terms, TIMEOUT) == TermStatistics(
+        5, 15, [3, 3, 2, 0]
+    )
+    call = HybridCall(
+        vectors=None,
+        keyword=[WeightedTerms(["quick"], [1.0])],
+        average_length=3.0,
+        statistics_terms=terms,
+        k=10,
+        ef=64,
+        include=IDS_ONLY,
+        skip_partitions=[4],
+    )
+    answer = await shard.hybrid_search("skipped", call, TIMEOUT)
+    assert answer.statistics == without
+    # The lists are not cut (the coordinator cuts them).
+    [keyword] = cast(list[shard_pb2.ShardSearchResult], list(answer.keyword))
+    assert {hit.id for hit in keyword.hits} == {"d0", "d1", "d5"}
+    # Documents written and deleted after the first such read are placed too.
+    await shard.write(
+        "skipped",
+        [
+            live("e1", 1, np.eye(DIM)[6], "quick owls"),
+            live("e2", 1, np.eye(DIM)[7], "quick"),
+            tombstone("d1", 2),
+            tombstone("d4", 2),
+        ],
+        TIMEOUT,
+    )  # e1 in partition 3, e2 in 6
+    assert await shard.count("skipped", TIMEOUT, None, [4]) == 4  # d0, d3, e1, e2
+    assert await shard.count("skipped", TIMEOUT, None, [3, 6]) == 3  # d0, d2, d5
+    assert await shard.keyword_stats("skipped", ["quick"], TIMEOUT, [4]) == TermStatistics(
+        3, 6, [3]
+    )
+
+
 async def test_a_filter_a_shard_cannot_evaluate_is_invalid_argument(shard: ShardClient) -> None:
     await create(shard, "bad-filter")
     no_operator = common_pb2.Filter(condition=common_pb2.Condition(key="n"))

@@ -220,11 +220,13 @@ class FakeShard:
         self.documents.pop(name, None)
         return self.collections.pop(name, None) is not None
 
-    async def list_collections(self, timeout_s: float) -> CollectionListing:
+    async def list_collections(
+        self, timeout_s: float, skip_partitions: Sequence[int] = ()
+    ) -> CollectionListing:
         await self._enter("list_collections", timeout_s)
         return CollectionListing(
             [
-                ShardCollection(config, self.live_count(name))
+                ShardCollection(config, len(self._live(name, None, skip_partitions)))
                 for name, config in self.collections.items()
                 if name not in self.broken
             ],
@@ -344,15 +346,21 @@ class FakeShard:
         return [] if op.text is None else self._tokenizer(collection).terms(op.text)
 
     async def keyword_stats(
-        self, collection: str, terms: Sequence[str], timeout_s: float
+        self,
+        collection: str,
+        terms: Sequence[str],
+        timeout_s: float,
+        skip_partitions: Sequence[int] = (),
     ) -> TermStatistics:
         await self._enter("keyword_stats", timeout_s)
-        return self._statistics(collection, terms)
+        return self._statistics(collection, terms, skip_partitions)
 
-    def _statistics(self, collection: str, terms: Sequence[str]) -> TermStatistics:
+    def _statistics(
+        self, collection: str, terms: Sequence[str], skip_partitions: Sequence[int]
+    ) -> TermStatistics:
         texts = [
             self._terms(collection, op)
-            for op in self._live(collection, None)
+            for op in self._live(collection, None, skip_partitions)
             if op.text is not None
         ]
         return TermStatistics(
@@ -427,13 +435,24 @@ class FakeShard:
                 call.score_threshold,
                 call.bare_hits,
             )
-        return HybridAnswer(vector, keyword, self._statistics(collection, call.statistics_terms))
+        statistics = self._statistics(collection, call.statistics_terms, call.skip_partitions)
+        return HybridAnswer(vector, keyword, statistics)
 
-    def _live(self, collection: str, filter: OpaqueFilter | None) -> list[WriteOp]:
+    def _live(
+        self, collection: str, filter: OpaqueFilter | None, skip_partitions: Sequence[int] = ()
+    ) -> list[WriteOp]:
         """Live documents matching `filter`: the `Filter` message the coordinator passes
         on, converted and validated as a shard's api does and evaluated by the shard's
-        own `matches` (the shard's payload index gives the same answers, vectorized)."""
+        own `matches` (the shard's payload index gives the same answers, vectorized).
+        Documents of `skip_partitions` are left out."""
         store = self._collection(collection)
+        if skip_partitions:
+            partitions, skipped = self.collections[collection].partitions, set(skip_partitions)
+            store = {
+                doc_id: stored
+                for doc_id, stored in store.items()
+                if partition_of(doc_id, partitions) not in skipped
+            }
         if filter is None:
             return [s.op for s in store.values() if not s.op.deleted]
         assert isinstance(filter, common_pb2.Filter), f"filters are Filter messages: {filter!r}"
@@ -447,10 +466,14 @@ class FakeShard:
         ]
 
     async def count(
-        self, collection: str, timeout_s: float, filter: OpaqueFilter | None = None
+        self,
+        collection: str,
+        timeout_s: float,
+        filter: OpaqueFilter | None = None,
+        skip_partitions: Sequence[int] = (),
     ) -> int:
         await self._enter("count", timeout_s)
-        return len(self._live(collection, filter))
+        return len(self._live(collection, filter, skip_partitions))
 
     async def scroll(
         self,

@@ -157,8 +157,10 @@ async def test_statistics_that_never_settle_cost_a_bounded_number_of_calls(
     answers = iter(range(1, 1000))
     original = FakeShard._statistics
 
-    def moving(self: FakeShard, collection: str, terms: Sequence[str]) -> TermStatistics:
-        stats = original(self, collection, terms)  # as if a write landed before every call
+    def moving(
+        self: FakeShard, collection: str, terms: Sequence[str], skipped: Sequence[int]
+    ) -> TermStatistics:
+        stats = original(self, collection, terms, skipped)  # as if a write landed before every call
         return replace(stats, documents=stats.documents + next(answers))
 
     monkeypatch.setattr(FakeShard, "_statistics", moving)

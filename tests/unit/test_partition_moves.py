@@ -46,6 +46,7 @@ from shoal.moves import (
 from shoal.partitioning import partition_of
 from shoal.topology import Topology
 from shoal.topology_store import TopologyFollower
+from shoal.v1 import common_pb2
 from tests.unit.coordinator_fakes import FakeEmbedder, FakeShard, deadline
 
 PARTITIONS = 8
@@ -421,3 +422,80 @@ async def test_a_partition_moved_back_before_the_tombstones_are_purged_keeps_its
         assert not any(live_in(shard, i) for i in moved)
     found = await cluster.core.reader.get("c", moved, Include(), False, deadline())
     assert sorted(d.id for d in found.documents) == moved
+
+
+Snapshot = tuple[int, int, int, dict[str, float]]
+
+
+async def _counts_and_scores(cluster: Cluster) -> Snapshot:
+    """Count, count of texts holding "apple", GetCollection's document count, and
+    the keyword scores of "apple pie"."""
+    reader = cluster.core.reader
+    every = await reader.count("c", False, deadline())
+    apples = await reader.count("c", False, deadline(), common_pb2.Filter(text_contains="apple"))
+    found = await reader.search(
+        "c",
+        [QueryInput(text="apple pie")],
+        SearchOptions(k=200, mode=SearchMode.KEYWORD),
+        deadline(),
+    )
+    scores = {hit.id: hit.score for hit in found.results[0].hits}
+    info = await cluster.core.catalog.get("c", deadline())
+    return every.count, apples.count, info.document_count, scores
+
+
+async def _through_a_move() -> tuple[Snapshot, Snapshot, Snapshot]:
+    """`_counts_and_scores` while partition 1 is copied (writes made meanwhile reach
+    both groups), between the switch and the clean-up, and after the move."""
+    cluster = Cluster()
+    await cluster.start()
+
+    def documents(numbers: range) -> list[DocumentInput]:
+        return [
+            DocumentInput(
+                f"d{n:03d}",
+                vector=vector(n),
+                text=f"apple pie {n} " + "crust " * (n % 5) if n % 3 else f"plum tart {n}",
+            )
+            for n in numbers
+        ]
+
+    await cluster.core.writer.upsert("c", documents(range(90)), WriteConsistency.ALL, deadline())
+    await cluster.add_group()
+    [record] = await cluster.runner.submit([PlannedMove(1, 1, 2)])
+    record = await cluster.mover.step(record, cluster.moves.put)  # marked moving
+    assert cluster.topology.moving == {1: 2}
+    # Written to both groups: the target holds these before it owns them.
+    await cluster.core.writer.upsert(
+        "c", documents(range(90, 150)), WriteConsistency.ALL, deadline()
+    )
+    moved = [f"d{n:03d}" for n in range(90, 150) if partition_of(f"d{n:03d}", PARTITIONS) == 1]
+    assert moved and all(live_in(cluster.shards[2][0], i) for i in moved)
+    while_copying = await _counts_and_scores(cluster)
+    record = await cluster.mover.step(record, cluster.moves.put)  # copied, switched
+    assert cluster.topology.leaving == {1: 1}
+    between_switch_and_clean_up = await _counts_and_scores(cluster)
+    await drive(cluster.mover, record, cluster.moves.put, cluster._fresh)
+    assert not cluster.topology.moves_in_flight
+    after = await _counts_and_scores(cluster)
+    return while_copying, between_switch_and_clean_up, after
+
+
+async def test_counts_during_a_move_count_each_document_once() -> None:
+    """Count, with and without a filter, and GetCollection's document count while
+    partition 1 is copied and between the switch and the clean-up: each document
+    once, as after the move."""
+    while_copying, between_switch_and_clean_up, after = await _through_a_move()
+    assert after[:3] == (150, 100, 150)
+    assert while_copying[:3] == after[:3]
+    assert between_switch_and_clean_up[:3] == after[:3]
+
+
+async def test_keyword_scores_during_a_move_are_the_clusters_without_one() -> None:
+    """The BM25 statistics (documents, total length, document frequencies) count each
+    document once during a move: every score equals the one after the move."""
+    while_copying, between_switch_and_clean_up, after = await _through_a_move()
+    assert len(after[3]) == 100
+    for during in (while_copying, between_switch_and_clean_up):
+        assert during[3].keys() == after[3].keys()
+        assert all(during[3][i] == pytest.approx(after[3][i], rel=1e-6) for i in after[3])

@@ -143,9 +143,10 @@ class Collection:
         """
         return search.search(self._state, queries, k, ef, include, root, score_threshold, wait=wait)
 
-    def keyword_statistics(self, terms: Sequence[str]) -> TermStatistics:
-        """This replica's document count, total length and per-term document frequencies."""
-        return search.keyword_statistics(self._state, terms)
+    def keyword_statistics(self, terms: Sequence[str], skip: Sequence[int] = ()) -> TermStatistics:
+        """This replica's document count, total length and per-term document frequencies,
+        documents of the partitions `skip` left out."""
+        return search.keyword_statistics(self._state, terms, skip)
 
     def keyword_search(
         self,
@@ -174,11 +175,14 @@ class Collection:
         statistics_terms: Sequence[str],
         *,
         wait: bool = True,
+        skip: Sequence[int] = (),
     ) -> tuple[list[QueryHits], TermStatistics]:
         """`keyword_search`, and this replica's statistics of `statistics_terms` as the
         scoring saw them (one reading of the index): a caller that weighted the
-        queries with statistics it remembered checks them against these. With
-        `wait=False`, raises WouldBlock rather than wait for a write to the index."""
+        queries with statistics it remembered checks them against these. The
+        statistics leave out the documents of the partitions `skip` (the hits do
+        not). With `wait=False`, raises WouldBlock rather than wait for a write to
+        the index."""
         return search.keyword_search(
             self._state,
             queries,
@@ -189,17 +193,20 @@ class Collection:
             score_threshold,
             statistics_terms,
             wait=wait,
+            skip=skip,
         )
 
     # -- unranked reads --------------------------------------------------------
 
-    def count(self, root: ValidFilter | None = None) -> int:
-        """Live documents, or those matching `root` (exact)."""
-        return scans.count(self._state, root)
+    def count(self, root: ValidFilter | None = None, skip: Sequence[int] = ()) -> int:
+        """Live documents, or those matching `root` (exact); those of the partitions
+        `skip` left out."""
+        return scans.count(self._state, root, skip)
 
-    def chunk_count(self) -> int:
-        """Live labels in the index: one per chunk, one per unchunked document."""
-        return len(self._state.ids)
+    def chunk_count(self, skip: Sequence[int] = ()) -> int:
+        """Live labels in the index: one per chunk, one per unchunked document; those of
+        documents in the partitions `skip` left out."""
+        return scans.chunk_count(self._state, skip)
 
     def index_stats(self) -> IndexStats:
         return scans.index_stats(self._state)

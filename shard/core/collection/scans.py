@@ -10,6 +10,8 @@ ids from the mask instead of scanning the whole store.
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from shard.core.collection.state import CollectionState
 from shard.core.digests import Entry, digest_entries, versions_in
 from shard.core.documents import Include, StoredDocument, WriteOp
@@ -38,13 +40,37 @@ class IndexStats:
     ef: int  # the index-wide ef now
 
 
-def count(state: CollectionState, valid: ValidFilter | None = None) -> int:
-    """Live documents, or those matching the filter (exact)."""
-    if valid is None:
+def count(
+    state: CollectionState, valid: ValidFilter | None = None, skip: Sequence[int] = ()
+) -> int:
+    """Live documents, or those matching the filter (exact); those of the partitions
+    `skip` left out."""
+    if valid is None and not skip:
         with state.life.use():
             return len(state.labels)
     with state.life.use(), state.gate.read(None):
-        return state.payload.mask(valid.root)[1]
+        payload = state.payload
+        if valid is None:
+            mask, matching = payload.live_mask(), payload.live_count
+        else:
+            mask, matching = payload.mask(valid.root)
+        skipped = state.skipped_labels(skip, len(mask))
+        if skipped is None:
+            return matching
+        return matching - int(np.count_nonzero(mask & skipped))
+
+
+def chunk_count(state: CollectionState, skip: Sequence[int] = ()) -> int:
+    """See `Collection.chunk_count`."""
+    if not skip:
+        return len(state.ids)
+    with state.life.use(), state.gate.read(None):
+        labels = np.fromiter(state.ids, dtype=np.int64, count=len(state.ids))
+        size = int(labels.max()) + 1 if len(labels) else 0
+        skipped = state.skipped_labels(skip, size)
+        if skipped is None:
+            return len(labels)
+        return len(labels) - int(np.count_nonzero(skipped[labels]))
 
 
 def index_stats(state: CollectionState) -> IndexStats:

@@ -427,10 +427,21 @@ def _with_documents(
 # -- keyword (BM25) search, see keyword_search --------------------------------------
 
 
-def keyword_statistics(state: CollectionState, terms: Sequence[str]) -> TermStatistics:
+def keyword_statistics(
+    state: CollectionState, terms: Sequence[str], skip: Sequence[int] = ()
+) -> TermStatistics:
     """See `Collection.keyword_statistics`."""
     with state.life.use(), state.gate.read(None):
-        return keyword_stats(_keyword_index(state), terms)
+        return _statistics(state, _keyword_index(state), terms, skip)
+
+
+def _statistics(
+    state: CollectionState, index: KeywordIndex, terms: Sequence[str], skip: Sequence[int]
+) -> TermStatistics:
+    """The statistics of `terms`, documents of the partitions `skip` left out; inside
+    the read gate."""
+    without = state.skipped_labels(skip, state.payload.label_space) if terms else None
+    return keyword_stats(index, terms, without)
 
 
 def keyword_search(
@@ -444,6 +455,7 @@ def keyword_search(
     statistics_terms: Sequence[str] = (),
     *,
     wait: bool = True,
+    skip: Sequence[int] = (),
 ) -> tuple[list[QueryHits], TermStatistics]:
     """See `Collection.keyword_search`. The statistics of `statistics_terms` are read
     under the same gate as the scoring, so they are the ones the scores saw."""
@@ -456,7 +468,9 @@ def keyword_search(
         with state.gate.read(None, wait):
             if not wait and sum(index.postings(q.terms) for q in queries) > INLINE_MAX_POSTINGS:
                 raise WouldBlock
-            statistics = keyword_stats(index, statistics_terms)
+            if not wait and skip and not state.partition_labels.built:
+                raise WouldBlock  # building the map hashes every id: not on the event loop
+            statistics = _statistics(state, index, statistics_terms, skip)
             allowed = None if root is None else state.payload.mask(root)[0]
             hits = ranked_keyword_hits(
                 index, state.ids, queries, average_length, k, allowed, score_threshold

@@ -15,7 +15,7 @@ touching it, which every part keeps:
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ from shard.core.filters import Filter, matches
 from shard.core.gate import IndexGate
 from shard.core.keyword_index import KeywordIndex
 from shard.core.lifecycle import Lifecycle
+from shard.core.partition_labels import PartitionLabels
 from shard.core.payload_columns import Mask
 from shard.core.payload_index import PayloadIndex
 from shard.core.search_plan import Strategy
@@ -71,6 +72,7 @@ class CollectionState:
         self.labels: dict[str, int] = {}  # live id -> label (a chunked one's first)
         self.ids: dict[int, str] = {}  # label -> live id, every chunk's label included
         self.chunks: dict[str, int] = {}  # live id -> its chunks, for documents with more than 1
+        self.partition_labels = PartitionLabels(config.partitions)
         self.set_labels(labels, chunks or {})
         self.seq, self.next_label = store.state()
         self.checkpoint_seq = checkpoint_seq
@@ -91,6 +93,7 @@ class CollectionState:
         """The id <-> label maps of an index (loaded or rebuilt): a document with n
         chunks holds the n consecutive labels from its first."""
         self.labels = labels
+        self.partition_labels.reset()
         self.chunks = {doc_id: n for doc_id, n in chunks.items() if n != 1}
         self.ids = {label: doc_id for doc_id, label in labels.items()}
         for doc_id, n in self.chunks.items():
@@ -109,6 +112,7 @@ class CollectionState:
             self.ids[first + i] = doc_id
         if chunks != 1:
             self.chunks[doc_id] = chunks
+        self.partition_labels.note(doc_id, first, chunks)
 
     def forget(self, doc_id: str, first: int) -> None:
         """A document's labels gone from the index (gate held)."""
@@ -137,6 +141,13 @@ class CollectionState:
             return keyword.text_holds(self.read_text(payload) if payload else None, phrase)
 
         return matches(root, self.metadata_of(payload), text_holds)
+
+    def skipped_labels(self, skip: Sequence[int], size: int) -> Mask | None:
+        """The labels (of `size`) of documents in the partitions `skip`; None when none
+        can be (see `partition_labels`). Runs inside the read gate."""
+        if not skip:
+            return None
+        return self.partition_labels.skipped(skip, size, self.ids)
 
     def ids_in_mask(self, mask: Mask) -> list[str]:
         """The ids of the labels set in `mask`; runs inside the read gate."""
