@@ -65,16 +65,15 @@ def _add_chunk_columns(
         best = hits.chunks if hits.chunks is not None else [0] * len(hits.ids)
         for chunk, stored in zip(best, hits.documents, strict=True):
             document = _stored_chunks(stored)
-            if not document.chunks:
+            # The index answered before the store was read: a document replaced in
+            # between by one with fewer chunks has no chunk `chunk` any more. Its hit
+            # goes without a chunk rather than failing the search.
+            if not 0 <= chunk < len(document.chunks):
                 chunks.append(NO_CHUNK)
                 starts.append(NO_CHUNK)
                 ends.append(NO_CHUNK)
                 texts.append("")
                 continue
-            if not 0 <= chunk < len(document.chunks):
-                raise DataLoss(
-                    f"document {stored.id!r}: chunk {chunk} of {len(document.chunks)} was hit"
-                )
             span = document.chunks[chunk]
             chunks.append(chunk)
             starts.append(span.start)

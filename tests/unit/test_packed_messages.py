@@ -154,6 +154,17 @@ def test_a_chunking_collection_answers_packed_with_the_hits_chunks(
     assert list(single.hits) == list(public.results[2].hits)
 
 
+def test_a_chunk_the_stored_document_no_longer_has_goes_as_none() -> None:
+    """The index found chunk 2 of a document that was replaced, before its payload was
+    read, by a one-chunk text: the hit comes without a chunk, the search does not fail."""
+    payload = common_pb2.Document(text="short", chunks=[common_pb2.ChunkSpan(start=0, end=5)])
+    stored = StoredDocument("a", b"", payload.SerializeToString())
+    results = [QueryHits(["a"], [0.5], [0.5], [stored], chunks=[2])]
+    batch = packed_from_reply(packed_response(results, METADATA, chunked=True), 1)
+    assert batch.chunks is not None and batch.chunks.chunks.tolist() == [-1]
+    assert batch.chunks.texts == [""]
+
+
 def test_a_collection_without_chunking_sends_no_chunk_columns() -> None:
     reply = packed_response(answers(), NO_FIELDS)
     assert not (reply.chunks_i32 or reply.chunk_starts_i32 or reply.chunk_ends_i32)
