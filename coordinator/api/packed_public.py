@@ -3,10 +3,11 @@
 A reply with a `Hit` message per hit costs the coordinator a message to build
 per hit (about 7 µs per query of 10 hits) and the client one to read; the
 packed form is a few columns, copied from the merged results as they are when
-those are columns already (a vector search read in the shard's packed form).
-Where they are not (keyword and hybrid searches, explanations, shards answering
-per hit), `packed_hits` answers None and the reply keeps its `Hit`s: packing
-them here would only move the per-hit work from the client to the coordinator.
+those are columns already (a vector search read in the shard's packed form, a
+chunking collection's chunk columns included). Where they are not (keyword and
+hybrid searches, explanations, group search), `packed_hits` answers None and the
+reply keeps its `Hit`s: packing them here would only move the per-hit work from
+the client to the coordinator.
 """
 
 from collections.abc import Sequence
@@ -30,6 +31,12 @@ class HitColumns(Protocol):
     documents: Sequence[object] | None
 
 
+def _chunks_of(columns: object) -> Any:
+    """A chunking collection's `ChunkColumns` (coordinator.core.packed) of `columns`;
+    None when they have none."""
+    return getattr(columns, "chunks", None)
+
+
 def _f32(values: npt.NDArray[np.float32]) -> bytes:
     return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
@@ -46,7 +53,12 @@ def packed_hits(
     if isinstance(results, HitColumns) and hasattr(batch, "offsets"):
         # A whole batch as one set of columns, query i's from offsets[i] to offsets[i + 1].
         counts = np.diff(np.asarray(batch.offsets)).tolist()
-        return _message(counts, results.ids, results.scores, results.distances, results.documents)
+        message = _message(
+            counts, results.ids, results.scores, results.distances, results.documents
+        )
+        if _chunks_of(results) is not None:
+            _add_chunks(message, [_chunks_of(results)])
+        return message
     if not all(isinstance(result, HitColumns) for result in results):
         return None
     columns = cast(Sequence[HitColumns], results)
@@ -57,13 +69,36 @@ def packed_hits(
             return None
         stored = [document for part in documents for document in cast(Sequence[object], part)]
     empty = np.empty(0, dtype=np.float32)
-    return _message(
+    message = _message(
         [len(result.ids) for result in columns],
         list(chain.from_iterable(result.ids for result in columns)),
         np.concatenate([result.scores for result in columns]) if columns else empty,
         np.concatenate([result.distances for result in columns]) if columns else empty,
         stored,
     )
+    chunks = [_chunks_of(result) for result in columns]
+    if any(part is not None for part in chunks):
+        pairs = zip(chunks, columns, strict=True)
+        if any(part is None and len(result.ids) for part, result in pairs):
+            return None  # some hits with chunk columns, some without: not one set of columns
+        _add_chunks(message, [part for part in chunks if part is not None])
+    return message
+
+
+def _add_chunks(message: shoal_pb2.PackedHits, parts: Sequence[Any]) -> None:
+    """The chunk columns of `parts` (each a `ChunkColumns`), one after the other."""
+    message.chunks_i32 = b"".join(_i32(part.chunks) for part in parts)
+    message.chunk_starts_i32 = b"".join(_i32(part.starts) for part in parts)
+    message.chunk_ends_i32 = b"".join(_i32(part.ends) for part in parts)
+    if any(part.texts is not None for part in parts):
+        for part in parts:
+            message.chunk_texts.extend(
+                part.texts if part.texts is not None else [""] * len(part.chunks)
+            )
+
+
+def _i32(values: npt.NDArray[np.int32]) -> bytes:
+    return np.ascontiguousarray(values, dtype="<i4").tobytes()
 
 
 def _message(

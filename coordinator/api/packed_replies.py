@@ -2,9 +2,10 @@
 
 A batch's hits are written straight in protobuf's wire format with numpy
 (`results_wire_bytes`) and parsed into the reply by protobuf's C code, which
-costs a fraction of a Python `add` per hit. Stored fields, long ids and small
-answers take the plain path: a `Hit` added per hit, from columns turned into
-Python lists once (`tolist`), not read element by element from numpy.
+costs a fraction of a Python `add` per hit. Stored fields, chunks (a chunking
+collection's hits), long ids and small answers take the plain path: a `Hit`
+added per hit, from columns turned into Python lists once (`tolist`), not read
+element by element from numpy.
 """
 
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ from typing import cast
 import numpy as np
 import numpy.typing as npt
 
-from coordinator.core.packed import PackedBatch, PackedHits
+from coordinator.core.packed import ChunkColumns, PackedBatch, PackedHits
 from shoal.v1 import common_pb2, shoal_pb2
 
 
@@ -22,6 +23,8 @@ def add_packed_hits(
 ) -> None:
     """One query's hits into a reply message."""
     _add(target, hits.ids, hits.scores.tolist(), hits.distances.tolist(), hits.documents)
+    if hits.chunks is not None:
+        _add_chunks(target.hits, hits.chunks)
 
 
 def add_packed_results(response: shoal_pb2.SearchBatchResponse, batch: PackedBatch) -> None:
@@ -31,15 +34,36 @@ def add_packed_results(response: shoal_pb2.SearchBatchResponse, batch: PackedBat
         if encoded is not None:
             response.MergeFromString(encoded)
             return
-    ids, documents = batch.ids, batch.documents
+    ids, documents, chunks = batch.ids, batch.documents, batch.chunks
     scores, distances = batch.scores.tolist(), batch.distances.tolist()
     add_result = response.results.add
     start = 0
     for count in batch.counts.tolist():
         stop = start + count
         part = None if documents is None else documents[start:stop]
-        _add(add_result(), ids[start:stop], scores[start:stop], distances[start:stop], part)
+        result = add_result()
+        _add(result, ids[start:stop], scores[start:stop], distances[start:stop], part)
+        if chunks is not None:
+            _add_chunks(result.hits, chunks.part(start, stop))
         start = stop
+
+
+def _add_chunks(hits: Sequence[common_pb2.Hit], chunks: ChunkColumns) -> None:
+    """Each hit's best chunk: its index, its span, and its text when there is one;
+    nothing for a hit whose document has no chunks."""
+    texts: Sequence[str | None] = chunks.texts if chunks.texts is not None else [None] * len(hits)
+    starts, ends = chunks.starts.tolist(), chunks.ends.tolist()
+    for hit, chunk, start, end, text in zip(
+        hits, chunks.chunks.tolist(), starts, ends, texts, strict=True
+    ):
+        if chunk < 0:
+            continue
+        hit.chunk = chunk
+        hit.chunk_span.SetInParent()
+        hit.chunk_span.start = start
+        hit.chunk_span.end = end
+        if text:
+            hit.chunk_text = text
 
 
 def _add(
@@ -83,8 +107,8 @@ Ints = npt.NDArray[np.int64]
 def results_wire_bytes(batch: PackedBatch) -> bytes | None:
     """`SearchBatchResponse.results` of `batch` serialized (field 1, a `SearchResult`
     per query, each hit with its id, score, distance and a document holding the id);
-    None when the batch needs the plain path (stored fields, an id over 55 bytes)."""
-    if batch.documents is not None:
+    None when the batch needs the plain path (stored fields, chunks, an id over 55 bytes)."""
+    if batch.documents is not None or batch.chunks is not None:
         return None
     encoded = [doc_id.encode() for doc_id in batch.ids]
     lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))

@@ -311,6 +311,13 @@ def hit_to_proto(hit: HitMessage) -> common_pb2.Hit:
             message.document.CopyFrom(cast(common_pb2.Document, hit.document))
         else:
             message.document.id = hit.id
+        if hit.chunk is not None:  # a chunking collection's hit: its best chunk
+            message.chunk = hit.chunk
+            if hit.chunk_span is not None:
+                start, end = hit.chunk_span
+                message.chunk_span.CopyFrom(common_pb2.ChunkSpan(start=start, end=end))
+            if hit.chunk_text:
+                message.chunk_text = hit.chunk_text
         return message
     raise TypeError(f"a hit of unknown kind: {type(hit).__name__}")
 

@@ -14,7 +14,7 @@ from itertools import chain
 
 import numpy as np
 
-from coordinator.core.packed import Offsets, PackedBatch
+from coordinator.core.packed import ChunkColumns, Offsets, PackedBatch
 from coordinator.core.ports import DocumentMessage
 
 
@@ -104,10 +104,19 @@ def _select(batches: Sequence[PackedBatch], picked: Offsets, counts: Offsets) ->
     if batches[0].documents is not None:
         every = list(chain.from_iterable(batch.documents or () for batch in batches))
         documents = [every[position] for position in positions]
+    chunks: ChunkColumns | None = None
+    if any(batch.chunks is not None for batch in batches):  # a chunking collection
+        joined = (
+            batches[0].chunks
+            if len(batches) == 1 and batches[0].chunks is not None
+            else ChunkColumns.join([b.chunks for b in batches], [len(b.ids) for b in batches])
+        )
+        chunks = joined.take(picked)
     return PackedBatch.from_counts(
         counts,
         [ids[position] for position in positions],
         all_scores[picked],
         all_distances[picked],
         documents,
+        chunks,
     )

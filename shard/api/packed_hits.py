@@ -6,22 +6,34 @@ docs/benchmarks.md). The packed form carries every query's hits as columns:
 counts per query, ids as one repeated string, scores and distances as float32
 bytes made by numpy. Only the stored fields a search asked for still come as a
 `Document` per hit.
+
+A chunking collection's hits carry three more columns (int32): the chunk that
+scored each hit and that chunk's span of the text, read from the stored
+payload's chunk spans, and the chunks' texts when text was asked for. A
+collection without chunking leaves them empty, at no cost.
 """
 
 from collections.abc import Iterable, Sequence
 from itertools import chain
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from shard.api.proto_reads import fill_document
-from shard.core.documents import QueryHits
+from shard.core.documents import QueryHits, StoredDocument
+from shoal.errors import DataLoss, Internal
 from shoal.v1 import common_pb2, shard_pb2
+
+#: A hit's chunk columns where its document was stored without chunks.
+NO_CHUNK = -1
 
 
 def packed_response(
-    results: Sequence[QueryHits], include: common_pb2.Include
+    results: Sequence[QueryHits], include: common_pb2.Include, chunked: bool = False
 ) -> shard_pb2.ShardSearchResponse:
-    """Every query's hits, in query order, as one packed response."""
+    """Every query's hits, in query order, as one packed response. `chunked`: the
+    collection chunks its documents, and `results` hold their stored payloads
+    (for the chunks' spans)."""
     response = shard_pb2.ShardSearchResponse()
     response.hit_counts.extend([len(hits.ids) for hits in results])
     response.ids.extend(chain.from_iterable(hits.ids for hits in results))
@@ -33,7 +45,56 @@ def packed_response(
             for doc_id, stored in zip(hits.ids, hits.documents or (), strict=True):
                 document = add(id=doc_id)
                 fill_document(document, stored, include)
+    if chunked:
+        _add_chunk_columns(response, results, include.text)
     return response
+
+
+def _add_chunk_columns(
+    response: shard_pb2.ShardSearchResponse, results: Sequence[QueryHits], with_text: bool
+) -> None:
+    """Each hit's best chunk (index and span, and text if asked) as columns."""
+    chunks: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    texts: list[str] = []
+    for hits in results:
+        if hits.documents is None:
+            raise Internal("a chunking collection's hits came without their stored payloads")
+        # Without a chunk per hit no document held more than one: each hit is chunk 0.
+        best = hits.chunks if hits.chunks is not None else [0] * len(hits.ids)
+        for chunk, stored in zip(best, hits.documents, strict=True):
+            document = _stored_chunks(stored)
+            # The index answered before the store was read: a document replaced in
+            # between by one with fewer chunks has no chunk `chunk` any more. Its hit
+            # goes without a chunk rather than failing the search.
+            if not 0 <= chunk < len(document.chunks):
+                chunks.append(NO_CHUNK)
+                starts.append(NO_CHUNK)
+                ends.append(NO_CHUNK)
+                texts.append("")
+                continue
+            span = document.chunks[chunk]
+            chunks.append(chunk)
+            starts.append(span.start)
+            ends.append(span.end)
+            if with_text:
+                texts.append(document.text[span.start : span.end])
+    response.chunks_i32 = np.asarray(chunks, dtype="<i4").tobytes()
+    response.chunk_starts_i32 = np.asarray(starts, dtype="<i4").tobytes()
+    response.chunk_ends_i32 = np.asarray(ends, dtype="<i4").tobytes()
+    if with_text:
+        response.chunk_texts.extend(texts)
+
+
+def _stored_chunks(stored: StoredDocument) -> common_pb2.Document:
+    """The stored payload's text and chunk spans (empty when it has none)."""
+    if not stored.payload:
+        return common_pb2.Document()
+    try:
+        return common_pb2.Document.FromString(stored.payload)
+    except DecodeError as error:
+        raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
 
 
 def _float32_bytes(rows: Iterable[Sequence[float]]) -> bytes:

@@ -234,9 +234,8 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
             request.score_threshold if request.HasField("score_threshold") else None,
             wait=wait,
         )
-        # The packed form has no chunk fields: a chunking collection answers per hit.
-        if request.packed and not collection.config.chunking.enabled:
-            return packed_response(results, request.include)
+        if request.packed:
+            return packed_response(results, request.include, collection.config.chunking.enabled)
         response = shard_pb2.ShardSearchResponse()
         for hits in results:
             proto_reads.hits_to_proto(hits, request.include, response.results.add())

@@ -62,9 +62,20 @@ def _check_live(doc_id: str, record: Record, dimension: int, chunked: bool = Fal
 
 
 def catch_up(
-    index: HnswIndex, labels: dict[str, int], store: DocumentStore, after_seq: int, dimension: int
+    index: HnswIndex,
+    labels: dict[str, int],
+    store: DocumentStore,
+    after_seq: int,
+    dimension: int,
+    chunks: dict[str, int] | None = None,
 ) -> int:
-    """Apply every id written after `after_seq` to `index` and `labels`; return how many."""
+    """Apply every id written after `after_seq` to `index`, `labels` and `chunks` (the
+    chunk counts of documents with more than one); return how many ids.
+
+    A record keeps its labels while its vectors keep their number (an update in
+    place, or a partial update); a chunked document written again takes fresh
+    consecutive labels, so its old ones go and the new ones are added."""
+    chunks = {} if chunks is None else chunks
     applied = 0
     for chunk in _chunks(store.ids_written_after(after_seq), LOAD_CHUNK):
         ids = [doc_id for _, doc_id in chunk]
@@ -77,21 +88,28 @@ def catch_up(
             if record is None:
                 raise DataLoss(f"write log names document {doc_id!r}, which has no record")
             current = labels.get(doc_id)
+            held = chunks.get(doc_id, 1)
             if record.deleted:
                 if current is not None:
-                    deleted.append(current)
+                    deleted.extend(range(current, current + held))
                     del labels[doc_id]
+                    chunks.pop(doc_id, None)
                 continue
-            _check_live(doc_id, record, dimension)
-            if current == record.label:
-                updated.append(record.label)
+            _check_live(doc_id, record, dimension, chunked=True)
+            count = len(record.vector) // (4 * dimension)
+            if current == record.label and count == held:
+                updated.extend(range(current, current + count))
                 updated_vectors.append(record.vector)
                 continue
             if current is not None:
-                deleted.append(current)
-            added.append(record.label)
+                deleted.extend(range(current, current + held))
+            added.extend(range(record.label, record.label + count))
             added_vectors.append(record.vector)
             labels[doc_id] = record.label
+            if count != 1:
+                chunks[doc_id] = count
+            else:
+                chunks.pop(doc_id, None)
         index.delete(np.array(deleted, dtype=np.uint64))
         index.add(np.array(added, dtype=np.uint64), _vectors(added_vectors, dimension))
         index.update(np.array(updated, dtype=np.uint64), _vectors(updated_vectors, dimension))
@@ -134,20 +152,31 @@ def rebuild(
 
 def load_index(config: CollectionConfig, store: DocumentStore, directory: Path) -> LoadedIndex:
     last_seq, _ = store.state()
-    # A chunking collection's checkpoints would not say how many chunks each document
-    # held when they were taken: its index is rebuilt from the store instead.
-    checkpoint = None
-    if not config.chunking.enabled:
-        checkpoint = checkpoints.load_newest(
-            directory, config.metric.value, config.dimension, config.hnsw_ef, max_seq=last_seq
-        )
+    checkpoint = checkpoints.load_newest(
+        directory,
+        config.metric.value,
+        config.dimension,
+        config.hnsw_ef,
+        max_seq=last_seq,
+        chunked=config.chunking.enabled,
+    )
     if checkpoint is not None:
         try:
             applied = catch_up(
-                checkpoint.index, checkpoint.labels, store, checkpoint.seq, config.dimension
+                checkpoint.index,
+                checkpoint.labels,
+                store,
+                checkpoint.seq,
+                config.dimension,
+                checkpoint.chunks,
             )
             return LoadedIndex(
-                checkpoint.index, checkpoint.labels, checkpoint.seq, "checkpoint", applied
+                checkpoint.index,
+                checkpoint.labels,
+                checkpoint.seq,
+                "checkpoint",
+                applied,
+                checkpoint.chunks,
             )
         except (RuntimeError, ValueError) as error:  # hnswlib refused the checkpoint's state
             log.warning("collection %r: checkpoint unusable, rebuilding: %s", config.name, error)

@@ -6,6 +6,11 @@ first asked for, and then once. Building a Python object graph per hit cost the
 SDK about 40-65 µs per query of 10 hits (more than the coordinator's own work
 per query); the ids and scores of the same reply cost about 4 µs.
 
+In a chunking collection each hit also has its best chunk: `chunks` (the chunk's
+index, int32, -1 where the document has no chunks), `chunk_spans` ([start, end)
+character spans, int32) and `chunk_texts` (when text was included), columns
+whichever form the reply came in.
+
 Each result is also the sequence it was before: a `SearchBatchResult` is a
 sequence of `SearchResult`s, a `Documents` one of `Document`s, and
 `SearchResult.hits` is the list of `Hit`s, so code written against per-hit
@@ -35,10 +40,81 @@ from shoal.v1 import common_pb2, shoal_pb2
 Ids = npt.NDArray[np.object_]
 Floats = npt.NDArray[np.float32]
 Matrix = npt.NDArray[np.float32]
+Int32s = npt.NDArray[np.int32]
 
 #: Where a query had fewer hits than the widest one: its id and score cells.
 MISSING_ID = ""
 MISSING_SCORE = np.float32(np.nan)
+#: The chunk index and span of a hit without a chunk (a collection without
+#: chunking, a document stored without chunks, or a padding cell).
+NO_CHUNK = -1
+
+
+@dataclass(frozen=True)
+class _Chunks:
+    """Hits' best chunks: index, [start, end) span (int32, -1 for none), and texts
+    (None unless text was included)."""
+
+    chunks: Int32s
+    starts: Int32s
+    ends: Int32s
+    texts: Sequence[str] | None
+
+    @staticmethod
+    def of_packed(packed: shoal_pb2.PackedHits) -> "_Chunks | None":
+        if not (packed.chunks_i32 or packed.chunk_starts_i32 or packed.chunk_ends_i32):
+            return None
+        return _Chunks(
+            _int32s(packed.chunks_i32),
+            _int32s(packed.chunk_starts_i32),
+            _int32s(packed.chunk_ends_i32),
+            packed.chunk_texts if len(packed.chunk_texts) else None,
+        )
+
+    @staticmethod
+    def of_hits(hits: Sequence[common_pb2.Hit]) -> "_Chunks":
+        chunks = [hit.chunk if hit.HasField("chunk") else NO_CHUNK for hit in hits]
+        spans = [
+            (hit.chunk_span.start, hit.chunk_span.end)
+            if hit.HasField("chunk_span")
+            else (NO_CHUNK, NO_CHUNK)
+            for hit in hits
+        ]
+        texts = [hit.chunk_text for hit in hits]
+        return _Chunks(
+            np.array(chunks, dtype=np.int32),
+            np.array([start for start, _ in spans], dtype=np.int32),
+            np.array([end for _, end in spans], dtype=np.int32),
+            texts if any(texts) else None,
+        )
+
+    @staticmethod
+    def none(count: int) -> "_Chunks":
+        missing = np.full(count, NO_CHUNK, dtype=np.int32)
+        return _Chunks(missing, missing.copy(), missing.copy(), None)
+
+    def part(self, start: int, stop: int) -> "_Chunks":
+        return _Chunks(
+            self.chunks[start:stop],
+            self.starts[start:stop],
+            self.ends[start:stop],
+            None if self.texts is None else self.texts[start:stop],
+        )
+
+    def spans(self) -> Int32s:
+        return np.stack([self.starts, self.ends], axis=1).astype(np.int32)
+
+    def fields(self, position: int) -> tuple[int | None, tuple[int, int] | None, str | None]:
+        """One hit's `Hit.chunk`, `chunk_span` and `chunk_text`."""
+        chunk = int(self.chunks[position])
+        if chunk < 0:
+            return None, None, None
+        text = None if self.texts is None else self.texts[position] or None
+        return chunk, (int(self.starts[position]), int(self.ends[position])), text
+
+
+def _int32s(data: bytes) -> Int32s:
+    return np.frombuffer(data, dtype="<i4").astype(np.int32)  # a writable copy
 
 
 def _ids(values: list[str]) -> Ids:
@@ -47,7 +123,7 @@ def _ids(values: list[str]) -> Ids:
     return array
 
 
-def _padded(flat: Ids | Floats, counts: npt.NDArray[np.int64], fill: Any) -> Any:
+def _padded(flat: Ids | Floats | Int32s, counts: npt.NDArray[np.int64], fill: Any) -> Any:
     """The flat cells of every query as a (queries, widest) matrix, `fill` past each count."""
     width = int(counts.max()) if len(counts) else 0
     if flat.size == len(counts) * width:
@@ -86,9 +162,10 @@ class SearchResult:
     `ids` (numpy, dtype object, of str) and `scores` (float32) are decoded with
     the reply; `distances`, `metadatas`, `texts`, `vectors` (an (n, dimension)
     float32 matrix, None unless asked for with include) and `hits` (a `Hit` per
-    hit) on first access. The reply held either a `Hit` message per hit
-    (`messages`) or columns (packed: `distances`, and `documents` when stored
-    fields were asked for).
+    hit) on first access, and so are a chunking collection's `chunks`,
+    `chunk_spans` and `chunk_texts`. The reply held either a `Hit` message per
+    hit (`messages`) or columns (packed: `distances`, `documents` when stored
+    fields were asked for, the chunk columns in a chunking collection).
     """
 
     def __init__(
@@ -99,6 +176,7 @@ class SearchResult:
         messages: Sequence[common_pb2.Hit] | None = None,
         distances: Floats | None = None,
         documents: Sequence[common_pb2.Document] | None = None,
+        chunks: _Chunks | None = None,
     ) -> None:
         self.ids = ids
         self.scores = scores
@@ -106,6 +184,7 @@ class SearchResult:
         self._messages = messages
         self._distances = distances
         self._documents = documents
+        self._chunk_columns = chunks
 
     @classmethod
     def from_reply(cls, reply: shoal_pb2.SearchResponse) -> "SearchResult":
@@ -118,6 +197,7 @@ class SearchResult:
                 coverage,
                 distances=_floats(packed.distances_f32),
                 documents=packed.documents or None,
+                chunks=_Chunks.of_packed(packed),
             )
         ids: list[str] = []
         scores: list[float] = []
@@ -144,6 +224,32 @@ class SearchResult:
         return np.array([hit.distance for hit in self._messages], dtype=np.float32)
 
     @cached_property
+    def _chunks(self) -> _Chunks:
+        if self._messages is not None:
+            return _Chunks.of_hits(self._messages)
+        return self._chunk_columns or _Chunks.none(len(self))
+
+    @property
+    def chunks(self) -> Int32s:
+        """Each hit's best chunk (its index among the document's chunks), int32; -1
+        where there is none (a collection without chunking)."""
+        return self._chunks.chunks
+
+    @cached_property
+    def chunk_spans(self) -> Int32s:
+        """Each hit's best chunk as an (n, 2) int32 matrix of [start, end) character
+        offsets into the document's text; -1 where there is none."""
+        return self._chunks.spans()
+
+    @cached_property
+    def chunk_texts(self) -> list[str | None]:
+        """Each hit's best chunk's text, when text was included; else None each."""
+        texts = self._chunks.texts
+        if texts is None:
+            return [None] * len(self)
+        return [text or None for text in texts]
+
+    @cached_property
     def hits(self) -> list[Hit]:
         if self._messages is not None:
             return [hit_from_proto(hit) for hit in self._messages]
@@ -153,14 +259,26 @@ class SearchResult:
             if stored is not None
             else [Document(str(doc_id)) for doc_id in self.ids]
         )
+        chunks = self._chunk_columns
         return [
-            Hit(doc_id, score, distance, document.metadata, document.text, document.vector)
-            for doc_id, score, distance, document in zip(
-                self.ids.tolist(),
-                self.scores.tolist(),
-                self.distances.tolist(),
-                documents,
-                strict=True,
+            Hit(
+                doc_id,
+                score,
+                distance,
+                document.metadata,
+                document.text,
+                document.vector,
+                None,
+                *(chunks.fields(position) if chunks is not None else (None, None, None)),
+            )
+            for position, (doc_id, score, distance, document) in enumerate(
+                zip(
+                    self.ids.tolist(),
+                    self.scores.tolist(),
+                    self.distances.tolist(),
+                    documents,
+                    strict=True,
+                )
             )
         ]
 
@@ -214,7 +332,8 @@ class SearchBatchResult(Sequence[SearchResult]):
     """Many queries' hits: `ids` (dtype object) and `scores` (float32) as
     (queries, k) matrices, row i answering query i, best first; a query with
     fewer hits than the widest one (a filter, a small collection) has `counts[i]`
-    real cells, then "" and NaN. `distances` is decoded on first access.
+    real cells, then "" and NaN. `distances` is decoded on first access, and so
+    are a chunking collection's `chunks` and `chunk_spans` (-1 in padding cells).
 
     Indexing gives query i's `SearchResult` (made on first access), so the batch
     still reads as the list of results it was. The replies (several when the
@@ -266,6 +385,38 @@ class SearchBatchResult(Sequence[SearchResult]):
         ]
         return _padded(_concatenated(parts), self.counts, MISSING_SCORE)  # type: ignore[no-any-return]
 
+    @cached_property
+    def _chunks(self) -> _Chunks:
+        parts: list[_Chunks] = []
+        for reply in self._replies:
+            if reply.HasField("packed"):
+                packed = reply.packed
+                parts.append(_Chunks.of_packed(packed) or _Chunks.none(len(packed.ids)))
+            else:
+                parts.append(_Chunks.of_hits([h for r in reply.results for h in r.hits]))
+        if not parts:
+            return _Chunks.none(0)
+        return _Chunks(
+            np.concatenate([part.chunks for part in parts]),
+            np.concatenate([part.starts for part in parts]),
+            np.concatenate([part.ends for part in parts]),
+            None,
+        )
+
+    @cached_property
+    def chunks(self) -> Int32s:
+        """Each hit's best chunk (index among its document's chunks) as a (queries,
+        k) int32 matrix; -1 where there is none or past a query's count."""
+        return _padded(self._chunks.chunks, self.counts, NO_CHUNK)  # type: ignore[no-any-return]
+
+    @cached_property
+    def chunk_spans(self) -> Int32s:
+        """Each hit's best chunk's [start, end) character span as a (queries, k, 2)
+        int32 array; -1 where there is none or past a query's count."""
+        starts = _padded(self._chunks.starts, self.counts, NO_CHUNK)
+        ends = _padded(self._chunks.ends, self.counts, NO_CHUNK)
+        return np.stack([starts, ends], axis=2).astype(np.int32)
+
     def __len__(self) -> int:
         return len(self._sources)
 
@@ -277,12 +428,14 @@ class SearchBatchResult(Sequence[SearchResult]):
             source = self._sources[index]
             if isinstance(source, _PackedRows):
                 documents = source.packed.documents
+                chunks = _Chunks.of_packed(source.packed)
                 row = SearchResult(
                     ids,
                     scores,
                     self.coverage,
                     distances=self.distances[index, :count],
                     documents=documents[source.start : source.stop] if documents else None,
+                    chunks=None if chunks is None else chunks.part(source.start, source.stop),
                 )
             else:
                 row = SearchResult(ids, scores, self.coverage, source)

@@ -490,10 +490,22 @@ class ShardSearchResponse(_message.Message):
     SCORES_F32_FIELD_NUMBER: _builtins.int
     DISTANCES_F32_FIELD_NUMBER: _builtins.int
     DOCUMENTS_FIELD_NUMBER: _builtins.int
+    CHUNKS_I32_FIELD_NUMBER: _builtins.int
+    CHUNK_STARTS_I32_FIELD_NUMBER: _builtins.int
+    CHUNK_ENDS_I32_FIELD_NUMBER: _builtins.int
+    CHUNK_TEXTS_FIELD_NUMBER: _builtins.int
     scores_f32: _builtins.bytes
     """per hit, little-endian float32 (higher is more similar)"""
     distances_f32: _builtins.bytes
     """per hit, little-endian float32 (lower is more similar)"""
+    chunks_i32: _builtins.bytes
+    """A chunking collection's hits (empty otherwise): per hit, little-endian int32,
+    the chunk that scored it (its index among the document's chunks) and that
+    chunk's [start, end) character span of the text; -1 in all three for a
+    document stored without chunks.
+    """
+    chunk_starts_i32: _builtins.bytes
+    chunk_ends_i32: _builtins.bytes
     @_builtins.property
     def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardSearchResult]: ...
     @_builtins.property
@@ -510,6 +522,12 @@ class ShardSearchResponse(_message.Message):
         the fields asked for); empty otherwise.
         """
 
+    @_builtins.property
+    def chunk_texts(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Per hit when the search asked for text in a chunking collection: the text
+        of its chunk ("" for a document without chunks); empty otherwise.
+        """
+
     def __init__(
         self,
         *,
@@ -519,10 +537,14 @@ class ShardSearchResponse(_message.Message):
         scores_f32: _builtins.bytes = ...,
         distances_f32: _builtins.bytes = ...,
         documents: _abc.Iterable[_common_pb2.Document] | None = ...,
+        chunks_i32: _builtins.bytes = ...,
+        chunk_starts_i32: _builtins.bytes = ...,
+        chunk_ends_i32: _builtins.bytes = ...,
+        chunk_texts: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["distances_f32", b"distances_f32", "documents", b"documents", "hit_counts", b"hit_counts", "ids", b"ids", "results", b"results", "scores_f32", b"scores_f32"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_ends_i32", b"chunk_ends_i32", "chunk_starts_i32", b"chunk_starts_i32", "chunk_texts", b"chunk_texts", "chunks_i32", b"chunks_i32", "distances_f32", b"distances_f32", "documents", b"documents", "hit_counts", b"hit_counts", "ids", b"ids", "results", b"results", "scores_f32", b"scores_f32"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -10,6 +10,7 @@ replaces or deletes all of its chunks on every replica.
 from collections.abc import Iterator
 
 import grpc
+import numpy as np
 import pytest
 
 from bench import long_documents
@@ -101,6 +102,55 @@ def test_search_returns_distinct_documents_by_their_best_chunk(client: Client) -
         assert [hit.score for hit in hits] == sorted((hit.score for hit in hits), reverse=True)
     everything = client.search(COLLECTION, text="the", k=total + 50, include=[]).hits
     assert len({hit.id for hit in everything}) == len(everything) == total
+
+
+def test_a_chunking_collections_shards_answer_packed_with_chunk_columns(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """The shard answers a chunking collection's search in the packed form like any
+    other (no `Hit` per hit), the chunk each hit scored by as int32 columns."""
+    first = long_documents.build(datasets.load().documents).documents[0]
+    [document] = client.get(COLLECTION, [first["id"]], include=["vector"])
+    assert document.vector is not None
+    query = np.asarray([document.vector, document.vector], dtype="<f4")
+    shard = cluster.shards[0][0]
+    with grpc.insecure_channel(shard.address) as channel:
+        reply = shard_pb2_grpc.ShardServiceStub(channel).Search(
+            shard_pb2.ShardSearchRequest(
+                collection=COLLECTION, queries_f32=query.tobytes(), k=10, packed=True
+            ),
+            timeout=30,
+        )
+    hits = sum(reply.hit_counts)
+    assert not reply.results and list(reply.hit_counts) == [10, 10]
+    chunks = np.frombuffer(reply.chunks_i32, dtype="<i4")
+    starts = np.frombuffer(reply.chunk_starts_i32, dtype="<i4")
+    ends = np.frombuffer(reply.chunk_ends_i32, dtype="<i4")
+    assert len(chunks) == len(starts) == len(ends) == hits
+    assert (chunks >= 0).all() and (starts < ends).all()
+    assert not reply.chunk_texts  # no text asked for
+
+
+def test_a_batch_search_carries_each_hits_chunk_as_columns(client: Client) -> None:
+    data = datasets.load()
+    texts = [query["text"] for query in data.queries[:20]]
+    batch = client.search_batch(COLLECTION, texts=texts, k=8, include=["text"])
+    assert batch.chunks.shape == batch.ids.shape == (20, 8)
+    assert batch.chunk_spans.shape == (20, 8, 2)
+    assert (batch.chunks >= 0).all()
+    for row, result in enumerate(batch):
+        assert result.chunks.tolist() == batch.chunks[row].tolist()
+        assert result.chunk_spans.tolist() == batch.chunk_spans[row].tolist()
+        for hit, (start, end), chunk_text in zip(
+            result.hits, result.chunk_spans.tolist(), result.chunk_texts, strict=True
+        ):
+            assert hit.chunk_span == (start, end) and hit.chunk is not None
+            assert hit.text is not None and chunk_text == hit.chunk_text == hit.text[start:end]
+        # The same hits and chunks as a single search of the same text.
+        single = client.search(COLLECTION, text=texts[row], k=8, include=[])
+        assert single.ids.tolist() == result.ids.tolist()
+        assert single.chunks.tolist() == result.chunks.tolist()
+        assert single.chunk_texts == [None] * 8
 
 
 def test_filters_keyword_hybrid_and_more_like_this_work_on_chunks(client: Client) -> None:

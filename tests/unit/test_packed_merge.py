@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from coordinator.core.merge import merge_top_k
-from coordinator.core.packed import PackedBatch, PackedHit
+from coordinator.core.packed import ChunkColumns, PackedBatch, PackedHit
 from coordinator.core.packed_merge import merge_packed, top_k
 from shoal.distance_metric import Metric
 
@@ -172,3 +172,47 @@ def test_a_batch_slices_into_batches_and_indexes_into_hits() -> None:
 def test_a_batch_refuses_columns_that_disagree() -> None:
     with pytest.raises(ValueError, match="as many ids"):
         PackedBatch.from_counts([2], ["a"], np.zeros(1, np.float32), np.zeros(1, np.float32))
+
+
+def with_chunks(answer: PackedBatch, texts: bool) -> PackedBatch:
+    """`answer` as a chunking collection's: each hit's chunk is its id's length, its
+    span (score x 100, + 1), its text the id."""
+    lengths = np.array([len(doc_id) for doc_id in answer.ids], dtype=np.int32)
+    starts = np.rint(answer.scores * 100).astype(np.int32)
+    chunks = ChunkColumns(lengths, starts, starts + 1, list(answer.ids) if texts else None)
+    return PackedBatch(
+        answer.offsets, answer.ids, answer.scores, answer.distances, answer.documents, chunks
+    )
+
+
+@pytest.mark.parametrize("texts", [False, True], ids=["spans", "spans and texts"])
+def test_chunk_columns_follow_their_hits_through_the_merge(texts: bool) -> None:
+    groups = [
+        with_chunks(batch([[("a", 0.9), ("bb", 0.3)], [("ccc", 0.5)]]), texts),
+        with_chunks(batch([[("dddd", 0.7)], []]), texts),
+        batch([[], []]),  # a group with no hits sends no chunk columns
+    ]
+    merged = merge_packed(groups, 2)
+    assert [list(hits.ids) for hits in merged] == [["a", "dddd"], ["ccc"]]
+    assert merged.chunks is not None
+    assert merged.chunks.chunks.tolist() == [1, 4, 3]
+    assert merged.chunks.starts.tolist() == [90, 70, 50]
+    assert merged.chunks.ends.tolist() == [91, 71, 51]
+    assert merged.chunks.texts == (["a", "dddd", "ccc"] if texts else None)
+    [first, second] = merged[0].hits
+    assert (first.chunk, first.chunk_span) == (1, (90, 91))
+    assert second.chunk_text == ("dddd" if texts else None)
+    assert top_k(groups[0], 1).chunks is not None
+    assert top_k(groups[0], 1).chunks.chunks.tolist() == [1, 3]  # type: ignore[union-attr]
+    sliced = merged[1:]
+    assert sliced.chunks is not None and sliced.chunks.chunks.tolist() == [3]
+
+
+def test_hits_without_chunks_read_as_none() -> None:
+    missing = ChunkColumns(
+        np.array([-1], np.int32), np.array([-1], np.int32), np.array([-1], np.int32)
+    )
+    answer = batch([[("a", 0.5)]])
+    hits = PackedBatch(answer.offsets, answer.ids, answer.scores, answer.distances, None, missing)
+    [hit] = hits[0].hits
+    assert (hit.chunk, hit.chunk_span, hit.chunk_text) == (None, None, None)

@@ -85,16 +85,107 @@ def test_stored_fields_ride_along_per_hit() -> None:
     assert public.results[0].hits[0].document.text == "hello"
 
 
-def test_a_shard_answering_per_hit_keeps_its_hit_messages() -> None:
-    """A shard answers a Hit per hit where the packed form cannot carry its hits
-    (the chunk each hit of a chunking collection scored by), or where it predates
-    the packed form: the coordinator keeps those messages, chunk fields and all."""
-    reply = per_hit(answers(), NO_FIELDS)
-    reply.results[0].hits[0].chunk = 2
-    results = packed_from_reply(reply, 3)
-    assert not isinstance(results, PackedBatch)
-    assert [[hit.id for hit in result.hits] for result in results] == [["a", "b"], [], ["c"]]
-    assert results[0].hits[0].chunk == 2
+TEXT = "alpha beta gamma delta epsilon"
+SPANS = [(0, 10), (6, 22), (17, 30)]
+
+
+def chunked_answers() -> list[QueryHits]:
+    """A chunking collection's hits: "long" in 3 chunks, "one" in 1 (no chunk per hit
+    from the index for it would be 0), "bare" stored without chunks (a vector upsert)."""
+    long_payload = common_pb2.Document(
+        text=TEXT,
+        metadata={"n": common_pb2.Value(int_value=1)},
+        chunks=[common_pb2.ChunkSpan(start=a, end=b) for a, b in SPANS],
+    ).SerializeToString()
+    one_payload = common_pb2.Document(
+        text="short", chunks=[common_pb2.ChunkSpan(start=0, end=5)]
+    ).SerializeToString()
+    long_doc = StoredDocument("long", b"", long_payload)
+    one = StoredDocument("one", b"", one_payload)
+    bare = StoredDocument("bare", b"", b"")
+    return [
+        QueryHits(["long", "one"], [0.9, 0.5], [0.1, 0.5], [long_doc, one], chunks=[2, 0]),
+        QueryHits([], [], [], [], chunks=[]),
+        QueryHits(["bare", "long"], [0.8, 0.7], [0.2, 0.3], [bare, long_doc], chunks=[0, 1]),
+    ]
+
+
+@pytest.mark.parametrize("include", [NO_FIELDS, METADATA], ids=["bare hits", "stored fields"])
+def test_a_chunking_collection_answers_packed_with_the_hits_chunks(
+    include: common_pb2.Include,
+) -> None:
+    """The chunk each hit scored by travels as int32 columns (and the chunk's text
+    when text was asked for), and the public reply carries the same chunk fields
+    the per-hit form gave."""
+    reply = shard_pb2.ShardSearchResponse.FromString(
+        packed_response(chunked_answers(), include, chunked=True).SerializeToString()
+    )
+    assert not reply.results  # nothing per hit
+    batch = packed_from_reply(reply, 3)
+    assert batch.chunks is not None
+    assert batch.chunks.chunks.tolist() == [2, 0, -1, 1]
+    assert batch.chunks.starts.tolist() == [17, 0, -1, 6]
+    assert batch.chunks.ends.tolist() == [30, 5, -1, 22]
+    with_text = include.text
+    expected_texts = ["delta epsilon", "short", "", "beta gamma delta"] if with_text else None
+    assert batch.chunks.texts == expected_texts
+    public = shoal_pb2.SearchBatchResponse()
+    add_packed_results(public, batch)
+    hits = [hit for result in public.results for hit in result.hits]
+    assert [(h.id, h.chunk if h.HasField("chunk") else None) for h in hits] == [
+        ("long", 2),
+        ("one", 0),
+        ("bare", None),
+        ("long", 1),
+    ]
+    assert [(h.chunk_span.start, h.chunk_span.end) for h in hits if h.HasField("chunk")] == [
+        (17, 30),
+        (0, 5),
+        (6, 22),
+    ]
+    assert not hits[2].HasField("chunk_span")
+    assert [h.chunk_text for h in hits] == (expected_texts or ["", "", "", ""])
+    # What the per-hit form gave for the hits whose chunk the index named.
+    old = per_hit(chunked_answers(), include)
+    assert public.results[0].hits[0] == old.results[0].hits[0]
+    assert public.results[2].hits[1] == old.results[2].hits[1]
+    single = shoal_pb2.SearchResponse()
+    add_packed_hits(single, batch[2])
+    assert list(single.hits) == list(public.results[2].hits)
+
+
+def test_a_chunk_the_stored_document_no_longer_has_goes_as_none() -> None:
+    """The index found chunk 2 of a document that was replaced, before its payload was
+    read, by a one-chunk text: the hit comes without a chunk, the search does not fail."""
+    payload = common_pb2.Document(text="short", chunks=[common_pb2.ChunkSpan(start=0, end=5)])
+    stored = StoredDocument("a", b"", payload.SerializeToString())
+    results = [QueryHits(["a"], [0.5], [0.5], [stored], chunks=[2])]
+    batch = packed_from_reply(packed_response(results, METADATA, chunked=True), 1)
+    assert batch.chunks is not None and batch.chunks.chunks.tolist() == [-1]
+    assert batch.chunks.texts == [""]
+
+
+def test_a_collection_without_chunking_sends_no_chunk_columns() -> None:
+    reply = packed_response(answers(), NO_FIELDS)
+    assert not (reply.chunks_i32 or reply.chunk_starts_i32 or reply.chunk_ends_i32)
+    assert not reply.chunk_texts
+    assert packed_from_reply(reply, 3).chunks is None
+
+
+def test_a_per_hit_answer_to_a_packed_search_is_an_internal_error() -> None:
+    """Every shard answers packed when asked, chunking collections included."""
+    with pytest.raises(Internal, match="0 of 3 queries in the packed form"):
+        packed_from_reply(per_hit(answers(), NO_FIELDS), 3)
+
+
+def test_malformed_chunk_columns_are_an_internal_error() -> None:
+    reply = packed_response(chunked_answers(), NO_FIELDS, chunked=True)
+    reply.chunk_ends_i32 = reply.chunk_ends_i32[:-4]
+    with pytest.raises(Internal, match="malformed"):
+        packed_from_reply(reply, 3)
+    reply.chunk_ends_i32 = reply.chunk_ends_i32[:-1]
+    with pytest.raises(Internal, match="int32"):
+        packed_from_reply(reply, 3)
 
 
 def test_a_reply_for_the_wrong_number_of_queries_is_an_internal_error() -> None:

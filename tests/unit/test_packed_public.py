@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from coordinator.api.packed_public import packed_hits
+from coordinator.core.packed import ChunkColumns
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 
 ASKED = shoal_pb2.SearchBatchRequest(packed=True)
@@ -71,3 +72,35 @@ def test_no_packing_unless_asked_without_explanations_and_all_columns() -> None:
     assert packed_hits(ASKED, [*columns, per_hit]) is None
     mixed = [*columns, Columns(["b"], _f32(0.5), _f32(0.5), [common_pb2.Document(id="b")])]
     assert packed_hits(ASKED, mixed) is None
+
+
+def test_chunk_columns_are_packed_with_their_hits() -> None:
+    first = Chunked(["a", "b"], _f32(0.9, 0.5), _f32(0.1, 0.5), None)
+    first.chunks = ChunkColumns(ints(2, -1), ints(10, -1), ints(20, -1), ["x", ""])
+    second = Chunked(["c"], _f32(0.3), _f32(0.7), None)
+    second.chunks = ChunkColumns(ints(0), ints(0), ints(5), ["hello"])
+    packed = packed_hits(ASKED, [first, Columns([], _f32(), _f32()), second])
+    assert packed is not None and list(packed.counts) == [2, 0, 1]
+    assert np.frombuffer(packed.chunks_i32, "<i4").tolist() == [2, -1, 0]
+    assert np.frombuffer(packed.chunk_starts_i32, "<i4").tolist() == [10, -1, 0]
+    assert np.frombuffer(packed.chunk_ends_i32, "<i4").tolist() == [20, -1, 5]
+    assert list(packed.chunk_texts) == ["x", "", "hello"]
+    # A query's hits without chunk columns beside ones with: not one set of columns.
+    assert packed_hits(ASKED, [first, Columns(["d"], _f32(0.2), _f32(0.8))]) is None
+    plain = packed_hits(ASKED, [Columns(["d"], _f32(0.2), _f32(0.8))])
+    assert plain is not None and not plain.chunks_i32 and not plain.chunk_texts
+
+
+def ints(*values: int) -> npt.NDArray[np.int32]:
+    return np.array(values, dtype=np.int32)
+
+
+@dataclass
+class Chunked:
+    """A chunking collection's query: columns with chunk columns."""
+
+    ids: Sequence[str]
+    scores: npt.NDArray[np.float32]
+    distances: npt.NDArray[np.float32]
+    documents: Sequence[object] | None
+    chunks: ChunkColumns | None = None

@@ -267,3 +267,84 @@ def test_a_packed_single_search_reply() -> None:
     assert ours.ids.tolist() == ["a", "b"] and ours == theirs
     np.testing.assert_array_equal(ours.distances, theirs.distances)
     ours.scores[0] = 0  # a writable array, as the per-hit form gives
+
+
+def _chunked_hit(doc_id: str, score: float, chunk: int | None, text: str) -> common_pb2.Hit:
+    """A chunking collection's hit: the chunk [chunk, chunk + 3) of `text`."""
+    hit = _hit(doc_id, score, text=text)
+    if chunk is not None:
+        hit.chunk = chunk
+        hit.chunk_span.CopyFrom(common_pb2.ChunkSpan(start=chunk, end=chunk + 3))
+        hit.chunk_text = text[chunk : chunk + 3]
+    return hit
+
+
+def _with_chunk_columns(reply: shoal_pb2.SearchBatchResponse) -> shoal_pb2.SearchBatchResponse:
+    """`reply` (packed, from `_packed`) with the chunk columns the server sends."""
+    hits = [hit for result in _parse(_chunked_data()).results for hit in result.hits]
+
+    def column(values: list[int]) -> bytes:
+        return np.array(values, dtype="<i4").tobytes()
+
+    packed = reply.packed
+    packed.chunks_i32 = column([h.chunk if h.HasField("chunk") else -1 for h in hits])
+    spans = [
+        (h.chunk_span.start, h.chunk_span.end) if h.HasField("chunk") else (-1, -1) for h in hits
+    ]
+    packed.chunk_starts_i32 = column([start for start, _ in spans])
+    packed.chunk_ends_i32 = column([end for _, end in spans])
+    packed.chunk_texts.extend(hit.chunk_text for hit in hits)
+    return reply
+
+
+def _chunked_data() -> bytes:
+    return _batch(
+        [
+            [_chunked_hit("a", 0.9, 4, "0123456789"), _chunked_hit("b", 0.5, None, "none")],
+            [],
+            [_chunked_hit("c", 0.3, 0, "abcdef")],
+        ]
+    )
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["per hit", "packed"])
+def test_chunks_as_columns(packed: bool) -> None:
+    """A chunking collection's best chunks read the same from either form of reply:
+    index and span as int32 columns (-1 for none and past a query's count)."""
+    data = _chunked_data()
+    reply = _with_chunk_columns(_packed(data, stored=True)) if packed else _parse(data)
+    batch = SearchBatchResult([reply])
+    assert batch.chunks.tolist() == [[4, -1], [-1, -1], [0, -1]]
+    assert batch.chunk_spans.tolist() == [
+        [[4, 7], [-1, -1]],
+        [[-1, -1], [-1, -1]],
+        [[0, 3], [-1, -1]],
+    ]
+    first = batch[0]
+    assert first.chunks.dtype == np.int32 and first.chunks.tolist() == [4, -1]
+    assert first.chunk_spans.tolist() == [[4, 7], [-1, -1]]
+    assert first.chunk_texts == ["456", None]
+    assert [(h.chunk, h.chunk_span, h.chunk_text) for h in first.hits] == [
+        (4, (4, 7), "456"),
+        (None, None, None),
+    ]
+    assert batch == SearchBatchResult([_parse(data)])
+    single = SearchResult.from_reply(
+        shoal_pb2.SearchResponse(packed=reply.packed)
+        if packed
+        else shoal_pb2.SearchResponse(hits=reply.results[2].hits)
+    )
+    if packed:  # the whole batch's columns as one query's
+        assert single.chunks.tolist() == [4, -1, 0]
+    else:
+        assert single.chunks.tolist() == [0] and single.chunk_texts == ["abc"]
+
+
+def test_results_without_chunks_have_none() -> None:
+    data = _batch([[_hit("a", 0.9), _hit("b", 0.5)]])
+    for reply in (_parse(data), _packed(data, stored=False)):
+        batch = SearchBatchResult([reply])
+        assert batch.chunks.tolist() == [[-1, -1]]
+        assert batch.chunk_spans.shape == (1, 2, 2)
+        assert batch[0].chunk_texts == [None, None]
+        assert batch[0].chunks.tolist() == [-1, -1]

@@ -144,7 +144,7 @@ def checkpoint(state: CollectionState) -> bool:
         if not state.pending and state.checkpoint_seq == state.seq:
             return False
         started = time.monotonic()
-        path = checkpoints.save(state.index_dir, state.index, state.labels, state.seq)
+        path = checkpoints.save(state.index_dir, state.index, state.labels, state.seq, state.chunks)
         checkpoints.prune(state.index_dir, keep=path)
         state.checkpoint_seq = state.seq
         state.checkpoint_time = time.monotonic()
