@@ -27,7 +27,7 @@ read best in one place.
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,8 +74,8 @@ FAILURE_GRACE_S = 0.5
 #: Errors that say the request itself is wrong, whichever replica answers.
 CALLER_ERRORS = (NotFound, InvalidArgument, ResourceExhausted, AlreadyExists)
 
-#: The writes for a page of matching ids, given a fresh version for each.
-OpsForIds = Callable[[Sequence[str], Sequence[int]], list[WriteOp]]
+#: The writes for a page of matching ids of one group (each with a fresh version).
+OpsForIds = Callable[[ReplicaGroup, Sequence[str]], Awaitable[list[WriteOp]]]
 
 #: Routings of one write: the first, and retries after replicas refused it for
 #: partitions that had moved under a newer topology.
@@ -196,7 +196,8 @@ class Writer:
     ) -> WriteResult:
         """Tombstones for every document matching `filter`, group by group."""
 
-        def tombstones(ids: Sequence[str], versions: Sequence[int]) -> list[WriteOp]:
+        async def tombstones(group: ReplicaGroup, ids: Sequence[str]) -> list[WriteOp]:
+            versions = self._clock.next_many(len(ids))
             return [
                 WriteOp(id=doc_id, version=version, deleted=True)
                 for doc_id, version in zip(ids, versions, strict=True)
@@ -258,8 +259,11 @@ class Writer:
             if not page.documents:
                 return outcomes
             ids = [document.id for document in page.documents]
-            ops = make_ops(ids, self._clock.next_many(len(ids)))
-            if self._routing.topology.moves_in_flight:
+            ops = await make_ops(group, ids)
+            routed: list[GroupOutcome] = []
+            if not ops:
+                pass  # nothing of the page is left to write (an update's documents deleted)
+            elif self._routing.topology.moves_in_flight:
                 # A moving partition's documents are in two groups: route the
                 # writes like any other, so both get them.
                 routed = await self._route_and_write(collection, config, ops, consistency, deadline)
