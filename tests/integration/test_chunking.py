@@ -167,3 +167,41 @@ def test_updating_the_text_re_chunks_and_metadata_only_keeps_chunks(client: Clie
     assert rewritten.text == "a brand new text" and rewritten.chunks == [(0, 16)]
     assert rewritten.metadata["reviewed"] is True
     client.upsert(COLLECTION, [doc], "all")
+
+
+@pytest.mark.parametrize(
+    ("mode", "include"),
+    [
+        ("hybrid", ["text"]),
+        ("hybrid", ["metadata"]),
+        ("hybrid", ["text", "vector"]),
+        ("vector", ["text"]),  # explained: hits the coordinator builds itself
+    ],
+)
+def test_hybrid_and_explained_hits_carry_their_best_chunk(
+    client: Client, mode: str, include: list[str]
+) -> None:
+    """A fused hit found by the vector list is a document scored by its best chunk:
+    it carries that chunk as a vector search's hit does, and the fields asked for."""
+    data = datasets.load()
+    long = {doc["id"]: doc for doc in long_documents.build(data.documents).documents}
+    from_vectors = 0
+    for query in data.queries[:10]:
+        hits = client.search(
+            COLLECTION, text=query["text"], k=10, mode=mode, include=include, explain=True
+        ).hits
+        for hit in hits:
+            assert hit.text == (long[hit.id]["text"] if "text" in include else None)
+            assert (hit.vector is not None) == ("vector" in include)
+        vector = {
+            hit.id: hit
+            for hit in client.search(COLLECTION, text=query["text"], k=100, include=["text"]).hits
+        }
+        for hit in hits:
+            assert hit.explanation is not None
+            if hit.explanation.vector_rank is None:
+                continue
+            from_vectors += 1
+            assert (hit.chunk, hit.chunk_span) == (vector[hit.id].chunk, vector[hit.id].chunk_span)
+            assert hit.chunk_text == (vector[hit.id].chunk_text if "text" in include else None)
+    assert from_vectors >= 50
