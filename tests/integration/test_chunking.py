@@ -16,6 +16,7 @@ from bench import long_documents
 from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
+from shoal.sdk.requests import Field, SearchModeName
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster
@@ -179,7 +180,7 @@ def test_updating_the_text_re_chunks_and_metadata_only_keeps_chunks(client: Clie
     ],
 )
 def test_hybrid_and_explained_hits_carry_their_best_chunk(
-    client: Client, mode: str, include: list[str]
+    client: Client, mode: SearchModeName, include: list[Field]
 ) -> None:
     """A fused hit found by the vector list is a document scored by its best chunk:
     it carries that chunk as a vector search's hit does, and the fields asked for."""

@@ -14,6 +14,7 @@ import pytest
 
 from shoal import AsyncClient, Client, InvalidArgument
 from shoal.cli.local_cluster import LocalCluster
+from shoal.sdk.requests import SearchModeName
 from tests import datasets
 from tests.conftest import StartCluster
 
@@ -133,7 +134,7 @@ def test_search_batch_groups_every_query_as_search_does(client: Client, address:
 
 
 @pytest.mark.parametrize("mode", ["keyword", "hybrid"])
-def test_group_by_in_keyword_and_hybrid_modes(client: Client, mode: str) -> None:
+def test_group_by_in_keyword_and_hybrid_modes(client: Client, mode: SearchModeName) -> None:
     """Grouping reads each hit's metadata, which keyword and hybrid hits must carry."""
     data = datasets.load()
     section = {doc["id"]: doc["metadata"]["section"] for doc in data.documents}
