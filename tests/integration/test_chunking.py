@@ -206,3 +206,22 @@ def test_hybrid_and_explained_hits_carry_their_best_chunk(
             assert (hit.chunk, hit.chunk_span) == (vector[hit.id].chunk, vector[hit.id].chunk_span)
             assert hit.chunk_text == (vector[hit.id].chunk_text if "text" in include else None)
     assert from_vectors >= 50
+
+
+@pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+def test_group_by_on_chunks_in_every_mode(client: Client, mode: SearchModeName) -> None:
+    """Grouping reads each hit's metadata: documents found by their chunks, by their
+    text or by both carry it, and no document comes twice."""
+    long = {doc["id"]: doc for doc in long_documents.build(datasets.load().documents).documents}
+    hits = client.search(
+        COLLECTION, text="python library for developers", k=4, mode=mode, group_by="section",
+        group_size=3, include=[],
+    ).hits  # fmt: skip
+    assert hits and len({hit.id for hit in hits}) == len(hits)
+    groups: list[object] = []
+    for hit in hits:
+        assert hit.group == long[hit.id]["metadata"]["section"]
+        if not groups or groups[-1] != hit.group:
+            groups.append(hit.group)
+    assert len(groups) == len(set(groups)) == 4
+    assert all(sum(hit.group == group for hit in hits) <= 3 for group in groups)
