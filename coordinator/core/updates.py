@@ -41,6 +41,11 @@ from coordinator.core.writes import Writer
 from shoal import limits
 from shoal.errors import InvalidArgument
 
+#: Documents read and written per call. Each travels whole (text up to 64 KiB,
+#: a chunked document's vectors), so far fewer than a write of tombstones takes,
+#: keeping a reply and a write well inside the 64 MiB a message may hold.
+UPDATE_BATCH = 64
+
 
 @dataclass(frozen=True, slots=True)
 class MetadataChange:
@@ -165,16 +170,36 @@ class Updater:
 
         if filter is not None:
             return await self._writer.write_matching(
-                collection, filter, updated, consistency, deadline
+                collection, filter, updated, consistency, deadline, page_size=UPDATE_BATCH
             )
         check_ids(ids, "ids")
-        table = self._routing.table
-        by_group = table.topology.split_by_group(ids, config.partitions)
-        pages = await asyncio.gather(
-            *(
-                updated(table.groups[group], [ids[position] for position in positions])
-                for group, positions in sorted(by_group.items())
+        results: list[WriteResult] = []
+        for start in range(0, len(ids), UPDATE_BATCH):
+            batch = ids[start : start + UPDATE_BATCH]
+            table = self._routing.table
+            by_group = table.topology.split_by_group(batch, config.partitions)
+            pages = await asyncio.gather(
+                *(
+                    updated(table.groups[group], [batch[position] for position in positions])
+                    for group, positions in sorted(by_group.items())
+                )
             )
-        )
-        ops = [op for page in pages for op in page]
-        return await self._writer.write_ops(collection, config, ops, consistency, deadline)
+            ops = [op for page in pages for op in page]
+            results.append(
+                await self._writer.write_ops(collection, config, ops, consistency, deadline)
+            )
+        return _summed(results)
+
+
+def _summed(results: Sequence[WriteResult]) -> WriteResult:
+    """One result for the batches of one update."""
+    written = [result for result in results if result.written]
+    if not written:
+        return results[0]
+    return WriteResult(
+        written=sum(result.written for result in written),
+        acknowledged=min(result.acknowledged for result in written),
+        replicas=max(result.replicas for result in written),
+        deleted=sum(result.deleted for result in written),
+        applied=sum(result.applied for result in written),
+    )

@@ -212,16 +212,17 @@ class Writer:
         make_ops: OpsForIds,
         consistency: WriteConsistency,
         deadline: Deadline,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> WriteResult:
         """The writes `make_ops` builds for every document matching `filter`, group
-        by group: each group lists its matching ids a page at a time (from one
+        by group: each group lists its matching ids `page_size` at a time (from one
         replica, with failover) and writes them to all of its replicas."""
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         per_group = await asyncio.gather(
             *(
                 self._write_matching_in(
-                    group, collection, filter, make_ops, consistency, deadline, config
+                    group, collection, filter, make_ops, consistency, deadline, config, page_size
                 )
                 for group in self._routing.groups
             )
@@ -249,12 +250,15 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
         config: CollectionConfig,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> list[GroupOutcome]:
         outcomes: list[GroupOutcome] = []
         after_id = ""
         while True:
             page = await group.read(
-                _matching_ids(collection, filter, after_id), deadline, f"scroll in {collection!r}"
+                _matching_ids(collection, filter, after_id, page_size),
+                deadline,
+                f"scroll in {collection!r}",
             )
             if not page.documents:
                 return outcomes
@@ -455,11 +459,11 @@ class Writer:
         raise Unavailable(f"write consistency not met: {details}")
 
 
-def _matching_ids(collection: str, filter: OpaqueFilter, after_id: str) -> ShardCall[ScrollPage]:
+def _matching_ids(
+    collection: str, filter: OpaqueFilter, after_id: str, page_size: int
+) -> ShardCall[ScrollPage]:
     async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
-        return await client.scroll(
-            collection, filter, after_id, MAX_PAGE_SIZE, Include(), timeout_s
-        )
+        return await client.scroll(collection, filter, after_id, page_size, Include(), timeout_s)
 
     return scroll
 

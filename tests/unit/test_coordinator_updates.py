@@ -1,12 +1,16 @@
 """Partial updates in the coordinator: a read of the newest record, the change applied
 here and the whole record written to every replica."""
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
 
 from coordinator.core.model import DocumentInput, WriteConsistency
 from coordinator.core.ports import WriteOp
-from coordinator.core.updates import MetadataChange
+from coordinator.core.updates import UPDATE_BATCH, MetadataChange
 from shoal.errors import Unavailable
+from shoal.sdk.where import where_to_filter
 from tests.unit.coordinator_fakes import FakeCluster, deadline
 
 DIM = 8
@@ -48,3 +52,40 @@ async def test_an_update_at_one_works_with_a_replica_down_and_hints_the_whole_re
     assert (result.applied, result.acknowledged) == (1, 1)
     assert dict(up.documents["c"]["a"].op.metadata) == {"k": 2}
     assert cluster.core.hints.pending(down.address) == 1
+
+
+async def test_many_documents_are_read_and_written_a_batch_at_a_time() -> None:
+    """Records travel whole (long texts, chunk vectors): an update of many documents,
+    by ids or by filter, goes in calls of at most UPDATE_BATCH of them."""
+    cluster = FakeCluster(groups=1, replicas=2)
+    shard = cluster.shards[0][0]
+    await cluster.create("c", DIM)
+    count = 2 * UPDATE_BATCH + 5
+    vectors = np.random.default_rng(1).standard_normal((count, DIM)).astype(np.float32)
+    ids = [f"d{i}" for i in range(count)]
+    await cluster.core.writer.upsert(
+        "c",
+        [DocumentInput(i, v, None, {"tag": "x"}) for i, v in zip(ids, vectors, strict=True)],
+        ALL,
+        deadline(),
+    )
+    written: list[int] = []
+    write = shard.write
+
+    async def counting(collection: str, writes: Sequence[WriteOp], *args: Any, **kw: Any) -> Any:
+        written.append(len(writes))
+        return await write(collection, writes, *args, **kw)
+
+    shard.write = counting  # type: ignore[method-assign]
+    change = MetadataChange(set_metadata={"seen": 1})
+    by_ids = await cluster.core.updater.update("c", ids, None, change, ALL, deadline())
+    assert by_ids.applied == count and sum(written) == count
+    assert max(written) <= UPDATE_BATCH and len(written) == 3
+    written.clear()
+    tag = where_to_filter({"tag": "x"})
+    by_filter = await cluster.core.updater.update("c", [], tag, change, ALL, deadline())
+    assert by_filter.applied == count and sum(written) == count
+    assert max(written) <= UPDATE_BATCH
+    assert all(
+        dict(s.op.metadata) == {"tag": "x", "seen": 1} for s in shard.documents["c"].values()
+    )
