@@ -3,7 +3,8 @@ group x 2 replicas, real servers, no anti-entropy pass during the module.
 
 The divergence is made by writing straight to one replica a newer version than the
 other holds, the way a write acknowledged by one replica (the other down, its hint
-not yet replayed) looks before catch-up. The update must leave both replicas with
+not yet replayed) looks before catch-up; and once with real processes stopped and
+started (the last test). The update must leave both replicas with
 the same record: if each patched the record it held, both would carry the same new
 version with different contents, and the version digests of anti-entropy and
 verify would never see the difference.
@@ -17,6 +18,7 @@ import pytest
 
 from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
+from shoal.cli.service_process import ServiceProcess
 from shoal.v1 import common_pb2, shard_pb2
 from tests import datasets
 from tests.conftest import StartCluster
@@ -30,8 +32,13 @@ DOCUMENTS = 50
 
 @pytest.fixture(scope="module")
 def cluster(start_module_cluster: StartCluster) -> LocalCluster:
+    # No anti-entropy pass during the module, and a replica that starts while its
+    # peer is down serves after a second without catching up.
     cluster = start_module_cluster(
-        groups=1, replicas=2, model="hash-8", shard_args=("--anti-entropy-interval-s", "3600")
+        groups=1,
+        replicas=2,
+        model="hash-8",
+        shard_args=("--anti-entropy-interval-s", "3600", "--catch-up-wait-s", "1"),
     )
     data = datasets.load()
     with Client(cluster.address, timeout=60) as client:
@@ -134,3 +141,42 @@ def test_an_update_by_filter_reads_the_newest_record_too(
     on_behind = records(behind.address, [doc_id])
     assert on_ahead == on_behind
     assert client.verify_replicas(COLLECTION).differing == 0
+
+
+def restart(service: ServiceProcess) -> None:
+    service.stop()
+    service.start()
+    service.wait_ready()
+
+
+def test_a_replica_that_missed_a_write_and_its_hint_ends_like_the_other(
+    cluster: LocalCluster,
+) -> None:
+    """The missed write made with real processes: one replica stopped while a new
+    version is written at ONE, the hint lost with the coordinator's restart, the
+    replica back while its peer is down (so it serves without catching up), the
+    peer back (it pulls only what is newer). Then the update."""
+    data = datasets.load()
+    doc_id = data.ids[11]
+    ahead, behind = cluster.shards[0]
+    behind.stop()
+    newer = {"id": doc_id, "vector": np.full(384, 0.25, dtype="<f4"), "text": "rewritten",
+             "metadata": {"edition": "third"}}  # fmt: skip
+    with Client(cluster.address, timeout=60) as client:
+        client.upsert(COLLECTION, [newer], "one")
+    restart(cluster.coordinator)  # its hints for the stopped replica go with it
+    ahead.stop()
+    behind.start()
+    behind.wait_ready()
+    ahead.start()
+    ahead.wait_ready()
+    assert records(ahead.address, [doc_id])[doc_id].text == "rewritten"
+    assert records(behind.address, [doc_id])[doc_id].text != "rewritten"
+
+    with Client(cluster.address, timeout=60) as client:
+        result = client.update(COLLECTION, [doc_id], remove_metadata=["edition"], consistency="all")
+        assert result.count == 1
+        on_ahead = records(ahead.address, [doc_id])[doc_id]
+        assert on_ahead == records(behind.address, [doc_id])[doc_id]
+        assert (on_ahead.text, dict(on_ahead.metadata)) == ("rewritten", {})
+        assert client.verify_replicas(COLLECTION).differing == 0
