@@ -206,7 +206,7 @@ def search_options(
 
 
 def _group_by(request: shoal_pb2.SearchRequest | shoal_pb2.SearchBatchRequest) -> GroupBy | None:
-    if not isinstance(request, shoal_pb2.SearchRequest) or not request.group_by:
+    if not request.group_by:
         return None
     return GroupBy(request.group_by, request.group_size or 1, group_values)
 
@@ -255,6 +255,11 @@ def _fused_to_proto(hit: FusedHit) -> common_pb2.Hit:
         message.document.id = hit.id
     if hit.explanation is not None:
         message.explanation.CopyFrom(_explanation_to_proto(hit.explanation))
+    source = None if hit.chunk_of is None else hit_to_proto(hit.chunk_of)
+    if source is not None and source.HasField("chunk"):
+        message.chunk = source.chunk
+        message.chunk_span.CopyFrom(source.chunk_span)
+        message.chunk_text = source.chunk_text
     return message
 
 

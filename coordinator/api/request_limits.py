@@ -39,11 +39,14 @@ def check_search(
     queries: int,
     dimension: int,
 ) -> None:
-    """`dimension`: the collection's, when the request includes vectors (else 0)."""
+    """`dimension`: the collection's, when the request includes vectors (else 0).
+    A group search answers up to group_size hits per group, searched at least that
+    deep: it counts as k x group_size."""
     include = request.include
+    k = request.k * max(request.group_size, 1) if request.group_by else request.k
     limits.check_search(
         queries,
-        request.k,
+        k,
         request.ef,
         candidates=request.hybrid.candidates,
         dimension=dimension if include.vector else 0,

@@ -248,7 +248,7 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
             return response
         add = response.results.add
         for result in results.results:
-            public_messages.add_hits(add(), result)
+            public_messages.add_hits(add(), result, keep_metadata=request.include.metadata)
         return response
 
     async def _dimension_if_vectors(

@@ -61,3 +61,12 @@ class HybridLogicalClock:
                 self._counter = 0
             versions.append(self._ms << MS_SHIFT | self._counter << ID_BITS | self._id)
         return versions
+
+    def observe(self, version: int) -> None:
+        """Make every later version exceed `version`, one another coordinator issued
+        (the hybrid logical clock's receive rule). A read-modify-write (a partial
+        update) must write a version above the one it read, or the write would lose
+        to its own base under last-writer-wins when that coordinator's clock is ahead."""
+        ms, counter, _ = split_version(version)
+        if (ms, counter) > (self._ms, self._counter):
+            self._ms, self._counter = ms, counter

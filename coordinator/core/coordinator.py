@@ -96,7 +96,7 @@ class Coordinator:
             routing=routing,
             catalog=catalog,
             writer=writer,
-            updater=Updater(writer, catalog, embedding, clock),
+            updater=Updater(writer, catalog, embedding, clock, routing),
             reader=Reader(routing, catalog, embedding, observer, background, replication_observer),
             inspector=ClusterInspector(routing, embedder, membership),
             verifier=Verifier(groups, catalog, replication_observer),

@@ -23,7 +23,8 @@ from coordinator.core.ports import HitMessage
 
 
 def explained(hits: Sequence[HitMessage], keyword: bool) -> list[FusedHit]:
-    """One list's hits as they are, each with its rank and score in the explanation."""
+    """One list's hits as they are (their stored fields and best chunks kept), each
+    with its rank and score in the explanation."""
     return [
         FusedHit(
             hit.id,
@@ -31,6 +32,8 @@ def explained(hits: Sequence[HitMessage], keyword: bool) -> list[FusedHit]:
             Explanation(keyword_rank=rank, keyword_score=hit.score)
             if keyword
             else Explanation(vector_rank=rank, vector_score=hit.score),
+            hit.document,
+            None if keyword else hit,
         )
         for rank, hit in enumerate(hits, 1)
     ]

@@ -205,10 +205,10 @@ class KeywordReads:
             for v, w in zip(vector, keyword, strict=True)
         ]
         include = options.include
+        if include.metadata or include.text:
+            fused = _with_carried_documents(fused, vector, keyword)
         if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
-        elif include.metadata or include.text:
-            fused = _with_carried_documents(fused, vector, keyword)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
         return SearchResults(results, coverage)
 
@@ -249,7 +249,9 @@ class KeywordReads:
         matrix = None if embedding is None else await embedding
         include = options.include
         if hybrid and include.vector:
-            include = Include()  # read by id after fusing (see the module's docstring)
+            # Read by id after fusing (see the module's docstring); the other fields
+            # still travel, with a chunking collection's best chunks.
+            include = replace(include, vector=False)
         threshold = None if hybrid else options.score_threshold
         vector: list[RankedHits] | None = None
         keyword: list[RankedHits] = [MergedHits([]) for _ in terms]
@@ -347,10 +349,17 @@ def _merged(per_group: list[Sequence[RankedHits]], queries: int, depth: int) -> 
 def _with_carried_documents(
     fused: list[list[FusedHit]], vector: list[RankedHits], keyword: list[RankedHits]
 ) -> list[list[FusedHit]]:
-    """The fused hits with the stored fields their candidates carried."""
+    """The fused hits with the stored fields their candidates carried, and the vector
+    candidate each came from (in a chunking collection its best chunk)."""
     result = []
     for hits, vector_hits, keyword_hits in zip(fused, vector, keyword, strict=True):
         documents = {hit.id: hit.document for hit in keyword_hits.hits}
         documents.update((hit.id, hit.document) for hit in vector_hits.hits)
-        result.append([replace(hit, document=documents[hit.id]) for hit in hits])
+        by_vector = {hit.id: hit for hit in vector_hits.hits}
+        result.append(
+            [
+                replace(hit, document=documents[hit.id], chunk_of=by_vector.get(hit.id))
+                for hit in hits
+            ]
+        )
     return result

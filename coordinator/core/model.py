@@ -185,6 +185,9 @@ class FusedHit:
     score: float
     explanation: Explanation | None = None
     document: DocumentMessage | None = None
+    #: The vector search's hit of this document, if it had one: in a chunking
+    #: collection the document's best chunk (index, span, text) is read from it.
+    chunk_of: HitMessage | None = None
 
     @property
     def distance(self) -> float:

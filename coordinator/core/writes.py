@@ -27,7 +27,7 @@ read best in one place.
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,8 +74,8 @@ FAILURE_GRACE_S = 0.5
 #: Errors that say the request itself is wrong, whichever replica answers.
 CALLER_ERRORS = (NotFound, InvalidArgument, ResourceExhausted, AlreadyExists)
 
-#: The writes for a page of matching ids, given a fresh version for each.
-OpsForIds = Callable[[Sequence[str], Sequence[int]], list[WriteOp]]
+#: The writes for a page of matching ids of one group (each with a fresh version).
+OpsForIds = Callable[[ReplicaGroup, Sequence[str]], Awaitable[list[WriteOp]]]
 
 #: Routings of one write: the first, and retries after replicas refused it for
 #: partitions that had moved under a newer topology.
@@ -196,7 +196,8 @@ class Writer:
     ) -> WriteResult:
         """Tombstones for every document matching `filter`, group by group."""
 
-        def tombstones(ids: Sequence[str], versions: Sequence[int]) -> list[WriteOp]:
+        async def tombstones(group: ReplicaGroup, ids: Sequence[str]) -> list[WriteOp]:
+            versions = self._clock.next_many(len(ids))
             return [
                 WriteOp(id=doc_id, version=version, deleted=True)
                 for doc_id, version in zip(ids, versions, strict=True)
@@ -211,16 +212,17 @@ class Writer:
         make_ops: OpsForIds,
         consistency: WriteConsistency,
         deadline: Deadline,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> WriteResult:
         """The writes `make_ops` builds for every document matching `filter`, group
-        by group: each group lists its matching ids a page at a time (from one
+        by group: each group lists its matching ids `page_size` at a time (from one
         replica, with failover) and writes them to all of its replicas."""
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         per_group = await asyncio.gather(
             *(
                 self._write_matching_in(
-                    group, collection, filter, make_ops, consistency, deadline, config
+                    group, collection, filter, make_ops, consistency, deadline, config, page_size
                 )
                 for group in self._routing.groups
             )
@@ -248,18 +250,24 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
         config: CollectionConfig,
+        page_size: int = MAX_PAGE_SIZE,
     ) -> list[GroupOutcome]:
         outcomes: list[GroupOutcome] = []
         after_id = ""
         while True:
             page = await group.read(
-                _matching_ids(collection, filter, after_id), deadline, f"scroll in {collection!r}"
+                _matching_ids(collection, filter, after_id, page_size),
+                deadline,
+                f"scroll in {collection!r}",
             )
             if not page.documents:
                 return outcomes
             ids = [document.id for document in page.documents]
-            ops = make_ops(ids, self._clock.next_many(len(ids)))
-            if self._routing.topology.moves_in_flight:
+            ops = await make_ops(group, ids)
+            routed: list[GroupOutcome] = []
+            if not ops:
+                pass  # nothing of the page is left to write (an update's documents deleted)
+            elif self._routing.topology.moves_in_flight:
                 # A moving partition's documents are in two groups: route the
                 # writes like any other, so both get them.
                 routed = await self._route_and_write(collection, config, ops, consistency, deadline)
@@ -451,11 +459,11 @@ class Writer:
         raise Unavailable(f"write consistency not met: {details}")
 
 
-def _matching_ids(collection: str, filter: OpaqueFilter, after_id: str) -> ShardCall[ScrollPage]:
+def _matching_ids(
+    collection: str, filter: OpaqueFilter, after_id: str, page_size: int
+) -> ShardCall[ScrollPage]:
     async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
-        return await client.scroll(
-            collection, filter, after_id, MAX_PAGE_SIZE, Include(), timeout_s
-        )
+        return await client.scroll(collection, filter, after_id, page_size, Include(), timeout_s)
 
     return scroll
 

@@ -296,6 +296,8 @@ class AsyncClient:
         explain: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
+        group_by: str = "",
+        group_size: int = 1,
     ) -> SearchBatchResult:
         """As `Client.search_batch`."""
         fields = search_fields(
@@ -303,7 +305,7 @@ class AsyncClient:
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
         batch = calls.search_batches(
-            collection, vectors, texts, mode, fields, batch_size, in_flight
+            collection, vectors, texts, mode, fields, batch_size, in_flight, group_by, group_size
         )
         return SearchBatchResult(await self._pipelined(batch, in_flight))
 

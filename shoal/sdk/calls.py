@@ -151,6 +151,20 @@ def get(
     return Call("Get", request, lambda reply: Documents(reply.documents))
 
 
+def _ids_or_where(
+    verb: str,
+    ids: Sequence[str],
+    where: Where | None,
+    where_document: Where | None,
+    otherwise: str = "",
+) -> common_pb2.Filter | None:
+    """The filter of a write by ids or by filter, once it is sure exactly one was given:
+    a call with both (or neither) would otherwise reach the service ambiguous."""
+    if bool(ids) == (where is not None or where_document is not None):
+        raise InvalidArgument(f"give ids or a where filter to {verb}, not both{otherwise}")
+    return combined_filter(where, where_document)
+
+
 def delete(
     collection: str,
     ids: Sequence[str],
@@ -159,17 +173,18 @@ def delete(
     consistency: Consistency,
     delete_all: bool = False,
 ) -> Call[WriteResult]:
-    filtered = where is not None or where_document is not None
     if delete_all and ids:
         raise InvalidArgument("delete_all deletes every document: give it without ids")
-    if not delete_all and bool(ids) == filtered:
-        raise InvalidArgument(
-            "give ids or a where filter to delete, not both (or delete_all=True for all)"
+    if delete_all:
+        filter = combined_filter(where, where_document)
+    else:
+        filter = _ids_or_where(
+            "delete", ids, where, where_document, " (or delete_all=True for all)"
         )
     request = shoal_pb2.DeleteRequest(
         collection=collection,
         ids=ids,
-        filter=combined_filter(where, where_document),
+        filter=filter,
         consistency=CONSISTENCY[consistency],
         delete_all=delete_all,
     )
@@ -186,13 +201,10 @@ def update(
     text: str | None,
     consistency: Consistency,
 ) -> Call[WriteResult]:
-    filtered = where is not None or where_document is not None
-    if bool(ids) == filtered:
-        raise InvalidArgument("give ids or a where filter to update, not both")
     request = shoal_pb2.UpdateRequest(
         collection=collection,
         ids=ids,
-        filter=combined_filter(where, where_document),
+        filter=_ids_or_where("update", ids, where, where_document),
         set_metadata=metadata_to_proto(set_metadata or {}),
         remove_metadata=remove_metadata,
         text=text,
@@ -290,6 +302,8 @@ def search_batches(
     fields: dict[str, Any],
     batch_size: int,
     in_flight: int,
+    group_by: str = "",
+    group_size: int = 1,
 ) -> list[Call[shoal_pb2.SearchBatchResponse]]:
     """The SearchBatch calls for a query set, `batch_size` queries each, in order
     (one call, as before, for a set of up to `batch_size`, even an empty one)."""
@@ -303,7 +317,11 @@ def search_batches(
         Call(
             "SearchBatch",
             shoal_pb2.SearchBatchRequest(
-                collection=collection, queries=queries[start : start + batch_size], **fields
+                collection=collection,
+                queries=queries[start : start + batch_size],
+                group_by=group_by,
+                group_size=group_size if group_by else 0,
+                **fields,
             ),
             _same,
         )

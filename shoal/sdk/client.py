@@ -358,6 +358,8 @@ class Client(SnapshotMethods):
         explain: bool = False,
         batch_size: int = DEFAULT_BATCH_SIZE,
         in_flight: int = DEFAULT_IN_FLIGHT,
+        group_by: str = "",
+        group_size: int = 1,
     ) -> SearchBatchResult:
         """Many searches; result i answers query i (options as in `search`; hybrid
         takes texts, and vectors too when the server cannot embed).
@@ -365,14 +367,16 @@ class Client(SnapshotMethods):
         The result holds `ids` and `scores` as (queries, k) numpy matrices (and
         `counts` per query), and reads as a list of `SearchResult`s. The queries
         go `batch_size` per SearchBatch call with `in_flight` calls outstanding;
-        a failing call raises its error, as one call would.
+        a failing call raises its error, as one call would. `group_by` groups
+        each query's hits as in `search` (`counts[i]` then counts query i's hits
+        over all its groups).
         """
         fields = search_fields(
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
         batch = calls.search_batches(
-            collection, vectors, texts, mode, fields, batch_size, in_flight
+            collection, vectors, texts, mode, fields, batch_size, in_flight, group_by, group_size
         )
         return SearchBatchResult(self._pipelined(batch, in_flight))
 

@@ -908,6 +908,8 @@ class SearchBatchRequest(_message.Message):
     HYBRID_FIELD_NUMBER: _builtins.int
     EXPLAIN_FIELD_NUMBER: _builtins.int
     PACKED_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    GROUP_SIZE_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -917,6 +919,11 @@ class SearchBatchRequest(_message.Message):
     explain: _builtins.bool
     packed: _builtins.bool
     """as in SearchRequest"""
+    group_by: _builtins.str
+    """Group search for every query, as in SearchRequest: results[i] holds query i's
+    groups, hit after hit, each with Hit.group set.
+    """
+    group_size: _builtins.int
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Query]: ...
     @_builtins.property
@@ -942,10 +949,12 @@ class SearchBatchRequest(_message.Message):
         hybrid: Global___HybridOptions | None = ...,
         explain: _builtins.bool = ...,
         packed: _builtins.bool = ...,
+        group_by: _builtins.str = ...,
+        group_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "group_by", b"group_by", "group_size", b"group_size", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -17,6 +17,7 @@ from bench import long_documents
 from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
+from shoal.sdk.requests import Field, SearchModeName
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster
@@ -217,3 +218,60 @@ def test_updating_the_text_re_chunks_and_metadata_only_keeps_chunks(client: Clie
     assert rewritten.text == "a brand new text" and rewritten.chunks == [(0, 16)]
     assert rewritten.metadata["reviewed"] is True
     client.upsert(COLLECTION, [doc], "all")
+
+
+@pytest.mark.parametrize(
+    ("mode", "include"),
+    [
+        ("hybrid", ["text"]),
+        ("hybrid", ["metadata"]),
+        ("hybrid", ["text", "vector"]),
+        ("vector", ["text"]),  # explained: hits the coordinator builds itself
+    ],
+)
+def test_hybrid_and_explained_hits_carry_their_best_chunk(
+    client: Client, mode: SearchModeName, include: list[Field]
+) -> None:
+    """A fused hit found by the vector list is a document scored by its best chunk:
+    it carries that chunk as a vector search's hit does, and the fields asked for."""
+    data = datasets.load()
+    long = {doc["id"]: doc for doc in long_documents.build(data.documents).documents}
+    from_vectors = 0
+    for query in data.queries[:10]:
+        hits = client.search(
+            COLLECTION, text=query["text"], k=10, mode=mode, include=include, explain=True
+        ).hits
+        for hit in hits:
+            assert hit.text == (long[hit.id]["text"] if "text" in include else None)
+            assert (hit.vector is not None) == ("vector" in include)
+        vector = {
+            hit.id: hit
+            for hit in client.search(COLLECTION, text=query["text"], k=100, include=["text"]).hits
+        }
+        for hit in hits:
+            assert hit.explanation is not None
+            if hit.explanation.vector_rank is None:
+                continue
+            from_vectors += 1
+            assert (hit.chunk, hit.chunk_span) == (vector[hit.id].chunk, vector[hit.id].chunk_span)
+            assert hit.chunk_text == (vector[hit.id].chunk_text if "text" in include else None)
+    assert from_vectors >= 50
+
+
+@pytest.mark.parametrize("mode", ["vector", "keyword", "hybrid"])
+def test_group_by_on_chunks_in_every_mode(client: Client, mode: SearchModeName) -> None:
+    """Grouping reads each hit's metadata: documents found by their chunks, by their
+    text or by both carry it, and no document comes twice."""
+    long = {doc["id"]: doc for doc in long_documents.build(datasets.load().documents).documents}
+    hits = client.search(
+        COLLECTION, text="python library for developers", k=4, mode=mode, group_by="section",
+        group_size=3, include=[],
+    ).hits  # fmt: skip
+    assert hits and len({hit.id for hit in hits}) == len(hits)
+    groups: list[object] = []
+    for hit in hits:
+        assert hit.group == long[hit.id]["metadata"]["section"]
+        if not groups or groups[-1] != hit.group:
+            groups.append(hit.group)
+    assert len(groups) == len(set(groups)) == 4
+    assert all(sum(hit.group == group for hit in hits) <= 3 for group in groups)

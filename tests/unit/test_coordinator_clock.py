@@ -72,3 +72,15 @@ def test_coordinators_never_issue_the_same_version() -> None:
 def test_coordinator_id_must_fit_eight_bits(bad_id: int) -> None:
     with pytest.raises(ValueError, match="out of range"):
         HybridLogicalClock(bad_id)
+
+
+def test_a_version_observed_from_a_clock_ahead_is_exceeded() -> None:
+    wall = FakeWallClock(1_000)
+    ours, ahead = HybridLogicalClock(1, wall), HybridLogicalClock(2, lambda: 1_050)
+    seen = ahead.next_many(3)[-1]
+    ours.observe(seen)
+    assert ours.next() > seen
+    # An older version changes nothing.
+    before = ours.next()
+    ours.observe(seen - (10 << 20))
+    assert ours.next() > before

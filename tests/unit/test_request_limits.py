@@ -78,6 +78,17 @@ def test_a_search_request_is_checked_with_its_include_flags() -> None:
         check_search(RequestLimits(max_reply_bytes=1 << 20), request, 100, 384)
 
 
+def test_a_group_search_counts_its_group_size() -> None:
+    grouped = shoal_pb2.SearchBatchRequest(k=10, group_by="section", group_size=100)
+    check_search(LIMITS, shoal_pb2.SearchBatchRequest(k=10), MAX_BATCH_QUERIES, 0)
+    check_search(LIMITS, grouped, 10, 0)
+    with pytest.raises(ResourceExhausted, match="reply"):
+        check_search(LIMITS, grouped, MAX_BATCH_QUERIES, 0)
+    single = shoal_pb2.SearchRequest(k=10, group_by="section", group_size=100)
+    single.include.metadata = True
+    check_search(LIMITS, single, 1, 0)
+
+
 def test_deleting_everything_needs_delete_all() -> None:
     for request in (
         shoal_pb2.DeleteRequest(collection="c"),

@@ -111,3 +111,24 @@ def test_a_patch_past_the_metadata_key_limit_is_refused(collection: Collection) 
     with pytest.raises(InvalidArgument, match="metadata keys"):
         collection.write([patch("a", 11, extra=1)])
     assert len(stored(collection, "a")[1]) == MAX_METADATA_KEYS
+
+
+def test_a_whole_write_with_the_stored_vector_leaves_the_hnsw_index_alone(
+    collection: Collection,
+) -> None:
+    """The coordinator's partial update writes the whole record back with the vector
+    it read: a metadata change must still not touch the index."""
+    collection.write([whole("a", 10, 1, colour="red")])
+    index = collection._state.index
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("the HNSW index was updated by a write keeping the vector")
+
+    index.update = refuse  # type: ignore[method-assign,assignment]
+    index.add = refuse  # type: ignore[method-assign,assignment]
+    index.delete = refuse  # type: ignore[method-assign,assignment]
+    assert collection.write([whole("a", 11, 1, colour="blue")]).applied == 1
+    assert collection._state.index is index  # not rebuilt after a failure either
+    assert collection.count(validated(Condition("colour", Op.EQ, "blue"))) == 1
+    assert collection.count(validated(Condition("colour", Op.EQ, "red"))) == 0
+    assert stored(collection, "a")[1] == {"colour": "blue"}

@@ -119,6 +119,10 @@ def _commit_and_index(state: CollectionState, ops: list[WriteOp]) -> WriteResult
             op = replace(
                 op, vector=op.vector or old.vector, payload=op.patch(old.payload), patch=None
             )
+        elif old is not None and not old.deleted and op.vector == old.vector:
+            # A whole write with the stored vector (the coordinator's partial update of
+            # metadata or of a text the vector does not follow) leaves the HNSW index alone.
+            keeps_vector = True
         if not supersedes(op, old):
             continue
         seq += 1
