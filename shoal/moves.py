@@ -20,9 +20,10 @@ in etcd or a copy, and each safe to run again after a crash:
 4. ``cleaning``: the source's replicas tombstone p's records, then the mark is
    dropped (`finish_move`) and the move is ``done``.
 
-Before the switch a move can be cancelled (`abort_move`): the target keeps what
-was copied, which searches never count (a group's hits count only for the
-partitions it owns) and a later move into that group overwrites by version.
+Before the switch a move can be cancelled (`abort_move`): the mark is dropped
+and, as the source's after a switch, the target's replicas tombstone what was
+copied or dual-written to them, so no copy is found once reads stop cutting to
+owned partitions (they cut only while a move is in flight).
 
 This module is pure: no etcd, no gRPC. The store of move records is a port
 (`MoveStore`), implemented over etcd by `shoal.etcd.move_store`.

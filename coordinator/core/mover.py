@@ -74,8 +74,14 @@ class PartitionMover:
             return record.at("copying", started_s=record.started_s or time.time())
         if record.phase == "copying":
             if record.cancel:
+                # Writes routed with the mark went to the target too: once the mark
+                # is gone and every write routed with it has landed, the copies go,
+                # as the source's do after a switch (reads cut to owned partitions
+                # only while a move is in flight, so copies left would count twice).
                 await self._change(lambda t: abort_move(t, p))
-                return record.at("cancelled")
+                await asyncio.sleep(self._settle_s)
+                cleaned = await self._clean(target, p)
+                return record.at("cancelled", cleaned=record.cleaned + cleaned)
             await asyncio.sleep(self._settle_s)
             count = await self._copy(record, every_source=False, progress=progress)
             await self._change(lambda t: switch_move(t, p, source, target))
@@ -93,7 +99,7 @@ class PartitionMover:
                 copied_bytes=record.copied_bytes + count.bytes,
             )
         if record.phase == "cleaning":
-            cleaned = await self._clean(record)
+            cleaned = await self._clean(source, p)
             await self._change(lambda t: finish_move(t, p))
             return record.at("done", cleaned=record.cleaned + cleaned)
         return record
@@ -179,15 +185,15 @@ class PartitionMover:
                     await target.write(name, ops, CALL_TIMEOUT_S, incarnation=config.incarnation)
                     count.add(ops)
 
-    async def _clean(self, record: MoveRecord) -> int:
-        """Tombstone the partition's records on every source replica (all must answer),
-        the same tombstones everywhere, so the replicas stay equal."""
+    async def _clean(self, group: int, partition: int) -> int:
+        """Tombstone the partition's records on every replica of `group` (all must
+        answer), the same tombstones everywhere, so the replicas stay equal."""
         cleaned = 0
-        for config in await self._collections(record.partition):
-            sources = self._replicas(record.source)
+        for config in await self._collections(partition):
+            sources = self._replicas(group)
             held: dict[str, VersionState] = {}
             for source in sources:
-                listed = await source.list_versions(config.name, [record.partition], CALL_TIMEOUT_S)
+                listed = await source.list_versions(config.name, [partition], CALL_TIMEOUT_S)
                 for doc_id, state in listed.items():
                     if doc_id not in held or state > held[doc_id]:
                         held[doc_id] = state

@@ -301,6 +301,33 @@ async def test_a_cancel_before_the_switch_rolls_back() -> None:
     assert cluster.topology.group_of_partition(1) == 1
 
 
+async def test_a_cancelled_move_leaves_no_copies_on_the_target() -> None:
+    """Writes during the move went to the target too; once cancelled, nothing cuts
+    reads to owned partitions any more, so copies left there would be found twice."""
+    cluster = Cluster()
+    await cluster.start()
+    await cluster.add_group()
+    [record] = await cluster.runner.submit([PlannedMove(1, 1, 2)])
+    record = await cluster.mover.step(record, cluster.moves.put)  # started -> copying
+    ids = [f"d{n:03d}" for n in range(80)]
+    await cluster.core.writer.upsert(
+        "c",
+        [DocumentInput(i, vector=vector(n)) for n, i in enumerate(ids)],
+        WriteConsistency.ALL,
+        deadline(),
+    )
+    moved = [i for i in ids if partition_of(i, PARTITIONS) == 1]
+    assert moved and all(live_in(shard, moved[0]) for shard in cluster.shards[2])
+    await cluster.runner.cancel()
+    finished = await drive(cluster.mover, record, cluster.moves.put, cluster._fresh)
+    assert finished.phase == "cancelled" and not cluster.topology.moves_in_flight
+    assert not any(live_in(shard, i) for shard in cluster.shards[2] for i in moved)
+    found = await cluster.core.reader.search(
+        "c", [QueryInput(vector=vector(0))], SearchOptions(k=200), deadline()
+    )
+    assert sorted(hit.id for hit in found.results[0].hits) == ids
+
+
 async def test_a_write_refused_for_a_move_the_watch_brought_meanwhile_is_retried() -> None:
     """The topology that marks a move can reach the coordinator (its watch) after
     a write was routed and before the replica's refusal comes back: the retry
