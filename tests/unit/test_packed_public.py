@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from coordinator.api.packed_public import packed_hits
+from coordinator.api.packed_public import is_columns, packed_hits
+from coordinator.core.packed import PackedBatch
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 
 ASKED = shoal_pb2.SearchBatchRequest(packed=True)
@@ -71,3 +72,9 @@ def test_no_packing_unless_asked_without_explanations_and_all_columns() -> None:
     assert packed_hits(ASKED, [*columns, per_hit]) is None
     mixed = [*columns, Columns(["b"], _f32(0.5), _f32(0.5), [common_pb2.Document(id="b")])]
     assert packed_hits(ASKED, mixed) is None
+
+
+def test_what_counts_as_columns_is_what_the_merge_gives_and_not_a_message_per_hit() -> None:
+    merged = PackedBatch(np.array([0, 1]), ["a"], _f32(0.9), _f32(0.1))
+    assert is_columns(merged) and is_columns(merged[0]) and is_columns(Columns([], _f32(), _f32()))
+    assert not is_columns(shard_pb2.ShardSearchResult(hits=[common_pb2.Hit(id="b", score=0.5)]))
