@@ -10,6 +10,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
@@ -54,7 +55,7 @@ class _Batches:
         self.calls = 0
         self.first_two = threading.Barrier(2)
         self.together = True  # the first two calls wait for each other
-        self.keys: list[str | None] = []  # each call's authorization metadata
+        self.keys: list[str | bytes | None] = []  # each call's authorization metadata
 
     def _note_key(self, context: grpc.ServicerContext) -> None:
         with self.lock:
@@ -106,7 +107,10 @@ def server() -> Iterator[tuple[str, _Batches]]:
         request_deserializer=shoal_pb2.ListSnapshotsRequest.FromString,
         response_serializer=shoal_pb2.ListSnapshotsResponse.SerializeToString,
     )
-    handlers = {"SearchBatch": method, "ListSnapshots": snapshots}
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "SearchBatch": method,
+        "ListSnapshots": snapshots,
+    }
     running.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("shoal.v1.ShoalService", handlers),)
     )
