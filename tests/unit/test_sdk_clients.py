@@ -207,3 +207,17 @@ def test_one_call_at_a_time_answers_in_order_and_raises_the_failing_call_s_error
         with pytest.raises(InvalidArgument, match="query 666"):
             client.search_batch("c", queries, batch_size=3, in_flight=1)
     assert servicer.calls == 7  # the failing call was the last one sent
+
+
+async def test_the_async_client_one_call_at_a_time_alike(server: tuple[str, _Batches]) -> None:
+    address, servicer = server
+    servicer.together = False
+    queries = _queries(10)
+    async with AsyncClient(address, timeout=30, api_key="k1") as client:
+        result = await client.search_batch("c", queries, batch_size=3, in_flight=1)
+        assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+        assert servicer.calls == 4 and servicer.most_in_flight == 1
+        queries[7] = FAIL_AT
+        with pytest.raises(InvalidArgument, match="query 666"):
+            await client.search_batch("c", queries, batch_size=3, in_flight=1)
+    assert servicer.calls == 7 and servicer.keys == ["Bearer k1"] * 7
