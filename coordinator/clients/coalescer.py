@@ -21,7 +21,7 @@ import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
@@ -35,6 +35,15 @@ R = TypeVar("R")
 #: Calls per key at once: one searching on the shard while the other's answer
 #: travels back.
 MAX_IN_FLIGHT = 2
+
+
+def _no_answer(timeout_s: float) -> str:
+    return f"no answer within {max(timeout_s, 0.0):.3f} s"
+
+
+def _expire(future: "asyncio.Future[Any]", timeout_s: float) -> None:
+    if not future.done():
+        future.set_exception(DeadlineExceeded(_no_answer(timeout_s)))
 
 
 @dataclass(eq=False)
@@ -70,18 +79,24 @@ class SearchCoalescer(Generic[K, R]):
 
     async def search(self, key: K, queries: Vector, timeout_s: float) -> Sequence[R]:
         """One result per row of `queries`, from a call shared with others of the same key."""
+        if timeout_s <= 0:
+            raise DeadlineExceeded(_no_answer(timeout_s))
         loop = asyncio.get_running_loop()
-        waiting: _Waiting[R] = _Waiting(
-            queries, loop.create_future(), loop.time() + timeout_s, contextvars.copy_context()
-        )
+        future: asyncio.Future[Sequence[R]] = loop.create_future()
+        deadline = loop.time() + timeout_s
+        waiting: _Waiting[R] = _Waiting(queries, future, deadline, contextvars.copy_context())
         lane = self._lanes.setdefault(key, _Lane())
         lane.queue.append(waiting)
         if lane.in_flight < self._max_in_flight:
             self._dispatch(key, lane)
+        # One timer rather than asyncio.wait_for, which on Python 3.11 adds a
+        # future, a callback and a timer per query. On time, the future fails
+        # with DeadlineExceeded; a call still carrying it skips done futures.
+        timer = loop.call_at(deadline, _expire, future, timeout_s)
         try:
-            return await asyncio.wait_for(waiting.future, timeout_s)
-        except TimeoutError:
-            raise DeadlineExceeded(f"no answer within {timeout_s:.3f} s") from None
+            return await future  # cancelling the caller cancels the future too
+        finally:
+            timer.cancel()
 
     def _dispatch(self, key: K, lane: _Lane[R]) -> None:
         """Send the queued queries of `key` (as many as one call takes), if any wait."""

@@ -99,6 +99,8 @@ class AsyncClient:
     async def _pipelined(self, batch: Sequence[Call[R]], in_flight: int) -> list[R]:
         """As `Client._pipelined`: answers in order, `in_flight` calls outstanding, the
         first failing call (in order) raises and the rest are cancelled."""
+        if in_flight == 1 or len(batch) == 1:  # no task per call
+            return [await self._call(call) for call in batch]
         replies: list[R] = []
         pending: deque[asyncio.Task[R]] = deque()
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import grpc
 
 from shoal.runtime.status import from_rpc_error
+from shoal.sdk.channel import Metadata
 from shoal.v1 import shoal_pb2, shoal_pb2_grpc
 
 
@@ -74,6 +75,7 @@ class SnapshotMethods:
     """Snapshots are long calls: they run without a deadline unless `timeout` is given."""
 
     _stub: shoal_pb2_grpc.ShoalServiceStub
+    _metadata: Metadata  # the API key, which every call carries
 
     def create_snapshot(
         self,
@@ -85,11 +87,15 @@ class SnapshotMethods:
         """A consistent snapshot of `collections` (empty: every one) at one cut,
         taken while reads and writes go on, in the coordinator's snapshot location."""
         request = shoal_pb2.CreateSnapshotRequest(name=name, collections=list(collections))
-        return _follow(self._stub.CreateSnapshot(request, timeout=timeout), progress)
+        return _follow(
+            self._stub.CreateSnapshot(request, timeout=timeout, metadata=self._metadata), progress
+        )
 
     def list_snapshots(self) -> list[Snapshot]:
         try:
-            reply = self._stub.ListSnapshots(shoal_pb2.ListSnapshotsRequest(), timeout=60.0)
+            reply = self._stub.ListSnapshots(
+                shoal_pb2.ListSnapshotsRequest(), timeout=60.0, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         return [snapshot_from_proto(info) for info in reply.snapshots]
@@ -97,7 +103,7 @@ class SnapshotMethods:
     def delete_snapshot(self, name: str) -> bool:
         try:
             reply = self._stub.DeleteSnapshot(
-                shoal_pb2.DeleteSnapshotRequest(name=name), timeout=300.0
+                shoal_pb2.DeleteSnapshotRequest(name=name), timeout=300.0, metadata=self._metadata
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
@@ -118,4 +124,6 @@ class SnapshotMethods:
         request = shoal_pb2.RestoreSnapshotRequest(
             name=name, collections=list(collections), new_name=new_name
         )
-        return _follow(self._stub.RestoreSnapshot(request, timeout=timeout), progress)
+        return _follow(
+            self._stub.RestoreSnapshot(request, timeout=timeout, metadata=self._metadata), progress
+        )

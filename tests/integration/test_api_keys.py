@@ -21,7 +21,7 @@ from shoal import Client
 from shoal.access import PUBLIC_RULES, Role
 from shoal.api_keys import generate_key, key_entry
 from shoal.cli.local_cluster import LocalCluster
-from shoal.errors import ShoalError
+from shoal.errors import FailedPrecondition, ShoalError
 from shoal.limits import MAX_BATCH_QUERIES, MAX_EF, MAX_K
 from shoal.runtime.wait import wait_for
 from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc, shoal_pb2, shoal_pb2_grpc
@@ -408,3 +408,18 @@ def test_after_a_refused_max_version_write_the_api_write_wins(
         assert doc.vector is not None and list(doc.vector) == [2.0] * DIM
         client.delete(MAIN, ["pinned"], consistency="all")
         assert client.get(MAIN, ["pinned"], consistency="all") == []
+
+
+def test_the_sdk_sends_its_key_with_search_batches_and_snapshot_calls(
+    cluster: LocalCluster, keys: Keys
+) -> None:
+    """Every call of `shoal.Client` carries its key: search_batch (one call, and
+    several in flight) and the snapshot calls went without it, UNAUTHENTICATED."""
+    queries = np.ones((5, DIM), dtype=np.float32)
+    with Client(cluster.address, api_key=keys.by_caller["admin"]) as client:
+        assert client.search_batch(MAIN, queries, k=3, include=[]).ids.shape == (5, 3)
+        piped = client.search_batch(MAIN, queries, k=3, include=[], batch_size=2, in_flight=2)
+        assert piped.ids.shape == (5, 3)
+        # Past the key check: this coordinator keeps no snapshots.
+        with pytest.raises(FailedPrecondition, match="no snapshots"):
+            client.list_snapshots()

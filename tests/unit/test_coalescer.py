@@ -101,3 +101,28 @@ async def test_a_short_answer_is_an_error_not_a_misattribution() -> None:
     coalescer = SearchCoalescer(short)
     with pytest.raises(Exception, match="answered 1 of 2"):
         await coalescer.search("a", rows(1, 2), 5)
+
+
+async def test_a_search_with_no_time_left_fails_at_once_and_sends_nothing() -> None:
+    shard = FakeShard()
+    shard.release.set()
+    coalescer = SearchCoalescer(shard.send)
+    with pytest.raises(DeadlineExceeded, match=r"within 0\.000 s"):
+        await coalescer.search("a", rows(1), 0.0)
+    assert shard.calls == []
+
+
+async def test_a_cancelled_caller_s_query_is_not_sent() -> None:
+    shard = FakeShard()
+    coalescer = SearchCoalescer(shard.send, max_in_flight=1)
+    first = asyncio.create_task(coalescer.search("a", rows(1), 30))
+    await settle()
+    gone = asyncio.create_task(coalescer.search("a", rows(2), 30))
+    await settle()
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    shard.release.set()
+    assert await first == [("a", 1.0)]
+    await settle()
+    assert shard.calls == [("a", 1)]

@@ -264,3 +264,24 @@ async def test_a_create_through_another_coordinator_is_seen_as_soon_as_it_is_ack
     with pytest.raises(NotFound):
         await catalog.config("nope", deadline())
     await follower.stop()
+
+
+async def test_a_config_is_parsed_once_per_catalog_entry_and_again_when_the_entry_changes() -> None:
+    """Every read asks for the collection's config: the entry's settings are parsed
+    once, and a changed entry (another coordinator recreated the collection) is
+    parsed anew, never answered from the old parse."""
+    store = LaggingCatalogStore()
+    follower = CatalogFollower(store)
+    follower.start()
+    await follower.wait_synced(5)
+    catalog = CollectionCatalog(lambda: [], Embedding(FakeEmbedder()), follower=follower)
+    entry, _ = await store.create("c", to_settings(with_defaults(request(dimension=8))))
+    first = await catalog.config("c", deadline())
+    assert await catalog.config("c", deadline()) is first
+    recreated = CatalogEntry(
+        "c", to_settings(with_defaults(request(dimension=16))), entry.incarnation + 5
+    )
+    await follower.apply([CatalogChange("c", recreated, recreated.incarnation)])
+    config = await catalog.config("c", deadline())
+    assert (config.dimension, config.incarnation) == (16, recreated.incarnation)
+    await follower.stop()

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from coordinator.api.packed_public import packed_hits
-from coordinator.core.packed import ChunkColumns
+from coordinator.api.packed_public import is_columns, packed_hits
+from coordinator.core.packed import ChunkColumns, PackedBatch
 from shoal.v1 import common_pb2, shard_pb2, shoal_pb2
 
 ASKED = shoal_pb2.SearchBatchRequest(packed=True)
@@ -104,3 +104,9 @@ class Chunked:
     distances: npt.NDArray[np.float32]
     documents: Sequence[object] | None
     chunks: ChunkColumns | None = None
+
+
+def test_what_counts_as_columns_is_what_the_merge_gives_and_not_a_message_per_hit() -> None:
+    merged = PackedBatch(np.array([0, 1]), ["a"], _f32(0.9), _f32(0.1))
+    assert is_columns(merged) and is_columns(merged[0]) and is_columns(Columns([], _f32(), _f32()))
+    assert not is_columns(shard_pb2.ShardSearchResult(hits=[common_pb2.Hit(id="b", score=0.5)]))

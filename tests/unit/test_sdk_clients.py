@@ -10,6 +10,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterator
 from concurrent import futures
+from typing import Any
 
 import grpc
 import numpy as np
@@ -53,17 +54,30 @@ class _Batches:
         self.most_in_flight = 0
         self.calls = 0
         self.first_two = threading.Barrier(2)
+        self.together = True  # the first two calls wait for each other
+        self.keys: list[str | bytes | None] = []  # each call's authorization metadata
+
+    def _note_key(self, context: grpc.ServicerContext) -> None:
+        with self.lock:
+            self.keys.append(dict(context.invocation_metadata()).get("authorization"))
+
+    def ListSnapshots(
+        self, request: shoal_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> shoal_pb2.ListSnapshotsResponse:
+        self._note_key(context)
+        return shoal_pb2.ListSnapshotsResponse()
 
     def SearchBatch(
         self, request: shoal_pb2.SearchBatchRequest, context: grpc.ServicerContext
     ) -> shoal_pb2.SearchBatchResponse:
+        self._note_key(context)
         with self.lock:
             self.calls += 1
             number = self.calls
             self.in_flight += 1
             self.most_in_flight = max(self.most_in_flight, self.in_flight)
         try:
-            if number <= 2:
+            if number <= 2 and self.together:
                 self.first_two.wait(TOGETHER_TIMEOUT_S)  # BrokenBarrierError: sent one by one
             firsts = [float(np.frombuffer(q.vector_f32, dtype="<f4")[0]) for q in request.queries]
             if FAIL_AT in firsts:
@@ -88,8 +102,17 @@ def server() -> Iterator[tuple[str, _Batches]]:
         request_deserializer=shoal_pb2.SearchBatchRequest.FromString,
         response_serializer=shoal_pb2.SearchBatchResponse.SerializeToString,
     )
+    snapshots = grpc.unary_unary_rpc_method_handler(
+        servicer.ListSnapshots,
+        request_deserializer=shoal_pb2.ListSnapshotsRequest.FromString,
+        response_serializer=shoal_pb2.ListSnapshotsResponse.SerializeToString,
+    )
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "SearchBatch": method,
+        "ListSnapshots": snapshots,
+    }
     running.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("shoal.v1.ShoalService", {"SearchBatch": method}),)
+        (grpc.method_handlers_generic_handler("shoal.v1.ShoalService", handlers),)
     )
     port = running.add_insecure_port("127.0.0.1:0")
     running.start()
@@ -149,3 +172,52 @@ def test_batch_size_and_in_flight_must_be_positive(batch_size: int, in_flight: i
         pytest.raises(InvalidArgument, match="at least 1"),
     ):
         client.search_batch("c", _queries(2), batch_size=batch_size, in_flight=in_flight)
+
+
+@pytest.mark.parametrize(("batch_size", "in_flight"), [(3, 2), (3, 1), (100, 2)])
+def test_every_search_batch_call_carries_the_api_key(
+    server: tuple[str, _Batches], batch_size: int, in_flight: int
+) -> None:
+    address, servicer = server
+    servicer.together = in_flight > 1 and batch_size < 10
+    with Client(address, timeout=30, api_key="k1") as client:
+        result = client.search_batch("c", _queries(10), batch_size=batch_size, in_flight=in_flight)
+    assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+    assert servicer.keys == ["Bearer k1"] * servicer.calls
+
+
+def test_snapshot_calls_carry_the_api_key(server: tuple[str, _Batches]) -> None:
+    address, servicer = server
+    with Client(address, timeout=30, api_key="k1") as client:
+        assert client.list_snapshots() == []
+    assert servicer.keys == ["Bearer k1"]
+
+
+def test_one_call_at_a_time_answers_in_order_and_raises_the_failing_call_s_error(
+    server: tuple[str, _Batches],
+) -> None:
+    address, servicer = server
+    servicer.together = False
+    queries = _queries(10)
+    with Client(address, timeout=30) as client:
+        result = client.search_batch("c", queries, batch_size=3, in_flight=1)
+        assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+        assert servicer.calls == 4 and servicer.most_in_flight == 1
+        queries[7] = FAIL_AT
+        with pytest.raises(InvalidArgument, match="query 666"):
+            client.search_batch("c", queries, batch_size=3, in_flight=1)
+    assert servicer.calls == 7  # the failing call was the last one sent
+
+
+async def test_the_async_client_one_call_at_a_time_alike(server: tuple[str, _Batches]) -> None:
+    address, servicer = server
+    servicer.together = False
+    queries = _queries(10)
+    async with AsyncClient(address, timeout=30, api_key="k1") as client:
+        result = await client.search_batch("c", queries, batch_size=3, in_flight=1)
+        assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+        assert servicer.calls == 4 and servicer.most_in_flight == 1
+        queries[7] = FAIL_AT
+        with pytest.raises(InvalidArgument, match="query 666"):
+            await client.search_batch("c", queries, batch_size=3, in_flight=1)
+    assert servicer.calls == 7 and servicer.keys == ["Bearer k1"] * 7
