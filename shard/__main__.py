@@ -71,6 +71,8 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
             write_buffer_bytes=settings.rocksdb_write_buffer_mib * MIB,
             max_write_buffers=settings.rocksdb_write_buffers,
         ),
+        # With a catalog, an unknown name is UNAVAILABLE until the catalog is applied.
+        follows_catalog=bool(settings.etcd),
     )
     checkpointer = Checkpointer(
         collections,
@@ -161,12 +163,19 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
             topology_follower.start()
         if follower is not None:
             # Collections created or dropped while this replica was down are made
-            # right before it catches up documents; without etcd it serves what it has.
+            # right before it catches up documents; without etcd it serves what it
+            # has (names it does not hold answer UNAVAILABLE until the catalog is in).
             follower.start()
             try:
                 await follower.wait_synced(settings.catch_up_wait_s)
             except Unavailable as error:
                 log.warning("%s; serving the collections held here", error)
+        if topology_follower is not None and not await topology_follower.wait_seen(
+            settings.catch_up_wait_s
+        ):
+            # The topology file stands in: a replica added since (replacing another)
+            # is not in it and would find no peers to catch up from.
+            log.warning("no topology from etcd yet; catching up with the peers the file lists")
         # Health stays NOT_SERVING and reads UNAVAILABLE until this is over; writes
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()
