@@ -128,9 +128,15 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     )
 
     health = ServerHealth([SERVICE])
-    ownership = (
-        PartitionOwnership(topology.current, advertised(settings)) if topology is not None else None
-    )
+    ownership: PartitionOwnership | None = None
+    if topology_follower is not None:
+        # etcd's topology only: the file standing in for it is no fence.
+        etcd_topology = topology_follower
+        ownership = PartitionOwnership(
+            lambda: etcd_topology.topology, advertised(settings), awaits_topology=True
+        )
+    elif topology is not None:
+        ownership = PartitionOwnership(topology.current, advertised(settings))
     servicer = ShardServicer(
         collections, executor, readiness, grace, health, ownership, horizon, settings.limits
     )

@@ -12,24 +12,36 @@ an older version is refused by the source and the target alike: it may have
 been routed to the source alone, and the copy to the target must not miss it.
 
 A write routed with the current version or a newer one is taken: the
-coordinator knows at least as much as this shard. Version 0 means "not routed
+coordinator knows at least as much as this shard.
+
+With etcd (`awaits_topology`), a routed write is refused with UNAVAILABLE until
+etcd's topology has been seen: the topology file that stands in for it meanwhile
+is the cluster's first, so a write routed with an old version (a hint replayed
+the moment a restarted replica answers) would pass the check and put a moved
+partition's document back on a group that gave it away and was cleaned. Version 0 means "not routed
 by partition" (a write addressed to this group for what it already holds, as a
 read repair is) and is never refused.
 """
 
 from collections.abc import Callable, Iterable
 
-from shoal.errors import PartitionMoved
+from shoal.errors import PartitionMoved, Unavailable
 from shoal.partitioning import stable_hash
 from shoal.topology import Topology
 
 
 class PartitionOwnership:
     def __init__(
-        self, topology: Callable[[], Topology | None], address: Callable[[], str | None]
+        self,
+        topology: Callable[[], Topology | None],
+        address: Callable[[], str | None],
+        awaits_topology: bool = False,
     ) -> None:
+        """`awaits_topology`: `topology` gives None until the authoritative topology
+        (etcd's) has arrived, and routed writes wait for it (UNAVAILABLE)."""
         self._topology = topology
         self._address = address
+        self._awaits_topology = awaits_topology
 
     def check(self, collection: str, partitions: int, ids: Iterable[str], routed: int) -> None:
         """Raise PartitionMoved if a write routed with topology version `routed`
@@ -37,7 +49,15 @@ class PartitionOwnership:
         if routed == 0 or partitions < 1:
             return
         topology = self._topology()
-        if topology is None or routed >= topology.version:
+        if topology is None:
+            if self._awaits_topology:
+                raise Unavailable(
+                    f"this replica has not learnt the topology from etcd since it started, so"
+                    f" it cannot tell whether the write to {collection!r} routed with version"
+                    f" {routed} is still for its group; retry or ask another replica"
+                )
+            return
+        if routed >= topology.version:
             return
         address = self._address()
         if address is None:
