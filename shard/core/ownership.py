@@ -43,6 +43,11 @@ class PartitionOwnership:
         self._address = address
         self._awaits_topology = awaits_topology
 
+    def version(self) -> int:
+        """The topology version writes are checked against now (0: none yet)."""
+        topology = self._topology()
+        return 0 if topology is None else topology.version
+
     def check(self, collection: str, partitions: int, ids: Iterable[str], routed: int) -> None:
         """Raise PartitionMoved if a write routed with topology version `routed`
         holds a document whose partition this shard's group no longer owns."""
