@@ -128,15 +128,15 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     )
 
     health = ServerHealth([SERVICE])
-    ownership: PartitionOwnership | None = None
-    if topology_follower is not None:
-        # etcd's topology only: the file standing in for it is no fence.
-        etcd_topology = topology_follower
+    ownership = None
+    if topology is not None:
+        # With etcd, routed writes wait until it has answered: the file standing in
+        # for its topology until then is no fence.
         ownership = PartitionOwnership(
-            lambda: etcd_topology.topology, advertised(settings), awaits_topology=True
+            topology.current,
+            advertised(settings),
+            ready=None if topology_follower is None else lambda: topology_follower.answered,
         )
-    elif topology is not None:
-        ownership = PartitionOwnership(topology.current, advertised(settings))
     servicer = ShardServicer(
         collections, executor, readiness, grace, health, ownership, horizon, settings.limits
     )
@@ -176,12 +176,12 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
                 await follower.wait_synced(settings.catch_up_wait_s)
             except Unavailable as error:
                 log.warning("%s; serving the collections held here", error)
-        if topology_follower is not None and not await topology_follower.wait_seen(
+        if topology_follower is not None and not await topology_follower.wait_answered(
             settings.catch_up_wait_s
         ):
             # The topology file stands in: a replica added since (replacing another)
             # is not in it and would find no peers to catch up from.
-            log.warning("no topology from etcd yet; catching up with the peers the file lists")
+            log.warning("etcd has not answered; catching up with the peers the file lists")
         # Health stays NOT_SERVING and reads UNAVAILABLE until this is over; writes
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()

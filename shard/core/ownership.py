@@ -12,15 +12,16 @@ an older version is refused by the source and the target alike: it may have
 been routed to the source alone, and the copy to the target must not miss it.
 
 A write routed with the current version or a newer one is taken: the
-coordinator knows at least as much as this shard.
-
-With etcd (`awaits_topology`), a routed write is refused with UNAVAILABLE until
-etcd's topology has been seen: the topology file that stands in for it meanwhile
-is the cluster's first, so a write routed with an old version (a hint replayed
-the moment a restarted replica answers) would pass the check and put a moved
-partition's document back on a group that gave it away and was cleaned. Version 0 means "not routed
+coordinator knows at least as much as this shard. Version 0 means "not routed
 by partition" (a write addressed to this group for what it already holds, as a
 read repair is) and is never refused.
+
+With etcd (`ready`), a routed write is refused with UNAVAILABLE until etcd has
+answered: the topology file that stands in for etcd's meanwhile is the
+cluster's first, so a write routed with an old version (a hint replayed the
+moment a restarted replica answers) would pass the check and put a moved
+partition's document back on a group that gave it away and was cleaned. (Once
+etcd has answered that it holds no topology yet, the file's is the cluster's.)
 """
 
 from collections.abc import Callable, Iterable
@@ -35,13 +36,13 @@ class PartitionOwnership:
         self,
         topology: Callable[[], Topology | None],
         address: Callable[[], str | None],
-        awaits_topology: bool = False,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
-        """`awaits_topology`: `topology` gives None until the authoritative topology
-        (etcd's) has arrived, and routed writes wait for it (UNAVAILABLE)."""
+        """`ready`: whether `topology` is the authoritative one yet (etcd has
+        answered); routed writes wait for it (UNAVAILABLE) until then."""
         self._topology = topology
         self._address = address
-        self._awaits_topology = awaits_topology
+        self._ready = ready
 
     def version(self) -> int:
         """The topology version writes are checked against now (0: none yet)."""
@@ -53,16 +54,14 @@ class PartitionOwnership:
         holds a document whose partition this shard's group no longer owns."""
         if routed == 0 or partitions < 1:
             return
+        if self._ready is not None and not self._ready():
+            raise Unavailable(
+                f"this replica has not heard from etcd since it started, so it cannot tell"
+                f" whether the write to {collection!r} routed with topology version {routed}"
+                " is still for its group; retry or ask another replica"
+            )
         topology = self._topology()
-        if topology is None:
-            if self._awaits_topology:
-                raise Unavailable(
-                    f"this replica has not learnt the topology from etcd since it started, so"
-                    f" it cannot tell whether the write to {collection!r} routed with version"
-                    f" {routed} is still for its group; retry or ask another replica"
-                )
-            return
-        if routed >= topology.version:
+        if topology is None or routed >= topology.version:
             return
         address = self._address()
         if address is None:
