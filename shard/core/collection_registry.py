@@ -159,14 +159,10 @@ class Collections:
             )
         raise NotFound(f"collection {name!r} not found")
 
-    @property
-    def catalog_is_applied(self) -> bool:
-        """Whether the collections held here are the catalog's (always, without one)."""
-        return self._catalog_applied
-
     def catalog_applied(self) -> None:
-        """Every collection of the catalog has been created here (a full reconcile):
-        from now on a name not held here is unknown (NOT_FOUND)."""
+        """The catalog's collections have been followed here (a full reconcile; one
+        that could not be created was logged): from now on a name not held here is
+        unknown (NOT_FOUND)."""
         if not self._catalog_applied:
             log.info("the collections of the catalog are all on this replica")
         self._catalog_applied = True
