@@ -137,6 +137,9 @@ class PartitionMover:
         these replicas and routes again. A replica that does not answer is down or cut
         off; when it starts it takes no routed write before it has etcd's topology (see
         `shard.core.ownership`), which is at least this one."""
+        # The newest version, not what this coordinator's watch has brought: one that
+        # took over a move may not have seen the step before yet.
+        await self._routing.learn(None)
         version = self._routing.topology.version
         replicas = self._replicas(record.source) + self._replicas(record.target)
         deadline = time.monotonic() + self._confirm_s
