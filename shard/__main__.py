@@ -71,6 +71,8 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
             write_buffer_bytes=settings.rocksdb_write_buffer_mib * MIB,
             max_write_buffers=settings.rocksdb_write_buffers,
         ),
+        # With a catalog, an unknown name is UNAVAILABLE until the catalog is applied.
+        follows_catalog=bool(settings.etcd),
     )
     checkpointer = Checkpointer(
         collections,
@@ -126,9 +128,15 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
     )
 
     health = ServerHealth([SERVICE])
-    ownership = (
-        PartitionOwnership(topology.current, advertised(settings)) if topology is not None else None
-    )
+    ownership = None
+    if topology is not None:
+        # With etcd, routed writes wait until it has answered: the file standing in
+        # for its topology until then is no fence.
+        ownership = PartitionOwnership(
+            topology.current,
+            advertised(settings),
+            ready=None if topology_follower is None else lambda: topology_follower.answered,
+        )
     servicer = ShardServicer(
         collections, executor, readiness, grace, health, ownership, horizon, settings.limits
     )
@@ -161,12 +169,19 @@ async def run(settings: Settings, metrics: ShardMetrics) -> None:
             topology_follower.start()
         if follower is not None:
             # Collections created or dropped while this replica was down are made
-            # right before it catches up documents; without etcd it serves what it has.
+            # right before it catches up documents; without etcd it serves what it
+            # has (names it does not hold answer UNAVAILABLE until the catalog is in).
             follower.start()
             try:
                 await follower.wait_synced(settings.catch_up_wait_s)
             except Unavailable as error:
                 log.warning("%s; serving the collections held here", error)
+        if topology_follower is not None and not await topology_follower.wait_answered(
+            settings.catch_up_wait_s
+        ):
+            # The topology file stands in: a replica added since (replacing another)
+            # is not in it and would find no peers to catch up from.
+            log.warning("etcd has not answered; catching up with the peers the file lists")
         # Health stays NOT_SERVING and reads UNAVAILABLE until this is over; writes
         # and the replication calls are served meanwhile.
         await anti_entropy.first_catch_up()

@@ -74,6 +74,7 @@ class TopologyFollower:
         self._max_retry_s = max_retry_s
         self.topology: Topology | None = None
         self._seen = asyncio.Event()
+        self._answered = asyncio.Event()
         self._loop = LoopTask("topology follower", self._run)
 
     def add_listener(self, listener: Listener) -> None:
@@ -84,6 +85,18 @@ class TopologyFollower:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._seen.wait(), timeout_s)
         return self._seen.is_set()
+
+    @property
+    def answered(self) -> bool:
+        """Whether the store has been read at least once (holding a topology or not)."""
+        return self._answered.is_set()
+
+    async def wait_answered(self, timeout_s: float) -> bool:
+        """Whether the store was read within `timeout_s` (its topology, if it holds
+        one, is then `topology`)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._answered.wait(), timeout_s)
+        return self._answered.is_set()
 
     async def offer(self, topology: Topology) -> bool:
         """Take `topology` if it is newer than the one held (from the store, or
@@ -107,6 +120,7 @@ class TopologyFollower:
             topology, revision = await self.store.read()
         if topology is not None:
             await self.offer(topology)
+        self._answered.set()
         return revision
 
     async def _run(self) -> None:

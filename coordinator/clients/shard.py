@@ -254,3 +254,9 @@ class GrpcShardClient:
     async def fetch(self, collection: str, ids: Sequence[str], timeout_s: float) -> list[WriteOp]:
         records = await self._replication.fetch(collection, ids, timeout_s)
         return [write_from_proto(record) for record in records]
+
+    async def topology_version(self, timeout_s: float) -> int:
+        reply: shard_pb2.ShardTopologyVersionResponse = await unary_call(
+            self._stub.TopologyVersion, shard_pb2.ShardTopologyVersionRequest(), timeout_s
+        )
+        return reply.version

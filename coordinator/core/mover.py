@@ -37,8 +37,16 @@ COPY_BATCH = 256
 CALL_TIMEOUT_S = 30.0
 #: Topology changes tried per step when another change got in between.
 CHANGE_TRIES = 8
-#: After a topology change, how long replicas and coordinators get to see it
-#: (etcd's watch brings it within milliseconds) before the next phase relies on it.
+#: Before a phase relies on the fencing of the last topology change, every
+#: replica of both groups that answers must report that version (etcd's watch
+#: brings it within milliseconds); a step waits this long for them, then fails
+#: (and is run again).
+CONFIRM_S = 30.0
+#: Between the asks while some replica is behind, and per ask.
+CONFIRM_POLL_S = 0.05
+CONFIRM_CALL_S = 5.0
+#: A replica that cannot report its version (a shard from before the call) is
+#: given this long to see the change instead.
 SETTLE_S = 1.0
 
 
@@ -58,11 +66,16 @@ Progress = Callable[[MoveRecord], Awaitable[None]]
 
 class PartitionMover:
     def __init__(
-        self, routing: Routing, catalog: CollectionCatalog, settle_s: float = SETTLE_S
+        self,
+        routing: Routing,
+        catalog: CollectionCatalog,
+        settle_s: float = SETTLE_S,
+        confirm_s: float = CONFIRM_S,
     ) -> None:
         self._routing = routing
         self._catalog = catalog
         self._settle_s = settle_s
+        self._confirm_s = confirm_s
 
     async def step(self, record: MoveRecord, progress: Progress) -> MoveRecord:
         """Run the phase `record` is in; the record of the next one."""
@@ -79,10 +92,10 @@ class PartitionMover:
                 # as the source's do after a switch (reads cut to owned partitions
                 # only while a move is in flight, so copies left would count twice).
                 await self._change(lambda t: abort_move(t, p))
-                await asyncio.sleep(self._settle_s)
+                await self._confirm(record)
                 cleaned = await self._clean(target, p)
                 return record.at("cancelled", cleaned=record.cleaned + cleaned)
-            await asyncio.sleep(self._settle_s)
+            await self._confirm(record)
             count = await self._copy(record, every_source=False, progress=progress)
             await self._change(lambda t: switch_move(t, p, source, target))
             return record.at(
@@ -91,7 +104,7 @@ class PartitionMover:
                 copied_bytes=record.copied_bytes + count.bytes,
             )
         if record.phase == "switched":
-            await asyncio.sleep(self._settle_s)
+            await self._confirm(record)
             count = await self._copy(record, every_source=True, progress=progress)
             return record.at(
                 "cleaning",
@@ -118,6 +131,49 @@ class PartitionMover:
                     raise
                 await self._routing.learn(None)
         raise Unavailable("the topology kept changing under a move; it will be tried again")
+
+    async def _confirm(self, record: MoveRecord) -> None:
+        """Wait until every replica of the source and target groups that answers checks
+        routed writes against the current topology version (or a newer one): from then
+        on each refuses a write routed with an older one, which the next phase relies on
+        (before the copy: no write reaches the source alone; before the last copy and
+        the clean-up: none reaches the source at all).
+
+        Coordinators need no asking: one routing with an older version is refused by
+        these replicas and routes again. A replica that does not answer is down or cut
+        off; when it starts it takes no routed write before it has etcd's topology (see
+        `shard.core.ownership`), which is at least this one."""
+        # The newest version, not what this coordinator's watch has brought: one that
+        # took over a move may not have seen the step before yet.
+        await self._routing.learn(None)
+        version = self._routing.topology.version
+        replicas = self._replicas(record.source) + self._replicas(record.target)
+        deadline = time.monotonic() + self._confirm_s
+        while True:
+            behind: list[str] = []
+            unsure = False
+            for replica in replicas:
+                try:
+                    seen = await replica.topology_version(CONFIRM_CALL_S)
+                except (Unavailable, DeadlineExceeded):
+                    continue
+                except ShoalError as error:
+                    log.info("%s cannot report its topology version: %s", replica.address, error)
+                    unsure = True
+                    continue
+                if seen < version:
+                    behind.append(f"{replica.address} (version {seen})")
+            if not behind:
+                if unsure:
+                    await asyncio.sleep(self._settle_s)
+                return
+            if time.monotonic() >= deadline:
+                raise Unavailable(
+                    f"move of partition {record.partition}: replicas {', '.join(behind)} have"
+                    f" not seen topology version {version} within {self._confirm_s:g}s; the move"
+                    " waits for them"
+                )
+            await asyncio.sleep(CONFIRM_POLL_S)
 
     def _replicas(self, group: int) -> list[ShardClient]:
         topology = self._routing.topology

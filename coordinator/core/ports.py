@@ -343,6 +343,10 @@ class ShardClient(Protocol):
         copy them to another replica; ids never written are left out."""
         ...
 
+    async def topology_version(self, timeout_s: float) -> int:
+        """The topology version the replica checks routed writes against (0: none yet)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class ChunkedText:

@@ -376,6 +376,13 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
             more=more,
         )
 
+    async def TopologyVersion(
+        self, request: shard_pb2.ShardTopologyVersionRequest, context: Context
+    ) -> shard_pb2.ShardTopologyVersionResponse:
+        """Never gated: a partition move asks while this replica catches up too."""
+        version = 0 if self._ownership is None else self._ownership.version()
+        return shard_pb2.ShardTopologyVersionResponse(version=version)
+
     # Replication: never gated, peers catching up rely on them.
 
     async def Digest(

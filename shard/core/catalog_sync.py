@@ -13,6 +13,11 @@ A collection held here that could not be loaded (a corrupt store) is left as
 it is, whatever the catalog says, until it is dropped: it may hold the current
 incarnation's data, so it is an operator's call (the replica shows DEGRADED).
 
+Until the first reconcile is over, a name not held here answers UNAVAILABLE
+rather than NOT_FOUND (`Collections.catalog_applied`): the collection may well
+exist and just not be created here yet, and a coordinator asks another replica
+on UNAVAILABLE but hands NOT_FOUND to its caller.
+
 Nothing here is on the data path: while etcd is away the collections stay as
 they are and writes and reads go on.
 """
@@ -73,6 +78,8 @@ class CatalogSync:
                 await self._register(config)
             elif known.dropped:
                 await self._follow(known)
+        # Only now may this replica say NOT_FOUND for a name it does not hold.
+        self._collections.catalog_applied()
 
     async def _follow(self, entry: CatalogEntry) -> None:
         try:

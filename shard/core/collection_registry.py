@@ -53,7 +53,15 @@ def check_incarnation(held: CollectionConfig, incarnation: int) -> None:
 
 
 class Collections:
-    """Thread-safe. Calls fail with UNAVAILABLE until `load` has finished."""
+    """Thread-safe. Calls fail with UNAVAILABLE until `load` has finished.
+
+    With `follows_catalog`, a name not held here is UNAVAILABLE (not NOT_FOUND)
+    until `catalog_applied` says the catalog's collections have been created
+    here: a replica started on an empty data dir, or one that was down when a
+    collection was created, would otherwise answer NOT_FOUND for a collection
+    that exists, which a coordinator passes to the caller instead of asking
+    another replica (and a peer catching up would take for "nothing to copy").
+    """
 
     def __init__(
         self,
@@ -63,8 +71,10 @@ class Collections:
         filtered_search: Strategy = Strategy.AUTO,
         read_text: TextReader = no_text,
         store_memory: StoreMemory | None = None,
+        follows_catalog: bool = False,
     ) -> None:
         self._dir = data_dir
+        self._catalog_applied = not follows_catalog
         # One RocksDB budget (block cache) for every collection of this shard.
         self._store_memory = store_memory if store_memory is not None else StoreMemory()
         self._read_text = read_text
@@ -141,7 +151,21 @@ class Collections:
         reason = self._broken.get(name)
         if reason is not None:
             raise DataLoss(f"collection {name!r} could not be loaded on this replica: {reason}")
+        if not self._catalog_applied:
+            raise Unavailable(
+                f"collection {name!r} is not on this replica yet: it has not created the"
+                " collections of the catalog (etcd) since it started; ask another replica"
+                " or retry"
+            )
         raise NotFound(f"collection {name!r} not found")
+
+    def catalog_applied(self) -> None:
+        """The catalog's collections have been followed here (a full reconcile; one
+        that could not be created was logged): from now on a name not held here is
+        unknown (NOT_FOUND)."""
+        if not self._catalog_applied:
+            log.info("the collections of the catalog are all on this replica")
+        self._catalog_applied = True
 
     def create(self, config: CollectionConfig) -> tuple[CollectionConfig, bool]:
         """Create the collection; (its config, created). Same settings again is no error.

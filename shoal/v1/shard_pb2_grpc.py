@@ -125,6 +125,11 @@ class ShardServiceStub:
                 request_serializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.FromString,
                 _registered_method=True)
+        self.TopologyVersion = channel.unary_unary(
+                '/shoal.v1.ShardService/TopologyVersion',
+                request_serializer=shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionResponse.FromString,
+                _registered_method=True)
 
 
 class ShardServiceServicer:
@@ -250,6 +255,15 @@ class ShardServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TopologyVersion(self, request, context):
+        """The topology version this replica checks routed writes against (0: none yet).
+        A partition move waits for every replica of both groups to report the
+        version of its last step before relying on the fencing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ShardServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -342,6 +356,11 @@ def add_ShardServiceServicer_to_server(servicer, server):
                     servicer.BulkLoad,
                     request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.SerializeToString,
+            ),
+            'TopologyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopologyVersion,
+                    request_deserializer=shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -831,6 +850,33 @@ class ShardService:
             '/shoal.v1.ShardService/BulkLoad',
             shoal_dot_v1_dot_shard__pb2.ShardBulkLoadRequest.SerializeToString,
             shoal_dot_v1_dot_shard__pb2.ShardBulkLoadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopologyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.ShardService/TopologyVersion',
+            shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionRequest.SerializeToString,
+            shoal_dot_v1_dot_shard__pb2.ShardTopologyVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,11 @@ class ShardServiceStub:
     ReleaseSnapshot: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardReleaseSnapshotRequest, _shard_pb2.ShardReleaseSnapshotResponse]
     BulkLoad: _grpc.StreamUnaryMultiCallable[_shard_pb2.ShardBulkLoadRequest, _shard_pb2.ShardBulkLoadResponse]
     """Restore: batches of records into a collection, each batch indexed at once."""
+    TopologyVersion: _grpc.UnaryUnaryMultiCallable[_shard_pb2.ShardTopologyVersionRequest, _shard_pb2.ShardTopologyVersionResponse]
+    """The topology version this replica checks routed writes against (0: none yet).
+    A partition move waits for every replica of both groups to report the
+    version of its last step before relying on the fencing.
+    """
 
 @_typing.type_check_only
 class ShardServiceAsyncStub(ShardServiceStub):
@@ -103,6 +108,11 @@ class ShardServiceAsyncStub(ShardServiceStub):
     ReleaseSnapshot: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardReleaseSnapshotRequest, _shard_pb2.ShardReleaseSnapshotResponse]  # type: ignore[assignment]
     BulkLoad: _aio.StreamUnaryMultiCallable[_shard_pb2.ShardBulkLoadRequest, _shard_pb2.ShardBulkLoadResponse]  # type: ignore[assignment]
     """Restore: batches of records into a collection, each batch indexed at once."""
+    TopologyVersion: _aio.UnaryUnaryMultiCallable[_shard_pb2.ShardTopologyVersionRequest, _shard_pb2.ShardTopologyVersionResponse]  # type: ignore[assignment]
+    """The topology version this replica checks routed writes against (0: none yet).
+    A partition move waits for every replica of both groups to report the
+    version of its last step before relying on the fencing.
+    """
 
 class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
     """Internal: coordinator -> one replica of one shard group."""
@@ -246,5 +256,16 @@ class ShardServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_shard_pb2.ShardBulkLoadResponse, _abc.Awaitable[_shard_pb2.ShardBulkLoadResponse]]:
         """Restore: batches of records into a collection, each batch indexed at once."""
+
+    @_abc_1.abstractmethod
+    def TopologyVersion(
+        self,
+        request: _shard_pb2.ShardTopologyVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_shard_pb2.ShardTopologyVersionResponse, _abc.Awaitable[_shard_pb2.ShardTopologyVersionResponse]]:
+        """The topology version this replica checks routed writes against (0: none yet).
+        A partition move waits for every replica of both groups to report the
+        version of its last step before relying on the fencing.
+        """
 
 def add_ShardServiceServicer_to_server(servicer: ShardServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

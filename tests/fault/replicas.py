@@ -81,3 +81,16 @@ def nearest(
             reply = stub.Search(request, timeout=TIMEOUT)
             found += [[hit.id for hit in result.hits] for result in reply.results]
     return found
+
+
+def versions(
+    address: str, collection: str, partitions: Sequence[int]
+) -> dict[str, tuple[int, bool]]:
+    """id -> (version, deleted) of every record, tombstones included, in `partitions`
+    on one replica (what replication compares)."""
+    with shard_stub(address) as stub:
+        request = shard_pb2.ShardListVersionsRequest(
+            collection=collection, partitions=list(partitions)
+        )
+        reply = stub.ListVersions(request, timeout=TIMEOUT)
+    return {record.id: (record.version, record.deleted) for record in reply.records}

@@ -10,7 +10,6 @@ within 10% of an even share; `verify` finds the replicas equal.
 """
 
 import json
-import os
 import random
 import socket
 import threading
@@ -27,6 +26,7 @@ from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
 from shoal.errors import DeadlineExceeded, Unavailable
 from shoal.moves import FINAL, owner_counts
+from shoal.partitioning import partition_of
 from shoal.runtime.wait import wait_for
 from shoal.topology import Topology
 from tests import datasets
@@ -34,16 +34,6 @@ from tests.conftest import StartCluster
 from tests.fault import replicas
 
 pytestmark = pytest.mark.skipif(not datasets.available(), reason="needs the debian-dev data")
-
-#: Two of these tests fail intermittently (1 run in 2 of the whole suite): with a
-#: replica killed mid-move, a replica sometimes does not converge within 120 s;
-#: a replica replaced by one on an empty data dir can answer NOT_FOUND for a
-#: collection it has not created yet instead of not serving until it has. Both
-#: are open (issue 16); they run with SHOAL_MOVE_FAULTS=1 until fixed.
-known_flaky = pytest.mark.skipif(
-    os.environ.get("SHOAL_MOVE_FAULTS") != "1",
-    reason="fails intermittently, open in issue 16: SHOAL_MOVE_FAULTS=1 runs it",
-)
 
 COLLECTION = "growing"
 #: Divisible by 2 and by 3: an even share before and after the new group.
@@ -253,39 +243,115 @@ def check_every_replica(
     uncertain: dict[str, set[int | None]] | None = None,
 ) -> None:
     """Each id live exactly on the replicas of the group owning it, as last written
-    (`uncertain` ids: in one of the states a failed write may have left)."""
+    (`uncertain` ids: in one of the states a failed write may have left).
+
+    A failure names, per wrong id, the replica, what it holds and what it should,
+    and the record versions (tombstones included) every replica holds of it."""
     uncertain = uncertain or {}
     all_ids = sorted(set(expected) | set(uncertain))
     held = [[replicas.documents(s.address, COLLECTION, all_ids) for s in g] for g in groups]
-    lost, resurrected, misplaced, stale = [], [], [], []
+    # (category, id, the replica's name, what it holds)
+    wrong: list[tuple[str, str, str, str]] = []
     for doc_id in all_ids:
         owner = topology.group_of(doc_id, PARTITIONS)
         for group, per_replica in enumerate(held):
-            for stored in per_replica:
+            for process, stored in zip(groups[group], per_replica, strict=True):
                 found = stored.get(doc_id)
+                state = None if found is None else found.vector
+                shown = "nothing live" if found is None else f"row {_row_of(state, vectors)}"
+                if group != owner:
+                    if found is not None:
+                        wrong.append(("misplaced", doc_id, process.name, shown))
+                    continue
                 if doc_id in uncertain:
                     allowed = {
                         None if row is None else vectors[row].astype("<f4").tobytes()
                         for row in uncertain[doc_id]
                     }
-                    state = None if found is None else found.vector
-                    if group == owner and state not in allowed:
-                        stale.append(doc_id)
-                    elif group != owner and found is not None:
-                        misplaced.append((doc_id, group))
+                    if state not in allowed:
+                        wrong.append(("stale", doc_id, process.name, shown))
                     continue
                 row = expected[doc_id]
-                if group != owner:
+                if row is None:
                     if found is not None:
-                        misplaced.append((doc_id, group))
-                elif row is None:
-                    if found is not None:
-                        resurrected.append(doc_id)
+                        wrong.append(("resurrected", doc_id, process.name, shown))
                 elif found is None:
-                    lost.append(doc_id)
-                elif found.vector != vectors[row].astype("<f4").tobytes():
-                    stale.append(doc_id)
-    assert (lost, resurrected, misplaced, stale) == ([], [], [], [])
+                    wrong.append(("lost", doc_id, process.name, shown))
+                elif state != vectors[row].astype("<f4").tobytes():
+                    wrong.append(("stale", doc_id, process.name, shown))
+    if wrong:
+        raise AssertionError(_describe_wrong(wrong, groups, topology, expected, uncertain))
+
+
+def _row_of(state: bytes | None, vectors: np.ndarray) -> int | str:
+    """The row of `vectors` a stored vector is (for failure messages)."""
+    if state is None:
+        return "none"
+    stored = np.frombuffer(state, dtype="<f4")
+    matches = np.flatnonzero((vectors == stored).all(axis=1))
+    return int(matches[0]) if len(matches) else "unknown"
+
+
+def _describe_wrong(
+    wrong: list[tuple[str, str, str, str]],
+    groups: list[list[ServiceProcess]],
+    topology: Topology,
+    expected: dict[str, int | None],
+    uncertain: dict[str, set[int | None]],
+    shown: int = 30,
+) -> str:
+    """Which ids are wrong on which replica, with every replica's record versions of them."""
+    counts: dict[str, int] = {}
+    for category, *_ in wrong:
+        counts[category] = counts.get(category, 0) + 1
+    ids = sorted({doc_id for _, doc_id, _, _ in wrong})[:shown]
+    partitions = sorted({partition_of(doc_id, PARTITIONS) for doc_id in ids})
+    records: dict[str, dict[str, tuple[int, bool]]] = {}
+    for group in groups:
+        for process in group:
+            try:
+                records[process.name] = replicas.versions(process.address, COLLECTION, partitions)
+            except Exception as error:  # a diagnostic: say why it is missing
+                records[process.name] = {}
+                records[f"{process.name} (ListVersions failed: {error})"] = {}
+    lines = [
+        f"{len(wrong)} wrong (id, replica) pairs {counts} in topology version {topology.version}"
+    ]
+    for category, doc_id, name, holds in wrong:
+        if doc_id not in ids:
+            continue
+        partition = partition_of(doc_id, PARTITIONS)
+        should = (
+            f"one of rows {sorted(uncertain[doc_id], key=str)}"
+            if doc_id in uncertain
+            else f"row {expected.get(doc_id)}"
+        )
+        versions = ", ".join(
+            f"{replica}: {_record(held.get(doc_id))}" for replica, held in records.items()
+        )
+        lines.append(
+            f"  {category} {doc_id} (partition {partition}, owner group"
+            f" {topology.group_of(doc_id, PARTITIONS)}) on {name}: holds {holds},"
+            f" should hold {should}; versions: {versions}"
+        )
+    return "\n".join(lines)
+
+
+def _record(record: tuple[int, bool] | None) -> str:
+    if record is None:
+        return "-"
+    version, deleted = record
+    return f"{version} deleted" if deleted else str(version)
+
+
+def wait_until_every_replica_holds(check: Callable[[], None], timeout_s: float) -> None:
+    """Wait for `check` to pass; on timeout fail with its own message (which ids on
+    which replica are wrong), not a bare timeout."""
+    try:
+        wait_for(lambda: replicas_agree(check), timeout_s, "every replica to hold what it should")
+    except TimeoutError:
+        check()
+        raise
 
 
 def test_moves_survive_a_killed_coordinator_and_a_group_is_drained_and_removed(
@@ -371,7 +437,6 @@ def replicas_agree(check: Callable[[], None]) -> bool:
     return True
 
 
-@known_flaky
 def test_moves_survive_source_and_target_replicas_killed_mid_move(
     start_cluster: StartCluster,
 ) -> None:
@@ -449,8 +514,7 @@ def test_moves_survive_source_and_target_replicas_killed_mid_move(
                 )
 
             # Replicas that were down catch up (hints, anti-entropy) within a bound.
-            wait_for(lambda: replicas_agree(check), 120, "every replica to hold what it should")
-            check()
+            wait_until_every_replica_holds(check, 120)
             wait_for(
                 lambda: client.verify_replicas(COLLECTION).differing == 0,
                 60,
@@ -467,7 +531,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@known_flaky
 def test_a_replica_replaced_by_one_on_an_empty_data_dir_serves_after_catching_up(
     start_cluster: StartCluster,
 ) -> None:
@@ -525,8 +588,7 @@ def test_a_replica_replaced_by_one_on_an_empty_data_dir_serves_after_catching_up
                     groups, topology, expected, data.document_vectors, load.uncertain
                 )
 
-            wait_for(lambda: replicas_agree(check), 120, "every replica to hold what it should")
-            check()
+            wait_until_every_replica_holds(check, 120)
             wait_for(
                 lambda: client.verify_replicas(COLLECTION).differing == 0,
                 60,

@@ -431,3 +431,8 @@ async def test_scroll_pages_in_id_order_after_the_last_id(shard: ShardClient) ->
         ),
         ([("d5", None, None, {})], False),
     ]
+
+
+async def test_a_replica_without_a_topology_reports_version_0(shard: ShardClient) -> None:
+    """What a partition move asks before it relies on the replicas' fencing."""
+    assert await shard.topology_version(TIMEOUT) == 0

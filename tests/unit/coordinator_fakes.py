@@ -502,6 +502,10 @@ class FakeShard:
         partitions = self.collections[collection].partitions
         return digest_records(((i, s.version) for i, s in store.items()), partitions)
 
+    async def topology_version(self, timeout_s: float) -> int:
+        await self._enter("topology_version", timeout_s)
+        return 0 if self.topology is None else self.topology.version
+
     async def list_versions(
         self, collection: str, partitions: Sequence[int], timeout_s: float
     ) -> dict[str, VersionState]:
