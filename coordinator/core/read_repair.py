@@ -52,6 +52,22 @@ def choose(answers: Mapping[str, Sequence[WriteOp]]) -> ReadChoice:
     return ReadChoice(newest, repairs)
 
 
+def fetched(task: "asyncio.Task[list[WriteOp]]", replica: Replica) -> list[WriteOp] | Exception:
+    """The records a finished fetch of `replica` returned, or its error when another
+    replica can stand in for it; raises what the request itself caused."""
+    error = task.exception()
+    if error is None:
+        replica.succeeded()
+        return task.result()
+    if isinstance(error, RETRY_ANOTHER_REPLICA):
+        replica.failed()
+        return error
+    if isinstance(error, Internal):
+        # A fault of this replica, not of the request: say which one.
+        raise type(error)(f"shard {replica.address}: {error}") from error
+    raise error
+
+
 async def read_records(
     group: ReplicaGroup,
     collection: str,
@@ -101,19 +117,12 @@ async def read_records(
                 continue
             for task in done:
                 replica = running.pop(task)
-                error = task.exception()
-                if error is None:
-                    replica.succeeded()
-                    answers.append((replica, task.result()))
-                elif isinstance(error, RETRY_ANOTHER_REPLICA):
-                    replica.failed()
-                    reasons.append(f"{replica.address}: {error}")
-                    observer.record_failover(group.group, type(error).__name__)
-                elif isinstance(error, Internal):
-                    # A fault of this replica, not of the request: say which one.
-                    raise type(error)(f"shard {replica.address}: {error}") from error
+                records = fetched(task, replica)
+                if isinstance(records, Exception):
+                    reasons.append(f"{replica.address}: {records}")
+                    observer.record_failover(group.group, type(records).__name__)
                 else:
-                    raise error
+                    answers.append((replica, records))
     finally:
         for task in running:
             task.cancel()

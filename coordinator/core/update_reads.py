@@ -20,9 +20,9 @@ from collections.abc import Sequence
 
 from coordinator.core.deadline import Deadline
 from coordinator.core.ports import WriteOp
-from coordinator.core.read_repair import choose
-from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
-from shoal.errors import DeadlineExceeded, Internal, Unavailable
+from coordinator.core.read_repair import choose, fetched
+from coordinator.core.replicas import Replica, ReplicaGroup
+from shoal.errors import DeadlineExceeded, Unavailable
 
 #: How long the replicas still answering are waited for once enough have.
 GRACE_S = 0.5
@@ -55,17 +55,11 @@ async def newest_records(
                 break
             for task in done:
                 replica = running.pop(task)
-                error = task.exception()
-                if error is None:
-                    replica.succeeded()
-                    answers[replica.address] = task.result()
-                elif isinstance(error, RETRY_ANOTHER_REPLICA):
-                    replica.failed()
-                    reasons.append(f"{replica.address}: {error}")
-                elif isinstance(error, Internal):
-                    raise type(error)(f"shard {replica.address}: {error}") from error
+                records = fetched(task, replica)
+                if isinstance(records, Exception):
+                    reasons.append(f"{replica.address}: {records}")
                 else:
-                    raise error
+                    answers[replica.address] = records
     finally:
         for task in running:
             task.cancel()
