@@ -175,7 +175,9 @@ class GrpcShardClient:
             queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
             ef=call.ef,
             keyword_queries=[
-                shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
+                shard_pb2.KeywordQuery(
+                    terms=query.terms, weights=query.weights, occurrences=query.occurrences
+                )
                 for query in call.keyword
             ],
             average_length=call.average_length,
@@ -185,6 +187,7 @@ class GrpcShardClient:
             filter=filter_to_proto(call.filter),
             score_threshold=call.score_threshold,
             bare_hits=call.bare_hits,
+            local_statistics=call.local_statistics,
         )
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s

@@ -98,7 +98,11 @@ class Reader:
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
         self._keyword = KeywordReads(
-            self._fan_out, self._query_matrix, self.get, fan_out_owned=self._fan_out_hybrid
+            self._fan_out,
+            self._query_matrix,
+            self.get,
+            fan_out_owned=self._fan_out_hybrid,
+            groups=lambda: len(self._routing.groups),
         )
 
     async def search(

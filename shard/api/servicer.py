@@ -302,6 +302,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 threshold,
                 list(request.statistics_terms),
                 wait=wait,
+                local_statistics=request.local_statistics,
             )
             for hits in keyword:
                 proto_reads.hits_to_proto(

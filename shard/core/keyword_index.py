@@ -68,10 +68,13 @@ Int64s = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """One query's distinct terms with their weights (idf x occurrences in the query)."""
+    """One query's distinct terms with their weights (idf x occurrences in the query);
+    or, to be weighted with this replica's own statistics (`keyword_search.locally_weighted`),
+    with the occurrences alone."""
 
     terms: Sequence[str]
     weights: Sequence[float]
+    occurrences: Sequence[int] = ()
 
 
 @dataclass(frozen=True)

@@ -174,10 +174,14 @@ class Collection:
         statistics_terms: Sequence[str],
         *,
         wait: bool = True,
+        local_statistics: bool = False,
     ) -> tuple[list[QueryHits], TermStatistics]:
         """`keyword_search`, and this replica's statistics of `statistics_terms` as the
         scoring saw them (one reading of the index): a caller that weighted the
         queries with statistics it remembered checks them against these. With
+        `local_statistics`, the queries carry occurrences, not weights, and are
+        weighted with this replica's statistics (`average_length` unused): a caller
+        that knew none checks whether they were the cluster's. With
         `wait=False`, raises WouldBlock rather than wait for a write to the index."""
         return search.keyword_search(
             self._state,
@@ -189,6 +193,7 @@ class Collection:
             score_threshold,
             statistics_terms,
             wait=wait,
+            local_statistics=local_statistics,
         )
 
     # -- unranked reads --------------------------------------------------------
