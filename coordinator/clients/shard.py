@@ -184,7 +184,9 @@ class GrpcShardClient:
             queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
             ef=call.ef,
             keyword_queries=[
-                shard_pb2.KeywordQuery(terms=query.terms, weights=query.weights)
+                shard_pb2.KeywordQuery(
+                    terms=query.terms, weights=query.weights, occurrences=query.occurrences
+                )
                 for query in call.keyword
             ],
             average_length=call.average_length,
@@ -195,6 +197,7 @@ class GrpcShardClient:
             score_threshold=call.score_threshold,
             bare_hits=call.bare_hits,
             skip_partitions=call.skip_partitions,
+            local_statistics=call.local_statistics,
         )
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s

@@ -9,7 +9,12 @@ index holding every document.
 
 The sums come from the coordinator's memory of them (`keyword_statistics`)
 when it holds every term of the queries, else from a statistics call to every
-group first (at the same time as the embedding of a hybrid query's text).
+group first (at the same time as the embedding of a hybrid query's text). With
+one shard group there is nothing to sum: on a miss the one call asks the
+replica to weight the queries with its own statistics (`local_statistics`), and
+its answer shows whether they were all the cluster's (they are unless the
+topology grew meanwhile; else it is scored again as below), so a first search
+of new words costs one round trip there too.
 Then one `HybridSearch` call per group returns, for the same queries, the
 vector list (hybrid), the keyword list scored with those sums, the stored
 fields asked for on every hit, and the statistics the keyword list was scored
@@ -26,6 +31,7 @@ with `include.vector` the fused hits' fields are read afterwards by id.
 """
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import chain
@@ -79,6 +85,8 @@ class OwnedFanOut(Protocol):
 
 
 Embed = Callable[[CollectionConfig, Sequence[QueryInput], Deadline], Awaitable[Vector]]
+#: How many shard groups a search asks now.
+GroupCount = Callable[[], int]
 Get = Callable[[str, Sequence[str], Include, bool, Deadline], Awaitable[FoundDocuments]]
 
 #: Keyword lists asked for per search at most: the first, and re-scorings after the
@@ -137,6 +145,15 @@ def _coverage(*parts: Coverage) -> Coverage:
     return Coverage(max(p.asked for p in parts), min(p.answered for p in parts))
 
 
+def _occurrences(terms: list[list[str]], unique: list[list[str]]) -> list[WeightedTerms]:
+    """Each query's distinct terms with their counts in it, for replicas to weight."""
+    counted = []
+    for query_terms, query_unique in zip(terms, unique, strict=True):
+        counts = Counter(query_terms)
+        counted.append(WeightedTerms(query_unique, [], [counts[term] for term in query_unique]))
+    return counted
+
+
 def _weighted(
     terms: list[list[str]], unique: list[list[str]], every_term: list[str], total: TermStatistics
 ) -> list[WeightedTerms]:
@@ -158,11 +175,14 @@ class KeywordReads:
         embed: Embed,
         get: Get,
         memory: StatisticsMemory | None = None,
+        groups: GroupCount | None = None,
     ) -> None:
         self._fan_out = fan_out
         self._embed = embed
         self._get = get
         self._memory = memory if memory is not None else StatisticsMemory()
+        #: None: unknown, so statistics a coordinator lacks are always asked for first.
+        self._groups = groups
 
     async def search(
         self,
@@ -240,7 +260,8 @@ class KeywordReads:
         total: TermStatistics | None = TermStatistics(0, 0, [])
         if every_term:
             total = self._memory.recall(key, every_term)
-        if total is None:
+        one_group = self._groups is not None and self._groups() == 1
+        if total is None and not one_group:
             total, stats_coverage = await self._statistics(
                 collection, every_term, options, deadline
             )
@@ -256,10 +277,15 @@ class KeywordReads:
         vector: list[RankedHits] | None = None
         keyword: list[RankedHits] = [MergedHits([]) for _ in terms]
         for _ in range(MAX_KEYWORD_ATTEMPTS):
+            if total is None:  # local: each replica weights with its own statistics
+                weighted, average_length = _occurrences(terms, unique), 0.0
+            else:
+                weighted = _weighted(terms, unique, every_term, total) if every_term else []
+                average_length = total.average_length
             call = HybridCall(
                 vectors=matrix if vector is None else None,
-                keyword=_weighted(terms, unique, every_term, total) if every_term else [],
-                average_length=total.average_length,
+                keyword=weighted,
+                average_length=average_length,
                 statistics_terms=every_term,
                 k=depth,
                 ef=options.ef,
@@ -267,6 +293,7 @@ class KeywordReads:
                 filter=options.filter,
                 score_threshold=threshold,
                 bare_hits=hybrid,  # fused hits are the coordinator's own
+                local_statistics=total is None,
             )
             answers, call_coverage = await self._hybrid_call(collection, call, options, deadline)
             coverages.append(call_coverage)
@@ -276,7 +303,13 @@ class KeywordReads:
                 break
             keyword = _merged([a.keyword for a in answers], len(terms), depth)
             seen = _summed_statistics([a.statistics for a in answers], len(every_term))
-            if _same(seen, total):
+            if total is None:
+                # Each replica scored with its own: exact when each one's are the
+                # sums, as when one group answered.
+                if all(_same(a.statistics, seen) for a in answers):
+                    self._memory.remember(key, every_term, seen)
+                    break
+            elif _same(seen, total):
                 break
             # The weights were not the cluster's of the moment: score again with these.
             self._memory.remember(key, every_term, seen)

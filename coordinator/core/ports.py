@@ -67,10 +67,12 @@ class CollectionConfig:
 @dataclass(frozen=True, slots=True)
 class WeightedTerms:
     """One keyword query as shards score it: distinct index terms, and per term its
-    weight (cluster-wide idf x occurrences in the query)."""
+    weight (cluster-wide idf x occurrences in the query); or, for a call with
+    `HybridCall.local_statistics`, per term its occurrences in the query."""
 
     terms: Sequence[str]
     weights: Sequence[float]
+    occurrences: Sequence[int] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,9 @@ class HybridCall:
     bare_hits: bool = False
     #: Partitions whose documents the statistics leave out (see `ShardClient.count`).
     skip_partitions: Sequence[int] = ()
+    #: Each replica weights `keyword` (occurrences) with its own statistics, read
+    #: under the index lock that scores; `average_length` is not read.
+    local_statistics: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,7 +96,12 @@ class Reader:
         self._observer = observer
         self._background = background if background is not None else Background()
         self._replication_observer = replication_observer
-        self._keyword = KeywordReads(self._fan_out_owned, self._query_matrix, self.get)
+        self._keyword = KeywordReads(
+            self._fan_out_owned,
+            self._query_matrix,
+            self.get,
+            groups=lambda: len(self._routing.groups),
+        )
 
     async def search(
         self,

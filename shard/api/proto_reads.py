@@ -21,7 +21,7 @@ def queries_from_proto(data: bytes) -> npt.NDArray[np.float32]:
 
 
 def keyword_query_from_proto(query: shard_pb2.KeywordQuery) -> KeywordQuery:
-    return KeywordQuery(list(query.terms), list(query.weights))
+    return KeywordQuery(list(query.terms), list(query.weights), list(query.occurrences))
 
 
 def include_from_proto(include: common_pb2.Include) -> Include:

@@ -323,6 +323,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 list(request.statistics_terms),
                 wait=wait,
                 skip=list(request.skip_partitions),
+                local_statistics=request.local_statistics,
             )
             for hits in keyword:
                 proto_reads.hits_to_proto(

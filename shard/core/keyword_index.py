@@ -19,7 +19,7 @@ term id (stemming only words never seen, in one Snowball call), then numpy
 over the batch's tokens for term frequencies and lengths; the only Python loop
 left runs over the batch's distinct terms, appending each one's new postings.
 
-It is one module of about 430 lines, above the house's ~400, on purpose: the
+It is one module of about 500 lines, above the house's ~400, on purpose: the
 postings layout, its compaction, BM25 scoring and phrase matching all read the
 same arrays, and splitting them would spread that representation over files.
 
@@ -35,7 +35,11 @@ Layout, for cheap writes and vectorized scoring:
 - every document's term sequence (term ids, -1 for a stop word) in one int32
   buffer, per label its start (-1: no text) and span, for phrase filters and
   for knowing which terms a removal touches; compacted like the postings;
-- per label, its length in indexed tokens; totals for the statistics.
+- per label, its length in indexed tokens; totals for the statistics;
+- for terms scored since the last change, with the mean length they were scored
+  with, their live labels and BM25 parts per unit of weight (bounded,
+  `SCORED_ENTRIES`): a recurring term costs a concatenation, not a pass over
+  its postings.
 """
 
 from array import array
@@ -62,16 +66,24 @@ _NO_TEXT = -1
 #: entries and is at least this many: per term's postings, and in the sequence buffer.
 POSTINGS_GARBAGE = 16
 BUFFER_GARBAGE = 4096
+#: Scores are summed per label densely (over every label up to the largest) when
+#: the labels are at most this many times the postings entries scored, else by a sort.
+DENSE_SCORING = 16
+#: Postings entries whose scoring parts are kept for terms that recur (16 bytes each).
+SCORED_ENTRIES = 1 << 20
 
 Int64s = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
 class KeywordQuery:
-    """One query's distinct terms with their weights (idf x occurrences in the query)."""
+    """One query's distinct terms with their weights (idf x occurrences in the query);
+    or, to be weighted with this replica's own statistics (`keyword_search.locally_weighted`),
+    with the occurrences alone."""
 
     terms: Sequence[str]
     weights: Sequence[float]
+    occurrences: Sequence[int] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +140,14 @@ class KeywordIndex:
         self._garbage = 0  # buffer entries of removed sequences
         self._documents = 0
         self._total_length = 0
+        # Per (term id, mean length): the term's live labels and each one's BM25 part
+        # per unit of weight, tf / (tf + k1 (1 - b + b |d| / avgdl)): recurring terms
+        # are scored without reading their postings again. Valid while `_changes`
+        # (bumped by every put and remove) stays what it was when they were kept.
+        self._changes = 0
+        self._scored: dict[tuple[int, float], tuple[Int64s, npt.NDArray[np.float64]]] = {}
+        self._scored_at = 0
+        self._scored_entries = 0
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -190,6 +210,7 @@ class KeywordIndex:
         all_labels = np.asarray(labels, dtype=np.int64)
         if len(all_labels) != len(analyzed.has_text):
             raise ValueError(f"{len(all_labels)} labels for {len(analyzed.has_text)} texts")
+        self._changes += 1
         self.remove(labels)
         present = all_labels[analyzed.has_text]
         if not len(present):
@@ -232,6 +253,7 @@ class KeywordIndex:
 
     def remove(self, labels: Sequence[int]) -> None:
         """Forget the texts of documents (deleted, or about to be replaced)."""
+        self._changes += 1
         all_labels = np.asarray(labels, dtype=np.int64)
         all_labels = all_labels[all_labels < len(self._starts)]
         held = all_labels[self._starts[all_labels] != _NO_TEXT]
@@ -346,35 +368,68 @@ class KeywordIndex:
     def scores(
         self, query: KeywordQuery, average_length: float, allowed: Mask | None
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """(labels, BM25 scores) of the documents holding any query term (and allowed)."""
-        found_labels: list[npt.NDArray[np.int64]] = []
-        found_scores: list[npt.NDArray[np.float64]] = []
-        k1, b = self._k1, self._b
+        """(labels, BM25 scores) of the documents holding any query term (and allowed).
+
+        The terms' postings are scored as one concatenation and summed per label in
+        its order (so a score is the same sum whichever way the labels are found):
+        by a dense `bincount` over the labels when they are few next to the
+        entries, else through a sort."""
         average = average_length if average_length > 0 else 1.0
+        term_labels: list[Int64s] = []
+        term_parts: list[npt.NDArray[np.float64]] = []
+        weights: list[float] = []
         for term, weight in zip(query.terms, query.weights, strict=True):
             term_id = self._term_ids.get(term)
             if term_id is None or weight <= 0:
                 continue
-            labels, tfs = self._live(term_id)
-            if allowed is not None:
-                inside = labels < len(allowed)
-                keep = np.zeros(len(labels), dtype=np.bool_)
-                keep[inside] = allowed[labels[inside]]
-                labels, tfs = labels[keep], tfs[keep]
-            if not len(labels):
-                continue
-            tf = tfs.astype(np.float64)
-            norm = k1 * (1.0 - b + b * self._lengths[labels] / average)
-            found_labels.append(labels)
-            found_scores.append(weight * tf / (tf + norm))
-        if not found_labels:
+            labels, parts = self._term_parts(term_id, average)
+            if len(labels):
+                term_labels.append(labels)
+                term_parts.append(parts)
+                weights.append(weight)
+        if not term_labels:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        if len(found_labels) == 1:
-            return found_labels[0], found_scores[0]
-        labels = np.concatenate(found_labels)
+        counts = [len(labels) for labels in term_labels]
+        labels = np.concatenate(term_labels) if len(term_labels) > 1 else term_labels[0]
+        parts = np.concatenate(term_parts) if len(term_parts) > 1 else term_parts[0]
+        entry_weights = np.repeat(np.array(weights, dtype=np.float64), counts)
+        if allowed is not None:
+            inside = labels < len(allowed)
+            keep = np.zeros(len(labels), dtype=np.bool_)
+            keep[inside] = allowed[labels[inside]]
+            labels, parts, entry_weights = labels[keep], parts[keep], entry_weights[keep]
+            if not len(labels):
+                return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
+        contributions = entry_weights * parts
+        if len(term_labels) == 1:
+            return labels.copy(), contributions  # labels may be the kept array
+        space = int(labels.max()) + 1
+        if space <= DENSE_SCORING * len(labels):
+            dense = np.bincount(labels, weights=contributions, minlength=space)
+            held = np.bincount(labels, minlength=space).nonzero()[0]
+            return held.astype(np.int64), dense[held].astype(np.float64)
         unique, inverse = np.unique(labels, return_inverse=True)
-        summed = np.bincount(inverse, weights=np.concatenate(found_scores)).astype(np.float64)
+        summed = np.bincount(inverse, weights=contributions).astype(np.float64)
         return unique.astype(np.int64), summed
+
+    def _term_parts(self, term_id: int, average: float) -> tuple[Int64s, npt.NDArray[np.float64]]:
+        """A term's live labels and BM25 parts per unit of weight (see `_scored`);
+        the arrays are shared between readers: never written to."""
+        if self._scored_at != self._changes:
+            self._scored, self._scored_at, self._scored_entries = {}, self._changes, 0
+        key = (term_id, average)
+        found = self._scored.get(key)
+        if found is not None:
+            return found
+        labels, tfs = self._live(term_id)
+        tf = tfs.astype(np.float64)
+        k1, b = self._k1, self._b
+        parts = tf / (tf + k1 * (1.0 - b + b * self._lengths[labels] / average))
+        if self._scored_entries + len(labels) > SCORED_ENTRIES:
+            self._scored, self._scored_entries = {}, 0
+        self._scored[key] = labels, parts
+        self._scored_entries += len(labels)
+        return labels, parts
 
     def _live(self, term_id: int) -> tuple[Int64s, npt.NDArray[np.float32]]:
         """(labels, term frequencies) of a term's live postings (copies: the arrays grow)."""
@@ -451,7 +506,8 @@ class KeywordIndex:
         postings = 8 * sum(map(len, self._keys)) + 4 * sum(map(len, self._tfs))
         per_label = self._generations, self._lengths, self._starts, self._spans
         per_term = self._df.nbytes + self._entries.nbytes
-        return postings + self._buffer.nbytes + per_term + sum(a.nbytes for a in per_label)
+        scored = 16 * self._scored_entries  # labels and parts kept for recurring terms
+        return postings + self._buffer.nbytes + per_term + sum(a.nbytes for a in per_label) + scored
 
 
 def holds(sequence: npt.NDArray[np.int32], pattern: npt.NDArray[np.int32]) -> bool:

@@ -14,7 +14,7 @@ from shard.core.documents import QueryHits
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.core.payload_columns import Mask
 from shoal.errors import DataLoss, InvalidArgument
-from shoal.keyword import MAX_QUERY_TERMS, TermStatistics
+from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, idf
 from shoal.limits import MAX_BATCH_QUERIES, check_batch_size
 
 
@@ -32,6 +32,38 @@ def keyword_stats(
     if without is None:
         return index.statistics(terms)
     return index.statistics_without(terms, without)
+
+
+def locally_weighted(
+    index: KeywordIndex, queries: Sequence[KeywordQuery]
+) -> tuple[list[KeywordQuery], float]:
+    """The queries weighted with this replica's statistics, and its mean length.
+
+    The weights are those a coordinator computes from the same statistics
+    (`shoal.keyword.query_weights`), rounded to float32 as its request carries
+    them, so a query scores the same bits whichever side weighted it."""
+    weighted = []
+    average_length = 0.0
+    for position, query in enumerate(queries):
+        if len(query.occurrences) != len(query.terms):
+            raise InvalidArgument(
+                f"keyword query {position}: {len(query.terms)} terms but"
+                f" {len(query.occurrences)} occurrences; give one count per term"
+            )
+        _check_terms(len(query.terms))
+        stats = index.statistics(query.terms)
+        average_length = stats.average_length
+        weights = np.array(
+            [
+                count * idf(frequency, stats.documents)
+                for count, frequency in zip(query.occurrences, stats.frequencies, strict=True)
+            ],
+            dtype=np.float32,
+        )
+        weighted.append(KeywordQuery(query.terms, weights.tolist()))
+    if not queries:
+        average_length = index.statistics(()).average_length
+    return weighted, average_length
 
 
 def ranked_keyword_hits(

@@ -617,6 +617,7 @@ class KeywordQuery(_message.Message):
 
     TERMS_FIELD_NUMBER: _builtins.int
     WEIGHTS_FIELD_NUMBER: _builtins.int
+    OCCURRENCES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """distinct"""
@@ -625,15 +626,22 @@ class KeywordQuery(_message.Message):
     def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """per term: idf x occurrences in the query"""
 
+    @_builtins.property
+    def occurrences(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Per term: how often the query holds it; read instead of `weights` under
+        ShardHybridSearchRequest.local_statistics.
+        """
+
     def __init__(
         self,
         *,
         terms: _abc.Iterable[_builtins.str] | None = ...,
         weights: _abc.Iterable[_builtins.float] | None = ...,
+        occurrences: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occurrences", b"occurrences", "terms", b"terms", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -702,6 +710,7 @@ class ShardHybridSearchRequest(_message.Message):
     SCORE_THRESHOLD_FIELD_NUMBER: _builtins.int
     BARE_HITS_FIELD_NUMBER: _builtins.int
     SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
+    LOCAL_STATISTICS_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """the vector list's queries, n x dimension; empty: no vector list"""
@@ -715,6 +724,13 @@ class ShardHybridSearchRequest(_message.Message):
     bare_hits: _builtins.bool
     """Hits without a Document (not even its id) when include asks for no field:
     for a caller that builds hits of its own from the ids and scores.
+    """
+    local_statistics: _builtins.bool
+    """Score the keyword list with this replica's own statistics, read under the
+    same index lock (the keyword queries' `occurrences` give the weights;
+    `weights` and `average_length` are not read): for a coordinator that knows
+    no cluster-wide statistics of some terms yet. With one shard group they are
+    the cluster's, which the returned statistics show; otherwise it scores again.
     """
     @_builtins.property
     def keyword_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordQuery]:
@@ -753,10 +769,11 @@ class ShardHybridSearchRequest(_message.Message):
         score_threshold: _builtins.float | None = ...,
         bare_hits: _builtins.bool = ...,
         skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
+        local_statistics: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "skip_partitions", b"skip_partitions", "statistics_terms", b"statistics_terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "local_statistics", b"local_statistics", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "skip_partitions", b"skip_partitions", "statistics_terms", b"statistics_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -31,7 +31,7 @@ from coordinator.core.ports import (
 from shoal.cli.service_process import ServiceProcess
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
-from shoal.keyword import TermStatistics
+from shoal.keyword import TermStatistics, query_weights
 from shoal.replication import VersionState
 from shoal.runtime.proto_values import metadata_from_proto, metadata_to_proto
 from shoal.runtime.server import GRPC_OPTIONS
@@ -393,6 +393,40 @@ async def test_counts_and_statistics_leave_out_the_partitions_asked(shard: Shard
     assert await shard.keyword_stats("skipped", ["quick"], TIMEOUT, [4]) == TermStatistics(
         3, 6, [3]
     )
+
+
+async def test_hybrid_search_with_local_statistics_weights_as_its_caller_would(
+    shard: ShardClient,
+) -> None:
+    await create(shard, "local")
+    await shard.write("local", DOCUMENTS, TIMEOUT)
+    terms = ["quick", "brown"]
+    stats = TermStatistics(5, 15, [3, 3])  # this replica's, as the test above shows
+    weighted = HybridCall(
+        vectors=None,
+        keyword=[WeightedTerms(terms, query_weights(["quick", "brown", "brown"], terms, stats))],
+        average_length=stats.average_length,
+        statistics_terms=terms,
+        k=3,
+        ef=64,
+        include=IDS_ONLY,
+        bare_hits=True,
+    )
+    local = replace(
+        weighted,
+        keyword=[WeightedTerms(terms, [], [1, 2])],
+        average_length=0.0,
+        local_statistics=True,
+    )
+
+    expected = await shard.hybrid_search("local", weighted, TIMEOUT)
+    answer = await shard.hybrid_search("local", local, TIMEOUT)
+
+    assert answer.statistics == stats
+    [hits] = cast(list[shard_pb2.ShardSearchResult], list(answer.keyword))
+    [want] = cast(list[shard_pb2.ShardSearchResult], list(expected.keyword))
+    assert len(hits.hits) == 3
+    assert [(h.id, h.score) for h in hits.hits] == [(h.id, h.score) for h in want.hits]
 
 
 async def test_a_filter_a_shard_cannot_evaluate_is_invalid_argument(shard: ShardClient) -> None:

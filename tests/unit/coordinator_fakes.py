@@ -75,7 +75,7 @@ from shoal.errors import (
     PartitionMoved,
     ShoalError,
 )
-from shoal.keyword import TermStatistics, Tokenizer, tokenizer_for
+from shoal.keyword import TermStatistics, Tokenizer, idf, tokenizer_for
 from shoal.partitioning import partition_of
 from shoal.replication import PartitionDigest, VersionState, digest_records
 from shoal.runtime.proto_values import value_from_proto, value_to_proto
@@ -414,10 +414,21 @@ class FakeShard:
         answers (the keyword list and the statistics under one index lock)."""
         await self._enter("hybrid_search", timeout_s)
         self._collection(collection)
+        queries, average_length = call.keyword, call.average_length
+        if call.local_statistics:  # weighted with this replica's statistics
+            queries = []
+            for query in call.keyword:
+                stats = self._statistics(collection, query.terms, call.skip_partitions)
+                weights = [
+                    float(np.float32(count * idf(frequency, stats.documents)))
+                    for count, frequency in zip(query.occurrences, stats.frequencies, strict=True)
+                ]
+                queries.append(WeightedTerms(query.terms, weights))
+                average_length = stats.average_length
         keyword = self._keyword_lists(
             collection,
-            call.keyword,
-            call.average_length,
+            queries,
+            average_length,
             call.k,
             call.include,
             call.filter,

@@ -88,6 +88,39 @@ async def test_a_repeated_keyword_search_takes_one_round_trip() -> None:
     assert scored(again) == scored(first)
 
 
+async def test_a_first_search_of_new_words_in_one_group_takes_one_round_trip() -> None:
+    one = await loaded(groups=1)
+    three = await loaded(groups=3)
+    forget_calls(one)
+
+    first = await keyword(one, "quick brown fox")
+    fused = await hybrid(one, "lazy afternoon")  # words the coordinator has not seen
+
+    # No statistics call first: the replica weighted with its own, the cluster's.
+    assert one.all_shards[0].calls == ["hybrid_search", "hybrid_search"]
+    assert scored(first) and scored(first) == scored(await keyword(three, "quick brown fox"))
+    assert scored(fused) == scored(await hybrid(three, "lazy afternoon"))
+    forget_calls(one)
+    assert scored(await keyword(one, "fox brown quick")) == scored(first)  # remembered now
+    assert one.all_shards[0].calls == ["hybrid_search"]
+
+
+async def test_local_statistics_of_a_group_among_several_are_scored_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = await loaded(groups=2)
+    # As if the coordinator still saw one group when the topology had grown to two.
+    monkeypatch.setattr(cluster.core.reader._keyword, "_groups", lambda: 1)
+    forget_calls(cluster)
+
+    results = await keyword(cluster, "quick brown fox")
+
+    assert calls(cluster, "keyword_stats") == 0
+    assert calls(cluster, "hybrid_search") == 4  # local weights, then the cluster's
+    alone = await loaded(groups=1)
+    assert scored(results) and scored(results) == scored(await keyword(alone, "quick brown fox"))
+
+
 async def test_a_hybrid_search_asks_each_group_once_with_the_stored_fields() -> None:
     cluster = await loaded(groups=2)
     await hybrid(cluster, "lazy dog")

@@ -164,3 +164,51 @@ def test_a_batch_without_any_indexed_word() -> None:
     assert (stats.documents, stats.total_length, list(stats.frequencies)) == (2, 0, [0])
     index.put([1], index.analyze(["audio"]))
     assert index.statistics(["audio"]).frequencies == [1] and index.documents == 2
+
+
+def _bm25(texts: dict[int, str], query: KeywordQuery, average: float) -> dict[int, float]:
+    """Lucene's BM25 of each text holding a query term (k1 1.2, b 0.75), term by term."""
+    tokenizer = Tokenizer(KeywordSettings())
+    scores = {}
+    for label, text in texts.items():
+        doc = tokenizer.terms(text)
+        score = 0.0
+        for term, weight in zip(query.terms, query.weights, strict=True):
+            tf = doc.count(term)
+            if tf:
+                score += weight * tf / (tf + 1.2 * (1 - 0.75 + 0.75 * len(doc) / average))
+        if score:
+            scores[label] = score
+    return scores
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_scores_follow_every_change_at_the_same_mean_length(
+    dense: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Scored terms are kept per mean length: a change must not leave old ones in use.
+    monkeypatch.setattr(keyword_index, "DENSE_SCORING", 10**6 if dense else 0)
+    index = KeywordIndex(KeywordSettings())
+    texts = {0: "audio editor", 1: "audio player audio", 2: "video editor", 3: "editor"}
+    index.put(list(texts), index.analyze(list(texts.values())))
+    query = KeywordQuery(["audio", "editor"], [1.5, 2.0])
+    mask = np.array([True, True, False, True, True])
+
+    def check() -> None:
+        for allowed in (None, mask):
+            labels, scores = index.scores(query, 2.5, allowed)
+            found = dict(zip(labels.tolist(), scores.tolist(), strict=True))
+            held = {k: v for k, v in texts.items() if allowed is None or allowed[k]}
+            expected = _bm25(held, query, 2.5)
+            assert found.keys() == expected.keys()
+            for label, score in expected.items():
+                assert math.isclose(found[label], score, rel_tol=1e-12)
+
+    check()
+    check()  # the same again, from what the first scoring kept
+    index.remove([1])
+    del texts[1]
+    check()
+    index.put([4, 0], index.analyze(["editor audio audio", "video"]))
+    texts.update({4: "editor audio audio", 0: "video"})
+    check()

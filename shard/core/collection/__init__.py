@@ -176,13 +176,16 @@ class Collection:
         *,
         wait: bool = True,
         skip: Sequence[int] = (),
+        local_statistics: bool = False,
     ) -> tuple[list[QueryHits], TermStatistics]:
         """`keyword_search`, and this replica's statistics of `statistics_terms` as the
         scoring saw them (one reading of the index): a caller that weighted the
         queries with statistics it remembered checks them against these. The
         statistics leave out the documents of the partitions `skip` (the hits do
-        not). With `wait=False`, raises WouldBlock rather than wait for a write to
-        the index."""
+        not). With `local_statistics`, the queries carry occurrences, not weights,
+        and are weighted with this replica's statistics (`average_length` unused): a
+        caller that knew none checks whether they were the cluster's. With
+        `wait=False`, raises WouldBlock rather than wait for a write to the index."""
         return search.keyword_search(
             self._state,
             queries,
@@ -194,6 +197,7 @@ class Collection:
             statistics_terms,
             wait=wait,
             skip=skip,
+            local_statistics=local_statistics,
         )
 
     # -- unranked reads --------------------------------------------------------

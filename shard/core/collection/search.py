@@ -25,7 +25,7 @@ from shard.core.documents import Include, QueryHits
 from shard.core.filters import Filter, ValidFilter
 from shard.core.gate import WouldBlock
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
-from shard.core.keyword_search import keyword_stats, ranked_keyword_hits
+from shard.core.keyword_search import keyword_stats, locally_weighted, ranked_keyword_hits
 from shard.core.payload_columns import Mask
 from shard.core.search_plan import SearchPlan, plan
 from shard.storage import records
@@ -456,9 +456,11 @@ def keyword_search(
     *,
     wait: bool = True,
     skip: Sequence[int] = (),
+    local_statistics: bool = False,
 ) -> tuple[list[QueryHits], TermStatistics]:
     """See `Collection.keyword_search`. The statistics of `statistics_terms` are read
-    under the same gate as the scoring, so they are the ones the scores saw."""
+    under the same gate as the scoring, so they are the ones the scores saw; with
+    `local_statistics` the queries carry occurrences and are weighted with them too."""
     check_k(k)
     check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
     _check_score_threshold(score_threshold)
@@ -471,6 +473,8 @@ def keyword_search(
             if not wait and skip and not state.partition_labels.built:
                 raise WouldBlock  # building the map hashes every id: not on the event loop
             statistics = _statistics(state, index, statistics_terms, skip)
+            if local_statistics:
+                queries, average_length = locally_weighted(index, queries)
             allowed = None if root is None else state.payload.mask(root)[0]
             hits = ranked_keyword_hits(
                 index, state.ids, queries, average_length, k, allowed, score_threshold
