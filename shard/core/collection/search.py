@@ -464,6 +464,10 @@ def keyword_search(
     check_k(k)
     check_batch_size(len(queries), MAX_BATCH_QUERIES, "queries")
     _check_score_threshold(score_threshold)
+    if local_statistics and skip:
+        # This replica's statistics are a whole group's: with partitions left out
+        # they are no one's, so a caller weighting with them could never check them.
+        raise InvalidArgument("local_statistics cannot be combined with skip_partitions")
     root = None if valid is None else valid.root
     index = _keyword_index(state)
     with state.life.use():
