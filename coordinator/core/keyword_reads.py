@@ -225,8 +225,9 @@ class KeywordReads:
             for v, w in zip(vector, keyword, strict=True)
         ]
         include = options.include
-        if include.metadata or include.text:
-            fused = _with_carried_documents(fused, vector, keyword)
+        carried = include.metadata or include.text
+        if carried or config.chunking.enabled:
+            fused = _with_carried(fused, vector, keyword, documents=carried)
         if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
@@ -379,19 +380,26 @@ def _merged(per_group: list[Sequence[RankedHits]], queries: int, depth: int) -> 
     return merge_batches(per_group, depth)
 
 
-def _with_carried_documents(
-    fused: list[list[FusedHit]], vector: list[RankedHits], keyword: list[RankedHits]
+def _with_carried(
+    fused: list[list[FusedHit]],
+    vector: list[RankedHits],
+    keyword: list[RankedHits],
+    documents: bool,
 ) -> list[list[FusedHit]]:
-    """The fused hits with the stored fields their candidates carried, and the vector
-    candidate each came from (in a chunking collection its best chunk)."""
+    """The fused hits with the vector candidate each came from (in a chunking
+    collection its best chunk), and with `documents` the stored fields their
+    candidates carried."""
     result = []
     for hits, vector_hits, keyword_hits in zip(fused, vector, keyword, strict=True):
-        documents = {hit.id: hit.document for hit in keyword_hits.hits}
-        documents.update((hit.id, hit.document) for hit in vector_hits.hits)
         by_vector = {hit.id: hit for hit in vector_hits.hits}
+        if not documents:
+            result.append([replace(hit, chunk_of=by_vector.get(hit.id)) for hit in hits])
+            continue
+        stored = {hit.id: hit.document for hit in keyword_hits.hits}
+        stored.update((hit.id, hit.document) for hit in vector_hits.hits)
         result.append(
             [
-                replace(hit, document=documents[hit.id], chunk_of=by_vector.get(hit.id))
+                replace(hit, document=stored[hit.id], chunk_of=by_vector.get(hit.id))
                 for hit in hits
             ]
         )

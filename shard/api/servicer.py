@@ -333,6 +333,8 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
             response.statistics.total_length = stats.total_length
             response.statistics.frequencies.extend(stats.frequencies)
         if request.queries_f32:
+            if collection.config.chunking.enabled:  # for the spans of the chunks hit
+                include = replace(include, payload=True)
             vector = collection.search(
                 proto_reads.queries_from_proto(request.queries_f32),
                 request.k,

@@ -226,7 +226,9 @@ def test_updating_the_text_re_chunks_and_metadata_only_keeps_chunks(client: Clie
         ("hybrid", ["text"]),
         ("hybrid", ["metadata"]),
         ("hybrid", ["text", "vector"]),
+        ("hybrid", []),  # ids and scores only: the best chunk still comes
         ("vector", ["text"]),  # explained: hits the coordinator builds itself
+        ("vector", []),
     ],
 )
 def test_hybrid_and_explained_hits_carry_their_best_chunk(
