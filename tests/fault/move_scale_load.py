@@ -177,6 +177,12 @@ class ScaleLoad:
         if self.busy == name:
             raise AssertionError(f"a call to {name} still runs after {timeout_s:.0f} s")
 
+    def replace_client(self, name: str, client: Client) -> None:
+        """Another client for `name` (avoided meanwhile); the old one is closed."""
+        with self._lock:
+            old, self.clients[name] = self.clients[name], client
+        old.close()
+
     def allow(self, name: str) -> None:
         with self._lock:
             self.avoid.discard(name)

@@ -33,7 +33,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 
 import numpy as np
@@ -402,7 +402,7 @@ def test_moves_at_scale_survive_sigkills_of_coordinators_sources_and_targets(
                             break
                         kind = kinds.pop()
                         line = kill_during(
-                            cluster, status, kind, rng, groups, coordinators, load, control
+                            cluster, status, kind, rng, groups, coordinators, load, clients
                         )
                         rounds.append(line)
                     wait_for(
@@ -460,12 +460,15 @@ def kill_during(
     groups: list[list[ServiceProcess]],
     coordinators: list[ServiceProcess],
     load: ScaleLoad,
-    control: Callable[[], Client],
+    clients: dict[str, Client],
 ) -> str:
     """Wait for the move to be under way, wait a random time, SIGKILL one process
     of `kind`, restart it; a line saying what was killed at which phase."""
     move_id = status.id
     move = status.move
+
+    def control() -> Client:
+        return next(c for name, c in clients.items() if name not in load.avoid)
 
     def phase() -> str:
         [now] = [s for s in control().moves() if s.id == move_id]
@@ -491,6 +494,12 @@ def kill_during(
     time.sleep(rng.uniform(0.5, 2.0))
     victim.start()
     victim.wait_ready(300)
+    if kind == "coordinator":
+        # New channels: the old ones' reconnect backoff (gRPC's, up to minutes)
+        # would fail calls fast for a while although the coordinator serves again.
+        clients.pop(victim.name).close()
+        clients[victim.name] = Client(victim.address, timeout=120)
+        load.replace_client(victim.name, Client(victim.address, timeout=120))
     load.allow(victim.name)
     line = f"{kind} {victim.name} at {at} (partition {move.partition} {move.source}->{move.target})"
     log(f"kill: {line}")
