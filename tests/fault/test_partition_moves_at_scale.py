@@ -222,17 +222,19 @@ def check_replicas(
     )
     assert found == "none", found
     per_group = [replicas.count(group[0].address, COLLECTION) for group in groups]
-    share = sum(per_group) / len(groups)
-    log(
-        f"documents per group {per_group} (live {live.live_count()} acknowledged,"
-        f" {len(live.uncertain)} uncertain; even {share:.0f}; worst"
-        f" {max(abs(n - share) for n in per_group) / share:+.1%})"
-    )
-    assert all(abs(n - share) <= 0.1 * share for n in per_group), per_group
+    log(f"live {live.live_count()} acknowledged, {len(live.uncertain)} uncertain")
+    assert_even_shares(per_group)
     report = client.verify_replicas(COLLECTION)
     log(f"verify: {report.differing} differing, {report}".replace("\n", " "))
     assert report.differing == 0, report
     return per_group
+
+
+def assert_even_shares(per_group: Sequence[int]) -> None:
+    share = sum(per_group) / len(per_group)
+    worst = max(abs(n - share) for n in per_group) / share
+    log(f"documents per group {list(per_group)} (even {share:.0f}; worst {worst:.1%} off)")
+    assert worst <= 0.1, per_group
 
 
 def shoal_verify(address: str) -> None:
@@ -311,6 +313,8 @@ def test_growing_onto_a_third_group_then_draining_one_at_scale(
                 done = run_moves(client, [], phases, "rebalance onto group 2")
                 assert done == ["done"] * 4, done
                 assert owner_counts(client.get_topology(), PARTITIONS) == {0: 4, 1: 4, 2: 4}
+                three = [*cluster.shards, new_group]
+                assert_even_shares([replicas.count(g[0].address, COLLECTION) for g in three])
                 load.set_phase("after rebalance")
                 with timed(phases, "after rebalance (searches under load)"):
                     wait_searches(load, "after rebalance", SEARCHES_AFTER)
