@@ -45,7 +45,7 @@ from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
 from shoal.etcd.client import EtcdClient
 from shoal.etcd.move_store import LOCK_KEY
-from shoal.moves import FINAL, owner_counts
+from shoal.moves import PHASES, owner_counts
 from shoal.runtime.wait import wait_for
 from shoal.v1 import shoal_pb2
 from tests import datasets
@@ -399,7 +399,7 @@ def test_moves_at_scale_survive_sigkills_of_coordinators_sources_and_targets(
             plans = 0
             drain: list[int] = []
             with timed(phases, "moves with kills"):
-                while (kinds or drain) and plans < max_plans:
+                while plans < max_plans:
                     plans += 1
                     started = control().start_moves(control().plan_rebalance(drain))
                     assert len(started) == 4, started
@@ -418,12 +418,10 @@ def test_moves_at_scale_survive_sigkills_of_coordinators_sources_and_targets(
                         interval=0.5,
                     )
                     log(f"plan {plans} (drain {drain}) done; {len(kinds)} kills left")
-                    drain = [] if drain else [2]
-                    if not kinds and drain:
-                        # End on a rebalance onto the third group: even shares.
-                        drain = []
-                        continue
-                    if not kinds:
+                    drained = bool(drain)
+                    drain = [] if drained else [2]
+                    # Every kill done, and the last plan onto the third group: even shares.
+                    if not kinds and not drained:
                         break
             load.set_phase("after moves with kills")
             with timed(phases, "after (searches under load)"):
@@ -468,8 +466,10 @@ def kill_during(
     load: ScaleLoad,
     clients: dict[str, Client],
 ) -> str:
-    """Wait for the move to be under way, wait a random time, SIGKILL one process
-    of `kind`, restart it; a line saying what was killed at which phase."""
+    """Wait for the move to reach a phase drawn at random (copying, switched or
+    cleaning: a copy takes most of a move's time, so a random delay alone would
+    nearly always land in it), wait a random moment more, SIGKILL one process of
+    `kind`, restart it; a line saying what was killed at which phase."""
     move_id = status.id
     move = status.move
 
@@ -480,13 +480,10 @@ def kill_during(
         [now] = [s for s in control().moves() if s.id == move_id]
         return str(now.phase)
 
-    wait_for(
-        lambda: phase() in ("copying", "switched", "cleaning", *FINAL),
-        MOVES_TIMEOUT_S,
-        f"move {move_id} under way",
-        interval=0.05,
-    )
-    time.sleep(rng.uniform(0, 3.0))  # a random moment in the move
+    aim = rng.choice(["copying", "switched", "cleaning"])
+    reached = PHASES[PHASES.index(aim) :]
+    wait_for(lambda: phase() in reached, MOVES_TIMEOUT_S, f"move {move_id} {aim}", interval=0.05)
+    time.sleep(rng.uniform(0, 1.0))  # a random moment in that phase
     if kind == "coordinator":
         pid = move_lock_pid(cluster)
         holders = [c for c in coordinators if c.process is not None and c.process.pid == pid]
@@ -507,7 +504,8 @@ def kill_during(
         clients[victim.name] = Client(victim.address, timeout=120)
         load.replace_client(victim.name, Client(victim.address, timeout=120))
     load.allow(victim.name)
-    line = f"{kind} {victim.name} at {at} (partition {move.partition} {move.source}->{move.target})"
+    where = f"partition {move.partition} {move.source}->{move.target}"
+    line = f"{kind} {victim.name} at {at}, aimed {aim} ({where})"
     log(f"kill: {line}")
     return line
 
