@@ -1,24 +1,12 @@
 """gRPC channels to the other Shoal services, opened once and shared by all calls."""
 
-from typing import Any
-
 import grpc
 import grpc.aio
 
-from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS, dns_target
+from shoal.runtime.balancing import RECONNECT_OPTIONS, ROUND_ROBIN_OPTIONS, dns_target
 from shoal.runtime.keepalive import Keepalive
 from shoal.runtime.server import channel_options
 from shoal.runtime.tls import ClientTls, aio_channel
-
-#: A replica that comes back (restarted on its port) should be used again within
-#: half a second, not after gRPC's default reconnect backoff of up to 2 minutes:
-#: while a channel waits to reconnect, calls on it fail at once. Reconnecting
-#: to a dead address costs one refused connection per attempt.
-RECONNECT_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 500),
-]
 
 
 def open_channel(

@@ -398,9 +398,6 @@ def _with_carried(
         stored = {hit.id: hit.document for hit in keyword_hits.hits}
         stored.update((hit.id, hit.document) for hit in vector_hits.hits)
         result.append(
-            [
-                replace(hit, document=stored[hit.id], chunk_of=by_vector.get(hit.id))
-                for hit in hits
-            ]
+            [replace(hit, document=stored[hit.id], chunk_of=by_vector.get(hit.id)) for hit in hits]
         )
     return result

@@ -9,27 +9,19 @@ shared with the coordinator.
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 from shard.core.config import CollectionConfig
 from shard.core.documents import WriteOp
 from shard.proto_config import config_from_proto
 from shard.proto_records import write_from_proto
 from shoal.replication import PartitionDigest, VersionState
+from shoal.runtime.balancing import RECONNECT_OPTIONS
 from shoal.runtime.keepalive import Keepalive
 from shoal.runtime.replication_client import ReplicationClient
 from shoal.runtime.server import channel_options
 from shoal.runtime.status import unary_call
 from shoal.runtime.tls import ClientTls, aio_channel
 from shoal.v1 import shard_pb2, shard_pb2_grpc
-
-#: A peer that comes back should be reached again within a second, not after
-#: gRPC's default reconnect backoff of up to two minutes.
-RECONNECT_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.min_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 1000),
-]
 
 
 class GrpcPeer:

@@ -1,4 +1,4 @@
-"""Per-call load balancing for gRPC's long-lived connections.
+"""Per-call load balancing for gRPC's long-lived connections, and reconnecting soon.
 
 A gRPC channel keeps one HTTP/2 connection and sends every call over it, so a
 client behind a plain Kubernetes ClusterIP Service (one virtual IP, balanced per
@@ -19,6 +19,16 @@ from typing import Any
 ROUND_ROBIN_SERVICE_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
 ROUND_ROBIN_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.service_config", ROUND_ROBIN_SERVICE_CONFIG),
+]
+
+#: A server that comes back (restarted on its port, a pod rolled) should be used
+#: again within half a second, not after gRPC's default reconnect backoff of up
+#: to 2 minutes: while a channel waits to reconnect, calls on it fail at once.
+#: Reconnecting to a dead address costs one refused connection per attempt.
+RECONNECT_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
 ]
 
 #: Server side: close a connection after 5 minutes (gRPC adds +-10% jitter) with

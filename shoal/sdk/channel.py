@@ -9,8 +9,17 @@ SHOAL_SERVER_NAME (the name the server's certificate carries, when the address
 is an IP or a port-forward) and SHOAL_TLS=1 (TLS checked against the system's
 roots, with no CA file). With none of them the channel is plaintext. The API
 key comes from the argument, else SHOAL_API_KEY.
+
+A call the coordinator could not take (UNAVAILABLE: it is restarting, a pod was
+rolled, no replica of a group answered) is retried by gRPC itself, up to
+`RETRY_ATTEMPTS` calls in all with exponential backoff within the call's
+deadline, and the channel reconnects within half a second of a coordinator
+coming back. Nothing else is retried: every other status is the request's own.
+A retried write is applied again with a newer version, which last-writer-wins
+makes the same as applying it once.
 """
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +27,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from shoal.runtime.balancing import ROUND_ROBIN_OPTIONS
+from shoal.runtime.balancing import RECONNECT_OPTIONS, ROUND_ROBIN_SERVICE_CONFIG
 from shoal.runtime.server import GRPC_OPTIONS
 from shoal.runtime.settings import boolean
 from shoal.runtime.tls import ClientTls, aio_channel, sync_channel
@@ -31,9 +40,30 @@ CLIENT_KEY_ENV = "SHOAL_CLIENT_KEY"
 SERVER_NAME_ENV = "SHOAL_SERVER_NAME"
 TLS_ENV = "SHOAL_TLS"
 
-#: Round robin over every address the name resolves to: in Kubernetes, give the
-#: coordinators' headless Service to balance calls over all of them.
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [*GRPC_OPTIONS, *ROUND_ROBIN_OPTIONS]
+#: Calls in all, the first included, for a call answered UNAVAILABLE.
+RETRY_ATTEMPTS = 5
+_RETRY_POLICY = {
+    "maxAttempts": RETRY_ATTEMPTS,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+#: Round robin over every address the name resolves to (in Kubernetes, give the
+#: coordinators' headless Service to balance calls over all of them), and the retries.
+SERVICE_CONFIG = json.dumps(
+    {
+        **json.loads(ROUND_ROBIN_SERVICE_CONFIG),
+        "methodConfig": [
+            {"name": [{"service": "shoal.v1.ShoalService"}], "retryPolicy": _RETRY_POLICY}
+        ],
+    }
+)
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    *GRPC_OPTIONS,
+    *RECONNECT_OPTIONS,
+    ("grpc.service_config", SERVICE_CONFIG),
+]
 
 PathLike = str | os.PathLike[str]
 
