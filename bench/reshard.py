@@ -216,7 +216,10 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         f"| all ({len(statuses)} moves) | | {copied} | {megabytes:.1f} | {rebalance_s:.1f}"
         f" | {copied / rebalance_s:.0f} | {megabytes / rebalance_s:.1f} |"
     )
-    print("\nseconds per move include the two settles (1 s each) after topology changes.")
+    print(
+        "\nseconds per move include the two confirmations that every replica has"
+        " the new topology version (before the copy, and before the last copy and clean-up)."
+    )
     print(
         "\n| window | seconds | searches | p50 ms | p99 ms | recall@10 | upserted docs/s"
         " | failed calls |"
