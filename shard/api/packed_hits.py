@@ -17,11 +17,10 @@ from collections.abc import Iterable, Sequence
 from itertools import chain
 
 import numpy as np
-from google.protobuf.message import DecodeError
 
-from shard.api.proto_reads import fill_document
-from shard.core.documents import QueryHits, StoredDocument
-from shoal.errors import DataLoss, Internal
+from shard.api.proto_reads import fill_document, stored_chunks
+from shard.core.documents import QueryHits
+from shoal.errors import Internal
 from shoal.v1 import common_pb2, shard_pb2
 
 #: A hit's chunk columns where its document was stored without chunks.
@@ -64,7 +63,7 @@ def _add_chunk_columns(
         # Without a chunk per hit no document held more than one: each hit is chunk 0.
         best = hits.chunks if hits.chunks is not None else [0] * len(hits.ids)
         for chunk, stored in zip(best, hits.documents, strict=True):
-            document = _stored_chunks(stored)
+            document = stored_chunks(stored)
             # The index answered before the store was read: a document replaced in
             # between by one with fewer chunks has no chunk `chunk` any more. Its hit
             # goes without a chunk rather than failing the search.
@@ -85,16 +84,6 @@ def _add_chunk_columns(
     response.chunk_ends_i32 = np.asarray(ends, dtype="<i4").tobytes()
     if with_text:
         response.chunk_texts.extend(texts)
-
-
-def _stored_chunks(stored: StoredDocument) -> common_pb2.Document:
-    """The stored payload's text and chunk spans (empty when it has none)."""
-    if not stored.payload:
-        return common_pb2.Document()
-    try:
-        return common_pb2.Document.FromString(stored.payload)
-    except DecodeError as error:
-        raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
 
 
 def _float32_bytes(rows: Iterable[Sequence[float]]) -> bytes:

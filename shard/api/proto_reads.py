@@ -87,20 +87,24 @@ def _add_chunks(
 ) -> None:
     """Each hit's best chunk: its index, its span of the text, and its text if asked."""
     for hit, chunk, stored in zip(target.hits, chunks, documents, strict=True):
-        if not stored.payload:
+        document = stored_chunks(stored)
+        # A document replaced, between the index's answer and this read, by one with
+        # fewer chunks has no chunk `chunk` any more: its hit goes without a chunk
+        # rather than failing the search.
+        if not 0 <= chunk < len(document.chunks):
             continue
-        try:
-            document = common_pb2.Document.FromString(stored.payload)
-        except DecodeError as error:
-            raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error
-        if not document.chunks:
-            continue
-        if chunk >= len(document.chunks):
-            raise DataLoss(
-                f"document {stored.id!r}: chunk {chunk} of {len(document.chunks)} was hit"
-            )
         span = document.chunks[chunk]
         hit.chunk = chunk
         hit.chunk_span.CopyFrom(span)
         if with_text:
             hit.chunk_text = document.text[span.start : span.end]
+
+
+def stored_chunks(stored: StoredDocument) -> common_pb2.Document:
+    """The stored payload's text and chunk spans (empty when it has none)."""
+    if not stored.payload:
+        return common_pb2.Document()
+    try:
+        return common_pb2.Document.FromString(stored.payload)
+    except DecodeError as error:
+        raise DataLoss(f"stored text/metadata of document {stored.id!r} is corrupt") from error

@@ -337,8 +337,9 @@ class ChunkingConfig(_message.Message):
     chunks of at most chunk_tokens of the model's own tokens, consecutive chunks
     sharing up to overlap_tokens; each chunk is embedded and indexed as a record of
     its document. Search then returns documents scored by their best chunk.
-    Zero sizes take the defaults: chunk_tokens the model's input length less its
-    two special tokens (254 for all-MiniLM-L6-v2), overlap_tokens an eighth of that.
+    Zero sizes take the defaults: chunk_tokens the length the model was trained on
+    (128 word pieces, or its input length if shorter) less its two special tokens
+    (126 for all-MiniLM-L6-v2), overlap_tokens an eighth of that.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -165,6 +165,17 @@ def test_a_chunk_the_stored_document_no_longer_has_goes_as_none() -> None:
     assert batch.chunks.texts == [""]
 
 
+def test_a_per_hit_answer_gives_a_chunk_the_document_no_longer_has_as_none() -> None:
+    """The same race on the per-hit path (the candidate lists of hybrid search)."""
+    payload = common_pb2.Document(text="short", chunks=[common_pb2.ChunkSpan(start=0, end=5)])
+    stored = StoredDocument("a", b"", payload.SerializeToString())
+    target = shard_pb2.ShardSearchResult()
+    hits = QueryHits(["a"], [0.5], [0.5], [stored], chunks=[2])
+    proto_reads.hits_to_proto(hits, METADATA, target)
+    [hit] = target.hits
+    assert hit.id == "a" and not hit.HasField("chunk") and not hit.chunk_text
+
+
 def test_a_collection_without_chunking_sends_no_chunk_columns() -> None:
     reply = packed_response(answers(), NO_FIELDS)
     assert not (reply.chunks_i32 or reply.chunk_starts_i32 or reply.chunk_ends_i32)
