@@ -311,7 +311,12 @@ def query_weights(
     counts: dict[str, int] = {}
     for term in terms:
         counts[term] = counts.get(term, 0) + 1
+    return occurrence_weights([counts[term] for term in unique], stats)
+
+
+def occurrence_weights(occurrences: Sequence[int], stats: TermStatistics) -> list[float]:
+    """Per term: idf under `stats` times the term's occurrences in the query."""
     return [
-        counts[term] * idf(df, stats.documents)
-        for term, df in zip(unique, stats.frequencies, strict=True)
+        count * idf(df, stats.documents)
+        for count, df in zip(occurrences, stats.frequencies, strict=True)
     ]

@@ -180,12 +180,15 @@ class Writer:
         limits.check_collection_name(collection)
         check_ids(ids, "ids")
         config = await self._catalog.config(collection, deadline)
+        return await self._write(collection, config, self._tombstones(ids), consistency, deadline)
+
+    def _tombstones(self, ids: Sequence[str]) -> list[WriteOp]:
+        """A tombstone of each id, each with a fresh version."""
         versions = self._clock.next_many(len(ids))
-        ops = [
+        return [
             WriteOp(id=doc_id, version=version, deleted=True)
             for doc_id, version in zip(ids, versions, strict=True)
         ]
-        return await self._write(collection, config, ops, consistency, deadline)
 
     async def delete_matching(
         self,
@@ -197,11 +200,7 @@ class Writer:
         """Tombstones for every document matching `filter`, group by group."""
 
         async def tombstones(group: ReplicaGroup, ids: Sequence[str]) -> list[WriteOp]:
-            versions = self._clock.next_many(len(ids))
-            return [
-                WriteOp(id=doc_id, version=version, deleted=True)
-                for doc_id, version in zip(ids, versions, strict=True)
-            ]
+            return self._tombstones(ids)
 
         return await self.write_matching(collection, filter, tombstones, consistency, deadline)
 

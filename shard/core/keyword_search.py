@@ -14,7 +14,7 @@ from shard.core.documents import QueryHits
 from shard.core.keyword_index import KeywordIndex, KeywordQuery
 from shard.core.payload_columns import Mask
 from shoal.errors import DataLoss, InvalidArgument
-from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, idf
+from shoal.keyword import MAX_QUERY_TERMS, TermStatistics, occurrence_weights
 from shoal.limits import MAX_BATCH_QUERIES, check_batch_size
 
 
@@ -40,8 +40,9 @@ def locally_weighted(
     """The queries weighted with this replica's statistics, and its mean length.
 
     The weights are those a coordinator computes from the same statistics
-    (`shoal.keyword.query_weights`), rounded to float32 as its request carries
-    them, so a query scores the same bits whichever side weighted it."""
+    (`shoal.keyword.occurrence_weights`, which `query_weights` uses), rounded to
+    float32 as its request carries them, so a query scores the same bits
+    whichever side weighted it."""
     weighted = []
     average_length = 0.0
     for position, query in enumerate(queries):
@@ -53,13 +54,7 @@ def locally_weighted(
         _check_terms(len(query.terms))
         stats = index.statistics(query.terms)
         average_length = stats.average_length
-        weights = np.array(
-            [
-                count * idf(frequency, stats.documents)
-                for count, frequency in zip(query.occurrences, stats.frequencies, strict=True)
-            ],
-            dtype=np.float32,
-        )
+        weights = np.array(occurrence_weights(query.occurrences, stats), dtype=np.float32)
         weighted.append(KeywordQuery(query.terms, weights.tolist()))
     if not queries:
         average_length = index.statistics(()).average_length
