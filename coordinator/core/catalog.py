@@ -39,7 +39,7 @@ from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.fanout import ShardCall, every_group, fan_out, on_every_replica
 from coordinator.core.model import CollectionStats, CreateResult
-from coordinator.core.owned_hits import Ownership
+from coordinator.core.owned_hits import Ownership, owned_targets
 from coordinator.core.ports import CollectionConfig, ShardClient, ShardCollection
 from coordinator.core.replicas import Replica, ReplicaGroup
 from shoal import limits
@@ -339,15 +339,15 @@ class CollectionCatalog:
     ) -> list[list[ShardCollection]]:
         """Every group's listing (see `_listing_with`); while partitions move, each
         group's counts leave out what it holds without owning (see `owned_hits`)."""
+
+        def listing(owned: Ownership | None) -> ShardCall[list[ShardCollection]]:
+            return _listing_with(name, () if owned is None else owned.skipped)
+
         groups = self._groups()
-        topology = self._topology() if self._topology is not None else None
-        if topology is None or not topology.moves_in_flight:
-            targets = every_group(groups, _listing_with(name))
+        if self._topology is None:
+            targets = every_group(groups, listing(None))
         else:
-            targets = [
-                (group, _listing_with(name, Ownership(group.group, topology, partitions).skipped))
-                for group in groups
-            ]
+            targets = owned_targets(groups, self._topology(), partitions, listing)
         answers, _ = await fan_out(targets, deadline, "ListCollections", allow_partial=False)
         return answers
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 from coordinator.core.fanout import ShardCall
 from coordinator.core.model import MergedHits
 from coordinator.core.ports import DocumentMessage, HybridAnswer, RankedHits, ScrollPage
+from coordinator.core.replicas import ReplicaGroup
 from shoal.limits import MAX_K
 from shoal.partitioning import stable_hash
 from shoal.topology import Topology
@@ -94,3 +95,13 @@ T = TypeVar("T")
 #: A shard call made for one group: for what it owns while partitions move (see
 #: `Ownership`), or for everything it holds (None) while none do.
 OwnedCall = Callable[[Ownership | None], ShardCall[T]]
+
+
+def owned_targets(
+    groups: Sequence[ReplicaGroup], topology: Topology, partitions: int, call: OwnedCall[T]
+) -> list[tuple[ReplicaGroup, ShardCall[T]]]:
+    """Each group with `call(None)` while no partition moves, else with `call` of what
+    it owns in `topology` (`partitions`: the collection's), as `fan_out` takes them."""
+    if not topology.moves_in_flight:
+        return [(group, call(None)) for group in groups]
+    return [(group, call(Ownership(group.group, topology, partitions))) for group in groups]

@@ -22,7 +22,7 @@ from coordinator.core.background import Background
 from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
-from coordinator.core.fanout import ShardCall, every_group, fan_out
+from coordinator.core.fanout import ShardCall, fan_out
 from coordinator.core.fusion import explained
 from coordinator.core.future_versions import without_future
 from coordinator.core.keyword_reads import KeywordReads
@@ -45,7 +45,7 @@ from coordinator.core.observer import (
     ReadObserver,
     ReplicationObserver,
 )
-from coordinator.core.owned_hits import OwnedCall, Ownership, over_fetch
+from coordinator.core.owned_hits import OwnedCall, Ownership, over_fetch, owned_targets
 from coordinator.core.packed import PackedBatch
 from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
@@ -455,18 +455,11 @@ class Reader:
         group gets `call(what it owns)`, which cuts the group's answer to that or
         asks the shard to leave the rest out (see `owned_hits`)."""
         table = self._routing.table
-        topology = table.topology
-        if not topology.moves_in_flight:
-            return await self._fan_out_to(
-                every_group(table.groups, call(None)),
-                collection,
-                operation,
-                deadline,
-                allow_partial,
-            )
-        partitions = (await self._catalog.config(collection, deadline)).partitions
+        partitions = 0
+        if table.topology.moves_in_flight:
+            partitions = (await self._catalog.config(collection, deadline)).partitions
         return await self._fan_out_to(
-            [(group, call(Ownership(group.group, topology, partitions))) for group in table.groups],
+            owned_targets(table.groups, table.topology, partitions, call),
             collection,
             operation,
             deadline,
