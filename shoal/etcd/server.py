@@ -36,6 +36,11 @@ INSTALL_HINT = (
 )
 
 
+#: How often a never-started cluster picks new ports when one was taken before etcd bound it.
+PORT_ATTEMPTS = 4
+ADDRESS_IN_USE = "address already in use"
+
+
 class EtcdFailed(RuntimeError):
     """etcd is missing, exited, or never became healthy."""
 
@@ -119,12 +124,12 @@ class EtcdCluster:
 
     def __post_init__(self) -> None:
         ports_file = self.root / "ports.json"
-        if ports_file.exists():
-            ports = json.loads(ports_file.read_text())
-        else:
-            ports = [[free_port(self.host), free_port(self.host)] for _ in range(self.size)]
-            self.root.mkdir(parents=True, exist_ok=True)
-            ports_file.write_text(json.dumps(ports) + "\n")
+        #: True when this object chose the ports: nothing has been stored under them yet,
+        #: so a port another process took since can still be swapped for a free one.
+        self._fresh = not ports_file.exists()
+        if self._fresh:
+            self._choose_ports()
+        ports = json.loads(ports_file.read_text())
         if len(ports) != self.size:
             raise EtcdFailed(
                 f"{ports_file} lists {len(ports)} etcd members, not {self.size}:"
@@ -134,6 +139,15 @@ class EtcdCluster:
             EtcdMember(f"etcd-{i}", self.root / f"etcd-{i}", client, peer, self.host)
             for i, (client, peer) in enumerate(ports)
         ]
+
+    def _choose_ports(self) -> None:
+        ports = [[free_port(self.host), free_port(self.host)] for _ in range(self.size)]
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "ports.json").write_text(json.dumps(ports) + "\n")
+        for member, (client, peer) in zip(self.members, ports, strict=False):
+            member.client_port, member.peer_port = client, peer
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+            member.log_path.unlink(missing_ok=True)
 
     @property
     def endpoints(self) -> list[str]:
@@ -196,15 +210,40 @@ class EtcdCluster:
         wait_for(healthy, timeout, f"{member.name} at {member.client_url} to be healthy")
 
     def start(self, timeout: float = 30.0) -> None:
-        """Start every member (they elect a leader together), then wait for health."""
+        """Start every member (they elect a leader together), then wait for health.
+
+        A port is probed free and then handed to etcd, so another process can take
+        it in between. A cluster that has never started picks fresh ports and tries
+        again when that happens; one with data keeps the addresses its peers know.
+        """
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            try:
+                self._start_once(timeout)
+                self._fresh = False
+                return
+            except EtcdFailed:
+                if not (self._fresh and attempt < PORT_ATTEMPTS and self._lost_a_port()):
+                    raise
+                log.warning("an etcd port was taken before etcd bound it; choosing new ports")
+                self._choose_ports()
+
+    def _start_once(self, timeout: float) -> None:
         try:
             for index in range(self.size):
                 self.start_member(index)
-            for index in range(self.size):
-                self.wait_member(index, timeout)
+            wait_for(self._all_healthy, timeout, f"{self.size} etcd member(s) to be healthy")
         except BaseException:
             self.stop()
             raise
+
+    def _all_healthy(self) -> bool:
+        for member in self.members:
+            if not member.running:
+                raise EtcdFailed(f"{member.name} exited; its log:\n{member.log_tail()}")
+        return all(is_healthy(member.client_url) for member in self.members)
+
+    def _lost_a_port(self) -> bool:
+        return any(ADDRESS_IN_USE in member.log_tail() for member in self.members)
 
     def stop_member(self, index: int, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit in time."""
