@@ -77,19 +77,32 @@ def check_scroll(limits: RequestLimits, request: shoal_pb2.ScrollRequest, dimens
 
 
 def check_delete(request: shoal_pb2.DeleteRequest) -> common_pb2.Filter | None:
-    """The filter to delete by (None: by ids). Deleting everything, by an empty
-    filter or by neither ids nor filter, needs `delete_all`."""
+    """The filter to delete by (None: by ids)."""
+    return _filter_of_write(request, "delete", request.delete_all, "delete_all")
+
+
+def check_update(request: shoal_pb2.UpdateRequest) -> common_pb2.Filter | None:
+    """The filter to update by (None: by ids)."""
+    return _filter_of_write(request, "update", request.update_all, "update_all")
+
+
+def _filter_of_write(
+    request: shoal_pb2.DeleteRequest | shoal_pb2.UpdateRequest, verb: str, every: bool, flag: str
+) -> common_pb2.Filter | None:
+    """A write by ids or by filter that would reach every document, by an empty filter
+    or by neither ids nor filter, needs its `flag`: one mistyped request must not
+    rewrite or erase a whole collection."""
     matches_all = not request.ids and (
         not request.HasField("filter") or request.filter.WhichOneof("kind") is None
     )
-    if request.delete_all:
+    if every:
         if request.ids:
-            raise InvalidArgument("delete_all deletes every document: give it without ids")
+            raise InvalidArgument(f"{flag} {verb}s every document: give it without ids")
         return request.filter
     if matches_all:
         raise InvalidArgument(
-            "this Delete would remove every document of the collection (no ids, and no"
-            " filter or an empty one); set delete_all (SDK delete_all=True, CLI --all) if"
+            f"this {verb.capitalize()} would {verb} every document of the collection (no ids,"
+            f" and no filter or an empty one); set {flag} (SDK {flag}=True, CLI --all) if"
             " that is what you mean"
         )
     return request.filter if request.HasField("filter") else None

@@ -130,7 +130,7 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         result = await self._core.updater.update(
             request.collection,
             list(request.ids),
-            public_messages.filter_from_proto(request),
+            request_limits.check_update(request),
             MetadataChange(
                 set_metadata=request.set_metadata,
                 remove_metadata=list(request.remove_metadata),

@@ -244,6 +244,7 @@ def cmd_update(args: argparse.Namespace) -> None:
             set_metadata=_set_pairs(args.set),
             remove_metadata=args.unset,
             text=args.text,
+            update_all=args.all,
         )
     if args.json:
         print_json({"collection": args.collection, "updated": result.count})
@@ -380,6 +381,10 @@ def add_document_commands(commands: Any) -> None:
     update.add_argument(
         "--text", help="new text (with ids only); embedded again by the collection's model"
     )
+    update.add_argument(
+        "--all", action="store_true",
+        help="update every document (or every one matching an empty filter); refused without",
+    )  # fmt: skip
     update.set_defaults(run=cmd_update)
 
     for name, handler, text in [

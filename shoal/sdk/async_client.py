@@ -193,11 +193,12 @@ class AsyncClient:
         remove_metadata: Sequence[str] = (),
         text: str | None = None,
         consistency: Consistency = "quorum",
+        update_all: bool = False,
     ) -> WriteResult:
         """As `Client.update`."""
         call = calls.update(
             collection, ids, where, where_document, set_metadata, remove_metadata,
-            text, consistency,
+            text, consistency, update_all,
         )  # fmt: skip
         return await self._call(call)
 

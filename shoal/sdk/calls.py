@@ -151,17 +151,23 @@ def get(
     return Call("Get", request, lambda reply: Documents(reply.documents))
 
 
-def _ids_or_where(
+def _filter_of_write(
     verb: str,
     ids: Sequence[str],
     where: Where | None,
     where_document: Where | None,
-    otherwise: str = "",
+    every: bool,
 ) -> common_pb2.Filter | None:
-    """The filter of a write by ids or by filter, once it is sure exactly one was given:
-    a call with both (or neither) would otherwise reach the service ambiguous."""
-    if bool(ids) == (where is not None or where_document is not None):
-        raise InvalidArgument(f"give ids or a where filter to {verb}, not both{otherwise}")
+    """The filter of a write by ids or by filter, once it is sure exactly one was given
+    (or `every`, the `delete_all` / `update_all` flag, and no ids): a call with both,
+    or neither, would otherwise reach the service ambiguous."""
+    if every:
+        if ids:
+            raise InvalidArgument(f"{verb}_all {verb}s every document: give it without ids")
+    elif bool(ids) == (where is not None or where_document is not None):
+        raise InvalidArgument(
+            f"give ids or a where filter to {verb}, not both (or {verb}_all=True for all)"
+        )
     return combined_filter(where, where_document)
 
 
@@ -173,18 +179,10 @@ def delete(
     consistency: Consistency,
     delete_all: bool = False,
 ) -> Call[WriteResult]:
-    if delete_all and ids:
-        raise InvalidArgument("delete_all deletes every document: give it without ids")
-    if delete_all:
-        filter = combined_filter(where, where_document)
-    else:
-        filter = _ids_or_where(
-            "delete", ids, where, where_document, " (or delete_all=True for all)"
-        )
     request = shoal_pb2.DeleteRequest(
         collection=collection,
         ids=ids,
-        filter=filter,
+        filter=_filter_of_write("delete", ids, where, where_document, delete_all),
         consistency=CONSISTENCY[consistency],
         delete_all=delete_all,
     )
@@ -200,15 +198,17 @@ def update(
     remove_metadata: Sequence[str],
     text: str | None,
     consistency: Consistency,
+    update_all: bool = False,
 ) -> Call[WriteResult]:
     request = shoal_pb2.UpdateRequest(
         collection=collection,
         ids=ids,
-        filter=_ids_or_where("update", ids, where, where_document),
+        filter=_filter_of_write("update", ids, where, where_document, update_all),
         set_metadata=metadata_to_proto(set_metadata or {}),
         remove_metadata=remove_metadata,
         text=text,
         consistency=CONSISTENCY[consistency],
+        update_all=update_all,
     )
     return Call("Update", request, lambda reply: _write_result(reply, reply.updated))
 

@@ -232,15 +232,17 @@ class Client(SnapshotMethods):
         remove_metadata: Sequence[str] = (),
         text: str | None = None,
         consistency: Consistency = "quorum",
+        update_all: bool = False,
     ) -> WriteResult:
         """Partial update of existing documents by id, or of every document matching
         a `where` (and/or `where_document`) filter: set the keys of `set_metadata`,
         remove those in `remove_metadata`, keep the vector. A `text` (with ids only)
         replaces the text and, for a collection with a model, is embedded again.
-        The result's count is how many documents existed and changed."""
+        The result's count is how many documents existed and changed. Updating every
+        document (no ids and no filter, or an empty one) needs `update_all=True`."""
         call = calls.update(
             collection, ids, where, where_document, set_metadata, remove_metadata,
-            text, consistency,
+            text, consistency, update_all,
         )  # fmt: skip
         return self._call(call)
 

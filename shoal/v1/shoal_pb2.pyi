@@ -488,11 +488,14 @@ Global___DeleteResponse: _TypeAlias = DeleteResponse  # noqa: Y015
 @_typing.final
 class UpdateRequest(_message.Message):
     """Partial update of existing documents (Chroma's update, Qdrant's set_payload),
-    by ids or by a filter (not both). Each replica applies it to the record it holds
-    under its write lock, as a new version: metadata keys in set_metadata are set,
-    keys in remove_metadata removed, the vector kept (the HNSW index is untouched)
-    unless a text is given, which replaces the text and, with an embedding model,
-    the vector. Ids that do not exist are skipped.
+    by ids or by a filter (not both). The coordinator reads each document's newest
+    record from its replicas and writes the changed record to all of them as a new
+    version: metadata keys in set_metadata are set, keys in remove_metadata removed,
+    the vector kept (the HNSW index is untouched) unless a text is given, which
+    replaces the text and, with an embedding model, the vector (and the chunks).
+    Ids that do not exist are skipped. As with Delete, a filter that matches
+    everything (an empty one), or no ids and no filter, updates every document
+    only with update_all set; otherwise it is INVALID_ARGUMENT.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -525,10 +528,12 @@ class UpdateRequest(_message.Message):
     REMOVE_METADATA_FIELD_NUMBER: _builtins.int
     TEXT_FIELD_NUMBER: _builtins.int
     CONSISTENCY_FIELD_NUMBER: _builtins.int
+    UPDATE_ALL_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     text: _builtins.str
     """with ids only"""
     consistency: Global___WriteConsistency.ValueType
+    update_all: _builtins.bool
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -547,10 +552,11 @@ class UpdateRequest(_message.Message):
         remove_metadata: _abc.Iterable[_builtins.str] | None = ...,
         text: _builtins.str | None = ...,
         consistency: Global___WriteConsistency.ValueType = ...,
+        update_all: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "filter", b"filter", "text", b"text"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids", "remove_metadata", b"remove_metadata", "set_metadata", b"set_metadata", "text", b"text"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_text", b"_text", "collection", b"collection", "consistency", b"consistency", "filter", b"filter", "ids", b"ids", "remove_metadata", b"remove_metadata", "set_metadata", b"set_metadata", "text", b"text", "update_all", b"update_all"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__text: _TypeAlias = _typing.Literal["text"]  # noqa: Y015
     _WhichOneofArgType__text: _TypeAlias = _typing.Literal["_text", b"_text"]  # noqa: Y015

@@ -14,7 +14,7 @@ from shoal import Client, InvalidArgument
 from shoal.cli.local_cluster import LocalCluster
 from shoal.cli.service_process import ServiceProcess
 from shoal.sdk.where import combined_filter
-from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc
+from shoal.v1 import common_pb2, shard_pb2, shard_pb2_grpc, shoal_pb2, shoal_pb2_grpc
 from tests import datasets
 from tests.conftest import StartCluster
 
@@ -123,3 +123,30 @@ def test_unknown_ids_are_skipped_and_empty_updates_refused(client: Client) -> No
         client.update(COLLECTION, ["x"])
     with pytest.raises(InvalidArgument, match="both set and removed"):
         client.update(COLLECTION, ["x"], set_metadata={"a": 1}, remove_metadata=["a"])
+
+
+def test_an_update_of_every_document_needs_update_all(
+    cluster: LocalCluster, client: Client
+) -> None:
+    """A raw gRPC Update with an empty filter used to rewrite the whole collection."""
+    with grpc.insecure_channel(cluster.address) as channel:
+        update = shoal_pb2_grpc.ShoalServiceStub(channel).Update
+        for request in (
+            shoal_pb2.UpdateRequest(collection=COLLECTION, filter=common_pb2.Filter()),
+            shoal_pb2.UpdateRequest(collection=COLLECTION),
+        ):
+            request.set_metadata["everyone"].string_value = "yes"
+            with pytest.raises(grpc.RpcError) as refused:
+                update(request, timeout=60)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "update_all" in str(refused.value.details())
+    assert client.count(COLLECTION, {"everyone": "yes"}) == 0
+    with pytest.raises(InvalidArgument, match="update_all"):
+        client.update(COLLECTION, set_metadata={"everyone": "yes"})
+    with pytest.raises(InvalidArgument, match="without ids"):
+        client.update(COLLECTION, ["a"], set_metadata={"everyone": "yes"}, update_all=True)
+    result = client.update(
+        COLLECTION, set_metadata={"everyone": "yes"}, consistency="all", update_all=True
+    )
+    assert result.count == DOCUMENTS
+    assert client.count(COLLECTION, {"everyone": "yes"}) == DOCUMENTS

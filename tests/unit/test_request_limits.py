@@ -3,7 +3,7 @@ version horizon (shoal.version_horizon), without a server."""
 
 import pytest
 
-from coordinator.api.request_limits import check_delete, check_documents, check_search
+from coordinator.api.request_limits import check_delete, check_documents, check_search, check_update
 from shoal.errors import InvalidArgument, ResourceExhausted
 from shoal.limits import (
     DEFAULT_HNSW_EF,
@@ -103,6 +103,22 @@ def test_deleting_everything_needs_delete_all() -> None:
     assert check_delete(shoal_pb2.DeleteRequest(collection="c", ids=["a"])) is None
     with pytest.raises(InvalidArgument, match="without ids"):
         check_delete(shoal_pb2.DeleteRequest(collection="c", ids=["a"], delete_all=True))
+
+
+def test_updating_everything_needs_update_all() -> None:
+    for request in (
+        shoal_pb2.UpdateRequest(collection="c"),
+        shoal_pb2.UpdateRequest(collection="c", filter=common_pb2.Filter()),
+    ):
+        with pytest.raises(InvalidArgument, match="update_all"):
+            check_update(request)
+        request.update_all = True
+        assert check_update(request) is not None
+    by_filter = shoal_pb2.UpdateRequest(collection="c", filter=common_pb2.Filter(text_contains="x"))
+    assert check_update(by_filter) == by_filter.filter
+    assert check_update(shoal_pb2.UpdateRequest(collection="c", ids=["a"])) is None
+    with pytest.raises(InvalidArgument, match="without ids"):
+        check_update(shoal_pb2.UpdateRequest(collection="c", ids=["a"], update_all=True))
 
 
 def test_versions_beyond_now_plus_the_skew_are_refused() -> None:
