@@ -258,6 +258,15 @@ class GrpcShardClient:
         records = await self._replication.fetch(collection, ids, timeout_s)
         return [write_from_proto(record) for record in records]
 
+    async def fetch_matching(
+        self, collection: str, ids: Sequence[str], filter: OpaqueFilter, timeout_s: float
+    ) -> tuple[list[WriteOp], frozenset[str]]:
+        request = shard_pb2.ShardFetchRequest(
+            collection=collection, ids=ids, filter=filter_to_proto(filter)
+        )
+        reply: shard_pb2.ShardFetchResponse = await unary_call(self._stub.Fetch, request, timeout_s)
+        return [write_from_proto(record) for record in reply.records], frozenset(reply.matching)
+
     async def topology_version(self, timeout_s: float) -> int:
         reply: shard_pb2.ShardTopologyVersionResponse = await unary_call(
             self._stub.TopologyVersion, shard_pb2.ShardTopologyVersionRequest(), timeout_s

@@ -348,6 +348,13 @@ class ShardClient(Protocol):
         copy them to another replica; ids never written are left out."""
         ...
 
+    async def fetch_matching(
+        self, collection: str, ids: Sequence[str], filter: OpaqueFilter, timeout_s: float
+    ) -> tuple[list[WriteOp], frozenset[str]]:
+        """As `fetch`, and the ids of the live records among them that match `filter`
+        (each judged from the record returned)."""
+        ...
+
     async def topology_version(self, timeout_s: float) -> int:
         """The topology version the replica checks routed writes against (0: none yet)."""
         ...

@@ -12,6 +12,7 @@ meanwhile.
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from coordinator.core.deadline import Deadline
 from coordinator.core.model import ReadConsistency
@@ -20,6 +21,8 @@ from coordinator.core.ports import WriteOp
 from coordinator.core.replicas import RETRY_ANOTHER_REPLICA, Replica, ReplicaGroup
 from shoal.errors import DeadlineExceeded, Internal, Unavailable
 from shoal.replication import VersionState, diff
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +55,9 @@ def choose(answers: Mapping[str, Sequence[WriteOp]]) -> ReadChoice:
     return ReadChoice(newest, repairs)
 
 
-def fetched(task: "asyncio.Task[list[WriteOp]]", replica: Replica) -> list[WriteOp] | Exception:
-    """The records a finished fetch of `replica` returned, or its error when another
-    replica can stand in for it; raises what the request itself caused."""
+def fetched(task: "asyncio.Task[T]", replica: Replica) -> T | Exception:
+    """What a finished call to `replica` (a fetch, a listing) returned, or its error
+    when another replica can stand in for it; raises what the request itself caused."""
     error = task.exception()
     if error is None:
         replica.succeeded()

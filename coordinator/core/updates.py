@@ -1,7 +1,7 @@
 """Partial updates: set or remove metadata keys of stored documents, by ids or filter.
 
 An update is a read-modify-write made here: the coordinator reads the newest
-record of each document from the replicas of its group (`update_reads`),
+record of each document from the replicas of its group (`quorum_reads`),
 applies the change and writes the whole record, with a fresh version above the
 one it read, to every replica as an ordinary write. So every replica ends with
 the same record under the same version, whatever it held before, and last-
@@ -33,9 +33,9 @@ from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
 from coordinator.core.model import WriteConsistency, WriteResult
 from coordinator.core.ports import OpaqueFilter, WriteOp
+from coordinator.core.quorum_reads import newest_records
 from coordinator.core.replicas import ReplicaGroup
 from coordinator.core.routing import Routing
-from coordinator.core.update_reads import newest_records
 from coordinator.core.validation import check_ids
 from coordinator.core.writes import Writer
 from shoal import limits
@@ -157,7 +157,7 @@ class Updater:
         async def updated(group: ReplicaGroup, page: Sequence[str]) -> list[WriteOp]:
             """The updated records of the live documents among `page`, all in `group`."""
             needed = consistency.required(len(group))
-            bases = await newest_records(group, collection, page, needed, deadline)
+            bases = await newest_records(group, collection, page, needed, deadline, filter)
             live = [bases[doc_id] for doc_id in page if doc_id in bases]
             live = [base for base in live if not base.deleted]
             for base in live:

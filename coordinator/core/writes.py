@@ -37,18 +37,15 @@ from coordinator.core.catalog import CollectionCatalog
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.deadline import Deadline
 from coordinator.core.embedding import Embedding
-from coordinator.core.fanout import ShardCall
 from coordinator.core.hints import HintStore
 from coordinator.core.model import DocumentInput, WriteConsistency, WriteResult
 from coordinator.core.ports import (
     CollectionConfig,
-    Include,
     OpaqueFilter,
-    ScrollPage,
-    ShardClient,
     WriteAck,
     WriteOp,
 )
+from coordinator.core.quorum_reads import matching_ids, newest_records
 from coordinator.core.replicas import Replica, ReplicaGroup
 from coordinator.core.routing import Routing
 from coordinator.core.scroll_cursor import MAX_PAGE_SIZE
@@ -197,10 +194,15 @@ class Writer:
         consistency: WriteConsistency,
         deadline: Deadline,
     ) -> WriteResult:
-        """Tombstones for every document matching `filter`, group by group."""
+        """Tombstones for every document whose newest record matches `filter`, group
+        by group (see `quorum_reads`), each newer than the record it deletes."""
 
         async def tombstones(group: ReplicaGroup, ids: Sequence[str]) -> list[WriteOp]:
-            return self._tombstones(ids)
+            needed = consistency.required(len(group))
+            live = await newest_records(group, collection, ids, needed, deadline, filter)
+            for record in live.values():
+                self._clock.observe(record.version)
+            return self._tombstones(sorted(live))
 
         return await self.write_matching(collection, filter, tombstones, consistency, deadline)
 
@@ -213,9 +215,10 @@ class Writer:
         deadline: Deadline,
         page_size: int = MAX_PAGE_SIZE,
     ) -> WriteResult:
-        """The writes `make_ops` builds for every document matching `filter`, group
-        by group: each group lists its matching ids `page_size` at a time (from one
-        replica, with failover) and writes them to all of its replicas."""
+        """The writes `make_ops` builds for the documents matching `filter`, group by
+        group: each group lists its matching ids `page_size` at a time (merged from
+        as many replicas as `consistency` needs, see `quorum_reads`) and writes them
+        to all of its replicas."""
         limits.check_collection_name(collection)
         config = await self._catalog.config(collection, deadline)
         per_group = await asyncio.gather(
@@ -253,16 +256,12 @@ class Writer:
     ) -> list[GroupOutcome]:
         outcomes: list[GroupOutcome] = []
         after_id = ""
+        needed = consistency.required(len(group))
         while True:
-            page = await group.read(
-                _matching_ids(collection, filter, after_id, page_size),
-                deadline,
-                f"scroll in {collection!r}",
+            ids, after_id = await matching_ids(
+                group, collection, filter, after_id, page_size, needed, deadline
             )
-            if not page.documents:
-                return outcomes
-            ids = [document.id for document in page.documents]
-            ops = await make_ops(group, ids)
+            ops = await make_ops(group, ids) if ids else []
             routed: list[GroupOutcome] = []
             if not ops:
                 pass  # nothing of the page is left to write (an update's documents deleted)
@@ -277,9 +276,8 @@ class Writer:
                     )
                 ]
             outcomes += routed
-            if not all(outcome.met for outcome in routed) or not page.more:
+            if not all(outcome.met for outcome in routed) or not after_id:
                 return outcomes
-            after_id = ids[-1]
 
     async def write_ops(
         self,
@@ -456,15 +454,6 @@ class Writer:
                 f"deadline exceeded before the write was acknowledged: {details}"
             )
         raise Unavailable(f"write consistency not met: {details}")
-
-
-def _matching_ids(
-    collection: str, filter: OpaqueFilter, after_id: str, page_size: int
-) -> ShardCall[ScrollPage]:
-    async def scroll(client: ShardClient, timeout_s: float) -> ScrollPage:
-        return await client.scroll(collection, filter, after_id, page_size, Include(), timeout_s)
-
-    return scroll
 
 
 async def _write_replica(

@@ -417,6 +417,10 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     def _fetch(self, request: shard_pb2.ShardFetchRequest) -> shard_pb2.ShardFetchResponse:
         collection = self._collections.get(request.collection, request.incarnation)
         records = collection.fetch(list(request.ids))
+        matching = []
+        if request.HasField("filter"):
+            matching = collection.matching(records, filter_from_proto(request.filter))
         return shard_pb2.ShardFetchResponse(
-            records=[proto_records.write_to_proto(record) for record in records]
+            records=[proto_records.write_to_proto(record) for record in records],
+            matching=matching,
         )

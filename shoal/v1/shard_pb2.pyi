@@ -1073,7 +1073,10 @@ Global___ShardListVersionsResponse: _TypeAlias = ShardListVersionsResponse  # no
 @_typing.final
 class ShardFetchRequest(_message.Message):
     """The stored records for ids, tombstones included, as writes that another
-    replica can apply (last writer wins makes that idempotent).
+    replica can apply (last writer wins makes that idempotent). With a filter,
+    the reply also names the live records that match it, judged from each
+    record itself: a write by filter keeps only documents whose newest record
+    matches, whichever replica listed them.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -1081,20 +1084,24 @@ class ShardFetchRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
     INCARNATION_FIELD_NUMBER: _builtins.int
+    FILTER_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     incarnation: _builtins.int
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def filter(self) -> _common_pb2.Filter: ...
     def __init__(
         self,
         *,
         collection: _builtins.str = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         incarnation: _builtins.int = ...,
+        filter: _common_pb2.Filter | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "ids", b"ids", "incarnation", b"incarnation"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "filter", b"filter", "ids", b"ids", "incarnation", b"incarnation"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1105,16 +1112,22 @@ class ShardFetchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECORDS_FIELD_NUMBER: _builtins.int
+    MATCHING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
+    @_builtins.property
+    def matching(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """with a filter: the live records among records that match it"""
+
     def __init__(
         self,
         *,
         records: _abc.Iterable[Global___ShardWrite] | None = ...,
+        matching: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matching", b"matching", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

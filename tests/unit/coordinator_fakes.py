@@ -535,6 +535,13 @@ class FakeShard:
         store = self._collection(collection)
         return [store[doc_id].op for doc_id in dict.fromkeys(ids) if doc_id in store]
 
+    async def fetch_matching(
+        self, collection: str, ids: Sequence[str], filter: OpaqueFilter, timeout_s: float
+    ) -> tuple[list[WriteOp], frozenset[str]]:
+        records = await self.fetch(collection, ids, timeout_s)
+        live = {op.id for op in self._live(collection, filter)}
+        return records, frozenset(op.id for op in records if op.id in live)
+
 
 def hash_embedding(text: str, dimension: int) -> Vector:
     seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")

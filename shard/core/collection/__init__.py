@@ -246,6 +246,10 @@ class Collection:
         them: another replica applying them gets exactly this replica's state."""
         return scans.fetch(self._state, ids)
 
+    def matching(self, records: Sequence[WriteOp], valid: ValidFilter | None) -> list[str]:
+        """The ids of the live `records` (as `fetch` returned them) that match the filter."""
+        return scans.matching(self._state, records, None if valid is None else valid.root)
+
     # -- maintenance -----------------------------------------------------------
 
     def purge_tombstones(self, before_version: int) -> int:

@@ -219,3 +219,13 @@ def fetch(state: CollectionState, ids: Sequence[str]) -> list[WriteOp]:
         for doc_id, record in zip(unique, stored, strict=True)
         if record is not None
     ]
+
+
+def matching(state: CollectionState, records: Sequence[WriteOp], root: Filter | None) -> list[str]:
+    """The ids of the live `records` that match `root` (None: every live one), each
+    judged from its own payload, so the answer holds for exactly that version."""
+    return [
+        op.id
+        for op in records
+        if not op.deleted and (root is None or state.payload_matches(root, op.payload))
+    ]
