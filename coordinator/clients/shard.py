@@ -36,6 +36,7 @@ from coordinator.core.ports import (
     WriteOp,
 )
 from coordinator.proto_config import config_from_proto, include_to_proto
+from shoal.errors import FailedPrecondition
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 from shoal.runtime.proto_values import config_to_proto
@@ -265,6 +266,12 @@ class GrpcShardClient:
             collection=collection, ids=ids, filter=filter_to_proto(filter)
         )
         reply: shard_pb2.ShardFetchResponse = await unary_call(self._stub.Fetch, request, timeout_s)
+        if not reply.filter_judged:
+            # It would answer "nothing matches", and the write would quietly do nothing.
+            raise FailedPrecondition(
+                f"shard {self.address} is too old to judge a write's filter on Fetch:"
+                " upgrade the shards before the coordinators"
+            )
         return [write_from_proto(record) for record in reply.records], frozenset(reply.matching)
 
     async def topology_version(self, timeout_s: float) -> int:

@@ -423,4 +423,5 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         return shard_pb2.ShardFetchResponse(
             records=[proto_records.write_to_proto(record) for record in records],
             matching=matching,
+            filter_judged=request.HasField("filter"),
         )

@@ -1113,6 +1113,9 @@ class ShardFetchResponse(_message.Message):
 
     RECORDS_FIELD_NUMBER: _builtins.int
     MATCHING_FIELD_NUMBER: _builtins.int
+    FILTER_JUDGED_FIELD_NUMBER: _builtins.int
+    filter_judged: _builtins.bool
+    """set by a shard that judged the filter (one too old ignores it)"""
     @_builtins.property
     def records(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardWrite]: ...
     @_builtins.property
@@ -1124,10 +1127,11 @@ class ShardFetchResponse(_message.Message):
         *,
         records: _abc.Iterable[Global___ShardWrite] | None = ...,
         matching: _abc.Iterable[_builtins.str] | None = ...,
+        filter_judged: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["matching", b"matching", "records", b"records"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["filter_judged", b"filter_judged", "matching", b"matching", "records", b"records"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -18,6 +18,7 @@ import pytest
 from shoal import Client
 from shoal.cli.local_cluster import LocalCluster
 from shoal.sdk.requests import Consistency
+from shoal.sdk.where import combined_filter
 from shoal.v1 import common_pb2, shard_pb2
 from tests.conftest import StartCluster
 from tests.fault import replicas
@@ -128,3 +129,33 @@ def test_an_update_by_filter_updates_what_matches_by_the_newest_record(
         }, shard.name
     [untouched] = client.get(COLLECTION, [moved], consistency="all")
     assert untouched.metadata == {"tag": "moved"}
+
+
+def test_a_shard_judges_a_fetch_filter_on_each_record_it_returns(
+    cluster: LocalCluster, client: Client
+) -> None:
+    client.upsert(
+        COLLECTION,
+        [
+            {"id": "judged-yes", "vector": VECTOR, "metadata": {"tag": "judged"}},
+            {"id": "judged-no", "vector": VECTOR, "metadata": {"tag": "not"}},
+        ],
+        "all",
+    )
+    client.delete(COLLECTION, ["judged-gone"])
+    condition = combined_filter({"tag": "judged"}, None)
+    ids = ["judged-yes", "judged-no", "judged-gone", "never-written"]
+    with replicas.shard_stub(cluster.shards[0][0].address) as stub:
+        plain = stub.Fetch(shard_pb2.ShardFetchRequest(collection=COLLECTION, ids=ids), timeout=30)
+        judged = stub.Fetch(
+            shard_pb2.ShardFetchRequest(collection=COLLECTION, ids=ids, filter=condition),
+            timeout=30,
+        )
+        everything = stub.Fetch(
+            shard_pb2.ShardFetchRequest(collection=COLLECTION, ids=ids, filter=common_pb2.Filter()),
+            timeout=30,
+        )
+    assert not plain.filter_judged and list(plain.matching) == []
+    assert judged.filter_judged and list(judged.matching) == ["judged-yes"]
+    assert list(everything.matching) == ["judged-yes", "judged-no"]  # an empty filter: live ones
+    assert [r.id for r in judged.records] == [r.id for r in plain.records]
