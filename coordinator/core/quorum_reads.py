@@ -56,7 +56,7 @@ async def newest_records(
             return await client.fetch(collection, list(ids), timeout_s), frozenset()
         return await client.fetch_matching(collection, list(ids), filter, timeout_s)
 
-    answers = await _from_replicas(group, needed, deadline, "the read an update starts from", fetch)
+    answers = await _from_replicas(group, needed, deadline, "the read of the newest records", fetch)
     newest = choose({address: records for address, (records, _) in answers.items()}).newest
     if filter is None:
         return newest
@@ -85,7 +85,11 @@ async def matching_ids(
     async def scroll(client: ShardClient, timeout_s: float) -> tuple[list[str], str]:
         page = await client.scroll(collection, filter, after_id, page_size, Include(), timeout_s)
         ids = [document.id for document in page.documents]
-        return ids, (page.last_listed or ids[-1]) if page.more and ids else ""
+        if not page.more:
+            return ids, ""
+        # During a move a page may be cut to the partitions the group owns, even to
+        # nothing: the replica listed up to `last_listed` all the same.
+        return ids, page.last_listed or ids[-1]
 
     answers = await _from_replicas(
         group, needed, deadline, f"the listing of {collection!r}", scroll

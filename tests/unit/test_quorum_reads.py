@@ -2,7 +2,7 @@
 
 import pytest
 
-from coordinator.core.ports import WriteOp
+from coordinator.core.ports import Include, OpaqueFilter, ScrollPage, WriteOp
 from coordinator.core.quorum_reads import matching_ids, newest_records
 from coordinator.core.replicas import ReplicaGroup
 from shoal.errors import Unavailable
@@ -79,3 +79,33 @@ async def test_only_documents_whose_newest_record_matches_are_kept() -> None:
         "joined": 2,
         "same": 1,
     }
+
+
+class MovingShard(FakeShard):
+    """Cuts its pages to the ids it owns, as a shard does while a partition moves:
+    here it owns none before "m"."""
+
+    async def scroll(
+        self,
+        collection: str,
+        filter: OpaqueFilter | None,
+        after_id: str,
+        limit: int,
+        include: Include,
+        timeout_s: float,
+    ) -> ScrollPage:
+        page = await super().scroll(collection, filter, after_id, limit, include, timeout_s)
+        kept = [document for document in page.documents if document.id >= "m"]
+        if len(kept) == len(page.documents):
+            return page
+        return ScrollPage(kept, page.more, page.documents[-1].id)
+
+
+async def test_a_page_cut_to_nothing_during_a_move_does_not_end_the_listing() -> None:
+    cluster = FakeCluster(groups=1, replicas=1)
+    shard = MovingShard(cluster.shards[0][0].address)
+    cluster.core.routing.groups[0].replicas[0].client = shard
+    await cluster.create("c", 8)
+    await shard.write("c", [tagged(doc_id, 1, "x") for doc_id in ("a", "b", "c", "n", "z")], 5)
+    pages = await all_pages(cluster.core.routing.groups[0], 2, needed=1)
+    assert pages == [[], ["n"], ["z"]]
