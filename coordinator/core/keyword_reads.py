@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import chain
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
@@ -53,6 +53,9 @@ from coordinator.core.model import (
     SearchResults,
 )
 from coordinator.core.owned_hits import OwnedCall, Ownership
+from coordinator.core.packed import PackedBatch, PackedHits
+from coordinator.core.packed_fusion import fuse_columns
+from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
     CollectionConfig,
     HybridAnswer,
@@ -220,14 +223,31 @@ class KeywordReads:
             if options.explain:
                 keyword = [MergedHits(list(explained(r.hits, True))) for r in keyword]
             return SearchResults(keyword, coverage)
-        fused = [
-            fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
-            for v, w in zip(vector, keyword, strict=True)
-        ]
         include = options.include
         carried = include.metadata or include.text
-        if carried or config.chunking.enabled:
-            fused = _with_carried(fused, vector, keyword, documents=carried)
+        chunked = config.chunking.enabled
+        if all(isinstance(hits, PackedHits) for hits in chain(vector, keyword)):
+            # Columns (the shards' packed answers): fused with numpy (`packed_fusion`).
+            fused = [
+                fuse_columns(
+                    cast(PackedHits, v),
+                    cast(PackedHits, w),
+                    k,
+                    options.hybrid,
+                    options.score_threshold,
+                    options.explain,
+                    documents=carried,
+                    chunks=chunked,
+                )
+                for v, w in zip(vector, keyword, strict=True)
+            ]
+        else:
+            fused = [
+                fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
+                for v, w in zip(vector, keyword, strict=True)
+            ]
+            if carried or chunked:
+                fused = _with_carried(fused, vector, keyword, documents=carried)
         if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
@@ -250,7 +270,7 @@ class KeywordReads:
         options: SearchOptions,
         depth: int,
         deadline: Deadline,
-    ) -> tuple[list[RankedHits] | None, list[RankedHits], Coverage]:
+    ) -> tuple[Sequence[RankedHits] | None, Sequence[RankedHits], Coverage]:
         """The vector lists (None for a keyword search) and the keyword lists, merged
         over the groups, each `depth` deep; see the module's docstring."""
         collection, key = config.name, (config.name, config.incarnation)
@@ -275,8 +295,8 @@ class KeywordReads:
             # still travel, with a chunking collection's best chunks.
             include = replace(include, vector=False)
         threshold = None if hybrid else options.score_threshold
-        vector: list[RankedHits] | None = None
-        keyword: list[RankedHits] = [MergedHits([]) for _ in terms]
+        vector: Sequence[RankedHits] | None = None
+        keyword: Sequence[RankedHits] = [MergedHits([]) for _ in terms]
         for _ in range(MAX_KEYWORD_ATTEMPTS):
             if total is None:  # local: each replica weights with its own statistics
                 weighted, average_length = _occurrences(terms, unique), 0.0
@@ -374,16 +394,22 @@ class KeywordReads:
         ]
 
 
-def _merged(per_group: list[Sequence[RankedHits]], queries: int, depth: int) -> list[RankedHits]:
+def _merged(
+    per_group: list[Sequence[RankedHits]], queries: int, depth: int
+) -> Sequence[RankedHits]:
     if not per_group:
         return [MergedHits([]) for _ in range(queries)]
+    if all(isinstance(answers, PackedBatch) for answers in per_group):
+        # The shards' packed answers, merged as columns (ties to the lower id, as
+        # merge_batches): a `PackedBatch`, whose rows are `PackedHits`.
+        return merge_packed(cast(list[PackedBatch], per_group), depth)
     return merge_batches(per_group, depth)
 
 
 def _with_carried(
     fused: list[list[FusedHit]],
-    vector: list[RankedHits],
-    keyword: list[RankedHits],
+    vector: Sequence[RankedHits],
+    keyword: Sequence[RankedHits],
     documents: bool,
 ) -> list[list[FusedHit]]:
     """The fused hits with the vector candidate each came from (in a chunking

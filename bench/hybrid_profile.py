@@ -1,0 +1,153 @@
+"""`python -m bench.hybrid_profile`: CPU per query of single keyword and hybrid searches.
+
+Where a single hybrid Search's time goes, per process, without timing anything
+on the wall clock (a shared machine makes latency figures meaningless, CPU
+accounting much less so). One cluster (`--groups`, replication 1, the fake
+embedder: every query carries its vector) loaded with `--documents` of a data
+set, vectors and texts; then per mode (vector, keyword, hybrid RRF, the
+defaults of `python -m bench.hybrid`: k 10, no stored fields) `--queries`
+single Search calls one at a time, and the CPU the coordinator and each shard
+spent on them (from /proc), per query. With `--py-spy` the hybrid calls run
+again under py-spy and the report lists the functions holding the most samples
+(inclusive and self), per process; the collapsed stacks stay in `--out`.
+
+    python -m bench.hybrid_profile --groups 1 --queries 1000
+    python -m bench.hybrid_profile --groups 1 --queries 2000 --py-spy
+"""
+
+import argparse
+import collections
+import shutil
+import signal
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench import loadgen, services
+from bench.hybrid import _data, _singles, _upserts
+from bench.profile import layer_shares
+from shoal.sdk.client import Client
+
+SEARCH = "/shoal.v1.ShoalService/Search"
+
+
+def top_functions(
+    collapsed: str, limit: int
+) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """The frames holding the most samples: inclusive (anywhere on the stack) and self
+    (the innermost frame), as shares of all samples."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, number = line.rstrip().rpartition(" ")
+        if not stack or not number.isdigit():
+            continue
+        samples = int(number)
+        total += samples
+        frames = stack.split(";")
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    if not total:
+        return [], []
+    return (
+        [(frame, count / total) for frame, count in inclusive.most_common(limit)],
+        [(frame, count / total) for frame, count in own.most_common(limit)],
+    )
+
+
+def _record(py_spy: str, pid: int, path: Path, rate: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            *(py_spy, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"),
+            *("--nonblocking", "--output", str(path)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hybrid_profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", default="debian-20k")
+    parser.add_argument("--documents", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=1_000, help="single calls per mode")
+    parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
+    parser.add_argument("--py-spy", action="store_true", help="profile the hybrid calls")
+    parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    parser.add_argument("--top", type=int, default=25, help="functions listed per process")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/shoal-hybrid-profile"))
+    args = parser.parse_args(argv)
+    py_spy = shutil.which("py-spy") if args.py_spy else None
+    if args.py_spy and py_spy is None:
+        raise SystemExit("py-spy is not installed: pip install py-spy")
+    args.out.mkdir(parents=True, exist_ok=True)
+    docs, doc_vectors, texts, query_vectors = _data(args.dataset, args.documents, args.queries)
+    # As many calls as asked for, the queries repeated when the data set has fewer.
+    repeats = -(-args.queries // len(texts))
+    vectors = query_vectors[np.arange(args.queries) % len(query_vectors)]
+    texts = (texts * repeats)[: args.queries]
+    with services.cluster(args.out / "cluster", args.groups, 1, services.NO_CHECKPOINTS) as running:
+        address = running.address
+        with Client(address, timeout=600) as client:
+            client.create_collection(services.COLLECTION, dimension=doc_vectors.shape[1])
+        services.call_all(
+            address,
+            "/shoal.v1.ShoalService/Upsert",
+            _upserts(services.COLLECTION, docs, doc_vectors, 500),
+        )
+        pids = {"coordinator": [services.pid(running.coordinator)]}
+        pids |= {shard.name: [services.pid(shard)] for shard in running.all_shards}
+        print(
+            f"# single Search, {len(docs):,} documents of {args.dataset}, {args.groups} group(s),"
+            f" {args.queries:,} calls one at a time per mode\n"
+        )
+        print("| mode | " + " | ".join(f"{name} CPU µs/query" for name in pids) + " |")
+        print("|---|" + "---:|" * len(pids))
+        for mode in args.modes:
+            singles = _singles(services.COLLECTION, mode, texts, vectors)
+            calls = loadgen.sequential(address, SEARCH, singles, 1e9, warmup=50, pids=pids)
+            cells = " | ".join(f"{calls.cpu[name] / calls.count * 1e6:,.0f}" for name in pids)
+            print(f"| {mode} | {cells} |")
+        if py_spy is None:
+            return
+        singles = _singles(services.COLLECTION, "hybrid", texts, vectors)
+        samplers = {
+            name: _record(py_spy, ids[0], args.out / f"{name}.txt", args.rate)
+            for name, ids in pids.items()
+        }
+        try:
+            loadgen.sequential(address, SEARCH, singles, 1e9, warmup=0)
+        finally:
+            for sampler in samplers.values():
+                sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+            for sampler in samplers.values():
+                sampler.wait(timeout=60)
+    for name in pids:
+        path = args.out / f"{name}.txt"
+        if not path.exists():
+            print(f"\n## {name}: no py-spy output")
+            continue
+        collapsed = path.read_text()
+        print(f"\n## {name}: py-spy, hybrid\n")
+        for layer, share in layer_shares(collapsed).items():
+            print(f"- {share * 100:4.1f}% {layer}")
+        inclusive, own = top_functions(collapsed, args.top)
+        print("\ninclusive:\n")
+        for frame, share in inclusive:
+            print(f"- {share * 100:4.1f}% {frame}")
+        print("\nself:\n")
+        for frame, share in own:
+            print(f"- {share * 100:4.1f}% {frame}")
+
+
+if __name__ == "__main__":
+    main()
