@@ -209,8 +209,12 @@ class KeywordReads:
                 )
         if not hybrid and not any(terms):  # only stop words: no keyword hits, no call
             return SearchResults([MergedHits([]) for _ in terms], Coverage(0, 0))
-        embedding = None
-        if hybrid:
+        embedding: asyncio.Future[Vector] | None = None
+        if hybrid and all(query.vector is not None for query in queries):
+            # Nothing to embed: the matrix now, without a task and a turn of the loop.
+            embedding = asyncio.get_running_loop().create_future()
+            embedding.set_result(await self._vectors(config, queries, deadline))
+        elif hybrid:
             embedding = asyncio.create_task(self._vectors(config, queries, deadline))
         try:
             vector, keyword, coverage = await self._candidates(
@@ -226,7 +230,7 @@ class KeywordReads:
         include = options.include
         carried = include.metadata or include.text
         chunked = config.chunking.enabled
-        if all(isinstance(hits, PackedHits) for hits in chain(vector, keyword)):
+        if _columns(vector) and _columns(keyword):
             # Columns (the shards' packed answers): fused with numpy (`packed_fusion`).
             fused = [
                 fuse_columns(
@@ -266,7 +270,7 @@ class KeywordReads:
         self,
         config: CollectionConfig,
         terms: list[list[str]],
-        embedding: "asyncio.Task[Vector] | None",
+        embedding: "asyncio.Future[Vector] | None",
         options: SearchOptions,
         depth: int,
         deadline: Deadline,
@@ -392,6 +396,11 @@ class KeywordReads:
             [replace(hit, document=documents[hit.id]) for hit in hits if hit.id in documents]
             for hits in fused
         ]
+
+
+def _columns(lists: Sequence[RankedHits]) -> bool:
+    """Whether every query's list is columns (`PackedHits`): the shards answered packed."""
+    return isinstance(lists, PackedBatch) or all(isinstance(hits, PackedHits) for hits in lists)
 
 
 def _merged(
