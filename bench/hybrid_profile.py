@@ -7,7 +7,8 @@ embedder: every query carries its vector) loaded with `--documents` of a data
 set, vectors and texts; then per mode (vector, keyword, hybrid RRF, the
 defaults of `python -m bench.hybrid`: k 10, no stored fields) `--queries`
 single Search calls one at a time, and the CPU the coordinator and each shard
-spent on them (from /proc), per query. With `--py-spy` the hybrid calls run
+spent on them (from /proc), per query; the modes take turns (`--rounds`), so
+load from elsewhere weighs on each alike. With `--py-spy` the hybrid calls run
 again under py-spy and the report lists the functions holding the most samples
 (inclusive and self), per process; the collapsed stacks stay in `--out`.
 
@@ -81,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=1_000, help="single calls per mode")
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
+    parser.add_argument("--rounds", type=int, default=10, help="turns the modes take")
     parser.add_argument("--py-spy", action="store_true", help="profile the hybrid calls")
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25, help="functions listed per process")
@@ -110,22 +112,33 @@ def main(argv: Sequence[str] | None = None) -> None:
             f"# single Search, {len(docs):,} documents of {args.dataset}, {args.groups} group(s),"
             f" {args.queries:,} calls one at a time per mode\n"
         )
-        print("| mode | " + " | ".join(f"{name} CPU µs/query" for name in pids) + " |")
-        print("|---|" + "---:|" * len(pids))
+        print("| mode | " + " | ".join(f"{name} CPU µs/query" for name in pids) + " | both |")
+        print("|---|" + "---:|" * (len(pids) + 1))
+        singles = {mode: _singles(services.COLLECTION, mode, texts, vectors) for mode in args.modes}
+        used = {mode: dict.fromkeys(pids, 0.0) for mode in args.modes}
+        counts = dict.fromkeys(args.modes, 0)
+        # The modes take turns, `--rounds` slices each, so load from elsewhere on a
+        # shared machine weighs on every mode alike.
+        for part in range(args.rounds):
+            for mode in args.modes:
+                requests = singles[mode][part :: args.rounds]
+                calls = loadgen.sequential(address, SEARCH, requests, 1e9, warmup=5, pids=pids)
+                counts[mode] += calls.count
+                for name in pids:
+                    used[mode][name] += calls.cpu[name]
         for mode in args.modes:
-            singles = _singles(services.COLLECTION, mode, texts, vectors)
-            calls = loadgen.sequential(address, SEARCH, singles, 1e9, warmup=50, pids=pids)
-            cells = " | ".join(f"{calls.cpu[name] / calls.count * 1e6:,.0f}" for name in pids)
-            print(f"| {mode} | {cells} |")
+            cells = [f"{used[mode][name] / counts[mode] * 1e6:,.0f}" for name in pids]
+            total = sum(used[mode].values()) / counts[mode] * 1e6
+            print(f"| {mode} | {' | '.join(cells)} | {total:,.0f} |")
         if py_spy is None:
             return
-        singles = _singles(services.COLLECTION, "hybrid", texts, vectors)
+        profiled = _singles(services.COLLECTION, "hybrid", texts, vectors)
         samplers = {
             name: _record(py_spy, ids[0], args.out / f"{name}.txt", args.rate)
             for name, ids in pids.items()
         }
         try:
-            loadgen.sequential(address, SEARCH, singles, 1e9, warmup=0)
+            loadgen.sequential(address, SEARCH, profiled, 1e9, warmup=0)
         finally:
             for sampler in samplers.values():
                 sampler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
