@@ -6,7 +6,8 @@ answers a `Hit` per candidate, which the per-hit path fuses. Here the
 coordinator core's keyword and hybrid search runs over the same real shards
 twice, once through the gRPC client as it is (packed) and once through a
 client that asks for the per-hit form, and the public hits must be equal
-field for field: ids, scores, distances, explanations, stored fields. With one
+field for field: ids, scores, distances, explanations, stored fields, a chunking
+collection's best chunks. With one
 group (each replica weights with its own statistics) and with two (the
 cluster-wide statistics asked for first, the groups' lists merged).
 """
@@ -19,6 +20,7 @@ import grpc.aio
 import numpy as np
 import pytest
 
+from bench import long_documents
 from coordinator.api import public_messages
 from coordinator.clients.packed_results import hybrid_answer
 from coordinator.clients.shard import GrpcShardClient
@@ -40,6 +42,8 @@ from tests.conftest import StartCluster
 pytestmark = pytest.mark.skipif(not datasets.available(), reason="shared test data not found")
 
 COLLECTION = "debian"
+#: Chunked by the coordinator (the fake embedder, 40-word chunks): hits carry chunks.
+CHUNKED = "manuals"
 DOCUMENTS = 400
 QUERIES = 12
 TIMEOUT = 30.0
@@ -70,6 +74,13 @@ def cluster(start_module_cluster: StartCluster) -> LocalCluster:
     with Client(cluster.address, timeout=60) as client:
         client.create_collection(COLLECTION, dimension=384, partitions=16)
         client.upsert(COLLECTION, datasets.with_vectors(datasets.load(), 0, DOCUMENTS), "all")
+        client.create_collection(
+            CHUNKED,
+            embedding_model="hash-384",
+            chunking={"chunk_tokens": 40, "overlap_tokens": 5},
+        )
+        long = long_documents.build(datasets.load().documents)
+        client.upsert(CHUNKED, long.documents[:DOCUMENTS], "all")
     return cluster
 
 
@@ -92,7 +103,7 @@ def _reads(clients: Sequence[GrpcShardClient]) -> KeywordReads:
     return KeywordReads(fan_out, embed, get, groups=lambda: len(clients))
 
 
-def _requests() -> list[shoal_pb2.SearchRequest]:
+def _requests(collection: str) -> list[shoal_pb2.SearchRequest]:
     data = datasets.load()
     hybrid, keyword = shoal_pb2.SEARCH_MODE_HYBRID, shoal_pb2.SEARCH_MODE_KEYWORD
     relative = shoal_pb2.HybridOptions(fusion=shoal_pb2.FUSION_RELATIVE_SCORE, alpha=0.3)
@@ -115,7 +126,7 @@ def _requests() -> list[shoal_pb2.SearchRequest]:
         document = data.documents[row * 7]
         query = shoal_pb2.Query(text=str(document["title"]))
         for shape in shapes:
-            request = shoal_pb2.SearchRequest(collection=COLLECTION, query=query, k=10, **shape)
+            request = shoal_pb2.SearchRequest(collection=collection, query=query, k=10, **shape)
             if request.mode == hybrid:
                 request.query.vector_f32 = data.document_vectors[row * 7 + 1].tobytes()
             requests.append(request)
@@ -131,18 +142,18 @@ def _public(results: SearchResults) -> list[shoal_pb2.SearchResponse]:
     return replies
 
 
-async def _search_both(addresses: list[str]) -> tuple[int, int]:
+async def _search_both(addresses: list[str], collection: str) -> tuple[int, int, int]:
     channels = [grpc.aio.insecure_channel(address, options=GRPC_OPTIONS) for address in addresses]
     try:
         listing = await GrpcShardClient(addresses[0], channels[0]).list_collections(TIMEOUT)
-        [config] = [c.config for c in listing.collections if c.config.name == COLLECTION]
+        [config] = [c.config for c in listing.collections if c.config.name == collection]
         assert config.keyword.enabled
         packed = _reads([GrpcShardClient(a, c) for a, c in zip(addresses, channels, strict=True)])
         per_hit = _reads(
             [PerHitShardClient(a, c) for a, c in zip(addresses, channels, strict=True)]
         )
-        compared = columns = 0
-        for request in _requests():
+        compared = columns = chunked = 0
+        for request in _requests(collection):
             options = public_messages.search_options(request)
             queries = [public_messages.query_from_proto(request.query, "query")]
             new = await packed.search(config, queries, options, Deadline.after(TIMEOUT))
@@ -150,19 +161,22 @@ async def _search_both(addresses: list[str]) -> tuple[int, int]:
             assert _public(new) == _public(old), request
             assert new.coverage == old.coverage
             compared += sum(len(reply.hits) for reply in _public(new))
+            chunked += sum(hit.HasField("chunk") for reply in _public(new) for hit in reply.hits)
             columns += isinstance(new.results, PackedBatch) or all(
                 isinstance(result, PackedHits) for result in new.results
             )
-        return compared, columns
+        return compared, columns, chunked
     finally:
         await asyncio.gather(*(channel.close() for channel in channels))
 
 
+@pytest.mark.parametrize("collection", [COLLECTION, CHUNKED])
 @pytest.mark.parametrize("groups", [1, 2])
 async def test_packed_and_per_hit_answers_give_the_same_results(
-    cluster: LocalCluster, groups: int
+    cluster: LocalCluster, groups: int, collection: str
 ) -> None:
     addresses = [cluster.shards[group][0].address for group in range(groups)]
-    compared, columns = await _search_both(addresses)
+    compared, columns, chunked = await _search_both(addresses, collection)
     assert compared >= QUERIES * 8 * 5  # most searches found hits
     assert columns >= QUERIES  # keyword-only answers stay columns up to the reply
+    assert (chunked > 0) == (collection == CHUNKED)  # hits carry their best chunks
