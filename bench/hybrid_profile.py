@@ -25,13 +25,63 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from bench import loadgen, services
 from bench.hybrid import _data, _singles, _upserts
 from bench.profile import layer_shares
+from shoal.keyword import KeywordSettings, tokenizer_for
 from shoal.sdk.client import Client
+from shoal.v1 import shard_pb2
 
 SEARCH = "/shoal.v1.ShoalService/Search"
+SHARD_SEARCH = "/shoal.v1.ShardService/Search"
+SHARD_HYBRID = "/shoal.v1.ShardService/HybridSearch"
+#: The candidate depth of a hybrid search with k 10 (2k + rrf_k).
+DEPTH = 80
+#: Shard calls measured with --shard-calls: name, vector list, keyword list, packed.
+SHARD_KINDS: tuple[tuple[str, bool, bool, bool], ...] = (
+    ("Search, k 10", True, False, True),
+    ("HybridSearch, vector list", True, False, True),
+    ("HybridSearch, keyword list", False, True, True),
+    ("HybridSearch, both lists", True, True, True),
+    ("HybridSearch, both lists, a Hit per hit", True, True, False),
+)
+
+
+def shard_requests(
+    texts: Sequence[str], vectors: npt.NDArray[np.float32]
+) -> dict[str, list[bytes]]:
+    """Per kind of shard call, what the coordinator sends one group for each query: a
+    vector Search (k 10, packed), and HybridSearch (local statistics, depth 80) with
+    the vector list only, the keyword list only, both, and both a Hit per hit."""
+    tokenizer = tokenizer_for(KeywordSettings().with_defaults())
+    kinds: dict[str, list[bytes]] = {spec[0]: [] for spec in SHARD_KINDS}
+    for text, vector in zip(texts, vectors, strict=True):
+        terms = tokenizer.terms(text)
+        unique = list(dict.fromkeys(terms))
+        counts = collections.Counter(terms)
+        keyword = shard_pb2.KeywordQuery(terms=unique, occurrences=[counts[t] for t in unique])
+        queries = np.ascontiguousarray(vector, dtype="<f4").tobytes()
+        kinds["Search, k 10"].append(
+            shard_pb2.ShardSearchRequest(
+                collection=services.COLLECTION, queries_f32=queries, k=10, packed=True
+            ).SerializeToString()
+        )
+        for name, with_vector, with_keyword, packed in SHARD_KINDS[1:]:
+            kinds[name].append(
+                shard_pb2.ShardHybridSearchRequest(
+                    collection=services.COLLECTION,
+                    queries_f32=queries if with_vector else b"",
+                    keyword_queries=[keyword] if with_keyword else [],
+                    statistics_terms=unique if with_keyword else [],
+                    k=DEPTH,
+                    bare_hits=True,
+                    local_statistics=True,
+                    packed=packed,
+                ).SerializeToString()
+            )
+    return kinds
 
 
 def top_functions(
@@ -71,6 +121,30 @@ def _record(py_spy: str, pid: int, path: Path, rate: int) -> subprocess.Popen[by
     )
 
 
+def _shard_calls(
+    args: argparse.Namespace,
+    address: str,
+    shard: list[int],
+    texts: Sequence[str],
+    vectors: npt.NDArray[np.float32],
+) -> None:
+    """CPU per call of the first shard's calls alone, by kind, the kinds taking turns."""
+    requests = shard_requests(texts, vectors)
+    used = dict.fromkeys(requests, 0.0)
+    counts = dict.fromkeys(requests, 0)
+    for part in range(args.rounds):
+        for name, calls in requests.items():
+            method = SHARD_SEARCH if name.startswith("Search") else SHARD_HYBRID
+            done = loadgen.sequential(
+                address, method, calls[part :: args.rounds], 1e9, warmup=5, pids={"shard": shard}
+            )
+            used[name] += done.cpu["shard"]
+            counts[name] += done.count
+    print("\n| shard call (one query) | shard CPU µs/call |\n|---|---:|")
+    for name in requests:
+        print(f"| {name} | {used[name] / counts[name] * 1e6:,.0f} |")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.hybrid_profile",
@@ -84,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", default=["vector", "keyword", "hybrid"])
     parser.add_argument("--rounds", type=int, default=10, help="turns the modes take")
     parser.add_argument("--py-spy", action="store_true", help="profile the hybrid calls")
+    parser.add_argument(
+        "--shard-calls", action="store_true", help="CPU of the first shard's calls by kind"
+    )
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25, help="functions listed per process")
     parser.add_argument("--out", type=Path, default=Path("/tmp/shoal-hybrid-profile"))
@@ -130,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             cells = [f"{used[mode][name] / counts[mode] * 1e6:,.0f}" for name in pids]
             total = sum(used[mode].values()) / counts[mode] * 1e6
             print(f"| {mode} | {' | '.join(cells)} | {total:,.0f} |")
+        if args.shard_calls:
+            _shard_calls(
+                args, running.shards[0][0].address, pids[running.shards[0][0].name], texts, vectors
+            )
         if py_spy is None:
             return
         profiled = _singles(services.COLLECTION, "hybrid", texts, vectors)
