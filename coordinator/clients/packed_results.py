@@ -1,4 +1,4 @@
-"""A shard's Search reply as a `PackedBatch`.
+"""A shard's Search reply, and both lists of its HybridSearch reply, as `PackedBatch`es.
 
 The coordinator asks for the packed form (`ShardSearchRequest.packed`) and every
 shard answers in it, chunking collections included: their hits' best chunks
@@ -7,10 +7,14 @@ one repeated string when text was asked for. The columns are read with
 `np.frombuffer`, without a Python object per hit.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from coordinator.core.packed import ChunkColumns, PackedBatch
+from coordinator.core.ports import HybridAnswer, RankedHits
 from shoal.errors import Internal
+from shoal.keyword import TermStatistics
 from shoal.v1 import shard_pb2
 
 
@@ -32,6 +36,29 @@ def packed_from_reply(reply: shard_pb2.ShardSearchResponse, queries: int) -> Pac
         )
     except ValueError as error:
         raise Internal(f"the shard's packed search reply is malformed: {error}") from None
+
+
+def hybrid_answer(
+    reply: shard_pb2.ShardHybridSearchResponse, vector_queries: int, keyword_queries: int
+) -> HybridAnswer:
+    """A hybrid (or keyword) reply: each list as a `PackedBatch` where the shard packed
+    it, else its `Hit` messages (a shard that predates the packed form)."""
+    vector: Sequence[RankedHits] = (
+        packed_from_reply(reply.vector_packed, vector_queries)
+        if reply.HasField("vector_packed")
+        else list(reply.vector_results)
+    )
+    keyword: Sequence[RankedHits] = (
+        packed_from_reply(reply.keyword_packed, keyword_queries)
+        if reply.HasField("keyword_packed")
+        else list(reply.keyword_results)
+    )
+    stats = reply.statistics
+    return HybridAnswer(
+        vector,
+        keyword,
+        TermStatistics(stats.documents, stats.total_length, list(stats.frequencies)),
+    )
 
 
 def _chunk_columns(reply: shard_pb2.ShardSearchResponse) -> ChunkColumns | None:

@@ -11,9 +11,10 @@ import grpc.aio
 
 from coordinator.clients.coalescer import SearchCoalescer
 from coordinator.clients.health import HealthProbe
-from coordinator.clients.packed_results import packed_from_reply
+from coordinator.clients.packed_results import hybrid_answer, packed_from_reply
 from coordinator.clients.shard_messages import (
     filter_to_proto,
+    hybrid_request,
     search_parameters,
     search_request,
     write_from_proto,
@@ -180,34 +181,12 @@ class GrpcShardClient:
     async def hybrid_search(
         self, collection: str, call: HybridCall, timeout_s: float
     ) -> HybridAnswer:
-        request = shard_pb2.ShardHybridSearchRequest(
-            collection=collection,
-            queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
-            ef=call.ef,
-            keyword_queries=[
-                shard_pb2.KeywordQuery(
-                    terms=query.terms, weights=query.weights, occurrences=query.occurrences
-                )
-                for query in call.keyword
-            ],
-            average_length=call.average_length,
-            statistics_terms=call.statistics_terms,
-            k=call.k,
-            include=include_to_proto(call.include),
-            filter=filter_to_proto(call.filter),
-            score_threshold=call.score_threshold,
-            bare_hits=call.bare_hits,
-            skip_partitions=call.skip_partitions,
-            local_statistics=call.local_statistics,
-        )
+        request = hybrid_request(collection, call, packed=True)
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s
         )
-        stats = reply.statistics
-        return HybridAnswer(
-            list(reply.vector_results),
-            list(reply.keyword_results),
-            TermStatistics(stats.documents, stats.total_length, list(stats.frequencies)),
+        return hybrid_answer(
+            reply, 0 if call.vectors is None else len(call.vectors), len(call.keyword)
         )
 
     async def count(

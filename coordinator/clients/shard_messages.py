@@ -10,7 +10,8 @@ from typing import cast
 
 import numpy as np
 
-from coordinator.core.ports import OpaqueFilter, Vector, WriteOp
+from coordinator.core.ports import HybridCall, OpaqueFilter, Vector, WriteOp
+from coordinator.proto_config import include_to_proto
 from shoal.v1 import common_pb2, shard_pb2
 
 #: The tag of `ShardSearchRequest.queries_f32`: its field number, wire type 2
@@ -51,6 +52,34 @@ def write_to_proto(op: WriteOp) -> shard_pb2.ShardWrite:
         patch=op.patch,
         remove_metadata=op.remove_metadata,
         chunks=[common_pb2.ChunkSpan(start=start, end=end) for start, end in op.chunks],
+    )
+
+
+def hybrid_request(
+    collection: str, call: HybridCall, packed: bool
+) -> shard_pb2.ShardHybridSearchRequest:
+    """The `ShardHybridSearchRequest` of `call`; with `packed` the shard answers both
+    lists as columns (see `packed_results.hybrid_answer`), else a `Hit` per hit."""
+    return shard_pb2.ShardHybridSearchRequest(
+        collection=collection,
+        queries_f32=b"" if call.vectors is None else call.vectors.astype("<f4").tobytes(),
+        ef=call.ef,
+        keyword_queries=[
+            shard_pb2.KeywordQuery(
+                terms=query.terms, weights=query.weights, occurrences=query.occurrences
+            )
+            for query in call.keyword
+        ],
+        average_length=call.average_length,
+        statistics_terms=call.statistics_terms,
+        k=call.k,
+        include=include_to_proto(call.include),
+        filter=filter_to_proto(call.filter),
+        score_threshold=call.score_threshold,
+        bare_hits=call.bare_hits,
+        skip_partitions=call.skip_partitions,
+        local_statistics=call.local_statistics,
+        packed=packed,
     )
 
 

@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import chain
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
@@ -53,6 +53,9 @@ from coordinator.core.model import (
     SearchResults,
 )
 from coordinator.core.owned_hits import OwnedCall, Ownership
+from coordinator.core.packed import PackedBatch, PackedHits
+from coordinator.core.packed_fusion import fuse_columns
+from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
     CollectionConfig,
     HybridAnswer,
@@ -206,8 +209,12 @@ class KeywordReads:
                 )
         if not hybrid and not any(terms):  # only stop words: no keyword hits, no call
             return SearchResults([MergedHits([]) for _ in terms], Coverage(0, 0))
-        embedding = None
-        if hybrid:
+        embedding: asyncio.Future[Vector] | None = None
+        if hybrid and all(query.vector is not None for query in queries):
+            # Nothing to embed: the matrix now, without a task and a turn of the loop.
+            embedding = asyncio.get_running_loop().create_future()
+            embedding.set_result(await self._vectors(config, queries, deadline))
+        elif hybrid:
             embedding = asyncio.create_task(self._vectors(config, queries, deadline))
         try:
             vector, keyword, coverage = await self._candidates(
@@ -220,14 +227,31 @@ class KeywordReads:
             if options.explain:
                 keyword = [MergedHits(list(explained(r.hits, True))) for r in keyword]
             return SearchResults(keyword, coverage)
-        fused = [
-            fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
-            for v, w in zip(vector, keyword, strict=True)
-        ]
         include = options.include
         carried = include.metadata or include.text
-        if carried or config.chunking.enabled:
-            fused = _with_carried(fused, vector, keyword, documents=carried)
+        chunked = config.chunking.enabled
+        if _columns(vector) and _columns(keyword):
+            # Columns (the shards' packed answers): fused with numpy (`packed_fusion`).
+            fused = [
+                fuse_columns(
+                    cast(PackedHits, v),
+                    cast(PackedHits, w),
+                    k,
+                    options.hybrid,
+                    options.score_threshold,
+                    options.explain,
+                    documents=carried,
+                    chunks=chunked,
+                )
+                for v, w in zip(vector, keyword, strict=True)
+            ]
+        else:
+            fused = [
+                fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
+                for v, w in zip(vector, keyword, strict=True)
+            ]
+            if carried or chunked:
+                fused = _with_carried(fused, vector, keyword, documents=carried)
         if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
@@ -246,11 +270,11 @@ class KeywordReads:
         self,
         config: CollectionConfig,
         terms: list[list[str]],
-        embedding: "asyncio.Task[Vector] | None",
+        embedding: "asyncio.Future[Vector] | None",
         options: SearchOptions,
         depth: int,
         deadline: Deadline,
-    ) -> tuple[list[RankedHits] | None, list[RankedHits], Coverage]:
+    ) -> tuple[Sequence[RankedHits] | None, Sequence[RankedHits], Coverage]:
         """The vector lists (None for a keyword search) and the keyword lists, merged
         over the groups, each `depth` deep; see the module's docstring."""
         collection, key = config.name, (config.name, config.incarnation)
@@ -275,8 +299,8 @@ class KeywordReads:
             # still travel, with a chunking collection's best chunks.
             include = replace(include, vector=False)
         threshold = None if hybrid else options.score_threshold
-        vector: list[RankedHits] | None = None
-        keyword: list[RankedHits] = [MergedHits([]) for _ in terms]
+        vector: Sequence[RankedHits] | None = None
+        keyword: Sequence[RankedHits] = [MergedHits([]) for _ in terms]
         for _ in range(MAX_KEYWORD_ATTEMPTS):
             if total is None:  # local: each replica weights with its own statistics
                 weighted, average_length = _occurrences(terms, unique), 0.0
@@ -374,16 +398,27 @@ class KeywordReads:
         ]
 
 
-def _merged(per_group: list[Sequence[RankedHits]], queries: int, depth: int) -> list[RankedHits]:
+def _columns(lists: Sequence[RankedHits]) -> bool:
+    """Whether every query's list is columns (`PackedHits`): the shards answered packed."""
+    return isinstance(lists, PackedBatch) or all(isinstance(hits, PackedHits) for hits in lists)
+
+
+def _merged(
+    per_group: list[Sequence[RankedHits]], queries: int, depth: int
+) -> Sequence[RankedHits]:
     if not per_group:
         return [MergedHits([]) for _ in range(queries)]
+    if all(isinstance(answers, PackedBatch) for answers in per_group):
+        # The shards' packed answers, merged as columns (ties to the lower id, as
+        # merge_batches): a `PackedBatch`, whose rows are `PackedHits`.
+        return merge_packed(cast(list[PackedBatch], per_group), depth)
     return merge_batches(per_group, depth)
 
 
 def _with_carried(
     fused: list[list[FusedHit]],
-    vector: list[RankedHits],
-    keyword: list[RankedHits],
+    vector: Sequence[RankedHits],
+    keyword: Sequence[RankedHits],
     documents: bool,
 ) -> list[list[FusedHit]]:
     """The fused hits with the vector candidate each came from (in a chunking

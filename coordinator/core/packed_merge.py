@@ -101,8 +101,12 @@ def _select(batches: Sequence[PackedBatch], picked: Offsets, counts: Offsets) ->
         all_distances = np.concatenate([batch.distances for batch in batches])
     positions = picked.tolist()
     documents: list[DocumentMessage] | None = None
-    if batches[0].documents is not None:
+    if any(batch.documents is not None for batch in batches):
+        # A group that found nothing answered no documents (its batch reads as one
+        # without stored fields): it adds none, the others' still follow their hits.
         every = list(chain.from_iterable(batch.documents or () for batch in batches))
+        if len(every) != len(ids):
+            raise ValueError(f"{len(every)} documents for {len(ids)} hits")
         documents = [every[position] for position in positions]
     chunks: ChunkColumns | None = None
     if any(batch.chunks is not None for batch in batches):  # a chunking collection

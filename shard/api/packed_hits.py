@@ -34,6 +34,19 @@ def packed_response(
     collection chunks its documents, and `results` hold their stored payloads
     (for the chunks' spans)."""
     response = shard_pb2.ShardSearchResponse()
+    fill_packed(response, results, include, chunked)
+    return response
+
+
+def fill_packed(
+    response: shard_pb2.ShardSearchResponse,
+    results: Sequence[QueryHits],
+    include: common_pb2.Include,
+    chunked: bool = False,
+) -> None:
+    """`packed_response` written into `response` (an empty message, such as a hybrid
+    answer's `vector_packed` or `keyword_packed`), so nothing is copied."""
+    response.SetInParent()  # present even with no queries: the caller sees the form
     response.hit_counts.extend([len(hits.ids) for hits in results])
     response.ids.extend(chain.from_iterable(hits.ids for hits in results))
     response.scores_f32 = _float32_bytes(hits.scores for hits in results)
@@ -46,7 +59,6 @@ def packed_response(
                 fill_document(document, stored, include)
     if chunked:
         _add_chunk_columns(response, results, include.text)
-    return response
 
 
 def _add_chunk_columns(

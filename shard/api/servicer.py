@@ -27,7 +27,7 @@ import grpc.aio
 
 from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
-from shard.api.packed_hits import packed_response
+from shard.api.packed_hits import fill_packed, packed_response
 from shard.api.proto_filters import filter_from_proto
 from shard.api.snapshot_handlers import SnapshotHandlers
 from shard.api.write_limits import check_writes
@@ -325,10 +325,13 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 skip=list(request.skip_partitions),
                 local_statistics=request.local_statistics,
             )
-            for hits in keyword:
-                proto_reads.hits_to_proto(
-                    hits, request.include, response.keyword_results.add(), ids
-                )
+            if request.packed:
+                fill_packed(response.keyword_packed, keyword, request.include)
+            else:
+                for hits in keyword:
+                    proto_reads.hits_to_proto(
+                        hits, request.include, response.keyword_results.add(), ids
+                    )
             response.statistics.documents = stats.documents
             response.statistics.total_length = stats.total_length
             response.statistics.frequencies.extend(stats.frequencies)
@@ -344,8 +347,14 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
                 threshold,
                 wait=wait,
             )
-            for hits in vector:
-                proto_reads.hits_to_proto(hits, request.include, response.vector_results.add(), ids)
+            if request.packed:
+                chunked = collection.config.chunking.enabled
+                fill_packed(response.vector_packed, vector, request.include, chunked)
+            else:
+                for hits in vector:
+                    proto_reads.hits_to_proto(
+                        hits, request.include, response.vector_results.add(), ids
+                    )
         return response
 
     async def Count(

@@ -711,6 +711,7 @@ class ShardHybridSearchRequest(_message.Message):
     BARE_HITS_FIELD_NUMBER: _builtins.int
     SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
     LOCAL_STATISTICS_FIELD_NUMBER: _builtins.int
+    PACKED_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     queries_f32: _builtins.bytes
     """the vector list's queries, n x dimension; empty: no vector list"""
@@ -731,6 +732,13 @@ class ShardHybridSearchRequest(_message.Message):
     `weights` and `average_length` are not read): for a coordinator that knows
     no cluster-wide statistics of some terms yet. With one shard group they are
     the cluster's, which the returned statistics show; otherwise it scores again.
+    """
+    packed: _builtins.bool
+    """Answer both lists in the packed form (ShardHybridSearchResponse's
+    vector_packed and keyword_packed) instead of a Hit per hit: no message per
+    candidate to build here or to read in the coordinator. `bare_hits` is then
+    moot (packed hits carry no Document unless include asks for fields). A
+    shard that predates it answers with vector_results and keyword_results.
     """
     @_builtins.property
     def keyword_queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeywordQuery]:
@@ -770,10 +778,11 @@ class ShardHybridSearchRequest(_message.Message):
         bare_hits: _builtins.bool = ...,
         skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
         local_statistics: _builtins.bool = ...,
+        packed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "local_statistics", b"local_statistics", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "skip_partitions", b"skip_partitions", "statistics_terms", b"statistics_terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "average_length", b"average_length", "bare_hits", b"bare_hits", "collection", b"collection", "ef", b"ef", "filter", b"filter", "include", b"include", "k", b"k", "keyword_queries", b"keyword_queries", "local_statistics", b"local_statistics", "packed", b"packed", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold", "skip_partitions", b"skip_partitions", "statistics_terms", b"statistics_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015
@@ -788,6 +797,8 @@ class ShardHybridSearchResponse(_message.Message):
     VECTOR_RESULTS_FIELD_NUMBER: _builtins.int
     KEYWORD_RESULTS_FIELD_NUMBER: _builtins.int
     STATISTICS_FIELD_NUMBER: _builtins.int
+    VECTOR_PACKED_FIELD_NUMBER: _builtins.int
+    KEYWORD_PACKED_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def vector_results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShardSearchResult]:
         """per query of queries_f32"""
@@ -800,16 +811,29 @@ class ShardHybridSearchResponse(_message.Message):
     def statistics(self) -> Global___ShardKeywordStatsResponse:
         """of statistics_terms"""
 
+    @_builtins.property
+    def vector_packed(self) -> Global___ShardSearchResponse:
+        """Under ShardHybridSearchRequest.packed, the lists in ShardSearchResponse's
+        packed form (its fields 2-10; `results` stays empty), set when the list was
+        asked for: vector_packed with queries_f32, keyword_packed with keyword
+        queries or statistics terms. Only the vector list has chunk columns (in a
+        chunking collection): a keyword hit's best chunk is not known.
+        """
+
+    @_builtins.property
+    def keyword_packed(self) -> Global___ShardSearchResponse: ...
     def __init__(
         self,
         *,
         vector_results: _abc.Iterable[Global___ShardSearchResult] | None = ...,
         keyword_results: _abc.Iterable[Global___ShardSearchResult] | None = ...,
         statistics: Global___ShardKeywordStatsResponse | None = ...,
+        vector_packed: Global___ShardSearchResponse | None = ...,
+        keyword_packed: Global___ShardSearchResponse | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["statistics", b"statistics"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["keyword_packed", b"keyword_packed", "statistics", b"statistics", "vector_packed", b"vector_packed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["keyword_results", b"keyword_results", "statistics", b"statistics", "vector_results", b"vector_results"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["keyword_packed", b"keyword_packed", "keyword_results", b"keyword_results", "statistics", b"statistics", "vector_packed", b"vector_packed", "vector_results", b"vector_results"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

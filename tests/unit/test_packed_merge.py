@@ -30,7 +30,7 @@ def batch(rows: Rows, documents: bool = False) -> PackedBatch:
         [doc_id for doc_id, _ in hits],
         scores,
         -scores,
-        [Doc(doc_id) for doc_id, _ in hits] if documents else None,
+        [Doc(doc_id) for doc_id, _ in hits] if documents and hits else None,
     )
 
 
@@ -141,6 +141,18 @@ def test_stored_fields_follow_their_hits() -> None:
     merged = merge_packed([batch([[("a", 0.9), ("c", 0.1)]], True), batch([[("b", 0.5)]], True)], 2)
     assert merged[0].documents == [Doc("a"), Doc("b")]
     assert [(hit.id, hit.document) for hit in merged[0].hits] == [("a", Doc("a")), ("b", Doc("b"))]
+
+
+@pytest.mark.parametrize("empty_first", [True, False])
+def test_stored_fields_survive_a_group_that_found_nothing(empty_first: bool) -> None:
+    """A group with no hits answers no `Document`s, so its batch reads as one without
+    stored fields: the other groups' fields must still follow their hits."""
+    empty = batch([[], []], True)
+    assert empty.documents is None  # what packed_from_reply makes of no documents
+    found = batch([[("a", 0.9), ("b", 0.5)], [("c", 0.7)]], True)
+    groups = [empty, found] if empty_first else [found, empty]
+    merged = merge_packed(groups, 2)
+    assert [hits.documents for hits in merged] == [[Doc("a"), Doc("b")], [Doc("c")]]
 
 
 def test_a_single_group_is_passed_through_or_cut_to_k() -> None:
