@@ -21,7 +21,9 @@ meaningful on a quiet machine).
 """
 
 import argparse
+import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -83,7 +85,9 @@ def _raw_pass(
     return calls.cpu, calls.latencies
 
 
-def _py_spy(pids: dict[str, int], out: Path, seconds: int) -> list[subprocess.Popen[bytes]]:
+def _py_spy(
+    pids: dict[str, int], out: Path, seconds: int, native: bool
+) -> list[subprocess.Popen[bytes]]:
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
@@ -103,9 +107,26 @@ def _py_spy(pids: dict[str, int], out: Path, seconds: int) -> list[subprocess.Po
                 "raw",
                 "--nonblocking",
                 "--threads",
+                *(["--native"] if native else []),
                 "--output",
                 str(out / f"{name}.txt"),
             ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+
+
+def _perf(pids: dict[str, int], out: Path) -> list[subprocess.Popen[bytes]]:
+    """perf record of each process (every thread, hnswlib's included) until SIGINT."""
+    perf = shutil.which("perf")
+    if perf is None:
+        raise SystemExit("perf is not installed")
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [perf, "record", "-F", "1999", "-g", "-p", str(pid), "-o", str(out / f"{name}.data")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -122,7 +143,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--round-trip-us", type=float, default=300.0)
+    parser.add_argument(
+        "--idle-seconds", type=float, default=3.0, help="measure CPU without load this long"
+    )
     parser.add_argument("--py-spy", type=Path, default=None, help="profile every process here")
+    parser.add_argument("--native", action="store_true", help="py-spy with native frames")
+    parser.add_argument(
+        "--perf", type=Path, default=None, help="perf record (cpu-clock) every process here"
+    )
     args = parser.parse_args(argv)
     data = datasets.load(args.dataset, args.queries)
     queries = data.queries
@@ -139,38 +167,48 @@ def main(argv: Sequence[str] | None = None) -> None:
     walls: list[float] = []
     hnsw_walls: list[float] = []
     recall = 0.0
-    with tempfile.TemporaryDirectory(prefix="bench-batch-cpu-") as tmp:
-        with services.cluster(Path(tmp), 1, 1, services.NO_CHECKPOINTS) as running:
-            address = running.address
-            services.create_collection(address, services.COLLECTION, 16, 200, args.ef)
-            services.call_all(
-                address,
-                messages.UPSERT,
-                messages.upsert_requests(services.COLLECTION, data.documents, 1000),
-            )
-            pids = {"coordinator": services.pid(running.coordinator)}
-            pids["shard"] = services.shard_pids(running)[0]
-            with Client(address, timeout=loadgen.CALL_TIMEOUT_S) as client:
-                _pass(client, queries[: 10 * args.batch], args.batch, args.ef, pids)  # warm-up
-                spies = []
-                if args.py_spy is not None:
-                    import os
-
-                    seconds = max(1, int(args.passes * len(queries) / 5000))
-                    spies = _py_spy(pids | {"client": os.getpid()}, args.py_spy, seconds)
-                for _ in range(args.passes):
-                    used, wall, rows = _pass(client, queries, args.batch, args.ef, pids)
-                    sdk.append(used)
-                    walls.extend(wall)
-                    recall = recall_at_k(rows, data.truth[: len(rows)], K)
-                    cpu = own_cpu_seconds()
-                    measured = reference.batches(queries, K, args.ef, args.batch)
-                    hnsw.append(own_cpu_seconds() - cpu)
-                    hnsw_walls.append(measured.seconds)
-                    if args.py_spy is None:
-                        raw.append(_raw_pass(address, requests, pids)[0])
-                for spy in spies:
-                    spy.wait()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-batch-cpu-") as tmp,
+        services.cluster(Path(tmp), 1, 1, services.NO_CHECKPOINTS) as running,
+    ):
+        address = running.address
+        services.create_collection(address, services.COLLECTION, 16, 200, args.ef)
+        services.call_all(
+            address,
+            messages.UPSERT,
+            messages.upsert_requests(services.COLLECTION, data.documents, 1000),
+        )
+        pids = {"coordinator": services.pid(running.coordinator)}
+        pids["shard"] = services.shard_pids(running)[0]
+        with Client(address, timeout=loadgen.CALL_TIMEOUT_S) as client:
+            _pass(client, queries[: 10 * args.batch], args.batch, args.ef, pids)  # warm-up
+            idle = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            time.sleep(args.idle_seconds)
+            idle = {
+                name: (cpu_seconds(pid) - idle[name]) / args.idle_seconds
+                for name, pid in pids.items()
+            }
+            spies = []
+            if args.py_spy is not None:
+                seconds = max(1, int(args.passes * len(queries) / 5000))
+                spies = _py_spy(pids | {"client": os.getpid()}, args.py_spy, seconds, args.native)
+            if args.perf is not None:
+                spies = _perf(pids, args.perf)
+            for _ in range(args.passes):
+                used, wall, rows = _pass(client, queries, args.batch, args.ef, pids)
+                sdk.append(used)
+                walls.extend(wall)
+                recall = recall_at_k(rows, data.truth[: len(rows)], K)
+                cpu = own_cpu_seconds()
+                measured = reference.batches(queries, K, args.ef, args.batch)
+                hnsw.append(own_cpu_seconds() - cpu)
+                hnsw_walls.append(measured.seconds)
+                if args.py_spy is None:
+                    raw.append(_raw_pass(address, requests, pids)[0])
+            for spy in spies:
+                if args.perf is not None:
+                    spy.send_signal(signal.SIGINT)
+                spy.wait()
     n = len(queries)
 
     def us(values: list[dict[str, float]], name: str) -> float:
@@ -198,6 +236,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     wall_us = statistics.median(walls) / batches * 1e6
     hnsw_wall_us = statistics.median(hnsw_walls) / n * 1e6
     print(f"recall@10 {recall:.3f}")
+    print(
+        "CPU without load (background work), share of a core: "
+        + ", ".join(f"{name} {share:.1%}" for name, share in idle.items())
+    )
     print(
         f"wall per query (median batch / {batches}): SDK {wall_us:.1f} µs,"
         f" in-process hnswlib {hnsw_wall_us:.1f} µs (ratio {hnsw_wall_us / wall_us:.0%});"

@@ -154,6 +154,4 @@ def test_a_packed_search_batch_reply_holds_the_columns_only(channels: list[grpc.
     assert list(reply.packed.counts) == [len(hits) for hits in expected]
     assert list(reply.packed.ids) == [hit.id for hits in expected for hit in hits]
     scores = np.frombuffer(reply.packed.scores_f32, dtype="<f4")
-    assert scores.tolist() == [
-        np.float32(hit.score).item() for hits in expected for hit in hits
-    ]
+    assert scores.tolist() == [np.float32(hit.score).item() for hits in expected for hit in hits]
