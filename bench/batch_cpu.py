@@ -105,9 +105,9 @@ def _py_spy(
                 "250",
                 "--format",
                 "raw",
-                "--nonblocking",
                 "--threads",
-                *(["--native"] if native else []),
+                # py-spy reads native stacks only from a stopped process.
+                *(["--native"] if native else ["--nonblocking"]),
                 "--output",
                 str(out / f"{name}.txt"),
             ],
