@@ -1,7 +1,8 @@
 """`Collection.search_columns` answers what `Collection.search` does, to the bit: the
 same ids in the same order (ties by id), the same float32 scores and distances,
 the same cut by score threshold; plain, filtered (graph and exact) and with ties;
-and the packed reply built from it is the one `packed_response` built."""
+and the packed reply built from it is the one `packed_response` built. A batch of
+queries is searched on as many threads as the process has CPUs."""
 
 import json
 from collections.abc import Iterator
@@ -20,8 +21,10 @@ from shard.core.config import CollectionConfig
 from shard.core.documents import Include, QueryHits, WriteOp
 from shard.core.filters import AllOf, AnyOf, Condition, Op, validated
 from shard.core.search_plan import Strategy
+from shard.storage.hnsw_index import HnswIndex
 from shard.storage.layout import DataDir
 from shoal.distance_metric import Metric
+from shoal.runtime.cpus import available_cpus
 from shoal.v1 import common_pb2
 
 DIM = 8
@@ -129,3 +132,28 @@ def test_the_packed_reply_from_columns_is_the_one_built_from_hits(
     columns = collection.search_columns(queries, 10, 0, None, threshold)
     expected = packed_response(hits, common_pb2.Include())
     assert columns_response(columns).SerializeToString() == expected.SerializeToString()
+
+
+class _RecordingIndex:
+    """Stands in for hnswlib.Index: answers every query with label 0, noting the threads."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def knn_query(
+        self, queries: npt.NDArray[np.float32], k: int, num_threads: int = -1
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]:
+        self.threads.append(num_threads)
+        return np.zeros((len(queries), k), np.uint64), np.zeros((len(queries), k), np.float32)
+
+
+def test_a_batch_is_searched_on_the_cpus_this_process_may_use() -> None:
+    """Not hnswlib's default (every CPU of the machine, and one thread for batches of
+    up to 4 x that many queries): what `available_cpus` grants, quota and affinity."""
+    fake = _RecordingIndex()
+    index = HnswIndex(fake, "cosine", deleted=0)
+    index.search(np.ones((100, DIM), np.float32), 10)
+    assert fake.threads == [available_cpus()]
+    pinned = HnswIndex(fake, "cosine", deleted=0, threads=3)
+    pinned.search(np.ones((100, DIM), np.float32), 10)
+    assert fake.threads[-1] == 3
