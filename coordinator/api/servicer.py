@@ -243,7 +243,8 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
         packed = packed_public.packed_hits(request, results.results)
         if packed is not None:
             response.packed.CopyFrom(packed)
-        elif isinstance(results.results, PackedBatch):
+            return response
+        if isinstance(results.results, PackedBatch):
             add_packed_results(response, results.results)
             return response
         add = response.results.add

@@ -19,6 +19,7 @@ from itertools import chain
 import numpy as np
 
 from shard.api.proto_reads import fill_document, stored_chunks
+from shard.core.collection.search_columns import HitColumns
 from shard.core.documents import QueryHits
 from shoal.errors import Internal
 from shoal.v1 import common_pb2, shard_pb2
@@ -59,6 +60,16 @@ def fill_packed(
                 fill_document(document, stored, include)
     if chunked:
         _add_chunk_columns(response, results, include.text)
+
+
+def columns_response(columns: HitColumns) -> shard_pb2.ShardSearchResponse:
+    """A search's hits that came as columns already (no stored fields, no chunks)."""
+    return shard_pb2.ShardSearchResponse(
+        hit_counts=columns.counts,
+        ids=columns.ids,
+        scores_f32=columns.scores.tobytes(),
+        distances_f32=columns.distances.tobytes(),
+    )
 
 
 def _add_chunk_columns(

@@ -27,7 +27,7 @@ import grpc.aio
 
 from shard import proto_config, proto_records
 from shard.api import proto_reads, proto_replication
-from shard.api.packed_hits import fill_packed, packed_response
+from shard.api.packed_hits import columns_response, fill_packed, packed_response
 from shard.api.proto_filters import filter_from_proto
 from shard.api.snapshot_handlers import SnapshotHandlers
 from shard.api.write_limits import check_writes
@@ -222,6 +222,23 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
     ) -> shard_pb2.ShardSearchResponse:
         collection = self._collections.get(request.collection)
         queries = proto_reads.queries_from_proto(request.queries_f32)
+        threshold = request.score_threshold if request.HasField("score_threshold") else None
+        fields = request.include
+        if (
+            request.packed
+            and not (fields.vector or fields.text or fields.metadata)
+            and not collection.config.chunking.enabled
+        ):
+            # Ids and scores only: ranked as columns, no list per query (search_columns).
+            columns = collection.search_columns(
+                queries,
+                request.k,
+                request.ef,
+                filter_from_proto(request.filter),
+                threshold,
+                wait=wait,
+            )
+            return columns_response(columns)
         include = proto_reads.include_from_proto(request.include)
         if collection.config.chunking.enabled:  # for the spans of the chunks hit
             include = replace(include, payload=True)
@@ -231,7 +248,7 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
             request.ef,
             include,
             filter_from_proto(request.filter),
-            request.score_threshold if request.HasField("score_threshold") else None,
+            threshold,
             wait=wait,
         )
         if request.packed:

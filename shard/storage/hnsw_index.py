@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shoal.errors import DataLoss
+from shoal.runtime.cpus import available_cpus
 
 Labels = npt.NDArray[np.uint64]
 Vectors = npt.NDArray[np.float32]
@@ -67,11 +68,19 @@ class SearchIncomplete(Exception):
 class HnswIndex:
     """An hnswlib index whose deleted slots are reused by later additions."""
 
-    def __init__(self, index: hnswlib.Index, space: str, deleted: int) -> None:
+    def __init__(
+        self, index: hnswlib.Index, space: str, deleted: int, threads: int | None = None
+    ) -> None:
         self._index = index
         self.space = space
         # Slots marked deleted and not reused yet: additions fill these first.
         self._deleted = deleted
+        # Threads per batch of queries: the CPUs this process may use. Left to itself
+        # hnswlib takes every CPU of the machine (std::thread::hardware_concurrency),
+        # which in a container limited to a few CPUs means threads queueing for their
+        # quota, and it searches a batch of at most 4 x that many queries on one
+        # thread: a batch of 100 on a 32-CPU node ran single-threaded.
+        self.threads = threads if threads is not None else available_cpus()
 
     @classmethod
     def create(
@@ -144,7 +153,7 @@ class HnswIndex:
         """
         try:
             if allowed is None:
-                labels, distances = self._index.knn_query(queries, k=k)
+                labels, distances = self._index.knn_query(queries, k=k, num_threads=self.threads)
             else:
                 # The check is a Python call per candidate, under the GIL: one thread per
                 # request does as well as several and leaves the other cores to other requests.

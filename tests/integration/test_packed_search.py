@@ -135,3 +135,23 @@ def test_explained_vector_hits_carry_their_rank_and_score(channels: list[grpc.Ch
         assert [hit.explanation.vector_rank for hit in hits] == list(range(1, len(hits) + 1))
         assert [hit.explanation.vector_score for hit in hits] == [hit.score for hit in plain]
         assert [hit.score for hit in hits] == [hit.score for hit in plain]
+
+
+def test_a_packed_search_batch_reply_holds_the_columns_only(channels: list[grpc.Channel]) -> None:
+    """Asked for the packed form (what the SDK asks), the reply carries the columns and
+    no `Hit` per hit beside them: those would cost the coordinator a message per hit
+    and double the bytes the client parses."""
+    coordinator, *shards = channels
+    request = shoal_pb2.SearchBatchRequest(
+        collection=COLLECTION,
+        queries=[shoal_pb2.Query(vector_f32=row.tobytes()) for row in _queries()],
+        k=K,
+        packed=True,
+    )
+    reply = shoal_pb2_grpc.ShoalServiceStub(coordinator).SearchBatch(request, timeout=TIMEOUT)
+    assert not reply.results
+    expected = _per_hit_merge(shards, common_pb2.Include())
+    assert list(reply.packed.counts) == [len(hits) for hits in expected]
+    assert list(reply.packed.ids) == [hit.id for hits in expected for hit in hits]
+    scores = np.frombuffer(reply.packed.scores_f32, dtype="<f4")
+    assert scores.tolist() == [np.float32(hit.score).item() for hits in expected for hit in hits]

@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from shard.core.collection import maintenance, scans, search, snapshots, writes
+from shard.core.collection import maintenance, scans, search, search_columns, snapshots, writes
 from shard.core.collection.maintenance import LoadInfo
 from shard.core.collection.scans import DEFAULT_SCROLL_LIMIT, MAX_SCROLL_LIMIT, IndexStats
+from shard.core.collection.search_columns import HitColumns
 from shard.core.collection.state import CollectionState
 from shard.core.config import CollectionConfig
 from shard.core.documents import (
@@ -142,6 +143,22 @@ class Collection:
         for a write to the index to finish or falling back to an exact scan.
         """
         return search.search(self._state, queries, k, ef, include, root, score_threshold, wait=wait)
+
+    def search_columns(
+        self,
+        queries: npt.NDArray[np.float32],
+        k: int,
+        ef: int,
+        root: ValidFilter | None = None,
+        score_threshold: float | None = None,
+        *,
+        wait: bool = True,
+    ) -> HitColumns:
+        """`search` asking for no stored fields, its hits as columns (every query's
+        after the other), for a collection that does not chunk its documents."""
+        return search_columns.search_columns(
+            self._state, queries, k, ef, root, score_threshold, wait=wait
+        )
 
     def keyword_statistics(self, terms: Sequence[str], skip: Sequence[int] = ()) -> TermStatistics:
         """This replica's document count, total length and per-term document frequencies,

@@ -46,7 +46,7 @@ INLINE_MAX_POSTINGS = 10_000
 
 
 @dataclass(frozen=True)
-class _Neighbours:
+class Neighbours:
     """Each query's nearest documents, in no particular order: ids, hnswlib distances."""
 
     ids: list[list[str]]
@@ -54,8 +54,8 @@ class _Neighbours:
     chunks: list[list[int]] | None = None  # per hit, its best chunk (chunked collections)
 
     @staticmethod
-    def none(queries: int) -> "_Neighbours":
-        return _Neighbours([[] for _ in range(queries)], np.empty((queries, 0), np.float32))
+    def none(queries: int) -> "Neighbours":
+        return Neighbours([[] for _ in range(queries)], np.empty((queries, 0), np.float32))
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,28 @@ def search(
     wait: bool = True,
 ) -> list[QueryHits]:
     """See `Collection.search`."""
+    matrix = checked_queries(state, queries, k, ef, score_threshold)
+    with state.life.use():
+        neighbours = find_neighbours(state, matrix, k, ef, valid, wait)
+        hits = _rank_hits(state, neighbours, score_threshold)
+        if include.any:
+            hits = _with_documents(state, hits, include)
+    return hits
+
+
+def checked_queries(
+    state: CollectionState,
+    queries: npt.NDArray[np.float32],
+    k: int,
+    ef: int,
+    score_threshold: float | None,
+) -> npt.NDArray[np.float32]:
+    """The queries as an n x dimension matrix, once k, ef, the threshold and the
+    queries themselves are checked."""
     dimension = state.config.dimension
     check_k(k)
     check_ef(ef)
     _check_score_threshold(score_threshold)
-    root = None if valid is None else valid.root
     if queries.size == 0 or queries.size % dimension:
         raise InvalidArgument(
             f"queries hold {queries.size} floats, not a whole number of"
@@ -100,27 +117,34 @@ def search(
     check_batch_size(len(matrix), MAX_BATCH_QUERIES, "queries")
     if not np.isfinite(matrix).all():
         raise InvalidArgument("a query vector contains NaN or infinity")
-    with state.life.use():
-        if root is None:
-            # hnswlib searches with max(ef, k) itself, so requests that differ only in k
-            # share the gate.
-            with state.gate.read(ef or state.config.hnsw_ef, wait):
-                neighbours = _nearest(state, matrix, k, wait)
-        else:
-            neighbours = _nearest_filtered(state, matrix, k, ef or state.config.hnsw_ef, root)
-        hits = _rank_hits(state, neighbours, score_threshold)
-        if include.any:
-            hits = _with_documents(state, hits, include)
-    return hits
+    return matrix
+
+
+def find_neighbours(
+    state: CollectionState,
+    matrix: npt.NDArray[np.float32],
+    k: int,
+    ef: int,
+    valid: ValidFilter | None,
+    wait: bool,
+) -> Neighbours:
+    """Each query's k nearest (matching `valid`), in no particular order; inside
+    `state.life.use()`."""
+    if valid is None:
+        # hnswlib searches with max(ef, k) itself, so requests that differ only in k
+        # share the gate.
+        with state.gate.read(ef or state.config.hnsw_ef, wait):
+            return _nearest(state, matrix, k, wait)
+    return _nearest_filtered(state, matrix, k, ef or state.config.hnsw_ef, valid.root)
 
 
 def _nearest(
     state: CollectionState, queries: npt.NDArray[np.float32], k: int, wait: bool
-) -> _Neighbours:
+) -> Neighbours:
     """The k nearest per query; runs inside the read gate."""
     live = len(state.labels)
     if live == 0:
-        return _Neighbours.none(len(queries))
+        return Neighbours.none(len(queries))
     k = min(k, live)
     if state.chunks:
         return _nearest_documents(state, queries, k, None, wait)
@@ -142,7 +166,7 @@ def _nearest_documents(
     k: int,
     allowed: tuple[bytes, int] | None,
     wait: bool,
-) -> _Neighbours:
+) -> Neighbours:
     """The k nearest distinct documents per query, when documents hold several chunks
     (labels): the walk goes deeper, doubling, until every query has k documents or
     every allowed label was returned. `allowed`: the filter's label mask and how many
@@ -182,7 +206,7 @@ def _distinct_documents(
     distances: npt.NDArray[np.float32],
     k: int,
     whole: bool,
-) -> _Neighbours | None:
+) -> Neighbours | None:
     """Per row (nearest first), the first k distinct documents with the chunk that
     reached each; None if a row has fewer and a deeper search may find more (`whole`
     False). With `whole`, rows are cut to the shortest."""
@@ -203,7 +227,7 @@ def _distinct_documents(
     except KeyError as error:
         raise DataLoss(f"the index returned label {error} that maps to no document") from None
     width = min(len(row) for row in rows) if rows else 0
-    return _Neighbours(
+    return Neighbours(
         [[doc_id for doc_id, _, _ in row[:width]] for row in rows],
         np.array([[d for _, d, _ in row[:width]] for row in rows], dtype=np.float32).reshape(
             len(rows), width
@@ -233,14 +257,14 @@ def _chunk_mask(state: CollectionState, mask: Mask) -> tuple[bytes, int]:
 
 def _neighbours_by_id(
     state: CollectionState, labels: Labels, distances: npt.NDArray[np.float32]
-) -> _Neighbours:
+) -> Neighbours:
     """hnswlib's answer with the documents' ids in place of labels; runs inside the read gate."""
     ids = state.ids
     try:
         named = [[ids[label] for label in row] for row in labels.tolist()]
     except KeyError as error:
         raise DataLoss(f"the index returned label {error} that maps to no document") from None
-    return _Neighbours(named, distances)
+    return Neighbours(named, distances)
 
 
 def _plan_filtered(state: CollectionState, root: Filter, k: int, ef: int) -> _PlannedFilter:
@@ -253,7 +277,7 @@ def _plan_filtered(state: CollectionState, root: Filter, k: int, ef: int) -> _Pl
 
 def _nearest_filtered(
     state: CollectionState, queries: npt.NDArray[np.float32], k: int, ef: int, root: Filter
-) -> _Neighbours:
+) -> Neighbours:
     """The k nearest per query among the documents matching `root`."""
     with state.gate.read(None):
         planned = _plan_filtered(state, root, k, ef)
@@ -290,7 +314,7 @@ def _nearest_filtered(
                     )
                     candidates = state.ids_in_mask(planned.mask)
     if not candidates:
-        return _Neighbours.none(len(queries))
+        return Neighbours.none(len(queries))
     return _exact_nearest(state, queries, k, candidates, root, planned.seq)
 
 
@@ -301,7 +325,7 @@ def _exact_nearest(
     candidates: list[str],
     root: Filter,
     seq: int,
-) -> _Neighbours:
+) -> Neighbours:
     """Exact k nearest among `candidates`, unsorted, with vectors read from the store."""
     space = state.config.metric.value
     dimension = state.config.dimension
@@ -347,7 +371,7 @@ def _exact_nearest(
             np.concatenate([best, distances], axis=1),
             k,
         )
-    return _Neighbours(
+    return Neighbours(
         [[best_ids[row] for row in rows] for rows in best_rows.tolist()],
         best,
         None
@@ -360,7 +384,7 @@ def _exact_nearest(
 
 
 def _rank_hits(
-    state: CollectionState, neighbours: _Neighbours, score_threshold: float | None
+    state: CollectionState, neighbours: Neighbours, score_threshold: float | None
 ) -> list[QueryHits]:
     """Each query's hits, best first (ties by id), scoring at least `score_threshold`."""
     raw = neighbours.distances.astype(np.float64)
