@@ -122,6 +122,12 @@ def _reply_rows(reply: shoal_pb2.SearchResponse | shoal_pb2.SearchBatchResponse)
     return [[int(hit.id) for hit in result.hits] for result in reply.results]
 
 
+def _queries_answered(response: bytes) -> int:
+    """Queries a SearchBatch reply answers, whether per hit or packed (columns only)."""
+    reply = shoal_pb2.SearchBatchResponse.FromString(response)
+    return len(reply.packed.counts) if reply.HasField("packed") else len(reply.results)
+
+
 def _rows(ids: Sequence[Sequence[object]]) -> list[list[int]]:
     return [[int(str(i)) for i in row if i != ""] for row in ids]
 
@@ -202,7 +208,7 @@ class SdkBench:
         fields = search_fields(
             K, self.args.ef, (), None, None, None, False, "vector", "rrf", None, 0, 0, False
         )
-        queries = sum(len(shoal_pb2.SearchBatchResponse.FromString(r).results) for r in responses)
+        queries = sum(_queries_answered(r) for r in responses)
         cpu = time.process_time()
         for call in calls.search_batches(
             services.COLLECTION, self.queries[:queries], None, "vector", fields, self.args.batch, 1
