@@ -1,5 +1,7 @@
-"""Limit arithmetic (shoal.limits.RequestLimits), the match-all delete rule, and the
+"""Limit arithmetic (shoal.limits.RequestLimits), the match-all delete and update rule, and the
 version horizon (shoal.version_horizon), without a server."""
+
+from typing import Any
 
 import pytest
 
@@ -89,36 +91,24 @@ def test_a_group_search_counts_its_group_size() -> None:
     check_search(LIMITS, single, 1, 0)
 
 
-def test_deleting_everything_needs_delete_all() -> None:
-    for request in (
-        shoal_pb2.DeleteRequest(collection="c"),
-        shoal_pb2.DeleteRequest(collection="c", filter=common_pb2.Filter()),
-    ):
-        with pytest.raises(InvalidArgument, match="delete_all"):
-            check_delete(request)
-        request.delete_all = True
-        assert check_delete(request) is not None
-    by_filter = shoal_pb2.DeleteRequest(collection="c", filter=common_pb2.Filter(text_contains="x"))
-    assert check_delete(by_filter) == by_filter.filter
-    assert check_delete(shoal_pb2.DeleteRequest(collection="c", ids=["a"])) is None
+@pytest.mark.parametrize(
+    ("kind", "check", "flag"),
+    [
+        (shoal_pb2.DeleteRequest, check_delete, "delete_all"),
+        (shoal_pb2.UpdateRequest, check_update, "update_all"),
+    ],
+)
+def test_writing_every_document_needs_its_flag(kind: Any, check: Any, flag: str) -> None:
+    for request in (kind(collection="c"), kind(collection="c", filter=common_pb2.Filter())):
+        with pytest.raises(InvalidArgument, match=flag):
+            check(request)
+        setattr(request, flag, True)
+        assert check(request) is not None
+    by_filter = kind(collection="c", filter=common_pb2.Filter(text_contains="x"))
+    assert check(by_filter) == by_filter.filter
+    assert check(kind(collection="c", ids=["a"])) is None
     with pytest.raises(InvalidArgument, match="without ids"):
-        check_delete(shoal_pb2.DeleteRequest(collection="c", ids=["a"], delete_all=True))
-
-
-def test_updating_everything_needs_update_all() -> None:
-    for request in (
-        shoal_pb2.UpdateRequest(collection="c"),
-        shoal_pb2.UpdateRequest(collection="c", filter=common_pb2.Filter()),
-    ):
-        with pytest.raises(InvalidArgument, match="update_all"):
-            check_update(request)
-        request.update_all = True
-        assert check_update(request) is not None
-    by_filter = shoal_pb2.UpdateRequest(collection="c", filter=common_pb2.Filter(text_contains="x"))
-    assert check_update(by_filter) == by_filter.filter
-    assert check_update(shoal_pb2.UpdateRequest(collection="c", ids=["a"])) is None
-    with pytest.raises(InvalidArgument, match="without ids"):
-        check_update(shoal_pb2.UpdateRequest(collection="c", ids=["a"], update_all=True))
+        check(kind(collection="c", ids=["a"], **{flag: True}))
 
 
 def test_versions_beyond_now_plus_the_skew_are_refused() -> None:
