@@ -67,8 +67,8 @@ def columns_response(columns: HitColumns) -> shard_pb2.ShardSearchResponse:
     return shard_pb2.ShardSearchResponse(
         hit_counts=columns.counts,
         ids=columns.ids,
-        scores_f32=columns.scores.tobytes(),
-        distances_f32=columns.distances.tobytes(),
+        scores_f32=columns.scores.astype("<f4", copy=False).tobytes(),
+        distances_f32=columns.distances.astype("<f4", copy=False).tobytes(),
     )
 
 
