@@ -94,6 +94,38 @@ def sequential(
     return Calls(seconds, latencies, responses, meter.used)
 
 
+def alternating(
+    address: str,
+    method: str,
+    requests: Mapping[str, Sequence[bytes]],
+    max_seconds: float,
+    warmup: int = 10,
+) -> dict[str, Calls]:
+    """One call at a time, the kinds of request taking turns call by call (request i of
+    each kind, then request i + 1 of each), until the requests or the time run out: a
+    comparison of latencies in which load from elsewhere weighs on every kind alike.
+    Each kind's `seconds` is the sum of its own calls' latencies."""
+    kinds = list(requests)
+    rounds = min(len(requests[kind]) for kind in kinds)
+    with sync_channel(address, None, GRPC_OPTIONS) as channel:
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+        for index in range(min(warmup, rounds)):
+            for kind in kinds:
+                call(requests[kind][index], timeout=CALL_TIMEOUT_S)
+        latencies: dict[str, list[float]] = {kind: [] for kind in kinds}
+        responses: dict[str, list[bytes]] = {kind: [] for kind in kinds}
+        clock = time.perf_counter
+        stop_at = clock() + max_seconds
+        for index in range(rounds):
+            for kind in kinds:
+                sent = clock()
+                responses[kind].append(call(requests[kind][index], timeout=CALL_TIMEOUT_S))
+                latencies[kind].append(clock() - sent)
+            if clock() >= stop_at:
+                break
+    return {kind: Calls(sum(latencies[kind]), latencies[kind], responses[kind]) for kind in kinds}
+
+
 async def _concurrent(
     address: str,
     method: str,
