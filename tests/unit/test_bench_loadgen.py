@@ -31,7 +31,7 @@ def recording_server() -> Iterator[tuple[str, list[bytes]]]:
     server.stop(None)
 
 
-def test_the_kinds_take_turns_call_by_call(recording_server: tuple[str, list[bytes]]) -> None:
+def test_kinds_take_turns_call_by_call(recording_server: tuple[str, list[bytes]]) -> None:
     address, received = recording_server
     requests = {
         "a": [b"a%d" % i for i in range(5)],
@@ -39,7 +39,7 @@ def test_the_kinds_take_turns_call_by_call(recording_server: tuple[str, list[byt
     }
     calls = loadgen.alternating(address, METHOD, requests, 10.0, warmup=1)
     measured = received[2:]  # the warm-up round: a0, b0
-    assert measured == [b"a0", b"b0", b"a1", b"b1", b"a2", b"b2", b"a3", b"b3"]
+    assert measured == [b"a0", b"b0", b"b1", b"a1", b"a2", b"b2", b"b3", b"a3"]
     assert calls["a"].responses == requests["a"][:4]
     assert calls["b"].responses == requests["b"]
     for kind in requests:
