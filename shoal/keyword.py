@@ -298,6 +298,9 @@ class TermStatistics:
     documents: int  # live documents with a text
     total_length: int  # their indexed tokens
     frequencies: Sequence[int]  # per term: documents containing it
+    #: Every term the documents hold, with how many hold it, where it was asked for
+    #: and listed (see `ShardKeywordStatsRequest.vocabulary_limit`); else None.
+    vocabulary: Mapping[str, int] | None = None
 
     @property
     def average_length(self) -> float:

@@ -37,7 +37,7 @@ from coordinator.core.ports import (
     WriteOp,
 )
 from coordinator.proto_config import config_from_proto, include_to_proto
-from shoal.errors import FailedPrecondition
+from shoal.errors import FailedPrecondition, Internal
 from shoal.keyword import TermStatistics
 from shoal.replication import PartitionDigest, VersionState
 from shoal.runtime.proto_values import config_to_proto
@@ -169,14 +169,29 @@ class GrpcShardClient:
         terms: Sequence[str],
         timeout_s: float,
         skip_partitions: Sequence[int] = (),
+        vocabulary_limit: int = 0,
     ) -> TermStatistics:
         request = shard_pb2.ShardKeywordStatsRequest(
-            collection=collection, terms=terms, skip_partitions=skip_partitions
+            collection=collection,
+            terms=terms,
+            skip_partitions=skip_partitions,
+            vocabulary_limit=vocabulary_limit,
         )
         reply: shard_pb2.ShardKeywordStatsResponse = await unary_call(
             self._stub.KeywordStats, request, timeout_s
         )
-        return TermStatistics(reply.documents, reply.total_length, list(reply.frequencies))
+        vocabulary = None
+        if reply.vocabulary_listed:
+            terms_listed, frequencies = reply.vocabulary_terms, reply.vocabulary_frequencies
+            if len(terms_listed) != len(frequencies):
+                raise Internal(
+                    f"shard {self.address} listed {len(terms_listed)} terms and"
+                    f" {len(frequencies)} frequencies"
+                )
+            vocabulary = dict(zip(terms_listed, frequencies, strict=True))
+        return TermStatistics(
+            reply.documents, reply.total_length, list(reply.frequencies), vocabulary
+        )
 
     async def hybrid_search(
         self, collection: str, call: HybridCall, timeout_s: float

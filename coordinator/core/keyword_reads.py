@@ -8,8 +8,10 @@ give the cluster's idf per term and mean length. The result equals one BM25
 index holding every document.
 
 The sums come from the coordinator's memory of them (`keyword_statistics`)
-when it holds every term of the queries, else from a statistics call to every
-group first (at the same time as the embedding of a hybrid query's text). With
+when it holds every term of the queries (or the collection's whole vocabulary,
+which the first statistics call lists when it is small enough to keep), else
+from a statistics call to every group first (at the same time as the embedding
+of a hybrid query's text). With
 one shard group there is nothing to sum: on a miss the one call asks the
 replica to weight the queries with its own statistics (`local_statistics`), and
 its answer shows whether they were all the cluster's (they are unless the
@@ -132,8 +134,21 @@ def _summed_statistics(statistics: Sequence[TermStatistics], terms: int) -> Term
         for position, frequency in enumerate(stats.frequencies):
             frequencies[position] += frequency
     return TermStatistics(
-        sum(s.documents for s in statistics), sum(s.total_length for s in statistics), frequencies
+        sum(s.documents for s in statistics),
+        sum(s.total_length for s in statistics),
+        frequencies,
+        _summed_vocabulary(statistics),
     )
+
+
+def _summed_vocabulary(statistics: Sequence[TermStatistics]) -> dict[str, int] | None:
+    """The cluster's vocabulary, if every answer listed its own."""
+    summed: Counter[str] = Counter()
+    for stats in statistics:
+        if stats.vocabulary is None:
+            return None
+        summed.update(stats.vocabulary)
+    return dict(summed)
 
 
 def _same(one: TermStatistics, other: TermStatistics) -> bool:
@@ -288,9 +303,11 @@ class KeywordReads:
         one_group = self._groups is not None and self._groups() == 1
         if total is None and not one_group:
             total, stats_coverage = await self._statistics(
-                collection, every_term, options, deadline
+                collection, every_term, self._memory.vocabulary_limit(key), options, deadline
             )
             coverages.append(stats_coverage)
+            if stats_coverage.answered < stats_coverage.asked:
+                total = replace(total, vocabulary=None)  # some group's terms are missing
             self._memory.remember(key, every_term, total)
         matrix = None if embedding is None else await embedding
         include = options.include
@@ -342,13 +359,20 @@ class KeywordReads:
         return vector, keyword, _coverage(*coverages)
 
     async def _statistics(
-        self, collection: str, terms: list[str], options: SearchOptions, deadline: Deadline
+        self,
+        collection: str,
+        terms: list[str],
+        vocabulary_limit: int,
+        options: SearchOptions,
+        deadline: Deadline,
     ) -> tuple[TermStatistics, Coverage]:
         def stats(owned: Ownership | None) -> ShardCall[TermStatistics]:
             skipped = () if owned is None else owned.skipped
 
             async def stats(client: ShardClient, timeout_s: float) -> TermStatistics:
-                return await client.keyword_stats(collection, terms, timeout_s, skipped)
+                return await client.keyword_stats(
+                    collection, terms, timeout_s, skipped, vocabulary_limit
+                )
 
             return stats
 

@@ -10,6 +10,13 @@ from, the keyword list is scored again with the fresh sums (see
 `keyword_reads`). So a read-mostly workload pays one round trip, and a
 workload whose writes move the statistics pays two, as it did without memory.
 
+The first statistics call for a collection also asks for its whole vocabulary
+(every term some document holds, with its frequency) when it is small enough
+to keep: the memory of that collection is then complete, so a query of words
+it has never seen is weighted without asking (a word no document held has
+frequency 0), and a search of new words costs one round trip too. A word
+written since is caught by the check above, like any other change.
+
 Bounded: at most `max_terms` terms over all collections (about 100 bytes each)
 and `max_collections` collections; past either, the collections used least
 recently are forgotten first (and a collection that alone holds too many
@@ -27,6 +34,8 @@ from shoal.keyword import TermStatistics
 MAX_TERMS = 200_000
 #: Collections remembered.
 MAX_COLLECTIONS = 256
+#: A collection's vocabulary is asked for, and kept, up to this many terms.
+MAX_VOCABULARY = 100_000
 
 CollectionKey = tuple[str, int]  # name, incarnation
 
@@ -36,32 +45,54 @@ class _Remembered:
     documents: int
     total_length: int
     frequencies: dict[str, int] = field(default_factory=dict)
+    #: `frequencies` held every term of the collection once: any other term had none.
+    complete: bool = False
 
 
 class StatisticsMemory:
-    def __init__(self, max_terms: int = MAX_TERMS, max_collections: int = MAX_COLLECTIONS) -> None:
+    def __init__(
+        self,
+        max_terms: int = MAX_TERMS,
+        max_collections: int = MAX_COLLECTIONS,
+        max_vocabulary: int = MAX_VOCABULARY,
+    ) -> None:
         self._max_terms = max_terms
         self._max_collections = max_collections
+        self._max_vocabulary = min(max_vocabulary, max_terms)
         self._collections: dict[CollectionKey, _Remembered] = {}
         self._terms = 0  # remembered, over all collections
 
     def recall(self, key: CollectionKey, terms: Sequence[str]) -> TermStatistics | None:
-        """The last seen statistics of `terms`; None unless every term was seen."""
+        """The last seen statistics of `terms`; None unless every term was seen (or
+        the collection's whole vocabulary was)."""
         remembered = self._collections.get(key)
         if remembered is None:
             return None
         known = remembered.frequencies
-        try:
-            frequencies = [known[term] for term in terms]
-        except KeyError:
-            return None
+        if remembered.complete:
+            frequencies = [known.get(term, 0) for term in terms]
+        else:
+            try:
+                frequencies = [known[term] for term in terms]
+            except KeyError:
+                return None
         return TermStatistics(remembered.documents, remembered.total_length, frequencies)
 
+    def vocabulary_limit(self, key: CollectionKey) -> int:
+        """How many terms of the collection's vocabulary a statistics call should list:
+        0 once it is known."""
+        remembered = self._collections.get(key)
+        return 0 if remembered is not None and remembered.complete else self._max_vocabulary
+
     def remember(self, key: CollectionKey, terms: Sequence[str], stats: TermStatistics) -> None:
-        """Statistics of `terms` just summed over the groups that answered."""
+        """Statistics of `terms` just summed over the groups that answered, with the
+        collection's whole vocabulary if they listed it (`stats.vocabulary`)."""
         remembered = self._collections.pop(key, None)
         if remembered is None:
             remembered = _Remembered(stats.documents, stats.total_length)
+        vocabulary = stats.vocabulary
+        if vocabulary is not None and len(vocabulary) <= self._max_vocabulary:
+            remembered.frequencies, remembered.complete = dict(vocabulary), True
         self._terms -= len(remembered.frequencies)
         # Least recently used first: make room for this collection and its new terms.
         while self._collections and (
@@ -72,6 +103,7 @@ class StatisticsMemory:
             self._terms -= len(oldest.frequencies)
         if len(remembered.frequencies) + len(terms) > self._max_terms:
             remembered.frequencies.clear()
+            remembered.complete = False
         remembered.documents = stats.documents
         remembered.total_length = stats.total_length
         remembered.frequencies.update(zip(terms, stats.frequencies, strict=True))

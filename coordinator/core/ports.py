@@ -295,9 +295,12 @@ class ShardClient(Protocol):
         terms: Sequence[str],
         timeout_s: float,
         skip_partitions: Sequence[int] = (),
+        vocabulary_limit: int = 0,
     ) -> TermStatistics:
         """The replica's documents with text, their total length, and per term how many
-        hold it; documents of `skip_partitions` left out (see `count`)."""
+        hold it; documents of `skip_partitions` left out (see `count`). With a
+        `vocabulary_limit`, also every term it holds with its frequency (`vocabulary`),
+        unless it holds more terms than that."""
         ...
 
     async def hybrid_search(

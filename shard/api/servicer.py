@@ -268,12 +268,21 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
         self, request: shard_pb2.ShardKeywordStatsRequest
     ) -> shard_pb2.ShardKeywordStatsResponse:
         collection = self._collections.get(request.collection)
-        stats = collection.keyword_statistics(list(request.terms), list(request.skip_partitions))
-        return shard_pb2.ShardKeywordStatsResponse(
+        skip = list(request.skip_partitions)
+        stats = collection.keyword_statistics(list(request.terms), skip)
+        response = shard_pb2.ShardKeywordStatsResponse(
             documents=stats.documents,
             total_length=stats.total_length,
             frequencies=stats.frequencies,
         )
+        if request.vocabulary_limit:
+            vocabulary = collection.keyword_vocabulary(request.vocabulary_limit, skip)
+            if vocabulary is not None:
+                terms, frequencies = vocabulary
+                response.vocabulary_listed = True
+                response.vocabulary_terms.extend(terms)
+                response.vocabulary_frequencies.extend(frequencies.frequencies)
+        return response
 
     async def KeywordSearch(
         self, request: shard_pb2.ShardKeywordSearchRequest, context: Context

@@ -338,6 +338,17 @@ class KeywordIndex:
             frequencies.append(0 if term_id is None else int(df[term_id]))
         return TermStatistics(self._documents, self._total_length, frequencies)
 
+    def vocabulary(self, limit: int) -> list[str] | None:
+        """Every term some live document holds, or None when there are more than `limit`."""
+        if not self._term_ids:
+            return []
+        ids = np.fromiter(self._term_ids.values(), dtype=np.int64, count=len(self._term_ids))
+        held = self._df[ids] > 0
+        if int(np.count_nonzero(held)) > limit:
+            return None
+        terms = list(self._term_ids)
+        return [terms[position] for position in np.flatnonzero(held).tolist()]
+
     def statistics_without(self, terms: Sequence[str], without: Mask) -> TermStatistics:
         """`statistics`, the documents of the labels set in `without` left out (the
         partitions a replica holds copies of during a move without owning them)."""

@@ -559,7 +559,14 @@ class ShardKeywordStatsRequest(_message.Message):
     COLLECTION_FIELD_NUMBER: _builtins.int
     TERMS_FIELD_NUMBER: _builtins.int
     SKIP_PARTITIONS_FIELD_NUMBER: _builtins.int
+    VOCABULARY_LIMIT_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
+    vocabulary_limit: _builtins.int
+    """Also list the replica's whole vocabulary (every term some live document
+    holds, with its frequency, skip_partitions left out), unless it holds more
+    than this many terms; 0: don't. A coordinator that knows every term's
+    frequency weights a query of new words without asking first.
+    """
     @_builtins.property
     def terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -572,10 +579,11 @@ class ShardKeywordStatsRequest(_message.Message):
         collection: _builtins.str = ...,
         terms: _abc.Iterable[_builtins.str] | None = ...,
         skip_partitions: _abc.Iterable[_builtins.int] | None = ...,
+        vocabulary_limit: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "skip_partitions", b"skip_partitions", "terms", b"terms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["collection", b"collection", "skip_partitions", b"skip_partitions", "terms", b"terms", "vocabulary_limit", b"vocabulary_limit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -588,24 +596,38 @@ class ShardKeywordStatsResponse(_message.Message):
     DOCUMENTS_FIELD_NUMBER: _builtins.int
     TOTAL_LENGTH_FIELD_NUMBER: _builtins.int
     FREQUENCIES_FIELD_NUMBER: _builtins.int
+    VOCABULARY_LISTED_FIELD_NUMBER: _builtins.int
+    VOCABULARY_TERMS_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FREQUENCIES_FIELD_NUMBER: _builtins.int
     documents: _builtins.int
     """live documents with a text"""
     total_length: _builtins.int
     """their indexed tokens"""
+    vocabulary_listed: _builtins.bool
+    """Under vocabulary_limit: whether the vocabulary is listed (false: more terms
+    than the limit, or not asked), and then its terms and their frequencies.
+    """
     @_builtins.property
     def frequencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """per requested term: documents containing it"""
 
+    @_builtins.property
+    def vocabulary_terms(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def vocabulary_frequencies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
         self,
         *,
         documents: _builtins.int = ...,
         total_length: _builtins.int = ...,
         frequencies: _abc.Iterable[_builtins.int] | None = ...,
+        vocabulary_listed: _builtins.bool = ...,
+        vocabulary_terms: _abc.Iterable[_builtins.str] | None = ...,
+        vocabulary_frequencies: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "frequencies", b"frequencies", "total_length", b"total_length"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["documents", b"documents", "frequencies", b"frequencies", "total_length", b"total_length", "vocabulary_frequencies", b"vocabulary_frequencies", "vocabulary_listed", b"vocabulary_listed", "vocabulary_terms", b"vocabulary_terms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

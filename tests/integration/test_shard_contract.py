@@ -8,6 +8,7 @@ says which side differs. Where the fake still differs from a shard on purpose, i
 docstring (tests/unit/coordinator_fakes.py) says so.
 """
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any, cast
@@ -31,7 +32,7 @@ from coordinator.core.ports import (
 from shoal.cli.service_process import ServiceProcess
 from shoal.distance_metric import Metric
 from shoal.errors import InvalidArgument
-from shoal.keyword import TermStatistics, query_weights
+from shoal.keyword import KeywordSettings, TermStatistics, query_weights, tokenizer_for
 from shoal.replication import VersionState
 from shoal.runtime.proto_values import metadata_from_proto, metadata_to_proto
 from shoal.runtime.server import GRPC_OPTIONS
@@ -401,6 +402,33 @@ async def test_counts_and_statistics_leave_out_the_partitions_asked(shard: Shard
     assert await shard.keyword_stats("skipped", ["quick"], TIMEOUT, [4]) == TermStatistics(
         3, 6, [3]
     )
+
+
+async def test_keyword_statistics_list_the_vocabulary_within_the_limit(shard: ShardClient) -> None:
+    await create(shard, "vocabulary")
+    await shard.write("vocabulary", DOCUMENTS, TIMEOUT)
+    tokenizer = tokenizer_for(KeywordSettings())
+
+    def held(documents: list[str]) -> dict[str, int]:
+        texts = [op.text for op in DOCUMENTS if op.id in documents and op.text is not None]
+        return dict(Counter(term for text in texts for term in set(tokenizer.terms(text))))
+
+    every = held([op.id for op in DOCUMENTS])
+    assert len(every) == 10
+    stats = await shard.keyword_stats("vocabulary", ["fox"], TIMEOUT, vocabulary_limit=10)
+    assert stats == TermStatistics(5, 15, [2], vocabulary=every)
+    # Not asked for, or more terms than the limit: not listed.
+    assert (await shard.keyword_stats("vocabulary", ["fox"], TIMEOUT)).vocabulary is None
+    small = await shard.keyword_stats("vocabulary", ["fox"], TIMEOUT, vocabulary_limit=9)
+    assert small == TermStatistics(5, 15, [2])
+    # Partition 4 (d1, d2, d5) left out: its documents' terms count 0.
+    skipped = await shard.keyword_stats("vocabulary", [], TIMEOUT, [4], vocabulary_limit=10)
+    assert skipped.vocabulary is not None
+    assert {t: n for t, n in skipped.vocabulary.items() if n} == held(["d0", "d3", "d4"])
+    # A term whose every document was deleted is not listed.
+    await shard.write("vocabulary", [tombstone("d4", 2)], TIMEOUT)
+    gone = await shard.keyword_stats("vocabulary", [], TIMEOUT, vocabulary_limit=10)
+    assert gone.vocabulary == held(["d0", "d1", "d2", "d3", "d5"])
 
 
 async def test_hybrid_search_with_local_statistics_weights_as_its_caller_would(

@@ -351,9 +351,18 @@ class FakeShard:
         terms: Sequence[str],
         timeout_s: float,
         skip_partitions: Sequence[int] = (),
+        vocabulary_limit: int = 0,
     ) -> TermStatistics:
         await self._enter("keyword_stats", timeout_s)
-        return self._statistics(collection, terms, skip_partitions)
+        stats = self._statistics(collection, terms, skip_partitions)
+        if not vocabulary_limit:
+            return stats
+        live = self._live(collection, None, skip_partitions)
+        held = sorted({term for op in live for term in self._terms(collection, op)})
+        if len(held) > vocabulary_limit:
+            return stats
+        every = self._statistics(collection, held, skip_partitions)
+        return replace(stats, vocabulary=dict(zip(held, every.frequencies, strict=True)))
 
     def _statistics(
         self, collection: str, terms: Sequence[str], skip_partitions: Sequence[int]

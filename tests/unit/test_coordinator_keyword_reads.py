@@ -250,3 +250,71 @@ async def test_partial_keyword_results_score_with_the_answering_groups_statistic
     forget_calls(cluster)
     nothing = await cluster.core.reader.search("c", query, options, deadline())
     assert nothing.results[0].hits == [] and nothing.coverage.answered == 0
+
+
+async def test_once_the_vocabulary_is_known_new_words_take_one_round_trip() -> None:
+    cluster = await loaded(groups=3)
+    alone = await loaded(groups=1)
+    await keyword(cluster, "quick brown fox")  # the statistics call lists the vocabulary
+    forget_calls(cluster)
+
+    fused = await hybrid(cluster, "lazy afternoon")  # words no search asked for yet
+    found = await keyword(cluster, "forest fires")
+    unheld = await keyword(cluster, "zebra")  # a word no document holds
+
+    assert calls(cluster, "keyword_stats") == 0
+    assert calls(cluster, "hybrid_search") == 3 * 3  # one call per group and search
+    assert scored(fused) == scored(await hybrid(alone, "lazy afternoon"))
+    assert scored(found) and scored(found) == scored(await keyword(alone, "forest fires"))
+    assert unheld.results[0].hits == []
+
+
+async def test_a_word_written_after_the_vocabulary_was_listed_scores_exactly() -> None:
+    cluster = await loaded(groups=2)
+    await keyword(cluster, "quick brown fox")  # the vocabulary, without "zebra"
+    more = [DocumentInput(f"z{i}", VECTORS[i], text="a zebra and a fox") for i in range(3)]
+    await cluster.core.writer.upsert("c", more, WriteConsistency.ALL, deadline())
+    forget_calls(cluster)
+
+    found = await keyword(cluster, "zebra fox")
+
+    # Weighted as if no document held "zebra": the answers say otherwise, scored again.
+    assert calls(cluster, "keyword_stats") == 0
+    assert calls(cluster, "hybrid_search") == 2 * 2
+    fresh = FakeCluster(groups=1, replicas=1)
+    await fresh.create("c", DIM, partitions=16)
+    everything = [DocumentInput(f"d{i}", VECTORS[i], text=t) for i, t in enumerate(TEXTS)]
+    await fresh.core.writer.upsert("c", everything + more, WriteConsistency.ALL, deadline())
+    assert scored(found) and scored(found) == scored(await keyword(fresh, "zebra fox"))
+
+
+async def test_a_partial_answer_teaches_no_vocabulary() -> None:
+    cluster = await loaded(groups=2)
+    for shard in cluster.shards[1]:
+        shard.fail = Unavailable(f"{shard.address} is down")
+    options = SearchOptions(5, mode=SearchMode.KEYWORD, allow_partial=True)
+    await cluster.core.reader.search("c", [QueryInput(text="brown dog")], options, deadline())
+    for shard in cluster.shards[1]:
+        shard.fail = None
+    forget_calls(cluster)
+
+    await keyword(cluster, "lazy afternoon")
+
+    assert calls(cluster, "keyword_stats") == 2  # group 1's words were never listed
+
+
+def test_a_listed_vocabulary_answers_every_term_until_it_is_forgotten() -> None:
+    memory = StatisticsMemory(max_terms=6, max_collections=2, max_vocabulary=4)
+    assert memory.vocabulary_limit(("c", 1)) == 4
+    listed = TermStatistics(10, 100, [2], vocabulary={"a": 2, "b": 3, "c": 1})
+    memory.remember(("c", 1), ["a"], listed)
+
+    assert memory.recall(("c", 1), ["b", "z"]) == TermStatistics(10, 100, [3, 0])
+    assert memory.vocabulary_limit(("c", 1)) == 0  # known: not asked for again
+    memory.remember(
+        ("d", 1), ["x"], TermStatistics(1, 1, [1], vocabulary={f"t{i}": 1 for i in range(5)})
+    )
+    assert memory.recall(("d", 1), ["y"]) is None  # more than 4 terms: not kept whole
+    memory.remember(("e", 1), ["x"], TermStatistics(1, 1, [1]))
+    assert memory.recall(("c", 1), ["z"]) is None  # the least recently used went
+    assert memory.vocabulary_limit(("c", 1)) == 4

@@ -165,6 +165,14 @@ class Collection:
         documents of the partitions `skip` left out."""
         return search.keyword_statistics(self._state, terms, skip)
 
+    def keyword_vocabulary(
+        self, limit: int, skip: Sequence[int] = ()
+    ) -> tuple[list[str], TermStatistics] | None:
+        """Every term some live document holds and its statistics (one reading of the
+        index), documents of the partitions `skip` left out; None when the index holds
+        more than `limit` terms."""
+        return search.keyword_vocabulary(self._state, limit, skip)
+
     def keyword_search(
         self,
         queries: Sequence[KeywordQuery],

@@ -479,6 +479,21 @@ def keyword_statistics(
         return _statistics(state, _keyword_index(state), terms, skip)
 
 
+def keyword_vocabulary(
+    state: CollectionState, limit: int, skip: Sequence[int] = ()
+) -> tuple[list[str], TermStatistics] | None:
+    """See `Collection.keyword_vocabulary`."""
+    with state.life.use(), state.gate.read(None):
+        index = _keyword_index(state)
+        terms = index.vocabulary(limit)
+        if terms is None:
+            return None
+        without = state.skipped_labels(skip, state.payload.label_space) if terms else None
+        if without is None:
+            return terms, index.statistics(terms)
+        return terms, index.statistics_without(terms, without)
+
+
 def _statistics(
     state: CollectionState, index: KeywordIndex, terms: Sequence[str], skip: Sequence[int]
 ) -> TermStatistics:
