@@ -40,6 +40,8 @@ DEFAULT_B = 0.75
 MAX_K1 = 10.0
 #: A query may hold at most this many tokens (after stop words): each one is a posting list to read.
 MAX_QUERY_TERMS = 256
+#: A shard lists a collection's vocabulary of at most this many terms (a few MB).
+MAX_VOCABULARY_LISTED = 200_000
 
 #: Stop-word lists by Snowball language name (those bm25s ships).
 _STOP_WORDS: dict[str, tuple[str, ...]] = {

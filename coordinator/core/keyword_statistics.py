@@ -34,7 +34,8 @@ from shoal.keyword import TermStatistics
 MAX_TERMS = 200_000
 #: Collections remembered.
 MAX_COLLECTIONS = 256
-#: A collection's vocabulary is asked for, and kept, up to this many terms.
+#: A collection's vocabulary is asked for, and kept, up to this many terms (each
+#: group lists at most `shoal.keyword.MAX_VOCABULARY_LISTED`).
 MAX_VOCABULARY = 100_000
 
 CollectionKey = tuple[str, int]  # name, incarnation

@@ -38,6 +38,7 @@ from shard.core.gate import WouldBlock
 from shard.core.ownership import PartitionOwnership
 from shard.core.tombstones import TombstoneGrace
 from shoal.errors import NotFound
+from shoal.keyword import MAX_VOCABULARY_LISTED
 from shoal.limits import RequestLimits
 from shoal.runtime.health import ServerHealth
 from shoal.runtime.logs import with_request_context
@@ -276,7 +277,8 @@ class ShardServicer(SnapshotHandlers, shard_pb2_grpc.ShardServiceServicer):
             frequencies=stats.frequencies,
         )
         if request.vocabulary_limit:
-            vocabulary = collection.keyword_vocabulary(request.vocabulary_limit, skip)
+            limit = min(request.vocabulary_limit, MAX_VOCABULARY_LISTED)
+            vocabulary = collection.keyword_vocabulary(limit, skip)
             if vocabulary is not None:
                 terms, frequencies = vocabulary
                 response.vocabulary_listed = True

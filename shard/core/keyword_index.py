@@ -339,15 +339,16 @@ class KeywordIndex:
         return TermStatistics(self._documents, self._total_length, frequencies)
 
     def vocabulary(self, limit: int) -> list[str] | None:
-        """Every term some live document holds, or None when there are more than `limit`."""
-        if not self._term_ids:
+        """Every term some live document holds, or None when there are more than `limit`.
+        `analyze` may add terms meanwhile: the map is read as one copy."""
+        known = list(self._term_ids.items())  # one C call: no other thread runs inside
+        if not known:
             return []
-        ids = np.fromiter(self._term_ids.values(), dtype=np.int64, count=len(self._term_ids))
-        held = self._df[ids] > 0
-        if int(np.count_nonzero(held)) > limit:
+        ids = np.fromiter((term_id for _, term_id in known), dtype=np.int64, count=len(known))
+        held = np.flatnonzero(self._df[ids] > 0)  # _df grew before any id was given
+        if len(held) > limit:
             return None
-        terms = list(self._term_ids)
-        return [terms[position] for position in np.flatnonzero(held).tolist()]
+        return [known[position][0] for position in held.tolist()]
 
     def statistics_without(self, terms: Sequence[str], without: Mask) -> TermStatistics:
         """`statistics`, the documents of the labels set in `without` left out (the

@@ -564,7 +564,7 @@ class ShardKeywordStatsRequest(_message.Message):
     vocabulary_limit: _builtins.int
     """Also list the replica's whole vocabulary (every term some live document
     holds, with its frequency, skip_partitions left out), unless it holds more
-    than this many terms; 0: don't. A coordinator that knows every term's
+    than this many terms (or than 200,000, the most a shard lists); 0: don't. A coordinator that knows every term's
     frequency weights a query of new words without asking first.
     """
     @_builtins.property
