@@ -302,13 +302,15 @@ class KeywordReads:
             total = self._memory.recall(key, every_term)
         one_group = self._groups is not None and self._groups() == 1
         if total is None and not one_group:
+            listing = self._memory.vocabulary_limit(key)
             total, stats_coverage = await self._statistics(
-                collection, every_term, self._memory.vocabulary_limit(key), options, deadline
+                collection, every_term, listing, options, deadline
             )
             coverages.append(stats_coverage)
-            if stats_coverage.answered < stats_coverage.asked:
+            whole = stats_coverage.answered == stats_coverage.asked
+            if not whole:
                 total = replace(total, vocabulary=None)  # some group's terms are missing
-            self._memory.remember(key, every_term, total)
+            self._memory.remember(key, every_term, total, listing_asked=bool(listing) and whole)
         matrix = None if embedding is None else await embedding
         include = options.include
         if hybrid and include.vector:

@@ -48,6 +48,9 @@ class _Remembered:
     frequencies: dict[str, int] = field(default_factory=dict)
     #: `frequencies` held every term of the collection once: any other term had none.
     complete: bool = False
+    #: The groups were asked to list the vocabulary: whether they did or it was too
+    #: large, it is not asked for again.
+    listing_asked: bool = False
 
 
 class StatisticsMemory:
@@ -81,16 +84,24 @@ class StatisticsMemory:
 
     def vocabulary_limit(self, key: CollectionKey) -> int:
         """How many terms of the collection's vocabulary a statistics call should list:
-        0 once it is known."""
+        0 once every group was asked (each listing costs a few MB)."""
         remembered = self._collections.get(key)
-        return 0 if remembered is not None and remembered.complete else self._max_vocabulary
+        return 0 if remembered is not None and remembered.listing_asked else self._max_vocabulary
 
-    def remember(self, key: CollectionKey, terms: Sequence[str], stats: TermStatistics) -> None:
+    def remember(
+        self,
+        key: CollectionKey,
+        terms: Sequence[str],
+        stats: TermStatistics,
+        listing_asked: bool = False,
+    ) -> None:
         """Statistics of `terms` just summed over the groups that answered, with the
-        collection's whole vocabulary if they listed it (`stats.vocabulary`)."""
+        collection's whole vocabulary if they listed it (`stats.vocabulary`);
+        `listing_asked`: every group was asked to list it (see `vocabulary_limit`)."""
         remembered = self._collections.pop(key, None)
         if remembered is None:
             remembered = _Remembered(stats.documents, stats.total_length)
+        remembered.listing_asked |= listing_asked
         vocabulary = stats.vocabulary
         if vocabulary is not None and len(vocabulary) <= self._max_vocabulary:
             remembered.frequencies, remembered.complete = dict(vocabulary), True

@@ -307,14 +307,43 @@ def test_a_listed_vocabulary_answers_every_term_until_it_is_forgotten() -> None:
     memory = StatisticsMemory(max_terms=6, max_collections=2, max_vocabulary=4)
     assert memory.vocabulary_limit(("c", 1)) == 4
     listed = TermStatistics(10, 100, [2], vocabulary={"a": 2, "b": 3, "c": 1})
-    memory.remember(("c", 1), ["a"], listed)
+    memory.remember(("c", 1), ["a"], listed, listing_asked=True)
 
     assert memory.recall(("c", 1), ["b", "z"]) == TermStatistics(10, 100, [3, 0])
     assert memory.vocabulary_limit(("c", 1)) == 0  # known: not asked for again
-    memory.remember(
-        ("d", 1), ["x"], TermStatistics(1, 1, [1], vocabulary={f"t{i}": 1 for i in range(5)})
-    )
+    too_many = TermStatistics(1, 1, [1], vocabulary={f"t{i}": 1 for i in range(5)})
+    memory.remember(("d", 1), ["x"], too_many, listing_asked=True)
     assert memory.recall(("d", 1), ["y"]) is None  # more than 4 terms: not kept whole
+    assert memory.vocabulary_limit(("d", 1)) == 0  # nor asked for again
     memory.remember(("e", 1), ["x"], TermStatistics(1, 1, [1]))
     assert memory.recall(("c", 1), ["z"]) is None  # the least recently used went
     assert memory.vocabulary_limit(("c", 1)) == 4
+    assert memory.vocabulary_limit(("e", 1)) == 4  # remembered without asking for it
+
+
+async def test_a_vocabulary_too_large_to_keep_is_asked_for_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cluster = await loaded(groups=2)
+    memory = StatisticsMemory(max_vocabulary=3)  # the texts hold more terms
+    monkeypatch.setattr(cluster.core.reader._keyword, "_memory", memory)
+    limits: list[int] = []
+    original = FakeShard.keyword_stats
+
+    async def recorded(
+        self: FakeShard,
+        collection: str,
+        terms: Sequence[str],
+        timeout_s: float,
+        skip_partitions: Sequence[int] = (),
+        vocabulary_limit: int = 0,
+    ) -> TermStatistics:
+        limits.append(vocabulary_limit)
+        return await original(self, collection, terms, timeout_s, skip_partitions, vocabulary_limit)
+
+    monkeypatch.setattr(FakeShard, "keyword_stats", recorded)
+
+    await keyword(cluster, "quick brown fox")
+    await keyword(cluster, "lazy afternoon")  # new words: their statistics asked for
+
+    assert limits == [3, 3, 0, 0]
