@@ -11,8 +11,9 @@ from, the keyword list is scored again with the fresh sums (see
 workload whose writes move the statistics pays two, as it did without memory.
 
 The first statistics call for a collection also asks for its whole vocabulary
-(every term some document holds, with its frequency) when it is small enough
-to keep: the memory of that collection is then complete, so a query of words
+(every term some document holds, with its frequency; asked once, as a listing
+costs a few MB) and keeps it when it is small enough: the memory of that
+collection is then complete, so a query of words
 it has never seen is weighted without asking (a word no document held has
 frequency 0), and a search of new words costs one round trip too. A word
 written since is caught by the check above, like any other change.
