@@ -488,10 +488,8 @@ def keyword_vocabulary(
         terms = index.vocabulary(limit)
         if terms is None:
             return None
-        without = state.skipped_labels(skip, state.payload.label_space) if terms else None
-        if without is None:
-            return terms, index.statistics(terms)
-        return terms, index.statistics_without(terms, without)
+        # At most MAX_VOCABULARY_LISTED terms: within the batch a statistics call takes.
+        return terms, _statistics(state, index, terms, skip)
 
 
 def _statistics(
