@@ -69,7 +69,7 @@ def _jsonl(path: Path, limit: int) -> list[dict[str, object]]:
     return rows
 
 
-def _data(
+def load_data(
     name: str, documents: int, queries: int
 ) -> tuple[list[dict[str, object]], Matrix, list[str], Matrix]:
     root = DATA_ROOT / name
@@ -105,7 +105,18 @@ def _query(mode: str, text: str, vector: Matrix) -> shoal_pb2.Query:
     return shoal_pb2.Query(text=text, vector_f32=vector.tobytes())
 
 
-def _singles(collection: str, mode: str, texts: list[str], vectors: Matrix) -> list[bytes]:
+def load_collection(address: str, docs: list[dict[str, object]], vectors: Matrix) -> None:
+    """The benchmark collection, created and loaded with the documents' vectors and texts."""
+    with Client(address, timeout=600) as client:
+        client.create_collection(services.COLLECTION, dimension=vectors.shape[1])
+    services.call_all(
+        address,
+        "/shoal.v1.ShoalService/Upsert",
+        _upserts(services.COLLECTION, docs, vectors, 500),
+    )
+
+
+def single_requests(collection: str, mode: str, texts: list[str], vectors: Matrix) -> list[bytes]:
     return [
         shoal_pb2.SearchRequest(
             collection=collection,
@@ -142,7 +153,7 @@ def _batches(
 
 def search_suite(args: argparse.Namespace, workdir: Path) -> None:
     modes = len(MODES)
-    docs, doc_vectors, texts, query_vectors = _data(
+    docs, doc_vectors, texts, query_vectors = load_data(
         args.dataset, args.documents, args.queries * modes
     )
     print(f"\n### Search: {len(docs):,} documents of {args.dataset}, k={K}\n")
@@ -156,13 +167,7 @@ def search_suite(args: argparse.Namespace, workdir: Path) -> None:
             workdir / f"search-{groups}", groups, 1, services.NO_CHECKPOINTS
         ) as running:
             address = running.address
-            with Client(address, timeout=600) as client:
-                client.create_collection(services.COLLECTION, dimension=doc_vectors.shape[1])
-            services.call_all(
-                address,
-                "/shoal.v1.ShoalService/Upsert",
-                _upserts(services.COLLECTION, docs, doc_vectors, 500),
-            )
+            load_collection(address, docs, doc_vectors)
             if args.known_words:
                 # Every query's words seen once by the coordinator (keyword SearchBatch).
                 services.call_all(
@@ -178,7 +183,7 @@ def search_suite(args: argparse.Namespace, workdir: Path) -> None:
                 address,
                 "/shoal.v1.ShoalService/Search",
                 {
-                    mode: _singles(
+                    mode: single_requests(
                         services.COLLECTION, mode, texts[own::modes], query_vectors[own::modes]
                     )
                     for own, mode in enumerate(MODES)
@@ -193,7 +198,7 @@ def search_suite(args: argparse.Namespace, workdir: Path) -> None:
                 many = loadgen.concurrent(
                     address,
                     "/shoal.v1.ShoalService/Search",
-                    _singles(services.COLLECTION, mode, texts_all, vectors_all),
+                    single_requests(services.COLLECTION, mode, texts_all, vectors_all),
                     args.in_flight,
                     args.seconds,
                 )
@@ -216,7 +221,7 @@ def search_suite(args: argparse.Namespace, workdir: Path) -> None:
 
 
 def ingest_suite(args: argparse.Namespace, workdir: Path) -> None:
-    docs, doc_vectors, _, _ = _data(args.dataset, args.documents, 1)
+    docs, doc_vectors, _, _ = load_data(args.dataset, args.documents, 1)
     rates: dict[bool, list[float]] = {True: [], False: []}
     with services.cluster(workdir / "ingest", 1, 1) as running:
         address = running.address
@@ -248,7 +253,7 @@ def _build(texts: Sequence[str], batch: int = 1024) -> KeywordIndex:
 
 
 def memory_suite(args: argparse.Namespace) -> None:
-    docs, _, _, _ = _data(args.dataset, args.documents, 1)
+    docs, _, _, _ = load_data(args.dataset, args.documents, 1)
     texts = [str(doc["text"]) for doc in docs]
     tracemalloc.start()
     started = time.perf_counter()

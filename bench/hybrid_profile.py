@@ -28,10 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import loadgen, services
-from bench.hybrid import _data, _singles, _upserts
+from bench.hybrid import load_collection, load_data, single_requests
 from bench.profile import layer_shares
 from shoal.keyword import KeywordSettings, tokenizer_for
-from shoal.sdk.client import Client
 from shoal.v1 import shard_pb2
 
 SEARCH = "/shoal.v1.ShoalService/Search"
@@ -169,20 +168,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.py_spy and py_spy is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
     args.out.mkdir(parents=True, exist_ok=True)
-    docs, doc_vectors, texts, query_vectors = _data(args.dataset, args.documents, args.queries)
+    docs, doc_vectors, texts, query_vectors = load_data(args.dataset, args.documents, args.queries)
     # As many calls as asked for, the queries repeated when the data set has fewer.
     repeats = -(-args.queries // len(texts))
     vectors = query_vectors[np.arange(args.queries) % len(query_vectors)]
     texts = (texts * repeats)[: args.queries]
     with services.cluster(args.out / "cluster", args.groups, 1, services.NO_CHECKPOINTS) as running:
         address = running.address
-        with Client(address, timeout=600) as client:
-            client.create_collection(services.COLLECTION, dimension=doc_vectors.shape[1])
-        services.call_all(
-            address,
-            "/shoal.v1.ShoalService/Upsert",
-            _upserts(services.COLLECTION, docs, doc_vectors, 500),
-        )
+        load_collection(address, docs, doc_vectors)
         pids = {"coordinator": [services.pid(running.coordinator)]}
         pids |= {shard.name: [services.pid(shard)] for shard in running.all_shards}
         print(
@@ -191,7 +184,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print("| mode | " + " | ".join(f"{name} CPU µs/query" for name in pids) + " | both |")
         print("|---|" + "---:|" * (len(pids) + 1))
-        singles = {mode: _singles(services.COLLECTION, mode, texts, vectors) for mode in args.modes}
+        singles = {
+            mode: single_requests(services.COLLECTION, mode, texts, vectors) for mode in args.modes
+        }
         used = {mode: dict.fromkeys(pids, 0.0) for mode in args.modes}
         counts = dict.fromkeys(args.modes, 0)
         # The modes take turns, `--rounds` slices each, so load from elsewhere on a
@@ -213,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         if py_spy is None:
             return
-        profiled = _singles(services.COLLECTION, "hybrid", texts, vectors)
+        profiled = single_requests(services.COLLECTION, "hybrid", texts, vectors)
         samplers = {
             name: _record(py_spy, ids[0], args.out / f"{name}.txt", args.rate)
             for name, ids in pids.items()
