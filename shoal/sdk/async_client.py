@@ -28,6 +28,7 @@ from shoal.sdk.channel import (
     open_aio_channel,
 )
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
+from shoal.sdk.joining import AsyncSearchJoiner
 from shoal.sdk.requests import (
     Consistency,
     Field,
@@ -72,6 +73,7 @@ class AsyncClient:
         self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
         self._channel = open_aio_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
+        self._searches = AsyncSearchJoiner(self._send)
 
     async def close(self) -> None:
         await self._channel.close()
@@ -87,14 +89,16 @@ class AsyncClient:
     ) -> None:
         await self.close()
 
-    async def _call(self, call: Call[R]) -> R:
+    async def _send(self, method: str, request: Any, seconds: float) -> Any:
         try:
-            reply = await getattr(self._stub, call.method)(
-                call.request, timeout=self.timeout, metadata=self._metadata
+            return await getattr(self._stub, method)(
+                request, timeout=seconds, metadata=self._metadata
             )
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return call.decode(reply)
+
+    async def _call(self, call: Call[R]) -> R:
+        return call.decode(await self._send(call.method, call.request, self.timeout))
 
     async def _pipelined(self, batch: Sequence[Call[R]], in_flight: int) -> list[R]:
         """As `Client._pipelined`: answers in order, `in_flight` calls outstanding, the
@@ -274,9 +278,8 @@ class AsyncClient:
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        return await self._call(
-            calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
-        )
+        call = calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
+        return await self._searches.search(call.request, self.timeout)
 
     async def search_batch(
         self,

@@ -25,6 +25,7 @@ from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
 from shoal.sdk.channel import DEFAULT_ADDRESS, PathLike, call_metadata, client_tls, open_channel
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
+from shoal.sdk.joining import SearchJoiner
 from shoal.sdk.requests import (
     Consistency,
     Field,
@@ -52,6 +53,9 @@ class Client(SnapshotMethods):
     time that remains on to every shard and to the embedder. `api_key` (else
     the environment's SHOAL_API_KEY) goes with every call, for clusters that
     require keys.
+
+    Share one client among threads: their concurrent `search` calls with the
+    same options go joined in SearchBatch calls (`shoal.sdk.joining`).
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class Client(SnapshotMethods):
         self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
         self._channel = open_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
+        self._searches = SearchJoiner(self._send)
 
     def close(self) -> None:
         self._channel.close()
@@ -93,14 +98,14 @@ class Client(SnapshotMethods):
     ) -> None:
         self.close()
 
-    def _call(self, call: Call[R]) -> R:
+    def _send(self, method: str, request: Any, seconds: float) -> Any:
         try:
-            reply = getattr(self._stub, call.method)(
-                call.request, timeout=self.timeout, metadata=self._metadata
-            )
+            return getattr(self._stub, method)(request, timeout=seconds, metadata=self._metadata)
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
-        return call.decode(reply)
+
+    def _call(self, call: Call[R]) -> R:
+        return call.decode(self._send(call.method, call.request, self.timeout))
 
     def _pipelined(self, batch: Sequence[Call[R]], in_flight: int) -> list[R]:
         """Every call's answer in order, `in_flight` of them outstanding at a time; the
@@ -342,9 +347,8 @@ class Client(SnapshotMethods):
             k, ef, include, where, where_document, score_threshold, allow_partial,
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
-        return self._call(
-            calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
-        )
+        call = calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
+        return self._searches.search(call.request, self.timeout)
 
     def search_batch(
         self,
