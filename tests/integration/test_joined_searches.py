@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import shoal
 from shoal.errors import InvalidArgument
+from shoal.runtime.proto_values import Metadata
 from shoal.sdk.columnar import SearchResult
 from tests.conftest import StartCluster
 from tests.integration.shoal_up import free_port_range
@@ -34,7 +35,7 @@ def calls_started(metrics_port: int, method: str) -> float:
     )
 
 
-Answer = tuple[list[str], list[float], list[object]]
+Answer = tuple[list[str], list[float], list[Metadata]]
 
 
 def answer(result: SearchResult) -> Answer:
