@@ -28,6 +28,8 @@ from shoal.sdk.where import combined_filter
 from shoal.v1 import common_pb2, shoal_pb2
 
 TIMEOUT = 30.0
+#: The searches that go alone, each its own call, before any waits to be joined.
+ALONE = [f"alone{i}" for i in range(CALLS_IN_FLIGHT)]
 
 
 def request(text: str, k: int = 10, **fields: Any) -> shoal_pb2.SearchRequest:
@@ -174,11 +176,11 @@ def test_searches_behind_the_calls_out_go_together_each_with_its_own_answer() ->
 def test_a_query_that_fails_a_joined_call_fails_alone() -> None:
     sender = Sender()
     joiner = SearchJoiner(sender)
-    texts = ["first", "second", "q1", "bad query", "q2"]
+    texts = [*ALONE, "q1", "bad query", "q2"]
     answers = search_in_threads(joiner, sender, texts)
     assert isinstance(answers["bad query"], InvalidArgument)
     assert str(answers["bad query"]) == "Search: a bad query"  # its own call's error
-    for text in ["first", "second", "q1", "q2"]:
+    for text in [*ALONE, "q1", "q2"]:
         answer = answers[text]
         assert isinstance(answer, SearchResult) and list(answer.ids) == [text]
     assert sender.methods().count("SearchBatch") == 1
@@ -188,18 +190,18 @@ def test_a_query_that_fails_a_joined_call_fails_alone() -> None:
 def test_a_call_failure_is_every_callers() -> None:
     sender = Sender(failure=Unavailable)
     joiner = SearchJoiner(sender)
-    answers = search_in_threads(joiner, sender, ["first", "second", "q1", "bad", "q2"])
+    answers = search_in_threads(joiner, sender, [*ALONE, "q1", "bad", "q2"])
     joined_failures = [answers[text] for text in ["q1", "bad", "q2"]]
     assert all(isinstance(failure, Unavailable) for failure in joined_failures)
     assert len({id(failure) for failure in joined_failures}) == 3  # one each
     assert sender.methods().count("SearchBatch") == 1
-    assert sender.methods().count("Search") == 2  # none sent again
+    assert sender.methods().count("Search") == CALLS_IN_FLIGHT  # none sent again
 
 
 def test_a_joined_call_gets_the_least_time_left() -> None:
     sender = Sender()
     joiner = SearchJoiner(sender)
-    search_in_threads(joiner, sender, ["first", "second", "q1", "q2"])
+    search_in_threads(joiner, sender, [*ALONE, "q1", "q2"])
     (_, _, seconds), *_ = [call for call in sender.calls if call[0] == "SearchBatch"]
     assert 0 < seconds < TIMEOUT
 
@@ -207,7 +209,7 @@ def test_a_joined_call_gets_the_least_time_left() -> None:
 def test_tasks_join_as_threads_do_and_a_cancelled_leader_still_sends() -> None:
     async def scenario() -> None:
         sender = Sender()
-        held = {"q0": asyncio.Event(), "q1": asyncio.Event()}  # the first two calls
+        held = {text: asyncio.Event() for text in ALONE}  # the calls out first
 
         async def send(method: str, message: Any, seconds: float) -> Any:
             first = message.query if method == "Search" else message.queries[0]
@@ -216,23 +218,28 @@ def test_tasks_join_as_threads_do_and_a_cancelled_leader_still_sends() -> None:
             return sender.answer(method, message, seconds)
 
         joiner = AsyncSearchJoiner(send)
-        texts = [f"q{i}" for i in range(CALLS_IN_FLIGHT + 6)]
-        tasks = {t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in texts}
-        await loop_until(lambda: waiting(joiner) == len(texts) - CALLS_IN_FLIGHT)
-        held["q0"].set()
-        await loop_until(lambda: not waiting(joiner))  # q0's call returned: q2 sends the rest
-        # q2, to lead the joined call, and q3, in it, give up before q2 sends: the
+        joined = [f"j{i}" for i in range(6)]
+        tasks = {
+            t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in ALONE + joined
+        }
+        await loop_until(lambda: waiting(joiner) == len(joined))
+        held[ALONE[0]].set()
+        await loop_until(lambda: not waiting(joiner))  # a call returned: j0 sends the rest
+        # j0, to lead the joined call, and j1, in it, give up before j0 sends: the
         # call goes all the same, and the others get their answers.
-        tasks["q2"].cancel()
-        tasks["q3"].cancel()
-        held["q1"].set()
+        tasks["j0"].cancel()
+        tasks["j1"].cancel()
+        for event in held.values():
+            event.set()
         for text, task in tasks.items():
-            if text in ("q2", "q3"):
+            if text in ("j0", "j1"):
                 with pytest.raises(asyncio.CancelledError):
                     await task
             else:
                 assert list((await task).ids) == [text]
-        assert sender.calls[2][:2] == ("SearchBatch", texts[CALLS_IN_FLIGHT:])
+        assert [call[:2] for call in sender.calls if call[0] == "SearchBatch"] == [
+            ("SearchBatch", joined)
+        ]
         await loop_until(lambda: not joiner._lines._lines)  # the orphaned call handed on
 
     asyncio.run(scenario())
@@ -248,14 +255,14 @@ def test_a_task_cancelled_while_waiting_leaves_the_line() -> None:
             return sender.answer(method, message, seconds)
 
         joiner = AsyncSearchJoiner(send)
-        texts = [f"q{i}" for i in range(CALLS_IN_FLIGHT + 3)]
+        texts = [*ALONE, "j0", "j1", "j2"]
         tasks = {t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in texts}
         await loop_until(lambda: waiting(joiner) == 3)
-        tasks["q3"].cancel()
+        tasks["j1"].cancel()
         await loop_until(lambda: waiting(joiner) == 2)
         gate.set()
-        for text in ["q0", "q1", "q2", "q4"]:
+        for text in [*ALONE, "j0", "j2"]:
             assert list((await tasks[text]).ids) == [text]
-        assert ("SearchBatch", ["q2", "q4"]) in [call[:2] for call in sender.calls]
+        assert ("SearchBatch", ["j0", "j2"]) in [call[:2] for call in sender.calls]
 
     asyncio.run(scenario())
