@@ -22,8 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+import numpy as np
+
 from coordinator.core.fanout import ShardCall
 from coordinator.core.model import MergedHits
+from coordinator.core.packed import PackedBatch
 from coordinator.core.ports import DocumentMessage, HybridAnswer, RankedHits, ScrollPage
 from coordinator.core.replicas import ReplicaGroup
 from shoal.limits import MAX_K
@@ -64,8 +67,9 @@ class Ownership:
         partition = stable_hash(doc_id) % self.partitions
         return self.topology.group_of_partition(partition) == self.group
 
-    def hits(self, answers: Sequence[RankedHits]) -> list[RankedHits]:
-        """`answers` (this group's, per query) without hits of partitions it does not own."""
+    def hits(self, answers: Sequence[RankedHits]) -> Sequence[RankedHits]:
+        """`answers` (this group's, per query) without hits of partitions it does not own;
+        columns stay columns."""
         owners: dict[int, bool] = {}
 
         def owned(doc_id: str) -> bool:
@@ -75,6 +79,8 @@ class Ownership:
                 mine = owners[partition] = self.topology.group_of_partition(partition) == self.group
             return mine
 
+        if isinstance(answers, PackedBatch):
+            return answers.kept(np.fromiter(map(owned, answers.ids), bool, len(answers.ids)))
         return [MergedHits([hit for hit in answer.hits if owned(hit.id)]) for answer in answers]
 
     def hybrid(self, answer: HybridAnswer) -> HybridAnswer:

@@ -247,3 +247,19 @@ class PackedBatch(Sequence[PackedHits]):
 
     def __iter__(self) -> Iterator[PackedHits]:
         return (self[i] for i in range(len(self)))
+
+    def kept(self, keep: npt.NDArray[np.bool_]) -> "PackedBatch":
+        """The batch with only the hits `keep` (a flag per hit) marks, in order."""
+        positions = np.flatnonzero(keep)
+        kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
+        np.cumsum(keep, out=kept_before[1:])
+        every = self.ids
+        documents = self.documents
+        return PackedBatch(
+            kept_before[self.offsets],
+            [every[position] for position in positions.tolist()],
+            self.scores[positions],
+            self.distances[positions],
+            None if documents is None else [documents[p] for p in positions.tolist()],
+            None if self.chunks is None else self.chunks.take(positions),
+        )
