@@ -4,8 +4,9 @@ hit messages against the packed form, in-process.
 What the packed hybrid answer (`ShardHybridSearchRequest.packed`) saves, without
 the noise of a shared machine's scheduling: thread CPU time, best of
 `--repeats`, of the work each side does per query on the lists alone. The shard
-writes both lists (a `Hit` per candidate, or `fill_packed`'s columns) and
-serializes the reply; the coordinator parses it, reads it into lists, merges
+writes both lists (a `Hit` per candidate, as a shard that predates the packed
+form does, or `fill_packed`'s columns) and serializes the reply; the coordinator
+parses it, reads it into columns (from the `Hit`s, or as they are), merges
 them for one group, fuses them (RRF, k 10) and writes the public reply's hits.
 The lists are synthetic: `--depth` candidates each (80 is the default depth for
 k 10), a few ids in both, ids like Debian package names. Both paths must give
@@ -23,12 +24,9 @@ from typing import TypeVar
 from coordinator.api import public_messages
 from coordinator.clients.packed_results import hybrid_answer
 from coordinator.core.fusion import fuse
-from coordinator.core.merge import merge_batches
 from coordinator.core.model import HybridOptions, MergedHits
-from coordinator.core.packed import PackedBatch
-from coordinator.core.packed_fusion import fuse_columns
 from coordinator.core.packed_merge import merge_packed
-from coordinator.core.ports import HitMessage, RankedHits
+from coordinator.core.ports import HitMessage, Include
 from shard.api import proto_reads
 from shard.api.packed_hits import fill_packed
 from shard.core.documents import QueryHits
@@ -71,19 +69,12 @@ def _public(hits: Sequence[HitMessage]) -> bytes:
     return reply.SerializeToString()
 
 
-def coordinator_per_hit(data: bytes) -> bytes:
+def coordinator_reply(data: bytes) -> bytes:
+    """The coordinator's work on one reply, per hit or packed: both read into columns."""
     reply = shard_pb2.ShardHybridSearchResponse.FromString(data)
-    vector: Sequence[RankedHits] = merge_batches([list(reply.vector_results)], 8 * K)
-    keyword: Sequence[RankedHits] = merge_batches([list(reply.keyword_results)], 8 * K)
-    options = HybridOptions()
-    return _public(fuse(vector[0].hits, keyword[0].hits, K, options, None, False))
-
-
-def coordinator_packed(data: bytes) -> bytes:
-    answer = hybrid_answer(shard_pb2.ShardHybridSearchResponse.FromString(data), 1, 1)
-    assert isinstance(answer.vector, PackedBatch) and isinstance(answer.keyword, PackedBatch)
+    answer = hybrid_answer(reply, 1, 1, Include())
     vector, keyword = merge_packed([answer.vector], 8 * K), merge_packed([answer.keyword], 8 * K)
-    return _public(fuse_columns(vector[0], keyword[0], K, HybridOptions(), None, False))
+    return _public(fuse(vector[0], keyword[0], K, HybridOptions(), None, False))
 
 
 def cpu_us(work: Callable[[T], object], inputs: Sequence[T], repeats: int) -> float:
@@ -112,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     queries = [_lists(rng, names, args.depth) for _ in range(args.queries)]
     per_hit = [shard_per_hit(*lists) for lists in queries]
     packed = [shard_packed(*lists) for lists in queries]
-    if [coordinator_per_hit(d) for d in per_hit] != [coordinator_packed(d) for d in packed]:
+    if [coordinator_reply(d) for d in per_hit] != [coordinator_reply(d) for d in packed]:
         raise SystemExit("the packed path's public replies differ from the per-hit path's")
     print(f"{args.queries} queries, {args.depth} candidates per list, k {K}, RRF\n")
     print("| side | per-hit µs/query | packed µs/query |")
@@ -123,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ]
     print(f"| shard: write both lists, serialize | {shard[0]:.1f} | {shard[1]:.1f} |")
     coordinator = [
-        cpu_us(coordinator_per_hit, per_hit, args.repeats),
-        cpu_us(coordinator_packed, packed, args.repeats),
+        cpu_us(coordinator_reply, per_hit, args.repeats),
+        cpu_us(coordinator_reply, packed, args.repeats),
     ]
     print(
         f"| coordinator: parse, merge, fuse, public hits | {coordinator[0]:.1f} |"

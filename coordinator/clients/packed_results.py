@@ -1,5 +1,9 @@
 """A shard's Search reply, and both lists of its HybridSearch reply, as `PackedBatch`es.
 
+The coordinator core fuses hybrid candidate lists as columns only; a shard
+that predates the packed hybrid form answers a `Hit` per candidate, read here
+into the same columns (`packed_from_hits`).
+
 The coordinator asks for the packed form (`ShardSearchRequest.packed`) and every
 shard answers in it, chunking collections included: their hits' best chunks
 (index and span) come as int32 columns beside the scores, the chunks' texts as
@@ -11,11 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from coordinator.core.packed import ChunkColumns, PackedBatch
-from coordinator.core.ports import HybridAnswer, RankedHits
+from coordinator.core.packed import NO_CHUNK, ChunkColumns, PackedBatch
+from coordinator.core.ports import HybridAnswer, Include
 from shoal.errors import Internal
 from shoal.keyword import TermStatistics
-from shoal.v1 import shard_pb2
+from shoal.v1 import common_pb2, shard_pb2
 
 
 def packed_from_reply(reply: shard_pb2.ShardSearchResponse, queries: int) -> PackedBatch:
@@ -39,25 +43,66 @@ def packed_from_reply(reply: shard_pb2.ShardSearchResponse, queries: int) -> Pac
 
 
 def hybrid_answer(
-    reply: shard_pb2.ShardHybridSearchResponse, vector_queries: int, keyword_queries: int
+    reply: shard_pb2.ShardHybridSearchResponse,
+    vector_queries: int,
+    keyword_queries: int,
+    include: Include,
 ) -> HybridAnswer:
-    """A hybrid (or keyword) reply: each list as a `PackedBatch` where the shard packed
-    it, else its `Hit` messages (a shard that predates the packed form)."""
-    vector: Sequence[RankedHits] = (
+    """A hybrid (or keyword) reply: each list as a `PackedBatch`, read from the columns
+    where the shard packed it, else from its `Hit` messages (a shard that predates
+    the packed form)."""
+    vector = (
         packed_from_reply(reply.vector_packed, vector_queries)
         if reply.HasField("vector_packed")
-        else list(reply.vector_results)
+        else packed_from_hits(reply.vector_results, vector_queries, include)
     )
-    keyword: Sequence[RankedHits] = (
+    keyword = (
         packed_from_reply(reply.keyword_packed, keyword_queries)
         if reply.HasField("keyword_packed")
-        else list(reply.keyword_results)
+        else packed_from_hits(reply.keyword_results, keyword_queries, include)
     )
     stats = reply.statistics
     return HybridAnswer(
         vector,
         keyword,
         TermStatistics(stats.documents, stats.total_length, list(stats.frequencies)),
+    )
+
+
+def packed_from_hits(
+    results: Sequence[shard_pb2.ShardSearchResult], queries: int, include: Include
+) -> PackedBatch:
+    """Per-hit answers to `queries` queries as the columns a packed reply holds: stored
+    fields when `include` asks for any, chunk columns when some hit has a chunk."""
+    if len(results) != queries:
+        raise Internal(f"the shard answered {len(results)} of {queries} queries")
+    hits = [hit for result in results for hit in result.hits]
+    scores = np.array([hit.score for hit in hits], dtype=np.float32)
+    distances = np.array([hit.distance for hit in hits], dtype=np.float32)
+    stored = include.vector or include.text or include.metadata
+    return PackedBatch.from_counts(
+        [len(result.hits) for result in results],
+        [hit.id for hit in hits],
+        scores,
+        distances,
+        [hit.document for hit in hits] if stored else None,
+        _chunks_of_hits(hits, include.text),
+    )
+
+
+def _chunks_of_hits(hits: Sequence[common_pb2.Hit], with_text: bool) -> ChunkColumns | None:
+    """The hits' best chunks as columns (NO_CHUNK for a hit without); None when no
+    hit has one."""
+    if not any(hit.HasField("chunk") for hit in hits):
+        return None
+    missing = (NO_CHUNK, NO_CHUNK, NO_CHUNK)
+    rows = [
+        (hit.chunk, hit.chunk_span.start, hit.chunk_span.end) if hit.HasField("chunk") else missing
+        for hit in hits
+    ]
+    chunks, starts, ends = np.array(rows, dtype=np.int32).T
+    return ChunkColumns(
+        chunks, starts, ends, [hit.chunk_text for hit in hits] if with_text else None
     )
 
 

@@ -200,9 +200,8 @@ class GrpcShardClient:
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._stub.HybridSearch, request, timeout_s
         )
-        return hybrid_answer(
-            reply, 0 if call.vectors is None else len(call.vectors), len(call.keyword)
-        )
+        vectors = 0 if call.vectors is None else len(call.vectors)
+        return hybrid_answer(reply, vectors, len(call.keyword), call.include)
 
     async def count(
         self,

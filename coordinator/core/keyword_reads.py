@@ -37,13 +37,12 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from itertools import chain
-from typing import Protocol, TypeVar, cast
+from typing import Protocol, TypeVar
 
 from coordinator.core.deadline import Deadline
 from coordinator.core.fanout import ShardCall
 from coordinator.core.fusion import explained, fuse
 from coordinator.core.keyword_statistics import StatisticsMemory
-from coordinator.core.merge import merge_batches
 from coordinator.core.model import (
     Coverage,
     FoundDocuments,
@@ -55,8 +54,7 @@ from coordinator.core.model import (
     SearchResults,
 )
 from coordinator.core.owned_hits import OwnedCall, Ownership
-from coordinator.core.packed import PackedBatch, PackedHits
-from coordinator.core.packed_fusion import fuse_columns
+from coordinator.core.packed import PackedBatch
 from coordinator.core.packed_merge import merge_packed
 from coordinator.core.ports import (
     CollectionConfig,
@@ -240,33 +238,25 @@ class KeywordReads:
                 embedding.cancel()
         if vector is None:
             if options.explain:
-                keyword = [MergedHits(list(explained(r.hits, True))) for r in keyword]
+                explained_hits = [MergedHits(list(explained(r.hits, True))) for r in keyword]
+                return SearchResults(explained_hits, coverage)
             return SearchResults(keyword, coverage)
         include = options.include
         carried = include.metadata or include.text
         chunked = config.chunking.enabled
-        if _columns(vector) and _columns(keyword):
-            # Columns (the shards' packed answers): fused with numpy (`packed_fusion`).
-            fused = [
-                fuse_columns(
-                    cast(PackedHits, v),
-                    cast(PackedHits, w),
-                    k,
-                    options.hybrid,
-                    options.score_threshold,
-                    options.explain,
-                    documents=carried,
-                    chunks=chunked,
-                )
-                for v, w in zip(vector, keyword, strict=True)
-            ]
-        else:
-            fused = [
-                fuse(v.hits, w.hits, k, options.hybrid, options.score_threshold, options.explain)
-                for v, w in zip(vector, keyword, strict=True)
-            ]
-            if carried or chunked:
-                fused = _with_carried(fused, vector, keyword, documents=carried)
+        fused = [
+            fuse(
+                v,
+                w,
+                k,
+                options.hybrid,
+                options.score_threshold,
+                options.explain,
+                documents=carried,
+                chunks=chunked,
+            )
+            for v, w in zip(vector, keyword, strict=True)
+        ]
         if include.vector:
             fused = await self._with_documents(config.name, fused, options, deadline)
         results: list[RankedHits] = [MergedHits(list(hits)) for hits in fused]
@@ -289,7 +279,7 @@ class KeywordReads:
         options: SearchOptions,
         depth: int,
         deadline: Deadline,
-    ) -> tuple[Sequence[RankedHits] | None, Sequence[RankedHits], Coverage]:
+    ) -> tuple[PackedBatch | None, PackedBatch, Coverage]:
         """The vector lists (None for a keyword search) and the keyword lists, merged
         over the groups, each `depth` deep; see the module's docstring."""
         collection, key = config.name, (config.name, config.incarnation)
@@ -318,8 +308,8 @@ class KeywordReads:
             # still travel, with a chunking collection's best chunks.
             include = replace(include, vector=False)
         threshold = None if hybrid else options.score_threshold
-        vector: Sequence[RankedHits] | None = None
-        keyword: Sequence[RankedHits] = [MergedHits([]) for _ in terms]
+        vector: PackedBatch | None = None
+        keyword = PackedBatch.empty(len(terms))
         for _ in range(MAX_KEYWORD_ATTEMPTS):
             if total is None:  # local: each replica weights with its own statistics
                 weighted, average_length = _occurrences(terms, unique), 0.0
@@ -424,41 +414,6 @@ class KeywordReads:
         ]
 
 
-def _columns(lists: Sequence[RankedHits]) -> bool:
-    """Whether every query's list is columns (`PackedHits`): the shards answered packed."""
-    return isinstance(lists, PackedBatch) or all(isinstance(hits, PackedHits) for hits in lists)
-
-
-def _merged(
-    per_group: list[Sequence[RankedHits]], queries: int, depth: int
-) -> Sequence[RankedHits]:
-    if not per_group:
-        return [MergedHits([]) for _ in range(queries)]
-    if all(isinstance(answers, PackedBatch) for answers in per_group):
-        # The shards' packed answers, merged as columns (ties to the lower id, as
-        # merge_batches): a `PackedBatch`, whose rows are `PackedHits`.
-        return merge_packed(cast(list[PackedBatch], per_group), depth)
-    return merge_batches(per_group, depth)
-
-
-def _with_carried(
-    fused: list[list[FusedHit]],
-    vector: Sequence[RankedHits],
-    keyword: Sequence[RankedHits],
-    documents: bool,
-) -> list[list[FusedHit]]:
-    """The fused hits with the vector candidate each came from (in a chunking
-    collection its best chunk), and with `documents` the stored fields their
-    candidates carried."""
-    result = []
-    for hits, vector_hits, keyword_hits in zip(fused, vector, keyword, strict=True):
-        by_vector = {hit.id: hit for hit in vector_hits.hits}
-        if not documents:
-            result.append([replace(hit, chunk_of=by_vector.get(hit.id)) for hit in hits])
-            continue
-        stored = {hit.id: hit.document for hit in keyword_hits.hits}
-        stored.update((hit.id, hit.document) for hit in vector_hits.hits)
-        result.append(
-            [replace(hit, document=stored[hit.id], chunk_of=by_vector.get(hit.id)) for hit in hits]
-        )
-    return result
+def _merged(per_group: list[PackedBatch], queries: int, depth: int) -> PackedBatch:
+    """The groups' lists merged per query, ties to the lower id, `depth` deep."""
+    return merge_packed(per_group, depth) if per_group else PackedBatch.empty(queries)

@@ -67,9 +67,8 @@ class Ownership:
         partition = stable_hash(doc_id) % self.partitions
         return self.topology.group_of_partition(partition) == self.group
 
-    def hits(self, answers: Sequence[RankedHits]) -> Sequence[RankedHits]:
-        """`answers` (this group's, per query) without hits of partitions it does not own;
-        columns stay columns."""
+    def _owned(self) -> Callable[[str], bool]:
+        """`owns`, remembering each partition's answer (for the many hits of a read)."""
         owners: dict[int, bool] = {}
 
         def owned(doc_id: str) -> bool:
@@ -79,14 +78,27 @@ class Ownership:
                 mine = owners[partition] = self.topology.group_of_partition(partition) == self.group
             return mine
 
+        return owned
+
+    def hits(self, answers: Sequence[RankedHits]) -> Sequence[RankedHits]:
+        """`answers` (this group's, per query) without hits of partitions it does not own;
+        columns stay columns."""
         if isinstance(answers, PackedBatch):
-            return answers.kept(np.fromiter(map(owned, answers.ids), bool, len(answers.ids)))
+            return self.columns(answers)
+        owned = self._owned()
         return [MergedHits([hit for hit in answer.hits if owned(hit.id)]) for answer in answers]
+
+    def columns(self, batch: PackedBatch) -> PackedBatch:
+        """`hits` of an answer as columns."""
+        owned = self._owned()
+        return batch.kept(np.fromiter(map(owned, batch.ids), bool, len(batch.ids)))
 
     def hybrid(self, answer: HybridAnswer) -> HybridAnswer:
         """A keyword or hybrid answer with both candidate lists cut as `hits` does (the
         statistics come cut by the shard, see `skipped`)."""
-        return HybridAnswer(self.hits(answer.vector), self.hits(answer.keyword), answer.statistics)
+        return HybridAnswer(
+            self.columns(answer.vector), self.columns(answer.keyword), answer.statistics
+        )
 
     def page(self, page: ScrollPage) -> ScrollPage:
         """A scroll page without the documents this group does not own; it remembers

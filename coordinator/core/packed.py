@@ -2,9 +2,11 @@
 
 A shard answers a vector search in the packed form (ids, float32 scores and
 distances for all queries at once, see shard.proto), and the coordinator keeps
-it that way through the merge (`packed_merge`) up to the reply: no Python
-object per hit. `PackedHits.hits` makes objects only for the paths that want
-them (hybrid fusion, explanations).
+it that way through the merge (`packed_merge`), the fusion of hybrid
+candidates (`fusion`) and the cut to what a group owns during partition moves
+(`PackedBatch.kept`) up to the reply: no Python object per hit.
+`PackedHits.hits` makes objects only for the paths that want them
+(explanations of keyword hits, per-hit replies).
 
 A chunking collection's hits carry `ChunkColumns` as well: the chunk that scored
 each hit and its span (int32, -1 where a document has no chunks), and the
@@ -203,6 +205,12 @@ class PackedBatch(Sequence[PackedHits]):
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         return PackedBatch(offsets, ids, scores, distances, documents, chunks)
+
+    @staticmethod
+    def empty(queries: int) -> "PackedBatch":
+        """No hits for any of `queries` queries."""
+        nothing = np.empty(0, dtype=np.float32)
+        return PackedBatch(np.zeros(queries + 1, dtype=np.int64), [], nothing, nothing)
 
     @property
     def counts(self) -> Offsets:

@@ -20,7 +20,7 @@ rest keeps the per-hit cost of a search fan-out low.
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,9 @@ from shoal.chunking import ChunkingSettings
 from shoal.distance_metric import Metric
 from shoal.keyword import KeywordSettings, TermStatistics
 from shoal.replication import PartitionDigest, VersionState
+
+if TYPE_CHECKING:
+    from coordinator.core.packed import PackedBatch
 
 Vector = npt.NDArray[np.float32]
 
@@ -103,11 +106,11 @@ class HybridCall:
 
 @dataclass(frozen=True, slots=True)
 class HybridAnswer:
-    """One replica's answer to a `HybridCall`: per query its vector and keyword lists
-    (empty where that list was not asked for), and the statistics."""
+    """One replica's answer to a `HybridCall`: per query its vector and keyword lists,
+    as columns (no queries where that list was not asked for), and the statistics."""
 
-    vector: Sequence["RankedHits"]
-    keyword: Sequence["RankedHits"]
+    vector: "PackedBatch"
+    keyword: "PackedBatch"
     statistics: TermStatistics
 
 

@@ -1,8 +1,9 @@
 """Packed and per-hit hybrid answers of real shards give the same search results.
 
 The coordinator asks shards for both candidate lists in the packed form and
-fuses the columns with numpy (`packed_fusion`); a shard that predates the form
-answers a `Hit` per candidate, which the per-hit path fuses. Here the
+fuses the columns with numpy (`fusion`); a shard that predates the form
+answers a `Hit` per candidate, which the shard client reads into the same
+columns (`packed_from_hits`). Here the
 coordinator core's keyword and hybrid search runs over the same real shards
 twice, once through the gRPC client as it is (packed) and once through a
 client that asks for the per-hit form, and the public hits must be equal
@@ -63,9 +64,8 @@ class PerHitShardClient(GrpcShardClient):
         reply: shard_pb2.ShardHybridSearchResponse = await unary_call(
             self._hybrid, request, timeout_s
         )
-        return hybrid_answer(
-            reply, 0 if call.vectors is None else len(call.vectors), len(call.keyword)
-        )
+        vectors = 0 if call.vectors is None else len(call.vectors)
+        return hybrid_answer(reply, vectors, len(call.keyword), call.include)
 
 
 @pytest.fixture(scope="module")

@@ -37,13 +37,16 @@ import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 
+from coordinator.clients.packed_results import packed_from_hits
 from coordinator.core.clock import HybridLogicalClock
 from coordinator.core.coordinator import Coordinator
 from coordinator.core.deadline import Deadline
 from coordinator.core.observer import NO_REPLICATION_OBSERVER, ReplicationObserver
+from coordinator.core.packed import PackedBatch
 from coordinator.core.ports import (
     ChunkedText,
     CollectionConfig,
@@ -456,7 +459,13 @@ class FakeShard:
                 call.bare_hits,
             )
         statistics = self._statistics(collection, call.statistics_terms, call.skip_partitions)
-        return HybridAnswer(vector, keyword, statistics)
+
+        # As the shard client reads a shard's answer: columns (Hit messages read into them).
+        def columns(lists: list[RankedHits]) -> PackedBatch:
+            results = cast(list[shard_pb2.ShardSearchResult], lists)
+            return packed_from_hits(results, len(results), call.include)
+
+        return HybridAnswer(columns(vector), columns(keyword), statistics)
 
     def _live(
         self, collection: str, filter: OpaqueFilter | None, skip_partitions: Sequence[int] = ()

@@ -1,5 +1,6 @@
-"""The packed hybrid answer: what a shard packs is what the coordinator reads, and fusing
-the packed lists with numpy gives exactly what the per-hit fusion gave."""
+"""Hybrid candidate lists as columns: what a shard packs, or answers a `Hit` per
+candidate, is what the coordinator reads, and the numpy fusion gives, bit for bit,
+what the fusion formulas give computed one candidate at a time."""
 
 import random
 from collections.abc import Sequence
@@ -11,11 +12,9 @@ import pytest
 from coordinator.api.public_messages import hit_to_proto
 from coordinator.clients.packed_results import hybrid_answer
 from coordinator.core.fusion import fuse
-from coordinator.core.keyword_reads import _with_carried
-from coordinator.core.model import FusedHit, Fusion, HybridOptions, MergedHits
-from coordinator.core.packed import ChunkColumns, PackedBatch, PackedHits
-from coordinator.core.packed_fusion import fuse_columns
-from coordinator.core.ports import HitMessage
+from coordinator.core.model import Explanation, FusedHit, Fusion, HybridOptions
+from coordinator.core.packed import ChunkColumns, PackedHits
+from coordinator.core.ports import Include
 from shard.api import proto_reads
 from shard.api.packed_hits import fill_packed
 from shard.core.documents import QueryHits, StoredDocument
@@ -49,15 +48,61 @@ def _random_lists(seed: int) -> tuple[PackedHits, PackedHits]:
     return _columns(vector_ids, vector_scores), _columns(keyword_ids, keyword_scores)
 
 
+def _one_by_one(
+    vector: PackedHits,
+    keyword: PackedHits,
+    k: int,
+    options: HybridOptions,
+    threshold: float | None,
+) -> list[tuple[str, float, Explanation]]:
+    """The fusion computed candidate by candidate in Python floats, as the module's
+    docstring states it: each list's parts, summed vector part first, the best k
+    by (score descending, id), the threshold judged in float32."""
+
+    def parts(hits: PackedHits, weight: float) -> list[float]:
+        scores = [float(score) for score in hits.scores]
+        if options.fusion is Fusion.RRF:
+            return [weight / (options.rrf_k + rank) for rank in range(1, len(scores) + 1)]
+        low, high = min(scores, default=0.0), max(scores, default=0.0)
+        if high <= low:
+            return [weight * 1.0 for _ in scores]
+        return [weight * ((score - low) / (high - low)) for score in scores]
+
+    alpha = options.alpha
+    fused: dict[str, float] = {}
+    if alpha > 0:
+        fused.update(zip(vector.ids, parts(vector, alpha), strict=True))
+    if alpha < 1:
+        for doc_id, part in zip(keyword.ids, parts(keyword, 1 - alpha), strict=True):
+            fused[doc_id] = fused.get(doc_id, 0.0) + part
+    ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+    if threshold is not None:
+        ranked = [(i, s) for i, s in ranked if np.float32(s) >= np.float32(threshold)]
+    v_rank = {doc_id: rank for rank, doc_id in enumerate(vector.ids, 1)}
+    w_rank = {doc_id: rank for rank, doc_id in enumerate(keyword.ids, 1)}
+    return [
+        (
+            doc_id,
+            score,
+            Explanation(
+                v_rank.get(doc_id),
+                None if doc_id not in v_rank else float(vector.scores[v_rank[doc_id] - 1]),
+                w_rank.get(doc_id),
+                None if doc_id not in w_rank else float(keyword.scores[w_rank[doc_id] - 1]),
+            ),
+        )
+        for doc_id, score in ranked
+    ]
+
+
 def _key(hits: Sequence[FusedHit]) -> list[tuple[str, float, object]]:
     return [(hit.id, hit.score, hit.explanation) for hit in hits]
 
 
 @pytest.mark.parametrize("fusion", list(Fusion))
 @pytest.mark.parametrize("alpha", [0.0, 0.25, 0.5, 1.0])
-@pytest.mark.parametrize("explain", [True, False])
-def test_packed_fusion_equals_the_per_hit_fusion(
-    fusion: Fusion, alpha: float, explain: bool
+def test_the_fusion_equals_the_formulas_one_candidate_at_a_time(
+    fusion: Fusion, alpha: float
 ) -> None:
     """Same ids, same float64 scores bit for bit, same explanations, same order (ties by
     id), with and without a threshold, for every k."""
@@ -65,28 +110,26 @@ def test_packed_fusion_equals_the_per_hit_fusion(
     for seed in range(150):
         vector, keyword = _random_lists(seed)
         k = 1 + seed % 25
-        old = fuse(vector.hits, keyword.hits, k, options, None, explain)
-        new = fuse_columns(vector, keyword, k, options, None, explain)
-        assert _key(new) == _key(old), seed
-        if len(old) > 2:
-            threshold = old[len(old) // 2].score
-            cut = fuse(vector.hits, keyword.hits, k, options, threshold, explain)
-            assert _key(fuse_columns(vector, keyword, k, options, threshold, explain)) == _key(cut)
-            assert 0 < len(cut) < len(old) or old[-1].score == threshold
+        expected = _one_by_one(vector, keyword, k, options, None)
+        assert _key(fuse(vector, keyword, k, options, None)) == expected, seed
+        unexplained = fuse(vector, keyword, k, options, None, explain=False)
+        assert [(hit.id, hit.score, hit.explanation) for hit in unexplained] == [
+            (doc_id, score, None) for doc_id, score, _ in expected
+        ]
+        if len(expected) > 2:
+            threshold = expected[len(expected) // 2][1]
+            cut = _one_by_one(vector, keyword, k, options, threshold)
+            assert _key(fuse(vector, keyword, k, options, threshold)) == cut
+            assert 0 < len(cut) < len(expected) or expected[-1][1] == threshold
 
 
-def test_rrf_ties_break_by_id_in_the_packed_fusion() -> None:
+def test_rrf_ties_break_by_id() -> None:
     """Rank 2 in one list only scores the same as rank 2 in the other only: by id."""
     vector = _columns(["a", "z", "m"], [0.9, 0.8, 0.7])
     keyword = _columns(["a", "b", "c"], [9.0, 8.0, 7.0])
-    fused = fuse_columns(vector, keyword, 3, HybridOptions())
+    fused = fuse(vector, keyword, 3, HybridOptions())
     assert [hit.id for hit in fused] == ["a", "b", "z"]
     assert fused[1].score == fused[2].score
-
-
-def _merged(hits: PackedHits) -> MergedHits:
-    """One list's hits as the per-hit path held them (a list of hit objects)."""
-    return MergedHits(list[HitMessage](hits.hits))
 
 
 def _chunked_vector() -> PackedHits:
@@ -102,33 +145,34 @@ def _chunked_vector() -> PackedHits:
     return _columns(["a", "b", "c"], [0.9, 0.8, 0.7], documents, chunks)
 
 
-def test_carried_fields_and_chunks_are_the_ones_the_per_hit_path_gave() -> None:
+def test_fused_hits_carry_their_candidates_stored_fields_and_best_chunks() -> None:
     """Stored fields come from the vector hit, else the keyword hit; a chunking
-    collection's hits carry their vector hit's best chunk: the public hits match."""
+    collection's hits carry their vector hit's best chunk."""
     vector = _chunked_vector()
     keyword_documents = [common_pb2.Document(id=i, text=f"kw {i}") for i in ("c", "d", "a")]
     keyword = _columns(["c", "d", "a"], [5.0, 4.0, 1.0], keyword_documents)
     options = HybridOptions()
-    old = fuse(vector.hits, keyword.hits, 10, options)
-    [old] = _with_carried([old], [_merged(vector)], [_merged(keyword)], True)
-    new = fuse_columns(vector, keyword, 10, options, documents=True, chunks=True)
-    assert [hit_to_proto(hit) for hit in new] == [hit_to_proto(hit) for hit in old]
-    public = {hit.id: hit_to_proto(hit) for hit in new}
+    public = {
+        hit.id: hit_to_proto(hit)
+        for hit in fuse(vector, keyword, 10, options, documents=True, chunks=True)
+    }
+    assert set(public) == {"a", "b", "c", "d"}
     assert (public["a"].chunk, public["a"].chunk_text, public["a"].document.text) == (
         2,
         "chunk two",
         "text of a",
     )
-    assert not public["b"].HasField("chunk") and public["d"].document.text == "kw d"
-    # Chunks without stored fields: as `_with_carried(documents=False)` gave them.
-    [bare] = _with_carried(
-        [fuse(vector.hits, keyword.hits, 10, options)],
-        [_merged(vector)],
-        [_merged(keyword)],
-        False,
+    assert (public["c"].chunk, public["c"].chunk_span.end, public["c"].document.text) == (
+        0,
+        5,
+        "text of c",
     )
-    packed = fuse_columns(vector, keyword, 10, options, chunks=True)
-    assert [hit_to_proto(hit) for hit in packed] == [hit_to_proto(hit) for hit in bare]
+    assert not public["b"].HasField("chunk") and public["b"].document.text == "text of b"
+    assert not public["d"].HasField("chunk") and public["d"].document.text == "kw d"
+    # Chunks without stored fields.
+    bare = {hit.id: hit_to_proto(hit) for hit in fuse(vector, keyword, 10, options, chunks=True)}
+    assert bare["a"].chunk == 2 and not bare["a"].document.text
+    assert not bare["d"].HasField("chunk")
 
 
 def _shard_lists() -> tuple[list[QueryHits], list[QueryHits]]:
@@ -166,16 +210,19 @@ def _reply(packed: bool, include: common_pb2.Include) -> shard_pb2.ShardHybridSe
     return shard_pb2.ShardHybridSearchResponse.FromString(response.SerializeToString())
 
 
-@pytest.mark.parametrize("include", [NO_FIELDS, TEXT], ids=["no fields", "stored fields"])
-def test_the_packed_hybrid_reply_reads_back_as_the_per_hit_one(
-    include: common_pb2.Include,
+@pytest.mark.parametrize(
+    ("include", "asked"),
+    [(NO_FIELDS, Include()), (TEXT, Include(text=True, metadata=True))],
+    ids=["no fields", "stored fields"],
+)
+def test_packed_and_per_hit_hybrid_replies_read_as_the_same_columns(
+    include: common_pb2.Include, asked: Include
 ) -> None:
-    packed = hybrid_answer(_reply(True, include), 2, 1)
-    assert isinstance(packed.vector, PackedBatch) and isinstance(packed.keyword, PackedBatch)
+    packed = hybrid_answer(_reply(True, include), 2, 1, asked)
     assert packed.vector.counts.tolist() == [2, 0] and packed.keyword.counts.tolist() == [3]
     assert packed.statistics == TermStatistics(4, 12, [2, 1])
-    per_hit = hybrid_answer(_reply(False, include), 2, 1)
-    assert not isinstance(per_hit.vector, PackedBatch)  # a shard without the packed form
+    per_hit = hybrid_answer(_reply(False, include), 2, 1, asked)  # no packing
+    assert per_hit.statistics == packed.statistics
     for new_lists, old_lists in (
         (packed.vector, per_hit.vector),
         (packed.keyword, per_hit.keyword),
@@ -190,5 +237,5 @@ def test_a_statistics_only_packed_reply_has_empty_lists() -> None:
     fill_packed(response.keyword_packed, [], NO_FIELDS)
     reply = shard_pb2.ShardHybridSearchResponse.FromString(response.SerializeToString())
     assert reply.HasField("keyword_packed") and not reply.HasField("vector_packed")
-    answer = hybrid_answer(reply, 0, 0)
+    answer = hybrid_answer(reply, 0, 0, Include())
     assert (list(answer.vector), list(answer.keyword)) == ([], [])
