@@ -18,6 +18,7 @@ from shoal.sdk.channel import (
     CA_FILE_ENV,
     CLIENT_CERT_ENV,
     CLIENT_KEY_ENV,
+    DEFAULT_TIMEOUT,
     SERVER_NAME_ENV,
     TLS_ENV,
     client_tls,
@@ -75,7 +76,7 @@ def connect(args: argparse.Namespace, timeout: float | None = None) -> Client:
     found = tls(args)
     return Client(
         address(args),
-        **({} if timeout is None else {"timeout": timeout}),
+        DEFAULT_TIMEOUT if timeout is None else timeout,
         api_key=getattr(args, "api_key", None),
         ca_file=found.ca if found else None,
         cert_file=found.cert if found else None,

@@ -22,6 +22,7 @@ from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
 from shoal.sdk.channel import (
     DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT,
     PathLike,
     call_metadata,
     client_tls,
@@ -57,7 +58,7 @@ class AsyncClient:
     def __init__(
         self,
         address: str = DEFAULT_ADDRESS,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         *,
         api_key: str | None = None,
         ca_file: PathLike | None = None,
@@ -65,15 +66,17 @@ class AsyncClient:
         key_file: PathLike | None = None,
         server_name: str | None = None,
         tls: bool | None = None,
+        join_searches: bool = True,
     ) -> None:
-        """As `Client`: TLS and the API key from the arguments, else the environment."""
+        """As `Client`: TLS and the API key from the arguments, else the environment;
+        concurrent searches joined unless `join_searches=False`."""
         self.address = address
         self.timeout = timeout
         self._metadata = call_metadata(api_key)
         self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
         self._channel = open_aio_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
-        self._searches = AsyncSearchJoiner(self._send)
+        self._searches = AsyncSearchJoiner(self._send, join_searches)
 
     async def close(self) -> None:
         await self._channel.close()

@@ -33,6 +33,8 @@ from shoal.runtime.settings import boolean
 from shoal.runtime.tls import ClientTls, aio_channel, sync_channel
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+#: Seconds each call of a client gets, unless the client is given another.
+DEFAULT_TIMEOUT = 30.0
 API_KEY_ENV = "SHOAL_API_KEY"
 CA_FILE_ENV = "SHOAL_CA_FILE"
 CLIENT_CERT_ENV = "SHOAL_CLIENT_CERT"

@@ -23,7 +23,14 @@ from shoal import moves as partition_moves
 from shoal.runtime.status import from_rpc_error
 from shoal.sdk import calls
 from shoal.sdk.calls import DEFAULT_BATCH_SIZE, DEFAULT_IN_FLIGHT, Call
-from shoal.sdk.channel import DEFAULT_ADDRESS, PathLike, call_metadata, client_tls, open_channel
+from shoal.sdk.channel import (
+    DEFAULT_ADDRESS,
+    DEFAULT_TIMEOUT,
+    PathLike,
+    call_metadata,
+    client_tls,
+    open_channel,
+)
 from shoal.sdk.columnar import Documents, SearchBatchResult, SearchResult
 from shoal.sdk.joining import SearchJoiner
 from shoal.sdk.requests import (
@@ -61,7 +68,7 @@ class Client(SnapshotMethods):
     def __init__(
         self,
         address: str = DEFAULT_ADDRESS,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_TIMEOUT,
         *,
         api_key: str | None = None,
         ca_file: PathLike | None = None,
@@ -69,20 +76,22 @@ class Client(SnapshotMethods):
         key_file: PathLike | None = None,
         server_name: str | None = None,
         tls: bool | None = None,
+        join_searches: bool = True,
     ) -> None:
         """TLS: `ca_file` (the CA of the coordinator's certificate), `cert_file` and
         `key_file` (a client certificate), `server_name` (the certificate's name,
         if not the address's host), `tls=True` (TLS against the system's roots);
         each defaults to its environment variable (shoal.sdk.channel), and with
         none of them the connection is plaintext. `api_key` (else SHOAL_API_KEY)
-        goes with every call, for clusters that require keys."""
+        goes with every call, for clusters that require keys. `join_searches=False`
+        sends every `search` as its own call (see the class's docstring)."""
         self.address = address
         self.timeout = timeout
         self._metadata = call_metadata(api_key)
         self.tls = client_tls(ca_file, cert_file, key_file, server_name, tls)
         self._channel = open_channel(address, self.tls)
         self._stub = shoal_pb2_grpc.ShoalServiceStub(self._channel)
-        self._searches = SearchJoiner(self._send)
+        self._searches = SearchJoiner(self._send, join_searches)
 
     def close(self) -> None:
         self._channel.close()

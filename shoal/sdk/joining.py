@@ -34,11 +34,11 @@ from shoal.errors import (
 from shoal.sdk.columnar import SearchBatchResult, SearchResult
 from shoal.v1 import shoal_pb2
 
-#: Calls out at once per set of options. Up to this many concurrent searches go as
-#: they would without joining, each its own call: enough calls to keep the client,
-#: the coordinator and the shards busy at once (with 2, 4 threads searching lost
-#: 10% to waiting; with 4, 16 threads gained as much as with 2: docs/benchmarks.md).
-CALLS_IN_FLIGHT = 4
+#: Calls out at once per set of options, as the coordinator's shard calls: one
+#: answering while the next is on its way. Measured against 3 and 4 in one run
+#: (docs/benchmarks.md): 2 serves 8 and 16 threads best, and costs 4 threads
+#: about a tenth of their throughput, waiting (`join_searches=False` turns it off).
+CALLS_IN_FLIGHT = 2
 #: Searches one joined call takes at most.
 MOST_JOINED = 32
 
@@ -172,14 +172,15 @@ def _answer(search: _Search) -> SearchResult:
 class SearchJoiner:
     """Joins the searches of threads sharing a blocking client."""
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, join: bool = True) -> None:
         self._send = send
+        self._join = join
         self._lines = _Lines()
         self._lock = threading.Lock()
 
     def search(self, request: shoal_pb2.SearchRequest, seconds: float) -> SearchResult:
         """The answer to `request`, joined or alone, within `seconds`."""
-        key = join_key(request)
+        key = join_key(request) if self._join else None
         search = _Search(request, time.monotonic() + seconds)
         if key is None:
             return self._alone(search)
@@ -222,15 +223,16 @@ class SearchJoiner:
 class AsyncSearchJoiner:
     """Joins the searches of tasks sharing an asyncio client (one event loop)."""
 
-    def __init__(self, send: AsyncSend) -> None:
+    def __init__(self, send: AsyncSend, join: bool = True) -> None:
         self._send = send
+        self._join = join
         self._lines = _Lines()
         #: Calls sent for a caller cancelled while it was to lead them.
         self._orphaned: set[asyncio.Task[None]] = set()
 
     async def search(self, request: shoal_pb2.SearchRequest, seconds: float) -> SearchResult:
         """As `SearchJoiner.search`."""
-        key = join_key(request)
+        key = join_key(request) if self._join else None
         search = _Search(request, time.monotonic() + seconds)
         if key is None:
             return await self._alone(search)

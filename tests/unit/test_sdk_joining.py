@@ -173,6 +173,26 @@ def test_searches_behind_the_calls_out_go_together_each_with_its_own_answer() ->
     assert not joiner._lines._lines  # nothing left behind
 
 
+def test_without_joining_every_search_is_its_own_call_at_once() -> None:
+    sender = Sender()
+    joiner = SearchJoiner(sender, join=False)
+    texts = [f"q{i}" for i in range(CALLS_IN_FLIGHT + 4)]
+    answers: dict[str, SearchResult] = {}
+
+    def search(text: str) -> None:
+        answers[text] = joiner.search(request(text), TIMEOUT)
+
+    threads = [threading.Thread(target=search, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    wait_until(lambda: sender.arrived == len(texts))  # all out together, none waiting
+    sender.open.set()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert sender.methods() == ["Search"] * len(texts)
+    assert all(list(answers[text].ids) == [text] for text in texts)
+
+
 def test_a_query_that_fails_a_joined_call_fails_alone() -> None:
     sender = Sender()
     joiner = SearchJoiner(sender)
