@@ -37,7 +37,7 @@ from shoal.v1 import shoal_pb2
 #: Calls out at once per set of options, as the coordinator's shard calls: one
 #: answering while the next is on its way. Measured against 3 and 4 in one run
 #: (docs/benchmarks.md): 2 serves 8 and 16 threads best, and costs 4 threads
-#: about a tenth of their throughput, waiting (`join_searches=False` turns it off).
+#: 11-23% of their throughput, waiting (`join_searches=False` turns joining off).
 CALLS_IN_FLIGHT = 2
 #: Searches one joined call takes at most.
 MOST_JOINED = 32
