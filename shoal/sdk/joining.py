@@ -253,8 +253,11 @@ class AsyncSearchJoiner:
 
     def _leave(self, key: JoinKey, line: _Line, search: _Search) -> None:
         """A waiting caller cancelled: out of the line, or, if it was to lead the
-        next call, that call goes on without it (its searches still need it)."""
-        if search.leads is not None:
+        next call, that call goes on without it (the others' searches need it; a
+        call of its search alone is not sent)."""
+        if search.leads == [search]:  # its call was its own: hand the slot on
+            _wake(search.leads, self._lines.hand_on(key, line))
+        elif search.leads is not None:
             task = asyncio.ensure_future(self._lead(key, line, search.leads))
             self._orphaned.add(task)
             task.add_done_callback(self._orphaned.discard)

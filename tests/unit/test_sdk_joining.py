@@ -286,3 +286,32 @@ def test_a_task_cancelled_while_waiting_leaves_the_line() -> None:
         assert ("SearchBatch", ["j0", "j2"]) in [call[:2] for call in sender.calls]
 
     asyncio.run(scenario())
+
+
+def test_a_task_cancelled_before_sending_its_own_search_sends_nothing() -> None:
+    async def scenario() -> None:
+        sender = Sender()
+        held = {text: asyncio.Event() for text in ALONE}
+
+        async def send(method: str, message: Any, seconds: float) -> Any:
+            if message.query.text in held:
+                await held[message.query.text].wait()
+            return sender.answer(method, message, seconds)
+
+        joiner = AsyncSearchJoiner(send)
+        tasks = {t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in ALONE}
+        tasks["late"] = asyncio.ensure_future(joiner.search(request("late"), TIMEOUT))
+        await loop_until(lambda: waiting(joiner) == 1)
+        held[ALONE[0]].set()
+        await loop_until(lambda: not waiting(joiner))  # "late" is to send its own call
+        tasks["late"].cancel()
+        for event in held.values():
+            event.set()
+        for text in ALONE:
+            assert list((await tasks[text]).ids) == [text]
+        with pytest.raises(asyncio.CancelledError):
+            await tasks["late"]
+        assert sorted(queries[0] for _, queries, _ in sender.calls) == sorted(ALONE)
+        await loop_until(lambda: not joiner._lines._lines)
+
+    asyncio.run(scenario())
