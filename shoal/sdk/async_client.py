@@ -282,7 +282,7 @@ class AsyncClient:
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
         call = calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
-        return await self._searches.search(call.request, self.timeout)
+        return await self._searches.search(call, self.timeout)
 
     async def search_batch(
         self,

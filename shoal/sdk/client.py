@@ -357,7 +357,7 @@ class Client(SnapshotMethods):
             mode, fusion, alpha, rrf_k, candidates, explain,
         )  # fmt: skip
         call = calls.search(collection, vector, text, mode, fields, like, group_by, group_size)
-        return self._searches.search(call.request, self.timeout)
+        return self._searches.search(call, self.timeout)
 
     def search_batch(
         self,

@@ -31,6 +31,7 @@ from shoal.errors import (
     Unauthenticated,
     Unavailable,
 )
+from shoal.sdk.calls import Call
 from shoal.sdk.columnar import SearchBatchResult, SearchResult
 from shoal.v1 import shoal_pb2
 
@@ -86,10 +87,11 @@ def batch_request(key: JoinKey, queries: list[shoal_pb2.Query]) -> shoal_pb2.Sea
 
 @dataclass(eq=False)
 class _Search:
-    """One caller's search: its request, its deadline and, once answered, its
-    result or error (neither: the caller sends it alone)."""
+    """One caller's search: its call (`shoal.sdk.calls.search`'s, sent as it is when
+    alone), its deadline and, once answered, its result or error (neither: the
+    caller sends it alone)."""
 
-    request: shoal_pb2.SearchRequest
+    call: Call[SearchResult]
     deadline: float
     result: SearchResult | None = None
     error: ShoalError | None = None
@@ -97,6 +99,11 @@ class _Search:
     leads: "list[_Search] | None" = None
     #: Wakes a waiting caller (its event's `set`).
     wake: Callable[[], None] | None = None
+
+    @property
+    def query(self) -> shoal_pb2.Query:
+        query: shoal_pb2.Query = self.call.request.query
+        return query
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()
@@ -178,10 +185,10 @@ class SearchJoiner:
         self._lines = _Lines()
         self._lock = threading.Lock()
 
-    def search(self, request: shoal_pb2.SearchRequest, seconds: float) -> SearchResult:
-        """The answer to `request`, joined or alone, within `seconds`."""
-        key = join_key(request) if self._join else None
-        search = _Search(request, time.monotonic() + seconds)
+    def search(self, call: Call[SearchResult], seconds: float) -> SearchResult:
+        """The answer to a Search `call`, joined or alone, within `seconds`."""
+        key = join_key(call.request) if self._join else None
+        search = _Search(call, time.monotonic() + seconds)
         if key is None:
             return self._alone(search)
         with self._lock:
@@ -198,7 +205,8 @@ class SearchJoiner:
         return _answer(search)
 
     def _alone(self, search: _Search) -> SearchResult:
-        return SearchResult.from_reply(self._send("Search", search.request, search.seconds_left()))
+        call = search.call
+        return call.decode(self._send(call.method, call.request, search.seconds_left()))
 
     def _lead(self, key: JoinKey, line: _Line, searches: list[_Search]) -> None:
         """Send the call of `searches` (the first is this caller's), then hand on."""
@@ -207,7 +215,7 @@ class SearchJoiner:
                 searches[0].result = self._alone(searches[0])
                 return
             seconds = min(search.seconds_left() for search in searches)
-            queries = [search.request.query for search in searches]
+            queries = [search.query for search in searches]
             try:
                 reply = self._send("SearchBatch", batch_request(key, queries), seconds)
             except Exception as error:
@@ -230,10 +238,10 @@ class AsyncSearchJoiner:
         #: Calls sent for a caller cancelled while it was to lead them.
         self._orphaned: set[asyncio.Task[None]] = set()
 
-    async def search(self, request: shoal_pb2.SearchRequest, seconds: float) -> SearchResult:
+    async def search(self, call: Call[SearchResult], seconds: float) -> SearchResult:
         """As `SearchJoiner.search`."""
-        key = join_key(request) if self._join else None
-        search = _Search(request, time.monotonic() + seconds)
+        key = join_key(call.request) if self._join else None
+        search = _Search(call, time.monotonic() + seconds)
         if key is None:
             return await self._alone(search)
         line = self._lines.enter(key, search)
@@ -265,8 +273,8 @@ class AsyncSearchJoiner:
             line.waiting.remove(search)
 
     async def _alone(self, search: _Search) -> SearchResult:
-        reply = await self._send("Search", search.request, search.seconds_left())
-        return SearchResult.from_reply(reply)
+        call = search.call
+        return call.decode(await self._send(call.method, call.request, search.seconds_left()))
 
     async def _lead(self, key: JoinKey, line: _Line, searches: list[_Search]) -> None:
         """As `SearchJoiner._lead`."""
@@ -275,7 +283,7 @@ class AsyncSearchJoiner:
                 searches[0].result = await self._alone(searches[0])
                 return
             seconds = min(search.seconds_left() for search in searches)
-            queries = [search.request.query for search in searches]
+            queries = [search.query for search in searches]
             try:
                 reply = await self._send("SearchBatch", batch_request(key, queries), seconds)
             except Exception as error:

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shoal.errors import InvalidArgument, Unavailable
+from shoal.sdk.calls import Call
 from shoal.sdk.columnar import SearchResult
 from shoal.sdk.joining import (
     CALLS_IN_FLIGHT,
@@ -36,6 +37,11 @@ def request(text: str, k: int = 10, **fields: Any) -> shoal_pb2.SearchRequest:
     return shoal_pb2.SearchRequest(
         collection="c", query=shoal_pb2.Query(text=text), k=k, packed=True, **fields
     )
+
+
+def search_call(text: str) -> Call[SearchResult]:
+    """A single search's call, as `shoal.sdk.calls.search` makes it."""
+    return Call("Search", request(text), SearchResult.from_reply)
 
 
 def hits_of(query: shoal_pb2.Query) -> list[common_pb2.Hit]:
@@ -103,7 +109,7 @@ def search_in_threads(
 
     def search(text: str) -> None:
         try:
-            answers[text] = joiner.search(request(text), TIMEOUT)
+            answers[text] = joiner.search(search_call(text), TIMEOUT)
         except Exception as error:
             answers[text] = error
 
@@ -150,8 +156,8 @@ def test_a_lone_search_is_a_plain_search() -> None:
     sender = Sender()
     sender.open.set()
     joiner = SearchJoiner(sender)
-    assert list(joiner.search(request("a"), TIMEOUT).ids) == ["a"]
-    assert list(joiner.search(request("b"), TIMEOUT).ids) == ["b"]
+    assert list(joiner.search(search_call("a"), TIMEOUT).ids) == ["a"]
+    assert list(joiner.search(search_call("b"), TIMEOUT).ids) == ["b"]
     assert sender.methods() == ["Search", "Search"]
 
 
@@ -180,7 +186,7 @@ def test_without_joining_every_search_is_its_own_call_at_once() -> None:
     answers: dict[str, SearchResult] = {}
 
     def search(text: str) -> None:
-        answers[text] = joiner.search(request(text), TIMEOUT)
+        answers[text] = joiner.search(search_call(text), TIMEOUT)
 
     threads = [threading.Thread(target=search, args=(text,)) for text in texts]
     for thread in threads:
@@ -240,7 +246,7 @@ def test_tasks_join_as_threads_do_and_a_cancelled_leader_still_sends() -> None:
         joiner = AsyncSearchJoiner(send)
         joined = [f"j{i}" for i in range(6)]
         tasks = {
-            t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in ALONE + joined
+            t: asyncio.ensure_future(joiner.search(search_call(t), TIMEOUT)) for t in ALONE + joined
         }
         await loop_until(lambda: waiting(joiner) == len(joined))
         held[ALONE[0]].set()
@@ -276,7 +282,7 @@ def test_a_task_cancelled_while_waiting_leaves_the_line() -> None:
 
         joiner = AsyncSearchJoiner(send)
         texts = [*ALONE, "j0", "j1", "j2"]
-        tasks = {t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in texts}
+        tasks = {t: asyncio.ensure_future(joiner.search(search_call(t), TIMEOUT)) for t in texts}
         await loop_until(lambda: waiting(joiner) == 3)
         tasks["j1"].cancel()
         await loop_until(lambda: waiting(joiner) == 2)
@@ -299,8 +305,8 @@ def test_a_task_cancelled_before_sending_its_own_search_sends_nothing() -> None:
             return sender.answer(method, message, seconds)
 
         joiner = AsyncSearchJoiner(send)
-        tasks = {t: asyncio.ensure_future(joiner.search(request(t), TIMEOUT)) for t in ALONE}
-        tasks["late"] = asyncio.ensure_future(joiner.search(request("late"), TIMEOUT))
+        tasks = {t: asyncio.ensure_future(joiner.search(search_call(t), TIMEOUT)) for t in ALONE}
+        tasks["late"] = asyncio.ensure_future(joiner.search(search_call("late"), TIMEOUT))
         await loop_until(lambda: waiting(joiner) == 1)
         held[ALONE[0]].set()
         await loop_until(lambda: not waiting(joiner))  # "late" is to send its own call
