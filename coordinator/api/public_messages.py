@@ -142,6 +142,21 @@ def queries_from_proto(queries: Sequence[shoal_pb2.Query]) -> list[QueryInput] |
     return [query_from_proto(query, f"query {i}") for i, query in enumerate(queries)]
 
 
+def batch_queries(request: shoal_pb2.SearchBatchRequest) -> list[QueryInput] | Vector:
+    """A SearchBatch's queries: its query matrix (`queries_f32` rows of `dimension`
+    float32s), or its `queries`."""
+    if not request.queries_f32:
+        return queries_from_proto(request.queries)
+    if request.queries:
+        raise InvalidArgument("give the queries as `queries` or as `queries_f32`, not both")
+    size, dimension = len(request.queries_f32), request.dimension
+    if not dimension or size % (4 * dimension):
+        raise InvalidArgument(
+            f"queries_f32 holds {size} bytes, not rows of `dimension` ({dimension}) float32s"
+        )
+    return np.frombuffer(request.queries_f32, dtype="<f4").reshape(-1, dimension)
+
+
 def filter_from_proto(message: Any) -> common_pb2.Filter | None:
     """The request's filter, if it has one (passed on to the shards as it is)."""
     return message.filter if message.HasField("filter") else None

@@ -229,11 +229,12 @@ class ShoalServicer(SnapshotHandlers, shoal_pb2_grpc.ShoalServiceServicer):
     ) -> shoal_pb2.SearchBatchResponse:
         deadline = self._read_deadline(context)
         request_limits.check_queries(self._limits, request.queries)
+        queries = public_messages.batch_queries(request)
         dimension = await self._dimension_if_vectors(request, deadline)
-        request_limits.check_search(self._limits, request, len(request.queries), dimension)
+        request_limits.check_search(self._limits, request, len(queries), dimension)
         results = await self._core.reader.search(
             request.collection,
-            public_messages.queries_from_proto(request.queries),
+            queries,
             public_messages.search_options(request),
             deadline,
         )

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from shoal.errors import InvalidArgument
+from shoal.errors import FailedPrecondition, InvalidArgument
 from shoal.moves import PlannedMove
 from shoal.runtime.proto_values import metadata_to_proto, topology_from_proto, topology_to_proto
 from shoal.sdk.columnar import Documents, SearchResult
@@ -311,22 +311,64 @@ def search_batches(
         raise InvalidArgument(
             f"batch_size {batch_size} and in_flight {in_flight}: both must be at least 1"
         )
-    queries = _queries(vectors, texts, mode)
-    starts = range(0, len(queries), batch_size) if queries else range(1)
+    options = shoal_pb2.SearchBatchRequest(
+        collection=collection, group_by=group_by, group_size=group_size if group_by else 0, **fields
+    )
+    matrix = _query_matrix(vectors) if texts is None else None
+    if matrix is None or not len(matrix):
+        queries = _queries(vectors, texts, mode)
+        starts = range(0, len(queries), batch_size) if queries else range(1)
+        return [
+            Call("SearchBatch", _with(options, queries=queries[at : at + batch_size]), _same)
+            for at in starts
+        ]
     return [
         Call(
             "SearchBatch",
-            shoal_pb2.SearchBatchRequest(
-                collection=collection,
-                queries=queries[start : start + batch_size],
-                group_by=group_by,
-                group_size=group_size if group_by else 0,
-                **fields,
-            ),
-            _same,
+            _with(options, queries_f32=rows.tobytes(), dimension=rows.shape[1]),
+            _answering(len(rows)),
         )
-        for start in starts
+        for rows in (matrix[at : at + batch_size] for at in range(0, len(matrix), batch_size))
     ]
+
+
+def _query_matrix(
+    vectors: Sequence[VectorLike] | npt.NDArray[np.floating] | None,
+) -> npt.NDArray[np.float32] | None:
+    """The query vectors as one (queries, dimension) little-endian float32 matrix,
+    sent as SearchBatchRequest.queries_f32; None when they do not make one (the
+    server then names the query at fault)."""
+    if vectors is None:
+        return None
+    try:
+        matrix = np.ascontiguousarray(vectors, dtype="<f4")
+    except (TypeError, ValueError):  # rows of different lengths, or not numbers
+        return None
+    return matrix if matrix.ndim == 2 and matrix.shape[1] else None
+
+
+def _with(options: shoal_pb2.SearchBatchRequest, **queries: Any) -> shoal_pb2.SearchBatchRequest:
+    request = shoal_pb2.SearchBatchRequest(**queries)
+    request.MergeFrom(options)
+    return request
+
+
+def _answering(
+    queries: int,
+) -> Callable[[shoal_pb2.SearchBatchResponse], shoal_pb2.SearchBatchResponse]:
+    """A reply's check that it answers all `queries` rows of a query matrix: a
+    coordinator older than `queries_f32` reads none of them and answers nothing."""
+
+    def checked(reply: shoal_pb2.SearchBatchResponse) -> shoal_pb2.SearchBatchResponse:
+        answered = len(reply.packed.counts) if reply.HasField("packed") else len(reply.results)
+        if answered != queries:
+            raise FailedPrecondition(
+                f"the coordinator answered {answered} of {queries} queries: it predates"
+                " query matrices (SearchBatchRequest.queries_f32); upgrade it"
+            )
+        return reply
+
+    return checked
 
 
 # Cluster and topology

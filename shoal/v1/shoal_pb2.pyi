@@ -916,6 +916,8 @@ class SearchBatchRequest(_message.Message):
     PACKED_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
     GROUP_SIZE_FIELD_NUMBER: _builtins.int
+    QUERIES_F32_FIELD_NUMBER: _builtins.int
+    DIMENSION_FIELD_NUMBER: _builtins.int
     collection: _builtins.str
     k: _builtins.int
     ef: _builtins.int
@@ -930,6 +932,13 @@ class SearchBatchRequest(_message.Message):
     groups, hit after hit, each with Hit.group set.
     """
     group_size: _builtins.int
+    queries_f32: _builtins.bytes
+    """Vector queries as one matrix instead of `queries`, with no message per query
+    to build or to read: rows x dimension little-endian float32, query i in row
+    i. Vector mode only, and not with `queries`; INVALID_ARGUMENT when the length
+    is not a multiple of 4 x dimension or the dimension is not the collection's.
+    """
+    dimension: _builtins.int
     @_builtins.property
     def queries(self) -> _containers.RepeatedCompositeFieldContainer[Global___Query]: ...
     @_builtins.property
@@ -957,10 +966,12 @@ class SearchBatchRequest(_message.Message):
         packed: _builtins.bool = ...,
         group_by: _builtins.str = ...,
         group_size: _builtins.int = ...,
+        queries_f32: _builtins.bytes = ...,
+        dimension: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "filter", b"filter", "hybrid", b"hybrid", "include", b"include", "score_threshold", b"score_threshold"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "ef", b"ef", "explain", b"explain", "filter", b"filter", "group_by", b"group_by", "group_size", b"group_size", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "queries", b"queries", "score_threshold", b"score_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold", "allow_partial", b"allow_partial", "collection", b"collection", "dimension", b"dimension", "ef", b"ef", "explain", b"explain", "filter", b"filter", "group_by", b"group_by", "group_size", b"group_size", "hybrid", b"hybrid", "include", b"include", "k", b"k", "mode", b"mode", "packed", b"packed", "queries", b"queries", "queries_f32", b"queries_f32", "score_threshold", b"score_threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__score_threshold: _TypeAlias = _typing.Literal["score_threshold"]  # noqa: Y015
     _WhichOneofArgType__score_threshold: _TypeAlias = _typing.Literal["_score_threshold", b"_score_threshold"]  # noqa: Y015

@@ -122,6 +122,48 @@ def test_search_batch_answers_each_query_in_order(client: Client) -> None:
     assert all(r.coverage.complete and r.coverage.groups_asked == 2 for r in results)
 
 
+def test_a_query_matrix_answers_as_query_messages_do(
+    client: Client, stub: shoal_pb2_grpc.ShoalServiceStub
+) -> None:
+    client.create_collection("matrix", dimension=DIM, partitions=16)
+    rows = vectors(100, 3)
+    client.upsert("matrix", [{"id": f"m{i}", "vector": rows[i]} for i in range(100)], "all")
+    queries = rows[[3, 30, 60, 90]].astype("<f4")
+
+    def search(**given: object) -> shoal_pb2.SearchBatchResponse:
+        request = shoal_pb2.SearchBatchRequest(collection="matrix", k=5, ef=100, **given)  # type: ignore[arg-type]
+        return stub.SearchBatch(request, timeout=30)
+
+    as_messages = search(queries=[shoal_pb2.Query(vector_f32=row.tobytes()) for row in queries])
+    as_matrix = search(queries_f32=queries.tobytes(), dimension=DIM)
+    assert len(as_matrix.results) == 4
+    assert as_matrix.results == as_messages.results
+    # The SDK sends its vectors as one matrix.
+    answered = client.search_batch("matrix", queries, k=5, ef=100, include=[])
+    assert [[h.id for h in r.hits] for r in answered] == [
+        [hit.id for hit in result.hits] for result in as_messages.results
+    ]
+
+    bad: dict[str, dict[str, object]] = {
+        "both forms": {"queries": [shoal_pb2.Query(vector_f32=queries[0].tobytes())]},
+        "no dimension": {"dimension": 0},
+        "not whole rows": {"dimension": DIM + 1},
+        "the wrong dimension": {"dimension": DIM // 2},
+        "a keyword search": {"dimension": DIM, "mode": shoal_pb2.SEARCH_MODE_KEYWORD},
+    }
+    for case, changed in bad.items():
+        with pytest.raises(grpc.RpcError) as raised:
+            search(**{"queries_f32": queries.tobytes(), "dimension": DIM, **changed})
+        assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT, case
+    nan = queries.copy()
+    nan[2, 1] = np.nan
+    with pytest.raises(grpc.RpcError) as raised:
+        search(queries_f32=nan.tobytes(), dimension=DIM)
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "query 2" in (raised.value.details() or "")
+    assert client.count("matrix") == 100
+
+
 def test_text_documents_and_queries_are_embedded(client: Client) -> None:
     client.create_collection("prose", embedding_model="hash-8")
     client.upsert("prose", [{"id": f"p{i}", "text": f"sentence number {i}"} for i in range(20)])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from shoal import AsyncClient, Client
-from shoal.errors import InvalidArgument
+from shoal.errors import FailedPrecondition, InvalidArgument
 from shoal.v1 import common_pb2, shoal_pb2
 
 FAIL_AT = 666.0  # a query whose first value is this fails its call with INVALID_ARGUMENT
@@ -56,6 +56,8 @@ class _Batches:
         self.first_two = threading.Barrier(2)
         self.together = True  # the first two calls wait for each other
         self.keys: list[str | bytes | None] = []  # each call's authorization metadata
+        self.forms: list[str] = []  # each call's queries: "matrix" or "messages"
+        self.reads_matrices = True  # False: as a coordinator older than queries_f32
 
     def _note_key(self, context: grpc.ServicerContext) -> None:
         with self.lock:
@@ -79,7 +81,7 @@ class _Batches:
         try:
             if number <= 2 and self.together:
                 self.first_two.wait(TOGETHER_TIMEOUT_S)  # BrokenBarrierError: sent one by one
-            firsts = [float(np.frombuffer(q.vector_f32, dtype="<f4")[0]) for q in request.queries]
+            firsts = self._firsts(request)
             if FAIL_AT in firsts:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query 666 is not allowed")
             reply = shoal_pb2.SearchBatchResponse(
@@ -91,6 +93,15 @@ class _Batches:
         finally:
             with self.lock:
                 self.in_flight -= 1
+
+    def _firsts(self, request: shoal_pb2.SearchBatchRequest) -> list[float]:
+        """Each query's first value, from whichever form the queries came in."""
+        with self.lock:
+            self.forms.append("matrix" if request.queries_f32 else "messages")
+        if request.queries_f32 and self.reads_matrices:
+            matrix = np.frombuffer(request.queries_f32, dtype="<f4")
+            return [float(value) for value in matrix.reshape(-1, request.dimension)[:, 0]]
+        return [float(np.frombuffer(q.vector_f32, dtype="<f4")[0]) for q in request.queries]
 
 
 @pytest.fixture
@@ -141,6 +152,42 @@ async def test_the_async_client_pipelines_alike(server: tuple[str, _Batches]) ->
         result = await client.search_batch("c", _queries(10), batch_size=3, in_flight=2)
     assert servicer.calls == 4 and servicer.most_in_flight == 2
     assert result.ids[:, 0].tolist() == [str(i) for i in range(10)]
+
+
+def test_vectors_go_as_one_matrix_per_call_and_ragged_ones_as_messages(
+    server: tuple[str, _Batches],
+) -> None:
+    address, servicer = server
+    servicer.together = False
+    with Client(address, timeout=30) as client:
+        as_list = client.search_batch("c", _queries(5).tolist(), batch_size=3)
+        ragged = client.search_batch("c", [[1.0, 2.0], [3.0]], batch_size=3)
+    assert servicer.forms == ["matrix", "matrix", "messages"]
+    assert as_list.ids[:, 0].tolist() == [str(i) for i in range(5)]
+    assert ragged.ids[:, 0].tolist() == ["1", "3"]
+
+
+@pytest.mark.parametrize("in_flight", [1, 2])
+def test_a_coordinator_that_ignores_the_query_matrix_is_an_error_not_an_empty_answer(
+    server: tuple[str, _Batches], in_flight: int
+) -> None:
+    address, servicer = server
+    servicer.together, servicer.reads_matrices = False, False
+    with (
+        Client(address, timeout=30) as client,
+        pytest.raises(FailedPrecondition, match="answered 0 of 3 queries"),
+    ):
+        client.search_batch("c", _queries(6), batch_size=3, in_flight=in_flight)
+
+
+async def test_the_async_client_refuses_an_empty_answer_alike(
+    server: tuple[str, _Batches],
+) -> None:
+    address, servicer = server
+    servicer.together, servicer.reads_matrices = False, False
+    async with AsyncClient(address, timeout=30) as client:
+        with pytest.raises(FailedPrecondition, match="answered 0 of 2 queries"):
+            await client.search_batch("c", _queries(2))
 
 
 def test_a_failing_call_raises_its_error(server: tuple[str, _Batches]) -> None:

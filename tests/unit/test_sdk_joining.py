@@ -130,7 +130,10 @@ def test_batch_requests_number_their_fields_as_single_searches_do() -> None:
     single = {f.name: (f.number, f.type) for f in shoal_pb2.SearchRequest.DESCRIPTOR.fields}
     batch = {f.name: (f.number, f.type) for f in shoal_pb2.SearchBatchRequest.DESCRIPTOR.fields}
     assert single.pop("query") == batch.pop("queries")
+    # A batch's own fields (its query matrix) take numbers no single search uses.
+    only_batch = {name: batch.pop(name) for name in ("queries_f32", "dimension")}
     assert single == batch
+    assert not {number for number, _ in only_batch.values()} & {n for n, _ in single.values()}
 
 
 def test_searches_join_when_all_but_the_query_is_the_same() -> None:
