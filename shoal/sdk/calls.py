@@ -319,13 +319,15 @@ def search_batches(
         queries = _queries(vectors, texts, mode)
         starts = range(0, len(queries), batch_size) if queries else range(1)
         return [
-            Call("SearchBatch", _with(options, queries=queries[at : at + batch_size]), _same)
+            Call(
+                "SearchBatch", _batch_request(options, queries=queries[at : at + batch_size]), _same
+            )
             for at in starts
         ]
     return [
         Call(
             "SearchBatch",
-            _with(options, queries_f32=rows.tobytes(), dimension=rows.shape[1]),
+            _batch_request(options, queries_f32=rows.tobytes(), dimension=rows.shape[1]),
             _answering(len(rows)),
         )
         for rows in (matrix[at : at + batch_size] for at in range(0, len(matrix), batch_size))
@@ -347,7 +349,9 @@ def _query_matrix(
     return matrix if matrix.ndim == 2 and matrix.shape[1] else None
 
 
-def _with(options: shoal_pb2.SearchBatchRequest, **queries: Any) -> shoal_pb2.SearchBatchRequest:
+def _batch_request(
+    options: shoal_pb2.SearchBatchRequest, **queries: Any
+) -> shoal_pb2.SearchBatchRequest:
     request = shoal_pb2.SearchBatchRequest(**queries)
     request.MergeFrom(options)
     return request
