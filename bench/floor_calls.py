@@ -12,8 +12,6 @@ are stolen), so read them next to a benchmark run in the same window.
 """
 
 import argparse
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -21,17 +19,13 @@ from pathlib import Path
 
 import grpc
 
+from bench import services
 from bench.floor_server import EXECUTOR, INLINE
 from bench.procfs import cpu_seconds, own_cpu_seconds
-from shoal.runtime.wait import wait_for
+from shoal.cli.service_process import ServiceProcess
 
 PAYLOAD = b"x" * 100
 WARM_UP = 300
-
-
-def _port(port_file: Path) -> int | None:
-    text = port_file.read_text().strip() if port_file.exists() else ""
-    return int(text) if text else None
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,36 +34,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--calls", type=int, default=3000)
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bench.floor_server", "--port-file", str(port_file)]
-        )
-        try:
-            port = wait_for(lambda: _port(port_file), timeout=30, what="the floor server's port")
-            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-                print(f"One blocking call at a time, {args.calls} calls of {len(PAYLOAD)} bytes")
-                print("| method | wall µs/call | server CPU µs/call | client CPU µs/call |")
-                print("|---|---:|---:|---:|")
-                for method in (INLINE, EXECUTOR):
-                    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
-                    for _ in range(WARM_UP):
-                        call(PAYLOAD)
-                    server_cpu, client_cpu = cpu_seconds(server.pid), own_cpu_seconds()
-                    began = time.perf_counter()
-                    for _ in range(args.calls):
-                        call(PAYLOAD)
-                    per_call = [
-                        (time.perf_counter() - began) / args.calls,
-                        (cpu_seconds(server.pid) - server_cpu) / args.calls,
-                        (own_cpu_seconds() - client_cpu) / args.calls,
-                    ]
-                    cells = " | ".join(f"{1e6 * seconds:,.0f}" for seconds in per_call)
-                    print(f"| {method.rsplit('/', 1)[1]} | {cells} |")
-        finally:
-            server.terminate()
-            server.wait()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        services.running(ServiceProcess("floor", "bench.floor_server", [], Path(tmp))) as floor,
+    ):
+        assert floor is not None
+        with grpc.insecure_channel(floor.address) as channel:
+            _measure(channel, services.pid(floor), args.calls)
     print(f"\nReproduce: `python -m bench.floor_calls --calls {args.calls}`")
+
+
+def _measure(channel: grpc.Channel, server: int, calls: int) -> None:
+    """Per method, a Markdown row: wall time, the server's and this process's CPU per call."""
+    print(f"One blocking call at a time, {calls} calls of {len(PAYLOAD)} bytes")
+    print("| method | wall µs/call | server CPU µs/call | client CPU µs/call |")
+    print("|---|---:|---:|---:|")
+    for method in (INLINE, EXECUTOR):
+        call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(method)
+        for _ in range(WARM_UP):
+            call(PAYLOAD)
+        server_cpu, client_cpu = cpu_seconds(server), own_cpu_seconds()
+        began = time.perf_counter()
+        for _ in range(calls):
+            call(PAYLOAD)
+        per_call = [
+            (time.perf_counter() - began) / calls,
+            (cpu_seconds(server) - server_cpu) / calls,
+            (own_cpu_seconds() - client_cpu) / calls,
+        ]
+        cells = " | ".join(f"{1e6 * seconds:,.0f}" for seconds in per_call)
+        print(f"| {method.rsplit('/', 1)[1]} | {cells} |")
 
 
 if __name__ == "__main__":
