@@ -5,10 +5,10 @@ exact vector ranking (cosine over every document's MiniLM vector) and the
 reference BM25 ranking (`bm25s`, lucene, over Shoal's tokens: Snowball stemming
 and stop words, the collection defaults) fused as the RRF paper defines it,
 score = sum of 1 / (k + rank) over the lists a document is in, ties to the
-lower id as in Shoal. Printed: MRR@10
-on the set's known-item queries for each candidate depth and k, next to the two
-rankings alone. Shoal's own RRF matches this within 0.01 at its defaults (k 60,
-depth 2k + 60 = 80; `tests/integration/test_hybrid_quality.py`).
+lower id as in Shoal. Printed: MRR@10 on the set's known-item queries for each
+candidate depth and k, next to the two rankings alone. Shoal's own RRF matches
+this within 0.01 at its defaults (k 60, depth 2k + 60 = 80;
+`tests/integration/test_hybrid_quality.py`).
 
 These are the queries the hybrid bar is measured on: read the table, do not
 pick defaults from it.
