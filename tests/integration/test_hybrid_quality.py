@@ -103,12 +103,11 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
             ),
         }
 
-    ids = np.array(data.ids)
     reference_found = reference_bm25_rankings(
-        [str(i) for i in ids], [doc["text"] for doc in data.documents], texts, DEPTH
+        data.ids, [doc["text"] for doc in data.documents], texts, DEPTH
     )
     table["reference BM25 (bm25s)"] = mrr(reference_found, relevant)
-    exact = exact_rankings(vectors, data.document_vectors, ids)
+    exact = exact_rankings(vectors, data.document_vectors, np.array(data.ids))
     table["reference RRF (exact vector, bm25s)"] = mrr(
         [
             reciprocal_rank_fusion(pair, DEPTH, RRF_K)

@@ -6,7 +6,7 @@ from bench.fusion_sweep import mrr, reciprocal_rank_fusion
 
 
 def test_rrf_sums_reciprocal_ranks_over_the_lists() -> None:
-    # b: 1/61 + 1/62; a: 1/61; c: 1/62 + 1/61 (= b); d: 1/63.
+    # b: 1/61 + 1/62; c: 1/62 + 1/61 (= b, the lower id first); a and d: 1/63 each.
     fused = reciprocal_rank_fusion([["b", "c", "d"], ["c", "b", "a"]], depth=3, k=60)
     assert fused == ["b", "c", "a", "d"]
 
@@ -19,7 +19,6 @@ def test_rrf_reads_only_the_first_depth_of_each_list() -> None:
     # At depth 1 "a" is in one list only and ties with "x"; at depth 2 both lists hold it.
     rankings = [["x", "a"], ["a", "y"]]
     assert reciprocal_rank_fusion(rankings, depth=1, k=60) == ["a", "x"]
-    assert reciprocal_rank_fusion(rankings, depth=2, k=60)[0] == "a"
     assert reciprocal_rank_fusion(rankings, depth=2, k=60) == ["a", "x", "y"]
 
 
