@@ -13,6 +13,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -125,13 +126,18 @@ def load(name: str, n_queries: int) -> VectorSet:
     raise ValueError(f"unknown data set {name!r}; use one of {[*REAL, *GENERATED]}")
 
 
-def query_texts(name: str, count: int) -> list[str]:
-    """The first `count` query texts of a real set (short descriptions), for the embedder."""
-    texts = []
-    with (DATA_ROOT / name / "queries.jsonl").open() as lines:
+def read_jsonl(path: Path, limit: int = 0) -> list[dict[str, Any]]:
+    """The first `limit` rows of a JSON-lines file (every row when 0), blank lines skipped."""
+    rows = []
+    with path.open() as lines:
         for line in lines:
             if line.strip():
-                texts.append(str(json.loads(line)["text"]))
-            if len(texts) == count:
+                rows.append(json.loads(line))
+            if len(rows) == limit:
                 break
-    return texts
+    return rows
+
+
+def query_texts(name: str, count: int) -> list[str]:
+    """The first `count` query texts of a real set (short descriptions), for the embedder."""
+    return [str(row["text"]) for row in read_jsonl(DATA_ROOT / name / "queries.jsonl", count)]

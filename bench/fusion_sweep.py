@@ -18,7 +18,6 @@ pick defaults from it.
 """
 
 import argparse
-import json
 from collections.abc import Sequence
 
 import bm25s
@@ -55,6 +54,14 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], depth: int, k: int
     return sorted(scores, key=lambda doc_id: (-scores[doc_id], doc_id))[:K]
 
 
+def exact_vector_rankings(
+    ids: Sequence[str], documents: datasets.Matrix, queries: datasets.Matrix, depth: int
+) -> list[list[str]]:
+    """Each query's first `depth` ids by exact cosine similarity, ties to the lower row."""
+    top = datasets.exact_top_k(documents, queries, depth)
+    return [[ids[row] for row in rows] for rows in top.tolist()]
+
+
 def reference_bm25_rankings(
     ids: Sequence[str], texts: Sequence[str], queries: Sequence[str], depth: int
 ) -> list[list[str]]:
@@ -80,16 +87,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--ks", type=_ints, default=[60])
     args = parser.parse_args(argv)
     root = datasets.DATA_ROOT / args.dataset
-    corpus = [json.loads(line) for line in (root / "corpus.jsonl").open() if line.strip()]
-    queries = [json.loads(line) for line in (root / "queries.jsonl").open() if line.strip()]
+    corpus = datasets.read_jsonl(root / "corpus.jsonl")
+    queries = datasets.read_jsonl(root / "queries.jsonl")
     ids = [str(document["id"]) for document in corpus]
     relevant = [set(map(str, query["relevant"])) for query in queries]
     vectors = datasets.load_real(args.dataset)
     depth = max(args.depths)
-    vector = [
-        [ids[row] for row in rows]
-        for rows in datasets.exact_top_k(vectors.documents, vectors.queries, depth).tolist()
-    ]
+    vector = exact_vector_rankings(ids, vectors.documents, vectors.queries, depth)
     keyword = reference_bm25_rankings(
         ids,
         [str(document["text"]) for document in corpus],

@@ -28,7 +28,6 @@ Prints Markdown tables; the numbers are for `docs/benchmarks.md`.
 """
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -40,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import loadgen, services
-from bench.datasets import DATA_ROOT
+from bench.datasets import DATA_ROOT, read_jsonl
 from bench.stats import Latency
 from shard.core.keyword_index import KeywordIndex
 from shoal.keyword import KeywordSettings
@@ -58,24 +57,13 @@ _MODE = {
 NOTHING = common_pb2.Include()
 
 
-def _jsonl(path: Path, limit: int) -> list[dict[str, object]]:
-    rows = []
-    with path.open() as lines:
-        for line in lines:
-            if line.strip():
-                rows.append(json.loads(line))
-            if len(rows) == limit:
-                break
-    return rows
-
-
 def load_data(
     name: str, documents: int, queries: int
 ) -> tuple[list[dict[str, object]], Matrix, list[str], Matrix]:
     root = DATA_ROOT / name
-    docs = _jsonl(root / "corpus.jsonl", documents)
+    docs = read_jsonl(root / "corpus.jsonl", documents)
     doc_vectors = np.load(root / "corpus_emb.npy")[: len(docs)].astype("<f4")
-    query_rows = _jsonl(root / "queries.jsonl", queries)
+    query_rows = read_jsonl(root / "queries.jsonl", queries)
     query_vectors = np.load(root / "queries_emb.npy")[: len(query_rows)].astype("<f4")
     return docs, doc_vectors, [str(q["text"]) for q in query_rows], query_vectors
 

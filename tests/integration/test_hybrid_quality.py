@@ -24,7 +24,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from bench.fusion_sweep import mrr, reciprocal_rank_fusion, reference_bm25_rankings
+from bench.fusion_sweep import (
+    exact_vector_rankings,
+    mrr,
+    reciprocal_rank_fusion,
+    reference_bm25_rankings,
+)
 from shoal import Client
 from shoal.cli.local_cluster import DEFAULT_MODEL
 from shoal.sdk.columnar import SearchResult
@@ -41,18 +46,6 @@ K = 10
 BATCH = 250
 RRF_K = 60
 DEPTH = 2 * K + RRF_K  # hybrid search's default candidate depth
-
-
-def exact_rankings(
-    queries: npt.NDArray[np.float32], documents: npt.NDArray[np.float32], ids: npt.NDArray[np.str_]
-) -> list[list[str]]:
-    """Each query's DEPTH nearest documents by exact cosine similarity, nearest first
-    (a thousand queries at a time: all at once would sort 9,682 x 20,000 scores)."""
-    rankings: list[list[str]] = []
-    for start in range(0, len(queries), 1000):
-        top = datasets.exact_top_k(documents, queries[start : start + 1000], DEPTH)
-        rankings.extend([str(i) for i in row] for row in ids[top])
-    return rankings
 
 
 @pytest.mark.timeout(1800)  # two passes of 9,682 query embeddings on 2 cores
@@ -107,7 +100,7 @@ def test_hybrid_beats_vector_and_keyword_search(start_cluster: StartCluster) -> 
         data.ids, [doc["text"] for doc in data.documents], texts, DEPTH
     )
     table["reference BM25 (bm25s)"] = mrr(reference_found, relevant)
-    exact = exact_rankings(vectors, data.document_vectors, np.array(data.ids))
+    exact = exact_vector_rankings(data.ids, data.document_vectors, vectors, DEPTH)
     table["reference RRF (exact vector, bm25s)"] = mrr(
         [
             reciprocal_rank_fusion(pair, DEPTH, RRF_K)
